@@ -1,0 +1,299 @@
+//! `priorauth`: the command line over the engine. Argument parsing, file reading and
+//! output; every decision is made in `priorauth-core`.
+
+use std::io::{self, BufRead, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use priorauth_core::report::{self, Report};
+use priorauth_core::{Engine, generate};
+
+/// Exit status for bad input: an invalid case, an unknown policy id, an unreadable file.
+const EXIT_BAD_INPUT: u8 = 1;
+/// Exit status for policy files that do not load.
+const EXIT_POLICY_ERROR: u8 = 3;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "priorauth",
+    version,
+    about = "Decide prior-authorization requests against payer policies, and explain each decision",
+    after_help = "Exit status: 0 for any decision (approve, deny, review, incomplete, not_applicable); \
+                  1 for bad input (the message names the key); 3 when policy files do not load."
+)]
+struct Cli {
+    /// Load the policies of this directory instead of the bundled ones.
+    #[arg(long, global = true, value_name = "DIR")]
+    policies: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Decide cases (spec/case-format.md) against every policy, or the ones named.
+    Evaluate {
+        /// Case files; `-` reads standard input.
+        #[arg(value_name = "CASE.json", required_unless_present = "batch")]
+        cases: Vec<PathBuf>,
+        /// Only this policy (repeatable).
+        #[arg(long = "policy", value_name = "ID")]
+        policy: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Decide one case per line of a JSONL file (`-`: standard input), writing one
+        /// decision per line. Invalid lines are answered with an error object.
+        #[arg(long, value_name = "FILE.jsonl", conflicts_with = "cases")]
+        batch: Option<PathBuf>,
+    },
+    /// List the policies with their source documents and dates.
+    Policies,
+    /// Generate cases.
+    Cases {
+        #[command(subcommand)]
+        command: CasesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CasesCommand {
+    /// Write a population of plausible cases as JSONL.
+    Generate {
+        #[arg(long, default_value_t = 1000)]
+        count: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Percent of facts left unknown.
+        #[arg(long, default_value_t = 3)]
+        unknown_percent: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let engine = match &cli.policies {
+        None => Engine::bundled(),
+        Some(dir) => Engine::from_dir(dir),
+    };
+    let engine = match engine {
+        Ok(engine) => engine,
+        Err(error) => {
+            eprintln!("error: policy files do not load: {error}");
+            return ExitCode::from(EXIT_POLICY_ERROR);
+        }
+    };
+    let result = match cli.command {
+        Command::Evaluate {
+            cases,
+            policy,
+            format,
+            batch,
+        } => {
+            let selected = match select(&engine, &policy) {
+                Ok(selected) => selected,
+                Err(message) => return fail(&message),
+            };
+            match batch {
+                Some(path) => run_batch(&engine, &path, &selected),
+                None => evaluate(&engine, &cases, &selected, format),
+            }
+        }
+        Command::Policies => {
+            list_policies(&engine);
+            Ok(())
+        }
+        Command::Cases {
+            command:
+                CasesCommand::Generate {
+                    count,
+                    seed,
+                    unknown_percent,
+                },
+        } => generate_cases(count, seed, unknown_percent),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(&message),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(EXIT_BAD_INPUT)
+}
+
+fn select(engine: &Engine, ids: &[String]) -> Result<Vec<usize>, String> {
+    ids.iter()
+        .map(|id| {
+            engine.policy_index(id).ok_or_else(|| {
+                let known: Vec<&str> = engine.policies.iter().map(|p| p.id.as_str()).collect();
+                format!(
+                    "unknown policy `{id}` (the policies are {})",
+                    known.join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
+fn read_input(path: &Path) -> Result<String, String> {
+    if path == Path::new("-") {
+        let mut text = String::new();
+        io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| format!("cannot read standard input: {e}"))?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))
+    }
+}
+
+fn evaluate(
+    engine: &Engine,
+    paths: &[PathBuf],
+    selected: &[usize],
+    format: Format,
+) -> Result<(), String> {
+    let mut out = io::stdout().lock();
+    for path in paths {
+        let text = read_input(path)?;
+        let case = engine
+            .parse_case(&text)
+            .map_err(|error| format!("{}: {error}", path.display()))?;
+        let evaluation = engine.evaluate(&case, selected);
+        let rendered = match format {
+            Format::Json => serde_json::to_string_pretty(&Report::new(engine, &case, &evaluation))
+                .map_err(|e| format!("cannot write the decision: {e}"))?,
+            Format::Text => report::text(engine, &case, &evaluation),
+        };
+        writeln!(out, "{rendered}").map_err(|e| format!("cannot write: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Streams one decision per input line, so a run of any size needs constant memory.
+fn run_batch(engine: &Engine, path: &Path, selected: &[usize]) -> Result<(), String> {
+    let input: Box<dyn BufRead> = if path == Path::new("-") {
+        Box::new(io::stdin().lock())
+    } else {
+        let file = std::fs::File::open(path)
+            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        Box::new(io::BufReader::with_capacity(1 << 16, file))
+    };
+    let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    let mut invalid = 0usize;
+    let write_error = |e: io::Error| format!("cannot write: {e}");
+    for (number, line) in input.lines().enumerate() {
+        let line = line.map_err(|e| format!("cannot read line {}: {e}", number + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match engine.parse_case(&line) {
+            Ok(case) => {
+                let evaluation = engine.evaluate(&case, selected);
+                serde_json::to_writer(&mut out, &Report::new(engine, &case, &evaluation))
+                    .map_err(|e| format!("cannot write: {e}"))?;
+            }
+            Err(error) => {
+                invalid += 1;
+                let problems: Vec<_> = error
+                    .problems
+                    .iter()
+                    .map(|p| serde_json::json!({"key": p.key, "message": p.message}))
+                    .collect();
+                let object = serde_json::json!({"line": number + 1, "error": error.to_string(), "problems": problems});
+                serde_json::to_writer(&mut out, &object)
+                    .map_err(|e| format!("cannot write: {e}"))?;
+            }
+        }
+        out.write_all(b"\n").map_err(write_error)?;
+    }
+    out.flush().map_err(write_error)?;
+    if invalid > 0 {
+        return Err(format!(
+            "{invalid} invalid case line(s); each is answered with an error object"
+        ));
+    }
+    Ok(())
+}
+
+fn list_policies(engine: &Engine) {
+    for policy in &engine.policies {
+        let drugs: Vec<&str> = policy
+            .drugs
+            .iter()
+            .filter_map(|d| {
+                engine
+                    .catalog
+                    .drugs
+                    .get(usize::from(*d))
+                    .map(|drug| drug.id.as_str())
+            })
+            .collect();
+        println!("{}", policy.id);
+        println!("  {}", policy.title);
+        println!(
+            "  payer: {}; document: {}; source: policies/sources/{}",
+            policy.payer, policy.document, policy.source_file
+        );
+        println!(
+            "  version: {}; effective: {}",
+            policy.version,
+            policy
+                .effective
+                .map_or_else(|| "not stated".to_string(), |d| d.to_string())
+        );
+        println!("  drugs: {}", drugs.join(", "));
+        let lines: Vec<&str> = match policy.lines_of_business {
+            None => vec!["all (none stated)"],
+            Some(mask) => priorauth_core::case::LineOfBusiness::VARIANTS
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, name)| *name)
+                .collect(),
+        };
+        println!("  lines of business: {}", lines.join(", "));
+        let pathways: Vec<String> = policy
+            .pathways
+            .iter()
+            .map(|p| match p.authorization {
+                Some(duration) => format!("{} ({})", p.id, duration),
+                None => format!(
+                    "{} ({})",
+                    p.id,
+                    if p.outcome == priorauth_core::Outcome::Review {
+                        "review"
+                    } else {
+                        "no duration stated"
+                    }
+                ),
+            })
+            .collect();
+        println!("  pathways: {}", pathways.join(", "));
+        println!(
+            "  criteria: {}; exclusions: {}\n",
+            policy.criteria.len(),
+            policy.exclusions.len()
+        );
+    }
+}
+
+fn generate_cases(count: u64, seed: u64, unknown_percent: u64) -> Result<(), String> {
+    let mut rng = generate::Rng::new(seed);
+    let mut out = BufWriter::new(io::stdout().lock());
+    for index in 0..count {
+        let case = generate::case(&mut rng, index, unknown_percent);
+        serde_json::to_writer(&mut out, &case).map_err(|e| format!("cannot write: {e}"))?;
+        out.write_all(b"\n")
+            .map_err(|e| format!("cannot write: {e}"))?;
+    }
+    out.flush().map_err(|e| format!("cannot write: {e}"))
+}

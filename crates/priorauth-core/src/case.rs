@@ -1,0 +1,659 @@
+//! The case: one prior-authorization request in the format of `spec/case-format.md`.
+//!
+//! Parsing is strict: an unknown key, a wrong type, a bad enum value or an impossible value
+//! (a negative weight, a birth date after the request date) is an error that names the dotted
+//! key. A key that is absent or `null` is an unknown fact, never an error.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::date::Date;
+
+/// A validated case. Every fact is optional: `None` is "unknown".
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub request: Option<Request>,
+    #[serde(default)]
+    pub patient: Option<Patient>,
+    #[serde(default)]
+    pub diagnosis: Option<Diagnosis>,
+    #[serde(default)]
+    pub history: Option<History>,
+    #[serde(default)]
+    pub prescriber: Option<Prescriber>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    /// Validated against the drug catalog, so that a drug can be added as data.
+    #[serde(default)]
+    pub drug: Option<String>,
+    #[serde(default)]
+    pub kind: Option<RequestKind>,
+    #[serde(default)]
+    pub date: Option<Date>,
+    #[serde(default)]
+    pub line_of_business: Option<LineOfBusiness>,
+    #[serde(default)]
+    pub phase: Option<Phase>,
+    #[serde(default)]
+    pub regimen: Option<Regimen>,
+    #[serde(default)]
+    pub dose: Option<Dose>,
+    #[serde(default)]
+    pub infusion_days: Option<u32>,
+    #[serde(default)]
+    pub cycle_length_days: Option<u32>,
+    #[serde(default)]
+    pub cycles: Option<u32>,
+    #[serde(default)]
+    pub first_cycle: Option<u32>,
+    #[serde(default)]
+    pub hcpcs: Option<String>,
+    #[serde(default)]
+    pub units: Option<u32>,
+    #[serde(default)]
+    pub units_period_days: Option<u32>,
+    #[serde(default)]
+    pub drug_source: Option<DrugSource>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Dose {
+    pub value: f64,
+    pub unit: DoseUnit,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Patient {
+    #[serde(default)]
+    pub birth_date: Option<Date>,
+    #[serde(default)]
+    pub weight_kg: Option<f64>,
+    #[serde(default)]
+    pub height_cm: Option<f64>,
+    #[serde(default)]
+    pub new_to_plan_on_treatment: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Diagnosis {
+    #[serde(default)]
+    pub icd10: Option<Vec<String>>,
+    #[serde(default)]
+    pub condition: Option<Condition>,
+    #[serde(default)]
+    pub lineage: Option<Lineage>,
+    #[serde(default)]
+    pub cd19_positive: Option<bool>,
+    #[serde(default)]
+    pub cd22_positive: Option<bool>,
+    #[serde(default)]
+    pub ph_status: Option<PhStatus>,
+    #[serde(default)]
+    pub disease_status: Option<DiseaseStatus>,
+    #[serde(default)]
+    pub remission_number: Option<u32>,
+    #[serde(default)]
+    pub complete_response_to_induction: Option<bool>,
+    #[serde(default)]
+    pub mrd_status: Option<MrdStatus>,
+    #[serde(default)]
+    pub mrd_percent: Option<f64>,
+    #[serde(default)]
+    pub mrd_method: Option<MrdMethod>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct History {
+    #[serde(default)]
+    pub induction_regimen: Option<InductionRegimen>,
+    #[serde(default)]
+    pub prior_systemic_therapies: Option<u32>,
+    #[serde(default)]
+    pub tkis: Option<Vec<TkiTrial>>,
+    #[serde(default)]
+    pub blinatumomab_cycles: Option<u32>,
+    #[serde(default)]
+    pub blinatumomab_continued_cycles: Option<u32>,
+    #[serde(default)]
+    pub progression_on_blinatumomab: Option<bool>,
+    #[serde(default)]
+    pub hypersensitivity: Option<bool>,
+    #[serde(default)]
+    pub live_vaccine_within_2_weeks: Option<bool>,
+    #[serde(default)]
+    pub live_vaccine_planned: Option<bool>,
+    #[serde(default)]
+    pub unacceptable_toxicity: Option<bool>,
+    #[serde(default)]
+    pub response: Option<Response>,
+    #[serde(default)]
+    pub medications_added: Option<bool>,
+    #[serde(default)]
+    pub authorizations: Option<Vec<PastAuthorization>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TkiTrial {
+    pub drug: Tki,
+    pub outcome: TkiOutcome,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PastAuthorization {
+    pub start: Date,
+    /// Inclusive.
+    pub end: Date,
+    #[serde(default)]
+    pub renewal: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Prescriber {
+    #[serde(default)]
+    pub specialty: Option<Specialty>,
+    #[serde(default)]
+    pub consulting_specialty: Option<Specialty>,
+}
+
+/// Declares a closed set of case values: the serde names are the spec's, and `VARIANTS`
+/// lists them in declaration order, which is the order the fact registry indexes them by.
+macro_rules! case_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+        impl $name {
+            pub const VARIANTS: &'static [&'static str] = &[$($text),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+            /// Position in `VARIANTS`.
+            pub fn index(self) -> u8 {
+                self as u8
+            }
+        }
+    };
+}
+
+case_enum!(RequestKind { Initial = "initial", Renewal = "renewal" });
+case_enum!(LineOfBusiness {
+    Commercial = "commercial",
+    Exchange = "exchange",
+    Medicaid = "medicaid",
+    Chip = "chip",
+    MedicareAdvantage = "medicare_advantage",
+});
+case_enum!(Phase { Induction = "induction", Consolidation = "consolidation", Maintenance = "maintenance" });
+case_enum!(Regimen {
+    SingleAgent = "single_agent",
+    InotuzumabMiniHyperCvd = "inotuzumab_mini_hypercvd",
+    Interfant = "interfant",
+    TkiCombination = "tki_combination",
+    ChemotherapyCombination = "chemotherapy_combination",
+    OtherCombination = "other_combination",
+});
+case_enum!(DoseUnit { McgPerDay = "mcg/day", McgPerM2PerDay = "mcg/m2/day", MgPerM2 = "mg/m2" });
+case_enum!(DrugSource { Plan = "plan", Samples = "samples", ManufacturerAssistance = "manufacturer_assistance" });
+case_enum!(Condition {
+    AcuteLymphoblasticLeukemia = "acute_lymphoblastic_leukemia",
+    LymphoblasticLymphoma = "lymphoblastic_lymphoma",
+    OtherCancer = "other_cancer",
+    NonCancer = "non_cancer",
+});
+case_enum!(Lineage { BCellPrecursor = "b_cell_precursor", TCell = "t_cell", MixedPhenotype = "mixed_phenotype" });
+case_enum!(PhStatus { Positive = "positive", Negative = "negative", PhLike = "ph_like" });
+case_enum!(DiseaseStatus {
+    NewlyDiagnosed = "newly_diagnosed",
+    CompleteRemission = "complete_remission",
+    Relapsed = "relapsed",
+    Refractory = "refractory",
+});
+case_enum!(MrdStatus { Positive = "positive", Negative = "negative" });
+case_enum!(MrdMethod { FlowCytometry = "flow_cytometry", Pcr = "pcr", Ngs = "ngs" });
+case_enum!(InductionRegimen {
+    StandardChemotherapy = "standard_chemotherapy",
+    InotuzumabMiniHyperCvd = "inotuzumab_mini_hypercvd",
+    TkiBased = "tki_based",
+    Other = "other",
+});
+case_enum!(
+    /// Tyrosine kinase inhibitors of the case format. Their generations are in [`Tki::generation`].
+    Tki {
+        Imatinib = "imatinib",
+        Dasatinib = "dasatinib",
+        Nilotinib = "nilotinib",
+        Bosutinib = "bosutinib",
+        Ponatinib = "ponatinib",
+        Asciminib = "asciminib",
+        Olverembatinib = "olverembatinib",
+    }
+);
+case_enum!(TkiOutcome {
+    Relapsed = "relapsed",
+    Refractory = "refractory",
+    Intolerant = "intolerant",
+    InadequateResponse = "inadequate_response",
+    AdverseReaction = "adverse_reaction",
+    Responding = "responding",
+});
+case_enum!(Response { Response = "response", Stable = "stable", Progression = "progression" });
+case_enum!(Specialty {
+    MedicalOncology = "medical_oncology",
+    Hematology = "hematology",
+    HematologyOncology = "hematology_oncology",
+    PediatricHematologyOncology = "pediatric_hematology_oncology",
+    Other = "other",
+});
+
+impl Tki {
+    /// Generation of the inhibitor. Imatinib is the first; dasatinib, nilotinib and bosutinib
+    /// the second; ponatinib and olverembatinib the third. Asciminib (an allosteric STAMP
+    /// inhibitor, later than all of these) is counted as "second-generation or later", as the
+    /// policies that speak of generations intend (reference/clinical.md, section C).
+    pub fn generation(self) -> u8 {
+        match self {
+            Tki::Imatinib => 1,
+            Tki::Dasatinib | Tki::Nilotinib | Tki::Bosutinib => 2,
+            Tki::Ponatinib | Tki::Olverembatinib => 3,
+            Tki::Asciminib => 4,
+        }
+    }
+}
+
+/// One problem with a case, tied to the dotted key it concerns (`patient.weight_kg`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseProblem {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for CaseProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "`{}`: {}", self.key, self.message)
+        }
+    }
+}
+
+/// A case that breaks the format. Lists every problem found, each naming its key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid case: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct CaseError {
+    pub problems: Vec<CaseProblem>,
+}
+
+impl CaseError {
+    fn single(key: impl Into<String>, message: impl Into<String>) -> Self {
+        CaseError {
+            problems: vec![CaseProblem {
+                key: key.into(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+/// Parses and validates a case. `known_drugs` are the drug names of the catalog.
+pub fn parse_case(json: &str, known_drugs: &[impl AsRef<str>]) -> Result<Case, CaseError> {
+    // The plain parse is the fast path; on failure, parse again to learn the key's path.
+    let case: Case = match serde_json::from_str(json) {
+        Ok(case) => case,
+        Err(_) => return Err(locate_syntax_error(json)),
+    };
+    validate(&case, known_drugs)?;
+    Ok(case)
+}
+
+fn locate_syntax_error(json: &str) -> CaseError {
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    match serde_path_to_error::deserialize::<_, Case>(&mut deserializer) {
+        Ok(_) => CaseError::single("", "invalid case"),
+        Err(error) => {
+            let path = error.path().to_string();
+            let inner = error.into_inner();
+            let key = if path == "." { String::new() } else { path };
+            let message = if inner.is_syntax() || inner.is_eof() {
+                format!("not valid JSON: {inner}")
+            } else {
+                // serde's message for an unknown key names only its last segment; the key
+                // field carries the full path.
+                inner.to_string()
+            };
+            CaseError::single(key, message)
+        }
+    }
+}
+
+/// Checks the values serde cannot: ranges, patterns, dates and their order.
+pub fn validate(case: &Case, known_drugs: &[impl AsRef<str>]) -> Result<(), CaseError> {
+    let mut problems = Vec::new();
+    let mut problem = |key: &str, message: String| {
+        problems.push(CaseProblem {
+            key: key.to_string(),
+            message,
+        })
+    };
+    let request_date = case.request.as_ref().and_then(|r| r.date);
+
+    if let Some(request) = &case.request {
+        if let Some(drug) = &request.drug {
+            if !known_drugs.iter().any(|known| known.as_ref() == drug) {
+                let names: Vec<&str> = known_drugs.iter().map(AsRef::as_ref).collect();
+                problem(
+                    "request.drug",
+                    format!(
+                        "unknown drug `{drug}`, expected one of {}",
+                        quoted_list(&names)
+                    ),
+                );
+            }
+        }
+        if let Some(dose) = &request.dose {
+            if !(dose.value > 0.0) || !dose.value.is_finite() {
+                problem(
+                    "request.dose.value",
+                    format!("must be greater than 0, got {}", dose.value),
+                );
+            }
+        }
+        for (key, value) in [
+            ("request.infusion_days", request.infusion_days),
+            ("request.cycle_length_days", request.cycle_length_days),
+            ("request.cycles", request.cycles),
+            ("request.first_cycle", request.first_cycle),
+            ("request.units_period_days", request.units_period_days),
+        ] {
+            if value == Some(0) {
+                problem(key, "must be at least 1, got 0".to_string());
+            }
+        }
+        if let (Some(infusion), Some(cycle)) = (request.infusion_days, request.cycle_length_days) {
+            if infusion > cycle {
+                problem(
+                    "request.infusion_days",
+                    format!(
+                        "{infusion} infusion days do not fit in a cycle of {cycle} days (request.cycle_length_days)"
+                    ),
+                );
+            }
+        }
+        if let Some(hcpcs) = &request.hcpcs {
+            if !is_hcpcs(hcpcs) {
+                problem(
+                    "request.hcpcs",
+                    format!("`{hcpcs}` is not a HCPCS code (a capital letter and four digits)"),
+                );
+            }
+        }
+    }
+    if let Some(patient) = &case.patient {
+        check_measure(&mut problem, "patient.weight_kg", patient.weight_kg, 700.0);
+        check_measure(&mut problem, "patient.height_cm", patient.height_cm, 300.0);
+        if let (Some(birth), Some(date)) = (patient.birth_date, request_date) {
+            if birth > date {
+                problem(
+                    "patient.birth_date",
+                    format!("{birth} is after the request date {date}"),
+                );
+            }
+        }
+    }
+    if let Some(diagnosis) = &case.diagnosis {
+        if let Some(codes) = &diagnosis.icd10 {
+            for (index, code) in codes.iter().enumerate() {
+                if !is_icd10(code) {
+                    problem(
+                        &format!("diagnosis.icd10[{index}]"),
+                        format!("`{code}` is not an ICD-10-CM code"),
+                    );
+                }
+            }
+        }
+        if diagnosis.remission_number == Some(0) {
+            problem(
+                "diagnosis.remission_number",
+                "must be at least 1, got 0".to_string(),
+            );
+        }
+        if let Some(percent) = diagnosis.mrd_percent {
+            if !(0.0..=100.0).contains(&percent) {
+                problem(
+                    "diagnosis.mrd_percent",
+                    format!("must be between 0 and 100, got {percent}"),
+                );
+            }
+        }
+    }
+    if let Some(history) = &case.history {
+        if let (Some(all), Some(continued)) = (
+            history.blinatumomab_cycles,
+            history.blinatumomab_continued_cycles,
+        ) {
+            if continued > all {
+                problem(
+                    "history.blinatumomab_continued_cycles",
+                    format!(
+                        "{continued} continued cycles are more than the {all} cycles given (history.blinatumomab_cycles)"
+                    ),
+                );
+            }
+        }
+        for (index, past) in history.authorizations.iter().flatten().enumerate() {
+            if past.end < past.start {
+                problem(
+                    &format!("history.authorizations[{index}].end"),
+                    format!("{} is before its start {}", past.end, past.start),
+                );
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CaseError { problems })
+    }
+}
+
+fn check_measure(problem: &mut impl FnMut(&str, String), key: &str, value: Option<f64>, max: f64) {
+    if let Some(value) = value {
+        if !(value > 0.0) || !value.is_finite() {
+            problem(key, format!("must be greater than 0, got {value}"));
+        } else if value > max {
+            problem(
+                key,
+                format!("{value} is not a possible value (at most {max})"),
+            );
+        }
+    }
+}
+
+fn quoted_list(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|item| format!("`{item}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn is_hcpcs(code: &str) -> bool {
+    let bytes = code.as_bytes();
+    bytes.len() == 5
+        && bytes.first().is_some_and(u8::is_ascii_uppercase)
+        && bytes.iter().skip(1).all(u8::is_ascii_digit)
+}
+
+/// `^[A-TV-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$`, the schema's pattern.
+fn is_icd10(code: &str) -> bool {
+    let bytes = code.as_bytes();
+    let head_ok = match bytes {
+        [letter, digit, third, ..] => {
+            letter.is_ascii_uppercase()
+                && *letter != b'U'
+                && digit.is_ascii_digit()
+                && (third.is_ascii_digit() || third.is_ascii_uppercase())
+        }
+        _ => false,
+    };
+    let tail = bytes.get(3..).unwrap_or_default();
+    let tail_ok = match tail {
+        [] => true,
+        [b'.', rest @ ..] => {
+            (1..=4).contains(&rest.len())
+                && rest
+                    .iter()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+        }
+        _ => false,
+    };
+    head_ok && tail_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DRUGS: &[&str] = &["blinatumomab", "inotuzumab_ozogamicin"];
+
+    fn first_key(json: &str) -> String {
+        parse_case(json, DRUGS).unwrap_err().problems[0].key.clone()
+    }
+
+    #[test]
+    fn names_the_key_of_each_kind_of_error() {
+        assert_eq!(
+            first_key(r#"{"diagnosis": {"mrd_pct": 1}}"#),
+            "diagnosis.mrd_pct"
+        );
+        assert_eq!(
+            first_key(r#"{"diagnosis": {"ph_status": "maybe"}}"#),
+            "diagnosis.ph_status"
+        );
+        assert_eq!(
+            first_key(r#"{"request": {"cycles": "two"}}"#),
+            "request.cycles"
+        );
+        assert_eq!(
+            first_key(r#"{"request": {"cycles": -1}}"#),
+            "request.cycles"
+        );
+        assert_eq!(first_key(r#"{"request": {"cycles": 0}}"#), "request.cycles");
+        assert_eq!(
+            first_key(r#"{"patient": {"weight_kg": -70}}"#),
+            "patient.weight_kg"
+        );
+        assert_eq!(
+            first_key(r#"{"patient": {"weight_kg": 0}}"#),
+            "patient.weight_kg"
+        );
+        assert_eq!(
+            first_key(r#"{"request": {"date": "2026-02-30"}}"#),
+            "request.date"
+        );
+        assert_eq!(
+            first_key(r#"{"request": {"date": "2026-2-3"}}"#),
+            "request.date"
+        );
+        assert_eq!(
+            first_key(r#"{"request": {"drug": "aspirin"}}"#),
+            "request.drug"
+        );
+        assert_eq!(
+            first_key(r#"{"request": {"dose": {"value": 0, "unit": "mcg/day"}}}"#),
+            "request.dose.value"
+        );
+        assert_eq!(
+            first_key(r#"{"request": {"dose": {"value": 1}}}"#),
+            "request.dose"
+        );
+        assert_eq!(
+            first_key(r#"{"request": {"hcpcs": "j9039"}}"#),
+            "request.hcpcs"
+        );
+        assert_eq!(
+            first_key(r#"{"diagnosis": {"icd10": ["C91.02", "91"]}}"#),
+            "diagnosis.icd10[1]"
+        );
+        assert_eq!(
+            first_key(r#"{"diagnosis": {"mrd_percent": 100.5}}"#),
+            "diagnosis.mrd_percent"
+        );
+        assert_eq!(
+            first_key(r#"{"history": {"tkis": [{"drug": "imatinib"}]}}"#),
+            "history.tkis[0]"
+        );
+        assert_eq!(first_key(r#"{"extra": 1}"#), "extra");
+        assert_eq!(
+            first_key(
+                r#"{"request": {"date": "2026-01-01"}, "patient": {"birth_date": "2026-01-02"}}"#
+            ),
+            "patient.birth_date"
+        );
+        assert_eq!(
+            first_key(
+                r#"{"history": {"authorizations": [{"start": "2026-02-01", "end": "2026-01-01"}]}}"#
+            ),
+            "history.authorizations[0].end"
+        );
+    }
+
+    #[test]
+    fn lists_every_problem_at_once() {
+        let error = parse_case(
+            r#"{"patient": {"weight_kg": -1, "height_cm": 0}, "request": {"cycles": 0}}"#,
+            DRUGS,
+        )
+        .unwrap_err();
+        let keys: Vec<_> = error.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["request.cycles", "patient.weight_kg", "patient.height_cm"]
+        );
+    }
+
+    #[test]
+    fn absent_and_null_are_unknown() {
+        let case = parse_case(
+            r#"{"request": null, "patient": {"weight_kg": null}}"#,
+            DRUGS,
+        )
+        .unwrap();
+        assert_eq!(case.request, None);
+        assert_eq!(case.patient.unwrap().weight_kg, None);
+        assert_eq!(parse_case("{}", DRUGS).unwrap(), Case::default());
+    }
+
+    #[test]
+    fn bad_json_is_an_error_not_a_panic() {
+        let error = parse_case(r#"{"request": {"drug": "blinatumomab","#, DRUGS).unwrap_err();
+        assert!(error.to_string().contains("not valid JSON"), "{error}");
+    }
+
+    #[test]
+    fn icd10_pattern() {
+        for good in ["C91.02", "C91", "C83.5A", "Z85.6"] {
+            assert!(is_icd10(good), "{good}");
+        }
+        for bad in ["U07.1", "c91.02", "C9", "C91.", "C91.12345", "C91-02"] {
+            assert!(!is_icd10(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,502 @@
+//! Three-valued evaluation of a policy against a case's facts.
+//!
+//! A criterion is true, false, or unknown together with the case keys that would settle it.
+//! `and`/`or`/`not` follow Kleene's logic, so a false criterion decides a group whatever the
+//! unknown facts are, and only a result that turns on an unknown fact is `incomplete`.
+
+use crate::date::Date;
+use crate::facts::{FactId, Facts, Missing, Value};
+use crate::policy::{Check, Criterion, CriterionIdx, Node, Outcome, Policy};
+
+/// The truth of a criterion for one case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truth {
+    True,
+    False,
+    /// Not settled by the case; the keys would settle it.
+    Unknown(Missing),
+}
+
+impl Truth {
+    pub fn from_bool(value: bool) -> Truth {
+        if value { Truth::True } else { Truth::False }
+    }
+
+    pub fn and(self, other: Truth) -> Truth {
+        match (self, other) {
+            (Truth::False, _) | (_, Truth::False) => Truth::False,
+            (Truth::True, x) | (x, Truth::True) => x,
+            (Truth::Unknown(a), Truth::Unknown(b)) => Truth::Unknown(a | b),
+        }
+    }
+
+    pub fn or(self, other: Truth) -> Truth {
+        match (self, other) {
+            (Truth::True, _) | (_, Truth::True) => Truth::True,
+            (Truth::False, x) | (x, Truth::False) => x,
+            (Truth::Unknown(a), Truth::Unknown(b)) => Truth::Unknown(a | b),
+        }
+    }
+
+    #[allow(clippy::should_implement_trait)]
+    pub fn not(self) -> Truth {
+        match self {
+            Truth::True => Truth::False,
+            Truth::False => Truth::True,
+            unknown => unknown,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Truth::True => "met",
+            Truth::False => "not_met",
+            Truth::Unknown(_) => "unknown",
+        }
+    }
+}
+
+/// Evaluates one criterion of an arena.
+pub fn eval(criteria: &[Criterion], idx: CriterionIdx, facts: &Facts) -> Truth {
+    let Some(criterion) = criteria.get(usize::from(idx)) else {
+        return Truth::False;
+    };
+    match &criterion.node {
+        Node::Test(test) => match (eval_test(test.fact, test.check, facts), test.if_unknown) {
+            (Truth::Unknown(_), Some(value)) => Truth::from_bool(value),
+            (truth, _) => truth,
+        },
+        Node::All(list) => {
+            let mut truth = Truth::True;
+            for child in list {
+                truth = truth.and(eval(criteria, *child, facts));
+                if truth == Truth::False {
+                    break;
+                }
+            }
+            truth
+        }
+        Node::Any(list) => {
+            let mut truth = Truth::False;
+            for child in list {
+                truth = truth.or(eval(criteria, *child, facts));
+                if truth == Truth::True {
+                    break;
+                }
+            }
+            truth
+        }
+        Node::Not(inner) => eval(criteria, *inner, facts).not(),
+    }
+}
+
+fn eval_all(criteria: &[Criterion], list: &[CriterionIdx], facts: &Facts) -> Truth {
+    let mut truth = Truth::True;
+    for idx in list {
+        truth = truth.and(eval(criteria, *idx, facts));
+        if truth == Truth::False {
+            break;
+        }
+    }
+    truth
+}
+
+fn eval_test(fact: FactId, check: Check, facts: &Facts) -> Truth {
+    let value = facts.get(fact);
+    let value = match value {
+        Value::Unknown(missing) => return Truth::Unknown(missing),
+        Value::NotApplicable => return Truth::False,
+        known => known,
+    };
+    match (check, value) {
+        (Check::Is(expected), Value::Bool(actual)) => Truth::from_bool(expected == actual),
+        (Check::OneOf(mask), Value::Symbol(position)) => {
+            Truth::from_bool(mask & (1 << position) != 0)
+        }
+        (Check::Range { min, max, per_days }, Value::Number(number)) => {
+            // A rate compares `number / period` with `bound / per_days`, cross-multiplied so
+            // that whole numbers stay exact.
+            let (number, scale) = match per_days {
+                None => (number, 1.0),
+                Some(per_days) => match facts.get(FactId::RequestUnitsPeriodDays) {
+                    Value::Number(period) => (number * per_days, period),
+                    Value::Unknown(missing) => return Truth::Unknown(missing),
+                    _ => return Truth::False,
+                },
+            };
+            let above_min = min.is_none_or(|b| {
+                if b.inclusive {
+                    number >= b.value * scale
+                } else {
+                    number > b.value * scale
+                }
+            });
+            let below_max = max.is_none_or(|b| {
+                if b.inclusive {
+                    number <= b.value * scale
+                } else {
+                    number < b.value * scale
+                }
+            });
+            Truth::from_bool(above_min && below_max)
+        }
+        // INVARIANT: the loader only builds checks that fit their fact's type.
+        _ => Truth::False,
+    }
+}
+
+/// One policy's decision on one case, before it is rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub outcome: Outcome,
+    /// The pathway that approved or sent to review.
+    pub pathway: Option<u16>,
+    /// The exclusion that denied.
+    pub exclusion: Option<CriterionIdx>,
+    /// Review because the pathway's dosing is outside the policy's (not a review pathway).
+    pub dosing_outside: bool,
+    /// Start and inclusive end, for an approval whose pathway states a duration.
+    pub authorization: Option<(Date, Date)>,
+    /// The case keys still needed, for `incomplete`.
+    pub missing: Missing,
+}
+
+/// The truth of a pathway's parts for one case.
+#[derive(Debug, Clone, Copy)]
+pub struct PathwayTruth {
+    /// The request kind is one the pathway serves.
+    pub kind: Truth,
+    pub criteria: Truth,
+    pub dosing: Truth,
+}
+
+pub fn pathway_truth(policy: &Policy, pathway_idx: usize, facts: &Facts) -> Option<PathwayTruth> {
+    let pathway = policy.pathways.get(pathway_idx)?;
+    let kind = one_of(facts, FactId::RequestKind, u64::from(pathway.kinds));
+    Some(PathwayTruth {
+        kind,
+        criteria: eval_all(&policy.criteria, &pathway.criteria, facts),
+        dosing: eval_all(&policy.criteria, &pathway.dosing, facts),
+    })
+}
+
+fn one_of(facts: &Facts, fact: FactId, mask: u64) -> Truth {
+    eval_test(fact, Check::OneOf(mask), facts)
+}
+
+/// Whether the policy governs the request: its drug and line of business.
+pub fn applicability(policy: &Policy, facts: &Facts) -> Truth {
+    let drug_mask = policy
+        .drugs
+        .iter()
+        .fold(0u64, |mask, drug| mask | 1 << drug);
+    let drug = one_of(facts, FactId::RequestDrug, drug_mask);
+    match policy.lines_of_business {
+        None => drug,
+        Some(lines) => drug.and(one_of(
+            facts,
+            FactId::RequestLineOfBusiness,
+            u64::from(lines),
+        )),
+    }
+}
+
+/// Decides one policy for one case. `request_date` starts the authorization.
+pub fn decide(policy: &Policy, facts: &Facts, request_date: Option<Date>) -> Decision {
+    let mut decision = Decision {
+        outcome: Outcome::Deny,
+        pathway: None,
+        exclusion: None,
+        dosing_outside: false,
+        authorization: None,
+        missing: 0,
+    };
+    let applies = applicability(policy, facts);
+    if applies == Truth::False {
+        decision.outcome = Outcome::NotApplicable;
+        return decision;
+    }
+    let applies_missing = match applies {
+        Truth::Unknown(missing) => missing,
+        _ => 0,
+    };
+
+    // An exclusion that is not documented is taken as absent: only a met one counts.
+    if let Some(exclusion) = policy
+        .exclusions
+        .iter()
+        .find(|e| eval(&policy.criteria, **e, facts) == Truth::True)
+    {
+        decision.exclusion = Some(*exclusion);
+        return settle(decision, applies_missing);
+    }
+
+    let mut approve = Truth::False;
+    let mut review = Truth::False;
+    let mut review_pathway = None;
+    for (index, pathway) in policy.pathways.iter().enumerate() {
+        let Some(truth) = pathway_truth(policy, index, facts) else {
+            continue;
+        };
+        let met = truth.kind.and(truth.criteria);
+        match pathway.outcome {
+            Outcome::Approve => {
+                let approved = met.and(truth.dosing);
+                if approved == Truth::True && decision.pathway.is_none() {
+                    decision.pathway = Some(index as u16);
+                }
+                approve = approve.or(approved);
+                if policy.dosing_outside == Outcome::Review {
+                    let outside = met.and(truth.dosing.not());
+                    if outside == Truth::True && review_pathway.is_none() {
+                        review_pathway = Some((index as u16, true));
+                    }
+                    review = review.or(outside);
+                }
+            }
+            _ => {
+                let routed = met.and(truth.dosing);
+                if routed == Truth::True && review_pathway.is_none() {
+                    review_pathway = Some((index as u16, false));
+                }
+                review = review.or(routed);
+            }
+        }
+    }
+
+    match (approve, review) {
+        (Truth::True, _) => {
+            decision.outcome = Outcome::Approve;
+            let duration = decision
+                .pathway
+                .and_then(|p| policy.pathways.get(usize::from(p)))
+                .and_then(|p| p.authorization);
+            if let Some(duration) = duration {
+                match request_date {
+                    Some(start) => {
+                        decision.authorization =
+                            start.inclusive_end(duration).map(|end| (start, end))
+                    }
+                    None => {
+                        decision.outcome = Outcome::Incomplete;
+                        decision.missing = crate::facts::key_bit("request.date").unwrap_or(0);
+                    }
+                }
+            }
+        }
+        (Truth::Unknown(missing), _) => {
+            decision.outcome = Outcome::Incomplete;
+            decision.pathway = None;
+            decision.missing = missing;
+        }
+        (Truth::False, Truth::True) => {
+            decision.outcome = Outcome::Review;
+            if let Some((pathway, dosing_outside)) = review_pathway {
+                decision.pathway = Some(pathway);
+                decision.dosing_outside = dosing_outside;
+            }
+        }
+        (Truth::False, Truth::Unknown(missing)) => {
+            decision.outcome = Outcome::Incomplete;
+            decision.missing = missing;
+        }
+        (Truth::False, Truth::False) => decision.outcome = Outcome::Deny,
+    }
+    settle(decision, applies_missing)
+}
+
+/// A decision reached while the policy's applicability is unknown holds only if it would
+/// be the same when the policy does not apply; otherwise the applicability facts are missing.
+fn settle(mut decision: Decision, applies_missing: Missing) -> Decision {
+    if applies_missing != 0 {
+        decision.missing |= applies_missing;
+        decision.outcome = Outcome::Incomplete;
+        decision.pathway = None;
+        decision.exclusion = None;
+        decision.dosing_outside = false;
+        decision.authorization = None;
+    }
+    decision
+}
+
+/// One line of an explanation: a criterion and its status, at a depth in the policy's outline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reason {
+    pub criterion: CriterionIdx,
+    pub truth: Truth,
+    pub depth: u8,
+    pub pathway: Option<u16>,
+}
+
+/// Appends `idx` and the part of its subtree that settles its truth: for a met `all`, every
+/// child; for an unmet one, the unmet children; for an unknown one, the unknown children
+/// (dually for `any`). With `full`, every child is listed.
+pub fn explain_criterion(
+    criteria: &[Criterion],
+    idx: CriterionIdx,
+    facts: &Facts,
+    depth: u8,
+    pathway: Option<u16>,
+    full: bool,
+    out: &mut Vec<Reason>,
+) {
+    let truth = eval(criteria, idx, facts);
+    out.push(Reason {
+        criterion: idx,
+        truth,
+        depth,
+        pathway,
+    });
+    let Some(criterion) = criteria.get(usize::from(idx)) else {
+        return;
+    };
+    let children: &[CriterionIdx] = match &criterion.node {
+        Node::Test(_) => &[],
+        Node::All(list) | Node::Any(list) => list,
+        Node::Not(inner) => std::slice::from_ref(inner),
+    };
+    let is_not = matches!(criterion.node, Node::Not(_));
+    for child in children {
+        let child_truth = eval(criteria, *child, facts);
+        let decisive = full
+            || is_not
+            || match (truth, child_truth) {
+                (Truth::Unknown(_), Truth::Unknown(_)) => true,
+                (Truth::Unknown(_), _) => false,
+                (parent, child) => {
+                    let any = matches!(criterion.node, Node::Any(_));
+                    // A met `any` is explained by its met children; an unmet `all` by its
+                    // unmet ones; a met `all` and an unmet `any` by all of them.
+                    match (any, parent) {
+                        (true, Truth::True) | (false, Truth::False) => child == parent,
+                        _ => true,
+                    }
+                }
+            };
+        if decisive {
+            explain_criterion(
+                criteria,
+                *child,
+                facts,
+                depth.saturating_add(1),
+                pathway,
+                full,
+                out,
+            );
+        }
+    }
+}
+
+/// The criteria that decided a policy's outcome, in the policy's order.
+pub fn explain(policy: &Policy, facts: &Facts, decision: &Decision) -> Vec<Reason> {
+    let mut out = Vec::new();
+    let criteria = &policy.criteria;
+    if let Some(exclusion) = decision.exclusion {
+        explain_criterion(criteria, exclusion, facts, 0, None, false, &mut out);
+        return out;
+    }
+    match decision.outcome {
+        Outcome::NotApplicable => {}
+        Outcome::Approve | Outcome::Review if decision.pathway.is_some() => {
+            let index = decision.pathway.unwrap_or_default();
+            if let Some(pathway) = policy.pathways.get(usize::from(index)) {
+                for idx in pathway.criteria.iter().chain(&pathway.dosing) {
+                    let truth = eval(criteria, *idx, facts);
+                    // Under review for dosing, the met dosing criteria do not explain it.
+                    if decision.dosing_outside
+                        && pathway.dosing.contains(idx)
+                        && truth == Truth::True
+                    {
+                        continue;
+                    }
+                    explain_criterion(criteria, *idx, facts, 0, Some(index), false, &mut out);
+                }
+            }
+        }
+        outcome => {
+            // Denial, incompleteness or review without a single pathway: every pathway of the
+            // request's kind, by the criteria that did not hold (or are unknown).
+            let wanted = |truth: Truth| match outcome {
+                Outcome::Incomplete => matches!(truth, Truth::Unknown(_)),
+                _ => truth == Truth::False,
+            };
+            for (index, pathway) in policy.pathways.iter().enumerate() {
+                let Some(truth) = pathway_truth(policy, index, facts) else {
+                    continue;
+                };
+                if truth.kind == Truth::False {
+                    continue;
+                }
+                for idx in pathway.criteria.iter().chain(&pathway.dosing) {
+                    if wanted(eval(criteria, *idx, facts)) {
+                        explain_criterion(
+                            criteria,
+                            *idx,
+                            facts,
+                            0,
+                            Some(index as u16),
+                            false,
+                            &mut out,
+                        );
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn truth() -> impl Strategy<Value = Truth> {
+        prop_oneof![
+            Just(Truth::True),
+            Just(Truth::False),
+            (1u64..8).prop_map(Truth::Unknown)
+        ]
+    }
+
+    /// The Kleene tables, checked against "true if every completion is true".
+    fn completions(t: Truth) -> Vec<bool> {
+        match t {
+            Truth::True => vec![true],
+            Truth::False => vec![false],
+            Truth::Unknown(_) => vec![true, false],
+        }
+    }
+
+    fn settled(values: impl Iterator<Item = bool>) -> Option<bool> {
+        let values: Vec<bool> = values.collect();
+        if values.iter().all(|v| *v) {
+            Some(true)
+        } else if values.iter().all(|v| !*v) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    fn as_option(t: Truth) -> Option<bool> {
+        match t {
+            Truth::True => Some(true),
+            Truth::False => Some(false),
+            Truth::Unknown(_) => None,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn kleene_and_or_not(a in truth(), b in truth()) {
+            let and = settled(completions(a).into_iter().flat_map(|x| completions(b).into_iter().map(move |y| x && y)));
+            let or = settled(completions(a).into_iter().flat_map(|x| completions(b).into_iter().map(move |y| x || y)));
+            prop_assert_eq!(as_option(a.and(b)), and);
+            prop_assert_eq!(as_option(a.or(b)), or);
+            prop_assert_eq!(as_option(a.not()), as_option(a).map(|x| !x));
+            // De Morgan.
+            prop_assert_eq!(a.and(b).not(), a.not().or(b.not()));
+        }
+    }
+}

@@ -1,0 +1,631 @@
+//! The facts a policy may read, and their values for one case.
+//!
+//! A fact is either a key of the case (`diagnosis.ph_status`) or a fact derived from several
+//! keys (`patient.age_years`, `patient.bsa_m2`, `history.tki_2g_relapsed_or_refractory`).
+//! Derived facts are computed here, once per case, and nowhere else. An unknown value carries
+//! the case keys that would make it known, so that `incomplete` can name exactly those.
+
+use crate::case::*;
+
+/// A set of case keys, one bit per entry of [`CASE_KEYS`].
+pub type Missing = u64;
+
+/// The case keys a requester can be asked for, in the spec's order. `missing` lists are
+/// reported in this order.
+pub const CASE_KEYS: [&str; 49] = [
+    "request.drug",
+    "request.kind",
+    "request.date",
+    "request.line_of_business",
+    "request.phase",
+    "request.regimen",
+    "request.dose",
+    "request.infusion_days",
+    "request.cycle_length_days",
+    "request.cycles",
+    "request.first_cycle",
+    "request.hcpcs",
+    "request.units",
+    "request.units_period_days",
+    "request.drug_source",
+    "patient.birth_date",
+    "patient.weight_kg",
+    "patient.height_cm",
+    "patient.new_to_plan_on_treatment",
+    "diagnosis.icd10",
+    "diagnosis.condition",
+    "diagnosis.lineage",
+    "diagnosis.cd19_positive",
+    "diagnosis.cd22_positive",
+    "diagnosis.ph_status",
+    "diagnosis.disease_status",
+    "diagnosis.remission_number",
+    "diagnosis.complete_response_to_induction",
+    "diagnosis.mrd_status",
+    "diagnosis.mrd_percent",
+    "diagnosis.mrd_method",
+    "history.induction_regimen",
+    "history.prior_systemic_therapies",
+    "history.tkis",
+    "history.blinatumomab_cycles",
+    "history.blinatumomab_continued_cycles",
+    "history.progression_on_blinatumomab",
+    "history.hypersensitivity",
+    "history.live_vaccine_within_2_weeks",
+    "history.live_vaccine_planned",
+    "history.unacceptable_toxicity",
+    "history.response",
+    "history.medications_added",
+    "history.authorizations",
+    "prescriber.specialty",
+    "prescriber.consulting_specialty",
+    // Keys below are never asked for on their own; they complete the table so that every
+    // case key has a bit.
+    "id",
+    "request.dose.value",
+    "request.dose.unit",
+];
+
+/// The bit of a case key.
+pub fn key_bit(key: &str) -> Option<Missing> {
+    CASE_KEYS.iter().position(|k| *k == key).map(|i| 1 << i)
+}
+
+/// The case keys of a set, in [`CASE_KEYS`] order.
+pub fn missing_keys(missing: Missing) -> impl Iterator<Item = &'static str> {
+    CASE_KEYS
+        .iter()
+        .enumerate()
+        .filter(move |(i, _)| missing & (1 << i) != 0)
+        .map(|(_, key)| *key)
+}
+
+const fn bit(key_index: usize) -> Missing {
+    1 << key_index
+}
+
+/// The type of a fact, which decides the tests a policy may apply to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactType {
+    Bool,
+    Number,
+    /// One value of a closed set; the set is listed here, or for `Drug` in the drug catalog.
+    Enum(&'static [&'static str]),
+    Drug,
+}
+
+/// A fact's value for one case.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    /// Not given; the set names the case keys that would make it known.
+    Unknown(Missing),
+    /// Known not to exist: a dose in mcg for a request dosed in mg/m². Every comparison with
+    /// it is false.
+    NotApplicable,
+    Bool(bool),
+    Number(f64),
+    /// Position of the value in the fact's enum (or in the drug catalog).
+    Symbol(u8),
+}
+
+/// One fact of the registry.
+#[derive(Debug, Clone, Copy)]
+pub struct FactDef {
+    pub name: &'static str,
+    pub fact_type: FactType,
+    /// What the fact means, and for derived facts how it is computed.
+    pub description: &'static str,
+}
+
+macro_rules! facts {
+    ($($id:ident = $name:literal, $fact_type:expr, $description:literal;)+) => {
+        /// Index of each fact in [`FACTS`] and in a case's [`Facts`].
+        #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(u8)]
+        pub enum FactId { $($id),+ }
+        /// Every fact a policy may read.
+        pub const FACTS: &[FactDef] = &[$(FactDef { name: $name, fact_type: $fact_type, description: $description }),+];
+        pub const N_FACTS: usize = FACTS.len();
+        const ALL_IDS: &[FactId] = &[$(FactId::$id),+];
+    };
+}
+
+use FactType::{Bool, Drug, Enum, Number};
+
+facts! {
+    RequestDrug = "request.drug", Drug, "the drug requested";
+    RequestKind = "request.kind", Enum(RequestKind::VARIANTS), "first request, or a request to continue an authorized therapy";
+    RequestLineOfBusiness = "request.line_of_business", Enum(LineOfBusiness::VARIANTS), "the member's coverage";
+    RequestPhase = "request.phase", Enum(Phase::VARIANTS), "treatment phase; absent for relapsed/refractory therapy";
+    RequestRegimen = "request.regimen", Enum(Regimen::VARIANTS), "how the drug is given: alone, or with which partners";
+    RequestDoseUnit = "request.dose_unit", Enum(DoseUnit::VARIANTS), "the unit of the requested dose";
+    RequestDoseMcgPerDay = "request.dose_mcg_per_day", Number, "derived: the highest daily dose in mcg/day; a dose in mcg/m²/day times the body surface area";
+    RequestDoseMcgPerM2Day = "request.dose_mcg_per_m2_day", Number, "derived: the highest daily dose in mcg/m²/day; a dose in mcg/day divided by the body surface area";
+    RequestDoseMgPerM2 = "request.dose_mg_per_m2", Number, "derived: the highest single dose in mg/m²";
+    RequestInfusionDays = "request.infusion_days", Number, "infusion days per cycle";
+    RequestCycleLengthDays = "request.cycle_length_days", Number, "days per cycle";
+    RequestTreatmentFreeDays = "request.treatment_free_days", Number, "derived: cycle length minus infusion days";
+    RequestCycles = "request.cycles", Number, "cycles requested in this authorization";
+    RequestFirstCycle = "request.first_cycle", Number, "number in the whole course of the first requested cycle";
+    RequestLastCycle = "request.last_cycle", Number, "derived: number in the whole course of the last requested cycle: first_cycle + cycles - 1, or, without first_cycle, history.blinatumomab_cycles + cycles";
+    RequestContinuedCycles = "request.continued_cycles", Number, "derived: continued-therapy cycles (cycle 6 and later of relapsed/refractory therapy) given and requested, through the last requested cycle";
+    RequestUnits = "request.units", Number, "billable units requested per request.units_period_days; a test with `per_days` rescales it to that period";
+    RequestUnitsPeriodDays = "request.units_period_days", Number, "the period the units cover";
+    RequestDrugSource = "request.drug_source", Enum(DrugSource::VARIANTS), "where the drug the member receives now comes from";
+    RequestOnLabel = "request.on_label", Bool, "derived: the request falls within a labeled indication of the drug (drug catalog)";
+    PatientWeightKg = "patient.weight_kg", Number, "body weight";
+    PatientHeightCm = "patient.height_cm", Number, "height";
+    PatientNewToPlanOnTreatment = "patient.new_to_plan_on_treatment", Bool, "member is new to the plan and already receiving the drug";
+    PatientAgeDays = "patient.age_days", Number, "derived: completed days of age on request.date";
+    PatientAgeMonths = "patient.age_months", Number, "derived: completed months of age on request.date (month arithmetic clamps)";
+    PatientAgeYears = "patient.age_years", Number, "derived: completed years of age on request.date";
+    PatientBsaM2 = "patient.bsa_m2", Number, "derived: body surface area by Mosteller, sqrt(height_cm x weight_kg / 3600)";
+    DiagnosisCondition = "diagnosis.condition", Enum(Condition::VARIANTS), "what is being treated";
+    DiagnosisLineage = "diagnosis.lineage", Enum(Lineage::VARIANTS), "immunophenotype of the leukemia";
+    DiagnosisCd19Positive = "diagnosis.cd19_positive", Bool, "leukemic blasts express CD19";
+    DiagnosisCd22Positive = "diagnosis.cd22_positive", Bool, "leukemic blasts express CD22";
+    DiagnosisPhStatus = "diagnosis.ph_status", Enum(PhStatus::VARIANTS), "Philadelphia chromosome (BCR-ABL1); Ph-like disease is Ph-negative";
+    DiagnosisDiseaseStatus = "diagnosis.disease_status", Enum(DiseaseStatus::VARIANTS), "status when the drug is requested";
+    DiagnosisRemissionNumber = "diagnosis.remission_number", Number, "with complete_remission: 1 = first CR, 2 = second CR";
+    DiagnosisCompleteResponseToInduction = "diagnosis.complete_response_to_induction", Bool, "a complete response was reached after induction therapy";
+    DiagnosisMrdStatus = "diagnosis.mrd_status", Enum(MrdStatus::VARIANTS), "minimal residual disease";
+    DiagnosisMrdPercent = "diagnosis.mrd_percent", Number, "MRD level in percent";
+    DiagnosisMrdMethod = "diagnosis.mrd_method", Enum(MrdMethod::VARIANTS), "how MRD was measured";
+    HistoryInductionRegimen = "history.induction_regimen", Enum(InductionRegimen::VARIANTS), "the induction the patient received";
+    HistoryPriorSystemicTherapies = "history.prior_systemic_therapies", Number, "lines of systemic therapy for ALL already received";
+    HistoryTkiFailure = "history.tki_failure", Bool, "derived: a TKI was tried without success (any outcome but responding)";
+    HistoryTki2gRelapsedOrRefractory = "history.tki_2g_relapsed_or_refractory", Bool, "derived: relapsed on, refractory to, or inadequate response to a second-generation or later TKI";
+    HistoryTki2gIntolerant = "history.tki_2g_intolerant", Bool, "derived: intolerant of (or adverse reaction to) a second-generation or later TKI";
+    HistoryImatinibIntolerantOrRefractory = "history.imatinib_intolerant_or_refractory", Bool, "derived: imatinib was tried without success (intolerant, adverse reaction, relapsed, refractory, inadequate response)";
+    HistoryBlinatumomabCycles = "history.blinatumomab_cycles", Number, "cycles of blinatumomab already given in this course";
+    HistoryBlinatumomabContinuedCycles = "history.blinatumomab_continued_cycles", Number, "of those, continued-therapy cycles";
+    HistoryProgressionOnBlinatumomab = "history.progression_on_blinatumomab", Bool, "disease progressed on or after blinatumomab";
+    HistoryHypersensitivity = "history.hypersensitivity", Bool, "known hypersensitivity to the requested drug or a component";
+    HistoryLiveVaccineWithin2Weeks = "history.live_vaccine_within_2_weeks", Bool, "a live vaccine was given within 2 weeks before starting";
+    HistoryLiveVaccinePlanned = "history.live_vaccine_planned", Bool, "a live vaccine is planned during therapy";
+    HistoryUnacceptableToxicity = "history.unacceptable_toxicity", Bool, "unacceptable toxicity on the requested drug";
+    HistoryResponse = "history.response", Enum(Response::VARIANTS), "disease response on the requested drug so far";
+    HistoryMedicationsAdded = "history.medications_added", Bool, "other medications are added to this continuation request";
+    HistoryAuthorizationCount = "history.authorization_count", Number, "derived: earlier authorizations of the requested drug";
+    HistoryRenewalCount = "history.renewal_count", Number, "derived: earlier authorizations that were renewals";
+    HistoryDaysSinceAuthorization = "history.days_since_authorization", Number, "derived: days from the end of the latest earlier authorization to request.date (0 or less while one is active)";
+    PrescriberSpecialty = "prescriber.specialty", Enum(Specialty::VARIANTS), "the prescriber's specialty";
+    PrescriberConsultingSpecialty = "prescriber.consulting_specialty", Enum(Specialty::VARIANTS), "specialty of a physician the prescriber consulted";
+}
+
+impl FactId {
+    pub fn def(self) -> &'static FactDef {
+        // INVARIANT: FACTS and FactId are generated from one list, in one order.
+        &FACTS[self as usize]
+    }
+
+    pub fn by_name(name: &str) -> Option<FactId> {
+        FACTS
+            .iter()
+            .position(|f| f.name == name)
+            .and_then(|i| ALL_IDS.get(i).copied())
+    }
+}
+
+/// The values of every fact for one case.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    values: [Value; N_FACTS],
+}
+
+impl Facts {
+    pub fn get(&self, id: FactId) -> Value {
+        // INVARIANT: `values` has one entry per FactId.
+        self.values[id as usize]
+    }
+
+    pub fn set(&mut self, id: FactId, value: Value) {
+        self.values[id as usize] = value;
+    }
+
+    /// Computes every fact but `request.on_label`, which needs the drug catalog's criteria
+    /// and is filled in by [`crate::Engine`]. `drug_index` maps a drug name to its position
+    /// in the catalog.
+    pub fn of_case(case: &Case, drug_index: impl Fn(&str) -> Option<u8>) -> Facts {
+        let mut facts = Facts {
+            values: [Value::Unknown(0); N_FACTS],
+        };
+        let empty_request = Request::default();
+        let empty_patient = Patient::default();
+        let empty_diagnosis = Diagnosis::default();
+        let empty_history = History::default();
+        let empty_prescriber = Prescriber::default();
+        let request = case.request.as_ref().unwrap_or(&empty_request);
+        let patient = case.patient.as_ref().unwrap_or(&empty_patient);
+        let diagnosis = case.diagnosis.as_ref().unwrap_or(&empty_diagnosis);
+        let history = case.history.as_ref().unwrap_or(&empty_history);
+        let prescriber = case.prescriber.as_ref().unwrap_or(&empty_prescriber);
+
+        use FactId::*;
+        let mut put = |id: FactId, key: usize, value: Option<Value>| {
+            facts.set(id, value.unwrap_or(Value::Unknown(bit(key))));
+        };
+        let sym = |index: u8| Value::Symbol(index);
+        let num = |n: u32| Value::Number(f64::from(n));
+
+        put(
+            RequestDrug,
+            0,
+            request.drug.as_deref().and_then(&drug_index).map(sym),
+        );
+        put(RequestKind, 1, request.kind.map(|v| sym(v.index())));
+        put(
+            RequestLineOfBusiness,
+            3,
+            request.line_of_business.map(|v| sym(v.index())),
+        );
+        put(RequestPhase, 4, request.phase.map(|v| sym(v.index())));
+        put(RequestRegimen, 5, request.regimen.map(|v| sym(v.index())));
+        put(
+            RequestDoseUnit,
+            6,
+            request.dose.map(|d| sym(d.unit.index())),
+        );
+        put(RequestInfusionDays, 7, request.infusion_days.map(num));
+        put(
+            RequestCycleLengthDays,
+            8,
+            request.cycle_length_days.map(num),
+        );
+        put(RequestCycles, 9, request.cycles.map(num));
+        put(RequestFirstCycle, 10, request.first_cycle.map(num));
+        put(RequestUnits, 12, request.units.map(num));
+        put(
+            RequestUnitsPeriodDays,
+            13,
+            request.units_period_days.map(num),
+        );
+        put(
+            RequestDrugSource,
+            14,
+            request.drug_source.map(|v| sym(v.index())),
+        );
+        put(PatientWeightKg, 16, patient.weight_kg.map(Value::Number));
+        put(PatientHeightCm, 17, patient.height_cm.map(Value::Number));
+        put(
+            PatientNewToPlanOnTreatment,
+            18,
+            patient.new_to_plan_on_treatment.map(Value::Bool),
+        );
+        put(
+            DiagnosisCondition,
+            20,
+            diagnosis.condition.map(|v| sym(v.index())),
+        );
+        put(
+            DiagnosisLineage,
+            21,
+            diagnosis.lineage.map(|v| sym(v.index())),
+        );
+        put(
+            DiagnosisCd19Positive,
+            22,
+            diagnosis.cd19_positive.map(Value::Bool),
+        );
+        put(
+            DiagnosisCd22Positive,
+            23,
+            diagnosis.cd22_positive.map(Value::Bool),
+        );
+        put(
+            DiagnosisPhStatus,
+            24,
+            diagnosis.ph_status.map(|v| sym(v.index())),
+        );
+        put(
+            DiagnosisDiseaseStatus,
+            25,
+            diagnosis.disease_status.map(|v| sym(v.index())),
+        );
+        put(
+            DiagnosisRemissionNumber,
+            26,
+            diagnosis.remission_number.map(num),
+        );
+        put(
+            DiagnosisCompleteResponseToInduction,
+            27,
+            diagnosis.complete_response_to_induction.map(Value::Bool),
+        );
+        put(
+            DiagnosisMrdStatus,
+            28,
+            diagnosis.mrd_status.map(|v| sym(v.index())),
+        );
+        put(
+            DiagnosisMrdPercent,
+            29,
+            diagnosis.mrd_percent.map(Value::Number),
+        );
+        put(
+            DiagnosisMrdMethod,
+            30,
+            diagnosis.mrd_method.map(|v| sym(v.index())),
+        );
+        put(
+            HistoryInductionRegimen,
+            31,
+            history.induction_regimen.map(|v| sym(v.index())),
+        );
+        put(
+            HistoryPriorSystemicTherapies,
+            32,
+            history.prior_systemic_therapies.map(num),
+        );
+        put(
+            HistoryBlinatumomabCycles,
+            34,
+            history.blinatumomab_cycles.map(num),
+        );
+        put(
+            HistoryBlinatumomabContinuedCycles,
+            35,
+            history.blinatumomab_continued_cycles.map(num),
+        );
+        put(
+            HistoryProgressionOnBlinatumomab,
+            36,
+            history.progression_on_blinatumomab.map(Value::Bool),
+        );
+        put(
+            HistoryHypersensitivity,
+            37,
+            history.hypersensitivity.map(Value::Bool),
+        );
+        put(
+            HistoryLiveVaccineWithin2Weeks,
+            38,
+            history.live_vaccine_within_2_weeks.map(Value::Bool),
+        );
+        put(
+            HistoryLiveVaccinePlanned,
+            39,
+            history.live_vaccine_planned.map(Value::Bool),
+        );
+        put(
+            HistoryUnacceptableToxicity,
+            40,
+            history.unacceptable_toxicity.map(Value::Bool),
+        );
+        put(
+            HistoryResponse,
+            41,
+            history.response.map(|v| sym(v.index())),
+        );
+        put(
+            HistoryMedicationsAdded,
+            42,
+            history.medications_added.map(Value::Bool),
+        );
+        put(
+            PrescriberSpecialty,
+            44,
+            prescriber.specialty.map(|v| sym(v.index())),
+        );
+        put(
+            PrescriberConsultingSpecialty,
+            45,
+            prescriber.consulting_specialty.map(|v| sym(v.index())),
+        );
+
+        facts.derive(request, patient, history);
+        facts
+    }
+
+    fn derive(&mut self, request: &Request, patient: &Patient, history: &History) {
+        use FactId::*;
+        const DATE: Missing = bit(2);
+        const BIRTH: Missing = bit(15);
+        const WEIGHT: Missing = bit(16);
+        const HEIGHT: Missing = bit(17);
+        const DOSE: Missing = bit(6);
+
+        // Ages on the request date.
+        let ages = match (patient.birth_date, request.date) {
+            (Some(birth), Some(date)) => {
+                let months = date.months_since(birth) as f64;
+                let days = date.days_since(birth) as f64;
+                [
+                    Value::Number(days),
+                    Value::Number(months),
+                    Value::Number((months / 12.0).floor()),
+                ]
+            }
+            (birth, date) => {
+                let missing =
+                    if birth.is_none() { BIRTH } else { 0 } | if date.is_none() { DATE } else { 0 };
+                [Value::Unknown(missing); 3]
+            }
+        };
+        self.set(PatientAgeDays, ages[0]);
+        self.set(PatientAgeMonths, ages[1]);
+        self.set(PatientAgeYears, ages[2]);
+
+        // Body surface area (Mosteller).
+        let bsa = match (patient.weight_kg, patient.height_cm) {
+            (Some(weight), Some(height)) => Value::Number((height * weight / 3600.0).sqrt()),
+            (weight, height) => Value::Unknown(
+                if weight.is_none() { WEIGHT } else { 0 }
+                    | if height.is_none() { HEIGHT } else { 0 },
+            ),
+        };
+        self.set(PatientBsaM2, bsa);
+
+        // The requested dose in each unit family. Converting between mcg/day and mcg/m²/day
+        // needs the body surface area; mg/m² is a different drug's unit and compares with neither.
+        let (per_day, per_m2_day, mg_per_m2) = match request.dose {
+            None => (
+                Value::Unknown(DOSE),
+                Value::Unknown(DOSE),
+                Value::Unknown(DOSE),
+            ),
+            Some(dose) => {
+                let scale = |f: fn(f64, f64) -> f64| match bsa {
+                    Value::Number(bsa) => Value::Number(f(dose.value, bsa)),
+                    other => other,
+                };
+                match dose.unit {
+                    DoseUnit::McgPerDay => (
+                        Value::Number(dose.value),
+                        scale(|v, bsa| v / bsa),
+                        Value::NotApplicable,
+                    ),
+                    DoseUnit::McgPerM2PerDay => (
+                        scale(|v, bsa| v * bsa),
+                        Value::Number(dose.value),
+                        Value::NotApplicable,
+                    ),
+                    DoseUnit::MgPerM2 => (
+                        Value::NotApplicable,
+                        Value::NotApplicable,
+                        Value::Number(dose.value),
+                    ),
+                }
+            }
+        };
+        self.set(RequestDoseMcgPerDay, per_day);
+        self.set(RequestDoseMcgPerM2Day, per_m2_day);
+        self.set(RequestDoseMgPerM2, mg_per_m2);
+
+        self.set(
+            RequestTreatmentFreeDays,
+            match (request.cycle_length_days, request.infusion_days) {
+                (Some(cycle), Some(infusion)) => {
+                    Value::Number(f64::from(cycle) - f64::from(infusion))
+                }
+                (cycle, infusion) => Value::Unknown(
+                    if cycle.is_none() { bit(8) } else { 0 }
+                        | if infusion.is_none() { bit(7) } else { 0 },
+                ),
+            },
+        );
+
+        // The last requested cycle of the course, from the request's own numbering, or else
+        // from the cycles already given.
+        let last_cycle = match (
+            request.cycles,
+            request.first_cycle,
+            history.blinatumomab_cycles,
+        ) {
+            (Some(cycles), Some(first), _) => Ok(first + cycles - 1),
+            (Some(cycles), None, Some(given)) => Ok(given + cycles),
+            (cycles, _, _) => Err(if cycles.is_none() { bit(9) } else { 0 } | bit(10)),
+        };
+        self.set(
+            RequestLastCycle,
+            match last_cycle {
+                Ok(n) => Value::Number(f64::from(n)),
+                Err(missing) => Value::Unknown(missing),
+            },
+        );
+        // Continued-therapy cycles are cycles 6-9 of relapsed/refractory therapy. Those already
+        // given come from the history when it says so; the requested ones from the numbering.
+        let continued = match (last_cycle, request.first_cycle, request.cycles) {
+            (Ok(last), first, cycles) => {
+                let requested = match (first, cycles) {
+                    (Some(first), Some(cycles)) => {
+                        Some((first..first + cycles).filter(|c| *c >= 6).count() as u32)
+                    }
+                    _ => None,
+                };
+                match (history.blinatumomab_continued_cycles, requested) {
+                    (Some(given), Some(requested)) => Value::Number(f64::from(given + requested)),
+                    _ => Value::Number(f64::from(last.saturating_sub(5))),
+                }
+            }
+            (Err(missing), _, _) => Value::Unknown(missing),
+        };
+        self.set(RequestContinuedCycles, continued);
+
+        // TKI history, by generation and outcome.
+        const TKIS: Missing = bit(33);
+        match &history.tkis {
+            None => {
+                for id in [
+                    HistoryTkiFailure,
+                    HistoryTki2gRelapsedOrRefractory,
+                    HistoryTki2gIntolerant,
+                    HistoryImatinibIntolerantOrRefractory,
+                ] {
+                    self.set(id, Value::Unknown(TKIS));
+                }
+            }
+            Some(trials) => {
+                use TkiOutcome as O;
+                let any = |f: &dyn Fn(&TkiTrial) -> bool| Value::Bool(trials.iter().any(f));
+                let failed = |o: O| o != O::Responding;
+                let relapsed_or_refractory =
+                    |o: O| matches!(o, O::Relapsed | O::Refractory | O::InadequateResponse);
+                let intolerant = |o: O| matches!(o, O::Intolerant | O::AdverseReaction);
+                self.set(HistoryTkiFailure, any(&|t| failed(t.outcome)));
+                self.set(
+                    HistoryTki2gRelapsedOrRefractory,
+                    any(&|t| t.drug.generation() >= 2 && relapsed_or_refractory(t.outcome)),
+                );
+                self.set(
+                    HistoryTki2gIntolerant,
+                    any(&|t| t.drug.generation() >= 2 && intolerant(t.outcome)),
+                );
+                self.set(
+                    HistoryImatinibIntolerantOrRefractory,
+                    any(&|t| t.drug == Tki::Imatinib && failed(t.outcome)),
+                );
+            }
+        }
+
+        // Earlier authorizations.
+        const AUTHORIZATIONS: Missing = bit(43);
+        match &history.authorizations {
+            None => {
+                for id in [
+                    HistoryAuthorizationCount,
+                    HistoryRenewalCount,
+                    HistoryDaysSinceAuthorization,
+                ] {
+                    self.set(id, Value::Unknown(AUTHORIZATIONS));
+                }
+            }
+            Some(past) => {
+                self.set(HistoryAuthorizationCount, Value::Number(past.len() as f64));
+                self.set(
+                    HistoryRenewalCount,
+                    Value::Number(past.iter().filter(|a| a.renewal == Some(true)).count() as f64),
+                );
+                let latest_end = past.iter().map(|a| a.end).max();
+                self.set(
+                    HistoryDaysSinceAuthorization,
+                    match (latest_end, request.date) {
+                        // No earlier authorization: the lapse is unbounded.
+                        (None, _) => Value::Number(f64::INFINITY),
+                        (Some(end), Some(date)) => Value::Number(date.days_since(end) as f64),
+                        (Some(_), None) => Value::Unknown(DATE),
+                    },
+                );
+            }
+        }
+        // Filled in by the engine from the drug catalog.
+        self.set(RequestOnLabel, Value::Unknown(0));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registry_and_its_ids_agree() {
+        for (index, id) in ALL_IDS.iter().enumerate() {
+            assert_eq!(*id as usize, index);
+            assert_eq!(FactId::by_name(FACTS[index].name), Some(*id));
+        }
+        assert_eq!(key_bit("history.authorizations"), Some(1 << 43));
+        assert_eq!(key_bit("request.dose"), Some(1 << 6));
+        assert_eq!(key_bit("patient.birth_date"), Some(1 << 15));
+    }
+}

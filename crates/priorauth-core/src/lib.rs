@@ -1,0 +1,202 @@
+//! priorauth's engine: the case format, policy files as data, and a three-valued evaluator
+//! that decides a request against every policy and explains each decision by the sentences
+//! of the source documents.
+//!
+//! The crate reads files (policy directories) and nothing else: no network, no database,
+//! no async. See `ARCHITECTURE.md` for the map.
+
+pub mod case;
+pub mod date;
+pub mod eval;
+pub mod facts;
+pub mod generate;
+pub mod policy;
+pub mod report;
+
+use std::path::Path;
+
+pub use case::{Case, CaseError, parse_case};
+pub use eval::{Decision, Reason, Truth};
+pub use facts::{FactId, Facts, Missing};
+pub use policy::{Catalog, LoadError, Outcome, Policy};
+
+mod bundled {
+    include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
+}
+
+/// The drug catalog's file name in a policy directory.
+pub const CATALOG_FILE: &str = "drugs.toml";
+
+/// The drug catalog and the policies, checked and ready to decide cases.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub catalog: Catalog,
+    pub policies: Vec<Policy>,
+    drug_names: Vec<String>,
+}
+
+/// One case decided by every selected policy.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub facts: Facts,
+    /// (policy index, decision), in the engine's policy order.
+    pub decisions: Vec<(usize, Decision)>,
+}
+
+impl Engine {
+    /// The policies bundled into the binary at build time.
+    pub fn bundled() -> Result<Engine, LoadError> {
+        Engine::from_texts(
+            bundled::POLICY_FILES
+                .iter()
+                .map(|(name, text)| (name.to_string(), text.to_string())),
+        )
+    }
+
+    /// The source documents bundled at build time, by file name.
+    pub fn bundled_source(file: &str) -> Option<&'static str> {
+        bundled::SOURCE_FILES
+            .iter()
+            .find(|(name, _)| *name == file)
+            .map(|(_, text)| *text)
+    }
+
+    /// Every `*.toml` of a directory. Without its own `drugs.toml`, the bundled catalog is used.
+    pub fn from_dir(dir: &Path) -> Result<Engine, LoadError> {
+        let io_error = |path: &Path, error: std::io::Error| LoadError {
+            file: path.display().to_string(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read: {error}"),
+        };
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| io_error(dir, e))?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+            .collect();
+        paths.sort();
+        let mut files = Vec::new();
+        if !paths
+            .iter()
+            .any(|p| p.file_name().is_some_and(|n| n == CATALOG_FILE))
+        {
+            if let Some((name, text)) = bundled::POLICY_FILES
+                .iter()
+                .find(|(name, _)| *name == CATALOG_FILE)
+            {
+                files.push((name.to_string(), text.to_string()));
+            }
+        }
+        for path in paths {
+            let text = std::fs::read_to_string(&path).map_err(|e| io_error(&path, e))?;
+            files.push((path.display().to_string(), text));
+        }
+        Engine::from_texts(files)
+    }
+
+    /// Loads a catalog (the file named `drugs.toml`) and policies (every other file).
+    pub fn from_texts(
+        files: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Engine, LoadError> {
+        let files: Vec<(String, String)> = files.into_iter().collect();
+        let is_catalog = |name: &str| {
+            Path::new(name)
+                .file_name()
+                .is_some_and(|n| n == CATALOG_FILE)
+        };
+        let (catalog_name, catalog_text) = files
+            .iter()
+            .find(|(name, _)| is_catalog(name))
+            .ok_or_else(|| LoadError {
+                file: CATALOG_FILE.to_string(),
+                line: 0,
+                column: 0,
+                message: "no drug catalog".to_string(),
+            })?;
+        let catalog = policy::load_catalog(catalog_name, catalog_text)?;
+        let drug_names: Vec<String> = catalog.drugs.iter().map(|d| d.id.clone()).collect();
+        let mut policies: Vec<Policy> = Vec::new();
+        for (name, text) in files.iter().filter(|(name, _)| !is_catalog(name)) {
+            let policy = policy::load_policy(name, text, &drug_names)?;
+            if policies.iter().any(|p| p.id == policy.id) {
+                return Err(LoadError {
+                    file: name.clone(),
+                    line: 1,
+                    column: 1,
+                    message: format!("policy id `{}` is used twice", policy.id),
+                });
+            }
+            policies.push(policy);
+        }
+        Ok(Engine {
+            catalog,
+            policies,
+            drug_names,
+        })
+    }
+
+    pub fn drug_names(&self) -> &[String] {
+        &self.drug_names
+    }
+
+    pub fn policy_index(&self, id: &str) -> Option<usize> {
+        self.policies.iter().position(|p| p.id == id)
+    }
+
+    /// Parses and validates a case against the case format and the drug catalog.
+    pub fn parse_case(&self, json: &str) -> Result<Case, CaseError> {
+        parse_case(json, &self.drug_names)
+    }
+
+    /// Every fact of a case, derived facts included.
+    pub fn facts(&self, case: &Case) -> Facts {
+        let mut facts = Facts::of_case(case, |name| {
+            self.drug_names
+                .iter()
+                .position(|d| d == name)
+                .map(|p| p as u8)
+        });
+        let on_label = match facts.get(FactId::RequestDrug) {
+            facts::Value::Symbol(drug) => {
+                let label = self
+                    .catalog
+                    .drugs
+                    .get(usize::from(drug))
+                    .map(|d| d.label.as_slice())
+                    .unwrap_or_default();
+                label.iter().fold(Truth::False, |truth, idx| {
+                    truth.or(eval::eval(&self.catalog.criteria, *idx, &facts))
+                })
+            }
+            facts::Value::Unknown(missing) => Truth::Unknown(missing),
+            _ => Truth::False,
+        };
+        facts.set(
+            FactId::RequestOnLabel,
+            match on_label {
+                Truth::True => facts::Value::Bool(true),
+                Truth::False => facts::Value::Bool(false),
+                Truth::Unknown(missing) => facts::Value::Unknown(missing),
+            },
+        );
+        facts
+    }
+
+    /// Decides a case against the selected policies (all when `selected` is empty).
+    pub fn evaluate(&self, case: &Case, selected: &[usize]) -> Evaluation {
+        let facts = self.facts(case);
+        let date = case.request.as_ref().and_then(|r| r.date);
+        let decide = |index: usize| {
+            self.policies
+                .get(index)
+                .map(|policy| (index, eval::decide(policy, &facts, date)))
+        };
+        let decisions = if selected.is_empty() {
+            (0..self.policies.len()).filter_map(decide).collect()
+        } else {
+            selected.iter().filter_map(|i| decide(*i)).collect()
+        };
+        Evaluation { facts, decisions }
+    }
+}

@@ -1,0 +1,923 @@
+//! Policy files: the human-authored TOML that encodes one payer document, loaded and checked
+//! into a [`Policy`] the evaluator can run.
+//!
+//! Every criterion is named and carries its source: the section of the document and the
+//! words it encodes, and where the text is unclear, the interpretation chosen. Groups
+//! (`all`, `any`, `not`) are criteria too, so the outline of the document is kept.
+//! A file that reads an unknown fact, tests a fact with the wrong type, names a value the
+//! fact cannot take, refers to a criterion that does not exist, or has a pathway without an
+//! outcome is rejected with the file, line and column.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::date::{Date, Duration};
+use crate::facts::{FactId, FactType};
+
+/// Index of a criterion in its policy's arena.
+pub type CriterionIdx = u16;
+
+/// A checked policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub id: String,
+    pub title: String,
+    pub payer: String,
+    /// The document's own name and number.
+    pub document: String,
+    /// File name of the source text under `policies/sources/`.
+    pub source_file: String,
+    pub version: String,
+    pub effective: Option<Date>,
+    /// Drug catalog positions this policy governs.
+    pub drugs: Vec<u8>,
+    /// Bit per `LineOfBusiness` index; `None` when the document names none (it governs all).
+    pub lines_of_business: Option<u32>,
+    pub applicability: Source,
+    /// The outcome when a pathway's criteria are met and its dosing is not.
+    pub dosing_outside: Outcome,
+    pub dosing_outside_source: Source,
+    pub codes: Codes,
+    pub criteria: Vec<Criterion>,
+    /// Exclusions: any one met is a denial. An undocumented exclusion is taken as absent.
+    pub exclusions: Vec<CriterionIdx>,
+    pub pathways: Vec<Pathway>,
+}
+
+/// Where a criterion comes from in the source document.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Source {
+    pub section: String,
+    /// The words encoded, as they stand in the document.
+    pub quote: String,
+    /// How unclear text was read, in the words it interprets; empty when the text is clear.
+    pub interpretation: String,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: \"{}\"", self.section, self.quote)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Codes {
+    #[serde(default)]
+    pub hcpcs: Vec<String>,
+    #[serde(default)]
+    pub ndc: Vec<String>,
+    #[serde(default)]
+    pub icd10: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Criterion {
+    pub id: String,
+    pub text: String,
+    pub source: Source,
+    pub node: Node,
+}
+
+#[derive(Debug, Clone)]
+pub enum Node {
+    Test(Test),
+    All(Vec<CriterionIdx>),
+    Any(Vec<CriterionIdx>),
+    Not(CriterionIdx),
+}
+
+/// A test of one fact.
+#[derive(Debug, Clone, Copy)]
+pub struct Test {
+    pub fact: FactId,
+    pub check: Check,
+    /// How the test reads when the fact is unknown, for exceptions a document says are
+    /// taken as absent unless documented; `None`: unknown.
+    pub if_unknown: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Check {
+    Is(bool),
+    /// The fact's value is one of these (bit per enum position).
+    OneOf(u64),
+    /// `min <= value <= max` with the bounds' inclusiveness; `per_days` rescales a rate fact.
+    Range {
+        min: Option<Bound>,
+        max: Option<Bound>,
+        per_days: Option<f64>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bound {
+    pub value: f64,
+    pub inclusive: bool,
+}
+
+/// A route to an outcome: its criteria (all must be met), its dosing, and what it grants.
+#[derive(Debug, Clone)]
+pub struct Pathway {
+    pub id: String,
+    pub title: String,
+    /// Bit per `RequestKind` index.
+    pub kinds: u32,
+    pub outcome: Outcome,
+    pub criteria: Vec<CriterionIdx>,
+    pub dosing: Vec<CriterionIdx>,
+    /// `None` when the document states no duration.
+    pub authorization: Option<Duration>,
+    pub authorization_source: Source,
+}
+
+/// What a policy says about a request.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, PartialOrd, Ord,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Approve,
+    Deny,
+    Review,
+    Incomplete,
+    NotApplicable,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Approve => "approve",
+            Outcome::Deny => "deny",
+            Outcome::Review => "review",
+            Outcome::Incomplete => "incomplete",
+            Outcome::NotApplicable => "not_applicable",
+        }
+    }
+}
+
+/// A policy file that cannot be used, with where the problem is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+#[non_exhaustive]
+pub struct LoadError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+// ---- The file format, as written. ----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    id: String,
+    title: String,
+    payer: String,
+    document: String,
+    source_file: String,
+    version: String,
+    #[serde(default)]
+    effective: Option<String>,
+    applies: RawApplies,
+    dosing_outside: Spanned<Outcome>,
+    dosing_outside_source: RawSource,
+    #[serde(default)]
+    codes: Codes,
+    #[serde(default)]
+    exclusions: Vec<Spanned<String>>,
+    #[serde(default, rename = "pathway")]
+    pathways: Vec<Spanned<RawPathway>>,
+    #[serde(default)]
+    criteria: BTreeMap<String, Spanned<RawCriterion>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApplies {
+    drugs: Vec<Spanned<String>>,
+    #[serde(default)]
+    lines_of_business: Option<Vec<Spanned<String>>>,
+    section: String,
+    quote: String,
+    #[serde(default)]
+    interpretation: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    section: String,
+    quote: String,
+    #[serde(default)]
+    interpretation: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPathway {
+    id: String,
+    title: String,
+    kinds: Vec<Spanned<String>>,
+    #[serde(default)]
+    outcome: Option<Spanned<Outcome>>,
+    criteria: Vec<Spanned<String>>,
+    #[serde(default)]
+    dosing: Vec<Spanned<String>>,
+    #[serde(default)]
+    authorization: Option<RawAuthorization>,
+    #[serde(default)]
+    authorization_source: Option<RawSource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawAuthorization {
+    /// `"not stated"`: the document gives no duration, deliberately recorded.
+    NotStated(String),
+    Duration(Duration),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCriterion {
+    text: String,
+    #[serde(default)]
+    section: Option<String>,
+    #[serde(default)]
+    quote: Option<String>,
+    #[serde(default)]
+    interpretation: String,
+    #[serde(default)]
+    fact: Option<Spanned<String>>,
+    #[serde(default)]
+    is: Option<bool>,
+    #[serde(default, rename = "in")]
+    one_of: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    ge: Option<f64>,
+    #[serde(default)]
+    gt: Option<f64>,
+    #[serde(default)]
+    le: Option<f64>,
+    #[serde(default)]
+    lt: Option<f64>,
+    #[serde(default)]
+    per_days: Option<f64>,
+    #[serde(default)]
+    if_unknown: Option<bool>,
+    #[serde(default)]
+    all: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    any: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    not: Option<Spanned<String>>,
+}
+
+/// Reads the parts of a file that any criteria-bearing file shares, turning byte spans into
+/// line and column.
+pub(crate) struct Loader<'a> {
+    file: &'a str,
+    text: &'a str,
+    drugs: &'a [String],
+}
+
+impl<'a> Loader<'a> {
+    pub(crate) fn new(file: &'a str, text: &'a str, drugs: &'a [String]) -> Self {
+        Loader { file, text, drugs }
+    }
+
+    pub(crate) fn error(&self, offset: usize, message: impl Into<String>) -> LoadError {
+        let before = self
+            .text
+            .get(..offset.min(self.text.len()))
+            .unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        LoadError {
+            file: self.file.to_string(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, LoadError> {
+        toml::from_str(self.text).map_err(|error| {
+            let offset = error.span().map_or(0, |span| span.start);
+            self.error(offset, error.message().replace('\n', " "))
+        })
+    }
+
+    /// Compiles named criteria into an arena, checking facts, types, values and references.
+    pub(crate) fn compile_criteria(
+        &self,
+        raw: &BTreeMap<String, Spanned<RawCriterion>>,
+    ) -> Result<Vec<Criterion>, LoadError> {
+        let index: BTreeMap<&str, CriterionIdx> = raw
+            .keys()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i as CriterionIdx))
+            .collect();
+        let resolve = |name: &Spanned<String>| {
+            index.get(name.get_ref().as_str()).copied().ok_or_else(|| {
+                self.error(
+                    name.span().start,
+                    format!("unknown criterion `{}`", name.get_ref()),
+                )
+            })
+        };
+        let mut criteria = Vec::with_capacity(raw.len());
+        for (id, spanned) in raw {
+            let at = spanned.span().start;
+            let criterion = spanned.get_ref();
+            let (Some(section), Some(quote)) = (&criterion.section, &criterion.quote) else {
+                return Err(self.error(
+                    at,
+                    format!("criterion `{id}` has no source: give `section` and `quote`"),
+                ));
+            };
+            let kinds = [
+                criterion.fact.is_some(),
+                criterion.all.is_some(),
+                criterion.any.is_some(),
+                criterion.not.is_some(),
+            ];
+            if kinds.iter().filter(|k| **k).count() != 1 {
+                return Err(self.error(
+                    at,
+                    format!("criterion `{id}` needs exactly one of `fact`, `all`, `any`, `not`"),
+                ));
+            }
+            let node = if let Some(fact) = &criterion.fact {
+                Node::Test(self.compile_test(id, fact, criterion)?)
+            } else if let Some(list) = &criterion.all {
+                Node::All(list.iter().map(resolve).collect::<Result<_, _>>()?)
+            } else if let Some(list) = &criterion.any {
+                Node::Any(list.iter().map(resolve).collect::<Result<_, _>>()?)
+            } else if let Some(inner) = &criterion.not {
+                Node::Not(resolve(inner)?)
+            } else {
+                return Err(self.error(at, format!("criterion `{id}` is empty")));
+            };
+            if criterion.if_unknown.is_some() && criterion.fact.is_none() {
+                return Err(self.error(
+                    at,
+                    format!("criterion `{id}`: `if_unknown` applies to a fact test only"),
+                ));
+            }
+            if let Node::All(list) | Node::Any(list) = &node {
+                if list.is_empty() {
+                    return Err(self.error(at, format!("criterion `{id}` groups no criteria")));
+                }
+            }
+            criteria.push(Criterion {
+                id: id.clone(),
+                text: criterion.text.clone(),
+                source: Source {
+                    section: section.clone(),
+                    quote: quote.clone(),
+                    interpretation: criterion.interpretation.clone(),
+                },
+                node,
+            });
+        }
+        // A criterion that contains itself would never finish evaluating.
+        for (start, spanned) in raw.values().enumerate() {
+            if reaches(&criteria, start as CriterionIdx, start as CriterionIdx, 0) {
+                let id = criteria.get(start).map_or("", |c| c.id.as_str());
+                return Err(self.error(
+                    spanned.span().start,
+                    format!("criterion `{id}` contains itself"),
+                ));
+            }
+        }
+        Ok(criteria)
+    }
+
+    fn compile_test(
+        &self,
+        id: &str,
+        fact: &Spanned<String>,
+        raw: &RawCriterion,
+    ) -> Result<Test, LoadError> {
+        let at = fact.span().start;
+        let fact_id = FactId::by_name(fact.get_ref()).ok_or_else(|| {
+            self.error(
+                at,
+                format!("criterion `{id}` reads unknown fact `{}`", fact.get_ref()),
+            )
+        })?;
+        let def = fact_id.def();
+        let has_range =
+            raw.ge.is_some() || raw.gt.is_some() || raw.le.is_some() || raw.lt.is_some();
+        let wrong = |what: &str| {
+            self.error(
+                at,
+                format!("criterion `{id}`: fact `{}` is {what}", def.name),
+            )
+        };
+        let check = match def.fact_type {
+            FactType::Bool => {
+                if raw.one_of.is_some() || has_range || raw.per_days.is_some() {
+                    return Err(wrong("true or false: test it with `is`"));
+                }
+                Check::Is(
+                    raw.is
+                        .ok_or_else(|| wrong("true or false: test it with `is`"))?,
+                )
+            }
+            FactType::Number => {
+                if raw.is.is_some() || raw.one_of.is_some() || !has_range {
+                    return Err(wrong("a number: test it with `ge`, `gt`, `le` or `lt`"));
+                }
+                if raw.ge.is_some() && raw.gt.is_some() || raw.le.is_some() && raw.lt.is_some() {
+                    return Err(wrong("tested with two lower or two upper bounds"));
+                }
+                if raw.per_days.is_some() && fact_id != FactId::RequestUnits {
+                    return Err(wrong("not a rate: only `request.units` takes `per_days`"));
+                }
+                let bound =
+                    |value: Option<f64>, inclusive| value.map(|value| Bound { value, inclusive });
+                Check::Range {
+                    min: bound(raw.ge, true).or(bound(raw.gt, false)),
+                    max: bound(raw.le, true).or(bound(raw.lt, false)),
+                    per_days: raw.per_days,
+                }
+            }
+            FactType::Enum(_) | FactType::Drug => {
+                if raw.is.is_some() || has_range || raw.per_days.is_some() {
+                    return Err(wrong("one of a set of values: test it with `in`"));
+                }
+                let values = raw
+                    .one_of
+                    .as_ref()
+                    .ok_or_else(|| wrong("one of a set of values: test it with `in`"))?;
+                let variants: Vec<&str> = match def.fact_type {
+                    FactType::Enum(variants) => variants.to_vec(),
+                    _ => self.drugs.iter().map(String::as_str).collect(),
+                };
+                let mut mask = 0u64;
+                for value in values.get_ref() {
+                    let position = variants.iter().position(|v| v == value).ok_or_else(|| {
+                        self.error(
+                            values.span().start,
+                            format!(
+                                "criterion `{id}`: `{value}` is not a value of `{}` (one of {})",
+                                def.name,
+                                variants.join(", ")
+                            ),
+                        )
+                    })?;
+                    mask |= 1 << position;
+                }
+                Check::OneOf(mask)
+            }
+        };
+        Ok(Test {
+            fact: fact_id,
+            check,
+            if_unknown: raw.if_unknown,
+        })
+    }
+}
+
+fn reaches(criteria: &[Criterion], from: CriterionIdx, target: CriterionIdx, depth: usize) -> bool {
+    if depth > criteria.len() {
+        return true;
+    }
+    let Some(criterion) = criteria.get(usize::from(from)) else {
+        return false;
+    };
+    let children: &[CriterionIdx] = match &criterion.node {
+        Node::Test(_) => &[],
+        Node::All(list) | Node::Any(list) => list,
+        Node::Not(inner) => std::slice::from_ref(inner),
+    };
+    children
+        .iter()
+        .any(|child| *child == target || reaches(criteria, *child, target, depth + 1))
+}
+
+/// Loads and checks one policy file. `drugs` are the catalog's drug names.
+pub fn load_policy(file: &str, text: &str, drugs: &[String]) -> Result<Policy, LoadError> {
+    let loader = Loader::new(file, text, drugs);
+    let raw: RawPolicy = loader.parse()?;
+    let criteria = loader.compile_criteria(&raw.criteria)?;
+    let find = |name: &Spanned<String>| -> Result<CriterionIdx, LoadError> {
+        criteria
+            .iter()
+            .position(|c| c.id == *name.get_ref())
+            .map(|i| i as CriterionIdx)
+            .ok_or_else(|| {
+                loader.error(
+                    name.span().start,
+                    format!("unknown criterion `{}`", name.get_ref()),
+                )
+            })
+    };
+
+    let drug_positions = raw
+        .applies
+        .drugs
+        .iter()
+        .map(|drug| {
+            drugs
+                .iter()
+                .position(|d| d == drug.get_ref())
+                .map(|p| p as u8)
+                .ok_or_else(|| {
+                    loader.error(
+                        drug.span().start,
+                        format!(
+                            "unknown drug `{}` (the catalog has {})",
+                            drug.get_ref(),
+                            drugs.join(", ")
+                        ),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let lines_of_business = match &raw.applies.lines_of_business {
+        None => None,
+        Some(lines) => Some(enum_mask(
+            &loader,
+            lines,
+            crate::case::LineOfBusiness::VARIANTS,
+            "line of business",
+        )?),
+    };
+    let effective = match &raw.effective {
+        None => None,
+        Some(text) => Some(
+            Date::parse(text)
+                .ok_or_else(|| loader.error(0, format!("`effective` is not a date: `{text}`")))?,
+        ),
+    };
+    if *raw.dosing_outside.get_ref() != Outcome::Review
+        && *raw.dosing_outside.get_ref() != Outcome::Deny
+    {
+        return Err(loader.error(
+            raw.dosing_outside.span().start,
+            "`dosing_outside` must be `review` or `deny`",
+        ));
+    }
+    if raw.pathways.is_empty() {
+        return Err(loader.error(0, "the policy has no pathway"));
+    }
+
+    let mut pathways = Vec::new();
+    for spanned in &raw.pathways {
+        let at = spanned.span().start;
+        let pathway = spanned.get_ref();
+        let outcome = pathway.outcome.as_ref().ok_or_else(|| {
+            loader.error(
+                at,
+                format!("pathway `{}` states no outcome: give `outcome`", pathway.id),
+            )
+        })?;
+        if !matches!(outcome.get_ref(), Outcome::Approve | Outcome::Review) {
+            return Err(loader.error(
+                outcome.span().start,
+                format!(
+                    "pathway `{}`: outcome must be `approve` or `review`",
+                    pathway.id
+                ),
+            ));
+        }
+        let authorization = match (&pathway.authorization, outcome.get_ref()) {
+            (Some(RawAuthorization::Duration(duration)), _) => Some(*duration),
+            (Some(RawAuthorization::NotStated(text)), _) if text == "not stated" => None,
+            (Some(RawAuthorization::NotStated(text)), _) => {
+                return Err(loader.error(at, format!("pathway `{}`: authorization `{text}` is neither a duration nor \"not stated\"", pathway.id)));
+            }
+            (None, Outcome::Approve) => {
+                return Err(loader.error(at, format!("pathway `{}` approves without an authorization: give a duration or \"not stated\"", pathway.id)));
+            }
+            (None, _) => None,
+        };
+        if *outcome.get_ref() == Outcome::Approve && pathway.authorization_source.is_none() {
+            return Err(loader.error(
+                at,
+                format!("pathway `{}` has no `authorization_source`", pathway.id),
+            ));
+        }
+        if pathway.criteria.is_empty() {
+            return Err(loader.error(at, format!("pathway `{}` has no criteria", pathway.id)));
+        }
+        pathways.push(Pathway {
+            id: pathway.id.clone(),
+            title: pathway.title.clone(),
+            kinds: enum_mask(
+                &loader,
+                &pathway.kinds,
+                crate::case::RequestKind::VARIANTS,
+                "request kind",
+            )?,
+            outcome: *outcome.get_ref(),
+            criteria: pathway
+                .criteria
+                .iter()
+                .map(find)
+                .collect::<Result<_, _>>()?,
+            dosing: pathway.dosing.iter().map(find).collect::<Result<_, _>>()?,
+            authorization,
+            authorization_source: pathway
+                .authorization_source
+                .as_ref()
+                .map(source)
+                .unwrap_or_default(),
+        });
+    }
+
+    Ok(Policy {
+        id: raw.id,
+        title: raw.title,
+        payer: raw.payer,
+        document: raw.document,
+        source_file: raw.source_file,
+        version: raw.version,
+        effective,
+        drugs: drug_positions,
+        lines_of_business,
+        applicability: Source {
+            section: raw.applies.section,
+            quote: raw.applies.quote,
+            interpretation: raw.applies.interpretation,
+        },
+        dosing_outside: *raw.dosing_outside.get_ref(),
+        dosing_outside_source: source(&raw.dosing_outside_source),
+        codes: raw.codes,
+        exclusions: raw.exclusions.iter().map(find).collect::<Result<_, _>>()?,
+        criteria,
+        pathways,
+    })
+}
+
+fn source(raw: &RawSource) -> Source {
+    Source {
+        section: raw.section.clone(),
+        quote: raw.quote.clone(),
+        interpretation: raw.interpretation.clone(),
+    }
+}
+
+fn enum_mask(
+    loader: &Loader<'_>,
+    values: &[Spanned<String>],
+    variants: &[&str],
+    what: &str,
+) -> Result<u32, LoadError> {
+    values.iter().try_fold(0u32, |mask, value| {
+        variants
+            .iter()
+            .position(|v| v == value.get_ref())
+            .map(|p| mask | 1 << p)
+            .ok_or_else(|| {
+                loader.error(
+                    value.span().start,
+                    format!(
+                        "`{}` is not a {what} (one of {})",
+                        value.get_ref(),
+                        variants.join(", ")
+                    ),
+                )
+            })
+    })
+}
+
+// ---- The drug catalog. ----
+
+/// A drug the engine knows: billing units, vial size, and its labeled indications as
+/// criteria (which give the derived fact `request.on_label`).
+#[derive(Debug, Clone)]
+pub struct Drug {
+    pub id: String,
+    pub name: String,
+    pub hcpcs: String,
+    /// Amount of drug in one HCPCS unit, in `amount_unit`.
+    pub hcpcs_unit_amount: f64,
+    /// Amount of drug in one vial, in `amount_unit`.
+    pub vial_amount: f64,
+    pub amount_unit: String,
+    pub label: Vec<CriterionIdx>,
+}
+
+/// Every drug, with the criteria their labels use.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub drugs: Vec<Drug>,
+    pub criteria: Vec<Criterion>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCatalog {
+    #[serde(rename = "drug")]
+    drugs: Vec<RawDrug>,
+    #[serde(default)]
+    criteria: BTreeMap<String, Spanned<RawCriterion>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDrug {
+    id: String,
+    name: String,
+    hcpcs: String,
+    hcpcs_unit_amount: f64,
+    vial_amount: f64,
+    amount_unit: String,
+    label: Vec<Spanned<String>>,
+}
+
+/// Loads the drug catalog. Label criteria may not read `request.on_label`, which they define.
+pub fn load_catalog(file: &str, text: &str) -> Result<Catalog, LoadError> {
+    let names: Vec<String> = Vec::new();
+    let loader = Loader::new(file, text, &names);
+    let raw: RawCatalog = loader.parse()?;
+    let drug_names: Vec<String> = raw.drugs.iter().map(|d| d.id.clone()).collect();
+    let loader = Loader::new(file, text, &drug_names);
+    let criteria = loader.compile_criteria(&raw.criteria)?;
+    for (criterion, spanned) in criteria.iter().zip(raw.criteria.values()) {
+        if matches!(
+            criterion.node,
+            Node::Test(Test {
+                fact: FactId::RequestOnLabel,
+                ..
+            })
+        ) {
+            return Err(loader.error(
+                spanned.span().start,
+                "a label criterion cannot read `request.on_label`",
+            ));
+        }
+    }
+    let drugs = raw
+        .drugs
+        .into_iter()
+        .map(|drug| {
+            let label = drug
+                .label
+                .iter()
+                .map(|name| {
+                    criteria
+                        .iter()
+                        .position(|c| c.id == *name.get_ref())
+                        .map(|i| i as CriterionIdx)
+                        .ok_or_else(|| {
+                            loader.error(
+                                name.span().start,
+                                format!("unknown criterion `{}`", name.get_ref()),
+                            )
+                        })
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(Drug {
+                id: drug.id,
+                name: drug.name,
+                hcpcs: drug.hcpcs,
+                hcpcs_unit_amount: drug.hcpcs_unit_amount,
+                vial_amount: drug.vial_amount,
+                amount_unit: drug.amount_unit,
+                label,
+            })
+        })
+        .collect::<Result<_, LoadError>>()?;
+    Ok(Catalog { drugs, criteria })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+id = "p"
+title = "t"
+payer = "x"
+document = "d"
+source_file = "d.txt"
+version = "1"
+dosing_outside = "deny"
+dosing_outside_source = { section = "s", quote = "q" }
+applies = { drugs = ["blinatumomab"], section = "s", quote = "q" }
+
+[[pathway]]
+id = "only"
+title = "t"
+kinds = ["initial"]
+outcome = "approve"
+criteria = ["adult"]
+authorization = { years = 1 }
+authorization_source = { section = "s", quote = "q" }
+
+[criteria.adult]
+text = "adult"
+section = "s"
+quote = "q"
+fact = "patient.age_years"
+ge = 18
+"#;
+
+    fn load(text: &str) -> Result<Policy, LoadError> {
+        load_policy("p.toml", text, &["blinatumomab".to_string()])
+    }
+
+    fn error_of(text: &str) -> LoadError {
+        load(text).unwrap_err()
+    }
+
+    #[test]
+    fn a_minimal_policy_loads() {
+        let policy = load(MINIMAL).unwrap();
+        assert_eq!(policy.pathways.len(), 1);
+        assert_eq!(policy.pathways[0].authorization, Some(Duration::Years(1)));
+    }
+
+    #[test]
+    fn an_unknown_fact_is_located() {
+        let error = error_of(&MINIMAL.replace("patient.age_years", "patient.age_in_years"));
+        assert_eq!((error.line, error.column), (27, 8));
+        assert!(
+            error
+                .message
+                .contains("unknown fact `patient.age_in_years`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_test_of_the_wrong_type_is_an_error() {
+        let error = error_of(&MINIMAL.replace("ge = 18", "is = true"));
+        assert!(error.message.contains("is a number"), "{error}");
+        let error = error_of(&MINIMAL.replace(
+            "fact = \"patient.age_years\"\nge = 18",
+            "fact = \"diagnosis.ph_status\"\nin = [\"maybe\"]",
+        ));
+        assert!(
+            error
+                .message
+                .contains("`maybe` is not a value of `diagnosis.ph_status`"),
+            "{error}"
+        );
+        assert_eq!(error.line, 28);
+    }
+
+    #[test]
+    fn a_pathway_with_no_outcome_is_an_error() {
+        let error = error_of(&MINIMAL.replace("outcome = \"approve\"\n", ""));
+        assert!(error.message.contains("states no outcome"), "{error}");
+        assert_eq!(error.line, 12);
+    }
+
+    #[test]
+    fn approving_without_a_duration_must_say_so() {
+        let error = error_of(&MINIMAL.replace("authorization = { years = 1 }\n", ""));
+        assert!(
+            error.message.contains("without an authorization"),
+            "{error}"
+        );
+        assert!(load(&MINIMAL.replace("{ years = 1 }", "\"not stated\"")).is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_references_and_sources_are_errors() {
+        assert!(
+            error_of(&MINIMAL.replace("ge = 18", "ge = 18\ngreater = 1"))
+                .message
+                .contains("unknown field")
+        );
+        assert!(
+            error_of(&MINIMAL.replace("criteria = [\"adult\"]", "criteria = [\"adults\"]"))
+                .message
+                .contains("unknown criterion `adults`")
+        );
+        assert!(
+            error_of(&MINIMAL.replace("quote = \"q\"\nfact", "fact"))
+                .message
+                .contains("has no source")
+        );
+        assert!(
+            error_of(&MINIMAL.replace("kinds = [\"initial\"]", "kinds = [\"first\"]"))
+                .message
+                .contains("not a request kind")
+        );
+        assert!(
+            error_of(&MINIMAL.replace("drugs = [\"blinatumomab\"]", "drugs = [\"aspirin\"]"))
+                .message
+                .contains("unknown drug")
+        );
+    }
+
+    #[test]
+    fn a_criterion_that_contains_itself_is_an_error() {
+        let text = format!(
+            "{MINIMAL}\n[criteria.loop]\ntext = \"l\"\nsection = \"s\"\nquote = \"q\"\nall = [\"loop\"]\n"
+        );
+        assert!(error_of(&text).message.contains("contains itself"));
+    }
+}

@@ -1,0 +1,309 @@
+//! Rendering decisions: the JSON decision contract of `spec/case-format.md`, and a text tree
+//! with met / not met / unknown marks for people.
+
+use std::fmt::{self, Write as _};
+
+use serde::Serialize;
+
+use crate::case::Case;
+use crate::date::Date;
+use crate::eval::{self, Decision, Reason, Truth};
+use crate::facts::missing_keys;
+use crate::policy::{Outcome, Policy, Source};
+use crate::{Engine, Evaluation};
+
+/// The decision contract: one result per policy.
+#[derive(Debug, Serialize)]
+pub struct Report<'a> {
+    pub case: Option<&'a str>,
+    pub results: Vec<PolicyResult<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PolicyResult<'a> {
+    pub policy: &'a str,
+    pub outcome: Outcome,
+    pub pathway: Option<&'a str>,
+    pub authorization: Option<Authorization>,
+    /// The units the approval covers, from the request, with the vials they take.
+    pub quantity: Option<Quantity<'a>>,
+    pub missing: Vec<&'static str>,
+    pub reasons: Vec<ReasonJson<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Authorization {
+    pub start: Date,
+    pub end: Date,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Quantity<'a> {
+    pub hcpcs: &'a str,
+    pub units: u32,
+    pub period_days: Option<u32>,
+    pub vials: u32,
+    pub cycles: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReasonJson<'a> {
+    pub criterion: &'a str,
+    pub id: &'a str,
+    pub status: &'static str,
+    #[serde(serialize_with = "display")]
+    pub source: &'a Source,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub interpretation: &'a str,
+    pub pathway: Option<&'a str>,
+    pub depth: u8,
+}
+
+fn display<S: serde::Serializer, T: fmt::Display>(
+    value: &T,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+impl<'a> Report<'a> {
+    pub fn new(engine: &'a Engine, case: &'a Case, evaluation: &Evaluation) -> Report<'a> {
+        let results = evaluation
+            .decisions
+            .iter()
+            .filter_map(|(index, decision)| {
+                let policy = engine.policies.get(*index)?;
+                Some(policy_result(engine, policy, case, evaluation, decision))
+            })
+            .collect();
+        Report {
+            case: case.id.as_deref(),
+            results,
+        }
+    }
+}
+
+fn policy_result<'a>(
+    engine: &'a Engine,
+    policy: &'a Policy,
+    case: &'a Case,
+    evaluation: &Evaluation,
+    decision: &Decision,
+) -> PolicyResult<'a> {
+    let reasons = eval::explain(policy, &evaluation.facts, decision);
+    let mut reasons_json: Vec<ReasonJson<'a>> = Vec::with_capacity(reasons.len() + 1);
+    if decision.outcome == Outcome::NotApplicable
+        || (decision.outcome == Outcome::Incomplete && reasons.is_empty())
+    {
+        reasons_json.push(ReasonJson {
+            criterion: "the policy governs this drug and line of business",
+            id: "applies",
+            status: if decision.outcome == Outcome::NotApplicable {
+                "not_met"
+            } else {
+                "unknown"
+            },
+            source: &policy.applicability,
+            interpretation: &policy.applicability.interpretation,
+            pathway: None,
+            depth: 0,
+        });
+    }
+    if decision.dosing_outside {
+        reasons_json.push(ReasonJson {
+            criterion: "requests outside the policy's dosing go to clinical review",
+            id: "dosing-outside",
+            status: "met",
+            source: &policy.dosing_outside_source,
+            interpretation: &policy.dosing_outside_source.interpretation,
+            pathway: None,
+            depth: 0,
+        });
+    }
+    reasons_json.extend(
+        reasons
+            .iter()
+            .filter_map(|reason| reason_json(policy, reason)),
+    );
+    let pathway = decision
+        .pathway
+        .and_then(|p| policy.pathways.get(usize::from(p)));
+    PolicyResult {
+        policy: &policy.id,
+        outcome: decision.outcome,
+        pathway: pathway.map(|p| p.id.as_str()),
+        authorization: decision
+            .authorization
+            .map(|(start, end)| Authorization { start, end }),
+        quantity: if decision.outcome == Outcome::Approve {
+            quantity(engine, case)
+        } else {
+            None
+        },
+        missing: missing_keys(decision.missing).collect(),
+        reasons: reasons_json,
+    }
+}
+
+fn reason_json<'a>(policy: &'a Policy, reason: &Reason) -> Option<ReasonJson<'a>> {
+    let criterion = policy.criteria.get(usize::from(reason.criterion))?;
+    Some(ReasonJson {
+        criterion: &criterion.text,
+        id: &criterion.id,
+        status: reason.truth.as_str(),
+        source: &criterion.source,
+        interpretation: &criterion.source.interpretation,
+        pathway: reason
+            .pathway
+            .and_then(|p| policy.pathways.get(usize::from(p)))
+            .map(|p| p.id.as_str()),
+        depth: reason.depth,
+    })
+}
+
+/// The requested units, with the vials they take (whole vials, as billed with wastage).
+fn quantity<'a>(engine: &'a Engine, case: &'a Case) -> Option<Quantity<'a>> {
+    let request = case.request.as_ref()?;
+    let units = request.units?;
+    let drug = engine
+        .catalog
+        .drugs
+        .iter()
+        .find(|d| Some(&d.id) == request.drug.as_ref())?;
+    let units_per_vial = (drug.vial_amount / drug.hcpcs_unit_amount).round().max(1.0) as u32;
+    Some(Quantity {
+        hcpcs: request.hcpcs.as_deref().unwrap_or(&drug.hcpcs),
+        units,
+        period_days: request.units_period_days,
+        vials: units.div_ceil(units_per_vial),
+        cycles: request.cycles,
+    })
+}
+
+/// The readable tree: per policy, the outcome, period, quantity, missing facts, and every
+/// pathway of the request's kind with its criteria marked.
+pub fn text(engine: &Engine, case: &Case, evaluation: &Evaluation) -> String {
+    let mut out = String::new();
+    let report = Report::new(engine, case, evaluation);
+    let _ = writeln!(out, "case {}", case.id.as_deref().unwrap_or("(no id)"));
+    for ((index, decision), result) in evaluation.decisions.iter().zip(&report.results) {
+        let Some(policy) = engine.policies.get(*index) else {
+            continue;
+        };
+        let _ = writeln!(out, "\n{}  {}", policy.id, policy.title);
+        let _ = write!(out, "  outcome: {}", result.outcome.as_str().to_uppercase());
+        if let Some(pathway) = decision
+            .pathway
+            .and_then(|p| policy.pathways.get(usize::from(p)))
+        {
+            let _ = write!(out, " ({}: {})", pathway.id, pathway.title);
+        }
+        if decision.outcome == Outcome::Deny {
+            out.push_str("  [recommendation: a clinician must confirm a denial]");
+        }
+        out.push('\n');
+        if let Some(auth) = &result.authorization {
+            let _ = writeln!(
+                out,
+                "  authorization: {} to {} (inclusive)",
+                auth.start, auth.end
+            );
+        } else if decision.outcome == Outcome::Approve {
+            out.push_str("  authorization: the policy states no duration\n");
+        }
+        if let Some(q) = &result.quantity {
+            let _ = write!(out, "  quantity: {} x {} units", q.hcpcs, q.units);
+            if let Some(days) = q.period_days {
+                let _ = write!(out, " per {days} days");
+            }
+            let _ = write!(out, " ({} vials)", q.vials);
+            if let Some(cycles) = q.cycles {
+                let _ = write!(out, ", {cycles} cycles");
+            }
+            out.push('\n');
+        }
+        if !result.missing.is_empty() {
+            let _ = writeln!(out, "  missing: {}", result.missing.join(", "));
+        }
+        if let Some(exclusion) = decision.exclusion {
+            out.push_str("  exclusion:\n");
+            let mut reasons = Vec::new();
+            eval::explain_criterion(
+                &policy.criteria,
+                exclusion,
+                &evaluation.facts,
+                0,
+                None,
+                true,
+                &mut reasons,
+            );
+            write_tree(&mut out, policy, &reasons, 2);
+            continue;
+        }
+        if decision.outcome == Outcome::NotApplicable {
+            let _ = writeln!(
+                out,
+                "  [not met] governs this drug and line of business\n      {}",
+                policy.applicability
+            );
+            continue;
+        }
+        for (index, pathway) in policy.pathways.iter().enumerate() {
+            let Some(truth) = eval::pathway_truth(policy, index, &evaluation.facts) else {
+                continue;
+            };
+            if truth.kind == Truth::False {
+                continue;
+            }
+            let all = truth.kind.and(truth.criteria).and(truth.dosing);
+            let _ = writeln!(
+                out,
+                "  {} pathway {} ({}; {})",
+                mark(all),
+                pathway.id,
+                pathway.title,
+                pathway.outcome.as_str()
+            );
+            let mut reasons = Vec::new();
+            for idx in pathway.criteria.iter().chain(&pathway.dosing) {
+                eval::explain_criterion(
+                    &policy.criteria,
+                    *idx,
+                    &evaluation.facts,
+                    0,
+                    None,
+                    true,
+                    &mut reasons,
+                );
+            }
+            write_tree(&mut out, policy, &reasons, 2);
+        }
+    }
+    out
+}
+
+fn write_tree(out: &mut String, policy: &Policy, reasons: &[Reason], indent: usize) {
+    for reason in reasons {
+        let Some(criterion) = policy.criteria.get(usize::from(reason.criterion)) else {
+            continue;
+        };
+        let pad = " ".repeat(indent + 2 * usize::from(reason.depth));
+        let _ = writeln!(out, "{pad}  {} {}", mark(reason.truth), criterion.text);
+        let _ = writeln!(out, "{pad}      {}", criterion.source);
+        if !criterion.source.interpretation.is_empty() {
+            let _ = writeln!(
+                out,
+                "{pad}      interpretation: {}",
+                criterion.source.interpretation
+            );
+        }
+    }
+}
+
+fn mark(truth: Truth) -> &'static str {
+    match truth {
+        Truth::True => "[met]    ",
+        Truth::False => "[not met]",
+        Truth::Unknown(_) => "[unknown]",
+    }
+}
