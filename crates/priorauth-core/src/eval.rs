@@ -104,7 +104,19 @@ fn eval_all(criteria: &[Criterion], list: &[CriterionIdx], facts: &Facts) -> Tru
 fn eval_test(fact: FactId, check: Check, facts: &Facts) -> Truth {
     let value = facts.get(fact);
     let value = match value {
-        Value::Unknown(missing) => return Truth::Unknown(missing),
+        Value::Unknown(missing) => {
+            // A rate needs its period as well.
+            let period = match (check, facts.get(FactId::RequestUnitsPeriodDays)) {
+                (
+                    Check::Range {
+                        per_days: Some(_), ..
+                    },
+                    Value::Unknown(period),
+                ) => period,
+                _ => 0,
+            };
+            return Truth::Unknown(missing | period);
+        }
         Value::NotApplicable => return Truth::False,
         known => known,
     };
@@ -284,10 +296,25 @@ pub fn decide(policy: &Policy, facts: &Facts, request_date: Option<Date>) -> Dec
                 }
             }
         }
-        (Truth::Unknown(missing), _) => {
+        (Truth::Unknown(missing), review) => {
+            // If approval fails once these are known, the review route decides: ask for its
+            // unknown facts too, so that one answer settles the case.
             decision.outcome = Outcome::Incomplete;
             decision.pathway = None;
-            decision.missing = missing;
+            decision.missing = missing
+                | if let Truth::Unknown(more) = review {
+                    more
+                } else {
+                    0
+                };
+            // An approval with a stated duration starts on the request date.
+            let dated = policy
+                .pathways
+                .iter()
+                .any(|p| p.outcome == Outcome::Approve && p.authorization.is_some());
+            if dated && request_date.is_none() {
+                decision.missing |= crate::facts::key_bit("request.date").unwrap_or(0);
+            }
         }
         (Truth::False, Truth::True) => {
             decision.outcome = Outcome::Review;

@@ -460,11 +460,20 @@ impl Facts {
         // The requested dose in each unit family. Converting between mcg/day and mcg/m²/day
         // needs the body surface area; mg/m² is a different drug's unit and compares with neither.
         let (per_day, per_m2_day, mg_per_m2) = match request.dose {
-            None => (
-                Value::Unknown(DOSE),
-                Value::Unknown(DOSE),
-                Value::Unknown(DOSE),
-            ),
+            // A dose checked per m² needs the body surface area too: ask for what that needs
+            // along with the dose, so that one answer settles the check.
+            None => {
+                let bsa_missing = if let Value::Unknown(missing) = bsa {
+                    missing
+                } else {
+                    0
+                };
+                (
+                    Value::Unknown(DOSE | bsa_missing),
+                    Value::Unknown(DOSE | bsa_missing),
+                    Value::Unknown(DOSE),
+                )
+            }
             Some(dose) => {
                 let scale = |f: fn(f64, f64) -> f64| match bsa {
                     Value::Number(bsa) => Value::Number(f(dose.value, bsa)),
@@ -583,13 +592,13 @@ impl Facts {
         const AUTHORIZATIONS: Missing = bit(43);
         match &history.authorizations {
             None => {
-                for id in [
-                    HistoryAuthorizationCount,
-                    HistoryRenewalCount,
+                self.set(HistoryAuthorizationCount, Value::Unknown(AUTHORIZATIONS));
+                self.set(HistoryRenewalCount, Value::Unknown(AUTHORIZATIONS));
+                let date = if request.date.is_none() { DATE } else { 0 };
+                self.set(
                     HistoryDaysSinceAuthorization,
-                ] {
-                    self.set(id, Value::Unknown(AUTHORIZATIONS));
-                }
+                    Value::Unknown(AUTHORIZATIONS | date),
+                );
             }
             Some(past) => {
                 self.set(HistoryAuthorizationCount, Value::Number(past.len() as f64));

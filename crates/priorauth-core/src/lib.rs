@@ -169,7 +169,21 @@ impl Engine {
                     truth.or(eval::eval(&self.catalog.criteria, *idx, &facts))
                 })
             }
-            facts::Value::Unknown(missing) => Truth::Unknown(missing),
+            // Whichever drug it is, its label may need more facts: ask for them with the drug.
+            facts::Value::Unknown(missing) => {
+                let labels_missing =
+                    self.catalog
+                        .drugs
+                        .iter()
+                        .flat_map(|d| &d.label)
+                        .fold(0, |all, idx| {
+                            match eval::eval(&self.catalog.criteria, *idx, &facts) {
+                                Truth::Unknown(more) => all | more,
+                                _ => all,
+                            }
+                        });
+                Truth::Unknown(missing | labels_missing)
+            }
             _ => Truth::False,
         };
         facts.set(
