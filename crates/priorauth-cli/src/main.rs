@@ -190,31 +190,30 @@ fn run_batch(engine: &Engine, path: &Path, selected: &[usize]) -> Result<(), Str
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let mut invalid = 0usize;
     let write_error = |e: io::Error| format!("cannot write: {e}");
+    let mut buffer = Vec::with_capacity(1 << 16);
     for (number, line) in input.lines().enumerate() {
         let line = line.map_err(|e| format!("cannot read line {}: {e}", number + 1))?;
         if line.trim().is_empty() {
             continue;
         }
-        match engine.parse_case(&line) {
-            Ok(case) => {
-                let evaluation = engine.evaluate(&case, selected);
-                serde_json::to_writer(&mut out, &Report::new(engine, &case, &evaluation))
-                    .map_err(|e| format!("cannot write: {e}"))?;
-            }
-            Err(error) => {
-                invalid += 1;
-                let problems: Vec<_> = error
-                    .problems
-                    .iter()
-                    .map(|p| serde_json::json!({"key": p.key, "message": p.message}))
-                    .collect();
-                let object = serde_json::json!({"line": number + 1, "error": error.to_string(), "problems": problems});
-                serde_json::to_writer(&mut out, &object)
-                    .map_err(|e| format!("cannot write: {e}"))?;
-            }
+        if let Err(error) = report::decide_line(engine, &line, selected, &mut buffer) {
+            invalid += 1;
+            let problems: Vec<_> = error
+                .problems
+                .iter()
+                .map(|p| serde_json::json!({"key": p.key, "message": p.message}))
+                .collect();
+            let object = serde_json::json!({"line": number + 1, "error": error.to_string(), "problems": problems});
+            serde_json::to_writer(&mut buffer, &object)
+                .map_err(|e| format!("cannot write: {e}"))?;
+            buffer.push(b'\n');
         }
-        out.write_all(b"\n").map_err(write_error)?;
+        if buffer.len() >= 1 << 15 {
+            out.write_all(&buffer).map_err(write_error)?;
+            buffer.clear();
+        }
     }
+    out.write_all(&buffer).map_err(write_error)?;
     out.flush().map_err(write_error)?;
     if invalid > 0 {
         return Err(format!(

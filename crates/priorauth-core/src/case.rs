@@ -368,7 +368,7 @@ pub fn validate(case: &Case, known_drugs: &[impl AsRef<str>]) -> Result<(), Case
             }
         }
         if let Some(dose) = &request.dose {
-            if !(dose.value > 0.0) || !dose.value.is_finite() {
+            if dose.value <= 0.0 || !dose.value.is_finite() {
                 problem(
                     "request.dose.value",
                     format!("must be greater than 0, got {}", dose.value),
@@ -475,7 +475,7 @@ pub fn validate(case: &Case, known_drugs: &[impl AsRef<str>]) -> Result<(), Case
 
 fn check_measure(problem: &mut impl FnMut(&str, String), key: &str, value: Option<f64>, max: f64) {
     if let Some(value) = value {
-        if !(value > 0.0) || !value.is_finite() {
+        if value <= 0.0 || !value.is_finite() {
             problem(key, format!("must be greater than 0, got {value}"));
         } else if value > max {
             problem(

@@ -76,15 +76,16 @@ impl Date {
     /// `add_months` reaches (born 2024-01-31: one month old on 2024-02-29).
     pub fn months_since(self, birth: Date) -> i64 {
         let (a, b) = (self.0, birth.0);
-        let mut months = (i64::from(a.year()) - i64::from(b.year())) * 12 + i64::from(a.month())
+        let months = (i64::from(a.year()) - i64::from(b.year())) * 12 + i64::from(a.month())
             - i64::from(b.month());
-        while months > 0
-            && birth
-                .add_months(months)
-                .is_none_or(|reached| reached > self)
-        {
-            months -= 1;
-        }
+        // `birth + months` lands in this month on the birth day, clamped to the month's
+        // length; the month is complete if that day has come.
+        let reached_day = b.day().min(a.days_in_month());
+        let months = if a.day() < reached_day {
+            months - 1
+        } else {
+            months
+        };
         months.max(0)
     }
 

@@ -184,12 +184,23 @@ pub struct PathwayTruth {
 
 pub fn pathway_truth(policy: &Policy, pathway_idx: usize, facts: &Facts) -> Option<PathwayTruth> {
     let pathway = policy.pathways.get(pathway_idx)?;
-    let kind = one_of(facts, FactId::RequestKind, u64::from(pathway.kinds));
+    let kind = pathway_kind(facts, pathway.kinds);
     Some(PathwayTruth {
         kind,
         criteria: eval_all(&policy.criteria, &pathway.criteria, facts),
         dosing: eval_all(&policy.criteria, &pathway.dosing, facts),
     })
+}
+
+/// Whether the request's kind is one the pathway serves; a pathway serving every kind does
+/// not need to know it.
+fn pathway_kind(facts: &Facts, kinds: u32) -> Truth {
+    let every_kind = (1u32 << crate::case::RequestKind::VARIANTS.len()) - 1;
+    if kinds & every_kind == every_kind {
+        Truth::True
+    } else {
+        one_of(facts, FactId::RequestKind, u64::from(kinds))
+    }
 }
 
 fn one_of(facts: &Facts, fact: FactId, mask: u64) -> Truth {
@@ -247,19 +258,27 @@ pub fn decide(policy: &Policy, facts: &Facts, request_date: Option<Date>) -> Dec
     let mut review = Truth::False;
     let mut review_pathway = None;
     for (index, pathway) in policy.pathways.iter().enumerate() {
-        let Some(truth) = pathway_truth(policy, index, facts) else {
+        let met = pathway_kind(facts, pathway.kinds).and(eval_all(
+            &policy.criteria,
+            &pathway.criteria,
+            facts,
+        ));
+        if met == Truth::False {
+            // Neither approved nor routed: its dosing cannot matter.
             continue;
-        };
-        let met = truth.kind.and(truth.criteria);
+        }
+        let dosing = eval_all(&policy.criteria, &pathway.dosing, facts);
         match pathway.outcome {
             Outcome::Approve => {
-                let approved = met.and(truth.dosing);
-                if approved == Truth::True && decision.pathway.is_none() {
-                    decision.pathway = Some(index as u16);
-                }
+                let approved = met.and(dosing);
                 approve = approve.or(approved);
+                if approved == Truth::True {
+                    // The first approving pathway decides; the rest cannot change that.
+                    decision.pathway = Some(index as u16);
+                    break;
+                }
                 if policy.dosing_outside == Outcome::Review {
-                    let outside = met.and(truth.dosing.not());
+                    let outside = met.and(dosing.not());
                     if outside == Truth::True && review_pathway.is_none() {
                         review_pathway = Some((index as u16, true));
                     }
@@ -267,7 +286,7 @@ pub fn decide(policy: &Policy, facts: &Facts, request_date: Option<Date>) -> Dec
                 }
             }
             _ => {
-                let routed = met.and(truth.dosing);
+                let routed = met.and(dosing);
                 if routed == Truth::True && review_pathway.is_none() {
                     review_pathway = Some((index as u16, false));
                 }

@@ -147,7 +147,7 @@ facts! {
     RequestCycleLengthDays = "request.cycle_length_days", Number, "days per cycle";
     RequestTreatmentFreeDays = "request.treatment_free_days", Number, "derived: cycle length minus infusion days";
     RequestCycles = "request.cycles", Number, "cycles requested in this authorization";
-    RequestFirstCycle = "request.first_cycle", Number, "number in the whole course of the first requested cycle";
+    RequestFirstCycle = "request.first_cycle", Number, "number in the whole course of the first requested cycle; without it, derived as history.blinatumomab_cycles + 1";
     RequestLastCycle = "request.last_cycle", Number, "derived: number in the whole course of the last requested cycle: first_cycle + cycles - 1, or, without first_cycle, history.blinatumomab_cycles + cycles";
     RequestContinuedCycles = "request.continued_cycles", Number, "derived: continued-therapy cycles (cycle 6 and later of relapsed/refractory therapy) given and requested, through the last requested cycle";
     RequestUnits = "request.units", Number, "billable units requested per request.units_period_days; a test with `per_days` rescales it to that period";
@@ -189,7 +189,7 @@ facts! {
     HistoryMedicationsAdded = "history.medications_added", Bool, "other medications are added to this continuation request";
     HistoryAuthorizationCount = "history.authorization_count", Number, "derived: earlier authorizations of the requested drug";
     HistoryRenewalCount = "history.renewal_count", Number, "derived: earlier authorizations that were renewals";
-    HistoryDaysSinceAuthorization = "history.days_since_authorization", Number, "derived: days from the end of the latest earlier authorization to request.date (0 or less while one is active)";
+    HistoryLapseDays = "history.lapse_days", Number, "derived: days without an active authorization between the end of the latest earlier one and request.date (0 or less when contiguous or still active)";
     PrescriberSpecialty = "prescriber.specialty", Enum(Specialty::VARIANTS), "the prescriber's specialty";
     PrescriberConsultingSpecialty = "prescriber.consulting_specialty", Enum(Specialty::VARIANTS), "specialty of a physician the prescriber consulted";
 }
@@ -197,6 +197,10 @@ facts! {
 impl FactId {
     pub fn def(self) -> &'static FactDef {
         // INVARIANT: FACTS and FactId are generated from one list, in one order.
+        #[expect(
+            clippy::indexing_slicing,
+            reason = "FactId indexes FACTS by construction"
+        )]
         &FACTS[self as usize]
     }
 
@@ -215,11 +219,12 @@ pub struct Facts {
 }
 
 impl Facts {
+    #[expect(clippy::indexing_slicing, reason = "`values` has one entry per FactId")]
     pub fn get(&self, id: FactId) -> Value {
-        // INVARIANT: `values` has one entry per FactId.
         self.values[id as usize]
     }
 
+    #[expect(clippy::indexing_slicing, reason = "`values` has one entry per FactId")]
     pub fn set(&mut self, id: FactId, value: Value) {
         self.values[id as usize] = value;
     }
@@ -274,7 +279,11 @@ impl Facts {
             request.cycle_length_days.map(num),
         );
         put(RequestCycles, 9, request.cycles.map(num));
-        put(RequestFirstCycle, 10, request.first_cycle.map(num));
+        // The next cycle of the course follows the ones already given.
+        let first_cycle = request
+            .first_cycle
+            .or(history.blinatumomab_cycles.map(|given| given + 1));
+        put(RequestFirstCycle, 10, first_cycle.map(num));
         put(RequestUnits, 12, request.units.map(num));
         put(
             RequestUnitsPeriodDays,
@@ -595,10 +604,7 @@ impl Facts {
                 self.set(HistoryAuthorizationCount, Value::Unknown(AUTHORIZATIONS));
                 self.set(HistoryRenewalCount, Value::Unknown(AUTHORIZATIONS));
                 let date = if request.date.is_none() { DATE } else { 0 };
-                self.set(
-                    HistoryDaysSinceAuthorization,
-                    Value::Unknown(AUTHORIZATIONS | date),
-                );
+                self.set(HistoryLapseDays, Value::Unknown(AUTHORIZATIONS | date));
             }
             Some(past) => {
                 self.set(HistoryAuthorizationCount, Value::Number(past.len() as f64));
@@ -608,11 +614,12 @@ impl Facts {
                 );
                 let latest_end = past.iter().map(|a| a.end).max();
                 self.set(
-                    HistoryDaysSinceAuthorization,
+                    HistoryLapseDays,
                     match (latest_end, request.date) {
                         // No earlier authorization: the lapse is unbounded.
                         (None, _) => Value::Number(f64::INFINITY),
-                        (Some(end), Some(date)) => Value::Number(date.days_since(end) as f64),
+                        // The end day is covered and so is the request date: the days between are the lapse.
+                        (Some(end), Some(date)) => Value::Number((date.days_since(end) - 1) as f64),
                         (Some(_), None) => Value::Unknown(DATE),
                     },
                 );

@@ -841,7 +841,7 @@ ge = 18
     #[test]
     fn an_unknown_fact_is_located() {
         let error = error_of(&MINIMAL.replace("patient.age_years", "patient.age_in_years"));
-        assert_eq!((error.line, error.column), (27, 8));
+        assert_eq!((error.line, error.column), (25, 8));
         assert!(
             error
                 .message
@@ -864,7 +864,7 @@ ge = 18
                 .contains("`maybe` is not a value of `diagnosis.ph_status`"),
             "{error}"
         );
-        assert_eq!(error.line, 28);
+        assert_eq!(error.line, 26);
     }
 
     #[test]

@@ -264,6 +264,10 @@ pub fn text(engine: &Engine, case: &Case, evaluation: &Evaluation) -> String {
                 pathway.title,
                 pathway.outcome.as_str()
             );
+            // Once a pathway decided, the others are listed without their trees.
+            if decision.pathway.is_some_and(|p| usize::from(p) != index) {
+                continue;
+            }
             let mut reasons = Vec::new();
             for idx in pathway.criteria.iter().chain(&pathway.dosing) {
                 eval::explain_criterion(
@@ -306,4 +310,20 @@ fn mark(truth: Truth) -> &'static str {
         Truth::False => "[not met]",
         Truth::Unknown(_) => "[unknown]",
     }
+}
+
+/// One line of a batch: parses the case, decides it and appends its decision as one JSON
+/// line to `out`, or returns the case's problems (nothing is appended then).
+pub fn decide_line(
+    engine: &Engine,
+    line: &str,
+    selected: &[usize],
+    out: &mut Vec<u8>,
+) -> Result<(), crate::CaseError> {
+    let case = engine.parse_case(line)?;
+    let evaluation = engine.evaluate(&case, selected);
+    // Writing JSON into a Vec cannot fail: every value here serializes.
+    let _ = serde_json::to_writer(&mut *out, &Report::new(engine, &case, &evaluation));
+    out.push(b'\n');
+    Ok(())
 }

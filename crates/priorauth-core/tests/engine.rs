@@ -1,6 +1,14 @@
 //! The engine against the shared example cases, the source documents and its own promises:
 //! every quote is in its document, and unknown facts behave as the spec says.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -6,6 +6,14 @@
 //! authorization end and the missing keys. After all rows ran, every criterion of every
 //! policy must have been seen met, not met and unknown, unless the file exempts it with a reason.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
