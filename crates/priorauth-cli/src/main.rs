@@ -191,12 +191,15 @@ fn run_batch(engine: &Engine, path: &Path, selected: &[usize]) -> Result<(), Str
     let mut invalid = 0usize;
     let write_error = |e: io::Error| format!("cannot write: {e}");
     let mut buffer = Vec::with_capacity(1 << 16);
+    let mut evaluation = priorauth_core::Evaluation::default();
     for (number, line) in input.lines().enumerate() {
         let line = line.map_err(|e| format!("cannot read line {}: {e}", number + 1))?;
         if line.trim().is_empty() {
             continue;
         }
-        if let Err(error) = report::decide_line(engine, &line, selected, &mut buffer) {
+        if let Err(error) =
+            report::decide_line(engine, &line, selected, &mut evaluation, &mut buffer)
+        {
             invalid += 1;
             let problems: Vec<_> = error
                 .problems

@@ -16,7 +16,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use priorauth_core::generate::{self, Rng};
-use priorauth_core::{Case, Engine, eval, report};
+use priorauth_core::{Case, Engine, Evaluation, eval, report};
 
 const ROUNDS: usize = 5;
 
@@ -65,9 +65,11 @@ fn main() {
     });
 
     // In-process: facts and all five decisions, from parsed cases.
+    let mut evaluation = Evaluation::default();
     let decide = best_of(|| {
         for case in &cases {
-            black_box(engine.evaluate(black_box(case), &[]));
+            engine.evaluate_into(black_box(case), &[], &mut evaluation);
+            black_box(&evaluation);
         }
     });
     // Of which: the facts alone, derived facts and label included.
@@ -79,7 +81,7 @@ fn main() {
     // The same, with the explanation of every decision.
     let decide_explain = best_of(|| {
         for case in &cases {
-            let evaluation = engine.evaluate(black_box(case), &[]);
+            engine.evaluate_into(black_box(case), &[], &mut evaluation);
             for (index, decision) in &evaluation.decisions {
                 black_box(eval::explain(
                     &engine.policies[*index],
@@ -100,7 +102,7 @@ fn main() {
     // serde_json parse of the same input and re-serialization of the same output.
     let mut out = Vec::with_capacity(bytes * 8);
     for line in &lines {
-        report::decide_line(&engine, line, &[], &mut out).unwrap();
+        report::decide_line(&engine, line, &[], &mut evaluation, &mut out).unwrap();
     }
     let outputs: Vec<serde_json::Value> = out
         .split(|b| *b == b'\n')
@@ -111,7 +113,7 @@ fn main() {
     let batch = best_of(|| {
         out.clear();
         for line in &lines {
-            report::decide_line(&engine, line, &[], &mut out).unwrap();
+            report::decide_line(&engine, line, &[], &mut evaluation, &mut out).unwrap();
         }
         black_box(&out);
     });

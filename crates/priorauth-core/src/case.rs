@@ -34,6 +34,9 @@ pub struct Request {
     /// Validated against the drug catalog, so that a drug can be added as data.
     #[serde(default)]
     pub drug: Option<String>,
+    /// The drug's position in the catalog, found when the case is validated.
+    #[serde(skip)]
+    pub drug_index: Option<u8>,
     #[serde(default)]
     pub kind: Option<RequestKind>,
     #[serde(default)]
@@ -315,11 +318,18 @@ impl CaseError {
 /// Parses and validates a case. `known_drugs` are the drug names of the catalog.
 pub fn parse_case(json: &str, known_drugs: &[impl AsRef<str>]) -> Result<Case, CaseError> {
     // The plain parse is the fast path; on failure, parse again to learn the key's path.
-    let case: Case = match serde_json::from_str(json) {
+    let mut case: Case = match serde_json::from_str(json) {
         Ok(case) => case,
         Err(_) => return Err(locate_syntax_error(json)),
     };
     validate(&case, known_drugs)?;
+    if let Some(request) = &mut case.request {
+        request.drug_index = request
+            .drug
+            .as_deref()
+            .and_then(|drug| known_drugs.iter().position(|known| known.as_ref() == drug))
+            .and_then(|position| u8::try_from(position).ok());
+    }
     Ok(case)
 }
 

@@ -6,7 +6,7 @@
 
 use crate::date::Date;
 use crate::facts::{FactId, Facts, Missing, Value};
-use crate::policy::{Check, Criterion, CriterionIdx, Node, Outcome, Policy};
+use crate::policy::{Arena, Check, Criterion, CriterionIdx, Node, Op, Outcome, Policy};
 
 /// The truth of a criterion for one case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,44 +56,90 @@ impl Truth {
     }
 }
 
-/// Evaluates one criterion of an arena.
-pub fn eval(criteria: &[Criterion], idx: CriterionIdx, facts: &Facts) -> Truth {
-    let Some(criterion) = criteria.get(usize::from(idx)) else {
-        return Truth::False;
-    };
-    match &criterion.node {
-        Node::Test(test) => match (eval_test(test.fact, test.check, facts), test.if_unknown) {
-            (Truth::Unknown(_), Some(value)) => Truth::from_bool(value),
-            (truth, _) => truth,
-        },
-        Node::All(list) => {
-            let mut truth = Truth::True;
-            for child in list {
-                truth = truth.and(eval(criteria, *child, facts));
-                if truth == Truth::False {
-                    break;
-                }
-            }
-            truth
+/// Results of group criteria already evaluated for the current case and policy. Pathways
+/// share sub-criteria (universal criteria, diagnosis, dose bands), so each group is
+/// evaluated once. A slot is valid when its stamp is the current one, so starting a new
+/// policy or case costs one increment, not a clearing.
+#[derive(Debug, Default)]
+pub struct Memo {
+    stamp: u32,
+    slots: Vec<(u32, Truth)>,
+}
+
+impl Memo {
+    /// Forgets every result: the next evaluations are for another policy or case.
+    pub fn reset(&mut self, n_criteria: usize) {
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 || self.slots.len() < n_criteria {
+            // A wrapped stamp could match an old slot: clear once every 2^32 resets.
+            self.slots.clear();
+            self.slots
+                .resize(n_criteria.max(self.slots.len()), (0, Truth::False));
+            self.stamp = 1;
         }
-        Node::Any(list) => {
-            let mut truth = Truth::False;
-            for child in list {
-                truth = truth.or(eval(criteria, *child, facts));
-                if truth == Truth::True {
-                    break;
-                }
-            }
-            truth
-        }
-        Node::Not(inner) => eval(criteria, *inner, facts).not(),
     }
 }
 
-fn eval_all(criteria: &[Criterion], list: &[CriterionIdx], facts: &Facts) -> Truth {
+/// Evaluates one criterion of an arena.
+pub fn eval(arena: &Arena, idx: CriterionIdx, facts: &Facts) -> Truth {
+    eval_in(arena, idx, facts, &mut None)
+}
+
+fn eval_in(arena: &Arena, idx: CriterionIdx, facts: &Facts, memo: &mut Option<&mut Memo>) -> Truth {
+    let Some(op) = arena.op(idx) else {
+        return Truth::False;
+    };
+    let slot = usize::from(idx);
+    match op {
+        Op::Test(test) => match (eval_test(test.fact, &test.check, facts), test.if_unknown) {
+            (Truth::Unknown(_), Some(value)) => Truth::from_bool(value),
+            (truth, _) => truth,
+        },
+        group => {
+            if let Some(memo) = memo.as_deref() {
+                if let Some((stamp, truth)) = memo.slots.get(slot) {
+                    if *stamp == memo.stamp {
+                        return *truth;
+                    }
+                }
+            }
+            let truth = match *group {
+                Op::All { start, len } => {
+                    eval_all_in(arena, arena.children(start, len), facts, memo)
+                }
+                Op::Any { start, len } => {
+                    let mut truth = Truth::False;
+                    for child in arena.children(start, len) {
+                        truth = truth.or(eval_in(arena, *child, facts, memo));
+                        if truth == Truth::True {
+                            break;
+                        }
+                    }
+                    truth
+                }
+                Op::Not(inner) => eval_in(arena, inner, facts, memo).not(),
+                Op::Test(_) => Truth::False,
+            };
+            if let Some(memo) = memo.as_deref_mut() {
+                let stamp = memo.stamp;
+                if let Some(entry) = memo.slots.get_mut(slot) {
+                    *entry = (stamp, truth);
+                }
+            }
+            truth
+        }
+    }
+}
+
+fn eval_all_in(
+    arena: &Arena,
+    list: &[CriterionIdx],
+    facts: &Facts,
+    memo: &mut Option<&mut Memo>,
+) -> Truth {
     let mut truth = Truth::True;
     for idx in list {
-        truth = truth.and(eval(criteria, *idx, facts));
+        truth = truth.and(eval_in(arena, *idx, facts, memo));
         if truth == Truth::False {
             break;
         }
@@ -101,7 +147,11 @@ fn eval_all(criteria: &[Criterion], list: &[CriterionIdx], facts: &Facts) -> Tru
     truth
 }
 
-fn eval_test(fact: FactId, check: Check, facts: &Facts) -> Truth {
+fn eval_all(arena: &Arena, list: &[CriterionIdx], facts: &Facts) -> Truth {
+    eval_all_in(arena, list, facts, &mut None)
+}
+
+fn eval_test(fact: FactId, check: &Check, facts: &Facts) -> Truth {
     let value = facts.get(fact);
     let value = match value {
         Value::Unknown(missing) => {
@@ -120,7 +170,7 @@ fn eval_test(fact: FactId, check: Check, facts: &Facts) -> Truth {
         Value::NotApplicable => return Truth::False,
         known => known,
     };
-    match (check, value) {
+    match (*check, value) {
         (Check::Is(expected), Value::Bool(actual)) => Truth::from_bool(expected == actual),
         (Check::OneOf(mask), Value::Symbol(position)) => {
             Truth::from_bool(mask & (1 << position) != 0)
@@ -187,8 +237,8 @@ pub fn pathway_truth(policy: &Policy, pathway_idx: usize, facts: &Facts) -> Opti
     let kind = pathway_kind(facts, pathway.kinds);
     Some(PathwayTruth {
         kind,
-        criteria: eval_all(&policy.criteria, &pathway.criteria, facts),
-        dosing: eval_all(&policy.criteria, &pathway.dosing, facts),
+        criteria: eval_all(&policy.arena, &pathway.criteria, facts),
+        dosing: eval_all(&policy.arena, &pathway.dosing, facts),
     })
 }
 
@@ -204,7 +254,7 @@ fn pathway_kind(facts: &Facts, kinds: u32) -> Truth {
 }
 
 fn one_of(facts: &Facts, fact: FactId, mask: u64) -> Truth {
-    eval_test(fact, Check::OneOf(mask), facts)
+    eval_test(fact, &Check::OneOf(mask), facts)
 }
 
 /// Whether the policy governs the request: its drug and line of business.
@@ -226,6 +276,18 @@ pub fn applicability(policy: &Policy, facts: &Facts) -> Truth {
 
 /// Decides one policy for one case. `request_date` starts the authorization.
 pub fn decide(policy: &Policy, facts: &Facts, request_date: Option<Date>) -> Decision {
+    decide_with(policy, facts, request_date, &mut Memo::default())
+}
+
+/// [`decide`] with a memo table the caller keeps from case to case.
+pub fn decide_with(
+    policy: &Policy,
+    facts: &Facts,
+    request_date: Option<Date>,
+    memo: &mut Memo,
+) -> Decision {
+    memo.reset(policy.criteria.len());
+    let mut memo = Some(memo);
     let mut decision = Decision {
         outcome: Outcome::Deny,
         pathway: None,
@@ -248,7 +310,7 @@ pub fn decide(policy: &Policy, facts: &Facts, request_date: Option<Date>) -> Dec
     if let Some(exclusion) = policy
         .exclusions
         .iter()
-        .find(|e| eval(&policy.criteria, **e, facts) == Truth::True)
+        .find(|e| eval_in(&policy.arena, **e, facts, &mut memo) == Truth::True)
     {
         decision.exclusion = Some(*exclusion);
         return settle(decision, applies_missing);
@@ -258,16 +320,17 @@ pub fn decide(policy: &Policy, facts: &Facts, request_date: Option<Date>) -> Dec
     let mut review = Truth::False;
     let mut review_pathway = None;
     for (index, pathway) in policy.pathways.iter().enumerate() {
-        let met = pathway_kind(facts, pathway.kinds).and(eval_all(
-            &policy.criteria,
+        let met = pathway_kind(facts, pathway.kinds).and(eval_all_in(
+            &policy.arena,
             &pathway.criteria,
             facts,
+            &mut memo,
         ));
         if met == Truth::False {
             // Neither approved nor routed: its dosing cannot matter.
             continue;
         }
-        let dosing = eval_all(&policy.criteria, &pathway.dosing, facts);
+        let dosing = eval_all_in(&policy.arena, &pathway.dosing, facts, &mut memo);
         match pathway.outcome {
             Outcome::Approve => {
                 let approved = met.and(dosing);
@@ -291,6 +354,43 @@ pub fn decide(policy: &Policy, facts: &Facts, request_date: Option<Date>) -> Dec
                     review_pathway = Some((index as u16, false));
                 }
                 review = review.or(routed);
+            }
+        }
+    }
+
+    // An earlier pathway still unknown would approve for another period: the period turns
+    // on its facts.
+    if let Some(approving) = decision
+        .pathway
+        .and_then(|p| policy.pathways.get(usize::from(p)))
+    {
+        let earlier = &policy.pathways[..usize::from(decision.pathway.unwrap_or_default())];
+        for pathway in earlier
+            .iter()
+            .filter(|p| p.outcome == Outcome::Approve && p.authorization != approving.authorization)
+        {
+            let truth = pathway_kind(facts, pathway.kinds)
+                .and(eval_all_in(
+                    &policy.arena,
+                    &pathway.criteria,
+                    facts,
+                    &mut memo,
+                ))
+                .and(eval_all_in(
+                    &policy.arena,
+                    &pathway.dosing,
+                    facts,
+                    &mut memo,
+                ));
+            if let Truth::Unknown(missing) = truth {
+                approve = Truth::Unknown(
+                    missing
+                        | if let Truth::Unknown(m) = approve {
+                            m
+                        } else {
+                            0
+                        },
+                );
             }
         }
     }
@@ -379,6 +479,7 @@ pub struct Reason {
 /// (dually for `any`). With `full`, every child is listed.
 pub fn explain_criterion(
     criteria: &[Criterion],
+    arena: &Arena,
     idx: CriterionIdx,
     facts: &Facts,
     depth: u8,
@@ -386,7 +487,7 @@ pub fn explain_criterion(
     full: bool,
     out: &mut Vec<Reason>,
 ) {
-    let truth = eval(criteria, idx, facts);
+    let truth = eval(arena, idx, facts);
     out.push(Reason {
         criterion: idx,
         truth,
@@ -403,7 +504,7 @@ pub fn explain_criterion(
     };
     let is_not = matches!(criterion.node, Node::Not(_));
     for child in children {
-        let child_truth = eval(criteria, *child, facts);
+        let child_truth = eval(arena, *child, facts);
         let decisive = full
             || is_not
             || match (truth, child_truth) {
@@ -422,6 +523,7 @@ pub fn explain_criterion(
         if decisive {
             explain_criterion(
                 criteria,
+                arena,
                 *child,
                 facts,
                 depth.saturating_add(1),
@@ -437,8 +539,9 @@ pub fn explain_criterion(
 pub fn explain(policy: &Policy, facts: &Facts, decision: &Decision) -> Vec<Reason> {
     let mut out = Vec::new();
     let criteria = &policy.criteria;
+    let arena = &policy.arena;
     if let Some(exclusion) = decision.exclusion {
-        explain_criterion(criteria, exclusion, facts, 0, None, false, &mut out);
+        explain_criterion(criteria, arena, exclusion, facts, 0, None, false, &mut out);
         return out;
     }
     match decision.outcome {
@@ -447,7 +550,7 @@ pub fn explain(policy: &Policy, facts: &Facts, decision: &Decision) -> Vec<Reaso
             let index = decision.pathway.unwrap_or_default();
             if let Some(pathway) = policy.pathways.get(usize::from(index)) {
                 for idx in pathway.criteria.iter().chain(&pathway.dosing) {
-                    let truth = eval(criteria, *idx, facts);
+                    let truth = eval(arena, *idx, facts);
                     // Under review for dosing, the met dosing criteria do not explain it.
                     if decision.dosing_outside
                         && pathway.dosing.contains(idx)
@@ -455,7 +558,16 @@ pub fn explain(policy: &Policy, facts: &Facts, decision: &Decision) -> Vec<Reaso
                     {
                         continue;
                     }
-                    explain_criterion(criteria, *idx, facts, 0, Some(index), false, &mut out);
+                    explain_criterion(
+                        criteria,
+                        arena,
+                        *idx,
+                        facts,
+                        0,
+                        Some(index),
+                        false,
+                        &mut out,
+                    );
                 }
             }
         }
@@ -474,9 +586,10 @@ pub fn explain(policy: &Policy, facts: &Facts, decision: &Decision) -> Vec<Reaso
                     continue;
                 }
                 for idx in pathway.criteria.iter().chain(&pathway.dosing) {
-                    if wanted(eval(criteria, *idx, facts)) {
+                    if wanted(eval(arena, *idx, facts)) {
                         explain_criterion(
                             criteria,
+                            arena,
                             *idx,
                             facts,
                             0,

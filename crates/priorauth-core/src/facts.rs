@@ -218,6 +218,14 @@ pub struct Facts {
     values: [Value; N_FACTS],
 }
 
+impl Default for Facts {
+    fn default() -> Facts {
+        Facts {
+            values: [Value::Unknown(0); N_FACTS],
+        }
+    }
+}
+
 impl Facts {
     #[expect(clippy::indexing_slicing, reason = "`values` has one entry per FactId")]
     pub fn get(&self, id: FactId) -> Value {
@@ -233,9 +241,14 @@ impl Facts {
     /// and is filled in by [`crate::Engine`]. `drug_index` maps a drug name to its position
     /// in the catalog.
     pub fn of_case(case: &Case, drug_index: impl Fn(&str) -> Option<u8>) -> Facts {
-        let mut facts = Facts {
-            values: [Value::Unknown(0); N_FACTS],
-        };
+        let mut facts = Facts::default();
+        facts.fill(case, drug_index);
+        facts
+    }
+
+    /// [`Facts::of_case`] into an existing table, which hot paths reuse from case to case.
+    pub fn fill(&mut self, case: &Case, drug_index: impl Fn(&str) -> Option<u8>) {
+        let facts = self;
         let empty_request = Request::default();
         let empty_patient = Patient::default();
         let empty_diagnosis = Diagnosis::default();
@@ -254,11 +267,10 @@ impl Facts {
         let sym = |index: u8| Value::Symbol(index);
         let num = |n: u32| Value::Number(f64::from(n));
 
-        put(
-            RequestDrug,
-            0,
-            request.drug.as_deref().and_then(&drug_index).map(sym),
-        );
+        let drug = request
+            .drug_index
+            .or_else(|| request.drug.as_deref().and_then(&drug_index));
+        put(RequestDrug, 0, drug.map(sym));
         put(RequestKind, 1, request.kind.map(|v| sym(v.index())));
         put(
             RequestLineOfBusiness,
@@ -424,7 +436,6 @@ impl Facts {
         );
 
         facts.derive(request, patient, history);
-        facts
     }
 
     fn derive(&mut self, request: &Request, patient: &Patient, history: &History) {

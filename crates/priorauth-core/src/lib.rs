@@ -36,11 +36,12 @@ pub struct Engine {
 }
 
 /// One case decided by every selected policy.
-#[derive(Debug, Clone)]
+#[derive(Debug, Default)]
 pub struct Evaluation {
     pub facts: Facts,
     /// (policy index, decision), in the engine's policy order.
     pub decisions: Vec<(usize, Decision)>,
+    memo: eval::Memo,
 }
 
 impl Engine {
@@ -151,7 +152,13 @@ impl Engine {
 
     /// Every fact of a case, derived facts included.
     pub fn facts(&self, case: &Case) -> Facts {
-        let mut facts = Facts::of_case(case, |name| {
+        let mut facts = Facts::default();
+        self.fill_facts(case, &mut facts);
+        facts
+    }
+
+    fn fill_facts(&self, case: &Case, facts: &mut Facts) {
+        facts.fill(case, |name| {
             self.drug_names
                 .iter()
                 .position(|d| d == name)
@@ -166,7 +173,7 @@ impl Engine {
                     .map(|d| d.label.as_slice())
                     .unwrap_or_default();
                 label.iter().fold(Truth::False, |truth, idx| {
-                    truth.or(eval::eval(&self.catalog.criteria, *idx, &facts))
+                    truth.or(eval::eval(&self.catalog.arena, *idx, facts))
                 })
             }
             // Whichever drug it is, its label may need more facts: ask for them with the drug.
@@ -177,7 +184,7 @@ impl Engine {
                         .iter()
                         .flat_map(|d| &d.label)
                         .fold(0, |all, idx| {
-                            match eval::eval(&self.catalog.criteria, *idx, &facts) {
+                            match eval::eval(&self.catalog.arena, *idx, facts) {
                                 Truth::Unknown(more) => all | more,
                                 _ => all,
                             }
@@ -194,23 +201,35 @@ impl Engine {
                 Truth::Unknown(missing) => facts::Value::Unknown(missing),
             },
         );
-        facts
     }
 
     /// Decides a case against the selected policies (all when `selected` is empty).
     pub fn evaluate(&self, case: &Case, selected: &[usize]) -> Evaluation {
-        let facts = self.facts(case);
+        let mut evaluation = Evaluation::default();
+        self.evaluate_into(case, selected, &mut evaluation);
+        evaluation
+    }
+
+    /// [`Engine::evaluate`] into an evaluation reused from case to case, as batch runs do:
+    /// it then allocates nothing and copies no fact table.
+    pub fn evaluate_into(&self, case: &Case, selected: &[usize], evaluation: &mut Evaluation) {
+        self.fill_facts(case, &mut evaluation.facts);
         let date = case.request.as_ref().and_then(|r| r.date);
-        let decide = |index: usize| {
-            self.policies
-                .get(index)
-                .map(|policy| (index, eval::decide(policy, &facts, date)))
+        let Evaluation {
+            facts,
+            decisions,
+            memo,
+        } = evaluation;
+        decisions.clear();
+        let mut decide = |index: usize| {
+            if let Some(policy) = self.policies.get(index) {
+                decisions.push((index, eval::decide_with(policy, facts, date, memo)));
+            }
         };
-        let decisions = if selected.is_empty() {
-            (0..self.policies.len()).filter_map(decide).collect()
+        if selected.is_empty() {
+            (0..self.policies.len()).for_each(&mut decide);
         } else {
-            selected.iter().filter_map(|i| decide(*i)).collect()
-        };
-        Evaluation { facts, decisions }
+            selected.iter().for_each(|i| decide(*i));
+        }
     }
 }

@@ -42,6 +42,8 @@ pub struct Policy {
     pub dosing_outside_source: Source,
     pub codes: Codes,
     pub criteria: Vec<Criterion>,
+    /// `criteria`, compiled for evaluation.
+    pub arena: Arena,
     /// Exclusions: any one met is a denial. An undocumented exclusion is taken as absent.
     pub exclusions: Vec<CriterionIdx>,
     pub pathways: Vec<Pathway>,
@@ -88,6 +90,67 @@ pub enum Node {
     All(Vec<CriterionIdx>),
     Any(Vec<CriterionIdx>),
     Not(CriterionIdx),
+}
+
+/// The criteria compiled for evaluation: one compact node per criterion, children packed in
+/// one array, apart from the texts and sources, so that deciding a case touches few cache lines.
+#[derive(Debug, Clone, Default)]
+pub struct Arena {
+    ops: Vec<Op>,
+    children: Vec<CriterionIdx>,
+}
+
+/// A criterion as the evaluator runs it.
+#[derive(Debug, Clone, Copy)]
+pub enum Op {
+    Test(Test),
+    /// Children `children[start..start + len]`.
+    All {
+        start: u32,
+        len: u32,
+    },
+    Any {
+        start: u32,
+        len: u32,
+    },
+    Not(CriterionIdx),
+}
+
+impl Arena {
+    pub fn new(criteria: &[Criterion]) -> Arena {
+        let mut arena = Arena {
+            ops: Vec::with_capacity(criteria.len()),
+            children: Vec::new(),
+        };
+        for criterion in criteria {
+            let op = match &criterion.node {
+                Node::Test(test) => Op::Test(*test),
+                Node::All(list) | Node::Any(list) => {
+                    let start = arena.children.len() as u32;
+                    arena.children.extend(list);
+                    let len = list.len() as u32;
+                    if matches!(criterion.node, Node::All(_)) {
+                        Op::All { start, len }
+                    } else {
+                        Op::Any { start, len }
+                    }
+                }
+                Node::Not(inner) => Op::Not(*inner),
+            };
+            arena.ops.push(op);
+        }
+        arena
+    }
+
+    pub fn op(&self, idx: CriterionIdx) -> Option<&Op> {
+        self.ops.get(usize::from(idx))
+    }
+
+    pub fn children(&self, start: u32, len: u32) -> &[CriterionIdx] {
+        self.children
+            .get(start as usize..(start + len) as usize)
+            .unwrap_or_default()
+    }
 }
 
 /// A test of one fact.
@@ -653,6 +716,7 @@ pub fn load_policy(file: &str, text: &str, drugs: &[String]) -> Result<Policy, L
         dosing_outside_source: source(&raw.dosing_outside_source),
         codes: raw.codes,
         exclusions: raw.exclusions.iter().map(find).collect::<Result<_, _>>()?,
+        arena: Arena::new(&criteria),
         criteria,
         pathways,
     })
@@ -712,6 +776,7 @@ pub struct Drug {
 pub struct Catalog {
     pub drugs: Vec<Drug>,
     pub criteria: Vec<Criterion>,
+    pub arena: Arena,
 }
 
 #[derive(Debug, Deserialize)]
@@ -788,7 +853,11 @@ pub fn load_catalog(file: &str, text: &str) -> Result<Catalog, LoadError> {
             })
         })
         .collect::<Result<_, LoadError>>()?;
-    Ok(Catalog { drugs, criteria })
+    Ok(Catalog {
+        drugs,
+        arena: Arena::new(&criteria),
+        criteria,
+    })
 }
 
 #[cfg(test)]

@@ -230,6 +230,7 @@ pub fn text(engine: &Engine, case: &Case, evaluation: &Evaluation) -> String {
             let mut reasons = Vec::new();
             eval::explain_criterion(
                 &policy.criteria,
+                &policy.arena,
                 exclusion,
                 &evaluation.facts,
                 0,
@@ -272,6 +273,7 @@ pub fn text(engine: &Engine, case: &Case, evaluation: &Evaluation) -> String {
             for idx in pathway.criteria.iter().chain(&pathway.dosing) {
                 eval::explain_criterion(
                     &policy.criteria,
+                    &policy.arena,
                     *idx,
                     &evaluation.facts,
                     0,
@@ -313,17 +315,19 @@ fn mark(truth: Truth) -> &'static str {
 }
 
 /// One line of a batch: parses the case, decides it and appends its decision as one JSON
-/// line to `out`, or returns the case's problems (nothing is appended then).
+/// line to `out`, or returns the case's problems (nothing is appended then). `evaluation` is
+/// scratch space reused from line to line.
 pub fn decide_line(
     engine: &Engine,
     line: &str,
     selected: &[usize],
+    evaluation: &mut Evaluation,
     out: &mut Vec<u8>,
 ) -> Result<(), crate::CaseError> {
     let case = engine.parse_case(line)?;
-    let evaluation = engine.evaluate(&case, selected);
+    engine.evaluate_into(&case, selected, evaluation);
     // Writing JSON into a Vec cannot fail: every value here serializes.
-    let _ = serde_json::to_writer(&mut *out, &Report::new(engine, &case, &evaluation));
+    let _ = serde_json::to_writer(&mut *out, &Report::new(engine, &case, evaluation));
     out.push(b'\n');
     Ok(())
 }

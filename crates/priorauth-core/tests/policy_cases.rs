@@ -117,7 +117,7 @@ fn every_criterion_met_not_met_and_unknown() {
                 failures.push(format!("{label}: no criterion `{}`", row.criterion));
                 continue;
             };
-            let status = eval::eval(&policy.criteria, criterion as u16, &evaluation.facts).as_str();
+            let status = eval::eval(&policy.arena, criterion as u16, &evaluation.facts).as_str();
             seen.entry(policy.criteria[criterion].id.as_str())
                 .or_default()
                 .insert(status.to_string());
