@@ -358,43 +358,6 @@ pub fn decide_with(
         }
     }
 
-    // An earlier pathway still unknown would approve for another period: the period turns
-    // on its facts.
-    if let Some(approving) = decision
-        .pathway
-        .and_then(|p| policy.pathways.get(usize::from(p)))
-    {
-        let earlier = &policy.pathways[..usize::from(decision.pathway.unwrap_or_default())];
-        for pathway in earlier
-            .iter()
-            .filter(|p| p.outcome == Outcome::Approve && p.authorization != approving.authorization)
-        {
-            let truth = pathway_kind(facts, pathway.kinds)
-                .and(eval_all_in(
-                    &policy.arena,
-                    &pathway.criteria,
-                    facts,
-                    &mut memo,
-                ))
-                .and(eval_all_in(
-                    &policy.arena,
-                    &pathway.dosing,
-                    facts,
-                    &mut memo,
-                ));
-            if let Truth::Unknown(missing) = truth {
-                approve = Truth::Unknown(
-                    missing
-                        | if let Truth::Unknown(m) = approve {
-                            m
-                        } else {
-                            0
-                        },
-                );
-            }
-        }
-    }
-
     match (approve, review) {
         (Truth::True, _) => {
             decision.outcome = Outcome::Approve;
@@ -477,6 +440,10 @@ pub struct Reason {
 /// Appends `idx` and the part of its subtree that settles its truth: for a met `all`, every
 /// child; for an unmet one, the unmet children; for an unknown one, the unknown children
 /// (dually for `any`). With `full`, every child is listed.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a recursive walk whose state is its arguments"
+)]
 pub fn explain_criterion(
     criteria: &[Criterion],
     arena: &Arena,
