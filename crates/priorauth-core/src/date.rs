@@ -57,8 +57,12 @@ impl Date {
 
     /// The day `n` days later (earlier when negative).
     pub fn add_days(self, n: i64) -> Option<Date> {
-        let (year, month, day) =
-            civil_from_days(i64::from(self.0.to_jiff_epoch_days()).checked_add(n)?);
+        Date::from_epoch_days(i64::from(self.0.to_jiff_epoch_days()).checked_add(n)?)
+    }
+
+    /// The date `days` days after 1970-01-01.
+    pub fn from_epoch_days(days: i64) -> Option<Date> {
+        let (year, month, day) = civil_from_days(days);
         Date::new(i16::try_from(year).ok()?, month, day)
     }
 

@@ -221,18 +221,11 @@ pub fn case(rng: &mut Rng, index: u64, unknown_percent: u64) -> Value {
     sections
 }
 
-/// `YYYY-MM-DD` of a day count since 1970-01-01 (Howard Hinnant's civil-from-days).
+/// `YYYY-MM-DD` of a day count since 1970-01-01.
 fn civil_from_days(days: i64) -> String {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+    crate::date::Date::from_epoch_days(days)
+        .map(|d| d.to_string())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
