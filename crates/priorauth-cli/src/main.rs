@@ -13,6 +13,10 @@ use priorauth_core::{Engine, generate};
 const EXIT_BAD_INPUT: u8 = 1;
 /// Exit status for policy files that do not load.
 const EXIT_POLICY_ERROR: u8 = 3;
+/// Exit status when the audit log does not verify.
+const EXIT_AUDIT_BROKEN: u8 = 4;
+
+mod service;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,7 +24,8 @@ const EXIT_POLICY_ERROR: u8 = 3;
     version,
     about = "Decide prior-authorization requests against payer policies, and explain each decision",
     after_help = "Exit status: 0 for any decision (approve, deny, review, incomplete, not_applicable); \
-                  1 for bad input (the message names the key); 3 when policy files do not load."
+                  1 for bad input (the message names the key); 3 when policy files do not load; \
+                  4 when `audit verify` finds the log changed."
 )]
 struct Cli {
     /// Load the policies of this directory instead of the bundled ones.
@@ -49,11 +54,55 @@ enum Command {
     },
     /// List the policies with their source documents and dates.
     Policies,
+    /// Run the service: HTTP API on LISTEN, records in DATABASE_URL (default: an SQLite file
+    /// `priorauth.sqlite` in the working directory). Stops cleanly on SIGINT/SIGTERM.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Plans file (default: the bundled config/plans.toml).
+        #[arg(long, value_name = "FILE")]
+        plans: Option<PathBuf>,
+    },
+    /// Manage API keys in DATABASE_URL's database.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// The audit log in DATABASE_URL's database.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Generate cases.
     Cases {
         #[command(subcommand)]
         command: CasesCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key; its secret is printed once and stored only as a hash.
+    Create {
+        #[arg(long)]
+        organization: String,
+        /// submitter, reviewer or admin.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        name: String,
+        /// A reviewer's licence and degree, recorded on determinations (`MD, Hematology`).
+        #[arg(long, default_value = "")]
+        credentials: String,
+    },
+    /// Revoke a key by its id.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check every entry's hash and its link to the one before; exit 4 if the log was changed.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +166,15 @@ fn main() -> ExitCode {
                     unknown_percent,
                 },
         } => generate_cases(count, seed, unknown_percent),
+        Command::Serve { listen, plans } => service::serve(engine, &listen, plans.as_deref()),
+        Command::Keys { command } => service::keys(command),
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => match service::verify() {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(EXIT_AUDIT_BROKEN),
+            Err(message) => Err(message),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

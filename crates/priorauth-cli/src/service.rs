@@ -1,0 +1,106 @@
+//! The service commands: `serve`, `keys`, `audit verify`. Each runs its own async runtime;
+//! the rest of the CLI stays synchronous.
+
+use std::path::Path;
+
+use priorauth_core::Engine;
+use priorauth_service::keys::{self, Role};
+use priorauth_service::{Store, database_url, store};
+
+use crate::KeysCommand;
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start: {e}"))
+}
+
+async fn connect() -> Result<Store, String> {
+    Store::connect(&database_url())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+pub fn serve(engine: Engine, listen: &str, plans: Option<&Path>) -> Result<(), String> {
+    let plans_text = plans
+        .map(|p| {
+            std::fs::read_to_string(p).map_err(|e| format!("cannot read `{}`: {e}", p.display()))
+        })
+        .transpose()?;
+    runtime()?.block_on(async {
+        let url = database_url();
+        let state = priorauth_service::state(engine, plans_text.as_deref(), &url).await?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let backend = if url.starts_with("sqlite:") {
+            "SQLite"
+        } else {
+            "PostgreSQL"
+        };
+        eprintln!(
+            "priorauth serving on http://{} ({backend})",
+            listener
+                .local_addr()
+                .map_or_else(|_| listen.to_string(), |a| a.to_string())
+        );
+        priorauth_service::serve(state, listener)
+            .await
+            .map_err(|e| format!("server: {e}"))
+    })
+}
+
+pub fn keys(command: KeysCommand) -> Result<(), String> {
+    runtime()?.block_on(async {
+        let store = connect().await?;
+        match command {
+            KeysCommand::Create {
+                organization,
+                role,
+                name,
+                credentials,
+            } => {
+                let role = Role::parse(&role).ok_or_else(|| {
+                    format!("unknown role `{role}` (submitter, reviewer or admin)")
+                })?;
+                let (id, secret) = keys::create(&store, &organization, role, &name, &credentials)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!(
+                    "id: {id}\nkey: {secret}\n(the key is shown once; only its hash is stored)"
+                );
+                Ok(())
+            }
+            KeysCommand::Revoke { id } => {
+                match keys::revoke(&store, &id).await.map_err(|e| e.to_string())? {
+                    true => Ok(()),
+                    false => Err(format!("no active key `{id}`")),
+                }
+            }
+        }
+    })
+}
+
+/// True when the log verifies.
+pub fn verify() -> Result<bool, String> {
+    runtime()?.block_on(async {
+        let report = store::verify_audit(&connect().await?)
+            .await
+            .map_err(|e| e.to_string())?;
+        if report.problems.is_empty() {
+            println!("audit log verified: {} entries", report.entries);
+            Ok(true)
+        } else {
+            for problem in &report.problems {
+                println!("{problem}");
+            }
+            println!(
+                "audit log does NOT verify ({} problems in {} entries)",
+                report.problems.len(),
+                report.entries
+            );
+            Ok(false)
+        }
+    })
+}

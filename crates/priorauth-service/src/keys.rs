@@ -1,0 +1,98 @@
+//! API keys: random secrets shown once, stored as SHA-256 hashes, each with an organization
+//! and a role. A key is looked up by its hash, so no secret is ever compared in the clear.
+
+use sqlx::Row;
+
+use crate::store::{Store, StoreError, now_ms, random_id, sha256_hex};
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A provider's system: submits and follows its own organization's requests.
+    Submitter,
+    /// A clinician at the payer: works the review queue and records determinations.
+    Reviewer,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Submitter => "submitter",
+            Role::Reviewer => "reviewer",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "submitter" => Some(Role::Submitter),
+            "reviewer" => Some(Role::Reviewer),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub key_id: String,
+    pub organization: String,
+    pub role: Role,
+    pub name: String,
+    /// Licence and degree of a reviewer (`MD, Hematology`), recorded on determinations.
+    pub credentials: String,
+}
+
+/// Creates a key and returns (key id, secret). The secret is not stored.
+pub async fn create(
+    store: &Store,
+    organization: &str,
+    role: Role,
+    name: &str,
+    credentials: &str,
+) -> Result<(String, String), StoreError> {
+    let secret = random_id("pak_");
+    let id = random_id("key_");
+    sqlx::query("INSERT INTO api_keys (id, key_hash, organization, role, name, credentials, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)")
+        .bind(&id)
+        .bind(sha256_hex(&secret))
+        .bind(organization)
+        .bind(role.as_str())
+        .bind(name)
+        .bind(credentials)
+        .bind(now_ms())
+        .execute(&store.pool)
+        .await?;
+    Ok((id, secret))
+}
+
+pub async fn revoke(store: &Store, id: &str) -> Result<bool, StoreError> {
+    let done =
+        sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&store.pool)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The caller a secret belongs to, if the key exists and is not revoked.
+pub async fn authenticate(store: &Store, secret: &str) -> Result<Option<Caller>, StoreError> {
+    let row = sqlx::query("SELECT id, organization, role, name, credentials FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
+        .bind(sha256_hex(secret))
+        .fetch_optional(&store.pool)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let role: String = row.try_get("role")?;
+    Ok(Role::parse(&role).map(|role| Caller {
+        key_id: row.try_get("id").unwrap_or_default(),
+        organization: row.try_get("organization").unwrap_or_default(),
+        role,
+        name: row.try_get("name").unwrap_or_default(),
+        credentials: row.try_get("credentials").unwrap_or_default(),
+    }))
+}

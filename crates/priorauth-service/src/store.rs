@@ -1,0 +1,367 @@
+//! The database: SQLite (default, a file in the working directory) or PostgreSQL
+//! (`DATABASE_URL=postgres://…`), through one code path (sqlx's `Any` driver) and one SQL
+//! dialect both accept: `$n` parameters, `ON CONFLICT`, `RETURNING`, integers for flags and
+//! times (milliseconds since the epoch), text for JSON.
+
+use sha2::{Digest, Sha256};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+/// The schema, applied in order on start. Each step runs once (`schema_migrations`).
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    key_hash TEXT NOT NULL UNIQUE,
+    organization TEXT NOT NULL,
+    role TEXT NOT NULL,
+    name TEXT NOT NULL,
+    credentials TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+CREATE TABLE IF NOT EXISTS requests (
+    id TEXT PRIMARY KEY,
+    organization TEXT NOT NULL,
+    submitted_by TEXT NOT NULL,
+    plan TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    policy_version TEXT NOT NULL,
+    idempotency_key TEXT,
+    body_hash TEXT NOT NULL,
+    status TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    urgency TEXT NOT NULL,
+    due_at BIGINT,
+    case_json TEXT NOT NULL,
+    decision_json TEXT NOT NULL,
+    response_json TEXT NOT NULL,
+    renews TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    UNIQUE (organization, idempotency_key)
+);
+CREATE INDEX IF NOT EXISTS requests_queue ON requests (status, due_at);
+CREATE TABLE IF NOT EXISTS request_events (
+    request_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    outcome TEXT NOT NULL,
+    case_json TEXT NOT NULL,
+    decision_json TEXT NOT NULL,
+    PRIMARY KEY (request_id, seq)
+);
+CREATE TABLE IF NOT EXISTS determinations (
+    request_id TEXT PRIMARY KEY,
+    decision TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    criterion TEXT NOT NULL,
+    reviewer_key TEXT NOT NULL,
+    reviewer_name TEXT NOT NULL,
+    reviewer_credentials TEXT NOT NULL,
+    changes_json TEXT NOT NULL,
+    at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS authorizations (
+    number TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    organization TEXT NOT NULL,
+    drug TEXT NOT NULL,
+    hcpcs TEXT NOT NULL,
+    start_date TEXT NOT NULL,
+    end_date TEXT NOT NULL,
+    units_per_period BIGINT NOT NULL,
+    period_days BIGINT NOT NULL,
+    cycles BIGINT NOT NULL,
+    first_cycle BIGINT NOT NULL,
+    approved_units BIGINT NOT NULL,
+    used_units BIGINT NOT NULL,
+    renews TEXT,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS usage (
+    id TEXT PRIMARY KEY,
+    authorization_number TEXT NOT NULL,
+    units BIGINT NOT NULL,
+    service_date TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_head (
+    id BIGINT PRIMARY KEY,
+    seq BIGINT NOT NULL,
+    hash TEXT NOT NULL
+);
+INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '') ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq BIGINT PRIMARY KEY,
+    at BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    organization TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+"#,
+)];
+
+/// A database failure; the detail stays in the server, never in a response.
+#[derive(Debug, thiserror::Error)]
+#[error("database: {0}")]
+pub struct StoreError(#[from] pub sqlx::Error);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// The default database: a file in the working directory.
+pub const DEFAULT_URL: &str = "sqlite://priorauth.sqlite?mode=rwc";
+
+impl Store {
+    /// Connects and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let options = AnyPoolOptions::new();
+        let pool = match backend {
+            // One connection: SQLite has one writer, and a single connection never meets a
+            // busy or upgrade deadlock. WAL with full sync: a committed decision survives a
+            // crash or power loss.
+            Backend::Sqlite => {
+                options
+                    .max_connections(1)
+                    .after_connect(|connection, _| {
+                        Box::pin(async move {
+                            use sqlx::Executor;
+                            connection.execute("PRAGMA journal_mode = WAL").await?;
+                            connection.execute("PRAGMA synchronous = FULL").await?;
+                            connection.execute("PRAGMA busy_timeout = 5000").await?;
+                            connection.execute("PRAGMA foreign_keys = ON").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(url)
+                    .await?
+            }
+            Backend::Postgres => options.max_connections(16).connect(url).await?,
+        };
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Instances starting together take turns.
+            sqlx::query("SELECT pg_advisory_xact_lock(7212)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+            .execute(&mut *tx)
+            .await?;
+        for (version, sql) in MIGRATIONS {
+            let done = sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
+                .bind(*version)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            if done {
+                continue;
+            }
+            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                sqlx::query(statement).execute(&mut *tx).await?;
+            }
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                .bind(*version)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A random identifier with a prefix (`req_…`), 128 bits.
+pub fn random_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 16];
+    // The operating system's generator does not fail on the platforms we run on; if it
+    // did, an all-zero id would collide on insert and the request would fail, not corrupt.
+    let _ = getrandom::fill(&mut bytes);
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+pub fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// One entry of the audit log, as it is hashed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub at: i64,
+    pub actor: String,
+    pub organization: String,
+    pub action: String,
+    pub target: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl AuditEntry {
+    fn digest(&self) -> String {
+        // Fields are joined with a separator that none of them contains (ids, actions).
+        sha256_hex(&format!(
+            "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
+            self.prev_hash,
+            self.seq,
+            self.at,
+            self.actor,
+            self.organization,
+            self.action,
+            self.target
+        ))
+    }
+
+    fn from_row(row: &AnyRow) -> Result<AuditEntry, sqlx::Error> {
+        Ok(AuditEntry {
+            seq: row.try_get("seq")?,
+            at: row.try_get("at")?,
+            actor: row.try_get("actor")?,
+            organization: row.try_get("organization")?,
+            action: row.try_get("action")?,
+            target: row.try_get("target")?,
+            prev_hash: row.try_get("prev_hash")?,
+            hash: row.try_get("hash")?,
+        })
+    }
+}
+
+/// Appends to the audit log inside `tx`. The head row is updated first, which holds its lock
+/// until commit, so appends from concurrent transactions (and instances) chain in order.
+pub async fn audit(
+    tx: &mut Tx,
+    actor: &str,
+    organization: &str,
+    action: &str,
+    target: &str,
+) -> Result<(), StoreError> {
+    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+        .fetch_one(&mut **tx)
+        .await?;
+    let mut entry = AuditEntry {
+        seq: head.try_get("seq")?,
+        at: now_ms(),
+        actor: actor.to_string(),
+        organization: organization.to_string(),
+        action: action.to_string(),
+        target: target.to_string(),
+        prev_hash: head.try_get("hash")?,
+        hash: String::new(),
+    };
+    entry.hash = entry.digest();
+    sqlx::query("INSERT INTO audit_log (seq, at, actor, organization, action, target, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        .bind(entry.seq)
+        .bind(entry.at)
+        .bind(&entry.actor)
+        .bind(&entry.organization)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(&entry.prev_hash)
+        .bind(&entry.hash)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        .bind(&entry.hash)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// What `priorauth audit verify` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditReport {
+    pub entries: i64,
+    /// Empty when the chain is intact.
+    pub problems: Vec<String>,
+}
+
+/// Walks the whole log: each entry's hash, its link to the one before, the sequence without
+/// gaps, and the head (which catches entries deleted from the end).
+pub async fn verify_audit(store: &Store) -> Result<AuditReport, StoreError> {
+    let rows = sqlx::query("SELECT seq, at, actor, organization, action, target, prev_hash, hash FROM audit_log ORDER BY seq")
+        .fetch_all(&store.pool)
+        .await?;
+    let mut problems = Vec::new();
+    let mut previous_hash = String::new();
+    let mut expected_seq = 1;
+    for row in &rows {
+        let entry = AuditEntry::from_row(row)?;
+        if entry.seq != expected_seq {
+            problems.push(format!(
+                "entry {expected_seq} is missing (next is {})",
+                entry.seq
+            ));
+        }
+        if entry.prev_hash != previous_hash {
+            problems.push(format!(
+                "entry {} does not follow the entry before it",
+                entry.seq
+            ));
+        }
+        if entry.digest() != entry.hash {
+            problems.push(format!(
+                "entry {} was changed after it was written",
+                entry.seq
+            ));
+        }
+        previous_hash = entry.hash.clone();
+        expected_seq = entry.seq + 1;
+    }
+    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_one(&store.pool)
+        .await?;
+    let (head_seq, head_hash): (i64, String) = (head.try_get("seq")?, head.try_get("hash")?);
+    if head_seq != expected_seq - 1 || head_hash != previous_hash {
+        problems.push(format!(
+            "the log ends at entry {} but {head_seq} were written",
+            expected_seq - 1
+        ));
+    }
+    Ok(AuditReport {
+        entries: rows.len() as i64,
+        problems,
+    })
+}
