@@ -15,6 +15,10 @@ const EXIT_BAD_INPUT: u8 = 1;
 const EXIT_POLICY_ERROR: u8 = 3;
 /// Exit status when the audit log does not verify.
 const EXIT_AUDIT_BROKEN: u8 = 4;
+/// Exit status when `policy lint` has findings nobody acknowledged.
+const EXIT_LINT_FINDINGS: u8 = 5;
+
+mod tools;
 
 mod service;
 
@@ -25,7 +29,7 @@ mod service;
     about = "Decide prior-authorization requests against payer policies, and explain each decision",
     after_help = "Exit status: 0 for any decision (approve, deny, review, incomplete, not_applicable); \
                   1 for bad input (the message names the key); 3 when policy files do not load; \
-                  4 when `audit verify` finds the log changed."
+                  4 when `audit verify` finds the log changed; 5 when `policy lint` has unacknowledged findings."
 )]
 struct Cli {
     /// Load the policies of this directory instead of the bundled ones.
@@ -54,6 +58,11 @@ enum Command {
     },
     /// List the policies with their source documents and dates.
     Policies,
+    /// Policy file tools.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Run the service: HTTP API on LISTEN, records in DATABASE_URL (default: an SQLite file
     /// `priorauth.sqlite` in the working directory). Stops cleanly on SIGINT/SIGTERM.
     Serve {
@@ -78,6 +87,14 @@ enum Command {
         #[command(subcommand)]
         command: CasesCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Find impossible, hidden and overlapping pathways, unused criteria, quotes not in the
+    /// document and unstated outcomes. Without FILES: the loaded policies. Exit 5 when a
+    /// finding is not acknowledged in its file (`[lint] acknowledged`).
+    Lint { files: Vec<PathBuf> },
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +183,13 @@ fn main() -> ExitCode {
                     unknown_percent,
                 },
         } => generate_cases(count, seed, unknown_percent),
+        Command::Policy {
+            command: PolicyCommand::Lint { files },
+        } => match tools::lint(&engine, &files) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(EXIT_LINT_FINDINGS),
+            Err(message) => Err(message),
+        },
         Command::Serve { listen, plans } => service::serve(engine, &listen, plans.as_deref()),
         Command::Keys { command } => service::keys(command),
         Command::Audit {

@@ -127,7 +127,9 @@ macro_rules! facts {
         /// Every fact a policy may read.
         pub const FACTS: &[FactDef] = &[$(FactDef { name: $name, fact_type: $fact_type, description: $description }),+];
         pub const N_FACTS: usize = FACTS.len();
-        const ALL_IDS: &[FactId] = &[$(FactId::$id),+];
+        pub(crate) const ALL_IDS: &[FactId] = &[$(FactId::$id),+];
+        // Each fact needs its own bit in a `Missing` when the linter tags unknown facts.
+        const _: () = assert!(FACTS.len() <= 64);
     };
 }
 

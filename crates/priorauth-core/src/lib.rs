@@ -10,6 +10,7 @@ pub mod date;
 pub mod eval;
 pub mod facts;
 pub mod generate;
+pub mod lint;
 pub mod policy;
 pub mod report;
 

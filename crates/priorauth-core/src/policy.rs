@@ -23,6 +23,8 @@ pub type CriterionIdx = u16;
 /// A checked policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
+    /// The file it was loaded from.
+    pub file: String,
     pub id: String,
     pub title: String,
     pub payer: String,
@@ -47,6 +49,10 @@ pub struct Policy {
     /// Exclusions: any one met is a denial. An undocumented exclusion is taken as absent.
     pub exclusions: Vec<CriterionIdx>,
     pub pathways: Vec<Pathway>,
+    /// Versions of the same policy this one replaces (their `version` strings).
+    pub supersedes: Vec<String>,
+    /// Lint findings the authors looked at and keep, each `kind: why` (`no-duration: …`).
+    pub acknowledged: Vec<String>,
 }
 
 /// Where a criterion comes from in the source document.
@@ -82,6 +88,8 @@ pub struct Criterion {
     pub text: String,
     pub source: Source,
     pub node: Node,
+    /// Line of its table in the policy file.
+    pub line: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -195,6 +203,8 @@ pub struct Pathway {
     /// `None` when the document states no duration.
     pub authorization: Option<Duration>,
     pub authorization_source: Source,
+    /// Line of its table in the policy file.
+    pub line: usize,
 }
 
 /// What a policy says about a request.
@@ -257,6 +267,17 @@ struct RawPolicy {
     pathways: Vec<Spanned<RawPathway>>,
     #[serde(default)]
     criteria: BTreeMap<String, Spanned<RawCriterion>>,
+    #[serde(default)]
+    supersedes: Vec<String>,
+    #[serde(default)]
+    lint: RawLint,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLint {
+    #[serde(default)]
+    acknowledged: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -447,6 +468,7 @@ impl<'a> Loader<'a> {
                     interpretation: criterion.interpretation.clone(),
                 },
                 node,
+                line: self.error(at, "").line,
             });
         }
         // A criterion that contains itself would never finish evaluating.
@@ -673,6 +695,7 @@ pub fn load_policy(file: &str, text: &str, drugs: &[String]) -> Result<Policy, L
             return Err(loader.error(at, format!("pathway `{}` has no criteria", pathway.id)));
         }
         pathways.push(Pathway {
+            line: loader.error(at, "").line,
             id: pathway.id.clone(),
             title: pathway.title.clone(),
             kinds: enum_mask(
@@ -698,6 +721,9 @@ pub fn load_policy(file: &str, text: &str, drugs: &[String]) -> Result<Policy, L
     }
 
     Ok(Policy {
+        file: file.to_string(),
+        supersedes: raw.supersedes,
+        acknowledged: raw.lint.acknowledged,
         id: raw.id,
         title: raw.title,
         payer: raw.payer,
