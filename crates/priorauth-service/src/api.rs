@@ -465,6 +465,10 @@ async fn history_from_records(
         request
             .entry("kind")
             .or_insert_with(|| Value::from("renewal"));
+        // The course continues where the records say it stands.
+        if drug == "blinatumomab" {
+            request.insert("first_cycle".into(), Value::from(cycles_given + 1));
+        }
     }
     let history = object.entry("history").or_insert_with(|| json!({}));
     if history.is_null() {
@@ -983,20 +987,9 @@ async fn complete_request(
         };
         created_at + hours * 3_600_000
     });
-    if evaluated.outcome == Outcome::Approve {
-        let renews: Option<String> = row.try_get("renews")?;
-        create_authorization(
-            &mut tx,
-            &state,
-            &caller.organization,
-            &id,
-            &evaluated,
-            &Changes::default(),
-            renews.as_deref(),
-        )
-        .await?;
-    }
-    sqlx::query("UPDATE requests SET status = $1, outcome = $2, due_at = $3, case_json = $4, decision_json = $5, updated_at = $6 WHERE id = $7")
+    // Only while still waiting for information: of concurrent completions one wins (the
+    // others wait on the row, then find it changed) and only it creates an authorization.
+    let updated = sqlx::query("UPDATE requests SET status = $1, outcome = $2, due_at = $3, case_json = $4, decision_json = $5, updated_at = $6 WHERE id = $7 AND status = 'pending_information'")
         .bind(status)
         .bind(evaluated.outcome.as_str())
         .bind(due_at)
@@ -1006,6 +999,25 @@ async fn complete_request(
         .bind(&id)
         .execute(&mut *tx)
         .await?;
+    if updated.rows_affected() != 1 {
+        return Err(AppError::Conflict(
+            "the request was completed meanwhile".into(),
+        ));
+    }
+    if evaluated.outcome == Outcome::Approve {
+        let renews: Option<String> = row.try_get("renews")?;
+        // The request's organization holds the authorization, also when an admin completes it.
+        create_authorization(
+            &mut tx,
+            &state,
+            &row.try_get::<String, _>("organization")?,
+            &id,
+            &evaluated,
+            &Changes::default(),
+            renews.as_deref(),
+        )
+        .await?;
+    }
     add_event(
         &mut tx,
         &id,
@@ -1115,6 +1127,21 @@ async fn determine(
         DeterminationDecision::Deny => "denied",
         _ => "approved",
     };
+    // Only while still in review: of concurrent determinations one wins (the others wait on
+    // the row, then find it decided).
+    let updated = sqlx::query(
+        "UPDATE requests SET status = $1, updated_at = $2 WHERE id = $3 AND status = 'pending_review'",
+    )
+    .bind(new_status)
+    .bind(now_ms())
+    .bind(&id)
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() != 1 {
+        return Err(AppError::Conflict(
+            "the request was decided meanwhile".into(),
+        ));
+    }
     if new_status == "approved" {
         let plan_id: String = row.try_get("plan")?;
         let plan = state
@@ -1152,12 +1179,6 @@ async fn determine(
         .bind(&caller.credentials)
         .bind(serde_json::to_string(&changes).unwrap_or_default())
         .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE requests SET status = $1, updated_at = $2 WHERE id = $3")
-        .bind(new_status)
-        .bind(now_ms())
-        .bind(&id)
         .execute(&mut *tx)
         .await?;
     let outcome = if new_status == "denied" {

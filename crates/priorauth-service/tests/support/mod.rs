@@ -1,0 +1,370 @@
+//! The harness of the HTTP tests: a fresh database per test on each back end, a real server
+//! on a loopback port, and a small client that answers status, headers and JSON.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use priorauth_core::Engine;
+use priorauth_service::keys::{self, Role};
+use priorauth_service::store::random_id;
+use priorauth_service::{AppState, Store};
+use reqwest::Method;
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use sqlx::Connection;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Runs `test` once against a fresh SQLite file and, when `DATABASE_URL` is set, once more
+/// against a fresh PostgreSQL database on that server. Each run gets its own database, which
+/// is removed afterwards even when the test fails.
+pub async fn for_each_backend<F, Fut>(test: F)
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    // SQLite: a temporary file (and its -wal and -shm companions).
+    let path = std::env::temp_dir().join(format!("priorauth-test-{}.sqlite", random_id("")));
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let outcome = run("sqlite", test(url)).await;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.clone().into_os_string();
+        file.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(file));
+    }
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+
+    let Some(admin_url) = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|url| url.starts_with("postgres"))
+    else {
+        eprintln!(
+            "note: DATABASE_URL is not set to a PostgreSQL server; the PostgreSQL run is skipped"
+        );
+        return;
+    };
+    let name = format!("priorauth_t_{}", random_id(""));
+    let mut admin = connect(&admin_url).await;
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create the test database");
+    let outcome = run("postgres", test(database_url(&admin_url, &name))).await;
+    // FORCE ends the connections a failed test left open (PostgreSQL 13 and later).
+    if let Err(error) = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+    {
+        eprintln!("note: could not drop {name}: {error}");
+    }
+    let _ = admin.close().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Runs one backend's test in its own task, so that a failure still lets the caller clean up.
+async fn run(
+    backend: &str,
+    test: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Box<dyn std::any::Any + Send>> {
+    eprintln!("backend: {backend}");
+    let started = Instant::now();
+    let result = tokio::spawn(test).await;
+    eprintln!("backend: {backend} took {:?}", started.elapsed());
+    result.map_err(|error| match error.try_into_panic() {
+        Ok(panic) => panic,
+        Err(error) => Box::new(format!("the {backend} test did not finish: {error}")),
+    })
+}
+
+async fn connect(url: &str) -> sqlx::AnyConnection {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyConnection::connect(url)
+        .await
+        .expect("connect to DATABASE_URL")
+}
+
+/// `url` with its database replaced by `name` (user, host, port and options kept).
+fn database_url(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let authority = base.find("://").map_or(0, |i| i + 3);
+    let root = match base[authority..].find('/') {
+        Some(i) => &base[..authority + i],
+        None => base,
+    };
+    format!("{root}/{name}{query}")
+}
+
+/// A case from `tests/cases` of the workspace.
+pub fn case(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/cases")
+        .join(format!("{name}.json"));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).expect("a case is JSON")
+}
+
+/// One answer: status, headers and the body (JSON, or the text as a JSON string).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The field the first problem names (`errors[0].field`).
+    pub fn field(&self) -> Option<&str> {
+        self.body.pointer("/errors/0/field").and_then(Value::as_str)
+    }
+
+    /// Asserts the status, showing the body when it differs.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Reply {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        self
+    }
+
+    /// Asserts a problem+json answer with this status naming this field.
+    #[track_caller]
+    pub fn expect_problem(&self, status: u16, field: &str) {
+        self.expect(status);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{}",
+            self.body
+        );
+        assert_eq!(self.body["status"], json!(status), "{}", self.body);
+        assert_eq!(self.field(), Some(field), "{}", self.body);
+    }
+}
+
+/// A server on a loopback port over one database, as `priorauth serve` runs it.
+pub struct Server {
+    pub base: String,
+    pub state: AppState,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Server {
+    pub async fn start(url: &str) -> Server {
+        let engine = Engine::bundled().expect("the bundled policies load");
+        let state = priorauth_service::state(engine, None, url)
+            .await
+            .expect("the state builds");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("local address");
+        let (shutdown, stop) = oneshot::channel::<()>();
+        // What `priorauth_service::serve` runs, with a shutdown the test controls instead
+        // of SIGINT/SIGTERM.
+        let service = priorauth_service::app(state.clone())
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, service)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.await;
+                })
+                .await
+        });
+        Server {
+            base: format!("http://{address}"),
+            state,
+            client: reqwest::Client::new(),
+            shutdown: Some(shutdown),
+            task: Some(task),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    /// Graceful shutdown: stops accepting, finishes what is in flight, closes the database.
+    pub async fn stop(mut self) {
+        // Idle keep-alive connections of this client would otherwise hold the server open.
+        self.client = reqwest::Client::new();
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("the server stops within 10 s")
+                .expect("the server task")
+                .expect("the server ends without an error");
+        }
+        self.state.store.pool.close().await;
+    }
+
+    /// Creates an API key and returns (id, secret).
+    pub async fn key(
+        &self,
+        organization: &str,
+        role: Role,
+        name: &str,
+        credentials: &str,
+    ) -> (String, String) {
+        keys::create(self.store(), organization, role, name, credentials)
+            .await
+            .expect("create a key")
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        call(&self.client, &self.base, method, path, key, body, headers).await
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Reply {
+        self.call(Method::GET, path, Some(key), None, &[]).await
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: &Value) -> Reply {
+        self.call(Method::POST, path, Some(key), Some(body), &[])
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, key: &str, body: &Value) -> Reply {
+        self.call(Method::PATCH, path, Some(key), Some(body), &[])
+            .await
+    }
+
+    /// Submits `case` for a member of `plan`.
+    pub async fn submit(&self, key: &str, plan: &str, case: Value) -> Reply {
+        self.post("/v1/requests", key, &json!({"plan": plan, "case": case}))
+            .await
+    }
+
+    /// Submits and asserts 201: the answer's body.
+    pub async fn submitted(&self, key: &str, plan: &str, case: Value) -> Value {
+        let reply = self.submit(key, plan, case).await;
+        reply.expect(201);
+        reply.body
+    }
+
+    /// A reviewer's determination.
+    pub async fn determine(
+        &self,
+        key: &str,
+        id: &str,
+        decision: &str,
+        criterion: &str,
+        reason: &str,
+    ) -> Reply {
+        self.post(
+            &format!("/v1/requests/{id}/determination"),
+            key,
+            &json!({"decision": decision, "criterion": criterion, "reason": reason}),
+        )
+        .await
+    }
+
+    /// The number of rows of a table (or of a `FROM … WHERE …` tail).
+    pub async fn count(&self, from: &str) -> i64 {
+        use sqlx::Row;
+        sqlx::query(&format!("SELECT COUNT(*) AS n FROM {from}"))
+            .fetch_one(&self.store().pool)
+            .await
+            .expect("count")
+            .try_get::<i64, _>("n")
+            .expect("a count")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// One HTTP call with an optional bearer key, JSON body and extra headers.
+pub async fn call(
+    client: &reqwest::Client,
+    base: &str,
+    method: Method,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut request = client.request(method, format!("{base}{path}"));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("the server answers");
+    reply(response).await
+}
+
+pub async fn reply(response: reqwest::Response) -> Reply {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("a body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// A timestamp of the API (`2026-05-18T09:30:00.123Z`) in milliseconds since the epoch.
+pub fn millis(value: &Value) -> i64 {
+    value
+        .as_str()
+        .and_then(|text| text.parse::<jiff::Timestamp>().ok())
+        .unwrap_or_else(|| panic!("not a timestamp: {value}"))
+        .as_millisecond()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_url_replaces_only_the_database() {
+        assert_eq!(
+            super::database_url("postgres://postgres@127.0.0.1:5432/test", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            super::database_url("postgres://u:p@h/db?sslmode=disable", "x"),
+            "postgres://u:p@h/x?sslmode=disable"
+        );
+        assert_eq!(
+            super::database_url("postgres://h:5432", "x"),
+            "postgres://h:5432/x"
+        );
+    }
+}
