@@ -58,6 +58,19 @@ enum Command {
     },
     /// List the policies with their source documents and dates.
     Policies,
+    /// Decide every case of a JSONL file under two versions of a policy and report how the
+    /// outcomes move.
+    Impact {
+        #[arg(long, value_name = "OLD.toml")]
+        from: PathBuf,
+        #[arg(long, value_name = "NEW.toml")]
+        to: PathBuf,
+        #[arg(value_name = "CASES.jsonl")]
+        cases: PathBuf,
+        /// Case ids shown per movement.
+        #[arg(long, default_value_t = 3)]
+        examples: usize,
+    },
     /// Policy file tools.
     Policy {
         #[command(subcommand)]
@@ -95,6 +108,8 @@ enum PolicyCommand {
     /// document and unstated outcomes. Without FILES: the loaded policies. Exit 5 when a
     /// finding is not acknowledged in its file (`[lint] acknowledged`).
     Lint { files: Vec<PathBuf> },
+    /// The criteria, pathways and applicability that changed between two versions.
+    Diff { old: PathBuf, new: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,6 +205,15 @@ fn main() -> ExitCode {
             Ok(false) => return ExitCode::from(EXIT_LINT_FINDINGS),
             Err(message) => Err(message),
         },
+        Command::Policy {
+            command: PolicyCommand::Diff { old, new },
+        } => tools::diff(&engine, &old, &new),
+        Command::Impact {
+            from,
+            to,
+            cases,
+            examples,
+        } => tools::impact(&engine, &from, &to, &cases, examples),
         Command::Serve { listen, plans } => service::serve(engine, &listen, plans.as_deref()),
         Command::Keys { command } => service::keys(command),
         Command::Audit {

@@ -1,8 +1,10 @@
-//! Policy tooling commands: lint.
+//! Policy tooling commands: lint, diff, impact.
 
 use std::path::{Path, PathBuf};
 
-use priorauth_core::{Engine, lint, policy};
+use std::io::BufRead;
+
+use priorauth_core::{Engine, change, lint, policy};
 
 /// Prints the findings; true when every finding is acknowledged.
 pub fn lint(engine: &Engine, files: &[PathBuf]) -> Result<bool, String> {
@@ -66,4 +68,64 @@ fn source_text(file: &Path, name: &str) -> Option<String> {
     beside
         .and_then(|p| std::fs::read_to_string(p).ok())
         .or_else(|| Engine::bundled_source(name).map(str::to_string))
+}
+
+fn load(engine: &Engine, file: &Path) -> Result<policy::Policy, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
+    policy::load_policy(&file.display().to_string(), &text, engine.drug_names())
+        .map_err(|e| e.to_string())
+}
+
+pub fn diff(engine: &Engine, old: &Path, new: &Path) -> Result<(), String> {
+    let (old, new) = (load(engine, old)?, load(engine, new)?);
+    let changes = change::diff(&old, &new);
+    for change in &changes {
+        println!("{:<8} {}: {}", change.kind, change.what, change.detail);
+    }
+    println!("{} changes", changes.len());
+    Ok(())
+}
+
+pub fn impact(
+    engine: &Engine,
+    from: &Path,
+    to: &Path,
+    cases: &Path,
+    examples: usize,
+) -> Result<(), String> {
+    let (old, new) = (load(engine, from)?, load(engine, to)?);
+    let file = std::fs::File::open(cases)
+        .map_err(|e| format!("cannot read `{}`: {e}", cases.display()))?;
+    let mut parsed = Vec::new();
+    for (number, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| format!("cannot read line {}: {e}", number + 1))?;
+        if !line.trim().is_empty() {
+            parsed.push(
+                engine
+                    .parse_case(&line)
+                    .map_err(|e| format!("line {}: {e}", number + 1))?,
+            );
+        }
+    }
+    let impact = change::impact(engine, &old, &new, &parsed, examples);
+    println!(
+        "{} ({}) -> {} ({}): {} cases, {} outcomes move",
+        old.id,
+        old.version,
+        new.id,
+        new.version,
+        impact.cases,
+        impact.moved()
+    );
+    for ((before, after), (count, ids)) in &impact.moves {
+        let mark = if before == after { " " } else { "*" };
+        println!(
+            "{mark} {:<15} -> {:<15} {count:>8}  {}",
+            before.as_str(),
+            after.as_str(),
+            ids.join(", ")
+        );
+    }
+    Ok(())
 }

@@ -50,7 +50,7 @@ fn main() {
         .iter()
         .map(|l| engine.parse_case(l).unwrap())
         .collect();
-    let n_policies = engine.policies.len();
+    let n_policies = engine.current().len();
 
     // Baselines: a bare typed parse, and a parse into a generic JSON value.
     let typed_parse = best_of(|| {

@@ -6,6 +6,7 @@
 //! no async. See `ARCHITECTURE.md` for the map.
 
 pub mod case;
+pub mod change;
 pub mod date;
 pub mod eval;
 pub mod facts;
@@ -32,7 +33,10 @@ pub const CATALOG_FILE: &str = "drugs.toml";
 #[derive(Debug, Clone)]
 pub struct Engine {
     pub catalog: Catalog,
+    /// Every version of every policy, versions of one policy side by side, oldest first.
     pub policies: Vec<Policy>,
+    /// The newest version of each policy, in policy order.
+    current: Vec<usize>,
     drug_names: Vec<String>,
 }
 
@@ -121,17 +125,45 @@ impl Engine {
         let mut policies: Vec<Policy> = Vec::new();
         for (name, text) in files.iter().filter(|(name, _)| !is_catalog(name)) {
             let policy = policy::load_policy(name, text, &drug_names)?;
-            if policies.iter().any(|p| p.id == policy.id) {
+            // Versions of one policy each need their own effective date.
+            let clash = policies.iter().find(|p| {
+                p.id == policy.id
+                    && (p.effective.is_none()
+                        || policy.effective.is_none()
+                        || p.effective == policy.effective
+                        || p.version == policy.version)
+            });
+            if let Some(other) = clash {
                 return Err(LoadError {
                     file: name.clone(),
                     line: 1,
                     column: 1,
-                    message: format!("policy id `{}` is used twice", policy.id),
+                    message: format!(
+                        "policy `{}` is also in {}: versions of a policy need distinct `version`s and `effective` dates",
+                        policy.id, other.file
+                    ),
                 });
             }
             policies.push(policy);
         }
+        // Versions of a policy side by side, oldest first; policies in file order.
+        let first_seen: Vec<String> =
+            policies
+                .iter()
+                .map(|p| p.id.clone())
+                .fold(Vec::new(), |mut ids, id| {
+                    if !ids.contains(&id) {
+                        ids.push(id);
+                    }
+                    ids
+                });
+        policies.sort_by_key(|p| (first_seen.iter().position(|id| *id == p.id), p.effective));
+        let current = first_seen
+            .iter()
+            .filter_map(|id| policies.iter().rposition(|p| p.id == *id))
+            .collect();
         Ok(Engine {
+            current,
             catalog,
             policies,
             drug_names,
@@ -142,8 +174,39 @@ impl Engine {
         &self.drug_names
     }
 
+    /// The newest version of a policy.
     pub fn policy_index(&self, id: &str) -> Option<usize> {
-        self.policies.iter().position(|p| p.id == id)
+        self.policies.iter().rposition(|p| p.id == id)
+    }
+
+    /// The newest version of each policy, in policy order.
+    pub fn current(&self) -> &[usize] {
+        &self.current
+    }
+
+    /// The version of the policy at `index` in effect on `date`: the latest that took effect
+    /// on or before it; without a date, the newest; before every version, the oldest.
+    pub fn version_for(&self, index: usize, date: Option<date::Date>) -> usize {
+        let Some(id) = self.policies.get(index).map(|p| &p.id) else {
+            return index;
+        };
+        let versions = self
+            .policies
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.id == *id);
+        let Some(date) = date else {
+            return self.policy_index(id).unwrap_or(index);
+        };
+        let mut oldest = None;
+        let mut in_effect = None;
+        for (i, policy) in versions {
+            oldest.get_or_insert(i);
+            if policy.effective.is_none_or(|effective| effective <= date) {
+                in_effect = Some(i);
+            }
+        }
+        in_effect.or(oldest).unwrap_or(index)
     }
 
     /// Parses and validates a case against the case format and the drug catalog.
@@ -222,13 +285,15 @@ impl Engine {
             memo,
         } = evaluation;
         decisions.clear();
+        // Each policy decides by its version in effect on the request date.
         let mut decide = |index: usize| {
+            let index = self.version_for(index, date);
             if let Some(policy) = self.policies.get(index) {
                 decisions.push((index, eval::decide_with(policy, facts, date, memo)));
             }
         };
         if selected.is_empty() {
-            (0..self.policies.len()).for_each(&mut decide);
+            self.current.iter().for_each(|i| decide(*i));
         } else {
             selected.iter().for_each(|i| decide(*i));
         }

@@ -22,6 +22,8 @@ pub struct Report<'a> {
 #[derive(Debug, Serialize)]
 pub struct PolicyResult<'a> {
     pub policy: &'a str,
+    /// The version of the policy that decided, the one in effect on the request date.
+    pub version: &'a str,
     pub outcome: Outcome,
     pub pathway: Option<&'a str>,
     pub authorization: Option<Authorization>,
@@ -130,6 +132,7 @@ fn policy_result<'a>(
         .and_then(|p| policy.pathways.get(usize::from(p)));
     PolicyResult {
         policy: &policy.id,
+        version: &policy.version,
         outcome: decision.outcome,
         pathway: pathway.map(|p| p.id.as_str()),
         authorization: decision

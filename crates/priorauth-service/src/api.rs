@@ -389,6 +389,11 @@ fn evaluate(state: &AppState, plan: &Plan, mut case_json: Value) -> Result<Evalu
         .decisions
         .first()
         .map_or(Outcome::Incomplete, |(_, d)| d.outcome);
+    // The version in effect on the request date decided; it is the one recorded.
+    let policy_index = evaluation
+        .decisions
+        .first()
+        .map_or(policy_index, |(index, _)| *index);
     Ok(Evaluated {
         case,
         case_json,
