@@ -71,6 +71,11 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         examples: usize,
     },
+    /// Reports.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// Policy file tools.
     Policy {
         #[command(subcommand)]
@@ -110,6 +115,20 @@ enum PolicyCommand {
     Lint { files: Vec<PathBuf> },
     /// The criteria, pathways and applicability that changed between two versions.
     Diff { old: PathBuf, new: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportCommand {
+    /// Clinical scenarios against every policy: coverage.html and coverage.md in OUT.
+    Coverage {
+        #[arg(long, default_value = "config/scenarios.json")]
+        scenarios: PathBuf,
+        /// Where the scenarios' base cases are.
+        #[arg(long, default_value = "tests/cases")]
+        cases: PathBuf,
+        #[arg(long, default_value = "report")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -208,6 +227,14 @@ fn main() -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Diff { old, new },
         } => tools::diff(&engine, &old, &new),
+        Command::Report {
+            command:
+                ReportCommand::Coverage {
+                    scenarios,
+                    cases,
+                    out,
+                },
+        } => tools::coverage(&engine, &scenarios, &cases, &out),
         Command::Impact {
             from,
             to,

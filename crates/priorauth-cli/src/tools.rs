@@ -1,10 +1,10 @@
-//! Policy tooling commands: lint, diff, impact.
+//! Policy tooling commands: lint, diff, impact, the coverage report.
 
 use std::path::{Path, PathBuf};
 
 use std::io::BufRead;
 
-use priorauth_core::{Engine, change, lint, policy};
+use priorauth_core::{Engine, change, landscape, lint, policy};
 
 /// Prints the findings; true when every finding is acknowledged.
 pub fn lint(engine: &Engine, files: &[PathBuf]) -> Result<bool, String> {
@@ -127,5 +127,60 @@ pub fn impact(
             ids.join(", ")
         );
     }
+    Ok(())
+}
+
+/// Reads the scenarios (a base example case and the facts that change) and writes the
+/// landscape as HTML and Markdown.
+pub fn coverage(engine: &Engine, scenarios: &Path, cases: &Path, out: &Path) -> Result<(), String> {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))
+    };
+    let file: serde_json::Value = serde_json::from_str(&read(scenarios)?)
+        .map_err(|e| format!("{}: {e}", scenarios.display()))?;
+    let mut list = Vec::new();
+    for item in file["scenarios"].as_array().ok_or("no `scenarios` list")? {
+        let id = item["id"].as_str().unwrap_or_default().to_string();
+        let base = item["base"]
+            .as_str()
+            .ok_or_else(|| format!("scenario `{id}` has no base"))?;
+        let mut case: serde_json::Value =
+            serde_json::from_str(&read(&cases.join(format!("{base}.json")))?)
+                .map_err(|e| e.to_string())?;
+        for (key, value) in item["set"].as_object().into_iter().flatten() {
+            let (section, field) = key
+                .split_once('.')
+                .ok_or_else(|| format!("scenario `{id}`: `{key}` is not section.key"))?;
+            case[section][field] = value.clone();
+        }
+        case["id"] = serde_json::Value::from(id.clone());
+        let case = engine
+            .parse_case(&case.to_string())
+            .map_err(|e| format!("scenario `{id}`: {e}"))?;
+        list.push(landscape::Scenario {
+            id,
+            title: item["title"].as_str().unwrap_or_default().to_string(),
+            case,
+        });
+    }
+    let landscape = landscape::build(engine, list);
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create `{}`: {e}", out.display()))?;
+    let write = |name: &str, text: String| {
+        let path = out.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("cannot write `{}`: {e}", path.display()))
+    };
+    write("coverage.html", landscape::html(&landscape))?;
+    write("coverage.md", landscape::markdown(&landscape))?;
+    let differing = landscape
+        .rows
+        .iter()
+        .filter(|(_, _, differs)| *differs)
+        .count();
+    println!(
+        "{} scenarios x {} policies ({differing} where payers differ): {}",
+        landscape.rows.len(),
+        landscape.policies.len(),
+        out.join("coverage.html").display()
+    );
     Ok(())
 }

@@ -301,3 +301,84 @@ fn generated_cases_feed_the_batch() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stdout(&output).lines().count(), 50);
 }
+
+#[test]
+fn the_coverage_report_is_written_and_the_committed_copy_is_current() {
+    let out = std::env::temp_dir().join(format!("priorauth-report-{}", std::process::id()));
+    let root = root();
+    let output = run(
+        &[
+            "report",
+            "coverage",
+            "--scenarios",
+            root.join("config/scenarios.json").to_str().unwrap(),
+            "--cases",
+            root.join("tests/cases").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let markdown = std::fs::read_to_string(out.join("coverage.md")).unwrap();
+    let html = std::fs::read_to_string(out.join("coverage.html")).unwrap();
+    assert!(markdown.contains("| ◆ Adult, relapsed Ph-positive after imatinib only |"));
+    assert!(markdown.contains(
+        "**deny**: not met: relapsed or refractory to at least one second-generation or later TKI"
+    ));
+    assert!(html.contains("<td class=\"not_applicable\">") && !html.contains("<script"));
+    let committed = std::fs::read_to_string(root.join("docs/coverage.md")).unwrap();
+    assert_eq!(
+        committed, markdown,
+        "docs/coverage.md is stale: run `priorauth report coverage --out docs`"
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn lint_diff_and_impact_from_the_command_line() {
+    let root = root();
+    let output = run(&["policy", "lint"], None);
+    assert!(
+        output.status.success(),
+        "shipped policies lint clean: {}",
+        stdout(&output)
+    );
+    let literal = root.join("crates/priorauth-core/tests/fixtures/eocco-0382-literal.toml");
+    let output = run(&["policy", "lint", literal.to_str().unwrap()], None);
+    assert_eq!(output.status.code(), Some(5));
+    assert!(stdout(&output).contains("[unsatisfiable:adult-consolidation]"));
+
+    let current = root.join("policies/eocco-0382.toml");
+    let output = run(
+        &[
+            "policy",
+            "diff",
+            current.to_str().unwrap(),
+            literal.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(stdout(&output).contains("changed  criterion adult-mrd-branch: [any of adult-mrd-positive, adult-mrd-negative] -> [all of"), "{}", stdout(&output));
+
+    let generated = run(
+        &["cases", "generate", "--count", "300", "--seed", "4"],
+        None,
+    );
+    let cases = std::env::temp_dir().join(format!("priorauth-impact-{}.jsonl", std::process::id()));
+    std::fs::write(&cases, &generated.stdout).unwrap();
+    let output = run(
+        &[
+            "impact",
+            "--from",
+            current.to_str().unwrap(),
+            "--to",
+            literal.to_str().unwrap(),
+            cases.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("300 cases"), "{}", stdout(&output));
+    std::fs::remove_file(&cases).unwrap();
+}

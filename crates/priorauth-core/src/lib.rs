@@ -11,6 +11,7 @@ pub mod date;
 pub mod eval;
 pub mod facts;
 pub mod generate;
+pub mod landscape;
 pub mod lint;
 pub mod policy;
 pub mod report;
