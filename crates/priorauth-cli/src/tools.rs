@@ -130,36 +130,60 @@ pub fn impact(
     Ok(())
 }
 
+#[derive(serde::Deserialize)]
+struct ScenariosFile {
+    scenarios: Vec<ScenarioSpec>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioSpec {
+    id: String,
+    title: String,
+    /// An example case of the cases directory, by file stem.
+    base: String,
+    /// `section.key` -> value.
+    #[serde(default)]
+    set: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
 /// Reads the scenarios (a base example case and the facts that change) and writes the
 /// landscape as HTML and Markdown.
 pub fn coverage(engine: &Engine, scenarios: &Path, cases: &Path, out: &Path) -> Result<(), String> {
     let read = |path: &Path| {
         std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))
     };
-    let file: serde_json::Value = serde_json::from_str(&read(scenarios)?)
+    let file: ScenariosFile = serde_json::from_str(&read(scenarios)?)
         .map_err(|e| format!("{}: {e}", scenarios.display()))?;
     let mut list = Vec::new();
-    for item in file["scenarios"].as_array().ok_or("no `scenarios` list")? {
-        let id = item["id"].as_str().unwrap_or_default().to_string();
-        let base = item["base"]
-            .as_str()
-            .ok_or_else(|| format!("scenario `{id}` has no base"))?;
+    for spec in file.scenarios {
+        let path = cases.join(format!("{}.json", spec.base));
         let mut case: serde_json::Value =
-            serde_json::from_str(&read(&cases.join(format!("{base}.json")))?)
-                .map_err(|e| e.to_string())?;
-        for (key, value) in item["set"].as_object().into_iter().flatten() {
+            serde_json::from_str(&read(&path)?).map_err(|e| format!("{}: {e}", path.display()))?;
+        let object = case
+            .as_object_mut()
+            .ok_or_else(|| format!("{}: not an object", path.display()))?;
+        for (key, value) in spec.set {
             let (section, field) = key
                 .split_once('.')
-                .ok_or_else(|| format!("scenario `{id}`: `{key}` is not section.key"))?;
-            case[section][field] = value.clone();
+                .ok_or_else(|| format!("scenario `{}`: `{key}` is not section.key", spec.id))?;
+            let section = object
+                .entry(section)
+                .or_insert_with(|| serde_json::json!({}));
+            if !section.is_object() {
+                *section = serde_json::json!({});
+            }
+            if let Some(section) = section.as_object_mut() {
+                section.insert(field.to_string(), value);
+            }
         }
-        case["id"] = serde_json::Value::from(id.clone());
+        object.insert("id".into(), serde_json::Value::from(spec.id.clone()));
         let case = engine
             .parse_case(&case.to_string())
-            .map_err(|e| format!("scenario `{id}`: {e}"))?;
+            .map_err(|e| format!("scenario `{}`: {e}", spec.id))?;
         list.push(landscape::Scenario {
-            id,
-            title: item["title"].as_str().unwrap_or_default().to_string(),
+            id: spec.id,
+            title: spec.title,
             case,
         });
     }
