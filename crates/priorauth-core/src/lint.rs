@@ -145,6 +145,32 @@ pub fn lint(policy: &Policy, source_text: Option<&str>, n_drugs: usize) -> Vec<F
         }
     }
 
+    // Facts read but never asked: read only by tests that take an undocumented value as
+    // absent, so no `missing` list ever names them.
+    let mut asked = BTreeSet::new();
+    let mut silent: Vec<(FactId, usize, String)> = Vec::new();
+    for criterion in &policy.criteria {
+        if let Node::Test(test) = &criterion.node {
+            if test.if_unknown.is_none() {
+                asked.insert(test.fact as usize);
+            } else if !silent.iter().any(|(fact, _, _)| *fact == test.fact) {
+                silent.push((test.fact, criterion.line, criterion.source.quote.clone()));
+            }
+        }
+    }
+    for (fact, line, quote) in silent
+        .into_iter()
+        .filter(|(fact, _, _)| !asked.contains(&(*fact as usize)))
+    {
+        let name = fact.def().name;
+        add(
+            line,
+            format!("never-asked:{name}"),
+            format!("`{name}` is read but never asked: undocumented, it counts as absent"),
+            &quote,
+        );
+    }
+
     // Quotes that are not in the document.
     if let Some(text) = source_text {
         let text = normalize(text);

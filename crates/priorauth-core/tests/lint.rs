@@ -151,3 +151,22 @@ fn quotes_outside_the_document_and_missing_rules_are_found() {
     assert!(codes.contains(&"quote:adult-age".to_string()), "{codes:?}");
     assert!(codes.contains(&"no-renewal-rule".to_string()), "{codes:?}");
 }
+
+#[test]
+fn a_fact_read_but_never_asked_is_found_and_can_be_acknowledged() {
+    let text =
+        std::fs::read_to_string(root().join("policies/masshealth-all-single-agent.toml")).unwrap();
+    let findings = lint_text("masshealth.toml", &text);
+    let finding = findings
+        .iter()
+        .find(|f| f.code == "never-asked:request.drug_source")
+        .expect("drug_source is only read as an exception");
+    assert!(finding.acknowledged);
+    let unacknowledged = text.replace("\"never-asked:request.drug_source: the samples/manufacturer exception applies only when documented\",", "");
+    let findings = lint_text("masshealth.toml", &unacknowledged);
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.code == "never-asked:request.drug_source" && !f.acknowledged)
+    );
+}
