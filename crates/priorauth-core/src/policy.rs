@@ -795,6 +795,42 @@ pub struct Drug {
     pub vial_amount: f64,
     pub amount_unit: String,
     pub label: Vec<CriterionIdx>,
+    pub dose_bands: Vec<DoseBand>,
+}
+
+/// The label's highest dose in a weight band: fixed, or per m² of body surface area with a cap.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DoseBand {
+    #[serde(default)]
+    pub below_kg: Option<f64>,
+    #[serde(default)]
+    pub from_kg: Option<f64>,
+    #[serde(default)]
+    pub fixed: Option<f64>,
+    #[serde(default)]
+    pub per_m2: Option<f64>,
+    #[serde(default)]
+    pub cap: Option<f64>,
+    pub unit: String,
+}
+
+impl Drug {
+    /// The label's highest dose for a weight and body surface area, with its unit.
+    pub fn allowed_dose(&self, weight_kg: f64, bsa_m2: Option<f64>) -> Option<(f64, String)> {
+        let band = self.dose_bands.iter().find(|b| {
+            b.below_kg.is_none_or(|w| weight_kg < w) && b.from_kg.is_none_or(|w| weight_kg >= w)
+        })?;
+        let dose = match (band.fixed, band.per_m2) {
+            (Some(fixed), _) => fixed,
+            (None, Some(per_m2)) => per_m2 * bsa_m2?,
+            (None, None) => return None,
+        };
+        Some((
+            band.cap.map_or(dose, |cap| dose.min(cap)),
+            band.unit.clone(),
+        ))
+    }
 }
 
 /// Every drug, with the criteria their labels use.
@@ -824,6 +860,8 @@ struct RawDrug {
     vial_amount: f64,
     amount_unit: String,
     label: Vec<Spanned<String>>,
+    #[serde(default)]
+    dose_bands: Vec<DoseBand>,
 }
 
 /// Loads the drug catalog. Label criteria may not read `request.on_label`, which they define.
@@ -875,6 +913,7 @@ pub fn load_catalog(file: &str, text: &str) -> Result<Catalog, LoadError> {
                 hcpcs_unit_amount: drug.hcpcs_unit_amount,
                 vial_amount: drug.vial_amount,
                 amount_unit: drug.amount_unit,
+                dose_bands: drug.dose_bands,
                 label,
             })
         })

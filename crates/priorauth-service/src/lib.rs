@@ -4,6 +4,7 @@
 //! hash-chained audit log, and API keys with roles.
 
 pub mod api;
+pub mod console;
 pub mod keys;
 pub mod plans;
 pub mod store;

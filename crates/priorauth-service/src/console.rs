@@ -1,0 +1,467 @@
+//! The reviewer console: a web page served by the service itself (same process and port, no
+//! external requests), and the read-only API it uses beyond the request API: questions in
+//! plain language, policy outlines and sources, evaluation without storing (intake, decision
+//! view, payer comparison) and the authorizations list.
+
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use priorauth_core::eval::{self, Truth};
+use priorauth_core::facts::{CASE_KEYS, FactId, Value as FactValue, key_bit, missing_keys};
+use priorauth_core::landscape;
+use priorauth_core::policy::{Node, Policy};
+use priorauth_core::report::Report;
+use priorauth_core::{Engine, case};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use crate::api::{AppError, AppJson, AppState};
+use crate::keys::{Caller, Role};
+
+const INDEX: &str = include_str!("../console/index.html");
+const SCRIPT: &str = include_str!("../console/app.js");
+const STYLE: &str = include_str!("../console/app.css");
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/console/") }))
+        .route("/console", get(|| async { Redirect::to("/console/") }))
+        .route(
+            "/console/",
+            get(|| async { asset(INDEX, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/console/app.js",
+            get(|| async { asset(SCRIPT, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/console/app.css",
+            get(|| async { asset(STYLE, "text/css; charset=utf-8") }),
+        )
+        .route("/v1/questions", get(questions))
+        .route("/v1/plans", get(plans))
+        .route("/v1/policies", get(policies))
+        .route("/v1/policies/{id}/source", get(source))
+        .route("/v1/evaluate", post(evaluate))
+        .route("/v1/authorizations", get(authorizations))
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    // Everything the page needs comes from here: no other origin may be contacted.
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_SECURITY_POLICY, "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// A case key as the intake form asks it.
+fn question(key: &str, engine: &Engine) -> Value {
+    let choices = |variants: &[&str]| {
+        variants
+            .iter()
+            .map(|v| json!({"value": v, "label": v.replace('_', " ")}))
+            .collect::<Vec<_>>()
+    };
+    let (label, kind, options): (&str, &str, Vec<Value>) = match key {
+        "request.drug" => (
+            "Drug requested",
+            "enum",
+            engine
+                .catalog
+                .drugs
+                .iter()
+                .map(|d| json!({"value": d.id, "label": d.name}))
+                .collect(),
+        ),
+        "request.kind" => (
+            "First request, or continuation of an authorized therapy",
+            "enum",
+            vec![
+                json!({"value": "initial", "label": "first request"}),
+                json!({"value": "renewal", "label": "continuation (renewal)"}),
+            ],
+        ),
+        "request.date" => ("First day of requested service", "date", vec![]),
+        "request.line_of_business" => (
+            "The member's coverage",
+            "enum",
+            choices(case::LineOfBusiness::VARIANTS),
+        ),
+        "request.phase" => (
+            "Treatment phase (none for relapsed or refractory disease)",
+            "enum",
+            choices(case::Phase::VARIANTS),
+        ),
+        "request.regimen" => (
+            "Given alone, or with which partners",
+            "enum",
+            choices(case::Regimen::VARIANTS),
+        ),
+        "request.dose" => (
+            "Highest daily dose (Besponsa: highest single dose)",
+            "dose",
+            choices(case::DoseUnit::VARIANTS),
+        ),
+        "request.infusion_days" => ("Infusion days per cycle", "integer", vec![]),
+        "request.cycle_length_days" => (
+            "Days per cycle, infusion and treatment-free interval",
+            "integer",
+            vec![],
+        ),
+        "request.cycles" => ("Cycles requested in this authorization", "integer", vec![]),
+        "request.first_cycle" => (
+            "Number of the first requested cycle in the course (1 = start)",
+            "integer",
+            vec![],
+        ),
+        "request.hcpcs" => ("Billing code (HCPCS)", "text", vec![]),
+        "request.units" => ("Billing units requested per period", "integer", vec![]),
+        "request.units_period_days" => ("Days those units cover", "integer", vec![]),
+        "request.drug_source" => (
+            "Where the drug the member receives now comes from",
+            "enum",
+            choices(case::DrugSource::VARIANTS),
+        ),
+        "patient.birth_date" => ("Date of birth", "date", vec![]),
+        "patient.weight_kg" => ("Weight (kg)", "number", vec![]),
+        "patient.height_cm" => ("Height (cm)", "number", vec![]),
+        "patient.new_to_plan_on_treatment" => (
+            "New to the plan and already receiving the drug",
+            "bool",
+            vec![],
+        ),
+        "diagnosis.condition" => (
+            "Condition treated",
+            "enum",
+            choices(case::Condition::VARIANTS),
+        ),
+        "diagnosis.lineage" => (
+            "Immunophenotype (lineage) of the leukemia",
+            "enum",
+            choices(case::Lineage::VARIANTS),
+        ),
+        "diagnosis.cd19_positive" => ("Leukemic blasts express CD19", "bool", vec![]),
+        "diagnosis.cd22_positive" => ("Leukemic blasts express CD22", "bool", vec![]),
+        "diagnosis.ph_status" => (
+            "Philadelphia chromosome (BCR-ABL1)",
+            "enum",
+            choices(case::PhStatus::VARIANTS),
+        ),
+        "diagnosis.disease_status" => (
+            "Disease status now",
+            "enum",
+            choices(case::DiseaseStatus::VARIANTS),
+        ),
+        "diagnosis.remission_number" => (
+            "Which complete remission (1 = first, 2 = second)",
+            "integer",
+            vec![],
+        ),
+        "diagnosis.complete_response_to_induction" => {
+            ("Complete response after induction therapy", "bool", vec![])
+        }
+        "diagnosis.mrd_status" => (
+            "Minimal residual disease (MRD)",
+            "enum",
+            choices(case::MrdStatus::VARIANTS),
+        ),
+        "diagnosis.mrd_percent" => ("MRD level (%)", "number", vec![]),
+        "diagnosis.mrd_method" => (
+            "How MRD was measured",
+            "enum",
+            choices(case::MrdMethod::VARIANTS),
+        ),
+        "history.induction_regimen" => (
+            "Induction therapy received",
+            "enum",
+            choices(case::InductionRegimen::VARIANTS),
+        ),
+        "history.prior_systemic_therapies" => (
+            "Lines of systemic therapy already received",
+            "integer",
+            vec![],
+        ),
+        "history.tkis" => (
+            "Tyrosine kinase inhibitors tried, and how each went",
+            "tkis",
+            choices(case::Tki::VARIANTS),
+        ),
+        "history.blinatumomab_cycles" => (
+            "Blincyto cycles already given in this course",
+            "integer",
+            vec![],
+        ),
+        "history.blinatumomab_continued_cycles" => {
+            ("Of those, continued-therapy cycles", "integer", vec![])
+        }
+        "history.progression_on_blinatumomab" => {
+            ("Disease progressed on or after Blincyto", "bool", vec![])
+        }
+        "history.hypersensitivity" => (
+            "Known hypersensitivity to the drug or a component",
+            "bool",
+            vec![],
+        ),
+        "history.live_vaccine_within_2_weeks" => (
+            "A live vaccine was given within 2 weeks before starting",
+            "bool",
+            vec![],
+        ),
+        "history.live_vaccine_planned" => {
+            ("A live vaccine is planned during therapy", "bool", vec![])
+        }
+        "history.unacceptable_toxicity" => (
+            "Unacceptable toxicity on the drug (CRS, neurotoxicity, …)",
+            "bool",
+            vec![],
+        ),
+        "history.response" => (
+            "Response on the drug so far",
+            "enum",
+            choices(case::Response::VARIANTS),
+        ),
+        "history.medications_added" => (
+            "Other medications added to this continuation",
+            "bool",
+            vec![],
+        ),
+        "prescriber.specialty" => (
+            "Prescriber's specialty",
+            "enum",
+            choices(case::Specialty::VARIANTS),
+        ),
+        "prescriber.consulting_specialty" => (
+            "Specialty of a physician the prescriber consulted",
+            "enum",
+            choices(case::Specialty::VARIANTS),
+        ),
+        _ => return Value::Null,
+    };
+    let mut value = json!({"key": key, "label": label, "kind": kind, "choices": options});
+    if key == "history.tkis" {
+        value["outcomes"] = json!(choices(case::TkiOutcome::VARIANTS));
+    }
+    value
+}
+
+async fn questions(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
+    Json(Value::Array(
+        CASE_KEYS
+            .iter()
+            .map(|k| question(k, &state.engine))
+            .filter(|q| !q.is_null())
+            .collect(),
+    ))
+}
+
+async fn plans(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
+    Json(json!(state.plans.plans.iter().map(|p| json!({"id": p.id, "name": p.name, "line_of_business": p.line_of_business, "policies": p.policies})).collect::<Vec<_>>()))
+}
+
+/// The case keys a policy reads, directly or through derived facts, in the case's order.
+fn policy_keys(engine: &Engine, policy: &Policy) -> Vec<&'static str> {
+    let empty = engine.facts(&case::Case::default());
+    let mut mask = key_bit("request.drug").unwrap_or(0)
+        | key_bit("request.kind").unwrap_or(0)
+        | key_bit("request.date").unwrap_or(0);
+    if policy.lines_of_business.is_some() {
+        mask |= key_bit("request.line_of_business").unwrap_or(0);
+    }
+    for criterion in &policy.criteria {
+        if let Node::Test(test) = &criterion.node {
+            if let FactValue::Unknown(keys) = empty.get(test.fact) {
+                mask |= keys;
+            }
+            if test.fact == FactId::RequestUnits {
+                mask |= key_bit("request.units_period_days").unwrap_or(0);
+            }
+        }
+    }
+    missing_keys(mask).collect()
+}
+
+async fn policies(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
+    let engine = &state.engine;
+    let list: Vec<Value> = engine
+        .current()
+        .iter()
+        .filter_map(|i| engine.policies.get(*i))
+        .map(|p| {
+            json!({
+                "id": p.id, "title": p.title, "payer": p.payer, "document": p.document, "version": p.version,
+                "effective": p.effective.map(|d| d.to_string()),
+                "drugs": p.drugs.iter().filter_map(|d| engine.catalog.drugs.get(usize::from(*d)).map(|d| d.id.clone())).collect::<Vec<_>>(),
+                "questions": policy_keys(engine, p),
+                "criteria": p.criteria.iter().map(|c| json!({"id": c.id, "text": c.text})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(Value::Array(list))
+}
+
+async fn source(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let policy = state
+        .engine
+        .policy_index(&id)
+        .and_then(|i| state.engine.policies.get(i))
+        .ok_or(AppError::NotFound)?;
+    let text = Engine::bundled_source(&policy.source_file).ok_or(AppError::NotFound)?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvaluateBody {
+    #[serde(rename = "case")]
+    case_json: Value,
+}
+
+/// Every policy's decision with its full criterion trees, the payer comparison, and the body
+/// surface area and label dose: for the intake form and the decision views. Nothing is stored.
+async fn evaluate(
+    State(state): State<AppState>,
+    _caller: Caller,
+    AppJson(body): AppJson<EvaluateBody>,
+) -> Result<Json<Value>, AppError> {
+    let engine = &state.engine;
+    let case = engine
+        .parse_case(&body.case_json.to_string())
+        .map_err(|error| {
+            AppError::Invalid(
+                error
+                    .problems
+                    .iter()
+                    .map(|p| (format!("case.{}", p.key), p.message.clone()))
+                    .collect(),
+            )
+        })?;
+    let evaluation = engine.evaluate(&case, &[]);
+    let report = Report::new(engine, &case, &evaluation);
+    let mut results = Vec::new();
+    for ((index, decision), result) in evaluation.decisions.iter().zip(&report.results) {
+        let Some(policy) = engine.policies.get(*index) else {
+            continue;
+        };
+        let mut pathways = Vec::new();
+        for (p, pathway) in policy.pathways.iter().enumerate() {
+            let Some(truth) = eval::pathway_truth(policy, p, &evaluation.facts) else {
+                continue;
+            };
+            if truth.kind == Truth::False {
+                continue;
+            }
+            let mut reasons = Vec::new();
+            for idx in pathway.criteria.iter().chain(&pathway.dosing) {
+                eval::explain_criterion(
+                    &policy.criteria,
+                    &policy.arena,
+                    *idx,
+                    &evaluation.facts,
+                    0,
+                    None,
+                    true,
+                    &mut reasons,
+                );
+            }
+            let nodes: Vec<Value> = reasons
+                .iter()
+                .filter_map(|r| {
+                    let c = policy.criteria.get(usize::from(r.criterion))?;
+                    Some(json!({"id": c.id, "text": c.text, "status": r.truth.as_str(), "depth": r.depth,
+                        "section": c.source.section, "quote": c.source.quote, "interpretation": c.source.interpretation}))
+                })
+                .collect();
+            pathways.push(json!({
+                "id": pathway.id, "title": pathway.title, "outcome": pathway.outcome,
+                "status": truth.kind.and(truth.criteria).and(truth.dosing).as_str(),
+                "decided": decision.pathway == Some(p as u16),
+                "nodes": nodes,
+            }));
+        }
+        results.push(json!({"result": result, "title": policy.title, "pathways": pathways}));
+    }
+    let compare = landscape::build(
+        engine,
+        vec![landscape::Scenario {
+            id: String::new(),
+            title: String::new(),
+            case: case.clone(),
+        }],
+    );
+    let cells: Vec<Value> = compare
+        .rows
+        .first()
+        .map(|(_, cells, _)| {
+            cells
+                .iter()
+                .map(|c| json!({"outcome": c.outcome, "why": c.why, "source": c.source}))
+                .collect()
+        })
+        .unwrap_or_default();
+    let bsa = match evaluation.facts.get(FactId::PatientBsaM2) {
+        FactValue::Number(n) => Some((n * 100.0).round() / 100.0),
+        _ => None,
+    };
+    let request = case.request.clone().unwrap_or_default();
+    let weight = case.patient.as_ref().and_then(|p| p.weight_kg);
+    let allowed = request
+        .drug_index
+        .and_then(|d| engine.catalog.drugs.get(usize::from(d)))
+        .zip(weight)
+        .and_then(|(drug, weight)| drug.allowed_dose(weight, bsa))
+        .map(|(dose, unit)| json!({"value": (dose * 100.0).round() / 100.0, "unit": unit}));
+    Ok(Json(
+        json!({"results": results, "compare": cells, "bsa_m2": bsa, "allowed_dose": allowed}),
+    ))
+}
+
+/// Authorizations with units used and left, the nearest end first.
+async fn authorizations(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, AppError> {
+    let sql = "SELECT number, request_id, organization, drug, hcpcs, start_date, end_date, approved_units, used_units, cycles FROM authorizations";
+    let rows = if caller.role == Role::Submitter {
+        sqlx::query(&format!(
+            "{sql} WHERE organization = $1 ORDER BY end_date LIMIT 500"
+        ))
+        .bind(&caller.organization)
+        .fetch_all(&state.store.pool)
+        .await?
+    } else {
+        sqlx::query(&format!("{sql} ORDER BY end_date LIMIT 500"))
+            .fetch_all(&state.store.pool)
+            .await?
+    };
+    let today =
+        priorauth_core::date::Date::from_epoch_days(crate::store::now_ms().div_euclid(86_400_000));
+    let list: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let end: String = r.try_get("end_date")?;
+            let (approved, used): (i64, i64) = (r.try_get("approved_units")?, r.try_get("used_units")?);
+            let days_left = today.zip(priorauth_core::date::Date::parse(&end)).map(|(today, end)| end.days_since(today));
+            Ok(json!({
+                "number": r.try_get::<String, _>("number")?, "request_id": r.try_get::<String, _>("request_id")?,
+                "organization": r.try_get::<String, _>("organization")?, "drug": r.try_get::<String, _>("drug")?,
+                "hcpcs": r.try_get::<String, _>("hcpcs")?, "start": r.try_get::<String, _>("start_date")?, "end": end,
+                "approved_units": approved, "used_units": used, "remaining_units": approved - used,
+                "cycles": r.try_get::<i64, _>("cycles")?, "days_left": days_left,
+                "renewal_due": days_left.is_some_and(|d| (0..=30).contains(&d)),
+            }))
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(Json(Value::Array(list)))
+}

@@ -1,0 +1,126 @@
+// The reviewer console in Chromium: intake through the form, the decision view with a
+// source passage highlighted, the payer comparison, a queued request worked through a
+// determination, the authorizations list; no request may leave the machine.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const base = process.env.PRIORAUTH_URL;
+const shots = process.env.SCREENSHOTS_DIR;
+
+// The E01 example: an adult with relapsed Ph-negative B-ALL, single agent.
+const answers = {
+  'request.kind': 'initial', 'request.date': '2026-11-20', 'request.regimen': 'single_agent', 'request.phase': '',
+  'request.dose': ['28', 'mcg/day'], 'request.infusion_days': '28', 'request.cycle_length_days': '42', 'request.cycles': '2',
+  'request.first_cycle': '1', 'request.hcpcs': 'J9039', 'request.units': '980', 'request.units_period_days': '42', 'request.drug_source': 'plan',
+  'patient.birth_date': '1966-02-11', 'patient.weight_kg': '71', 'patient.height_cm': '168', 'patient.new_to_plan_on_treatment': 'false',
+  'diagnosis.condition': 'acute_lymphoblastic_leukemia', 'diagnosis.lineage': 'b_cell_precursor', 'diagnosis.cd19_positive': 'true',
+  'diagnosis.ph_status': 'negative', 'diagnosis.disease_status': 'relapsed', 'diagnosis.complete_response_to_induction': 'false',
+  'history.prior_systemic_therapies': '1', 'prescriber.specialty': 'medical_oncology',
+};
+
+async function fill(page, key, value) {
+  const id = '#q-' + key.replaceAll('.', '-');
+  const field = page.locator(id);
+  if (await field.count() === 0) return false;
+  if (Array.isArray(value)) {
+    await field.fill(value[0]);
+    await page.selectOption(id + '-unit', value[1]);
+  } else if (await field.evaluate(node => node.tagName) === 'SELECT') {
+    await page.selectOption(id, value);
+  } else {
+    await field.fill(value);
+  }
+  return true;
+}
+
+test('the console, end to end', async () => {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  try {
+    const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+    const page = await context.newPage();
+    const offsite = [];
+    page.on('request', request => {
+      const host = new URL(request.url()).hostname;
+      if (host !== '127.0.0.1' && host !== 'localhost') offsite.push(request.url());
+    });
+    const errors = [];
+    page.on('pageerror', error => errors.push(error.message));
+
+    // Sign in with the keyboard.
+    await page.goto(base + '/console/');
+    await page.locator('#api-key').fill(process.env.SUBMITTER_KEY);
+    await page.keyboard.press('Enter');
+
+    // Intake: only the questions MassHealth's policy needs; the outcome follows the answers.
+    await page.selectOption('#plan', 'masshealth');
+    await page.waitForSelector('#intake-form .field');
+    const asked = await page.locator('#intake-form .field').count();
+    assert.ok(asked > 5 && asked < 40, `${asked} questions`);
+    await page.waitForSelector('#preview .outcome');
+    assert.ok(await page.locator('#intake-form .field.needed').count() > 0, 'unanswered questions that matter are marked');
+    for (const [key, value] of Object.entries(answers)) await fill(page, key, value);
+    await page.waitForSelector('#preview .outcome.approve');
+    assert.equal(await page.locator('#intake-form .field.needed').count(), 0, 'nothing left that could change the outcome');
+    assert.match(await page.locator('#body-size').innerText(), /Body surface area 1\.82 m²; label dose up to 28 mcg\/day/);
+    if (shots) await page.screenshot({ path: path.join(shots, 'intake.png'), fullPage: true });
+
+    // At 200% zoom the form still fits the width: no sideways scrolling.
+    const zoomed = await browser.newContext({ viewport: { width: 683, height: 450 }, deviceScaleFactor: 2 });
+    const small = await zoomed.newPage();
+    await small.goto(base + '/console/');
+    await small.locator('#api-key').fill(process.env.SUBMITTER_KEY);
+    await small.keyboard.press('Enter');
+    await small.waitForSelector('#intake-form .field');
+    const overflow = await small.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 1, `horizontal overflow of ${overflow}px at 200% zoom`);
+    await zoomed.close();
+
+    // Submit, then the decision view with its criteria and their source.
+    await page.click('#intake-form button[type=submit]');
+    await page.waitForSelector('#status');
+    assert.equal(await page.locator('#status').innerText(), 'approved');
+    await page.click('button.criterion >> nth=0');
+    await page.waitForSelector('.source mark');
+    assert.ok((await page.locator('.source mark').innerText()).length > 5, 'the passage is highlighted');
+    if (shots) await page.screenshot({ path: path.join(shots, 'decision.png'), fullPage: true });
+
+    // Compare payers.
+    await page.click('text=Compare payers');
+    await page.waitForSelector('#compare tbody tr');
+    assert.equal(await page.locator('#compare tbody tr').count(), 5);
+    assert.ok(await page.locator('#compare td.separates').count() >= 1, 'MassHealth alone governs… or differs');
+    if (shots) await page.screenshot({ path: path.join(shots, 'compare.png'), fullPage: true });
+
+    // A reviewer works the queue through a determination.
+    await page.click('#signout');
+    await page.locator('#api-key').fill(process.env.REVIEWER_KEY);
+    await page.keyboard.press('Enter');
+    await page.goto(base + '/console/#queue');
+    await page.waitForSelector('#queue tbody tr');
+    if (shots) await page.screenshot({ path: path.join(shots, 'queue.png'), fullPage: true });
+    await page.click(`a[href="#request/${process.env.REVIEW_ID}"]`);
+    await page.waitForSelector('#determination');
+    await page.selectOption('#decision', 'deny');
+    await page.selectOption('#criterion', 'one-of-the-following');
+    await page.locator('#reason').focus();
+    await page.keyboard.type('Newly diagnosed ALL in induction is not one of the covered settings (criterion 5).');
+    await page.click('#determination button[type=submit]');
+    await page.waitForFunction(() => document.querySelector('#status')?.innerText === 'denied');
+
+    // Authorizations: the approval above, with units used and left.
+    await page.goto(base + '/console/#authorizations');
+    await page.waitForSelector('#authorizations tbody tr');
+    assert.match(await page.locator('#authorizations tbody tr').first().innerText(), /1960/);
+    if (shots) await page.screenshot({ path: path.join(shots, 'authorizations.png'), fullPage: true });
+
+    assert.deepEqual(offsite, [], 'no request leaves the machine');
+    assert.deepEqual(errors, [], 'no script errors');
+  } finally {
+    await browser.close();
+  }
+});
