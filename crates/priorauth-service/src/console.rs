@@ -245,11 +245,12 @@ fn question(key: &str, engine: &Engine) -> Value {
         ),
         _ => return Value::Null,
     };
-    let mut value = json!({"key": key, "label": label, "kind": kind, "choices": options});
-    if key == "history.tkis" {
-        value["outcomes"] = json!(choices(case::TkiOutcome::VARIANTS));
-    }
-    value
+    let outcomes = if key == "history.tkis" {
+        choices(case::TkiOutcome::VARIANTS)
+    } else {
+        Vec::new()
+    };
+    json!({"key": key, "label": label, "kind": kind, "choices": options, "outcomes": outcomes})
 }
 
 async fn questions(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
