@@ -1,6 +1,9 @@
 //! The harness of the HTTP tests: a fresh database per test on each back end, a real server
 //! on a loopback port, and a small client that answers status, headers and JSON.
 
+// Shared by several test crates; each uses part of it.
+#![allow(dead_code)]
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
