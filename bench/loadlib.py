@@ -1,0 +1,589 @@
+#!/usr/bin/env python3
+"""Helpers for bench/load.sh: request bodies, one measured phase, the summary table.
+
+Standard library only. Every subcommand prints what the shell script needs on stdout;
+errors go to stderr with a non-zero exit.
+"""
+
+import argparse
+import json
+import os
+import resource
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# The hand-written example cases in the mix: (file, plan, outcome the plan gives).
+EXAMPLES = [
+    ("E01", "masshealth", "approve"),
+    ("E12", "masshealth", "review"),
+    ("E06", "eocco-medicaid", "incomplete"),
+    ("E05", "masshealth", "deny"),
+]
+# Both plans above are Medicaid plans: the line of business every case is given.
+LINE_OF_BUSINESS = "medicaid"
+
+
+def compact(value):
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+# ---- bodies ----
+
+
+def cmd_bodies(args):
+    """Candidate bodies: the example cases, then generated ones under `masshealth`."""
+    lines = []
+    for name, plan, _ in EXAMPLES:
+        with open(os.path.join(args.cases_dir, f"{name}.json"), encoding="utf-8") as f:
+            lines.append({"plan": plan, "case": json.load(f)})
+    if args.generated > 0:
+        out = subprocess.run(
+            [args.binary, "cases", "generate", "--count", str(args.generated), "--seed", str(args.seed)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        for line in out.splitlines():
+            if not line.strip():
+                continue
+            case = json.loads(line)
+            request = case.get("request")
+            if not isinstance(request, dict):
+                request = case["request"] = {}
+            # The plan's line of business, or the service answers 422.
+            request["line_of_business"] = LINE_OF_BUSINESS
+            lines.append({"plan": "masshealth", "case": case})
+    with open(args.out, "w", encoding="utf-8") as f:
+        for body in lines:
+            f.write(compact(body) + "\n")
+    print(len(lines))
+
+
+def cmd_accept(args):
+    """Posts each candidate once (this is also the first warm-up); keeps those answered 201.
+
+    Writes the HTTP bodies (one per line, for oha -Z) and the same cases as batch input
+    (with the plan's line of business, as the service decides them)."""
+    created, rejected, outcomes = 0, {}, {}
+    kept = []
+    with open(args.candidates, encoding="utf-8") as f:
+        candidates = [line for line in f if line.strip()]
+    for line in candidates:
+        request = urllib.request.Request(
+            args.url,
+            data=line.strip().encode(),
+            method="POST",
+            headers={"Authorization": f"Bearer {args.key}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                status, answer = response.status, json.load(response)
+        except urllib.error.HTTPError as error:
+            status, answer = error.code, None
+        if status == 201:
+            created += 1
+            outcome = answer.get("outcome", "?")
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            kept.append(line.strip())
+        else:
+            rejected[str(status)] = rejected.get(str(status), 0) + 1
+    with open(args.bodies, "w", encoding="utf-8") as b, open(args.cases, "w", encoding="utf-8") as c:
+        for line in kept:
+            b.write(line + "\n")
+            case = json.loads(line)["case"]
+            case.setdefault("request", {})["line_of_business"] = LINE_OF_BUSINESS
+            c.write(compact(case) + "\n")
+    print(compact({"posted": len(candidates), "created": created, "rejected": rejected, "outcomes": outcomes}))
+
+
+def cmd_batch_input(args):
+    """Repeats the accepted cases up to N lines for `priorauth evaluate --batch`."""
+    with open(args.cases, encoding="utf-8") as f:
+        cases = [line for line in f if line.strip()]
+    with open(args.out, "w", encoding="utf-8") as f:
+        for i in range(args.lines):
+            f.write(cases[i % len(cases)])
+
+
+# ---- small tools ----
+
+
+def cmd_freeport(_args):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        print(s.getsockname()[1])
+
+
+def cmd_count_sqlite(args):
+    """Rows in `requests`, read by another process than the server (WAL readers see commits)."""
+    connection = sqlite3.connect(f"file:{args.path}?mode=ro", uri=True, timeout=30)
+    try:
+        print(connection.execute(f"SELECT count(*) FROM {args.table}").fetchone()[0])
+    finally:
+        connection.close()
+
+
+def cmd_fsync(args):
+    """Latency of one 8 KiB write + fdatasync in DIR (what one commit's log flush costs)."""
+    fd, path = tempfile.mkstemp(dir=args.dir)
+    samples = []
+    try:
+        block = b"\0" * 8192
+        for i in range(args.count):
+            os.pwrite(fd, block, (i % 64) * 8192)
+            start = time.perf_counter()
+            os.fdatasync(fd)
+            samples.append((time.perf_counter() - start) * 1000)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    samples.sort()
+    p = lambda q: samples[min(len(samples) - 1, int(q * len(samples)))]
+    print(compact({"n": len(samples), "p50_ms": round(p(0.5), 3), "p99_ms": round(p(0.99), 3), "max_ms": round(samples[-1], 3)}))
+
+
+def cmd_time(args):
+    """Best wall time of `sh -c COMMAND` over N runs, with the cases/s it means."""
+    times = []
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        subprocess.run(["sh", "-c", args.command], check=True)
+        times.append(time.perf_counter() - start)
+    best = min(times)
+    print(compact({"lines": args.lines, "best_s": round(best, 4), "median_s": round(statistics.median(times), 4), "cases_per_s": round(args.lines / best, 1)}))
+
+
+def cmd_quiet(args):
+    """Waits (at most --max seconds) until the machine is at least --idle % idle over two
+    windows of --window seconds in a row. Prints the last idle share; never fails."""
+    def read():
+        with open("/proc/stat", encoding="utf-8") as f:
+            cpu = [int(x) for x in f.readline().split()[1:9]]
+        return cpu[3] + cpu[4], sum(cpu)
+    deadline = time.monotonic() + args.max
+    streak, idle = 0, 0.0
+    while True:
+        i1, t1 = read()
+        time.sleep(args.window)
+        i2, t2 = read()
+        idle = 100 * (i2 - i1) / max(1, t2 - t1)
+        streak = streak + 1 if idle >= args.idle else 0
+        if streak >= 2 or time.monotonic() >= deadline:
+            break
+    print(f"{idle:.0f}")
+
+
+# ---- one measured phase ----
+
+
+def ticks_of(stat_path):
+    """utime + stime of a /proc/.../stat file, in clock ticks (0 if it is gone)."""
+    try:
+        with open(stat_path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return 0, ""
+    name = text[text.index("(") + 1 : text.rindex(")")]
+    fields = text[text.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12]), name
+
+
+def snapshot(server_pid, pg_db):
+    with open("/proc/stat", encoding="utf-8") as f:
+        cpu = [int(x) for x in f.readline().split()[1:]]
+    idle = cpu[3] + cpu[4]  # idle + iowait
+    total = sum(cpu[:8])
+    iowait = cpu[4]
+    proc, _ = ticks_of(f"/proc/{server_pid}/stat")
+    threads = {}
+    task_dir = f"/proc/{server_pid}/task"
+    for tid in os.listdir(task_dir) if os.path.isdir(task_dir) else []:
+        t, name = ticks_of(f"{task_dir}/{tid}/stat")
+        threads[name] = threads.get(name, 0) + t
+    postgres = 0
+    if pg_db:
+        # The backends serving the bench database (one per pooled connection).
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if cmdline.startswith("postgres: ") and f" {pg_db} " in cmdline:
+                postgres += ticks_of(f"/proc/{pid}/stat")[0]
+    return {"t": time.monotonic(), "busy": total - idle, "total": total, "iowait": iowait, "proc": proc, "threads": threads, "postgres": postgres}
+
+
+class Sampler(threading.Thread):
+    """What the server's threads (and the PostgreSQL backends) are doing during a run.
+
+    Every 25 ms: the scheduler state of each server thread and backend (R running or
+    runnable, S sleeping, D in uninterruptible wait, usually disk). Every 0.5 s, on
+    PostgreSQL: pg_stat_activity's state and wait event for the bench database."""
+
+    def __init__(self, server_pid, pg_db, psql):
+        super().__init__(daemon=True)
+        self.server_pid, self.pg_db, self.psql = server_pid, pg_db, psql
+        self.stop = threading.Event()
+        self.states = {}  # name -> state -> samples
+        self.waits = {}  # "state wait" -> summed count
+        self.wait_samples = 0
+        self.backends = []
+
+    def find_backends(self):
+        found = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if cmdline.startswith("postgres: ") and f" {self.pg_db} " in cmdline:
+                found.append(pid)
+        self.backends = found
+
+    def state(self, path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError:
+            return None, None
+        return text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2]
+
+    def add(self, name, state):
+        group = self.states.setdefault(name, {})
+        group[state] = group.get(state, 0) + 1
+
+    def pg_waits(self):
+        query = (
+            "SELECT state || ' ' || coalesce(wait_event_type || ':' || wait_event, 'on CPU'), count(*) "
+            f"FROM pg_stat_activity WHERE datname = '{self.pg_db}' AND pid <> pg_backend_pid() GROUP BY 1"
+        )
+        try:
+            out = subprocess.run(self.psql + ["-qAtF", "\t", "-c", query], capture_output=True, text=True, timeout=5).stdout
+        except (OSError, subprocess.SubprocessError):
+            return
+        self.wait_samples += 1
+        for line in out.splitlines():
+            key, _, count = line.rpartition("\t")
+            if key:
+                self.waits[key] = self.waits.get(key, 0) + int(count)
+
+    def run(self):
+        tick = 0
+        task_dir = f"/proc/{self.server_pid}/task"
+        while not self.stop.wait(0.025):
+            tick += 1
+            try:
+                tids = os.listdir(task_dir)
+            except OSError:
+                tids = []
+            for tid in tids:
+                name, state = self.state(f"{task_dir}/{tid}/stat")
+                if name:
+                    self.add(name, state)
+            if self.pg_db:
+                if tick % 40 == 1:
+                    self.find_backends()
+                for pid in self.backends:
+                    name, state = self.state(f"/proc/{pid}/stat")
+                    if name:
+                        self.add("postgres backends", state)
+                if tick % 20 == 10:
+                    self.pg_waits()
+
+    def summary(self):
+        states = {}
+        for name, counts in self.states.items():
+            total = sum(counts.values())
+            # Only the threads that did something: tokio's blocking pool idles in S.
+            if total and counts.get("S", 0) < total:
+                states[name] = {k: round(100 * v / total, 1) for k, v in sorted(counts.items())}
+        waits = {k: round(v / self.wait_samples, 2) for k, v in sorted(self.waits.items(), key=lambda kv: -kv[1])} if self.wait_samples else {}
+        return states, waits
+
+
+def run_count(command):
+    out = subprocess.run(["sh", "-c", command], check=True, capture_output=True, text=True).stdout
+    return int(out.strip().splitlines()[-1])
+
+
+def cmd_measure(args):
+    """Counts rows, runs the load tool, counts rows again; writes the phase as JSON."""
+    rows_before = run_count(args.count_cmd) if args.count_cmd else None
+    sampler = Sampler(args.server_pid, args.pg_db, args.psql.split() if args.psql else [])
+    before = snapshot(args.server_pid, args.pg_db)
+    usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    self_before = resource.getrusage(resource.RUSAGE_SELF)
+    sampler.start()
+    with open(args.raw, "w", encoding="utf-8") as raw:
+        code = subprocess.run(args.tool, stdout=raw).returncode
+    sampler.stop.set()
+    sampler.join()
+    self_after = resource.getrusage(resource.RUSAGE_SELF)
+    usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    after = snapshot(args.server_pid, args.pg_db)
+    states, waits = sampler.summary()
+    rows_after = run_count(args.count_cmd) if args.count_cmd else None
+    if code != 0:
+        sys.exit(f"load tool exited {code}: {' '.join(args.tool)}")
+    with open(args.raw, encoding="utf-8") as f:
+        oha = json.load(f)
+
+    statuses = {str(k): int(v) for k, v in oha.get("statusCodeDistribution", {}).items()}
+    transport = {str(k): int(v) for k, v in oha.get("errorDistribution", {}).items()}
+    created = statuses.get("201", 0)
+    answered = sum(statuses.values())
+    errors = answered - created + sum(transport.values())
+    elapsed = float(oha["summary"]["total"])
+    pct = oha.get("latencyPercentiles", {})
+    ms = lambda v: None if v is None else round(float(v) * 1000, 2)
+    wall = after["t"] - before["t"]
+    # The children are oha (and the sampler's psql calls, a few ms each).
+    tool_cpu = (usage_after.ru_utime - usage_before.ru_utime) + (usage_after.ru_stime - usage_before.ru_stime)
+    sampler_cpu = (self_after.ru_utime - self_before.ru_utime) + (self_after.ru_stime - self_before.ru_stime)
+    threads = {}
+    for name, t in after["threads"].items():
+        d = (t - before["threads"].get(name, 0)) / CLK_TCK
+        if round(100 * d / wall, 1) > 0:
+            threads[name] = round(100 * d / wall, 1)
+    phase = {
+        "backend": args.backend,
+        "mode": args.mode,
+        "target": args.target,
+        "seconds": round(elapsed, 2),
+        "sent": answered + sum(transport.values()),
+        "created": created,
+        "rps": round(created / elapsed, 1) if elapsed > 0 else 0.0,
+        "p50_ms": ms(pct.get("p50")),
+        "p99_ms": ms(pct.get("p99")),
+        "p999_ms": ms(pct.get("p99.9")),
+        "max_ms": ms(oha["summary"].get("slowest")),
+        "errors": errors,
+        "statuses": statuses,
+        "transport_errors": transport,
+        "rows_before": rows_before,
+        "rows_after": rows_after,
+        "rows_added": None if rows_before is None else rows_after - rows_before,
+        "rows_ok": None if rows_before is None else (rows_after - rows_before == created),
+        # CPU, in percent of one core (the machine has os.cpu_count() of them).
+        "cpu_machine_pct": round(100 * (after["busy"] - before["busy"]) / max(1, after["total"] - before["total"]) * os.cpu_count(), 1),
+        "iowait_pct": round(100 * (after["iowait"] - before["iowait"]) / max(1, after["total"] - before["total"]) * os.cpu_count(), 1),
+        "cpu_server_pct": round(100 * (after["proc"] - before["proc"]) / CLK_TCK / wall, 1),
+        "cpu_postgres_pct": round(100 * (after["postgres"] - before["postgres"]) / CLK_TCK / wall, 1) if args.pg_db else None,
+        "cpu_tool_pct": round(100 * tool_cpu / wall, 1),
+        "cpu_sampler_pct": round(100 * sampler_cpu / wall, 1),
+        "server_threads_pct": dict(sorted(threads.items(), key=lambda kv: -kv[1])[:4]),
+        "thread_states_pct": states,
+        "pg_waits": waits,
+    }
+    others = phase["cpu_machine_pct"] - phase["cpu_server_pct"] - (phase["cpu_postgres_pct"] or 0) - phase["cpu_tool_pct"] - phase["cpu_sampler_pct"]
+    phase["cpu_other_pct"] = round(max(0.0, others), 1)
+    if created:
+        phase["server_cpu_ms_per_req"] = round(phase["cpu_server_pct"] * wall / 100 / created * 1000, 3)
+        if args.pg_db:
+            phase["postgres_cpu_ms_per_req"] = round(phase["cpu_postgres_pct"] * wall / 100 / created * 1000, 3)
+    with open(args.out, "a", encoding="utf-8") as f:
+        f.write(compact(phase) + "\n")
+    print(
+        f"  {args.backend:<10} {args.mode:<16} {phase['rps']:>8} req/s  p50 {phase['p50_ms']} ms  p99 {phase['p99_ms']} ms  "
+        f"max {phase['max_ms']} ms  errors {errors}  rows +{phase['rows_added']} for {created} x 201 "
+        f"({'ok' if phase['rows_ok'] else 'MISMATCH'})  cpu: server {phase['cpu_server_pct']}%"
+        + (f", postgres {phase['cpu_postgres_pct']}%" if args.pg_db else "")
+        + f", oha {phase['cpu_tool_pct']}%, other processes {phase['cpu_other_pct']}%, machine {phase['cpu_machine_pct']}% of {os.cpu_count() * 100}%",
+        flush=True,
+    )
+
+
+# ---- the summary ----
+
+
+def fmt(value, digits=1):
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}"
+
+
+def cmd_report(args):
+    with open(args.meta, encoding="utf-8") as f:
+        meta = json.load(f)
+    phases = []
+    if os.path.exists(args.phases):
+        with open(args.phases, encoding="utf-8") as f:
+            phases = [json.loads(line) for line in f if line.strip()]
+    batch = meta.get("batch_one_policy", {}).get("cases_per_s")
+    out = []
+    w = out.append
+    w(f"# Load benchmark of `POST /v1/requests`, {meta['date']}")
+    w("")
+    w(f"Command: `{meta['command']}` (commit {meta['commit']}{', with local changes' if meta.get('dirty') else ''}).")
+    w(f"Machine: {meta['cpus']} cores, load average {meta['loadavg']} at start; load tool {meta['tool']}.")
+    w(
+        f"Mix: {meta['mix']['created']} distinct bodies (of {meta['mix']['posted']} candidates), oha picks one at random per request; "
+        f"outcomes {', '.join(f'{k} {v}' for k, v in sorted(meta['mix']['outcomes'].items()))}."
+    )
+    w(f"Disk: 8 KiB write + fdatasync p50 {meta['fsync']['p50_ms']} ms, p99 {meta['fsync']['p99_ms']} ms (in the SQLite temp dir).")
+    w("")
+    w("| back end | mode | req/s (201) | p50 ms | p99 ms | p99.9 ms | max ms | errors | rows verified | × batch | server CPU | DB CPU | other CPU | machine CPU |")
+    w("|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    for p in phases:
+        rows = "–" if p["rows_ok"] is None else f"{'yes' if p['rows_ok'] else 'NO'} ({p['rows_added']:,}/{p['created']:,})"
+        ratio = f"{p['rps'] / batch:.3f}" if batch else "–"
+        w(
+            f"| {p['backend']} | {p['mode']} | {fmt(p['rps'])} | {fmt(p['p50_ms'], 2)} | {fmt(p['p99_ms'], 2)} | {fmt(p['p999_ms'], 2)} | {fmt(p['max_ms'], 2)} "
+            f"| {p['errors']:,} | {rows} | {ratio} | {fmt(p['cpu_server_pct'])}% | "
+            f"{'–' if p['cpu_postgres_pct'] is None else fmt(p['cpu_postgres_pct']) + '%'} | {fmt(p['cpu_other_pct'])}% | {fmt(p['cpu_machine_pct'])}% |"
+        )
+    for key, label in (("batch_one_policy", "one policy (`--policy masshealth-all-single-agent`)"), ("batch_all_policies", "all five policies")):
+        b = meta.get(key)
+        if b:
+            ratio = f"{b['cases_per_s'] / batch:.3f}" if batch else "–"
+            w(f"| – | `evaluate --batch`, {label} | {fmt(b['cases_per_s'])} cases/s | | | | | | | {ratio} | | | | |")
+    w("")
+    w("- req/s counts 201 answers over the run's wall time; latencies are oha's, corrected for coordinated omission in the fixed-rate runs (`--latency-correction`: measured from when the request was due).")
+    w("- errors: every request not answered 201 (other statuses, timeouts, connection errors).")
+    w("- rows verified: rows added to `requests` during the run, counted in the database by another process, against the 201 answers oha counted.")
+    w("- × batch: req/s divided by `priorauth evaluate --batch` cases/s on the same cases with the one policy the plan uses (output to /dev/null).")
+    w(f"- CPU in percent of one core ({meta['cpus'] * 100}% is the whole machine): server = the priorauth process; DB = the PostgreSQL backends of the bench database; other = machine − server − DB − oha − the sampler: processes outside the benchmark (the machine is shared); machine = everything.")
+    for p in phases:
+        extra = []
+        if p["transport_errors"]:
+            extra.append(f"transport errors {p['transport_errors']}")
+        if set(p["statuses"]) - {"201"}:
+            extra.append(f"statuses {p['statuses']}")
+        threads = ", ".join(f"{k} {v}%" for k, v in p["server_threads_pct"].items())
+        per_req = f"server {p.get('server_cpu_ms_per_req', '–')} ms" + (f", PostgreSQL {p.get('postgres_cpu_ms_per_req', '–')} ms" if p["cpu_postgres_pct"] is not None else "")
+        states = "; ".join(
+            f"{name} " + "/".join(f"{k} {v}%" for k, v in st.items()) for name, st in p.get("thread_states_pct", {}).items()
+        )
+        w(
+            f"- {p['backend']} / {p['mode']}: CPU per request {per_req}; oha {p['cpu_tool_pct']}%, other processes {p.get('cpu_other_pct', '–')}%, "
+            f"iowait {p['iowait_pct']}%; busiest server threads (CPU): {threads}; thread states (R runnable, S sleeping, D disk wait): {states}"
+            + (f"; PostgreSQL sessions by state and wait (mean count): {p['pg_waits']}" if p.get("pg_waits") else "")
+            + (f"; {'; '.join(extra)}" if extra else "")
+            + "."
+        )
+    noisy = [p for p in phases if p.get("cpu_other_pct", 0) > 20]
+    if noisy:
+        w("")
+        w(
+            "- **Disturbed**: processes outside the benchmark took more than 20% of a core during "
+            + ", ".join(f"{p['backend']} / {p['mode']} ({p['cpu_other_pct']}%)" for p in noisy)
+            + ": those figures understate what the service does on a quiet machine; run again."
+        )
+    checks = meta.get("checks", [])
+    if checks:
+        w("")
+        for c in checks:
+            w(
+                f"- {c['backend']}, after the server stopped: {c['rows']:,} rows in `requests` for {c['created']:,} answers 201 in all "
+                f"(warm-up included): {'equal' if c['rows'] == c['created'] else 'NOT EQUAL'}; `priorauth audit verify`: "
+                f"{'intact' if c['audit_ok'] else 'FAILED'} ({c['audit']})."
+            )
+    target = meta.get("target_p99_ms")
+    rate_rows = [p for p in phases if p["mode"].startswith("fixed") and p["target"] == meta["rate"]]
+    if target and rate_rows:
+        w("")
+        for p in rate_rows:
+            met = p["p99_ms"] is not None and p["p99_ms"] < target and p["errors"] == 0 and p["rps"] >= 0.98 * p["target"]
+            w(f"- Aim (p99 under {target} ms at {p['target']:,.0f} req/s, no errors) on {p['backend']}: **{'met' if met else 'not met'}** (p99 {fmt(p['p99_ms'], 2)} ms, {fmt(p['rps'])} req/s, {p['errors']} errors).")
+    text = "\n".join(out) + "\n"
+    with open(args.out, "w", encoding="utf-8") as f:
+        f.write(text)
+    sys.stdout.write(text)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("bodies")
+    p.add_argument("--binary", required=True)
+    p.add_argument("--cases-dir", required=True)
+    p.add_argument("--generated", type=int, default=0)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_bodies)
+
+    p = sub.add_parser("accept")
+    p.add_argument("--url", required=True)
+    p.add_argument("--key", required=True)
+    p.add_argument("--candidates", required=True)
+    p.add_argument("--bodies", required=True)
+    p.add_argument("--cases", required=True)
+    p.set_defaults(func=cmd_accept)
+
+    p = sub.add_parser("batch-input")
+    p.add_argument("--cases", required=True)
+    p.add_argument("--lines", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_batch_input)
+
+    p = sub.add_parser("freeport")
+    p.set_defaults(func=cmd_freeport)
+
+    p = sub.add_parser("count-sqlite")
+    p.add_argument("path")
+    p.add_argument("--table", default="requests", choices=["requests", "request_events", "audit_log", "authorizations"])
+    p.set_defaults(func=cmd_count_sqlite)
+
+    p = sub.add_parser("fsync")
+    p.add_argument("dir")
+    p.add_argument("--count", type=int, default=500)
+    p.set_defaults(func=cmd_fsync)
+
+    p = sub.add_parser("quiet")
+    p.add_argument("--max", type=float, default=60)
+    p.add_argument("--idle", type=float, default=85)
+    p.add_argument("--window", type=float, default=3)
+    p.set_defaults(func=cmd_quiet)
+
+    p = sub.add_parser("time")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--lines", type=int, required=True)
+    p.add_argument("command")
+    p.set_defaults(func=cmd_time)
+
+    p = sub.add_parser("measure")
+    p.add_argument("--backend", required=True)
+    p.add_argument("--mode", required=True)
+    p.add_argument("--target", type=float, default=0)
+    p.add_argument("--server-pid", type=int, required=True)
+    p.add_argument("--pg-db", default="")
+    p.add_argument("--count-cmd", default="")
+    p.add_argument("--psql", default="", help="psql command line for pg_stat_activity samples")
+    p.add_argument("--raw", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("tool", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_measure)
+
+    p = sub.add_parser("report")
+    p.add_argument("--meta", required=True)
+    p.add_argument("--phases", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_report)
+
+    args = parser.parse_args()
+    if getattr(args, "tool", None) and args.tool[0] == "--":
+        args.tool = args.tool[1:]
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
