@@ -161,7 +161,10 @@ impl Store {
                     .connect(url)
                     .await?
             }
-            Backend::Postgres => options.max_connections(16).connect(url).await?,
+            // Every write transaction takes the audit head's row lock until it commits, so
+            // more sessions only queue on it: 4 sustained 1,000 requests/s on 2 cores where 16
+            // managed 865 (bench/README.md).
+            Backend::Postgres => options.max_connections(4).connect(url).await?,
         };
         let store = Store { pool, backend };
         store.migrate().await?;
