@@ -502,6 +502,27 @@ pub fn explain_criterion(
     }
 }
 
+/// Every criterion of a pathway (its criteria, then its dosing) with its status, in outline
+/// order: the full tree a person reads.
+pub fn pathway_tree(policy: &Policy, pathway_idx: usize, facts: &Facts) -> Vec<Reason> {
+    let mut out = Vec::new();
+    if let Some(pathway) = policy.pathways.get(pathway_idx) {
+        for idx in pathway.criteria.iter().chain(&pathway.dosing) {
+            explain_criterion(
+                &policy.criteria,
+                &policy.arena,
+                *idx,
+                facts,
+                0,
+                None,
+                true,
+                &mut out,
+            );
+        }
+    }
+    out
+}
+
 /// The criteria that decided a policy's outcome, in the policy's order.
 pub fn explain(policy: &Policy, facts: &Facts, decision: &Decision) -> Vec<Reason> {
     let mut out = Vec::new();

@@ -272,20 +272,12 @@ pub fn text(engine: &Engine, case: &Case, evaluation: &Evaluation) -> String {
             if decision.pathway.is_some_and(|p| usize::from(p) != index) {
                 continue;
             }
-            let mut reasons = Vec::new();
-            for idx in pathway.criteria.iter().chain(&pathway.dosing) {
-                eval::explain_criterion(
-                    &policy.criteria,
-                    &policy.arena,
-                    *idx,
-                    &evaluation.facts,
-                    0,
-                    None,
-                    true,
-                    &mut reasons,
-                );
-            }
-            write_tree(&mut out, policy, &reasons, 2);
+            write_tree(
+                &mut out,
+                policy,
+                &eval::pathway_tree(policy, index, &evaluation.facts),
+                2,
+            );
         }
     }
     out

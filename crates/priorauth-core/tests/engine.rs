@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 
 use priorauth_core::facts::{CASE_KEYS, missing_keys};
 use priorauth_core::generate::{self, Rng};
-use priorauth_core::policy::Node;
 use priorauth_core::{Engine, Outcome};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -165,31 +164,11 @@ fn every_quote_is_in_its_source_document() {
 fn every_criterion_is_reachable_from_a_pathway_or_exclusion() {
     let engine = engine();
     for policy in &engine.policies {
-        let mut reached = vec![false; policy.criteria.len()];
-        let mut stack: Vec<u16> = policy
-            .pathways
-            .iter()
-            .flat_map(|p| p.criteria.iter().chain(&p.dosing))
-            .copied()
+        let unused: Vec<_> = priorauth_core::lint::lint(policy, None, engine.catalog.drugs.len())
+            .into_iter()
+            .filter(|f| f.code.starts_with("unused:"))
             .collect();
-        stack.extend(&policy.exclusions);
-        while let Some(idx) = stack.pop() {
-            if std::mem::replace(&mut reached[usize::from(idx)], true) {
-                continue;
-            }
-            match &policy.criteria[usize::from(idx)].node {
-                Node::All(list) | Node::Any(list) => stack.extend(list),
-                Node::Not(inner) => stack.push(*inner),
-                Node::Test(_) => {}
-            }
-        }
-        for (criterion, reached) in policy.criteria.iter().zip(reached) {
-            assert!(
-                reached,
-                "{}: criterion `{}` is never used",
-                policy.id, criterion.id
-            );
-        }
+        assert!(unused.is_empty(), "{}: {unused:?}", policy.id);
     }
 }
 

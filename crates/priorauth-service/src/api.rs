@@ -86,6 +86,17 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
+/// A case that breaks the format: each problem named by its key under `case.`.
+pub(crate) fn case_invalid(error: priorauth_core::CaseError) -> AppError {
+    AppError::Invalid(
+        error
+            .problems
+            .iter()
+            .map(|p| (format!("case.{}", p.key), p.message.clone()))
+            .collect(),
+    )
+}
+
 fn invalid(field: &str, message: impl Into<String>) -> AppError {
     AppError::Invalid(vec![(field.to_string(), message.into())])
 }
@@ -350,15 +361,7 @@ fn evaluate(state: &AppState, plan: &Plan, mut case_json: Value) -> Result<Evalu
     let case = state
         .engine
         .parse_case(&case_json.to_string())
-        .map_err(|error| {
-            AppError::Invalid(
-                error
-                    .problems
-                    .iter()
-                    .map(|p| (format!("case.{}", p.key), p.message.clone()))
-                    .collect(),
-            )
-        })?;
+        .map_err(case_invalid)?;
     let drug = case
         .request
         .as_ref()

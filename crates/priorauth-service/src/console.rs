@@ -339,15 +339,7 @@ async fn evaluate(
     let engine = &state.engine;
     let case = engine
         .parse_case(&body.case_json.to_string())
-        .map_err(|error| {
-            AppError::Invalid(
-                error
-                    .problems
-                    .iter()
-                    .map(|p| (format!("case.{}", p.key), p.message.clone()))
-                    .collect(),
-            )
-        })?;
+        .map_err(crate::api::case_invalid)?;
     let evaluation = engine.evaluate(&case, &[]);
     let report = Report::new(engine, &case, &evaluation);
     let mut results = Vec::new();
@@ -363,19 +355,7 @@ async fn evaluate(
             if truth.kind == Truth::False {
                 continue;
             }
-            let mut reasons = Vec::new();
-            for idx in pathway.criteria.iter().chain(&pathway.dosing) {
-                eval::explain_criterion(
-                    &policy.criteria,
-                    &policy.arena,
-                    *idx,
-                    &evaluation.facts,
-                    0,
-                    None,
-                    true,
-                    &mut reasons,
-                );
-            }
+            let reasons = eval::pathway_tree(policy, p, &evaluation.facts);
             let nodes: Vec<Value> = reasons
                 .iter()
                 .filter_map(|r| {
