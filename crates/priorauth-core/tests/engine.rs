@@ -95,16 +95,8 @@ fn the_shared_invalid_cases_name_their_key() {
     }
 }
 
-/// Quotes are compared with runs of white space made one space and markdown bold removed,
-/// as the converted documents break lines and mark emphasis at random.
-/// A word hyphenated across a line break ("mini-" / "hyperCVD") is joined again.
-fn normalize(text: &str) -> String {
-    let joined = text
-        .replace("**", "")
-        .replace("-\n\n", "-")
-        .replace("-\n", "-");
-    joined.split_whitespace().collect::<Vec<_>>().join(" ")
-}
+/// Quotes are compared as the linter compares them (`lint::normalize`).
+use priorauth_core::lint::normalize;
 
 #[test]
 fn every_quote_is_in_its_source_document() {

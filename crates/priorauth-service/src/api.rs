@@ -542,14 +542,8 @@ async fn submit(
     let now = now_ms();
     let id = random_id("req_");
     let status = status_of(evaluated.outcome);
-    let due_at = (status == "pending_review").then(|| {
-        let hours = if body.urgency == Urgency::Expedited {
-            plan.clocks.expedited_hours
-        } else {
-            plan.clocks.standard_hours
-        };
-        now + hours * 3_600_000
-    });
+    let due_at = (status == "pending_review")
+        .then(|| plan.clocks.due(body.urgency == Urgency::Expedited, now));
     let authorization = if evaluated.outcome == Outcome::Approve {
         Some(
             create_authorization(
@@ -988,14 +982,8 @@ async fn complete_request(
     let urgency: String = row.try_get("urgency")?;
     let created_at: i64 = row.try_get("created_at")?;
     let status = status_of(evaluated.outcome);
-    let due_at = (status == "pending_review").then(|| {
-        let hours = if urgency == "expedited" {
-            plan.clocks.expedited_hours
-        } else {
-            plan.clocks.standard_hours
-        };
-        created_at + hours * 3_600_000
-    });
+    let due_at =
+        (status == "pending_review").then(|| plan.clocks.due(urgency == "expedited", created_at));
     // Only while still waiting for information: of concurrent completions one wins (the
     // others wait on the row, then find it changed) and only it creates an authorization.
     let updated = sqlx::query("UPDATE requests SET status = $1, outcome = $2, due_at = $3, case_json = $4, decision_json = $5, updated_at = $6 WHERE id = $7 AND status = 'pending_information'")

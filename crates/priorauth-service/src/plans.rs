@@ -30,6 +30,18 @@ pub struct Clocks {
     pub expedited_hours: i64,
 }
 
+impl Clocks {
+    /// When a decision received at `received_ms` is due, by the clock for its urgency.
+    pub fn due(&self, expedited: bool, received_ms: i64) -> i64 {
+        let hours = if expedited {
+            self.expedited_hours
+        } else {
+            self.standard_hours
+        };
+        received_ms + hours * 3_600_000
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PlansFile {
