@@ -9,11 +9,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use priorauth_core::eval::{self, Truth};
-use priorauth_core::facts::{CASE_KEYS, FactId, Value as FactValue, key_bit, missing_keys};
+use priorauth_core::facts::{FactId, Value as FactValue};
 use priorauth_core::landscape;
-use priorauth_core::policy::{Node, Policy};
 use priorauth_core::report::Report;
-use priorauth_core::{Engine, case};
+use priorauth_core::{Engine, questions};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -62,231 +61,27 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
         .into_response()
 }
 
-/// A case key as the intake form asks it.
-fn question(key: &str, engine: &Engine) -> Value {
-    let choices = |variants: &[&str]| {
-        variants
-            .iter()
-            .map(|v| json!({"value": v, "label": v.replace('_', " ")}))
+/// A question as the intake form reads it.
+fn question_json(q: &questions::Question) -> Value {
+    let pairs = |list: &[(String, String)]| {
+        list.iter()
+            .map(|(value, label)| json!({"value": value, "label": label}))
             .collect::<Vec<_>>()
     };
-    let (label, kind, options): (&str, &str, Vec<Value>) = match key {
-        "request.drug" => (
-            "Drug requested",
-            "enum",
-            engine
-                .catalog
-                .drugs
-                .iter()
-                .map(|d| json!({"value": d.id, "label": d.name}))
-                .collect(),
-        ),
-        "request.kind" => (
-            "First request, or continuation of an authorized therapy",
-            "enum",
-            vec![
-                json!({"value": "initial", "label": "first request"}),
-                json!({"value": "renewal", "label": "continuation (renewal)"}),
-            ],
-        ),
-        "request.date" => ("First day of requested service", "date", vec![]),
-        "request.line_of_business" => (
-            "The member's coverage",
-            "enum",
-            choices(case::LineOfBusiness::VARIANTS),
-        ),
-        "request.phase" => (
-            "Treatment phase (none for relapsed or refractory disease)",
-            "enum",
-            choices(case::Phase::VARIANTS),
-        ),
-        "request.regimen" => (
-            "Given alone, or with which partners",
-            "enum",
-            choices(case::Regimen::VARIANTS),
-        ),
-        "request.dose" => (
-            "Highest daily dose (Besponsa: highest single dose)",
-            "dose",
-            choices(case::DoseUnit::VARIANTS),
-        ),
-        "request.infusion_days" => ("Infusion days per cycle", "integer", vec![]),
-        "request.cycle_length_days" => (
-            "Days per cycle, infusion and treatment-free interval",
-            "integer",
-            vec![],
-        ),
-        "request.cycles" => ("Cycles requested in this authorization", "integer", vec![]),
-        "request.first_cycle" => (
-            "Number of the first requested cycle in the course (1 = start)",
-            "integer",
-            vec![],
-        ),
-        "request.hcpcs" => ("Billing code (HCPCS)", "text", vec![]),
-        "request.units" => ("Billing units requested per period", "integer", vec![]),
-        "request.units_period_days" => ("Days those units cover", "integer", vec![]),
-        "request.drug_source" => (
-            "Where the drug the member receives now comes from",
-            "enum",
-            choices(case::DrugSource::VARIANTS),
-        ),
-        "patient.birth_date" => ("Date of birth", "date", vec![]),
-        "patient.weight_kg" => ("Weight (kg)", "number", vec![]),
-        "patient.height_cm" => ("Height (cm)", "number", vec![]),
-        "patient.new_to_plan_on_treatment" => (
-            "New to the plan and already receiving the drug",
-            "bool",
-            vec![],
-        ),
-        "diagnosis.condition" => (
-            "Condition treated",
-            "enum",
-            choices(case::Condition::VARIANTS),
-        ),
-        "diagnosis.lineage" => (
-            "Immunophenotype (lineage) of the leukemia",
-            "enum",
-            choices(case::Lineage::VARIANTS),
-        ),
-        "diagnosis.cd19_positive" => ("Leukemic blasts express CD19", "bool", vec![]),
-        "diagnosis.cd22_positive" => ("Leukemic blasts express CD22", "bool", vec![]),
-        "diagnosis.ph_status" => (
-            "Philadelphia chromosome (BCR-ABL1)",
-            "enum",
-            choices(case::PhStatus::VARIANTS),
-        ),
-        "diagnosis.disease_status" => (
-            "Disease status now",
-            "enum",
-            choices(case::DiseaseStatus::VARIANTS),
-        ),
-        "diagnosis.remission_number" => (
-            "Which complete remission (1 = first, 2 = second)",
-            "integer",
-            vec![],
-        ),
-        "diagnosis.complete_response_to_induction" => {
-            ("Complete response after induction therapy", "bool", vec![])
-        }
-        "diagnosis.mrd_status" => (
-            "Minimal residual disease (MRD)",
-            "enum",
-            choices(case::MrdStatus::VARIANTS),
-        ),
-        "diagnosis.mrd_percent" => ("MRD level (%)", "number", vec![]),
-        "diagnosis.mrd_method" => (
-            "How MRD was measured",
-            "enum",
-            choices(case::MrdMethod::VARIANTS),
-        ),
-        "history.induction_regimen" => (
-            "Induction therapy received",
-            "enum",
-            choices(case::InductionRegimen::VARIANTS),
-        ),
-        "history.prior_systemic_therapies" => (
-            "Lines of systemic therapy already received",
-            "integer",
-            vec![],
-        ),
-        "history.tkis" => (
-            "Tyrosine kinase inhibitors tried, and how each went",
-            "tkis",
-            choices(case::Tki::VARIANTS),
-        ),
-        "history.blinatumomab_cycles" => (
-            "Blincyto cycles already given in this course",
-            "integer",
-            vec![],
-        ),
-        "history.blinatumomab_continued_cycles" => {
-            ("Of those, continued-therapy cycles", "integer", vec![])
-        }
-        "history.progression_on_blinatumomab" => {
-            ("Disease progressed on or after Blincyto", "bool", vec![])
-        }
-        "history.hypersensitivity" => (
-            "Known hypersensitivity to the drug or a component",
-            "bool",
-            vec![],
-        ),
-        "history.live_vaccine_within_2_weeks" => (
-            "A live vaccine was given within 2 weeks before starting",
-            "bool",
-            vec![],
-        ),
-        "history.live_vaccine_planned" => {
-            ("A live vaccine is planned during therapy", "bool", vec![])
-        }
-        "history.unacceptable_toxicity" => (
-            "Unacceptable toxicity on the drug (CRS, neurotoxicity, …)",
-            "bool",
-            vec![],
-        ),
-        "history.response" => (
-            "Response on the drug so far",
-            "enum",
-            choices(case::Response::VARIANTS),
-        ),
-        "history.medications_added" => (
-            "Other medications added to this continuation",
-            "bool",
-            vec![],
-        ),
-        "prescriber.specialty" => (
-            "Prescriber's specialty",
-            "enum",
-            choices(case::Specialty::VARIANTS),
-        ),
-        "prescriber.consulting_specialty" => (
-            "Specialty of a physician the prescriber consulted",
-            "enum",
-            choices(case::Specialty::VARIANTS),
-        ),
-        _ => return Value::Null,
-    };
-    let outcomes = if key == "history.tkis" {
-        choices(case::TkiOutcome::VARIANTS)
-    } else {
-        Vec::new()
-    };
-    json!({"key": key, "label": label, "kind": kind, "choices": options, "outcomes": outcomes})
+    json!({"key": q.key, "label": q.label, "kind": q.kind.as_str(), "choices": pairs(&q.choices), "outcomes": pairs(&q.outcomes)})
 }
 
 async fn questions(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
     Json(Value::Array(
-        CASE_KEYS
+        questions::all(&state.engine)
             .iter()
-            .map(|k| question(k, &state.engine))
-            .filter(|q| !q.is_null())
+            .map(question_json)
             .collect(),
     ))
 }
 
 async fn plans(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
     Json(json!(state.plans.plans.iter().map(|p| json!({"id": p.id, "name": p.name, "line_of_business": p.line_of_business, "policies": p.policies})).collect::<Vec<_>>()))
-}
-
-/// The case keys a policy reads, directly or through derived facts, in the case's order.
-fn policy_keys(engine: &Engine, policy: &Policy) -> Vec<&'static str> {
-    let empty = engine.facts(&case::Case::default());
-    let mut mask = key_bit("request.drug").unwrap_or(0)
-        | key_bit("request.kind").unwrap_or(0)
-        | key_bit("request.date").unwrap_or(0);
-    if policy.lines_of_business.is_some() {
-        mask |= key_bit("request.line_of_business").unwrap_or(0);
-    }
-    for criterion in &policy.criteria {
-        if let Node::Test(test) = &criterion.node {
-            if let FactValue::Unknown(keys) = empty.get(test.fact) {
-                mask |= keys;
-            }
-            if test.fact == FactId::RequestUnits {
-                mask |= key_bit("request.units_period_days").unwrap_or(0);
-            }
-        }
-    }
-    missing_keys(mask).collect()
 }
 
 async fn policies(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
@@ -300,7 +95,7 @@ async fn policies(State(state): State<AppState>, _caller: Caller) -> Json<Value>
                 "id": p.id, "title": p.title, "payer": p.payer, "document": p.document, "version": p.version,
                 "effective": p.effective.map(|d| d.to_string()),
                 "drugs": p.drugs.iter().filter_map(|d| engine.catalog.drugs.get(usize::from(*d)).map(|d| d.id.clone())).collect::<Vec<_>>(),
-                "questions": policy_keys(engine, p),
+                "questions": questions::policy_keys(engine, p),
                 "criteria": p.criteria.iter().map(|c| json!({"id": c.id, "text": c.text})).collect::<Vec<_>>(),
             })
         })

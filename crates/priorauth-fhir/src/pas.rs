@@ -1,0 +1,515 @@
+//! PAS: the request Bundle (`Claim/$submit`) to a case, and the response Bundle with its
+//! ClaimResponse from the service's record of the request. A decision is carried by each
+//! item's `reviewAction` code (X12 306): A1 certified, A3 not certified (only after a
+//! clinician's determination), A4 pended (clinical review, or information missing), A6
+//! modified (a clinician approved with changes).
+
+use fhirbolt::model::r4::Resource;
+use fhirbolt::model::r4::resources::{Bundle, Claim};
+use priorauth_core::Engine;
+use serde_json::{Value, json};
+
+use crate::intake::{CaseBuilder, Resources};
+use crate::map::Map;
+use crate::{PAS, Problem};
+
+const X12_306: &str = "https://codesystem.x12.org/005010/306";
+const SUBMITTED: &str = "http://terminology.hl7.org/CodeSystem/adjudication";
+/// The PAS subscription topic (R4 Subscriptions backport).
+pub const TOPIC: &str = "http://hl7.org/fhir/us/davinci-pas/SubscriptionTopic/PASSubscriptionTopic";
+const BACKPORT: &str = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition";
+
+/// A checked PAS request Bundle.
+#[derive(Debug)]
+pub struct ClaimRequest {
+    pub bundle: Bundle,
+    pub resources: Resources,
+    /// `system|value` of the Bundle's identifier: the submission's idempotency key.
+    pub bundle_identifier: String,
+    /// `system|value` of the Claim's first identifier (what `$inquire` finds it by).
+    pub claim_identifier: String,
+}
+
+fn identifier_text(identifier: Option<&fhirbolt::model::r4::types::Identifier>) -> Option<String> {
+    let identifier = identifier?;
+    let value = identifier.value.as_ref()?.value.as_deref()?;
+    let system = identifier
+        .system
+        .as_ref()
+        .and_then(|s| s.value.as_deref())
+        .unwrap_or_default();
+    Some(format!("{system}|{value}"))
+}
+
+/// Reads a PAS request (or inquiry) Bundle: R4, a collection with an identifier, and a Claim
+/// for prior authorization as its first entry.
+pub fn read_request(json: &str) -> Result<ClaimRequest, Vec<Problem>> {
+    let bundle: Bundle = crate::parse(json).map_err(|p| vec![p])?;
+    let mut problems = Vec::new();
+    if bundle.r#type.value.as_deref() != Some("collection") {
+        problems.push(Problem::new(
+            "Bundle.type",
+            "a PAS request Bundle is a `collection`",
+        ));
+    }
+    let bundle_identifier = identifier_text(bundle.identifier.as_deref());
+    if bundle_identifier.is_none() {
+        problems.push(Problem::new(
+            "Bundle.identifier",
+            "a PAS request Bundle has an identifier (it makes a resubmission idempotent)",
+        ));
+    }
+    let claim = match bundle.entry.first().and_then(|e| e.resource.as_ref()) {
+        Some(Resource::Claim(claim)) => Some(claim.as_ref()),
+        _ => {
+            problems.push(Problem::new(
+                "Bundle.entry[0].resource",
+                "the first entry of a PAS request Bundle is the Claim",
+            ));
+            None
+        }
+    };
+    let claim_identifier = claim.and_then(|c| identifier_text(c.identifier.first()));
+    if let Some(claim) = claim {
+        if claim.r#use.value.as_deref() != Some("preauthorization") {
+            problems.push(Problem::new(
+                "Claim.use",
+                "a PAS Claim's use is `preauthorization`",
+            ));
+        }
+        if claim.item.is_empty() {
+            problems.push(Problem::new("Claim.item", "the Claim has no item"));
+        }
+        if claim_identifier.is_none() {
+            problems.push(Problem::new(
+                "Claim.identifier",
+                "the Claim has no identifier",
+            ));
+        }
+    }
+    match (problems.is_empty(), bundle_identifier, claim_identifier) {
+        (true, Some(bundle_identifier), Some(claim_identifier)) => {
+            let resources = Resources::from_bundle(&bundle);
+            Ok(ClaimRequest {
+                bundle,
+                resources,
+                bundle_identifier,
+                claim_identifier,
+            })
+        }
+        _ => Err(problems),
+    }
+}
+
+impl ClaimRequest {
+    pub fn claim(&self) -> Option<&Claim> {
+        match self.bundle.entry.first()?.resource.as_ref()? {
+            Resource::Claim(claim) => Some(claim),
+            _ => None,
+        }
+    }
+}
+
+/// What a PAS request says, as a case and the service's submission details.
+#[derive(Debug)]
+pub struct Intake {
+    pub case: Value,
+    pub plan: Option<String>,
+    pub expedited: bool,
+    pub renews: Option<String>,
+    /// Sequence of the Claim item the decision answers.
+    pub item_sequence: Option<u32>,
+    pub problems: Vec<Problem>,
+}
+
+/// The case a PAS request states: its records, the Claim and the attached answers.
+pub fn intake(map: &Map, engine: &Engine, request: &ClaimRequest) -> Intake {
+    let mut builder = CaseBuilder::new(map, engine);
+    builder.records(&request.resources);
+    let item_sequence = request
+        .claim()
+        .and_then(|claim| builder.claim(claim, &request.resources));
+    Intake {
+        case: builder.case(),
+        plan: builder.plan.clone(),
+        expedited: builder.expedited,
+        renews: builder.renews.clone(),
+        item_sequence,
+        problems: builder.problems,
+    }
+}
+
+/// The review action of a request's state in the service.
+fn review_action(record: &Value) -> (&'static str, &'static str) {
+    let decided_by_reviewer = record["determination"].is_object();
+    match (
+        record["status"].as_str().unwrap_or_default(),
+        decided_by_reviewer,
+    ) {
+        ("approved", true) if record["determination"]["decision"] == "approve_with_changes" => {
+            ("A6", "Modified")
+        }
+        ("approved", _) => ("A1", "Certified in total"),
+        ("denied", true) => ("A3", "Not certified"),
+        _ => ("A4", "Pending"),
+    }
+}
+
+/// The specific reasons of a state, in plain language, each with the criterion it rests on.
+fn notes(record: &Value) -> Vec<(String, Option<(String, String)>)> {
+    let mut notes = Vec::new();
+    let policy = record["policy"].as_str().unwrap_or_default();
+    if let Some(determination) = record["determination"].as_object() {
+        let who = format!(
+            "{} ({})",
+            determination["reviewer"]["name"]
+                .as_str()
+                .unwrap_or_default(),
+            determination["reviewer"]["credentials"]
+                .as_str()
+                .unwrap_or_default()
+        );
+        let criterion = determination["criterion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        notes.push((
+            format!(
+                "Determination by {who}: {} (criterion `{criterion}` of {policy}).",
+                determination["reason"].as_str().unwrap_or_default()
+            ),
+            Some((criterion.clone(), criterion)),
+        ));
+        return notes;
+    }
+    let decision = &record["decision"];
+    let outcome = decision["outcome"].as_str().unwrap_or_default();
+    let lead = match outcome {
+        "approve" => "Approved",
+        "deny" => {
+            "Pended for clinical review: the policy's criteria appear not to be met (a clinician decides; this is not a denial)"
+        }
+        "review" => "Pended for clinical review, as the policy requires",
+        "incomplete" => "Pended: information is missing",
+        _ => "Pended for clinical review: no policy of this plan governs the request",
+    };
+    if outcome == "incomplete" {
+        let missing: Vec<&str> = decision["missing"]
+            .as_array()
+            .map(|m| m.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        notes.push((format!("{lead}. Still needed: {}. Answer them through the DTR questionnaire of {policy} and resubmit.", missing.join(", ")), None));
+        return notes;
+    }
+    // The deciding criteria: for an approval those met, otherwise those not met.
+    let wanted = if outcome == "approve" {
+        "met"
+    } else {
+        "not_met"
+    };
+    let reasons: Vec<&Value> = decision["reasons"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter(|r| r["status"] == wanted && r["depth"] == 0)
+                .collect()
+        })
+        .unwrap_or_default();
+    if reasons.is_empty() {
+        notes.push((format!("{lead} under {policy}."), None));
+    }
+    for reason in reasons {
+        let id = reason["id"].as_str().unwrap_or_default().to_string();
+        let text = reason["criterion"].as_str().unwrap_or_default().to_string();
+        notes.push((
+            format!(
+                "{lead}. Criterion `{id}` ({text}) is {}: {}",
+                wanted.replace('_', " "),
+                reason["source"].as_str().unwrap_or_default()
+            ),
+            Some((id, text)),
+        ));
+    }
+    notes
+}
+
+/// Inputs of a response besides the stored request and record.
+#[derive(Debug)]
+pub struct ResponseContext<'a> {
+    /// The service's FHIR base (for the criteria code system and full URLs).
+    pub base: &'a str,
+    /// The response's creation time (RFC 3339).
+    pub created: &'a str,
+    pub item_sequence: u32,
+}
+
+/// The PAS response Bundle for a stored request Bundle and the service's record of it
+/// (the JSON of `GET /v1/requests/{id}`).
+pub fn response_bundle(request_bundle: &Value, record: &Value, context: &ResponseContext) -> Value {
+    let claim = &request_bundle["entry"][0]["resource"];
+    let id = record["id"].as_str().unwrap_or_default();
+    let (code, display) = review_action(record);
+    let authorization = &record["authorization"];
+    let mut item_extensions = Vec::new();
+    let mut review_extensions = vec![json!({
+        "url": format!("{PAS}/StructureDefinition/extension-reviewActionCode"),
+        "valueCodeableConcept": {"coding": [{"system": X12_306, "code": code, "display": display}]},
+    })];
+    if let Some(number) = authorization["number"].as_str() {
+        review_extensions.insert(0, json!({"url": "number", "valueString": number}));
+        let period = json!({"start": authorization["start"], "end": authorization["end"]});
+        item_extensions.push(json!({"url": format!("{PAS}/StructureDefinition/extension-itemPreAuthPeriod"), "valuePeriod": period}));
+        item_extensions.push(json!({"url": format!("{PAS}/StructureDefinition/extension-authorizationNumber"), "valueString": number}));
+        let hcpcs = authorization["hcpcs"].as_str().unwrap_or_default();
+        item_extensions.push(json!({
+            "url": format!("{PAS}/StructureDefinition/extension-itemAuthorizedDetail"),
+            "extension": [
+                {"url": "productOrServiceCode", "valueCodeableConcept": {"coding": [{"system": crate::HCPCS, "code": hcpcs}]}},
+                {"url": "quantity", "valueQuantity": {"value": authorization["approved_units"], "unit": "units"}},
+            ],
+        }));
+    } else {
+        // A pended item: the number to follow it by.
+        item_extensions.push(json!({"url": format!("{PAS}/StructureDefinition/extension-administrationReferenceNumber"), "valueString": id}));
+    }
+    let notes = notes(record);
+    let mut adjudication = json!({
+        "extension": [{"url": format!("{PAS}/StructureDefinition/extension-reviewAction"), "extension": review_extensions}],
+        "category": {"coding": [{"system": SUBMITTED, "code": "submitted"}]},
+    });
+    // The coded reason: the criterion the outcome rests on, in the policy's code system.
+    if let Some((criterion, text)) = notes.iter().find_map(|(_, c)| c.clone()) {
+        adjudication["reason"] = json!({"coding": [{
+            "system": format!("{}/CodeSystem/{}", context.base, record["policy"].as_str().unwrap_or_default()),
+            "code": criterion,
+            "display": text,
+        }]});
+    }
+    let process_notes: Vec<Value> = notes
+        .iter()
+        .enumerate()
+        .map(|(i, (text, _))| json!({"number": i + 1, "type": "display", "text": text}))
+        .collect();
+    let mut response = json!({
+        "resourceType": "ClaimResponse",
+        "id": id,
+        "meta": {"profile": [format!("{PAS}/StructureDefinition/profile-claimresponse")]},
+        "status": "active",
+        "type": claim["type"],
+        "use": "preauthorization",
+        "patient": claim["patient"],
+        "created": context.created,
+        "requestor": claim["provider"],
+        "request": {"identifier": claim["identifier"][0]},
+        "outcome": "complete",
+        "preAuthRef": authorization["number"].as_str().unwrap_or(id),
+        "item": [{
+            "extension": item_extensions,
+            "itemSequence": context.item_sequence,
+            "adjudication": [adjudication],
+        }],
+        "processNote": process_notes,
+        "extension": [{
+            "url": format!("{PAS}/StructureDefinition/extension-claimResponseReviewer"),
+            "extension": [{"url": "wasHumanReviewedFlag", "valueBoolean": record["determination"].is_object()}],
+        }],
+    });
+    if let Some(identifier) = claim["identifier"].get(0) {
+        response["identifier"] = json!([identifier]);
+    }
+    if !claim["insurer"].is_null() {
+        response["insurer"] = claim["insurer"].clone();
+    }
+    if authorization.is_object() {
+        response["preAuthPeriod"] =
+            json!({"start": authorization["start"], "end": authorization["end"]});
+    }
+    if code == "A6" {
+        // What was authorized instead of the request.
+        let mut added = json!({
+            "itemSequence": [context.item_sequence],
+            "productOrService": {"coding": [{"system": crate::HCPCS, "code": authorization["hcpcs"]}]},
+            "quantity": {"value": authorization["approved_units"]},
+            "adjudication": [{"category": {"coding": [{"system": SUBMITTED, "code": "submitted"}]}}],
+        });
+        if let Some(start) = authorization["start"].as_str() {
+            added["servicedPeriod"] = json!({"start": start, "end": authorization["end"]});
+        }
+        response["addItem"] = json!([added]);
+    }
+    if let Some(object) = response.as_object_mut() {
+        object.retain(|_, v| !v.is_null());
+    }
+    let full_url = |resource: &Value| {
+        format!(
+            "{}/{}/{}",
+            context.base,
+            resource["resourceType"].as_str().unwrap_or_default(),
+            resource["id"].as_str().unwrap_or_default()
+        )
+    };
+    let mut entries = vec![json!({"fullUrl": full_url(&response), "resource": response})];
+    // The resources the ClaimResponse references, as the request carried them.
+    for reference in [&claim["patient"], &claim["insurer"], &claim["provider"]] {
+        if let Some(entry) = find_entry(
+            request_bundle,
+            reference["reference"].as_str().unwrap_or_default(),
+        ) {
+            if !entries.iter().any(|e| e["fullUrl"] == entry["fullUrl"]) {
+                entries.push(entry.clone());
+            }
+        }
+    }
+    json!({
+        "resourceType": "Bundle",
+        "id": id,
+        "meta": {"profile": [format!("{PAS}/StructureDefinition/profile-pas-response-bundle")]},
+        "identifier": request_bundle["identifier"],
+        "type": "collection",
+        "timestamp": context.created,
+        "entry": entries,
+    })
+}
+
+/// The entry a reference names within a Bundle (by full URL or `Type/id`).
+pub fn find_entry<'b>(bundle: &'b Value, reference: &str) -> Option<&'b Value> {
+    if reference.is_empty() {
+        return None;
+    }
+    bundle["entry"].as_array()?.iter().find(|entry| {
+        let resource = &entry["resource"];
+        let typed = format!(
+            "{}/{}",
+            resource["resourceType"].as_str().unwrap_or_default(),
+            resource["id"].as_str().unwrap_or_default()
+        );
+        let url = entry["fullUrl"].as_str().unwrap_or_default();
+        url == reference || typed == reference || url.ends_with(&format!("/{reference}"))
+    })
+}
+
+/// A checked PAS subscription: rest-hook, full-resource payload, the PAS topic and one
+/// organization's filter.
+#[derive(Debug, Clone)]
+pub struct SubscriptionRequest {
+    pub endpoint: String,
+    /// Headers the notifications carry (`channel.header`), e.g. an authorization.
+    pub headers: Vec<String>,
+    pub org_identifier: Option<String>,
+}
+
+pub fn read_subscription(json: &str) -> Result<(SubscriptionRequest, Value), Vec<Problem>> {
+    let subscription: fhirbolt::model::r4::resources::Subscription =
+        crate::parse(json).map_err(|p| vec![p])?;
+    let value: Value =
+        serde_json::from_str(json).map_err(|e| vec![Problem::new("", e.to_string())])?;
+    let mut problems = Vec::new();
+    if subscription.criteria.value.as_deref() != Some(TOPIC) {
+        problems.push(Problem::new(
+            "Subscription.criteria",
+            format!("the topic must be {TOPIC}"),
+        ));
+    }
+    let channel = &subscription.channel;
+    if channel.r#type.value.as_deref() != Some("rest-hook") {
+        problems.push(Problem::new(
+            "Subscription.channel.type",
+            "PAS notifications are sent by `rest-hook`",
+        ));
+    }
+    let endpoint = channel
+        .endpoint
+        .as_ref()
+        .and_then(|e| e.value.clone())
+        .unwrap_or_default();
+    if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+        problems.push(Problem::new(
+            "Subscription.channel.endpoint",
+            "an http(s) URL is required",
+        ));
+    }
+    let payload_content = value
+        .pointer("/channel/_payload/extension")
+        .and_then(Value::as_array)
+        .and_then(|list| {
+            list.iter()
+                .find(|e| e["url"] == format!("{BACKPORT}/backport-payload-content"))
+                .and_then(|e| e["valueCode"].as_str())
+        });
+    if payload_content.is_some_and(|c| c != "full-resource") {
+        problems.push(Problem::new(
+            "Subscription.channel.payload.extension",
+            "only `full-resource` notifications are sent",
+        ));
+    }
+    let org_identifier = value
+        .pointer("/_criteria/extension")
+        .and_then(Value::as_array)
+        .and_then(|list| {
+            list.iter()
+                .find(|e| e["url"] == format!("{BACKPORT}/backport-filter-criteria"))
+                .and_then(|e| e["valueString"].as_str())
+        })
+        .and_then(|f| f.strip_prefix("orgIdentifier="))
+        .map(str::to_string);
+    let headers = channel
+        .header
+        .iter()
+        .filter_map(|h| h.value.clone())
+        .collect();
+    if problems.is_empty() {
+        Ok((
+            SubscriptionRequest {
+                endpoint,
+                headers,
+                org_identifier,
+            },
+            value,
+        ))
+    } else {
+        Err(problems)
+    }
+}
+
+/// A notification: a history Bundle whose first entry is the subscription status and whose
+/// next is the full PAS response Bundle (the PAS guide's example shape).
+pub fn notification(
+    base: &str,
+    subscription_id: &str,
+    event_number: i64,
+    timestamp: &str,
+    response: &Value,
+) -> Value {
+    let subscription_url = format!("{base}/Subscription/{subscription_id}");
+    let bundle_url = format!(
+        "{base}/Bundle/{}",
+        response["id"].as_str().unwrap_or_default()
+    );
+    let status = json!({
+        "resourceType": "Parameters",
+        "id": format!("{subscription_id}-{event_number}"),
+        "parameter": [
+            {"name": "subscription", "valueReference": {"reference": format!("Subscription/{subscription_id}")}},
+            {"name": "topic", "valueCanonical": TOPIC},
+            {"name": "status", "valueCode": "active"},
+            {"name": "type", "valueCode": "event-notification"},
+            {"name": "events-since-subscription-start", "valueString": event_number.to_string()},
+            {"name": "notification-event", "part": [
+                {"name": "event-number", "valueString": event_number.to_string()},
+                {"name": "timestamp", "valueInstant": timestamp},
+                {"name": "focus", "valueReference": {"reference": bundle_url}},
+            ]},
+        ],
+    });
+    json!({
+        "resourceType": "Bundle",
+        "type": "history",
+        "timestamp": timestamp,
+        "entry": [
+            {"fullUrl": format!("{base}/Parameters/{subscription_id}-{event_number}"), "resource": status,
+             "request": {"method": "GET", "url": format!("{subscription_url}/$status")}, "response": {"status": "200"}},
+            {"fullUrl": bundle_url, "resource": response,
+             "request": {"method": "GET", "url": bundle_url}, "response": {"status": "200"}},
+        ],
+    })
+}

@@ -1,0 +1,367 @@
+//! DTR: a Questionnaire per policy, generated from the facts the policy reads (linkId = case
+//! key), a draft QuestionnaireResponse pre-filled from what the order and the records say, and
+//! the adaptive form (`$next-question`) that asks only what can still change the outcome.
+
+use priorauth_core::case::RequestKind;
+use priorauth_core::facts::{CASE_KEYS, key_bit, missing_keys};
+use priorauth_core::questions::{self, Kind, Question};
+use priorauth_core::{Engine, Outcome, Policy};
+use serde_json::{Value, json};
+
+use crate::map::Map;
+
+const UCUM: &str = "http://unitsofmeasure.org";
+const UNIT_OPTION: &str = "http://hl7.org/fhir/StructureDefinition/questionnaire-unitOption";
+const ADAPTIVE: &str =
+    "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-questionnaireAdaptive";
+
+/// Keys the plan or the records give, never asked of the requester.
+const NOT_ASKED: [&str; 2] = ["request.line_of_business", "history.authorizations"];
+
+/// Where the service publishes its Questionnaires and code systems.
+#[derive(Debug, Clone)]
+pub struct Canonical {
+    pub base: String,
+}
+
+impl Canonical {
+    pub fn questionnaire(&self, policy: &str) -> String {
+        format!("{}/Questionnaire/{policy}", self.base)
+    }
+    pub fn adaptive(&self, policy: &str) -> String {
+        format!("{}/Questionnaire/{policy}-adaptive", self.base)
+    }
+    /// The code system of one case key's values.
+    pub fn values(&self, key: &str) -> String {
+        format!("{}/CodeSystem/{key}", self.base)
+    }
+}
+
+/// The policy id a Questionnaire canonical names (`…/Questionnaire/ID[-adaptive][|version]`).
+pub fn policy_of(canonical: &str) -> Option<&str> {
+    let url = canonical.split('|').next()?;
+    let last = url.rsplit('/').next()?;
+    Some(last.strip_suffix("-adaptive").unwrap_or(last))
+}
+
+/// Conditions under which a question matters, beyond the request kind: (key, controlling
+/// key, operator, answer).
+fn dependencies(canonical: &Canonical) -> Vec<(&'static str, &'static str, &'static str, Value)> {
+    let coding = |key: &str, code: &str| json!({"answerCoding": {"system": canonical.values(key), "code": code}});
+    vec![
+        (
+            "diagnosis.remission_number",
+            "diagnosis.disease_status",
+            "=",
+            coding("diagnosis.disease_status", "complete_remission"),
+        ),
+        (
+            "diagnosis.mrd_percent",
+            "diagnosis.mrd_status",
+            "exists",
+            json!({"answerBoolean": true}),
+        ),
+        (
+            "diagnosis.mrd_method",
+            "diagnosis.mrd_status",
+            "exists",
+            json!({"answerBoolean": true}),
+        ),
+        (
+            "history.blinatumomab_continued_cycles",
+            "history.blinatumomab_cycles",
+            ">",
+            json!({"answerInteger": 0}),
+        ),
+        (
+            "prescriber.consulting_specialty",
+            "prescriber.specialty",
+            "=",
+            coding("prescriber.specialty", "other"),
+        ),
+    ]
+}
+
+/// The keys a policy's form asks, in the case's order.
+pub fn asked_keys(engine: &Engine, policy: &Policy) -> Vec<&'static str> {
+    questions::policy_keys(engine, policy)
+        .into_iter()
+        .filter(|k| {
+            !NOT_ASKED.contains(k)
+                || (*k == "request.line_of_business" && policy.lines_of_business.is_some())
+        })
+        .collect()
+}
+
+/// The items of one question (two for the TKI list: whether any was tried, and the list).
+pub fn items(
+    question: &Question,
+    canonical: &Canonical,
+    map: &Map,
+    enable_when: Vec<Value>,
+) -> Vec<Value> {
+    let options = |key: &str, list: &[(String, String)]| -> Vec<Value> {
+        list.iter()
+            .map(|(code, display)| json!({"valueCoding": {"system": canonical.values(key), "code": code, "display": display}}))
+            .collect()
+    };
+    let mut item = json!({"linkId": question.key, "text": question.label});
+    let kind = match question.kind {
+        Kind::Choice => {
+            item["answerOption"] = json!(options(question.key, &question.choices));
+            "choice"
+        }
+        Kind::Date => "date",
+        Kind::Integer => "integer",
+        Kind::Decimal => "decimal",
+        Kind::Boolean => "boolean",
+        Kind::Text => "string",
+        Kind::Dose => {
+            item["extension"] = json!(question
+                .choices
+                .iter()
+                .map(|(unit, _)| json!({"url": UNIT_OPTION, "valueCoding": {"system": UCUM, "code": ucum_of(map, unit), "display": unit}}))
+                .collect::<Vec<_>>());
+            "quantity"
+        }
+        Kind::Tkis => {
+            let tried = json!({"linkId": "history.tkis.tried", "text": "A tyrosine kinase inhibitor was tried", "type": "boolean"});
+            let mut tried = with_conditions(tried, &enable_when);
+            tried["required"] = json!(false);
+            let group = json!({
+                "linkId": "history.tkis", "text": question.label, "type": "group", "repeats": true,
+                "enableWhen": [{"question": "history.tkis.tried", "operator": "=", "answerBoolean": true}],
+                "item": [
+                    {"linkId": "history.tkis.drug", "text": "Inhibitor", "type": "choice", "answerOption": options("history.tkis.drug", &question.choices)},
+                    {"linkId": "history.tkis.outcome", "text": "How it went", "type": "choice", "answerOption": options("history.tkis.outcome", &question.outcomes)},
+                ],
+            });
+            return vec![tried, group];
+        }
+    };
+    item["type"] = json!(kind);
+    if question.key == "diagnosis.icd10" {
+        item["repeats"] = json!(true);
+    }
+    if question.key == "request.line_of_business" {
+        item["readOnly"] = json!(true);
+    }
+    vec![with_conditions(item, &enable_when)]
+}
+
+fn with_conditions(mut item: Value, enable_when: &[Value]) -> Value {
+    if !enable_when.is_empty() {
+        item["enableWhen"] = json!(enable_when);
+        if enable_when.len() > 1 {
+            item["enableBehavior"] = json!("all");
+        }
+    }
+    item
+}
+
+/// The conditions of a question within a policy's form.
+fn conditions(
+    key: &str,
+    engine: &Engine,
+    policy: &Policy,
+    asked: &[&str],
+    canonical: &Canonical,
+) -> Vec<Value> {
+    let mut when = Vec::new();
+    if let Some((_, kind)) = questions::kind_only_keys(engine, policy)
+        .into_iter()
+        .find(|(k, _)| *k == key)
+    {
+        if asked.contains(&"request.kind") && key != "request.kind" {
+            let code = match kind {
+                RequestKind::Initial => "initial",
+                RequestKind::Renewal => "renewal",
+            };
+            when.push(json!({"question": "request.kind", "operator": "=", "answerCoding": {"system": canonical.values("request.kind"), "code": code}}));
+        }
+    }
+    for (dependent, on, operator, answer) in dependencies(canonical) {
+        if dependent == key && asked.contains(&on) {
+            let mut condition = json!({"question": on, "operator": operator});
+            if let (Some(condition), Some(answer)) = (condition.as_object_mut(), answer.as_object())
+            {
+                condition.extend(answer.clone());
+            }
+            when.push(condition);
+        }
+    }
+    when
+}
+
+/// The whole Questionnaire of a policy.
+pub fn questionnaire(engine: &Engine, policy: &Policy, canonical: &Canonical, map: &Map) -> Value {
+    let asked = asked_keys(engine, policy);
+    let items: Vec<Value> = asked
+        .iter()
+        .filter_map(|key| questions::question(key, engine))
+        .flat_map(|q| {
+            let when = conditions(q.key, engine, policy, &asked, canonical);
+            items(&q, canonical, map, when)
+        })
+        .collect();
+    json!({
+        "resourceType": "Questionnaire",
+        "id": policy.id,
+        "url": canonical.questionnaire(&policy.id),
+        "version": policy.version,
+        "name": policy.id.replace(['-', '.'], "_"),
+        "title": format!("{}: prior authorization questions", policy.title),
+        "status": "active",
+        "subjectType": ["Patient"],
+        "description": format!("The facts {} reads, each linkId a key of the case format.", policy.document),
+        "item": items,
+    })
+}
+
+/// The adaptive Questionnaire of a policy: no items yet; `$next-question` adds them.
+pub fn adaptive_questionnaire(policy: &Policy, canonical: &Canonical) -> Value {
+    json!({
+        "resourceType": "Questionnaire",
+        "id": format!("{}-adaptive", policy.id),
+        "url": canonical.adaptive(&policy.id),
+        "version": policy.version,
+        "name": format!("{}_adaptive", policy.id.replace(['-', '.'], "_")),
+        "title": format!("{}: prior authorization questions, asked one at a time", policy.title),
+        "status": "active",
+        "subjectType": ["Patient"],
+        "extension": [{"url": ADAPTIVE, "valueBoolean": true}],
+    })
+}
+
+/// The answer items of a case value, for a draft or an adaptive response.
+pub fn answer_items(
+    question: &Question,
+    value: &Value,
+    canonical: &Canonical,
+    map: &Map,
+) -> Vec<Value> {
+    let coding = |key: &str, code: &str| json!({"valueCoding": {"system": canonical.values(key), "code": code, "display": code.replace('_', " ")}});
+    let answers: Vec<Value> = match question.kind {
+        Kind::Choice => value
+            .as_str()
+            .map(|c| vec![coding(question.key, c)])
+            .unwrap_or_default(),
+        Kind::Date => value
+            .as_str()
+            .map(|d| vec![json!({"valueDate": d})])
+            .unwrap_or_default(),
+        Kind::Integer => value
+            .as_i64()
+            .map(|n| vec![json!({"valueInteger": n})])
+            .unwrap_or_default(),
+        Kind::Decimal => value
+            .as_f64()
+            .map(|n| vec![json!({"valueDecimal": n})])
+            .unwrap_or_default(),
+        Kind::Boolean => value
+            .as_bool()
+            .map(|b| vec![json!({"valueBoolean": b})])
+            .unwrap_or_default(),
+        Kind::Text => match value {
+            Value::Array(list) => list
+                .iter()
+                .filter_map(Value::as_str)
+                .map(|s| json!({"valueString": s}))
+                .collect(),
+            Value::String(s) => vec![json!({"valueString": s})],
+            _ => vec![],
+        },
+        Kind::Dose => {
+            let unit = value["unit"].as_str().unwrap_or_default();
+            let code = ucum_of(map, unit);
+            value["value"].as_f64().map(|n| vec![json!({"valueQuantity": {"value": n, "unit": unit, "system": UCUM, "code": code}})]).unwrap_or_default()
+        }
+        Kind::Tkis => {
+            let list = value.as_array().cloned().unwrap_or_default();
+            let mut out = vec![
+                json!({"linkId": "history.tkis.tried", "answer": [{"valueBoolean": !list.is_empty()}]}),
+            ];
+            for trial in list {
+                out.push(json!({"linkId": "history.tkis", "item": [
+                    {"linkId": "history.tkis.drug", "answer": [coding("history.tkis.drug", trial["drug"].as_str().unwrap_or_default())]},
+                    {"linkId": "history.tkis.outcome", "answer": [coding("history.tkis.outcome", trial["outcome"].as_str().unwrap_or_default())]},
+                ]}));
+            }
+            return out;
+        }
+    };
+    if answers.is_empty() {
+        return vec![];
+    }
+    vec![json!({"linkId": question.key, "text": question.label, "answer": answers})]
+}
+
+/// The value of a dotted key in a case.
+pub fn case_value<'c>(case: &'c Value, key: &str) -> Option<&'c Value> {
+    let (section, name) = key.split_once('.')?;
+    case.get(section)?.get(name).filter(|v| !v.is_null())
+}
+
+/// A draft response to a policy's Questionnaire with the answers the case already holds.
+pub fn draft_response(
+    engine: &Engine,
+    policy: &Policy,
+    case: &Value,
+    canonical: &Canonical,
+    map: &Map,
+    subject: Option<&str>,
+) -> Value {
+    let asked = asked_keys(engine, policy);
+    let items: Vec<Value> = asked
+        .iter()
+        .filter_map(|key| Some((questions::question(key, engine)?, case_value(case, key)?)))
+        .flat_map(|(q, value)| answer_items(&q, value, canonical, map))
+        .collect();
+    let mut response = json!({
+        "resourceType": "QuestionnaireResponse",
+        "questionnaire": format!("{}|{}", canonical.questionnaire(&policy.id), policy.version),
+        "status": "in-progress",
+        "item": items,
+    });
+    if let Some(subject) = subject {
+        response["subject"] = json!({"reference": subject});
+    }
+    response
+}
+
+/// The next step of an adaptive form: the items to ask next, or none when the policy has
+/// decided (or nothing more can be asked).
+pub fn next_keys(
+    engine: &Engine,
+    policy_index: usize,
+    case_json: &Value,
+) -> Result<(Outcome, Vec<&'static str>), priorauth_core::CaseError> {
+    let case = engine.parse_case(&case_json.to_string())?;
+    let evaluation = engine.evaluate(&case, &[policy_index]);
+    let Some((_, decision)) = evaluation.decisions.first() else {
+        return Ok((Outcome::NotApplicable, vec![]));
+    };
+    if decision.outcome != Outcome::Incomplete {
+        return Ok((decision.outcome, vec![]));
+    }
+    // One question at a time, in the case's order: each answer can make later ones moot.
+    let skip = NOT_ASKED
+        .iter()
+        .filter_map(|k| key_bit(k))
+        .fold(0, |a, b| a | b);
+    let next = missing_keys(decision.missing & !skip).take(1).collect();
+    Ok((decision.outcome, next))
+}
+
+/// The UCUM code of a case dose unit (the first the tables list for it).
+pub fn ucum_of<'m>(map: &'m Map, unit: &'m str) -> &'m str {
+    map.dose_units
+        .iter()
+        .find(|(_, case_unit)| *case_unit == unit)
+        .map_or(unit, |(ucum, _)| ucum.as_str())
+}
+
+/// Whether a key is one of the case format's.
+pub fn is_case_key(key: &str) -> bool {
+    CASE_KEYS.contains(&key)
+}
