@@ -57,6 +57,8 @@ pub fn app(state: AppState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ))
+        // Outermost, so that it also sees the time limit's answer.
+        .layer(axum::middleware::map_response(bare_errors_as_problems))
         .with_state(state)
 }
 
@@ -71,6 +73,10 @@ pub enum AppError {
     /// (field, message) pairs.
     Invalid(Vec<(String, String)>),
     Conflict(String),
+    /// A body over `BODY_LIMIT`.
+    TooLarge(String),
+    /// A body that is not declared as JSON.
+    UnsupportedMediaType(String),
     Internal(String),
 }
 
@@ -131,6 +137,18 @@ impl IntoResponse for AppError {
                 )
             }
             AppError::Conflict(detail) => (StatusCode::CONFLICT, "conflict", detail, vec![]),
+            AppError::TooLarge(detail) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body too large",
+                detail.clone(),
+                vec![("body".to_string(), detail)],
+            ),
+            AppError::UnsupportedMediaType(detail) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported media type",
+                detail.clone(),
+                vec![("body".to_string(), detail)],
+            ),
             AppError::Internal(detail) => {
                 // The cause goes to the server's own log (it names no patient data: ids and
                 // database messages only), never to the client.
@@ -143,18 +161,7 @@ impl IntoResponse for AppError {
                 )
             }
         };
-        let body = json!({
-            "type": "about:blank",
-            "title": title,
-            "status": status.as_u16(),
-            "detail": detail,
-            "errors": errors.iter().map(|(field, message)| json!({"field": field, "message": message})).collect::<Vec<_>>(),
-        });
-        let mut response = (status, Json(body)).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        let mut response = problem(status, title, &detail, &errors);
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -162,6 +169,57 @@ impl IntoResponse for AppError {
         }
         response
     }
+}
+
+/// An RFC 9457 problem: status, title, detail and the (field, message) pairs.
+fn problem(status: StatusCode, title: &str, detail: &str, errors: &[(String, String)]) -> Response {
+    let body = json!({
+        "type": "about:blank",
+        "title": title,
+        "status": status.as_u16(),
+        "detail": detail,
+        "errors": errors.iter().map(|(field, message)| json!({"field": field, "message": message})).collect::<Vec<_>>(),
+    });
+    let mut response = (status, Json(body)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+/// The errors axum answers by itself (no such route, method not allowed, a path segment that
+/// does not parse, the time limit) come empty or as plain text; they are answered as
+/// problem+json like every other error. Errors that already have a media type are kept.
+async fn bare_errors_as_problems(response: Response) -> Response {
+    let status = response.status();
+    let bare = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|value| value.as_bytes().starts_with(b"text/plain"));
+    if !bare || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // axum's own texts name the problem (`Cannot parse "x" to a u32`); keep them when short.
+    let text = axum::body::to_bytes(body, 1024)
+        .await
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
+        .filter(|text| !text.trim().is_empty());
+    let title = status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_ascii_lowercase();
+    let detail = text.unwrap_or_else(|| title.clone());
+    let mut response = problem(status, &title, &detail, &[]);
+    // Keep what the answer said besides its body (`Allow` on 405).
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            response.headers_mut().insert(name, value.clone());
+        }
+    }
+    response
 }
 
 /// JSON bodies whose errors are problem+json naming the field.
@@ -192,7 +250,13 @@ fn json_problem(rejection: &JsonRejection) -> AppError {
         Some((path, message)) if !path.contains(' ') => (path.to_string(), message.to_string()),
         _ => ("body".to_string(), detail.to_string()),
     };
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return AppError::TooLarge(format!("the body is over the limit of {BODY_LIMIT} bytes"));
+    }
     match rejection {
+        JsonRejection::MissingJsonContentType(_) => AppError::UnsupportedMediaType(
+            "the body must be sent as `Content-Type: application/json`".into(),
+        ),
         JsonRejection::BytesRejection(_) => AppError::Invalid(vec![(
             "body".into(),
             format!("the body is too large or unreadable: {text}"),
@@ -1411,7 +1475,13 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, AppError>
         determine,
         denial_letter,
         read_authorization,
-        record_usage
+        record_usage,
+        crate::console::questions,
+        crate::console::plans,
+        crate::console::policies,
+        crate::console::source,
+        crate::console::evaluate,
+        crate::console::authorizations
     ),
     components(schemas(
         SubmitBody,
@@ -1420,7 +1490,8 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, AppError>
         DeterminationDecision,
         Changes,
         UsageBody,
-        Role
+        Role,
+        crate::console::EvaluateBody
     ))
 )]
 pub struct ApiDoc;

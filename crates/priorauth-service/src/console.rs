@@ -71,7 +71,8 @@ fn question_json(q: &questions::Question) -> Value {
     json!({"key": q.key, "label": q.label, "kind": q.kind.as_str(), "choices": pairs(&q.choices), "outcomes": pairs(&q.outcomes)})
 }
 
-async fn questions(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
+#[utoipa::path(get, path = "/v1/questions", responses((status = 200, description = "every case key as the intake form asks it")))]
+pub(crate) async fn questions(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
     Json(Value::Array(
         questions::all(&state.engine)
             .iter()
@@ -80,11 +81,13 @@ async fn questions(State(state): State<AppState>, _caller: Caller) -> Json<Value
     ))
 }
 
-async fn plans(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
+#[utoipa::path(get, path = "/v1/plans", responses((status = 200, description = "the plans with their line of business and policy per drug")))]
+pub(crate) async fn plans(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
     Json(json!(state.plans.plans.iter().map(|p| json!({"id": p.id, "name": p.name, "line_of_business": p.line_of_business, "policies": p.policies})).collect::<Vec<_>>()))
 }
 
-async fn policies(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
+#[utoipa::path(get, path = "/v1/policies", responses((status = 200, description = "the policies in effect, with their criteria and the case keys they read")))]
+pub(crate) async fn policies(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
     let engine = &state.engine;
     let list: Vec<Value> = engine
         .current()
@@ -103,7 +106,9 @@ async fn policies(State(state): State<AppState>, _caller: Caller) -> Json<Value>
     Json(Value::Array(list))
 }
 
-async fn source(
+#[utoipa::path(get, path = "/v1/policies/{id}/source", params(("id" = String, Path)),
+    responses((status = 200, description = "the policy's source document as text"), (status = 404, description = "no such policy")))]
+pub(crate) async fn source(
     State(state): State<AppState>,
     _caller: Caller,
     Path(id): Path<String>,
@@ -117,16 +122,21 @@ async fn source(
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// A case to decide without storing it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EvaluateBody {
+pub(crate) struct EvaluateBody {
+    /// The case, in the case format (docs/case-format.md).
     #[serde(rename = "case")]
+    #[schema(value_type = Object)]
     case_json: Value,
 }
 
 /// Every policy's decision with its full criterion trees, the payer comparison, and the body
 /// surface area and label dose: for the intake form and the decision views. Nothing is stored.
-async fn evaluate(
+#[utoipa::path(post, path = "/v1/evaluate", request_body = EvaluateBody,
+    responses((status = 200, description = "every policy's decision with its criterion trees; nothing is stored"), (status = 422, description = "invalid, naming the field")))]
+pub(crate) async fn evaluate(
     State(state): State<AppState>,
     _caller: Caller,
     AppJson(body): AppJson<EvaluateBody>,
@@ -204,23 +214,35 @@ async fn evaluate(
 }
 
 /// Authorizations with units used and left, the nearest end first.
-async fn authorizations(
+#[utoipa::path(get, path = "/v1/authorizations", responses((status = 200, description = "authorizations (a submitter's own organization's only), the nearest end first")))]
+pub(crate) async fn authorizations(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, AppError> {
     let sql = "SELECT number, request_id, organization, drug, hcpcs, start_date, end_date, approved_units, used_units, cycles FROM authorizations";
+    let mut tx = state.store.pool.begin().await?;
     let rows = if caller.role == Role::Submitter {
         sqlx::query(&format!(
             "{sql} WHERE organization = $1 ORDER BY end_date LIMIT 500"
         ))
         .bind(&caller.organization)
-        .fetch_all(&state.store.pool)
+        .fetch_all(&mut *tx)
         .await?
     } else {
         sqlx::query(&format!("{sql} ORDER BY end_date LIMIT 500"))
-            .fetch_all(&state.store.pool)
+            .fetch_all(&mut *tx)
             .await?
     };
+    // A read of records, like every other: in the audit log.
+    crate::store::audit(
+        &mut tx,
+        &caller.key_id,
+        &caller.organization,
+        "authorization.list",
+        "authorizations",
+    )
+    .await?;
+    tx.commit().await?;
     let today =
         priorauth_core::date::Date::from_epoch_days(crate::store::now_ms().div_euclid(86_400_000));
     let list: Vec<Value> = rows

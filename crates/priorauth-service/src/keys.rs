@@ -1,7 +1,9 @@
 //! API keys: random secrets shown once, stored as SHA-256 hashes, each with an organization
-//! and a role. A key is looked up by its hash, so no secret is ever compared in the clear.
+//! and a role. A key is looked up by its hash, so no secret is ever compared in the clear,
+//! and the hash found is compared with the caller's in constant time.
 
 use sqlx::Row;
+use subtle::ConstantTimeEq;
 
 use crate::store::{Store, StoreError, now_ms, random_id, sha256_hex};
 
@@ -82,11 +84,16 @@ pub async fn revoke(store: &Store, id: &str) -> Result<bool, StoreError> {
 
 /// The caller a secret belongs to, if the key exists and is not revoked.
 pub async fn authenticate(store: &Store, secret: &str) -> Result<Option<Caller>, StoreError> {
-    let row = sqlx::query("SELECT id, organization, role, name, credentials FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
-        .bind(sha256_hex(secret))
+    let hash = sha256_hex(secret);
+    let row = sqlx::query("SELECT id, key_hash, organization, role, name, credentials FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
+        .bind(&hash)
         .fetch_optional(&store.pool)
         .await?;
     let Some(row) = row else { return Ok(None) };
+    let stored: String = row.try_get("key_hash")?;
+    if !hashes_match(&stored, &hash) {
+        return Ok(None);
+    }
     let role: String = row.try_get("role")?;
     Ok(Role::parse(&role).map(|role| Caller {
         key_id: row.try_get("id").unwrap_or_default(),
@@ -95,4 +102,38 @@ pub async fn authenticate(store: &Store, secret: &str) -> Result<Option<Caller>,
         name: row.try_get("name").unwrap_or_default(),
         credentials: row.try_get("credentials").unwrap_or_default(),
     }))
+}
+
+/// Whether a stored key hash is the caller's, in time independent of where they differ.
+/// The index lookup above already matched them; this check does not rely on the database's
+/// comparison (its collation, its timing) to decide who is authenticated.
+fn hashes_match(stored: &str, computed: &str) -> bool {
+    // Both are 64 hexadecimal digits, so the length check reveals nothing.
+    stored.len() == computed.len() && bool::from(stored.as_bytes().ct_eq(computed.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hashes_match;
+    use crate::store::sha256_hex;
+
+    #[test]
+    fn only_the_same_hash_matches() {
+        let hash = sha256_hex("pak_secret");
+        assert!(hashes_match(&hash, &sha256_hex("pak_secret")));
+        assert!(!hashes_match(&hash, &sha256_hex("pak_secreT")));
+        // One digit off, first and last.
+        let mut first = hash.clone().into_bytes();
+        first[0] = if first[0] == b'0' { b'1' } else { b'0' };
+        let mut last = hash.clone().into_bytes();
+        last[63] = if last[63] == b'0' { b'1' } else { b'0' };
+        for other in [first, last] {
+            assert!(!hashes_match(&hash, &String::from_utf8(other).unwrap()));
+        }
+        // Case matters: a database that compares text case-insensitively does not decide.
+        assert_ne!(hash, hash.to_uppercase());
+        assert!(!hashes_match(&hash.to_uppercase(), &hash));
+        assert!(!hashes_match(&hash, &hash[..63]));
+        assert!(!hashes_match("", &hash));
+    }
 }
