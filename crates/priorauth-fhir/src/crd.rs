@@ -2,6 +2,11 @@
 //! the answer: a systemAction that adds `ext-coverage-information` to each order the plan's
 //! policies govern (the guide's only channel for coverage information), plus an info card.
 
+// FHIR JSON is read and written with serde_json's `value["key"]` indexing: a read of a
+// missing key is `Null` (never a panic), and writes go only into objects built here or
+// already read as that resource type.
+#![allow(clippy::indexing_slicing)]
+
 use fhirbolt::model::r4::Resource;
 use priorauth_core::{Engine, Outcome};
 use serde::Deserialize;
@@ -77,7 +82,7 @@ pub struct OrderCase {
 }
 
 fn read(value: &Value, path: &str) -> Result<Resource, Problem> {
-    crate::parse::<Resource>(&value.to_string()).map_err(|p| Problem::new(path, p.message))
+    crate::parse(&value.to_string()).map_err(|p| Problem::new(path, p.message))
 }
 
 /// The MedicationRequests of a hook (for order-select, only the selected ones) as cases.

@@ -354,14 +354,13 @@ impl<'a> CaseBuilder<'a> {
             self.drug_codes(concept, "MedicationRequest.medicationCodeableConcept");
             // CRD 2.2 carries the expected billing code next to the clinical one.
             if let Some(Extension {
-                value: Some(value), ..
+                value: Some(fhirbolt::model::r4::types::ExtensionValue::CodeableConcept(c)),
+                ..
             }) = extension(
                 &concept.extension,
                 "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-billing-options",
             ) {
-                if let fhirbolt::model::r4::types::ExtensionValue::CodeableConcept(c) = value {
-                    self.drug_codes(c, "MedicationRequest.medicationCodeableConcept.extension");
-                }
+                self.drug_codes(c, "MedicationRequest.medicationCodeableConcept.extension");
             }
         }
         for reason in &order.reason_code {

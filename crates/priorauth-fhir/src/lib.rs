@@ -42,17 +42,67 @@ impl Problem {
 
 /// Reads a FHIR resource as R4. Unknown elements are refused (strict), so that a misspelt or
 /// misplaced element is an error naming where it is rather than a fact silently lost.
-pub fn parse<T>(json: &str) -> Result<T, Problem>
-where
-    T: for<'a> fhirbolt::serde::DeserializeResource<'a>,
-{
-    fhirbolt::json::from_str(
-        json,
-        Some(DeserializationConfig {
-            mode: DeserializationMode::Strict,
-        }),
-    )
-    .map_err(|e| Problem::new("", format!("not a valid FHIR R4 resource: {e}")))
+///
+/// Always read as the generic `Resource`: fhirbolt 0.4 reads a `Bundle`'s `fullUrl` only that
+/// way (its typed `Bundle` reader refuses every fullUrl).
+///
+/// fhirbolt 0.4 panics on an empty JSON array (which FHIR forbids anyway): those are refused
+/// first, naming the element, and any other panic of the reader is caught and answered as
+/// invalid input.
+pub fn parse(json: &str) -> Result<fhirbolt::model::r4::Resource, Problem> {
+    let value: Value =
+        serde_json::from_str(json).map_err(|e| Problem::new("", format!("not JSON: {e}")))?;
+    let root = value
+        .get("resourceType")
+        .unwrap_or(&Value::Null)
+        .as_str()
+        .unwrap_or("Resource")
+        .to_string();
+    if let Some(path) = empty_array(&value, root) {
+        return Err(Problem::new(
+            path,
+            "an empty array: FHIR leaves out an element that has no value",
+        ));
+    }
+    let read = std::panic::catch_unwind(|| {
+        fhirbolt::json::from_str(
+            json,
+            Some(DeserializationConfig {
+                mode: DeserializationMode::Strict,
+            }),
+        )
+    });
+    match read {
+        Ok(resource) => {
+            resource.map_err(|e| Problem::new("", format!("not a valid FHIR R4 resource: {e}")))
+        }
+        Err(_) => Err(Problem::new("", "not a valid FHIR R4 resource")),
+    }
+}
+
+/// The path of the first empty array in a JSON value.
+fn empty_array(value: &Value, path: String) -> Option<String> {
+    match value {
+        Value::Array(items) if items.is_empty() => Some(path),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| empty_array(item, format!("{path}[{i}]"))),
+        Value::Object(fields) => fields
+            .iter()
+            .find_map(|(name, field)| empty_array(field, format!("{path}.{name}"))),
+        _ => None,
+    }
+}
+
+/// Reads a resource of one type (`pick` takes it out of the generic resource).
+pub fn parse_as<T>(
+    json: &str,
+    type_name: &str,
+    pick: impl FnOnce(fhirbolt::model::r4::Resource) -> Option<T>,
+) -> Result<T, Problem> {
+    pick(parse(json)?)
+        .ok_or_else(|| Problem::new("resourceType", format!("a {type_name} is expected here")))
 }
 
 /// An OperationOutcome of errors (`code` from the FHIR issue-type value set).
@@ -60,11 +110,11 @@ pub fn operation_outcome(code: &str, problems: &[Problem]) -> Value {
     let issues: Vec<Value> = problems
         .iter()
         .map(|p| {
-            let mut issue = json!({"severity": "error", "code": code, "diagnostics": p.message});
-            if !p.path.is_empty() {
-                issue["expression"] = json!([p.path]);
+            if p.path.is_empty() {
+                json!({"severity": "error", "code": code, "diagnostics": p.message})
+            } else {
+                json!({"severity": "error", "code": code, "diagnostics": p.message, "expression": [p.path]})
             }
-            issue
         })
         .collect();
     json!({"resourceType": "OperationOutcome", "issue": issues})

@@ -4,6 +4,11 @@
 //! clinician's determination), A4 pended (clinical review, or information missing), A6
 //! modified (a clinician approved with changes).
 
+// FHIR JSON is read and written with serde_json's `value["key"]` indexing: a read of a
+// missing key is `Null` (never a panic), and writes go only into objects built here or
+// already read as that resource type.
+#![allow(clippy::indexing_slicing)]
+
 use fhirbolt::model::r4::Resource;
 use fhirbolt::model::r4::resources::{Bundle, Claim};
 use priorauth_core::Engine;
@@ -44,7 +49,11 @@ fn identifier_text(identifier: Option<&fhirbolt::model::r4::types::Identifier>) 
 /// Reads a PAS request (or inquiry) Bundle: R4, a collection with an identifier, and a Claim
 /// for prior authorization as its first entry.
 pub fn read_request(json: &str) -> Result<ClaimRequest, Vec<Problem>> {
-    let bundle: Bundle = crate::parse(json).map_err(|p| vec![p])?;
+    let bundle: Bundle = crate::parse_as(json, "Bundle", |r| match r {
+        Resource::Bundle(b) => Some(*b),
+        _ => None,
+    })
+    .map_err(|p| vec![p])?;
     let mut problems = Vec::new();
     if bundle.r#type.value.as_deref() != Some("collection") {
         problems.push(Problem::new(
@@ -193,6 +202,10 @@ fn notes(record: &Value) -> Vec<(String, Option<(String, String)>)> {
         "incomplete" => "Pended: information is missing",
         _ => "Pended for clinical review: no policy of this plan governs the request",
     };
+    if outcome == "not_applicable" {
+        notes.push((format!("{lead}."), None));
+        return notes;
+    }
     if outcome == "incomplete" {
         let missing: Vec<&str> = decision["missing"]
             .as_array()
@@ -248,6 +261,8 @@ pub struct ResponseContext<'a> {
 pub fn response_bundle(request_bundle: &Value, record: &Value, context: &ResponseContext) -> Value {
     let claim = &request_bundle["entry"][0]["resource"];
     let id = record["id"].as_str().unwrap_or_default();
+    // A FHIR id allows no underscore; the request id itself travels in preAuthRef.
+    let resource_id = id.replace('_', "-");
     let (code, display) = review_action(record);
     let authorization = &record["authorization"];
     let mut item_extensions = Vec::new();
@@ -292,7 +307,7 @@ pub fn response_bundle(request_bundle: &Value, record: &Value, context: &Respons
         .collect();
     let mut response = json!({
         "resourceType": "ClaimResponse",
-        "id": id,
+        "id": resource_id,
         "meta": {"profile": [format!("{PAS}/StructureDefinition/profile-claimresponse")]},
         "status": "active",
         "type": claim["type"],
@@ -362,7 +377,7 @@ pub fn response_bundle(request_bundle: &Value, record: &Value, context: &Respons
     }
     json!({
         "resourceType": "Bundle",
-        "id": id,
+        "id": resource_id,
         "meta": {"profile": [format!("{PAS}/StructureDefinition/profile-pas-response-bundle")]},
         "identifier": request_bundle["identifier"],
         "type": "collection",
@@ -399,8 +414,11 @@ pub struct SubscriptionRequest {
 }
 
 pub fn read_subscription(json: &str) -> Result<(SubscriptionRequest, Value), Vec<Problem>> {
-    let subscription: fhirbolt::model::r4::resources::Subscription =
-        crate::parse(json).map_err(|p| vec![p])?;
+    let subscription = crate::parse_as(json, "Subscription", |r| match r {
+        Resource::Subscription(s) => Some(*s),
+        _ => None,
+    })
+    .map_err(|p| vec![p])?;
     let value: Value =
         serde_json::from_str(json).map_err(|e| vec![Problem::new("", e.to_string())])?;
     let mut problems = Vec::new();

@@ -2,6 +2,11 @@
 //! key), a draft QuestionnaireResponse pre-filled from what the order and the records say, and
 //! the adaptive form (`$next-question`) that asks only what can still change the outcome.
 
+// FHIR JSON is read and written with serde_json's `value["key"]` indexing: a read of a
+// missing key is `Null` (never a panic), and writes go only into objects built here or
+// already read as that resource type.
+#![allow(clippy::indexing_slicing)]
+
 use priorauth_core::case::RequestKind;
 use priorauth_core::facts::{CASE_KEYS, key_bit, missing_keys};
 use priorauth_core::questions::{self, Kind, Question};
@@ -364,4 +369,118 @@ pub fn ucum_of<'m>(map: &'m Map, unit: &'m str) -> &'m str {
 /// Whether a key is one of the case format's.
 pub fn is_case_key(key: &str) -> bool {
     CASE_KEYS.contains(&key)
+}
+
+/// The first response of an adaptive form: its Questionnaire contained, holding the items of
+/// the answers the order and records already give, and the first question still needed.
+pub fn adaptive_start(
+    engine: &Engine,
+    policy: &Policy,
+    case: &Value,
+    canonical: &Canonical,
+    map: &Map,
+    questionnaire: &Value,
+) -> Value {
+    let draft = draft_response(engine, policy, case, canonical, map, None);
+    let known: Vec<&'static str> = asked_keys(engine, policy)
+        .into_iter()
+        .filter(|k| case_value(case, k).is_some())
+        .collect();
+    let mut contained = questionnaire.clone();
+    contained["item"] = json!(
+        known
+            .iter()
+            .filter_map(|k| questions::question(k, engine))
+            .flat_map(|q| items(&q, canonical, map, vec![]))
+            .collect::<Vec<_>>()
+    );
+    let mut response = json!({
+        "resourceType": "QuestionnaireResponse",
+        "contained": [contained],
+        "questionnaire": "#".to_string() + contained_id(questionnaire),
+        "status": "in-progress",
+        "item": draft["item"],
+    });
+    if let Some(index) = engine.policy_index(&policy.id) {
+        if let Ok((outcome, next)) = next_keys(engine, index, case) {
+            adaptive_step(
+                engine,
+                policy,
+                &mut response,
+                outcome,
+                &next,
+                canonical,
+                map,
+            );
+        }
+    }
+    response
+}
+
+fn contained_id(questionnaire: &Value) -> &str {
+    questionnaire["id"].as_str().unwrap_or("questionnaire")
+}
+
+/// Adds the items of `keys` not asked yet to an adaptive response's contained Questionnaire.
+/// Answers how many were added.
+pub fn append_questions(
+    engine: &Engine,
+    policy: &Policy,
+    response: &mut Value,
+    keys: &[&'static str],
+    canonical: &Canonical,
+    map: &Map,
+) -> usize {
+    let _ = policy;
+    let present: Vec<String> = response["contained"][0]["item"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|i| i["linkId"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let new: Vec<Value> = keys
+        .iter()
+        .filter_map(|k| questions::question(k, engine))
+        .flat_map(|q| items(&q, canonical, map, vec![]))
+        .filter(|item| !present.iter().any(|p| item["linkId"] == p.as_str()))
+        .collect();
+    let added = new.len();
+    if let Some(contained) = response["contained"].get_mut(0) {
+        match contained["item"].as_array_mut() {
+            Some(list) => list.extend(new),
+            None => contained["item"] = json!(new),
+        }
+    }
+    added
+}
+
+/// One step of an adaptive form: asks the facts that can still change the outcome and were
+/// not asked yet. When those were all asked and left unanswered (the requester cannot say),
+/// the rest of the policy's questions follow, since an answer to any of them may settle it.
+/// Answers whether the form is complete (nothing more to ask).
+pub fn adaptive_step(
+    engine: &Engine,
+    policy: &Policy,
+    response: &mut Value,
+    outcome: Outcome,
+    next: &[&'static str],
+    canonical: &Canonical,
+    map: &Map,
+) -> bool {
+    if outcome != Outcome::Incomplete {
+        return true;
+    }
+    if append_questions(engine, policy, response, next, canonical, map) > 0 {
+        return false;
+    }
+    append_questions(
+        engine,
+        policy,
+        response,
+        &asked_keys(engine, policy),
+        canonical,
+        map,
+    ) == 0
 }

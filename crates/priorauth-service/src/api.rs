@@ -34,9 +34,17 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub plans: Arc<Plans>,
     pub store: Store,
+    /// The FHIR mapping tables (`config/fhir.toml`).
+    pub fhir: Arc<priorauth_fhir::map::Map>,
+    /// Wakes the notification worker after a decision.
+    pub notify: Arc<tokio::sync::Notify>,
 }
 
 pub fn app(state: AppState) -> Router {
+    // PAS notifications are delivered by the process that serves.
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(crate::notify::run(state.clone()));
+    }
     Router::new()
         .route("/v1/requests", post(submit))
         .route(
@@ -52,6 +60,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
         .merge(crate::console::routes())
+        .merge(crate::fhir::routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -569,16 +578,61 @@ async fn submit(
     headers: HeaderMap,
     AppJson(body): AppJson<SubmitBody>,
 ) -> Result<Response, AppError> {
-    require(&caller, &[Role::Submitter, Role::Admin])?;
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let (created, response) = submit_case(&state, &caller, body, idempotency_key, None).await?;
+    if !created {
+        return Ok((
+            StatusCode::OK,
+            [("idempotent-replayed", "true")],
+            Json(response),
+        )
+            .into_response());
+    }
+    let location = format!(
+        "/v1/requests/{}",
+        response
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    );
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(response),
+    )
+        .into_response())
+}
+
+/// A PAS submission's link to its request: the request Bundle as received and the Claim's
+/// identifier (what `$inquire` finds it by).
+#[derive(Debug, Clone)]
+pub struct ClaimLink {
+    /// The FHIR base the request reached, for the full URLs of later notifications.
+    pub base: String,
+    pub claim_identifier: String,
+    pub item_sequence: u32,
+    pub bundle_json: String,
+}
+
+/// Decides and stores a request: one transaction holds the request, its first event, its
+/// audit entry, its authorization if approved and its FHIR link. Answers (created, the
+/// response); a retry with the same idempotency key answers the first response.
+pub(crate) async fn submit_case(
+    state: &AppState,
+    caller: &Caller,
+    body: SubmitBody,
+    idempotency_key: Option<String>,
+    link: Option<ClaimLink>,
+) -> Result<(bool, Value), AppError> {
+    require(caller, &[Role::Submitter, Role::Admin])?;
     let plan = state
         .plans
         .get(&body.plan)
         .ok_or_else(|| invalid("plan", format!("unknown plan `{}`", body.plan)))?
         .clone();
-    let idempotency_key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
     if idempotency_key
         .as_ref()
         .is_some_and(|k| k.is_empty() || k.len() > 255)
@@ -587,17 +641,17 @@ async fn submit(
     }
     let body_hash = sha256_hex(&serde_json::to_string(&body).unwrap_or_default());
     if let Some(key) = &idempotency_key {
-        if let Some(answer) = replay(&state.store, &caller, key, &body_hash).await? {
-            return Ok(answer);
+        if let Some(answer) = replay(&state.store, caller, key, &body_hash).await? {
+            return Ok((false, answer));
         }
     }
 
     let mut tx = state.store.pool.begin().await?;
     let mut case_json = body.case.clone();
     if let Some(number) = &body.renews {
-        history_from_records(&mut tx, &caller, number, &mut case_json).await?;
+        history_from_records(&mut tx, caller, number, &mut case_json).await?;
     }
-    let evaluated = evaluate(&state, &plan, case_json)?;
+    let evaluated = evaluate(state, &plan, case_json)?;
     let policy = state
         .engine
         .policies
@@ -612,7 +666,7 @@ async fn submit(
         Some(
             create_authorization(
                 &mut tx,
-                &state,
+                state,
                 &caller.organization,
                 &id,
                 &evaluated,
@@ -663,8 +717,8 @@ async fn submit(
         // Another submission with this key won the race: answer with its first answer.
         drop(tx);
         if let Some(key) = &idempotency_key {
-            if let Some(answer) = replay(&state.store, &caller, key, &body_hash).await? {
-                return Ok(answer);
+            if let Some(answer) = replay(&state.store, caller, key, &body_hash).await? {
+                return Ok((false, answer));
             }
         }
         return Err(AppError::Conflict("the request could not be stored".into()));
@@ -687,14 +741,11 @@ async fn submit(
         &id,
     )
     .await?;
+    if let Some(link) = &link {
+        insert_link(&mut tx, &id, &caller.organization, link, now).await?;
+    }
     tx.commit().await?;
-    let _ = evaluated.case;
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, format!("/v1/requests/{id}"))],
-        Json(response),
-    )
-        .into_response())
+    Ok((true, response))
 }
 
 async fn replay(
@@ -702,7 +753,7 @@ async fn replay(
     caller: &Caller,
     key: &str,
     body_hash: &str,
-) -> Result<Option<Response>, AppError> {
+) -> Result<Option<Value>, AppError> {
     let row = sqlx::query("SELECT id, body_hash, response_json FROM requests WHERE organization = $1 AND idempotency_key = $2")
         .bind(&caller.organization)
         .bind(key)
@@ -729,14 +780,7 @@ async fn replay(
     tx.commit().await?;
     let response: Value =
         serde_json::from_str(&row.try_get::<String, _>("response_json")?).unwrap_or(Value::Null);
-    Ok(Some(
-        (
-            StatusCode::OK,
-            [("idempotent-replayed", "true")],
-            Json(response),
-        )
-            .into_response(),
-    ))
+    Ok(Some(response))
 }
 
 fn urgency_str(urgency: Urgency) -> &'static str {
@@ -746,7 +790,129 @@ fn urgency_str(urgency: Urgency) -> &'static str {
     }
 }
 
-fn timestamp(ms: i64) -> String {
+async fn insert_link(
+    tx: &mut Tx,
+    id: &str,
+    organization: &str,
+    link: &ClaimLink,
+    now: i64,
+) -> Result<(), AppError> {
+    sqlx::query("INSERT INTO fhir_claims (request_id, organization, claim_identifier, item_sequence, bundle_json, base, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        .bind(id)
+        .bind(organization)
+        .bind(&link.claim_identifier)
+        .bind(i64::from(link.item_sequence))
+        .bind(&link.bundle_json)
+        .bind(&link.base)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Stores a request no policy of the plan can decide (no plan, or a service no policy
+/// governs) straight into the review queue: a clinician answers it. Idempotent by `key`.
+/// Answers the request id.
+pub(crate) async fn submit_for_review(
+    state: &AppState,
+    caller: &Caller,
+    case: &Value,
+    plan: Option<&str>,
+    expedited: bool,
+    key: &str,
+    link: ClaimLink,
+) -> Result<String, AppError> {
+    require(caller, &[Role::Submitter, Role::Admin])?;
+    let body_hash = sha256_hex(&link.bundle_json);
+    if let Some(answer) = replay(&state.store, caller, key, &body_hash).await? {
+        return Ok(answer
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string());
+    }
+    let plan = plan.and_then(|p| state.plans.get(p));
+    let now = now_ms();
+    let id = random_id("req_");
+    // Without a plan, the strictest clock of any plan applies.
+    let due_at = match plan {
+        Some(plan) => plan.clocks.due(expedited, now),
+        None => state
+            .plans
+            .plans
+            .iter()
+            .map(|p| p.clocks.due(expedited, now))
+            .min()
+            .unwrap_or(now),
+    };
+    let decision = json!({"outcome": "not_applicable", "missing": [], "reasons": []});
+    let urgency = if expedited {
+        Urgency::Expedited
+    } else {
+        Urgency::Standard
+    };
+    let response = json!({"id": id, "status": "pending_review", "outcome": "not_applicable", "decision": decision, "authorization": null});
+    let mut tx = state.store.pool.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO requests (id, organization, submitted_by, plan, policy, policy_version, idempotency_key, body_hash, status, outcome, urgency, due_at, case_json, decision_json, response_json, renews, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, '', '', $5, $6, 'pending_review', 'not_applicable', $7, $8, $9, $10, $11, NULL, $12, $12) ON CONFLICT DO NOTHING",
+    )
+    .bind(&id)
+    .bind(&caller.organization)
+    .bind(&caller.key_id)
+    .bind(plan.map(|p| p.id.as_str()).unwrap_or_default())
+    .bind(key)
+    .bind(&body_hash)
+    .bind(urgency_str(urgency))
+    .bind(due_at)
+    .bind(case.to_string())
+    .bind(decision.to_string())
+    .bind(response.to_string())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        drop(tx);
+        return match replay(&state.store, caller, key, &body_hash).await? {
+            Some(answer) => Ok(answer
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()),
+            None => Err(AppError::Conflict("the request could not be stored".into())),
+        };
+    }
+    add_event(
+        &mut tx,
+        &id,
+        "submitted",
+        &caller.key_id,
+        Outcome::NotApplicable,
+        case,
+        &decision,
+    )
+    .await?;
+    store::audit(
+        &mut tx,
+        &caller.key_id,
+        &caller.organization,
+        "request.create",
+        &id,
+    )
+    .await?;
+    insert_link(&mut tx, &id, &caller.organization, &link, now).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Today's date (UTC), `YYYY-MM-DD`.
+pub(crate) fn today() -> String {
+    Date::from_epoch_days(now_ms().div_euclid(86_400_000))
+        .map(|d| d.to_string())
+        .unwrap_or_default()
+}
+
+pub(crate) fn timestamp(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| t.to_string())
         .unwrap_or_default()
@@ -890,7 +1056,11 @@ fn authorization_json(row: &AnyRow) -> Result<Value, sqlx::Error> {
 const AUTHORIZATION_COLUMNS: &str = "number, request_id, organization, drug, hcpcs, start_date, end_date, units_per_period, period_days, cycles, first_cycle, approved_units, used_units, renews";
 
 /// A request as stored, or 404 when it does not exist or the caller may not see it.
-async fn fetch_request(tx: &mut Tx, caller: &Caller, id: &str) -> Result<AnyRow, AppError> {
+pub(crate) async fn fetch_request(
+    tx: &mut Tx,
+    caller: &Caller,
+    id: &str,
+) -> Result<AnyRow, AppError> {
     let row = sqlx::query("SELECT id, organization, plan, policy, policy_version, status, outcome, urgency, due_at, case_json, decision_json, renews, created_at, updated_at FROM requests WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut **tx)
@@ -903,7 +1073,7 @@ async fn fetch_request(tx: &mut Tx, caller: &Caller, id: &str) -> Result<AnyRow,
     Ok(row)
 }
 
-async fn request_json(tx: &mut Tx, row: &AnyRow) -> Result<Value, AppError> {
+pub(crate) async fn request_json(tx: &mut Tx, row: &AnyRow) -> Result<Value, AppError> {
     let id: String = row.try_get("id")?;
     let events = sqlx::query("SELECT seq, kind, actor, at, outcome, case_json, decision_json FROM request_events WHERE request_id = $1 ORDER BY seq")
         .bind(&id)
@@ -1097,9 +1267,11 @@ async fn complete_request(
         &id,
     )
     .await?;
+    crate::notify::enqueue(&mut tx, &id).await?;
     let row = fetch_request(&mut tx, &caller, &id).await?;
     let body = request_json(&mut tx, &row).await?;
     tx.commit().await?;
+    state.notify.notify_one();
     Ok(Json(body))
 }
 
@@ -1267,9 +1439,11 @@ async fn determine(
         &id,
     )
     .await?;
+    crate::notify::enqueue(&mut tx, &id).await?;
     let row = fetch_request(&mut tx, &caller, &id).await?;
     let body = request_json(&mut tx, &row).await?;
     tx.commit().await?;
+    state.notify.notify_one();
     Ok(Json(body))
 }
 

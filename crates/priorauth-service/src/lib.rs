@@ -5,7 +5,9 @@
 
 pub mod api;
 pub mod console;
+pub mod fhir;
 pub mod keys;
+pub mod notify;
 pub mod plans;
 pub mod store;
 
@@ -31,11 +33,15 @@ pub async fn state(
     url: &str,
 ) -> Result<AppState, String> {
     let plans = plans::Plans::load(plans_text.unwrap_or(plans::BUNDLED), &engine)?;
+    let fhir = priorauth_fhir::map::Map::load(priorauth_fhir::map::BUNDLED, &engine)
+        .map_err(|e| e.to_string())?;
     let store = Store::connect(url).await.map_err(|e| e.to_string())?;
     Ok(AppState {
         engine: Arc::new(engine),
         plans: Arc::new(plans),
         store,
+        fhir: Arc::new(fhir),
+        notify: Arc::new(tokio::sync::Notify::new()),
     })
 }
 

@@ -8,9 +8,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 /// The schema, applied in order on start. Each step runs once (`schema_migrations`).
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY,
     key_hash TEXT NOT NULL UNIQUE,
@@ -107,7 +108,44 @@ CREATE TABLE IF NOT EXISTS audit_log (
     hash TEXT NOT NULL
 );
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE IF NOT EXISTS fhir_claims (
+    request_id TEXT PRIMARY KEY,
+    organization TEXT NOT NULL,
+    claim_identifier TEXT NOT NULL,
+    item_sequence BIGINT NOT NULL,
+    bundle_json TEXT NOT NULL,
+    base TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS fhir_claims_identifier ON fhir_claims (organization, claim_identifier);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id TEXT PRIMARY KEY,
+    organization TEXT NOT NULL UNIQUE,
+    endpoint TEXT NOT NULL,
+    headers_json TEXT NOT NULL,
+    resource_json TEXT NOT NULL,
+    events BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS notifications (
+    id TEXT PRIMARY KEY,
+    subscription_id TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    event_number BIGINT NOT NULL,
+    attempts BIGINT NOT NULL,
+    next_attempt_at BIGINT NOT NULL,
+    delivered_at BIGINT,
+    last_error TEXT,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS notifications_due ON notifications (delivered_at, next_attempt_at);
+"#,
+    ),
+];
 
 /// A database failure; the detail stays in the server, never in a response.
 #[derive(Debug, thiserror::Error)]

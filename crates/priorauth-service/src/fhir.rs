@@ -1,0 +1,880 @@
+//! The Da Vinci interfaces over HTTP: CRD (CDS Hooks at `/cds-services`), DTR
+//! (`/fhir/Questionnaire/$questionnaire-package`, `$next-question`) and PAS
+//! (`/fhir/Claim/$submit`, `$inquire`, `/fhir/Subscription`). They use the same API keys,
+//! records and audit log as `/v1`; a PAS submission is a request like any other, linked to
+//! its Bundle. Errors are OperationOutcomes.
+
+// FHIR JSON is read and written with serde_json's `value["key"]` indexing: a read of a
+// missing key is `Null` (never a panic), and writes go only into objects built here or
+// already read as that resource type.
+#![allow(clippy::indexing_slicing)]
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use fhirbolt::model::r4::Resource;
+use fhirbolt::model::r4::resources::Parameters;
+use priorauth_core::Outcome;
+use priorauth_fhir::intake::{CaseBuilder, Resources};
+use priorauth_fhir::questionnaire::{self as dtr, Canonical};
+use priorauth_fhir::{Problem, crd, operation_outcome, pas};
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use crate::api::{self, AppError, AppState, ClaimLink, SubmitBody, Urgency};
+use crate::keys::{Caller, Role};
+use crate::store::{self, now_ms, random_id};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/cds-services", get(discovery))
+        .route("/cds-services/{id}", post(hook))
+        .route("/fhir/Questionnaire/{id}", get(read_questionnaire))
+        .route(
+            "/fhir/Questionnaire/$questionnaire-package",
+            post(questionnaire_package),
+        )
+        .route("/fhir/Questionnaire/$next-question", post(next_question))
+        .route("/fhir/Claim/$submit", post(submit))
+        .route("/fhir/Claim/$inquire", post(inquire))
+        .route("/fhir/Subscription", post(create_subscription))
+        .route(
+            "/fhir/Subscription/{id}",
+            get(read_subscription).delete(delete_subscription),
+        )
+}
+
+/// A FHIR error: an OperationOutcome with its status.
+#[derive(Debug)]
+pub struct FhirError(StatusCode, Value);
+
+impl IntoResponse for FhirError {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            [(header::CONTENT_TYPE, "application/fhir+json")],
+            Json(self.1),
+        )
+            .into_response()
+    }
+}
+
+impl FhirError {
+    fn invalid(problems: &[Problem]) -> FhirError {
+        FhirError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            operation_outcome("invalid", problems),
+        )
+    }
+    fn structure(problems: &[Problem]) -> FhirError {
+        FhirError(
+            StatusCode::BAD_REQUEST,
+            operation_outcome("structure", problems),
+        )
+    }
+    fn not_found(what: &str) -> FhirError {
+        FhirError(
+            StatusCode::NOT_FOUND,
+            operation_outcome("not-found", &[Problem::new("", what)]),
+        )
+    }
+}
+
+impl From<AppError> for FhirError {
+    fn from(error: AppError) -> FhirError {
+        let (status, code, problems) = match error {
+            AppError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "login",
+                vec![Problem::new(
+                    "",
+                    "a valid API key is required (Authorization: Bearer …)",
+                )],
+            ),
+            AppError::Forbidden(m) => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                vec![Problem::new("", m)],
+            ),
+            AppError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "not-found",
+                vec![Problem::new("", "not found")],
+            ),
+            AppError::Invalid(fields) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                fields
+                    .into_iter()
+                    .map(|(f, m)| Problem::new(f, m))
+                    .collect(),
+            ),
+            AppError::Conflict(m) => (StatusCode::CONFLICT, "conflict", vec![Problem::new("", m)]),
+            AppError::TooLarge(m) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-costly",
+                vec![Problem::new("", m)],
+            ),
+            AppError::UnsupportedMediaType(m) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "not-supported",
+                vec![Problem::new("", m)],
+            ),
+            other => {
+                // The detail stays in the server's log.
+                eprintln!("fhir: {other:?}");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "exception",
+                    vec![Problem::new("", "the request could not be processed")],
+                )
+            }
+        };
+        FhirError(status, operation_outcome(code, &problems))
+    }
+}
+
+impl From<store::StoreError> for FhirError {
+    fn from(error: store::StoreError) -> FhirError {
+        FhirError::from(AppError::from(error))
+    }
+}
+
+impl From<sqlx::Error> for FhirError {
+    fn from(error: sqlx::Error) -> FhirError {
+        FhirError::from(AppError::from(error))
+    }
+}
+
+type FhirResult = Result<Response, FhirError>;
+
+fn fhir_json(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/fhir+json")],
+        Json(body),
+    )
+        .into_response()
+}
+
+/// The caller, or an OperationOutcome.
+fn caller(caller: Result<Caller, AppError>) -> Result<Caller, FhirError> {
+    caller.map_err(FhirError::from)
+}
+
+fn submitter(caller: &Caller) -> Result<(), FhirError> {
+    if matches!(caller.role, Role::Submitter | Role::Admin) {
+        Ok(())
+    } else {
+        Err(FhirError::from(AppError::Forbidden(
+            "this needs the submitter or admin role".into(),
+        )))
+    }
+}
+
+/// The service's FHIR base as the caller reached it.
+fn canonical(headers: &HeaderMap) -> Canonical {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .filter(|p| *p == "https")
+        .unwrap_or("http");
+    Canonical {
+        base: format!("{scheme}://{host}/fhir"),
+    }
+}
+
+fn text(body: &Bytes) -> Result<&str, FhirError> {
+    std::str::from_utf8(body)
+        .map_err(|_| FhirError::structure(&[Problem::new("", "the body is not UTF-8")]))
+}
+
+fn parse_error(problem: Problem) -> FhirError {
+    FhirError::structure(&[problem])
+}
+
+/// The policy a plan applies to a case's drug.
+fn governing(state: &AppState, plan: &str, case: &Value) -> Option<(usize, String)> {
+    let plan = state.plans.get(plan)?;
+    let drug = case["request"]["drug"].as_str()?;
+    let policy = plan.policies.get(drug)?;
+    Some((state.engine.policy_index(policy)?, policy.clone()))
+}
+
+/// The case with the plan's line of business, as the service decides it.
+fn with_plan(state: &AppState, plan: &str, mut case: Value) -> Value {
+    if let (Some(plan), Some(object)) = (state.plans.get(plan), case.as_object_mut()) {
+        let request = object.entry("request").or_insert_with(|| json!({}));
+        if let Some(request) = request.as_object_mut() {
+            request
+                .entry("line_of_business")
+                .or_insert_with(|| json!(plan.line_of_business));
+        }
+    }
+    case
+}
+
+// ---- CRD ----
+
+async fn discovery(State(state): State<AppState>) -> Json<Value> {
+    Json(crd::discovery(&state.fhir))
+}
+
+async fn hook(
+    State(state): State<AppState>,
+    who: Result<Caller, AppError>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> FhirResult {
+    let caller = caller(who)?;
+    submitter(&caller)?;
+    let Some((hook_name, _)) = crd::SERVICES.iter().find(|(_, service)| *service == id) else {
+        return Err(FhirError::not_found("no such CDS service"));
+    };
+    let request: crd::HookRequest = serde_json::from_str(text(&body)?).map_err(|e| {
+        FhirError::structure(&[Problem::new("", format!("not a CDS Hooks request: {e}"))])
+    })?;
+    if request.hook != *hook_name {
+        return Err(FhirError::invalid(&[Problem::new(
+            "hook",
+            format!("this service answers `{hook_name}`"),
+        )]));
+    }
+    let orders = crd::order_cases(&state.fhir, &state.engine, &request)
+        .map_err(|p| FhirError::structure(&p))?;
+    let canonical = canonical(&headers);
+    let primary = *hook_name == "order-sign";
+    let today = api::today();
+    let (mut cards, mut actions) = (Vec::new(), Vec::new());
+    for order in orders {
+        let mut assertion = crd::Assertion {
+            id: random_id("cra_"),
+            date: today.clone(),
+            coverage: order.coverage.clone(),
+            outcome: None,
+            satisfied_pa_id: None,
+            questionnaire: None,
+            primary,
+        };
+        let drug = order.case["request"]["drug"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let plan = order.plan.clone().filter(|p| state.plans.get(p).is_some());
+        if let Some(plan) = &plan {
+            let Some((policy_index, policy)) = governing(&state, plan, &order.case) else {
+                continue; // this plan has no policy for the drug
+            };
+            let case = with_plan(&state, plan, order.case.clone());
+            let (outcome, _) = dtr::next_keys(&state.engine, policy_index, &case)
+                .map_err(|e| FhirError::from(api::case_invalid(e)))?;
+            assertion.outcome = Some(outcome);
+            assertion.questionnaire = Some(format!(
+                "{}|{}",
+                canonical.questionnaire(&policy),
+                state
+                    .engine
+                    .policies
+                    .get(policy_index)
+                    .map(|p| p.version.as_str())
+                    .unwrap_or_default()
+            ));
+            if outcome == Outcome::Approve {
+                // The facts meet the policy: the authorization is issued now (stored like any
+                // request) and its number travels with the order.
+                let order_id = order.order["id"].as_str().unwrap_or_default();
+                let body = SubmitBody {
+                    plan: plan.clone(),
+                    case,
+                    urgency: if order.expedited {
+                        Urgency::Expedited
+                    } else {
+                        Urgency::Standard
+                    },
+                    renews: None,
+                };
+                let key = format!("crd:{}:{order_id}", request.hook_instance);
+                let (_, response) =
+                    api::submit_case(&state, &caller, body, Some(key), None).await?;
+                assertion.satisfied_pa_id = response["authorization"]["number"]
+                    .as_str()
+                    .map(str::to_string);
+                if assertion.satisfied_pa_id.is_none() {
+                    assertion.outcome = Some(Outcome::Review);
+                }
+            }
+        }
+        cards.push(crd::card(
+            &assertion,
+            &drug,
+            plan.as_deref().unwrap_or("no plan"),
+        ));
+        actions.push(crd::system_action(&order.order, &assertion));
+    }
+    Ok(Json(json!({"cards": cards, "systemActions": actions})).into_response())
+}
+
+// ---- DTR ----
+
+async fn read_questionnaire(
+    State(state): State<AppState>,
+    who: Result<Caller, AppError>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> FhirResult {
+    caller(who)?;
+    let canonical = canonical(&headers);
+    let adaptive = id.ends_with("-adaptive");
+    let policy = dtr::policy_of(&id)
+        .and_then(|p| state.engine.policy_index(p))
+        .and_then(|i| state.engine.policies.get(i))
+        .ok_or_else(|| FhirError::not_found("no such Questionnaire"))?;
+    let questionnaire = if adaptive {
+        dtr::adaptive_questionnaire(policy, &canonical)
+    } else {
+        dtr::questionnaire(&state.engine, policy, &canonical, &state.fhir)
+    };
+    Ok(fhir_json(StatusCode::OK, questionnaire))
+}
+
+/// The resources of a Parameters' named parameters.
+fn parameter_resources(parameters: &Parameters, name: &str) -> Vec<Resource> {
+    parameters
+        .parameter
+        .iter()
+        .filter(|p| p.name.value.as_deref() == Some(name))
+        .filter_map(|p| p.resource.clone())
+        .collect()
+}
+
+fn parameter_strings(parameters: &Value, name: &str) -> Vec<String> {
+    parameters["parameter"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter(|p| p["name"] == name)
+                .filter_map(|p| {
+                    p["valueCanonical"]
+                        .as_str()
+                        .or(p["valueString"].as_str())
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn questionnaire_package(
+    State(state): State<AppState>,
+    who: Result<Caller, AppError>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> FhirResult {
+    caller(who)?;
+    let text = text(&body)?;
+    let parameters: Parameters = priorauth_fhir::parse_as(text, "Parameters", |r| match r {
+        Resource::Parameters(p) => Some(*p),
+        _ => None,
+    })
+    .map_err(parse_error)?;
+    let raw: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    let coverage = parameter_resources(&parameters, "coverage");
+    let orders = parameter_resources(&parameters, "order");
+    if coverage.is_empty() || orders.is_empty() {
+        return Err(FhirError::invalid(&[Problem::new(
+            "Parameters.parameter",
+            "give a `coverage` and at least one `order`",
+        )]));
+    }
+    let mut resources = Resources::default();
+    for resource in coverage.into_iter().chain(orders.iter().cloned()) {
+        resources.add(None, resource);
+    }
+    let mut builder = CaseBuilder::new(&state.fhir, &state.engine);
+    builder.records(&resources);
+    for order in &orders {
+        if let Resource::MedicationRequest(order) = order {
+            builder.medication_request(order, &resources);
+        }
+    }
+    let Some(plan) = builder
+        .plan
+        .clone()
+        .filter(|p| state.plans.get(p).is_some())
+    else {
+        return Err(FhirError::invalid(&[Problem::new(
+            "Coverage.class",
+            "the coverage names no plan this payer has (class `plan`)",
+        )]));
+    };
+    let case = with_plan(&state, &plan, builder.case());
+    let (policy_index, _) = governing(&state, &plan, &case).ok_or_else(|| {
+        FhirError::invalid(&[Problem::new(
+            "MedicationRequest.medicationCodeableConcept",
+            format!("plan `{plan}` has no policy for this drug"),
+        )])
+    })?;
+    let policy = state
+        .engine
+        .policies
+        .get(policy_index)
+        .ok_or_else(|| FhirError::not_found("policy"))?;
+    let canonical = canonical(&headers);
+    let adaptive = parameter_strings(&raw, "questionnaire")
+        .iter()
+        .any(|q| q.contains("-adaptive"));
+    let (questionnaire, response) = if adaptive {
+        let questionnaire = dtr::adaptive_questionnaire(policy, &canonical);
+        let response = dtr::adaptive_start(
+            &state.engine,
+            policy,
+            &case,
+            &canonical,
+            &state.fhir,
+            &questionnaire,
+        );
+        (questionnaire, response)
+    } else {
+        let questionnaire = dtr::questionnaire(&state.engine, policy, &canonical, &state.fhir);
+        let response =
+            dtr::draft_response(&state.engine, policy, &case, &canonical, &state.fhir, None);
+        (questionnaire, response)
+    };
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "collection",
+        "timestamp": api::timestamp(now_ms()),
+        "entry": [
+            {"fullUrl": format!("{}/Questionnaire/{}", canonical.base, questionnaire["id"].as_str().unwrap_or_default()), "resource": questionnaire},
+            {"fullUrl": format!("urn:uuid:{}", uuid()), "resource": response},
+        ],
+    });
+    Ok(fhir_json(
+        StatusCode::OK,
+        json!({"resourceType": "Parameters", "parameter": [{"name": "packagebundle", "resource": bundle}]}),
+    ))
+}
+
+async fn next_question(
+    State(state): State<AppState>,
+    who: Result<Caller, AppError>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> FhirResult {
+    caller(who)?;
+    let text = text(&body)?;
+    let raw: Value = serde_json::from_str(text)
+        .map_err(|e| FhirError::structure(&[Problem::new("", e.to_string())]))?;
+    // The response itself, or Parameters holding it.
+    let mut response = if raw["resourceType"] == "Parameters" {
+        raw["parameter"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["name"] == "questionnaire-response"))
+            .map(|p| p["resource"].clone())
+            .unwrap_or(Value::Null)
+    } else {
+        raw
+    };
+    let typed = priorauth_fhir::parse_as(
+        &response.to_string(),
+        "QuestionnaireResponse",
+        |r| match r {
+            Resource::QuestionnaireResponse(q) => Some(*q),
+            _ => None,
+        },
+    )
+    .map_err(parse_error)?;
+    let canonical_url = response["contained"][0]["url"]
+        .as_str()
+        .or(response["questionnaire"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let policy_index = dtr::policy_of(&canonical_url)
+        .and_then(|p| state.engine.policy_index(p))
+        .ok_or_else(|| {
+            FhirError::invalid(&[Problem::new(
+                "QuestionnaireResponse.questionnaire",
+                "not a Questionnaire of this service",
+            )])
+        })?;
+    let policy = state
+        .engine
+        .policies
+        .get(policy_index)
+        .ok_or_else(|| FhirError::not_found("policy"))?;
+    let mut builder = CaseBuilder::new(&state.fhir, &state.engine);
+    builder.answers(&typed);
+    if !builder.problems.is_empty() {
+        return Err(FhirError::invalid(&builder.problems));
+    }
+    let case = builder.case();
+    let (outcome, next) = dtr::next_keys(&state.engine, policy_index, &case)
+        .map_err(|e| FhirError::from(api::case_invalid(e)))?;
+    let canonical = canonical(&headers);
+    let complete = dtr::adaptive_step(
+        &state.engine,
+        policy,
+        &mut response,
+        outcome,
+        &next,
+        &canonical,
+        &state.fhir,
+    );
+    response["status"] = json!(if complete { "completed" } else { "in-progress" });
+    Ok(fhir_json(StatusCode::OK, response))
+}
+
+// ---- PAS ----
+
+async fn submit(
+    State(state): State<AppState>,
+    who: Result<Caller, AppError>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> FhirResult {
+    let caller = caller(who)?;
+    submitter(&caller)?;
+    let text = bundle_text(text(&body)?)?;
+    let request = pas::read_request(&text).map_err(|p| FhirError::structure(&p))?;
+    let intake = pas::intake(&state.fhir, &state.engine, &request);
+    let bundle_json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let link = ClaimLink {
+        base: canonical(&headers).base,
+        claim_identifier: request.claim_identifier.clone(),
+        item_sequence: intake.item_sequence.unwrap_or(1),
+        bundle_json: bundle_json.to_string(),
+    };
+    let key = format!("pas:{}", request.bundle_identifier);
+    let plan = intake.plan.clone().filter(|p| state.plans.get(p).is_some());
+    let governed = plan
+        .as_ref()
+        .and_then(|p| governing(&state, p, &intake.case));
+    let record_id = match (plan, governed) {
+        (Some(plan), Some(_)) => {
+            if !intake.problems.is_empty() {
+                return Err(FhirError::invalid(&intake.problems));
+            }
+            let body = SubmitBody {
+                plan,
+                case: intake.case.clone(),
+                urgency: if intake.expedited {
+                    Urgency::Expedited
+                } else {
+                    Urgency::Standard
+                },
+                renews: intake.renews.clone(),
+            };
+            let (_, response) =
+                api::submit_case(&state, &caller, body, Some(key), Some(link)).await?;
+            response["id"].as_str().unwrap_or_default().to_string()
+        }
+        // No plan of this payer, or no policy for what is asked: a clinician handles it.
+        _ => {
+            api::submit_for_review(
+                &state,
+                &caller,
+                &intake.case,
+                intake.plan.as_deref(),
+                intake.expedited,
+                &key,
+                link,
+            )
+            .await?
+        }
+    };
+    let response = response_for(&state, &caller, &record_id, &canonical(&headers)).await?;
+    Ok(fhir_json(StatusCode::OK, response))
+}
+
+/// The Bundle of a `$submit`/`$inquire` body: the Bundle itself or Parameters with `resource`.
+fn bundle_text(text: &str) -> Result<String, FhirError> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| FhirError::structure(&[Problem::new("", format!("not JSON: {e}"))]))?;
+    if value["resourceType"] == "Parameters" {
+        let bundle = value["parameter"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["name"] == "resource"))
+            .map(|p| p["resource"].clone());
+        return bundle.map(|b| b.to_string()).ok_or_else(|| {
+            FhirError::structure(&[Problem::new(
+                "Parameters.parameter",
+                "no `resource` parameter",
+            )])
+        });
+    }
+    Ok(text.to_string())
+}
+
+/// The PAS response Bundle of a stored request, from its current record.
+async fn response_for(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    canonical: &Canonical,
+) -> Result<Value, FhirError> {
+    let mut tx = state.store.pool.begin().await?;
+    let row = api::fetch_request(&mut tx, caller, id).await?;
+    let record = api::request_json(&mut tx, &row).await?;
+    let link =
+        sqlx::query("SELECT bundle_json, item_sequence FROM fhir_claims WHERE request_id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    store::audit(
+        &mut tx,
+        &caller.key_id,
+        &caller.organization,
+        "request.read",
+        id,
+    )
+    .await?;
+    tx.commit().await?;
+    let Some(link) = link else {
+        return Err(FhirError::not_found(
+            "this request was not submitted through PAS",
+        ));
+    };
+    let bundle: Value =
+        serde_json::from_str(&link.try_get::<String, _>("bundle_json")?).unwrap_or(Value::Null);
+    let sequence = u32::try_from(link.try_get::<i64, _>("item_sequence")?).unwrap_or(1);
+    let created = api::timestamp(now_ms());
+    Ok(pas::response_bundle(
+        &bundle,
+        &record,
+        &pas::ResponseContext {
+            base: &canonical.base,
+            created: &created,
+            item_sequence: sequence,
+        },
+    ))
+}
+
+/// A notification's payload: the subscription status and the request's PAS response.
+pub async fn notification_payload(
+    state: &AppState,
+    request_id: &str,
+    subscription: &str,
+    event_number: i64,
+) -> Result<Value, AppError> {
+    let mut tx = state.store.pool.begin().await?;
+    let row = sqlx::query("SELECT r.organization, f.bundle_json, f.item_sequence, f.base FROM requests r JOIN fhir_claims f ON f.request_id = r.id WHERE r.id = $1")
+        .bind(request_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let system = Caller {
+        key_id: "notifications".into(),
+        organization: row.try_get("organization")?,
+        role: Role::Admin,
+        name: "notifications".into(),
+        credentials: String::new(),
+    };
+    let request_row = api::fetch_request(&mut tx, &system, request_id).await?;
+    let record = api::request_json(&mut tx, &request_row).await?;
+    store::audit(
+        &mut tx,
+        "notifications",
+        &system.organization,
+        "request.notify",
+        request_id,
+    )
+    .await?;
+    tx.commit().await?;
+    let bundle: Value =
+        serde_json::from_str(&row.try_get::<String, _>("bundle_json")?).unwrap_or(Value::Null);
+    let base: String = row.try_get("base")?;
+    let created = api::timestamp(now_ms());
+    let sequence = u32::try_from(row.try_get::<i64, _>("item_sequence")?).unwrap_or(1);
+    let response = pas::response_bundle(
+        &bundle,
+        &record,
+        &pas::ResponseContext {
+            base: &base,
+            created: &created,
+            item_sequence: sequence,
+        },
+    );
+    Ok(pas::notification(
+        &base,
+        subscription,
+        event_number,
+        &created,
+        &response,
+    ))
+}
+
+async fn inquire(
+    State(state): State<AppState>,
+    who: Result<Caller, AppError>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> FhirResult {
+    let caller = caller(who)?;
+    let text = bundle_text(text(&body)?)?;
+    let request = pas::read_request(&text).map_err(|p| FhirError::structure(&p))?;
+    // Query by example: the Claim's trace number (identifier value) finds the request, whatever
+    // system the inquiring system writes it under.
+    let value = request
+        .claim_identifier
+        .rsplit('|')
+        .next()
+        .unwrap_or_default();
+    let found = sqlx::query("SELECT request_id, organization FROM fhir_claims WHERE claim_identifier = $1 OR claim_identifier LIKE $2 ORDER BY created_at DESC LIMIT 20")
+        .bind(&request.claim_identifier)
+        .bind(format!("%|{}", value.replace(['%', '_'], "")))
+        .fetch_all(&state.store.pool)
+        .await?;
+    let canonical = canonical(&headers);
+    let mut bundles = Vec::new();
+    for row in found {
+        let organization: String = row.try_get("organization")?;
+        if caller.role == Role::Submitter && organization != caller.organization {
+            continue;
+        }
+        let id: String = row.try_get("request_id")?;
+        bundles.push(json!({"name": "return", "resource": response_for(&state, &caller, &id, &canonical).await?}));
+    }
+    if bundles.is_empty() {
+        return Err(FhirError::not_found(
+            "no prior authorization request with this Claim identifier",
+        ));
+    }
+    Ok(fhir_json(
+        StatusCode::OK,
+        json!({"resourceType": "Parameters", "parameter": bundles}),
+    ))
+}
+
+async fn create_subscription(
+    State(state): State<AppState>,
+    who: Result<Caller, AppError>,
+    body: Bytes,
+) -> FhirResult {
+    let caller = caller(who)?;
+    submitter(&caller)?;
+    let (subscription, mut resource) =
+        pas::read_subscription(text(&body)?).map_err(|p| FhirError::invalid(&p))?;
+    // One subscription per organization: a second one replaces the first.
+    let existing = sqlx::query("SELECT id FROM subscriptions WHERE organization = $1")
+        .bind(&caller.organization)
+        .fetch_optional(&state.store.pool)
+        .await?;
+    let id = match &existing {
+        Some(row) => row.try_get::<String, _>("id")?,
+        None => random_id("sub-"),
+    };
+    resource["id"] = json!(id);
+    resource["status"] = json!("active");
+    let headers = serde_json::to_string(&subscription.headers).unwrap_or_else(|_| "[]".into());
+    let mut tx = state.store.pool.begin().await?;
+    sqlx::query("INSERT INTO subscriptions (id, organization, endpoint, headers_json, resource_json, events, created_at) VALUES ($1, $2, $3, $4, $5, 0, $6) ON CONFLICT (organization) DO UPDATE SET endpoint = $3, headers_json = $4, resource_json = $5")
+        .bind(&id)
+        .bind(&caller.organization)
+        .bind(&subscription.endpoint)
+        .bind(&headers)
+        .bind(resource.to_string())
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+    store::audit(
+        &mut tx,
+        &caller.key_id,
+        &caller.organization,
+        "subscription.write",
+        &id,
+    )
+    .await?;
+    tx.commit().await?;
+    let status = if existing.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let mut answer = fhir_json(status, resource);
+    if let Ok(location) = format!("/fhir/Subscription/{id}").parse() {
+        answer.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(answer)
+}
+
+async fn subscription_row(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<sqlx::any::AnyRow, FhirError> {
+    let row = sqlx::query("SELECT organization, resource_json FROM subscriptions WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&state.store.pool)
+        .await?;
+    match row {
+        Some(row)
+            if caller.role != Role::Submitter
+                || row.try_get::<String, _>("organization")? == caller.organization =>
+        {
+            Ok(row)
+        }
+        _ => Err(FhirError::not_found("no such Subscription")),
+    }
+}
+
+async fn read_subscription(
+    State(state): State<AppState>,
+    who: Result<Caller, AppError>,
+    Path(id): Path<String>,
+) -> FhirResult {
+    let caller = caller(who)?;
+    let row = subscription_row(&state, &caller, &id).await?;
+    let resource: Value =
+        serde_json::from_str(&row.try_get::<String, _>("resource_json")?).unwrap_or(Value::Null);
+    Ok(fhir_json(StatusCode::OK, resource))
+}
+
+async fn delete_subscription(
+    State(state): State<AppState>,
+    who: Result<Caller, AppError>,
+    Path(id): Path<String>,
+) -> FhirResult {
+    let caller = caller(who)?;
+    submitter(&caller)?;
+    subscription_row(&state, &caller, &id).await?;
+    let mut tx = state.store.pool.begin().await?;
+    sqlx::query("DELETE FROM subscriptions WHERE id = $1")
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    store::audit(
+        &mut tx,
+        &caller.key_id,
+        &caller.organization,
+        "subscription.delete",
+        &id,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A random UUID (version 4) for `urn:uuid:` full URLs.
+fn uuid() -> String {
+    let mut bytes = [0u8; 16];
+    let _ = getrandom::fill(&mut bytes);
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex = hex::encode(bytes);
+    let part = |from: usize, to: usize| hex.get(from..to).unwrap_or_default();
+    format!(
+        "{}-{}-{}-{}-{}",
+        part(0, 8),
+        part(8, 12),
+        part(12, 16),
+        part(16, 20),
+        part(20, 32)
+    )
+}

@@ -1,0 +1,596 @@
+//! The Da Vinci interfaces driven over HTTP as an EHR uses them: the official PAS examples,
+//! the example cases as PAS request Bundles (same outcomes as the case files), CRD, DTR
+//! (whole and adaptive), subscriptions and notifications. Every resource the service emits
+//! here is kept and, at the end, checked by an independent FHIR R4 validator
+//! (`tests/fhir/validate.py`, the `fhir.resources` package).
+
+// Test code: a failed unwrap is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use priorauth_service::keys::Role;
+use serde_json::{Value, json};
+use support::{Server, for_each_backend};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn read(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("JSON")
+}
+
+/// Where this run keeps what the service emitted, for the validator.
+fn emitted_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("priorauth-fhir-{test}-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+fn keep(dir: &Path, name: &str, body: &Value) {
+    std::fs::write(dir.join(format!("{name}.json")), body.to_string()).expect("write");
+}
+
+/// Runs the independent validator over a folder. Without it installed (`.ci/run` installs
+/// it), the check is skipped with a note, unless `REQUIRE_FHIR_VALIDATOR` is set.
+fn validate(dir: &Path) {
+    let python = std::env::var("FHIR_VALIDATOR_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join("target/fhir-validator/bin/python"));
+    if !python.exists() {
+        assert!(
+            std::env::var("REQUIRE_FHIR_VALIDATOR").is_err(),
+            "the FHIR validator is required and not installed at {}",
+            python.display()
+        );
+        eprintln!(
+            "note: no FHIR validator at {}; validation skipped",
+            python.display()
+        );
+        return;
+    }
+    let out = std::process::Command::new(&python)
+        .arg(repo().join("tests/fhir/validate.py"))
+        .arg(dir)
+        .output()
+        .expect("run the validator");
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}");
+    assert!(out.status.success(), "FHIR validation failed:\n{text}");
+}
+
+fn review_action(bundle: &Value) -> String {
+    let response = &bundle["entry"][0]["resource"];
+    assert_eq!(response["resourceType"], "ClaimResponse", "{bundle}");
+    let action = &response["item"][0]["adjudication"][0]["extension"][0];
+    assert!(
+        action["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("extension-reviewAction")
+    );
+    action["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| {
+            e["url"]
+                .as_str()
+                .unwrap()
+                .ends_with("extension-reviewActionCode")
+        })
+        .map(|e| {
+            e["valueCodeableConcept"]["coding"][0]["code"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .expect("a review action code")
+}
+
+fn extension<'v>(list: &'v Value, url_end: &str) -> Option<&'v Value> {
+    list.as_array()?
+        .iter()
+        .find(|e| e["url"].as_str().is_some_and(|u| u.ends_with(url_end)))
+}
+
+// ---- The case files as PAS request Bundles ----
+
+const NUCC: [(&str, &str); 4] = [
+    ("medical_oncology", "207RX0202X"),
+    ("hematology", "207RH0000X"),
+    ("hematology_oncology", "207RH0003X"),
+    ("pediatric_hematology_oncology", "2080P0207X"),
+];
+
+/// A PAS request Bundle saying what a case says: the member (birth date), the coverage
+/// (plan), the prescriber's role (NUCC specialty), diagnoses (ICD-10-CM), the drug item
+/// (HCPCS, units, service period) and every other fact as a DTR questionnaire answer.
+fn pas_bundle(
+    case: &Value,
+    plan: &str,
+    identifier: &str,
+    engine: &priorauth_core::Engine,
+) -> Value {
+    let map = priorauth_fhir::map::Map::load(priorauth_fhir::map::BUNDLED, engine).unwrap();
+    let canonical = priorauth_fhir::questionnaire::Canonical {
+        base: "http://payer.example/fhir".into(),
+    };
+    let request = &case["request"];
+    let drug = request["drug"].as_str().unwrap();
+    let hcpcs = map.hcpcs_of(drug).unwrap();
+    // Structured facts travel in their resources; the rest as answers.
+    let structured = [
+        "request.drug",
+        "request.hcpcs",
+        "request.line_of_business",
+        "patient.birth_date",
+        "prescriber.specialty",
+        "diagnosis.icd10",
+        "request.units",
+        "request.date",
+        "request.units_period_days",
+    ];
+    let mut answers = Vec::new();
+    for question in priorauth_core::questions::all(engine) {
+        if structured.contains(&question.key) {
+            continue;
+        }
+        if let Some(value) = priorauth_fhir::questionnaire::case_value(case, question.key) {
+            answers.extend(priorauth_fhir::questionnaire::answer_items(
+                &question, value, &canonical, &map,
+            ));
+        }
+    }
+    let mut item = json!({
+        "sequence": 1,
+        "category": {"coding": [{"system": "https://codesystem.x12.org/005010/1365", "code": "1", "display": "Medical Care"}]},
+        "productOrService": {"coding": [{"system": "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "code": hcpcs}]},
+        "locationCodeableConcept": {"coding": [{"system": "https://www.cms.gov/Medicare/Coding/place-of-service-codes/Place_of_Service_Code_Set", "code": "11"}]},
+        "extension": [{"url": "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-certificationType",
+            "valueCodeableConcept": {"coding": [{"system": "https://codesystem.x12.org/005010/1322", "code": if request["kind"] == "renewal" { "4" } else { "I" }}]}}],
+    });
+    if let Some(units) = request["units"].as_u64() {
+        item["quantity"] = json!({"value": units});
+    }
+    if let Some(start) = request["date"].as_str() {
+        let days = request["units_period_days"].as_i64().unwrap_or(1);
+        let start_date = priorauth_core::date::Date::parse(start).unwrap();
+        let end = priorauth_core::date::Date::from_epoch_days(
+            start_date.days_since(priorauth_core::date::Date::parse("1970-01-01").unwrap()) + days
+                - 1,
+        )
+        .unwrap();
+        item["servicedPeriod"] = json!({"start": start, "end": end.to_string()});
+    }
+    let mut claim = json!({
+        "resourceType": "Claim", "id": "claim",
+        "identifier": [{"system": "urn:trnorg:1234567890", "value": identifier}],
+        "status": "active",
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]},
+        "use": "preauthorization",
+        "patient": {"reference": "Patient/member"},
+        "created": "2026-05-01T09:00:00Z",
+        "insurer": {"reference": "Organization/payer"},
+        "provider": {"reference": "PractitionerRole/prescriber"},
+        "priority": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/processpriority", "code": "normal"}]},
+        "insurance": [{"sequence": 1, "focal": true, "coverage": {"reference": "Coverage/coverage"}}],
+        "supportingInfo": [{"sequence": 1, "category": {"coding": [{"system": "http://hl7.org/fhir/us/davinci-pas/CodeSystem/PASTempCodes", "code": "additionalInformation"}]},
+            "valueReference": {"reference": "QuestionnaireResponse/answers"}}],
+        "item": [item],
+    });
+    if let Some(codes) = case["diagnosis"]["icd10"].as_array() {
+        claim["diagnosis"] = json!(codes.iter().enumerate().map(|(i, c)| json!({"sequence": i + 1,
+            "diagnosisCodeableConcept": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": c}]}})).collect::<Vec<_>>());
+    }
+    let mut patient = json!({"resourceType": "Patient", "id": "member", "name": [{"family": "Example", "given": ["Member"]}]});
+    if let Some(birth) = case["patient"]["birth_date"].as_str() {
+        patient["birthDate"] = json!(birth);
+    }
+    let mut role = json!({"resourceType": "PractitionerRole", "id": "prescriber", "practitioner": {"display": "Prescribing physician"}});
+    if let Some(specialty) = case["prescriber"]["specialty"].as_str() {
+        let code = NUCC
+            .iter()
+            .find(|(s, _)| *s == specialty)
+            .map_or("207Q00000X", |(_, c)| c);
+        role["specialty"] =
+            json!([{"coding": [{"system": "http://nucc.org/provider-taxonomy", "code": code}]}]);
+    }
+    let entries = vec![
+        claim,
+        patient,
+        json!({"resourceType": "Coverage", "id": "coverage", "status": "active", "beneficiary": {"reference": "Patient/member"},
+            "payor": [{"reference": "Organization/payer"}],
+            "class": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": "plan"}]}, "value": plan}]}),
+        json!({"resourceType": "Organization", "id": "payer", "name": "The payer"}),
+        role,
+        json!({"resourceType": "QuestionnaireResponse", "id": "answers", "status": "completed",
+            "questionnaire": "http://payer.example/fhir/Questionnaire/answers", "subject": {"reference": "Patient/member"}, "item": answers}),
+    ];
+    json!({
+        "resourceType": "Bundle",
+        "identifier": {"system": "urn:ietf:rfc:3986", "value": format!("urn:uuid:{identifier}")},
+        "type": "collection",
+        "timestamp": "2026-05-01T09:00:00Z",
+        "entry": entries.into_iter().map(|r| json!({"fullUrl": format!("http://ehr.example/fhir/{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap()), "resource": r})).collect::<Vec<_>>(),
+    })
+}
+
+/// The PAS review action an engine outcome gets before any clinician has looked.
+fn action_of(outcome: &str) -> &'static str {
+    if outcome == "approve" { "A1" } else { "A4" }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_example_cases_give_the_same_outcomes_through_pas() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, key) = server.key("clinic-a", Role::Submitter, "EHR", "").await;
+        let expected = read(&repo().join("tests/cases/expected.json"));
+        let plans = &server.state.plans.plans;
+        let dir = emitted_dir("cases");
+        let bundles_dir = repo().join("tests/fhir/cases");
+        let mut compared = 0;
+        for (name, expectation) in expected.as_object().unwrap() {
+            let case = support::case(name);
+            if case["history"]["authorizations"].is_array() {
+                // A renewal's history comes from the service's own records through PAS (it
+                // is tested in http.rs), not from what the requester states.
+                continue;
+            }
+            let line = case["request"]["line_of_business"].as_str();
+            for plan in plans
+                .iter()
+                .filter(|p| line.is_none_or(|l| l == p.line_of_business))
+            {
+                let drug = case["request"]["drug"].as_str().unwrap();
+                let Some(policy) = plan.policies.get(drug) else {
+                    continue;
+                };
+                let Some(expect) = expectation["expect"].get(policy) else {
+                    continue;
+                };
+                let identifier = format!("{name}-{}", plan.id);
+                let bundle = pas_bundle(&case, &plan.id, &identifier, &server.state.engine);
+                let file = bundles_dir.join(format!("{identifier}.json"));
+                if std::env::var("UPDATE_FHIR_BUNDLES").is_ok() {
+                    let _ = std::fs::create_dir_all(&bundles_dir);
+                    std::fs::write(&file, serde_json::to_string_pretty(&bundle).unwrap()).unwrap();
+                }
+                assert_eq!(
+                    read(&file),
+                    bundle,
+                    "{} is not current: run with UPDATE_FHIR_BUNDLES=1",
+                    file.display()
+                );
+                let reply = server.post("/fhir/Claim/$submit", &key, &bundle).await;
+                assert_eq!(reply.status, 200, "{identifier}: {}", reply.body);
+                keep(&dir, &identifier, &reply.body);
+                let want = expect["outcome"].as_str().unwrap();
+                assert_eq!(
+                    review_action(&reply.body),
+                    action_of(want),
+                    "{identifier}: {}",
+                    reply.body
+                );
+                let request_id = reply.body["entry"][0]["resource"]["preAuthRef"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                let record = if want == "approve" {
+                    // The authorization number is the preAuthRef; the request is found by it.
+                    let number = request_id.clone();
+                    let authorization = server
+                        .get(&format!("/v1/authorizations/{number}"), &key)
+                        .await;
+                    authorization.expect(200);
+                    server
+                        .get(
+                            &format!(
+                                "/v1/requests/{}",
+                                authorization.body["request_id"].as_str().unwrap()
+                            ),
+                            &key,
+                        )
+                        .await
+                } else {
+                    server
+                        .get(&format!("/v1/requests/{request_id}"), &key)
+                        .await
+                };
+                record.expect(200);
+                assert_eq!(
+                    record.body["outcome"], want,
+                    "{identifier}: {}",
+                    record.body["decision"]
+                );
+                if want == "approve" {
+                    let period = &reply.body["entry"][0]["resource"]["item"][0]["extension"];
+                    let end = extension(period, "extension-itemPreAuthPeriod")
+                        .map(|e| e["valuePeriod"]["end"].clone());
+                    if let Some(expected_end) = expect["end"].as_str() {
+                        assert_eq!(end, Some(json!(expected_end)), "{identifier}");
+                    }
+                    let detail = extension(period, "extension-itemAuthorizedDetail")
+                        .expect("the authorized quantity");
+                    assert!(extension(&detail["extension"], "quantity").is_some());
+                }
+                compared += 1;
+            }
+        }
+        assert!(
+            compared >= 15,
+            "only {compared} case and plan pairs compared"
+        );
+        eprintln!("{compared} case and plan pairs decided through PAS as through evaluate");
+        validate(&dir);
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_official_pas_examples_get_well_formed_responses() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let dir = emitted_dir("examples");
+        let examples = repo().join("tests/fhir/pas-examples");
+        let mut answered = 0;
+        for name in [
+            "Bundle-HomecareAuthorizationBundleExample",
+            "Bundle-MedicalServicesAuthorizationBundleExample",
+            "Bundle-ReferralAuthorizationBundleExample",
+            "Bundle-SurgicalRequestBundleExample",
+        ] {
+            // Each from its own submitter: the examples share a Bundle identifier.
+            let (_, key) = server.key(name, Role::Submitter, "EHR", "").await;
+            let bundle = read(&examples.join(format!("{name}.json")));
+            let reply = server.post("/fhir/Claim/$submit", &key, &bundle).await;
+            assert_eq!(reply.status, 200, "{name}: {}", reply.body);
+            // No policy here governs these services: pended for a clinician, never denied.
+            assert_eq!(review_action(&reply.body), "A4", "{name}");
+            assert_eq!(reply.body["type"], "collection");
+            assert_eq!(reply.body["identifier"], bundle["identifier"]);
+            keep(&dir, name, &reply.body);
+            // A resubmission is idempotent; an inquiry finds the same request.
+            let again = server.post("/fhir/Claim/$submit", &key, &bundle).await;
+            assert_eq!(
+                again.body["entry"][0]["resource"]["preAuthRef"],
+                reply.body["entry"][0]["resource"]["preAuthRef"]
+            );
+            answered += 1;
+        }
+        let (_, key) = server
+            .key(
+                "Bundle-ReferralAuthorizationBundleExample",
+                Role::Submitter,
+                "EHR",
+                "",
+            )
+            .await;
+        let inquiry = read(&examples.join("Bundle-PASClaimInquiryBundleExample.json"));
+        let reply = server.post("/fhir/Claim/$inquire", &key, &inquiry).await;
+        keep(&dir, "inquiry", &reply.body);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.body["resourceType"], "Parameters");
+        // Not a request Bundle: an OperationOutcome naming where.
+        let bad = server
+            .post(
+                "/fhir/Claim/$submit",
+                &key,
+                &json!({"resourceType": "Bundle", "type": "collection", "entry": []}),
+            )
+            .await;
+        assert_eq!(bad.status, 400);
+        assert_eq!(bad.body["resourceType"], "OperationOutcome");
+        keep(&dir, "error", &bad.body);
+        assert_eq!(answered, 4);
+        validate(&dir);
+        server.stop().await;
+    })
+    .await;
+}
+
+/// A subscriber's endpoint: records every notification posted to it.
+async fn subscriber() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/notify",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let sender = sender.clone();
+            async move {
+                let _ = sender.send(serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null));
+                "ok"
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{address}/notify"), receiver)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_ehr_goes_from_order_to_a_clinicians_decision() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, ehr) = server.key("clinic-a", Role::Submitter, "Clinic A EHR", "").await;
+        let (_, reviewer) = server.key("payer", Role::Reviewer, "Dr. Rivera", "MD, Hematology").await;
+        let dir = emitted_dir("ehr");
+        let (endpoint, mut notifications) = subscriber().await;
+
+        // The EHR subscribes to its organization's PAS results.
+        let mut subscription = read(&repo().join("tests/fhir/pas-examples/Subscription-PASSubscriptionExample.json"));
+        subscription["channel"]["endpoint"] = json!(endpoint);
+        let created = server.post("/fhir/Subscription", &ehr, &subscription).await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        keep(&dir, "subscription", &created.body);
+
+        // CRD: a Blincyto order for a member of the EOCCO plan, with what the chart holds.
+        let coverage = json!({"resourceType": "Coverage", "id": "cov", "status": "active", "beneficiary": {"reference": "Patient/pat"},
+            "payor": [{"reference": "Organization/payer"}],
+            "class": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": "plan"}]}, "value": "eocco-medicaid"}]});
+        let order = json!({"resourceType": "MedicationRequest", "id": "blin", "status": "draft", "intent": "order",
+            "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1597262"}]},
+            "subject": {"reference": "Patient/pat"}, "authoredOn": "2026-05-18",
+            "dosageInstruction": [{"doseAndRate": [{"doseQuantity": {"value": 28, "unit": "mcg/day", "system": "http://unitsofmeasure.org", "code": "ug/d"}}]}]});
+        let hook = json!({
+            "hook": "order-sign", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+            "context": {"userId": "Practitioner/doc", "patientId": "pat", "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": order}]}},
+            "prefetch": {
+                "patient": {"resourceType": "Patient", "id": "pat", "birthDate": "1966-02-11"},
+                "coverage": coverage,
+                "conditions": {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": {"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/pat"},
+                    "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "C91.02"}]}}}]},
+                "observations": {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": {"resourceType": "Observation", "id": "w", "status": "final",
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]}, "effectiveDateTime": "2026-05-10",
+                    "valueQuantity": {"value": 71, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}}}]},
+            },
+        });
+        let discovery = server.get("/cds-services", &ehr).await;
+        assert_eq!(discovery.body["services"][0]["hook"], "order-sign");
+        let started = std::time::Instant::now();
+        let answer = server.post("/cds-services/order-sign-crd", &ehr, &hook).await;
+        let crd_time = started.elapsed();
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        keep(&dir, "crd-answer", &answer.body);
+        let info = &answer.body["systemActions"][0]["resource"]["extension"][0];
+        assert!(info["url"].as_str().unwrap().ends_with("ext-coverage-information"), "{}", answer.body);
+        let part = |name: &str| info["extension"].as_array().unwrap().iter().find(|e| e["url"] == name).cloned();
+        assert_eq!(part("pa-needed").unwrap()["valueCode"], "auth-needed");
+        assert_eq!(part("doc-needed").unwrap()["valueCode"], "clinical");
+        let questionnaire = part("questionnaire").unwrap()["valueCanonical"].as_str().unwrap().to_string();
+        assert!(questionnaire.contains("/Questionnaire/eocco-0382"), "{questionnaire}");
+        assert!(part("coverage-assertion-id").is_some() && part("date").is_some());
+
+        // DTR: the package for this coverage and order: the policy's questions and a draft
+        // response already holding what the order says.
+        let package = server.post("/fhir/Questionnaire/$questionnaire-package", &ehr, &json!({"resourceType": "Parameters", "parameter": [
+            {"name": "coverage", "resource": coverage}, {"name": "order", "resource": order}]})).await;
+        assert_eq!(package.status, 200, "{}", package.body);
+        keep(&dir, "package", &package.body);
+        let bundle = &package.body["parameter"][0]["resource"];
+        let form = &bundle["entry"][0]["resource"];
+        assert_eq!(form["resourceType"], "Questionnaire");
+        let links: Vec<&str> = form["item"].as_array().unwrap().iter().map(|i| i["linkId"].as_str().unwrap()).collect();
+        assert!(links.contains(&"diagnosis.mrd_status") || links.contains(&"diagnosis.disease_status"), "{links:?}");
+        let draft = &bundle["entry"][1]["resource"];
+        assert_eq!(draft["resourceType"], "QuestionnaireResponse");
+        let drafted: Vec<&str> = draft["item"].as_array().unwrap().iter().map(|i| i["linkId"].as_str().unwrap()).collect();
+        assert!(drafted.contains(&"request.drug") && drafted.contains(&"request.dose"), "{drafted:?}");
+
+        // The clinician answers: a Ph-negative relapsed B-ALL, but a T-cell lineage answer
+        // makes the policy's criteria fail: a recommended denial, which pends (A4).
+        let mut response = draft.clone();
+        let canonical = "http://localhost/fhir/CodeSystem";
+        let mut items = response["item"].as_array().unwrap().clone();
+        for (key, answer) in [
+            ("diagnosis.lineage", json!({"valueCoding": {"system": format!("{canonical}/diagnosis.lineage"), "code": "t_cell"}})),
+            ("diagnosis.ph_status", json!({"valueCoding": {"system": format!("{canonical}/diagnosis.ph_status"), "code": "negative"}})),
+            ("request.kind", json!({"valueCoding": {"system": format!("{canonical}/request.kind"), "code": "initial"}})),
+        ] {
+            items.push(json!({"linkId": key, "answer": [answer]}));
+        }
+        response["item"] = json!(items);
+        response["status"] = json!("completed");
+        response["id"] = json!("answers");
+        let mut claim_bundle = pas_bundle(&json!({"request": {"drug": "blinatumomab", "date": "2026-05-18", "units": 784, "units_period_days": 42},
+            "patient": {"birth_date": "1966-02-11"}, "diagnosis": {"icd10": ["C91.02"]}, "prescriber": {"specialty": "hematology"}}),
+            "eocco-medicaid", "ehr-1", &server.state.engine);
+        let entries = claim_bundle["entry"].as_array_mut().unwrap();
+        let last = entries.len() - 1;
+        entries[last]["resource"] = response;
+        let submitted = server.post("/fhir/Claim/$submit", &ehr, &claim_bundle).await;
+        assert_eq!(submitted.status, 200, "{}", submitted.body);
+        keep(&dir, "pas-pended", &submitted.body);
+        assert_eq!(review_action(&submitted.body), "A4", "{}", submitted.body);
+        let request_id = submitted.body["entry"][0]["resource"]["preAuthRef"].as_str().unwrap().to_string();
+
+        // A clinician decides over the service API; the subscriber hears the final answer.
+        let criterion = server.get(&format!("/v1/requests/{request_id}"), &reviewer).await.body["decision"]["reasons"][0]["id"].as_str().unwrap_or("b-cell-precursor").to_string();
+        server.determine(&reviewer, &request_id, "deny", &criterion, "T-cell lineage: the policy covers B-cell precursor ALL only").await.expect(200);
+        let notification = tokio::time::timeout(std::time::Duration::from_secs(20), notifications.recv()).await.expect("a notification within 20 s").unwrap();
+        keep(&dir, "notification", &notification);
+        assert_eq!(notification["type"], "history");
+        let final_bundle = &notification["entry"][1]["resource"];
+        assert_eq!(review_action(final_bundle), "A3");
+        let reviewer_flag = extension(&final_bundle["entry"][0]["resource"]["extension"], "extension-claimResponseReviewer").unwrap();
+        assert_eq!(reviewer_flag["extension"][0]["valueBoolean"], true);
+        let note = final_bundle["entry"][0]["resource"]["processNote"][0]["text"].as_str().unwrap();
+        assert!(note.contains("Dr. Rivera") && note.contains(&criterion), "{note}");
+
+        // The inquiry answers the same final state.
+        let inquiry = server.post("/fhir/Claim/$inquire", &ehr, &claim_bundle).await;
+        assert_eq!(review_action(&inquiry.body["parameter"][0]["resource"]), "A3");
+        eprintln!("CRD order-sign answered in {crd_time:?}");
+        validate(&dir);
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_adaptive_form_asks_only_what_can_change_the_outcome() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, ehr) = server.key("clinic-a", Role::Submitter, "EHR", "").await;
+        let dir = emitted_dir("adaptive");
+        let case = support::case("E01");
+        let coverage = json!({"resourceType": "Coverage", "id": "cov", "status": "active", "beneficiary": {"reference": "Patient/pat"}, "payor": [{"reference": "Organization/payer"}],
+            "class": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": "plan"}]}, "value": "eocco-medicaid"}]});
+        let order = json!({"resourceType": "MedicationRequest", "id": "blin", "status": "draft", "intent": "order", "subject": {"reference": "Patient/pat"}, "authoredOn": "2026-05-18",
+            "medicationCodeableConcept": {"coding": [{"system": "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "code": "J9039"}]}});
+        let package = server.post("/fhir/Questionnaire/$questionnaire-package", &ehr, &json!({"resourceType": "Parameters", "parameter": [
+            {"name": "coverage", "resource": coverage}, {"name": "order", "resource": order},
+            {"name": "questionnaire", "valueCanonical": "http://localhost/fhir/Questionnaire/eocco-0382-adaptive"}]})).await;
+        assert_eq!(package.status, 200, "{}", package.body);
+        let mut response = package.body["parameter"][0]["resource"]["entry"][1]["resource"].clone();
+        let whole = server.get("/fhir/Questionnaire/eocco-0382", &ehr).await;
+        keep(&dir, "questionnaire", &whole.body);
+        let total = whole.body["item"].as_array().unwrap().len();
+        let engine = server.state.engine.clone();
+        let map = priorauth_fhir::map::Map::load(priorauth_fhir::map::BUNDLED, &engine).unwrap();
+        let canonical = priorauth_fhir::questionnaire::Canonical { base: "http://localhost/fhir".into() };
+        let mut asked = 0;
+        for _ in 0..10 {
+            if response["status"] == "completed" {
+                break;
+            }
+            // Answer the questions added last, from the case.
+            let contained = response["contained"][0]["item"].as_array().cloned().unwrap_or_default();
+            let answered: Vec<String> = response["item"].as_array().map(|a| a.iter().map(|i| i["linkId"].as_str().unwrap().to_string()).collect()).unwrap_or_default();
+            let mut items = response["item"].as_array().cloned().unwrap_or_default();
+            for item in contained {
+                let key = item["linkId"].as_str().unwrap();
+                if answered.iter().any(|a| a == key) || key.starts_with("history.tkis") && key != "history.tkis.tried" {
+                    continue;
+                }
+                asked += 1;
+                let question_key = if key == "history.tkis.tried" { "history.tkis" } else { key };
+                let question = priorauth_core::questions::all(&engine).into_iter().find(|q| q.key == question_key).unwrap();
+                // What the case does not say, the clinician leaves unanswered.
+                let Some(value) = priorauth_fhir::questionnaire::case_value(&case, question_key).cloned() else { continue };
+                items.extend(priorauth_fhir::questionnaire::answer_items(&question, &value, &canonical, &map));
+            }
+            response["item"] = json!(items);
+            let next = server.post("/fhir/Questionnaire/$next-question", &ehr, &response).await;
+            assert_eq!(next.status, 200, "{}", next.body);
+            response = next.body;
+        }
+        keep(&dir, "adaptive-final", &response);
+        assert_eq!(response["status"], "completed", "{response}");
+        assert!(asked < total, "asked {asked} of the {total} questions");
+        eprintln!("adaptive: {asked} questions asked of {total}");
+        validate(&dir);
+        server.stop().await;
+    })
+    .await;
+}
