@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2153  # BACKENDS and the other knobs are set by the sourcing script
 # Shared by bench/load.sh and bench/fhir-load.sh (sourced, not run): tools, the binary under
 # test, the back ends, the server, one measured oha run, and the cleanup trap.
 #

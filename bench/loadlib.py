@@ -607,8 +607,11 @@ def cmd_measure(args):
     }
     others = phase["cpu_machine_pct"] - phase["cpu_server_pct"] - (phase["cpu_postgres_pct"] or 0) - phase["cpu_tool_pct"] - phase["cpu_sampler_pct"]
     phase["cpu_other_pct"] = round(max(0.0, others), 1)
+    phase["wall_s"] = round(wall, 3)
     if ok:
         phase["server_cpu_ms_per_req"] = round(phase["cpu_server_pct"] * wall / 100 / ok * 1000, 3)
+        # Per thread: the SQLite worker is one thread, so its time per request bounds the rate.
+        phase["server_threads_ms_per_req"] = {name: round(pct * wall / 100 / ok * 1000, 3) for name, pct in phase["server_threads_pct"].items()}
         if args.pg_db:
             phase["postgres_cpu_ms_per_req"] = round(phase["cpu_postgres_pct"] * wall / 100 / ok * 1000, 3)
     with open(args.out, "a", encoding="utf-8") as f:
@@ -740,6 +743,22 @@ def run_check(p):
     return good, f"+{d.get('requests', 0):,} rows for {ok:,} answers 201"
 
 
+def where_time_goes(p):
+    threads = p.get("server_threads_ms_per_req")
+    if threads is None and p.get("cpu_server_pct") and p.get("server_cpu_ms_per_req") and p["ok"]:
+        # Runs recorded before `server_threads_ms_per_req` existed: the same figure from the
+        # process's CPU per request and the threads' shares of it.
+        threads = {k: round(v / p["cpu_server_pct"] * p["server_cpu_ms_per_req"], 3) for k, v in p["server_threads_pct"].items()}
+    parts = ["threads " + ", ".join(f"{k} {v} ms" for k, v in (threads or {}).items() if v >= 0.05)]
+    if p.get("postgres_cpu_ms_per_req") is not None:
+        parts.append(f"PostgreSQL backends {p['postgres_cpu_ms_per_req']} ms")
+    states = p.get("thread_states_pct", {})
+    parts.append("states " + "; ".join(f"{name} " + "/".join(f"{k} {v}%" for k, v in st.items()) for name, st in states.items() if name != "priorauth"))
+    if p.get("pg_waits"):
+        parts.append("waits " + ", ".join(f"{k} {v}" for k, v in list(p["pg_waits"].items())[:4]))
+    return "; ".join(parts)
+
+
 def cmd_fhir_report(args):
     with open(args.meta, encoding="utf-8") as f:
         meta = json.load(f)
@@ -813,6 +832,11 @@ def cmd_fhir_report(args):
             + ", ".join(f"{p['backend']} / {p['mode']} / {p['endpoint']} ({p['cpu_other_pct']}%)" for p in noisy)
             + "."
         )
+    w("")
+    w("Where the time goes, per run: CPU milliseconds per answered request of the server's busiest threads (tokio's workers do the HTTP, FHIR and JSON work; on SQLite one worker thread runs every statement, so its time per request bounds the rate) and of the PostgreSQL backends; the share of 25 ms samples in which they were runnable (R), sleeping (S) or in disk wait (D); on PostgreSQL the sessions' waits (mean count):")
+    w("")
+    for p in phases:
+        w(f"- {p['backend']} / {p['mode']} / {p['endpoint']}: " + where_time_goes(p) + ".")
     w("")
     w("Checks, from the database (counted by another process before and after each run, and after the server stopped):")
     w("")
