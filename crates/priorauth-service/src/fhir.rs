@@ -274,8 +274,9 @@ async fn hook(
                 continue; // this plan has no policy for the drug
             };
             let case = with_plan(&state, plan, order.case.clone());
-            let (outcome, _) = dtr::next_keys(&state.engine, policy_index, &case)
-                .map_err(|e| FhirError::from(api::case_invalid(e)))?;
+            let outcome = dtr::next_keys(&state.engine, policy_index, &case)
+                .map_err(|e| FhirError::from(api::case_invalid(e)))?
+                .outcome;
             assertion.outcome = Some(outcome);
             assertion.questionnaire = Some(format!(
                 "{}|{}",
@@ -516,15 +517,14 @@ async fn next_question(
         return Err(FhirError::invalid(&builder.problems));
     }
     let case = builder.case();
-    let (outcome, next) = dtr::next_keys(&state.engine, policy_index, &case)
+    let step = dtr::next_keys(&state.engine, policy_index, &case)
         .map_err(|e| FhirError::from(api::case_invalid(e)))?;
     let canonical = canonical(&headers);
     let complete = dtr::adaptive_step(
         &state.engine,
         policy,
         &mut response,
-        outcome,
-        &next,
+        &step,
         &canonical,
         &state.fhir,
     );
