@@ -1,8 +1,8 @@
 //! Several `priorauth serve` processes on one PostgreSQL database (one process on SQLite,
 //! whose file has a single writer), started at once on a fresh database, and many clients at
 //! once spread over them: one Idempotency-Key submitted to every instance at the same moment,
-//! completions of one incomplete request, determinations of one request in review, and usage
-//! of one authorization from every instance. Every race must have one winner, and at the end
+//! completions of one incomplete request, determinations of one request in review, renewals
+//! of one authorization, and usage of one authorization from every instance. Every race must have one winner, and at the end
 //! the records hold: one request per idempotency key, no authorization used beyond its
 //! approved units, every final denial with its reviewer, the audit chain intact.
 
@@ -46,6 +46,7 @@ enum Race {
     Complete(String, Answer),
     Determine(String, String, Answer),
     Usage(Answer),
+    Renew(Answer),
     Plain(Answer),
 }
 
@@ -139,6 +140,11 @@ async fn concurrency_run(url: String) {
         .unwrap()
         .to_string();
     assert_eq!(approved["authorization"]["approved_units"], 1960);
+    let to_renew = submitted(first, &keys, "masshealth", support::case("E01")).await;
+    let renewed_number = to_renew["authorization"]["number"].as_str().unwrap();
+    let mut renewal = support::case("E10");
+    renewal["request"]["date"] = json!("2026-11-10");
+    let renewal = json!({"plan": "masshealth", "case": renewal, "renews": renewed_number});
 
     // All at once, spread over the instances.
     let mut calls = JoinSet::new();
@@ -191,6 +197,25 @@ async fn concurrency_run(url: String) {
         calls.spawn(async move {
             let usage = json!({"units": 100, "date_of_service": "2026-06-01"});
             Race::Usage(call(&base, Method::POST, &path, &keys.submitter, &usage).await)
+        });
+    }
+    for copy in 0..COPIES * instances {
+        let (base, keys, renewal) = (
+            bases[copy % instances].clone(),
+            keys.clone(),
+            renewal.clone(),
+        );
+        calls.spawn(async move {
+            Race::Renew(
+                call(
+                    &base,
+                    Method::POST,
+                    "/v1/requests",
+                    &keys.submitter,
+                    &renewal,
+                )
+                .await,
+            )
         });
     }
     // Other clients submitting meanwhile.
@@ -336,6 +361,27 @@ async fn concurrency_run(url: String) {
     .unwrap();
     assert_eq!(authorization.body["used_units"], 1900);
 
+    // One authorization is renewed once: the others are told it was renewed meanwhile.
+    let mut renewals: Vec<u16> = races
+        .iter()
+        .filter_map(|r| match r {
+            Race::Renew(answer) => Some(answer.status),
+            _ => None,
+        })
+        .collect();
+    renewals.sort_unstable();
+    let mut expected = vec![409; COPIES * instances - 1];
+    expected.insert(0, 201);
+    assert_eq!(renewals, expected, "renewals of one authorization at once");
+    assert_eq!(
+        harness::count(
+            &url,
+            &format!("authorizations WHERE renews = '{renewed_number}'")
+        )
+        .await,
+        1
+    );
+
     let plain: Vec<u16> = races
         .iter()
         .filter_map(|r| match r {
@@ -355,8 +401,8 @@ async fn concurrency_run(url: String) {
     eprintln!(
         "concurrency: {instances} instances, {} calls at once in {:.1} s: {IDEMPOTENCY_KEYS} \
          idempotency keys with one request each, {INCOMPLETE} completions and {IN_REVIEW} \
-         determinations with one winner each ({denied} denied, each with its reviewer), usage \
-         1,900 of 1,960 units ({refused} refused); {audit}",
+         determinations with one winner each ({denied} denied, each with its reviewer), one \
+         renewal of one authorization, usage 1,900 of 1,960 units ({refused} refused); {audit}",
         races.len(),
         contended_for.as_secs_f64(),
     );

@@ -8,9 +8,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 /// The schema, applied in order on start. Each step runs once (`schema_migrations`).
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY,
     key_hash TEXT NOT NULL UNIQUE,
@@ -107,7 +108,14 @@ CREATE TABLE IF NOT EXISTS audit_log (
     hash TEXT NOT NULL
 );
 "#,
-)];
+    ),
+    (
+        2,
+        // An authorization is renewed at most once (NULLs, the first authorizations, are
+        // distinct in a unique index on both databases).
+        "CREATE UNIQUE INDEX IF NOT EXISTS authorizations_renews ON authorizations (renews)",
+    ),
+];
 
 /// A database failure; the detail stays in the server, never in a response.
 #[derive(Debug, thiserror::Error)]

@@ -319,6 +319,13 @@ pub async fn invariant_violations(url: &str) -> Vec<String> {
     );
     violations.extend(
         rows(
+            "SELECT renews FROM authorizations WHERE renews IS NOT NULL GROUP BY renews HAVING COUNT(*) > 1",
+            "an authorization renewed more than once",
+        )
+        .await,
+    );
+    violations.extend(
+        rows(
             "SELECT request_id FROM authorizations GROUP BY request_id HAVING COUNT(*) > 1",
             "more than one authorization for one request",
         )
