@@ -219,6 +219,7 @@ soak_backend() {
     oha --no-tui --output-format json -t 15s -w -m POST -T application/json -H "Authorization: Bearer $key" \
       -Z "$WORK/bodies-$BACKEND.jsonl" -n "$REQUESTS" -q "$RATE" --latency-correction -c "$CONNECTIONS" \
       "$base/v1/requests" >&2
+  kill -0 "$SERVER_PID" 2>/dev/null || die "the server exited during the run (its log: $WORK/server-$BACKEND.log)"
   # Samples end with the load, before its connections close.
   stop_pid "$SAMPLER_PID"
   SAMPLER_PID=""

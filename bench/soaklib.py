@@ -187,6 +187,19 @@ def cmd_report(args):
             f"{'intact' if check['audit_ok'] else 'FAILED'} ({check['audit']}). Samples: `{os.path.basename(check['csv'])}`."
         )
     w("")
+    for backend, p in phases.items():
+        db_cpu = "" if p.get("cpu_postgres_pct") is None else f", PostgreSQL {p['cpu_postgres_pct']}%"
+        w(
+            f"- {backend}: CPU in percent of one core, server {p['cpu_server_pct']}%{db_cpu}, oha {p['cpu_tool_pct']}%, "
+            f"other processes {p['cpu_other_pct']}%, machine {p['cpu_machine_pct']}% of {meta['cpus'] * 100}%."
+            + (
+                " **Disturbed**: processes outside the soak took more than 20% of a core, so its latencies are the"
+                " machine's as much as the service's; memory and open files are not affected."
+                if p["cpu_other_pct"] > 20
+                else ""
+            )
+        )
+    w("")
     for line in verdicts:
         w(f"- **Verdict** {line}.")
     w(

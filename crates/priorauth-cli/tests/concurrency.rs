@@ -87,7 +87,6 @@ async fn instances_sharing_one_database_keep_the_invariants() {
 }
 
 async fn concurrency_run(url: String) {
-    let started = Instant::now();
     let instances = if url.starts_with("postgres") { 3 } else { 1 };
     let dir = std::env::temp_dir().join(format!(
         "priorauth-concurrency-{}",
@@ -147,6 +146,7 @@ async fn concurrency_run(url: String) {
     let renewal = json!({"plan": "masshealth", "case": renewal, "renews": renewed_number});
 
     // All at once, spread over the instances.
+    let started = Instant::now();
     let mut calls = JoinSet::new();
     for k in 0..IDEMPOTENCY_KEYS {
         let body =
