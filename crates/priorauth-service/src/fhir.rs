@@ -49,8 +49,9 @@ pub fn routes() -> Router<AppState> {
             "/fhir/Subscription/{id}",
             get(read_subscription).delete(delete_subscription),
         )
-        .layer(axum::extract::DefaultBodyLimit::max(FHIR_BODY_LIMIT))
-        .layer(axum::middleware::map_response(bare_errors_as_outcomes))
+        // On the FHIR routes only: unknown routes stay the API's problem+json.
+        .route_layer(axum::extract::DefaultBodyLimit::max(FHIR_BODY_LIMIT))
+        .route_layer(axum::middleware::map_response(bare_errors_as_outcomes))
 }
 
 /// The framework's own error answers (body limit, method, path) as OperationOutcomes.
