@@ -14,6 +14,7 @@ what=${2:?usage: fuzz/run.sh TARGET SECONDS|cmin}
 case "$target" in
     case) max_len=8192 ;;       # cases are about 1 KB
     policy) max_len=40000 ;;    # the largest policy file is 29 KB
+    fhir_bundle) max_len=32768 ;;  # PAS request Bundles are 10 to 25 KB
     *) max_len=16384 ;;
 esac
 
