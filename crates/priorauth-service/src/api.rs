@@ -201,13 +201,32 @@ fn problem(status: StatusCode, title: &str, detail: &str, errors: &[(String, Str
 /// does not parse, the time limit) come empty or as plain text; they are answered as
 /// problem+json like every other error. Errors that already have a media type are kept.
 async fn bare_errors_as_problems(response: Response) -> Response {
+    match bare_error(response).await {
+        Ok((status, text, headers)) => {
+            let title = status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_ascii_lowercase();
+            let mut response = problem(status, &title, &text, &[]);
+            keep_headers(&mut response, &headers);
+            response
+        }
+        Err(response) => response,
+    }
+}
+
+/// An error answer the framework produced itself (no body type, or plain text): its status,
+/// its text (or the status's name) and its headers. Any other answer is handed back.
+pub(crate) async fn bare_error(
+    response: Response,
+) -> Result<(StatusCode, String, HeaderMap), Response> {
     let status = response.status();
     let bare = response
         .headers()
         .get(header::CONTENT_TYPE)
         .is_none_or(|value| value.as_bytes().starts_with(b"text/plain"));
     if !bare || !(status.is_client_error() || status.is_server_error()) {
-        return response;
+        return Err(response);
     }
     let (parts, body) = response.into_parts();
     // axum's own texts name the problem (`Cannot parse "x" to a u32`); keep them when short.
@@ -215,20 +234,23 @@ async fn bare_errors_as_problems(response: Response) -> Response {
         .await
         .ok()
         .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
-        .filter(|text| !text.trim().is_empty());
-    let title = status
-        .canonical_reason()
-        .unwrap_or("error")
-        .to_ascii_lowercase();
-    let detail = text.unwrap_or_else(|| title.clone());
-    let mut response = problem(status, &title, &detail, &[]);
-    // Keep what the answer said besides its body (`Allow` on 405).
-    for (name, value) in &parts.headers {
+        .filter(|text| !text.trim().is_empty())
+        .unwrap_or_else(|| {
+            status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_ascii_lowercase()
+        });
+    Ok((status, text, parts.headers))
+}
+
+/// Keeps what an answer said besides its body (`Allow` on 405, `WWW-Authenticate`).
+pub(crate) fn keep_headers(response: &mut Response, headers: &HeaderMap) {
+    for (name, value) in headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             response.headers_mut().insert(name, value.clone());
         }
     }
-    response
 }
 
 /// JSON bodies whose errors are problem+json naming the field.

@@ -56,34 +56,20 @@ pub fn routes() -> Router<AppState> {
 
 /// The framework's own error answers (body limit, method, path) as OperationOutcomes.
 async fn bare_errors_as_outcomes(response: Response) -> Response {
-    let status = response.status();
-    let bare = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_none_or(|value| value.as_bytes().starts_with(b"text/plain"));
-    if !bare || !(status.is_client_error() || status.is_server_error()) {
-        return response;
-    }
-    let (parts, body) = response.into_parts();
-    let text = axum::body::to_bytes(body, 1024)
-        .await
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
-        .filter(|text| !text.trim().is_empty())
-        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
-    let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        "too-costly"
-    } else {
-        "processing"
-    };
-    let mut answer =
-        FhirError(status, operation_outcome(code, &[Problem::new("", text)])).into_response();
-    for (name, value) in &parts.headers {
-        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-            answer.headers_mut().insert(name, value.clone());
+    match api::bare_error(response).await {
+        Ok((status, text, headers)) => {
+            let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "too-costly"
+            } else {
+                "processing"
+            };
+            let mut answer = FhirError(status, operation_outcome(code, &[Problem::new("", text)]))
+                .into_response();
+            api::keep_headers(&mut answer, &headers);
+            answer
         }
+        Err(response) => response,
     }
-    answer
 }
 
 /// What this server supports, for clients that look before they call.
