@@ -37,108 +37,21 @@ KEEP=${KEEP:-0}                      # 1: keep the temp dir (logs, raw oha JSON)
 QUIET_WAIT=${QUIET_WAIT:-60}         # before each run, wait up to this many seconds for an idle machine
 TARGET_P99_MS=20
 
-die() { echo "load.sh: $*" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+. "$BENCH/lib.sh"
 
-case "$PG_HOST" in
-  127.*|localhost) ;;
-  *) die "PG_HOST must be a loopback address, not $PG_HOST" ;;
-esac
+check_common_knobs
 for n in $EXTRA_RATES; do [[ $n =~ ^[0-9]+$ ]] || die "EXTRA_RATES: whole numbers"; done
 for n in $MAX_CONNECTIONS; do [[ $n =~ ^[0-9]+$ ]] || die "MAX_CONNECTIONS: whole numbers"; done
-for n in QUIET_WAIT RATE RATE_SECONDS RATE_CONNECTIONS MAX_SECONDS WARMUP_SECONDS GENERATED BATCH_LINES; do
+for n in RATE RATE_SECONDS RATE_CONNECTIONS MAX_SECONDS WARMUP_SECONDS GENERATED BATCH_LINES; do
   [[ ${!n} =~ ^[0-9]+$ ]] || die "$n must be a whole number"
 done
 (( RATE_SECONDS <= 120 && MAX_SECONDS <= 120 && WARMUP_SECONDS <= 30 )) || die "runs are bounded: at most 120 s each"
 
-# ---- tools ----
-export PATH="$HOME/.cargo/bin:$PATH"
-command -v python3 >/dev/null || die "python3 is needed"
-command -v curl >/dev/null || die "curl is needed"
-if ! command -v oha >/dev/null; then
-  echo "== installing oha $OHA_VERSION (cargo install, a few minutes)" >&2
-  cargo install oha --locked --version "$OHA_VERSION" >&2
-fi
-if [[ " $BACKENDS " == *" postgres "* ]] && ! command -v psql >/dev/null; then
-  echo "== installing postgresql-client" >&2
-  apt-get install -y -q postgresql-client >&2 || { apt-get update -q >&2 && apt-get install -y -q postgresql-client >&2; }
-fi
-
-if [[ -n $PRIORAUTH_BIN ]]; then
-  [[ -x $PRIORAUTH_BIN ]] || die "PRIORAUTH_BIN is not an executable: $PRIORAUTH_BIN"
-elif [[ $SKIP_BUILD != 1 ]]; then
-  echo "== cargo build --release" >&2
-  (cd "$ROOT" && cargo build --release --quiet)
-fi
-PRIORAUTH_BIN=${PRIORAUTH_BIN:-$ROOT/target/release/priorauth}
-[[ -x $PRIORAUTH_BIN ]] || die "no $PRIORAUTH_BIN"
-
+install_tools
 WORK=$(mktemp -d /tmp/priorauth-load.XXXXXX)
-# A copy, so a rebuild during the run does not change the binary under test.
-BIN="$WORK/priorauth"
-cp "$PRIORAUTH_BIN" "$BIN"
-
-SERVER_PID=""
-PG_DB=""
-CHILD_PID=""
-
-# Runs a command in the background and waits for it, so that a signal to this script is
-# handled at once (bash runs traps only between foreground commands) and the trap can end it.
-run() {
-  "$@" &
-  CHILD_PID=$!
-  local code=0
-  wait "$CHILD_PID" || code=$?
-  CHILD_PID=""
-  return "$code"
-}
-
-stop_server() {
-  [[ -n $SERVER_PID ]] || return 0
-  if kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-  fi
-  wait "$SERVER_PID" 2>/dev/null || true
-  SERVER_PID=""
-}
-
-drop_pg() {
-  [[ -n $PG_DB ]] || return 0
-  dropdb -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" --if-exists --force "$PG_DB" 2>/dev/null \
-    || psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d postgres -qAtc "DROP DATABASE IF EXISTS \"$PG_DB\" WITH (FORCE)" >/dev/null 2>&1 \
-    || echo "load.sh: could not drop database $PG_DB" >&2
-  PG_DB=""
-}
-
-cleanup() {
-  local code=$?
-  if [[ -n $CHILD_PID ]]; then
-    # The measuring helper and the oha it runs (its child, then timeout's child).
-    pkill -INT -P "$CHILD_PID" 2>/dev/null || true
-    kill -INT "$CHILD_PID" 2>/dev/null || true
-    wait "$CHILD_PID" 2>/dev/null || true
-  fi
-  stop_server
-  drop_pg
-  if [[ $code -ne 0 ]]; then
-    for log in "$WORK"/server-*.log; do
-      [[ -s $log ]] && { echo "--- last lines of $log" >&2; tail -n 20 "$log" >&2; }
-    done
-  fi
-  if [[ $KEEP == 1 || $code -ne 0 ]]; then
-    echo "load.sh: files kept in $WORK" >&2
-  else
-    rm -rf "$WORK"
-  fi
-  exit "$code"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+install_traps
+prepare_binary
 
 PHASES="$WORK/phases.jsonl"
 CHECKS="$WORK/checks.jsonl"
@@ -150,65 +63,17 @@ echo "== bodies" >&2
 python3 "$LIB" bodies --binary "$BIN" --cases-dir "$ROOT/tests/cases" --generated "$GENERATED" --seed "$SEED" \
   --out "$WORK/candidates.jsonl" >/dev/null
 
-# One measured run of oha, bounded twice: its own -z, and timeout(1) in case it hangs.
-measure() { # mode, target rate, seconds, then oha options
-  local mode=$1 target=$2 seconds=$3; shift 3
-  if (( QUIET_WAIT > 0 )); then
-    local idle
-    run python3 "$LIB" quiet --max "$QUIET_WAIT" >"$WORK/idle"
-    idle=$(cat "$WORK/idle")
-    (( idle >= 85 )) || echo "   the machine is busy (${idle}% idle after waiting ${QUIET_WAIT} s): measuring anyway" >&2
-  fi
-  run python3 "$LIB" measure --backend "$BACKEND" --mode "$mode" --target "$target" --server-pid "$SERVER_PID" \
-    --pg-db "$PG_DB" --psql "$PSQL" --count-cmd "$COUNT_CMD" --raw "$WORK/oha-$BACKEND-${mode//[^a-z0-9]/_}.json" \
-    --out "$OUT_FILE" -- \
-    timeout --signal=INT --kill-after=10 $((seconds + 30)) \
-    oha --no-tui --output-format json -t 15s -w -m POST -T application/json \
-      -H "Authorization: Bearer $KEY" -Z "$WORK/bodies-$BACKEND.jsonl" -z "${seconds}s" "$@" "$URL"
-}
-
 run_backend() {
-  BACKEND=$1
-  local url
-  case "$BACKEND" in
-    sqlite)
-      local db="$WORK/priorauth.sqlite"
-      url="sqlite://$db?mode=rwc"
-      COUNT_CMD="python3 '$LIB' count-sqlite '$db'"
-      PSQL=""
-      ;;
-    postgres)
-      PG_DB="priorauth_load_$$_$(date +%s)"
-      createdb -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" "$PG_DB"
-      url="postgres://$PG_USER@$PG_HOST:$PG_PORT/$PG_DB"
-      PSQL="psql -h $PG_HOST -p $PG_PORT -U $PG_USER -d postgres"
-      COUNT_CMD="psql -h '$PG_HOST' -p '$PG_PORT' -U '$PG_USER' -d '$PG_DB' -qAtc 'SELECT count(*) FROM requests'"
-      ;;
-    *) die "unknown back end $BACKEND (sqlite or postgres)" ;;
-  esac
-  export DATABASE_URL="$url"
+  open_backend "$1"
   echo "== $BACKEND" >&2
-
-  KEY=$("$BIN" keys create --organization load-bench --role submitter --name load-bench | sed -n 's/^key: //p')
-  [[ -n $KEY ]] || die "no key created"
-
-  local port
-  port=$(python3 "$LIB" freeport)
-  URL="http://127.0.0.1:$port/v1/requests"
-  (cd "$WORK" && exec "$BIN" serve --listen "127.0.0.1:$port") >"$WORK/server-$BACKEND.log" 2>&1 &
-  SERVER_PID=$!
-  local ready=0
-  for _ in $(seq 1 100); do
-    if curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then ready=1; break; fi
-    kill -0 "$SERVER_PID" 2>/dev/null || die "the server exited at start"
-    sleep 0.1
-  done
-  [[ $ready == 1 ]] || die "the server did not become ready in 10 s"
+  start_server
+  URL="$BASE_URL/v1/requests"
+  BODIES="$WORK/bodies-$BACKEND.jsonl"
 
   # Each candidate once (drops any the service would refuse), then a short closed-loop run.
   local mix
   mix=$(python3 "$LIB" accept --url "$URL" --key "$KEY" --candidates "$WORK/candidates.jsonl" \
-    --bodies "$WORK/bodies-$BACKEND.jsonl" --cases "$WORK/cases.jsonl")
+    --bodies "$BODIES" --cases "$WORK/cases.jsonl")
   [[ -s $WORK/mix.json ]] || echo "$mix" >"$WORK/mix.json"
   echo "   mix: $mix" >&2
   local accepted
@@ -236,7 +101,7 @@ for path in sys.argv[2:4]:
     for line in open(path):
         p = json.loads(line)
         if p["backend"] == sys.argv[4]:
-            total += p["created"]
+            total += p["ok"]
 print(total)
 EOF
 )

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Helpers for bench/load.sh: request bodies, one measured phase, the summary table.
+"""Helpers for bench/load.sh and bench/fhir-load.sh: request bodies, one measured phase,
+the summary tables.
 
 Standard library only. Every subcommand prints what the shell script needs on stdout;
 errors go to stderr with a non-zero exit.
@@ -19,6 +20,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -113,6 +115,206 @@ def cmd_batch_input(args):
     with open(args.out, "w", encoding="utf-8") as f:
         for i in range(args.lines):
             f.write(cases[i % len(cases)])
+
+
+# ---- FHIR bodies (bench/fhir-load.sh) ----
+
+# CRD order-sign orders: (plan on the Coverage card, drug, ICD-10-CM code, what the order
+# is). The hook carries only records (no questionnaire answers), and the lineage of an ALL
+# (B-cell precursor or T-cell) is never in them, so no policy can approve at order time:
+# every governed order is answered `auth-needed`. The outcomes named are those of
+# `priorauth evaluate` on the same facts.
+CRD_ORDERS = [
+    ("masshealth", "blinatumomab", "C91.02", "incomplete: relapsed ALL, lineage and course asked"),
+    ("masshealth", "inotuzumab_ozogamicin", "C91.02", "incomplete"),
+    ("eocco-medicaid", "blinatumomab", "C91.02", "incomplete"),
+    ("evolent-commercial", "blinatumomab", "C91.01", "incomplete: ALL in remission"),
+    ("bcbsnc-commercial", "blinatumomab", "C91.02", "incomplete"),
+    ("bcbsnc-commercial", "blinatumomab", "C83.50", "review: lymphoblastic lymphoma, compendia pathway"),
+    ("express-scripts-medicare-advantage", "blinatumomab", "C91.02", "incomplete"),
+    ("express-scripts-medicare-advantage", "blinatumomab", "C83.50", "deny: not ALL"),
+    ("eocco-medicaid", "inotuzumab_ozogamicin", "C91.02", "no policy of the plan governs the drug: no card"),
+    ("acme-health-ppo", "blinatumomab", "C91.02", "a plan this payer does not have: not-covered"),
+]
+DRUG_CODES = {
+    "blinatumomab": ("http://www.nlm.nih.gov/research/umls/rxnorm", "1597262", {"value": 28, "unit": "mcg/day", "system": "http://unitsofmeasure.org", "code": "ug/d"}),
+    "inotuzumab_ozogamicin": ("http://hl7.org/fhir/sid/ndc", "0008-0100-01", {"value": 0.8, "unit": "mg/m2", "system": "http://unitsofmeasure.org", "code": "mg/m2"}),
+}
+# Replaced in each PAS request line by a fresh UUID: the Bundle identifier (what makes a
+# submission idempotent) and the Claim's identifier (what an inquiry finds it by).
+BUNDLE_ID = "urn:uuid:00000000-0000-4000-8000-0000bench001"
+CLAIM_ID = "bench-claim-0000000000000000"
+
+
+def crd_hook(index, plan, drug, icd10):
+    system, code, dose = DRUG_CODES[drug]
+    patient = f"pat{index}"
+    quantity = lambda value, unit: {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}
+    observation = lambda oid, loinc, value: {
+        "resourceType": "Observation", "id": oid, "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": loinc}]},
+        "subject": {"reference": f"Patient/{patient}"}, "effectiveDateTime": "2026-05-10", "valueQuantity": value,
+    }
+    order = {
+        "resourceType": "MedicationRequest", "id": f"order{index}", "status": "draft", "intent": "order",
+        "medicationCodeableConcept": {"coding": [{"system": system, "code": code}]},
+        "subject": {"reference": f"Patient/{patient}"}, "authoredOn": "2026-05-18",
+        "requester": {"reference": "PractitionerRole/role"},
+        "dosageInstruction": [{"doseAndRate": [{"doseQuantity": dose}]}],
+    }
+    searchset = lambda resources: {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in resources]}
+    return {
+        "hook": "order-sign",
+        "hookInstance": f"00000000-0000-4000-8000-{index:012d}",
+        "fhirServer": "http://ehr.example/fhir",
+        "context": {
+            "userId": "Practitioner/doc", "patientId": patient,
+            "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": order}]},
+        },
+        "prefetch": {
+            "patient": {"resourceType": "Patient", "id": patient, "birthDate": "1966-02-11"},
+            "coverage": {
+                "resourceType": "Coverage", "id": f"cov{index}", "status": "active",
+                "beneficiary": {"reference": f"Patient/{patient}"}, "payor": [{"reference": "Organization/payer"}],
+                "class": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": "plan"}]}, "value": plan}],
+            },
+            "conditions": searchset([{
+                "resourceType": "Condition", "id": f"dx{index}", "subject": {"reference": f"Patient/{patient}"},
+                "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": icd10}]},
+            }]),
+            "observations": searchset([
+                observation("weight", "29463-7", quantity(71, "kg")),
+                observation("height", "8302-2", quantity(168, "cm")),
+            ]),
+            "practitionerRoles": searchset([{
+                "resourceType": "PractitionerRole", "id": "role", "practitioner": {"reference": "Practitioner/doc"},
+                "specialty": [{"coding": [{"system": "http://nucc.org/provider-taxonomy", "code": "207RH0000X"}]}],
+            }]),
+        },
+    }
+
+
+def cmd_fhir_bodies(args):
+    """CRD hook candidates, and the PAS request Bundles of tests/fhir/cases: as they are
+    (posted once each by fhir-accept) and as templates for fresh identifiers."""
+    with open(args.crd_out, "w", encoding="utf-8") as f:
+        for index, (plan, drug, icd10, _) in enumerate(CRD_ORDERS):
+            f.write(compact(crd_hook(index, plan, drug, icd10)) + "\n")
+    names = sorted(n for n in os.listdir(args.pas_cases) if n.endswith(".json"))
+    with open(args.pas_out, "w", encoding="utf-8") as f:
+        for name in names:
+            with open(os.path.join(args.pas_cases, name), encoding="utf-8") as b:
+                bundle = json.load(b)
+            f.write(compact(bundle) + "\n")
+    print(compact({"crd": len(CRD_ORDERS), "pas": len(names)}))
+
+
+def post_json(url, key, body):
+    request = urllib.request.Request(
+        url, data=body.encode(), method="POST",
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, None
+
+
+def coverage_codes(answer):
+    """The `pa-needed` (else `covered`) code of each systemAction of a CRD answer."""
+    codes = []
+    for action in answer.get("systemActions", []):
+        for ext in action.get("resource", {}).get("extension", []):
+            if ext.get("url", "").endswith("ext-coverage-information"):
+                parts = {p.get("url"): p.get("valueCode") for p in ext.get("extension", [])}
+                codes.append(parts.get("pa-needed") or parts.get("covered") or "?")
+    return codes or ["no card"]
+
+
+def review_action(bundle):
+    """The X12 review action code (A1 approved, A4 pended, ...) of a PAS response Bundle."""
+    try:
+        claim_response = bundle["entry"][0]["resource"]
+        action = claim_response["item"][0]["adjudication"][0]["extension"][0]
+        for part in action["extension"]:
+            if part.get("url", "").endswith("extension-reviewActionCode"):
+                return part["valueCodeableConcept"]["coding"][0]["code"]
+    except (KeyError, IndexError, TypeError):
+        pass
+    return "?"
+
+
+def cmd_fhir_accept(args):
+    """Posts each CRD candidate and each PAS Bundle once; keeps those answered 200.
+
+    Writes the kept CRD hooks (oha -Z lines), the kept PAS Bundles as they are (now
+    stored: every later post of one is a replay) and the same Bundles as templates whose
+    identifiers fhir-lines replaces."""
+    summary = {"crd": {"posted": 0, "kept": 0, "answers": {}, "rejected": {}}, "pas": {"posted": 0, "kept": 0, "review_actions": {}, "rejected": {}}}
+    with open(args.crd_candidates, encoding="utf-8") as f, open(args.crd_bodies, "w", encoding="utf-8") as out:
+        for line in (l.strip() for l in f if l.strip()):
+            summary["crd"]["posted"] += 1
+            status, answer = post_json(args.base + "/cds-services/order-sign-crd", args.key, line)
+            if status == 200:
+                summary["crd"]["kept"] += 1
+                for code in coverage_codes(answer):
+                    summary["crd"]["answers"][code] = summary["crd"]["answers"].get(code, 0) + 1
+                out.write(line + "\n")
+            else:
+                summary["crd"]["rejected"][str(status)] = summary["crd"]["rejected"].get(str(status), 0) + 1
+    with open(args.pas_candidates, encoding="utf-8") as f, open(args.pas_replays, "w", encoding="utf-8") as replays, open(args.pas_templates, "w", encoding="utf-8") as templates:
+        for line in (l.strip() for l in f if l.strip()):
+            summary["pas"]["posted"] += 1
+            status, answer = post_json(args.base + "/fhir/Claim/$submit", args.key, line)
+            if status != 200:
+                summary["pas"]["rejected"][str(status)] = summary["pas"]["rejected"].get(str(status), 0) + 1
+                continue
+            summary["pas"]["kept"] += 1
+            code = review_action(answer)
+            summary["pas"]["review_actions"][code] = summary["pas"]["review_actions"].get(code, 0) + 1
+            replays.write(line + "\n")
+            bundle = json.loads(line)
+            bundle["identifier"]["value"] = BUNDLE_ID
+            bundle["entry"][0]["resource"]["identifier"][0]["value"] = CLAIM_ID
+            template = compact(bundle)
+            if template.count(BUNDLE_ID) != 1 or template.count(CLAIM_ID) != 1:
+                sys.exit("fhir-accept: a PAS Bundle already holds the identifier placeholders")
+            templates.write(template + "\n")
+    print(compact(summary))
+
+
+def cmd_fhir_lines(args):
+    """COUNT PAS request lines from the templates in turn, each with fresh identifiers."""
+    with open(args.templates, encoding="utf-8") as f:
+        templates = [l.strip() for l in f if l.strip()]
+    if not templates:
+        sys.exit("fhir-lines: no templates")
+    with open(args.out, "w", encoding="utf-8") as out:
+        for i in range(args.count):
+            unique = uuid.uuid4()
+            out.write(templates[i % len(templates)].replace(BUNDLE_ID, f"urn:uuid:{unique}").replace(CLAIM_ID, f"bench-{unique.hex}") + "\n")
+    print(args.count)
+
+
+def cmd_counts(args):
+    """Rows of the tables a submission writes and audit entries by action, as JSON. Read by
+    another process than the server (WAL readers see commits)."""
+    query = (
+        "SELECT 'requests', count(*) FROM requests UNION ALL SELECT 'fhir_claims', count(*) FROM fhir_claims "
+        "UNION ALL SELECT 'authorizations', count(*) FROM authorizations "
+        "UNION ALL SELECT 'audit ' || action, count(*) FROM audit_log GROUP BY action"
+    )
+    if args.sqlite:
+        connection = sqlite3.connect(f"file:{args.sqlite}?mode=ro", uri=True, timeout=30)
+        try:
+            rows = connection.execute(query).fetchall()
+        finally:
+            connection.close()
+    else:
+        out = subprocess.run(args.psql.split() + ["-qAtF", "\t", "-c", query], check=True, capture_output=True, text=True).stdout
+        rows = [(k, int(v)) for k, _, v in (line.rpartition("\t") for line in out.splitlines() if line.strip())]
+    print(compact({name: int(count) for name, count in rows}))
 
 
 # ---- small tools ----
@@ -322,9 +524,15 @@ def run_count(command):
     return int(out.strip().splitlines()[-1])
 
 
+def run_counts(command):
+    out = subprocess.run(["sh", "-c", command], check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def cmd_measure(args):
     """Counts rows, runs the load tool, counts rows again; writes the phase as JSON."""
     rows_before = run_count(args.count_cmd) if args.count_cmd else None
+    counts_before = run_counts(args.counts_cmd) if args.counts_cmd else None
     sampler = Sampler(args.server_pid, args.pg_db, args.psql.split() if args.psql else [])
     before = snapshot(args.server_pid, args.pg_db)
     usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -339,6 +547,7 @@ def cmd_measure(args):
     after = snapshot(args.server_pid, args.pg_db)
     states, waits = sampler.summary()
     rows_after = run_count(args.count_cmd) if args.count_cmd else None
+    counts_after = run_counts(args.counts_cmd) if args.counts_cmd else None
     if code != 0:
         sys.exit(f"load tool exited {code}: {' '.join(args.tool)}")
     with open(args.raw, encoding="utf-8") as f:
@@ -346,9 +555,10 @@ def cmd_measure(args):
 
     statuses = {str(k): int(v) for k, v in oha.get("statusCodeDistribution", {}).items()}
     transport = {str(k): int(v) for k, v in oha.get("errorDistribution", {}).items()}
-    created = statuses.get("201", 0)
+    # Answers with the expected status (201 for /v1/requests, 200 for the FHIR operations).
+    ok = statuses.get(args.ok_status, 0)
     answered = sum(statuses.values())
-    errors = answered - created + sum(transport.values())
+    errors = answered - ok + sum(transport.values())
     elapsed = float(oha["summary"]["total"])
     pct = oha.get("latencyPercentiles", {})
     ms = lambda v: None if v is None else round(float(v) * 1000, 2)
@@ -367,9 +577,12 @@ def cmd_measure(args):
         "target": args.target,
         "seconds": round(elapsed, 2),
         "sent": answered + sum(transport.values()),
-        "created": created,
-        "rps": round(created / elapsed, 1) if elapsed > 0 else 0.0,
+        "ok_status": args.ok_status,
+        "ok": ok,
+        "rps": round(ok / elapsed, 1) if elapsed > 0 else 0.0,
+        "endpoint": args.endpoint,
         "p50_ms": ms(pct.get("p50")),
+        "p90_ms": ms(pct.get("p90")),
         "p99_ms": ms(pct.get("p99")),
         "p999_ms": ms(pct.get("p99.9")),
         "max_ms": ms(oha["summary"].get("slowest")),
@@ -379,7 +592,8 @@ def cmd_measure(args):
         "rows_before": rows_before,
         "rows_after": rows_after,
         "rows_added": None if rows_before is None else rows_after - rows_before,
-        "rows_ok": None if rows_before is None else (rows_after - rows_before == created),
+        "rows_ok": None if rows_before is None else (rows_after - rows_before == ok),
+        "counts_delta": None if counts_before is None else {k: v - counts_before.get(k, 0) for k, v in counts_after.items() if v != counts_before.get(k, 0)},
         # CPU, in percent of one core (the machine has os.cpu_count() of them).
         "cpu_machine_pct": round(100 * (after["busy"] - before["busy"]) / max(1, after["total"] - before["total"]) * os.cpu_count(), 1),
         "iowait_pct": round(100 * (after["iowait"] - before["iowait"]) / max(1, after["total"] - before["total"]) * os.cpu_count(), 1),
@@ -393,16 +607,18 @@ def cmd_measure(args):
     }
     others = phase["cpu_machine_pct"] - phase["cpu_server_pct"] - (phase["cpu_postgres_pct"] or 0) - phase["cpu_tool_pct"] - phase["cpu_sampler_pct"]
     phase["cpu_other_pct"] = round(max(0.0, others), 1)
-    if created:
-        phase["server_cpu_ms_per_req"] = round(phase["cpu_server_pct"] * wall / 100 / created * 1000, 3)
+    if ok:
+        phase["server_cpu_ms_per_req"] = round(phase["cpu_server_pct"] * wall / 100 / ok * 1000, 3)
         if args.pg_db:
-            phase["postgres_cpu_ms_per_req"] = round(phase["cpu_postgres_pct"] * wall / 100 / created * 1000, 3)
+            phase["postgres_cpu_ms_per_req"] = round(phase["cpu_postgres_pct"] * wall / 100 / ok * 1000, 3)
     with open(args.out, "a", encoding="utf-8") as f:
         f.write(compact(phase) + "\n")
     print(
         f"  {args.backend:<10} {args.mode:<16} {phase['rps']:>8} req/s  p50 {phase['p50_ms']} ms  p99 {phase['p99_ms']} ms  "
-        f"max {phase['max_ms']} ms  errors {errors}  rows +{phase['rows_added']} for {created} x 201 "
-        f"({'ok' if phase['rows_ok'] else 'MISMATCH'})  cpu: server {phase['cpu_server_pct']}%"
+        f"max {phase['max_ms']} ms  errors {errors}  "
+        + (f"rows +{phase['rows_added']} for {ok} x {args.ok_status} ({'ok' if phase['rows_ok'] else 'MISMATCH'})  " if rows_before is not None else f"{ok} x {args.ok_status}  ")
+        + (f"counts {phase['counts_delta']}  " if counts_before is not None else "")
+        + f"cpu: server {phase['cpu_server_pct']}%"
         + (f", postgres {phase['cpu_postgres_pct']}%" if args.pg_db else "")
         + f", oha {phase['cpu_tool_pct']}%, other processes {phase['cpu_other_pct']}%, machine {phase['cpu_machine_pct']}% of {os.cpu_count() * 100}%",
         flush=True,
@@ -443,7 +659,7 @@ def cmd_report(args):
     w("| back end | mode | req/s (201) | p50 ms | p99 ms | p99.9 ms | max ms | errors | rows verified | × batch | server CPU | DB CPU | other CPU | machine CPU |")
     w("|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
     for p in phases:
-        rows = "–" if p["rows_ok"] is None else f"{'yes' if p['rows_ok'] else 'NO'} ({p['rows_added']:,}/{p['created']:,})"
+        rows = "–" if p["rows_ok"] is None else f"{'yes' if p['rows_ok'] else 'NO'} ({p['rows_added']:,}/{p['ok']:,})"
         ratio = f"{p['rps'] / batch:.3f}" if batch else "–"
         w(
             f"| {p['backend']} | {p['mode']} | {fmt(p['rps'])} | {fmt(p['p50_ms'], 2)} | {fmt(p['p99_ms'], 2)} | {fmt(p['p999_ms'], 2)} | {fmt(p['max_ms'], 2)} "
@@ -509,6 +725,132 @@ def cmd_report(args):
     sys.stdout.write(text)
 
 
+def run_check(p):
+    """Whether a run's database changes are what its answers say; (ok, text)."""
+    d = p.get("counts_delta") or {}
+    create, replay, read = d.get("audit request.create", 0), d.get("audit request.replay", 0), d.get("audit request.read", 0)
+    ok = p["ok"]
+    if p["endpoint"].startswith("PAS"):
+        good = create + replay == ok and d.get("fhir_claims", 0) == create and d.get("requests", 0) == create and read == ok
+        return good, f"{create:,} new + {replay:,} replays = {ok:,} answers 200; +{d.get('fhir_claims', 0):,} fhir_claims rows"
+    if p["endpoint"].startswith("CRD"):
+        good = not any(d.get(k, 0) for k in ("requests", "fhir_claims", "authorizations"))
+        return good, "nothing stored" if good else f"stored: {d}"
+    good = d.get("requests", 0) == ok and create == ok
+    return good, f"+{d.get('requests', 0):,} rows for {ok:,} answers 201"
+
+
+def cmd_fhir_report(args):
+    with open(args.meta, encoding="utf-8") as f:
+        meta = json.load(f)
+    with open(args.phases, encoding="utf-8") as f:
+        phases = [json.loads(line) for line in f if line.strip()]
+    baseline = {(p["backend"], p["mode"]): p for p in phases if p["endpoint"] == "/v1/requests"}
+    ratio = lambda a, b: "–" if not a or not b else f"{a / b:.2f}"
+    out = []
+    w = out.append
+    w(f"# Load benchmark of CRD and PAS, {meta['date']}")
+    w("")
+    w(f"Command: `{meta['command']}` (commit {meta['commit']}{', with local changes' if meta.get('dirty') else ''}).")
+    w(
+        f"Machine: {meta['cpus']} cores, shared. Load average (1, 5, 15 min) {meta['load_first']} when the script started; "
+        f"it waited {meta['load_waited_s']} s for the 1-minute figure to fall under {meta['load_max']} and measured from {meta['load_start']}. "
+        f"Busiest processes at the start: {meta['busiest_at_start']}. Load tool {meta['tool']}."
+    )
+    mix = meta["mix"]
+    crd, pas, v1 = mix["fhir"]["crd"], mix["fhir"]["pas"], mix["v1"]
+    w("")
+    w("Bodies (oha sends one line of the endpoint's file per request, chosen at random):")
+    w("")
+    w(
+        f"- `/v1/requests`, the baseline: {v1['created']} distinct cases (of {v1['posted']}), outcomes "
+        + ", ".join(f"{k} {v}" for k, v in sorted(v1["outcomes"].items()))
+        + "; every one a new request (no Idempotency-Key)."
+    )
+    w(
+        f"- CRD `POST /cds-services/order-sign-crd`: {crd['kept']} order-sign hooks (of {crd['posted']}), each one MedicationRequest with "
+        "prefetch (Patient, Coverage, Condition, weight and height Observations, PractitionerRole); answers "
+        + ", ".join(f"`{k}` {v}" for k, v in sorted(crd["answers"].items()))
+        + ". The orders: "
+        + "; ".join(f"{plan} / {drug} / {icd}: {what}" for plan, drug, icd, what in CRD_ORDERS)
+        + ". A hook carries records, not answers, and no record gives the ALL lineage every approving pathway needs, so no order is approved at order time and CRD stores nothing."
+    )
+    w(
+        f"- PAS `POST /fhir/Claim/$submit`: the {pas['kept']} request Bundles of `tests/fhir/cases` (of {pas['posted']}), review actions "
+        + ", ".join(f"{k} {v}" for k, v in sorted(pas["review_actions"].items()))
+        + f". *new*: each run gets a file of those Bundles with fresh Bundle and Claim identifiers, {meta['pas_lines_factor']} lines per request it is to send "
+        f"(at most {meta['pas_lines_max']:,}); a line oha happens to pick twice is a replay, and the database tells which: the *new / replays* column counts "
+        "`request.create` and `request.replay` audit entries. *replay*: the Bundles as first posted, every request a replay of a stored submission."
+    )
+    w("")
+    w("| back end | load | endpoint | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | new / replays | × /v1 p50 | × /v1 p99 | × /v1 req/s | server CPU ms/req | × /v1 CPU | other CPU |")
+    w("|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    for p in phases:
+        base = baseline.get((p["backend"], p["mode"]))
+        d = p.get("counts_delta") or {}
+        replays = "–"
+        if p["endpoint"].startswith("PAS"):
+            replays = f"{d.get('audit request.create', 0):,} / {d.get('audit request.replay', 0):,}"
+        is_base = p["endpoint"] == "/v1/requests"
+        w(
+            f"| {p['backend']} | {p['mode']} | {p['endpoint']} | {fmt(p['rps'])} | {fmt(p['p50_ms'], 2)} | {fmt(p['p90_ms'], 2)} | {fmt(p['p99_ms'], 2)} | {fmt(p['max_ms'], 2)} "
+            f"| {p['errors']:,} | {replays} "
+            f"| {'1' if is_base else ratio(p['p50_ms'], base and base['p50_ms'])} | {'1' if is_base else ratio(p['p99_ms'], base and base['p99_ms'])} "
+            f"| {'1' if is_base else ratio(p['rps'], base and base['rps'])} "
+            f"| {fmt(p.get('server_cpu_ms_per_req'), 3)} | {'1' if is_base else ratio(p.get('server_cpu_ms_per_req'), base and base.get('server_cpu_ms_per_req'))} "
+            f"| {fmt(p['cpu_other_pct'])}% |"
+        )
+    w("")
+    w("- req/s: answers 200 (201 for `/v1/requests`) over the run's wall time. Latencies are oha's; at fixed rates corrected for coordinated omission (`--latency-correction`: from when the request was due).")
+    w("- errors: requests not answered 200 (201): other statuses, timeouts, connection errors.")
+    w("- × /v1: the endpoint's figure divided by `/v1/requests`' in the same run, same back end, same load (below 1 is faster, or fewer req/s). At a fixed rate below saturation the req/s ratio is 1 by construction; the closed loop shows the throughput ratio.")
+    w("- server CPU ms/req: CPU time of the priorauth process per answered request; × /v1 CPU is the clearest measure of the FHIR work (parsing and building FHIR), since it does not depend on queueing.")
+    w(f"- other CPU: processes outside the benchmark during the run, in percent of one core ({meta['cpus'] * 100}% is the machine). The machine is shared.")
+    noisy = [p for p in phases if p.get("cpu_other_pct", 0) > 20]
+    if noisy:
+        w(
+            "- **Disturbed**: processes outside the benchmark took more than 20% of a core during "
+            + ", ".join(f"{p['backend']} / {p['mode']} / {p['endpoint']} ({p['cpu_other_pct']}%)" for p in noisy)
+            + "."
+        )
+    w("")
+    w("Checks, from the database (counted by another process before and after each run, and after the server stopped):")
+    w("")
+    for check in meta.get("checks", []):
+        bad = []
+        for run in check["runs"]:
+            good, text = run_check({**run, "counts_delta": run["counts_delta"]})
+            if not good:
+                bad.append(f"{run['mode']} / {run['endpoint']}: {text}")
+        pas_runs = [r for r in check["runs"] if r["endpoint"].startswith("PAS")]
+        new = sum((r["counts_delta"] or {}).get("audit request.create", 0) for r in pas_runs)
+        replays = sum((r["counts_delta"] or {}).get("audit request.replay", 0) for r in pas_runs)
+        answered = sum(r["ok"] for r in pas_runs)
+        grown = {k: check["after"].get(k, 0) - check["before"].get(k, 0) for k in ("requests", "fhir_claims")}
+        summed = {k: sum((r["counts_delta"] or {}).get(k, 0) for r in check["runs"]) for k in ("requests", "fhir_claims")}
+        w(
+            f"- {check['backend']}: {answered:,} PAS answers 200 in all (warm-up included) = {new:,} new submissions + {replays:,} replays; "
+            f"`fhir_claims` grew by {grown['fhir_claims']:,} rows (the runs' own counts: {summed['fhir_claims']:,}), `requests` by {grown['requests']:,} ({summed['requests']:,}): "
+            + ("**every answer accounted for**" if not bad and grown == summed and grown["fhir_claims"] == new else "**MISMATCH**")
+            + f"; `priorauth audit verify`: {'intact' if check['audit_ok'] else '**FAILED**'} ({check['audit']})."
+        )
+        for line in bad:
+            w(f"  - MISMATCH {line}")
+    target = meta.get("target_p99_ms")
+    fixed = [p for p in phases if p["mode"].startswith("fixed") and p["endpoint"] != "/v1/requests"]
+    if target and fixed:
+        w("")
+        w(f"Against the aim (p99 under {target:.0f} ms at the rate, no errors, at least 98% of the rate achieved; the CRD guide's limit is 5 s for 90% of calls):")
+        w("")
+        for p in fixed:
+            met = p["p99_ms"] is not None and p["p99_ms"] < target and p["errors"] == 0 and p["rps"] >= 0.98 * p["target"]
+            w(f"- {p['backend']}, {p['endpoint']}, {p['mode']}: **{'met' if met else 'not met'}** (p99 {fmt(p['p99_ms'], 2)} ms, p90 {fmt(p['p90_ms'], 2)} ms, {fmt(p['rps'])} req/s, {p['errors']} errors).")
+    text = "\n".join(out) + "\n"
+    with open(args.out, "w", encoding="utf-8") as f:
+        f.write(text)
+    sys.stdout.write(text)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -566,7 +908,10 @@ def main():
     p.add_argument("--target", type=float, default=0)
     p.add_argument("--server-pid", type=int, required=True)
     p.add_argument("--pg-db", default="")
-    p.add_argument("--count-cmd", default="")
+    p.add_argument("--count-cmd", default="", help="prints a row count that must grow by one per answer OK_STATUS")
+    p.add_argument("--counts-cmd", default="", help="prints a JSON object of counters; the run records their changes")
+    p.add_argument("--ok-status", default="201")
+    p.add_argument("--endpoint", default="/v1/requests")
     p.add_argument("--psql", default="", help="psql command line for pg_stat_activity samples")
     p.add_argument("--raw", required=True)
     p.add_argument("--out", required=True)
@@ -578,6 +923,40 @@ def main():
     p.add_argument("--phases", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("fhir-bodies")
+    p.add_argument("--pas-cases", required=True)
+    p.add_argument("--crd-out", required=True)
+    p.add_argument("--pas-out", required=True)
+    p.set_defaults(func=cmd_fhir_bodies)
+
+    p = sub.add_parser("fhir-accept")
+    p.add_argument("--base", required=True)
+    p.add_argument("--key", required=True)
+    p.add_argument("--crd-candidates", required=True)
+    p.add_argument("--crd-bodies", required=True)
+    p.add_argument("--pas-candidates", required=True)
+    p.add_argument("--pas-replays", required=True)
+    p.add_argument("--pas-templates", required=True)
+    p.set_defaults(func=cmd_fhir_accept)
+
+    p = sub.add_parser("fhir-lines")
+    p.add_argument("--templates", required=True)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_fhir_lines)
+
+    p = sub.add_parser("counts")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--sqlite", help="the SQLite file")
+    where.add_argument("--psql", help="psql command line for the bench database")
+    p.set_defaults(func=cmd_counts)
+
+    p = sub.add_parser("fhir-report")
+    p.add_argument("--meta", required=True)
+    p.add_argument("--phases", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_fhir_report)
 
     args = parser.parse_args()
     if getattr(args, "tool", None) and args.tool[0] == "--":
