@@ -397,11 +397,15 @@ impl<'a> Loader<'a> {
         })
     }
 
-    /// Compiles named criteria into an arena, checking facts, types, values and references.
+    /// Compiles named criteria into an arena, checking facts, types, values, references and
+    /// the outline they form. Returns the criteria and each one's outline size.
     pub(crate) fn compile_criteria(
         &self,
         raw: &BTreeMap<String, Spanned<RawCriterion>>,
-    ) -> Result<Vec<Criterion>, LoadError> {
+    ) -> Result<(Vec<Criterion>, Vec<usize>), LoadError> {
+        if raw.len() > usize::from(CriterionIdx::MAX) {
+            return Err(self.error(0, format!("more than {} criteria", CriterionIdx::MAX)));
+        }
         let index: BTreeMap<&str, CriterionIdx> = raw
             .keys()
             .enumerate()
@@ -471,17 +475,127 @@ impl<'a> Loader<'a> {
                 line: self.error(at, "").line,
             });
         }
-        // A criterion that contains itself would never finish evaluating.
-        for (start, spanned) in raw.values().enumerate() {
-            if reaches(&criteria, start as CriterionIdx, start as CriterionIdx, 0) {
-                let id = criteria.get(start).map_or("", |c| c.id.as_str());
-                return Err(self.error(
-                    spanned.span().start,
-                    format!("criterion `{id}` contains itself"),
+        let spans: Vec<usize> = raw.values().map(|spanned| spanned.span().start).collect();
+        let sizes = self.check_outline(&criteria, &spans)?;
+        Ok((criteria, sizes))
+    }
+
+    /// Checks the outline the criteria form, in one walk that visits each criterion once (a
+    /// walk of every path is exponential when groups share sub-criteria): no criterion contains
+    /// itself, none nests deeper than [`MAX_NESTING`], none expands to more than
+    /// [`MAX_OUTLINE`]. Returns each criterion's outline size.
+    fn check_outline(
+        &self,
+        criteria: &[Criterion],
+        spans: &[usize],
+    ) -> Result<Vec<usize>, LoadError> {
+        let mut visits = vec![Visit::New; criteria.len()];
+        for start in 0..criteria.len() {
+            self.visit(criteria, spans, &mut visits, start, start, 0)?;
+        }
+        Ok(visits
+            .iter()
+            .map(|visit| match visit {
+                Visit::Done { size, .. } => *size,
+                Visit::New | Visit::Open => 0,
+            })
+            .collect())
+    }
+
+    /// Visits criterion `idx`, `depth` groups below `start`; returns its outline size.
+    fn visit(
+        &self,
+        criteria: &[Criterion],
+        spans: &[usize],
+        visits: &mut [Visit],
+        idx: usize,
+        start: usize,
+        depth: usize,
+    ) -> Result<usize, LoadError> {
+        let error = |at: usize, message: String| {
+            self.error(spans.get(at).copied().unwrap_or_default(), message)
+        };
+        let id = |at: usize| criteria.get(at).map_or("", |c| c.id.as_str());
+        let too_deep = || {
+            error(
+                start,
+                format!(
+                    "criterion `{}` nests criteria more than {MAX_NESTING} deep",
+                    id(start)
+                ),
+            )
+        };
+        match visits.get(idx) {
+            Some(Visit::Done { size, height }) => {
+                return if depth + height > MAX_NESTING {
+                    Err(too_deep())
+                } else {
+                    Ok(*size)
+                };
+            }
+            // Open: on the path from `start`, so it reaches itself.
+            Some(Visit::Open) => {
+                return Err(error(
+                    idx,
+                    format!("criterion `{}` contains itself", id(idx)),
                 ));
             }
+            Some(Visit::New) | None => {}
         }
-        Ok(criteria)
+        if depth > MAX_NESTING {
+            return Err(too_deep());
+        }
+        if let Some(visit) = visits.get_mut(idx) {
+            *visit = Visit::Open;
+        }
+        let children: &[CriterionIdx] = match criteria.get(idx).map(|c| &c.node) {
+            Some(Node::All(list) | Node::Any(list)) => list,
+            Some(Node::Not(inner)) => std::slice::from_ref(inner),
+            Some(Node::Test(_)) | None => &[],
+        };
+        let (mut size, mut height) = (1usize, 0usize);
+        for child in children {
+            let child = usize::from(*child);
+            size = size.saturating_add(self.visit(
+                criteria,
+                spans,
+                visits,
+                child,
+                start,
+                depth + 1,
+            )?);
+            if let Some(Visit::Done { height: below, .. }) = visits.get(child) {
+                height = height.max(below + 1);
+            }
+        }
+        if size > MAX_OUTLINE {
+            return Err(error(
+                idx,
+                format!("criterion `{}` {}", id(idx), too_large(size)),
+            ));
+        }
+        if let Some(visit) = visits.get_mut(idx) {
+            *visit = Visit::Done { size, height };
+        }
+        Ok(size)
+    }
+
+    /// Checks the outline of a list of criteria (a policy's pathways and exclusions, a drug's
+    /// label), which the evaluator and an explanation may walk in full for one case.
+    fn check_list_outline<'i>(
+        &self,
+        at: usize,
+        what: &str,
+        list: impl IntoIterator<Item = &'i CriterionIdx>,
+        sizes: &[usize],
+    ) -> Result<(), LoadError> {
+        let size = list.into_iter().fold(0usize, |sum, idx| {
+            sum.saturating_add(sizes.get(usize::from(*idx)).copied().unwrap_or_default())
+        });
+        if size > MAX_OUTLINE {
+            return Err(self.error(at, format!("{what} {}", too_large(size))));
+        }
+        Ok(())
     }
 
     fn compile_test(
@@ -571,28 +685,44 @@ impl<'a> Loader<'a> {
     }
 }
 
-fn reaches(criteria: &[Criterion], from: CriterionIdx, target: CriterionIdx, depth: usize) -> bool {
-    if depth > criteria.len() {
-        return true;
-    }
-    let Some(criterion) = criteria.get(usize::from(from)) else {
-        return false;
+/// Criteria nest at most this deep: evaluating and explaining a criterion recurse through its
+/// outline. The bundled policies nest 5 deep at most.
+pub const MAX_NESTING: usize = 32;
+
+/// A criterion, and all of a policy's pathways and exclusions together, written out as an
+/// outline (a shared criterion once per place it appears, as an explanation lists it) have at
+/// most this many criteria: it bounds the work and the explanation of one decision. The
+/// bundled policies' largest (eocco-0382's pathways and exclusions) has 204.
+pub const MAX_OUTLINE: usize = 10_000;
+
+fn too_large(size: usize) -> String {
+    let size = if size == usize::MAX {
+        "more".to_string()
+    } else {
+        size.to_string()
     };
-    let children: &[CriterionIdx] = match &criterion.node {
-        Node::Test(_) => &[],
-        Node::All(list) | Node::Any(list) => list,
-        Node::Not(inner) => std::slice::from_ref(inner),
-    };
-    children
-        .iter()
-        .any(|child| *child == target || reaches(criteria, *child, target, depth + 1))
+    format!(
+        "expands to {size} criteria when written out (a shared criterion counts each time it appears); at most {MAX_OUTLINE}"
+    )
+}
+
+/// The outline walk's mark on a criterion.
+#[derive(Debug, Clone, Copy)]
+enum Visit {
+    New,
+    Open,
+    /// Checked: its outline's size, and how deep groups nest below it.
+    Done {
+        size: usize,
+        height: usize,
+    },
 }
 
 /// Loads and checks one policy file. `drugs` are the catalog's drug names.
 pub fn load_policy(file: &str, text: &str, drugs: &[String]) -> Result<Policy, LoadError> {
     let loader = Loader::new(file, text, drugs);
     let raw: RawPolicy = loader.parse()?;
-    let criteria = loader.compile_criteria(&raw.criteria)?;
+    let (criteria, sizes) = loader.compile_criteria(&raw.criteria)?;
     let find = |name: &Spanned<String>| -> Result<CriterionIdx, LoadError> {
         criteria
             .iter()
@@ -720,6 +850,18 @@ pub fn load_policy(file: &str, text: &str, drugs: &[String]) -> Result<Policy, L
         });
     }
 
+    let exclusions: Vec<CriterionIdx> =
+        raw.exclusions.iter().map(find).collect::<Result<_, _>>()?;
+    loader.check_list_outline(
+        0,
+        "the policy's pathways and exclusions",
+        pathways
+            .iter()
+            .flat_map(|p: &Pathway| p.criteria.iter().chain(&p.dosing))
+            .chain(&exclusions),
+        &sizes,
+    )?;
+
     Ok(Policy {
         file: file.to_string(),
         supersedes: raw.supersedes,
@@ -741,7 +883,7 @@ pub fn load_policy(file: &str, text: &str, drugs: &[String]) -> Result<Policy, L
         dosing_outside: *raw.dosing_outside.get_ref(),
         dosing_outside_source: source(&raw.dosing_outside_source),
         codes: raw.codes,
-        exclusions: raw.exclusions.iter().map(find).collect::<Result<_, _>>()?,
+        exclusions,
         arena: Arena::new(&criteria),
         criteria,
         pathways,
@@ -864,14 +1006,27 @@ struct RawDrug {
     dose_bands: Vec<DoseBand>,
 }
 
+/// The most drugs a catalog may hold: one bit each in a test's set of values.
+pub const MAX_DRUGS: usize = 64;
+
 /// Loads the drug catalog. Label criteria may not read `request.on_label`, which they define.
 pub fn load_catalog(file: &str, text: &str) -> Result<Catalog, LoadError> {
     let names: Vec<String> = Vec::new();
     let loader = Loader::new(file, text, &names);
     let raw: RawCatalog = loader.parse()?;
+    // Drug-typed facts are tested against a bit set of the catalog's positions (`Check::OneOf`).
+    if raw.drugs.len() > MAX_DRUGS {
+        return Err(loader.error(
+            0,
+            format!(
+                "the catalog has {} drugs; at most {MAX_DRUGS}",
+                raw.drugs.len()
+            ),
+        ));
+    }
     let drug_names: Vec<String> = raw.drugs.iter().map(|d| d.id.clone()).collect();
     let loader = Loader::new(file, text, &drug_names);
-    let criteria = loader.compile_criteria(&raw.criteria)?;
+    let (criteria, sizes) = loader.compile_criteria(&raw.criteria)?;
     for (criterion, spanned) in criteria.iter().zip(raw.criteria.values()) {
         if matches!(
             criterion.node,
@@ -917,7 +1072,14 @@ pub fn load_catalog(file: &str, text: &str) -> Result<Catalog, LoadError> {
                 label,
             })
         })
-        .collect::<Result<_, LoadError>>()?;
+        .collect::<Result<Vec<Drug>, LoadError>>()?;
+    // A case whose drug is unknown evaluates every label.
+    loader.check_list_outline(
+        0,
+        "the drugs' labels",
+        drugs.iter().flat_map(|drug| &drug.label),
+        &sizes,
+    )?;
     Ok(Catalog {
         drugs,
         arena: Arena::new(&criteria),
@@ -1053,5 +1215,77 @@ ge = 18
             "{MINIMAL}\n[criteria.loop]\ntext = \"l\"\nsection = \"s\"\nquote = \"q\"\nall = [\"loop\"]\n"
         );
         assert!(error_of(&text).message.contains("contains itself"));
+    }
+
+    /// `MINIMAL` with a chain of `levels` groups below `adult`, each listing the next `width`
+    /// times.
+    fn with_chain(levels: usize, width: usize) -> String {
+        let mut text = MINIMAL.replace("criteria = [\"adult\"]", "criteria = [\"adult\", \"g0\"]");
+        for level in 0..levels {
+            let next = if level + 1 == levels {
+                "adult".to_string()
+            } else {
+                format!("g{}", level + 1)
+            };
+            let list = vec![format!("\"{next}\""); width].join(", ");
+            text.push_str(&format!(
+                "\n[criteria.g{level}]\ntext = \"g\"\nsection = \"s\"\nquote = \"q\"\nall = [{list}]\n"
+            ));
+        }
+        text
+    }
+
+    #[test]
+    fn an_outline_that_doubles_at_each_level_is_refused_at_once() {
+        // 2^30 criteria written out: the loader must neither walk nor evaluate them.
+        let started = std::time::Instant::now();
+        let error = error_of(&with_chain(30, 2));
+        assert!(error.message.contains("when written out"), "{error}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // Sharing within bounds is fine: 2^8 = 256 leaves.
+        assert!(load(&with_chain(8, 2)).is_ok());
+        // The whole policy is bounded too, not only each criterion.
+        let many = with_chain(12, 2).replace(
+            "criteria = [\"adult\", \"g0\"]",
+            "criteria = [\"adult\", \"g0\", \"g0\", \"g0\"]",
+        );
+        assert!(load(&with_chain(12, 2)).is_ok());
+        let error = error_of(&many);
+        assert!(
+            error
+                .message
+                .starts_with("the policy's pathways and exclusions"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn criteria_nest_at_most_max_nesting_deep() {
+        assert!(load(&with_chain(MAX_NESTING, 1)).is_ok());
+        let error = error_of(&with_chain(MAX_NESTING + 1, 1));
+        assert!(
+            error.message.contains("nests criteria more than 32 deep"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_catalog_holds_at_most_max_drugs() {
+        let catalog = |n: usize| {
+            (0..n)
+                .map(|i| {
+                    format!(
+                        "[[drug]]\nid = \"d{i}\"\nname = \"n\"\nhcpcs = \"J0001\"\nhcpcs_unit_amount = 1\nvial_amount = 1\namount_unit = \"mg\"\nlabel = [\"last\"]\n"
+                    )
+                })
+                .collect::<String>()
+                + &format!(
+                    "[criteria.last]\ntext = \"t\"\nsection = \"s\"\nquote = \"q\"\nfact = \"request.drug\"\nin = [\"d{}\"]\n",
+                    n - 1
+                )
+        };
+        assert!(load_catalog("drugs.toml", &catalog(MAX_DRUGS)).is_ok());
+        let error = load_catalog("drugs.toml", &catalog(MAX_DRUGS + 1)).unwrap_err();
+        assert!(error.message.contains("at most 64"), "{error}");
     }
 }

@@ -334,28 +334,41 @@ pub fn draft_response(
     response
 }
 
-/// The next step of an adaptive form: the items to ask next, or none when the policy has
-/// decided (or nothing more can be asked).
+/// Where an adaptive form stands: the outcome so far and the facts that can still change it
+/// (the engine's `missing`), in the case's order.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub outcome: Outcome,
+    pub next: Vec<&'static str>,
+}
+
+/// Decides the answers so far under a policy.
 pub fn next_keys(
     engine: &Engine,
     policy_index: usize,
     case_json: &Value,
-) -> Result<(Outcome, Vec<&'static str>), priorauth_core::CaseError> {
+) -> Result<Step, priorauth_core::CaseError> {
     let case = engine.parse_case(&case_json.to_string())?;
     let evaluation = engine.evaluate(&case, &[policy_index]);
     let Some((_, decision)) = evaluation.decisions.first() else {
-        return Ok((Outcome::NotApplicable, vec![]));
+        return Ok(Step {
+            outcome: Outcome::NotApplicable,
+            next: vec![],
+        });
     };
-    if decision.outcome != Outcome::Incomplete {
-        return Ok((decision.outcome, vec![]));
-    }
-    // One question at a time, in the case's order: each answer can make later ones moot.
     let skip = NOT_ASKED
         .iter()
         .filter_map(|k| key_bit(k))
         .fold(0, |a, b| a | b);
-    let next = missing_keys(decision.missing & !skip).take(1).collect();
-    Ok((decision.outcome, next))
+    let next = if decision.outcome == Outcome::Incomplete {
+        missing_keys(decision.missing & !skip).collect()
+    } else {
+        vec![]
+    };
+    Ok(Step {
+        outcome: decision.outcome,
+        next,
+    })
 }
 
 /// The UCUM code of a case dose unit (the first the tables list for it).
@@ -402,16 +415,8 @@ pub fn adaptive_start(
         "item": draft["item"],
     });
     if let Some(index) = engine.policy_index(&policy.id) {
-        if let Ok((outcome, next)) = next_keys(engine, index, case) {
-            adaptive_step(
-                engine,
-                policy,
-                &mut response,
-                outcome,
-                &next,
-                canonical,
-                map,
-            );
+        if let Ok(step) = next_keys(engine, index, case) {
+            adaptive_step(engine, policy, &mut response, &step, canonical, map);
         }
     }
     response
@@ -456,31 +461,41 @@ pub fn append_questions(
     added
 }
 
-/// One step of an adaptive form: asks the facts that can still change the outcome and were
-/// not asked yet. When those were all asked and left unanswered (the requester cannot say),
-/// the rest of the policy's questions follow, since an answer to any of them may settle it.
-/// Answers whether the form is complete (nothing more to ask).
+/// One step of an adaptive form: asks the first fact that can still change the outcome and
+/// was not asked yet. Answers whether the form is complete (decided, or nothing left to ask).
 pub fn adaptive_step(
     engine: &Engine,
     policy: &Policy,
     response: &mut Value,
-    outcome: Outcome,
-    next: &[&'static str],
+    step: &Step,
     canonical: &Canonical,
     map: &Map,
 ) -> bool {
-    if outcome != Outcome::Incomplete {
-        return true;
-    }
-    if append_questions(engine, policy, response, next, canonical, map) > 0 {
-        return false;
-    }
-    append_questions(
-        engine,
-        policy,
-        response,
-        &asked_keys(engine, policy),
-        canonical,
-        map,
-    ) == 0
+    let asked = asked_links(response);
+    // One question at a time: each answer can make other facts moot, and a question the
+    // requester leaves unanswered gives way to the next one.
+    let next: Vec<&'static str> = step
+        .next
+        .iter()
+        .copied()
+        .filter(|key| {
+            !asked
+                .iter()
+                .any(|a| a == key || (*key == "history.tkis" && a == "history.tkis.tried"))
+        })
+        .take(1)
+        .collect();
+    append_questions(engine, policy, response, &next, canonical, map) == 0
+}
+
+/// The linkIds an adaptive response's Questionnaire already holds.
+fn asked_links(response: &Value) -> Vec<String> {
+    response["contained"][0]["item"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|i| i["linkId"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -201,13 +201,32 @@ fn problem(status: StatusCode, title: &str, detail: &str, errors: &[(String, Str
 /// does not parse, the time limit) come empty or as plain text; they are answered as
 /// problem+json like every other error. Errors that already have a media type are kept.
 async fn bare_errors_as_problems(response: Response) -> Response {
+    match bare_error(response).await {
+        Ok((status, text, headers)) => {
+            let title = status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_ascii_lowercase();
+            let mut response = problem(status, &title, &text, &[]);
+            keep_headers(&mut response, &headers);
+            response
+        }
+        Err(response) => response,
+    }
+}
+
+/// An error answer the framework produced itself (no body type, or plain text): its status,
+/// its text (or the status's name) and its headers. Any other answer is handed back.
+pub(crate) async fn bare_error(
+    response: Response,
+) -> Result<(StatusCode, String, HeaderMap), Response> {
     let status = response.status();
     let bare = response
         .headers()
         .get(header::CONTENT_TYPE)
         .is_none_or(|value| value.as_bytes().starts_with(b"text/plain"));
     if !bare || !(status.is_client_error() || status.is_server_error()) {
-        return response;
+        return Err(response);
     }
     let (parts, body) = response.into_parts();
     // axum's own texts name the problem (`Cannot parse "x" to a u32`); keep them when short.
@@ -215,20 +234,23 @@ async fn bare_errors_as_problems(response: Response) -> Response {
         .await
         .ok()
         .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
-        .filter(|text| !text.trim().is_empty());
-    let title = status
-        .canonical_reason()
-        .unwrap_or("error")
-        .to_ascii_lowercase();
-    let detail = text.unwrap_or_else(|| title.clone());
-    let mut response = problem(status, &title, &detail, &[]);
-    // Keep what the answer said besides its body (`Allow` on 405).
-    for (name, value) in &parts.headers {
+        .filter(|text| !text.trim().is_empty())
+        .unwrap_or_else(|| {
+            status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_ascii_lowercase()
+        });
+    Ok((status, text, parts.headers))
+}
+
+/// Keeps what an answer said besides its body (`Allow` on 405, `WWW-Authenticate`).
+pub(crate) fn keep_headers(response: &mut Response, headers: &HeaderMap) {
+    for (name, value) in headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             response.headers_mut().insert(name, value.clone());
         }
     }
-    response
 }
 
 /// JSON bodies whose errors are problem+json naming the field.
@@ -480,6 +502,25 @@ fn evaluate(state: &AppState, plan: &Plan, mut case_json: Value) -> Result<Evalu
     })
 }
 
+/// The authorization that renews `number`, if one does.
+async fn renewal_of(tx: &mut Tx, number: &str) -> Result<Option<String>, AppError> {
+    Ok(
+        sqlx::query("SELECT number FROM authorizations WHERE renews = $1")
+            .bind(number)
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|row| row.try_get::<String, _>("number"))
+            .transpose()?,
+    )
+}
+
+/// An authorization is renewed once: a second renewal would authorize the same cycles again.
+fn already_renewed(number: &str, renewal: &str) -> AppError {
+    AppError::Conflict(format!(
+        "authorization `{number}` is already renewed by `{renewal}`; renew that one"
+    ))
+}
+
 /// Replaces the history the requester gave with the records of the authorization chain.
 async fn history_from_records(
     tx: &mut Tx,
@@ -487,6 +528,9 @@ async fn history_from_records(
     number: &str,
     case_json: &mut Value,
 ) -> Result<(), AppError> {
+    if let Some(renewal) = renewal_of(tx, number).await? {
+        return Err(already_renewed(number, &renewal));
+    }
     let mut chain = Vec::new();
     let mut next = Some(number.to_string());
     while let Some(number) = next.take() {
@@ -1005,7 +1049,13 @@ async fn create_authorization(
         .or_else(|| drug.map(|d| d.hcpcs.clone()))
         .unwrap_or_default();
     let approved_units = i64::from(units) * i64::from(cycles.max(1));
-    sqlx::query(
+    if let Some(renews) = renews {
+        // A renewal submitted before the other was approved: the first approval wins.
+        if let Some(renewal) = renewal_of(tx, renews).await? {
+            return Err(already_renewed(renews, &renewal));
+        }
+    }
+    let inserted = sqlx::query(
         "INSERT INTO authorizations (number, request_id, organization, drug, hcpcs, start_date, end_date, units_per_period, period_days, cycles, first_cycle, approved_units, used_units, renews, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $13, $14)",
     )
@@ -1024,7 +1074,17 @@ async fn create_authorization(
     .bind(renews)
     .bind(now_ms())
     .execute(&mut **tx)
-    .await?;
+    .await;
+    // Two renewals of one authorization approved at once (by two PostgreSQL sessions): the
+    // unique index on `renews` lets one commit.
+    if let (Some(renews), Err(sqlx::Error::Database(error))) = (renews, &inserted) {
+        if error.is_unique_violation() {
+            return Err(AppError::Conflict(format!(
+                "authorization `{renews}` was renewed meanwhile"
+            )));
+        }
+    }
+    inserted?;
     Ok(json!({
         "number": number, "drug": drug_id, "hcpcs": hcpcs, "start": start.to_string(), "end": end.to_string(),
         "units_per_period": units, "period_days": period_days, "cycles": cycles, "first_cycle": first_cycle,

@@ -28,10 +28,14 @@ use crate::api::{self, AppError, AppState, ClaimLink, SubmitBody, Urgency};
 use crate::keys::{Caller, Role};
 use crate::store::{self, now_ms, random_id};
 
+/// Largest FHIR body accepted: PAS Bundles may carry documents.
+pub const FHIR_BODY_LIMIT: usize = 4 * 1024 * 1024;
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/cds-services", get(discovery))
         .route("/cds-services/{id}", post(hook))
+        .route("/fhir/metadata", get(capability_statement))
         .route("/fhir/Questionnaire/{id}", get(read_questionnaire))
         .route(
             "/fhir/Questionnaire/$questionnaire-package",
@@ -45,6 +49,56 @@ pub fn routes() -> Router<AppState> {
             "/fhir/Subscription/{id}",
             get(read_subscription).delete(delete_subscription),
         )
+        // On the FHIR routes only: unknown routes stay the API's problem+json.
+        .route_layer(axum::extract::DefaultBodyLimit::max(FHIR_BODY_LIMIT))
+        .route_layer(axum::middleware::map_response(bare_errors_as_outcomes))
+}
+
+/// The framework's own error answers (body limit, method, path) as OperationOutcomes.
+async fn bare_errors_as_outcomes(response: Response) -> Response {
+    match api::bare_error(response).await {
+        Ok((status, text, headers)) => {
+            let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "too-costly"
+            } else {
+                "processing"
+            };
+            let mut answer = FhirError(status, operation_outcome(code, &[Problem::new("", text)]))
+                .into_response();
+            api::keep_headers(&mut answer, &headers);
+            answer
+        }
+        Err(response) => response,
+    }
+}
+
+/// What this server supports, for clients that look before they call.
+async fn capability_statement() -> Response {
+    fhir_json(
+        StatusCode::OK,
+        json!({
+            "resourceType": "CapabilityStatement",
+            "status": "active",
+            "date": "2026-11-24",
+            "kind": "instance",
+            "fhirVersion": "4.0.1",
+            "format": ["json"],
+            "implementation": {"description": "priorauth: prior authorization decisions (Da Vinci CRD, DTR, PAS)"},
+            "rest": [{
+                "mode": "server",
+                "security": {"description": "API keys: Authorization: Bearer <key>"},
+                "resource": [
+                    {"type": "Claim", "operation": [
+                        {"name": "submit", "definition": "http://hl7.org/fhir/us/davinci-pas/OperationDefinition/Claim-submit"},
+                        {"name": "inquire", "definition": "http://hl7.org/fhir/us/davinci-pas/OperationDefinition/Claim-inquiry"}]},
+                    {"type": "Questionnaire", "interaction": [{"code": "read"}], "operation": [
+                        {"name": "questionnaire-package", "definition": "http://hl7.org/fhir/us/davinci-dtr/OperationDefinition/questionnaire-package"},
+                        {"name": "next-question", "definition": "http://hl7.org/fhir/uv/sdc/OperationDefinition/Questionnaire-next-question"}]},
+                    {"type": "Subscription", "interaction": [{"code": "create"}, {"code": "read"}, {"code": "delete"}]},
+                ],
+            }],
+        }),
+    )
 }
 
 /// A FHIR error: an OperationOutcome with its status.
@@ -53,12 +107,20 @@ pub struct FhirError(StatusCode, Value);
 
 impl IntoResponse for FhirError {
     fn into_response(self) -> Response {
-        (
+        let unauthorized = self.0 == StatusCode::UNAUTHORIZED;
+        let mut response = (
             self.0,
             [(header::CONTENT_TYPE, "application/fhir+json")],
             Json(self.1),
         )
-            .into_response()
+            .into_response();
+        if unauthorized {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }
 
@@ -274,8 +336,9 @@ async fn hook(
                 continue; // this plan has no policy for the drug
             };
             let case = with_plan(&state, plan, order.case.clone());
-            let (outcome, _) = dtr::next_keys(&state.engine, policy_index, &case)
-                .map_err(|e| FhirError::from(api::case_invalid(e)))?;
+            let outcome = dtr::next_keys(&state.engine, policy_index, &case)
+                .map_err(|e| FhirError::from(api::case_invalid(e)))?
+                .outcome;
             assertion.outcome = Some(outcome);
             assertion.questionnaire = Some(format!(
                 "{}|{}",
@@ -516,15 +579,14 @@ async fn next_question(
         return Err(FhirError::invalid(&builder.problems));
     }
     let case = builder.case();
-    let (outcome, next) = dtr::next_keys(&state.engine, policy_index, &case)
+    let step = dtr::next_keys(&state.engine, policy_index, &case)
         .map_err(|e| FhirError::from(api::case_invalid(e)))?;
     let canonical = canonical(&headers);
     let complete = dtr::adaptive_step(
         &state.engine,
         policy,
         &mut response,
-        outcome,
-        &next,
+        &step,
         &canonical,
         &state.fhir,
     );

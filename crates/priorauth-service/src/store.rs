@@ -111,6 +111,12 @@ CREATE TABLE IF NOT EXISTS audit_log (
     ),
     (
         2,
+        // An authorization is renewed at most once (NULLs, the first authorizations, are
+        // distinct in a unique index on both databases).
+        "CREATE UNIQUE INDEX IF NOT EXISTS authorizations_renews ON authorizations (renews)",
+    ),
+    (
+        3,
         r#"
 CREATE TABLE IF NOT EXISTS fhir_claims (
     request_id TEXT PRIMARY KEY,

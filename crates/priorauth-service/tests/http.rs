@@ -845,6 +845,32 @@ async fn a_renewal_takes_its_history_from_the_records() {
         assert_eq!(stored["authorization"]["start"], "2026-11-10");
         assert_eq!(stored["authorization"]["end"], "2027-11-09");
 
+        // An authorization is renewed once: another renewal would grant the same cycles again.
+        let mut again = case("E10");
+        again["request"]["date"] = json!("2026-11-12");
+        let refused = server
+            .post(
+                "/v1/requests",
+                &submitter,
+                &json!({"plan": "masshealth", "case": again, "renews": number}),
+            )
+            .await;
+        refused.expect(409);
+        assert!(
+            refused.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains(stored["authorization"]["number"].as_str().unwrap()),
+            "{}",
+            refused.body
+        );
+        assert_eq!(
+            server
+                .count(&format!("authorizations WHERE renews = '{number}'"))
+                .await,
+            1
+        );
+
         // A renewal of nothing on record is refused, naming the field.
         server
             .post(
