@@ -241,7 +241,7 @@ for path in sys.argv[2:4]:
     for line in open(path):
         p = json.loads(line)
         if p["backend"] == sys.argv[4]:
-            total += p["created"]
+            total += p["ok"]
 print(total)
 EOF
 )

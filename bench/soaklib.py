@@ -171,10 +171,10 @@ def cmd_report(args):
         p = phases[backend]
         a = analyse(check["csv"])
         q = check.get("queue", {})
-        rows = f"{'yes' if p['rows_ok'] else 'NO'} ({p['rows_added']:,}/{p['created']:,})"
+        rows = f"{'yes' if p['rows_ok'] else 'NO'} ({p['rows_added']:,}/{p['ok']:,})"
         db = "–" if a["db_first_mib"] is None else f"{a['db_first_mib']:.0f} → {a['db_last_mib']:.0f} MiB"
         w(
-            f"| {backend} | {p['created']:,} | {p['rps']:,.1f} | {p['p50_ms']} | {p['p99_ms']} | {p['max_ms']} | {p['errors']:,} | {rows} "
+            f"| {backend} | {p['ok']:,} | {p['rps']:,.1f} | {p['p50_ms']} | {p['p99_ms']} | {p['max_ms']} | {p['errors']:,} | {rows} "
             f"| {q.get('ok', 0):,} of {q.get('sent', 0):,} | {a['rss_first_mib']:.1f} → {a['rss_last_mib']:.1f} | {a['rss_growth_pct']:+.1f}% "
             f"| {a['rss_slope_mib_per_min']:+.3f} MiB/min | {a['files_first']:.1f} → {a['files_last']:.1f} | {a['sockets_min']}–{a['sockets_max']} | {a['threads_min']}–{a['threads_max']} | {db} |"
         )
