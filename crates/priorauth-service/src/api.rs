@@ -23,6 +23,7 @@ use utoipa::{OpenApi, ToSchema};
 use crate::keys::{self, Caller, Role};
 use crate::plans::{Plan, Plans};
 use crate::store::{self, Store, StoreError, Tx, now_ms, random_id, sha256_hex};
+use crate::writer::{self, AuditOnly, NewAuthorization, NewRequest, Write, Writer, Written};
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 256 * 1024;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub fhir: Arc<priorauth_fhir::map::Map>,
     /// Wakes the notification worker after a decision.
     pub notify: Arc<tokio::sync::Notify>,
+    /// The group commit of new requests and audit entries.
+    pub writer: Writer,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -685,15 +688,20 @@ pub(crate) async fn submit_case(
     }
     let body_hash = sha256_hex(&serde_json::to_string(&body).unwrap_or_default());
     if let Some(key) = &idempotency_key {
-        if let Some(answer) = replay(&state.store, caller, key, &body_hash).await? {
+        if let Some(answer) = replay(state, caller, key, &body_hash).await? {
             return Ok((false, answer));
         }
     }
 
-    let mut tx = state.store.pool.begin().await?;
+    // A renewal reads the authorization chain and writes in one transaction of its own, so
+    // that two renewals of one authorization cannot both be decided on the same records.
+    // Every other request is written by the group commit.
+    let mut renewal_tx = None;
     let mut case_json = body.case.clone();
     if let Some(number) = &body.renews {
+        let mut tx = state.store.pool.begin().await?;
         history_from_records(&mut tx, caller, number, &mut case_json).await?;
+        renewal_tx = Some(tx);
     }
     let evaluated = evaluate(state, &plan, case_json)?;
     let policy = state
@@ -707,18 +715,14 @@ pub(crate) async fn submit_case(
     let due_at = (status == "pending_review")
         .then(|| plan.clocks.due(body.urgency == Urgency::Expedited, now));
     let authorization = if evaluated.outcome == Outcome::Approve {
-        Some(
-            create_authorization(
-                &mut tx,
-                state,
-                &caller.organization,
-                &id,
-                &evaluated,
-                &Changes::default(),
-                body.renews.as_deref(),
-            )
-            .await?,
-        )
+        Some(plan_authorization(
+            state,
+            &caller.organization,
+            &id,
+            &evaluated,
+            &Changes::default(),
+            body.renews.as_deref(),
+        )?)
     } else {
         None
     };
@@ -732,68 +736,69 @@ pub(crate) async fn submit_case(
         "urgency": body.urgency,
         "due_at": due_at.map(timestamp),
         "decision": evaluated.result,
-        "authorization": authorization,
+        "authorization": authorization.as_ref().map(authorization_answer),
     });
-    let inserted = sqlx::query(
-        "INSERT INTO requests (id, organization, submitted_by, plan, policy, policy_version, idempotency_key, body_hash, status, outcome, urgency, due_at, case_json, decision_json, response_json, renews, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) ON CONFLICT DO NOTHING",
-    )
-    .bind(&id)
-    .bind(&caller.organization)
-    .bind(&caller.key_id)
-    .bind(&plan.id)
-    .bind(&policy.id)
-    .bind(&policy.version)
-    .bind(&idempotency_key)
-    .bind(&body_hash)
-    .bind(status)
-    .bind(evaluated.outcome.as_str())
-    .bind(urgency_str(body.urgency))
-    .bind(due_at)
-    .bind(evaluated.case_json.to_string())
-    .bind(evaluated.result.to_string())
-    .bind(response.to_string())
-    .bind(&body.renews)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    if inserted.rows_affected() == 0 {
+    let request = NewRequest {
+        id,
+        organization: caller.organization.clone(),
+        submitted_by: caller.key_id.clone(),
+        plan: plan.id.clone(),
+        policy: policy.id.clone(),
+        policy_version: policy.version.clone(),
+        idempotency_key: idempotency_key.clone(),
+        body_hash: body_hash.clone(),
+        status,
+        outcome: evaluated.outcome.as_str(),
+        urgency: urgency_str(body.urgency),
+        due_at,
+        case_json: evaluated.case_json.to_string(),
+        decision_json: evaluated.result.to_string(),
+        response_json: response.to_string(),
+        renews: body.renews.clone(),
+        created_at: now,
+        authorization,
+        link,
+    };
+    let written = match renewal_tx {
+        Some(mut tx) => {
+            // The authorization goes in after the request row, with the renewal checks.
+            let authorization = request.authorization.clone();
+            let request = Write::Request(Box::new(NewRequest {
+                authorization: None,
+                ..request
+            }));
+            let mut chain = store::AuditChain::lock(&mut tx).await?;
+            let written = writer::write_in(&mut tx, &mut chain, &request).await?;
+            if written == Written::Stored {
+                if let Some(authorization) = &authorization {
+                    insert_authorization(&mut tx, authorization).await?;
+                }
+                chain.save(&mut tx).await?;
+                tx.commit().await?;
+            }
+            written
+        }
+        None => {
+            state
+                .writer
+                .write(Write::Request(Box::new(request)))
+                .await?
+        }
+    };
+    if written == Written::DuplicateKey {
         // Another submission with this key won the race: answer with its first answer.
-        drop(tx);
         if let Some(key) = &idempotency_key {
-            if let Some(answer) = replay(&state.store, caller, key, &body_hash).await? {
+            if let Some(answer) = replay(state, caller, key, &body_hash).await? {
                 return Ok((false, answer));
             }
         }
         return Err(AppError::Conflict("the request could not be stored".into()));
     }
-    add_event(
-        &mut tx,
-        &id,
-        "submitted",
-        &caller.key_id,
-        evaluated.outcome,
-        &evaluated.case_json,
-        &evaluated.result,
-    )
-    .await?;
-    store::audit(
-        &mut tx,
-        &caller.key_id,
-        &caller.organization,
-        "request.create",
-        &id,
-    )
-    .await?;
-    if let Some(link) = &link {
-        insert_link(&mut tx, &id, &caller.organization, link, now).await?;
-    }
-    tx.commit().await?;
     Ok((true, response))
 }
 
 async fn replay(
-    store: &Store,
+    state: &AppState,
     caller: &Caller,
     key: &str,
     body_hash: &str,
@@ -801,7 +806,7 @@ async fn replay(
     let row = sqlx::query("SELECT id, body_hash, response_json FROM requests WHERE organization = $1 AND idempotency_key = $2")
         .bind(&caller.organization)
         .bind(key)
-        .fetch_optional(&store.pool)
+        .fetch_optional(&state.store.pool)
         .await?;
     let Some(row) = row else { return Ok(None) };
     let stored_hash: String = row.try_get("body_hash")?;
@@ -811,17 +816,15 @@ async fn replay(
             "this key was used for a different request body",
         ));
     }
-    let id: String = row.try_get("id")?;
-    let mut tx = store.pool.begin().await?;
-    store::audit(
-        &mut tx,
-        &caller.key_id,
-        &caller.organization,
-        "request.replay",
-        &id,
-    )
-    .await?;
-    tx.commit().await?;
+    state
+        .writer
+        .write(Write::Audit(AuditOnly {
+            actor: caller.key_id.clone(),
+            organization: caller.organization.clone(),
+            action: "request.replay",
+            target: row.try_get("id")?,
+        }))
+        .await?;
     let response: Value =
         serde_json::from_str(&row.try_get::<String, _>("response_json")?).unwrap_or(Value::Null);
     Ok(Some(response))
@@ -832,26 +835,6 @@ fn urgency_str(urgency: Urgency) -> &'static str {
         Urgency::Standard => "standard",
         Urgency::Expedited => "expedited",
     }
-}
-
-async fn insert_link(
-    tx: &mut Tx,
-    id: &str,
-    organization: &str,
-    link: &ClaimLink,
-    now: i64,
-) -> Result<(), AppError> {
-    sqlx::query("INSERT INTO fhir_claims (request_id, organization, claim_identifier, item_sequence, bundle_json, base, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-        .bind(id)
-        .bind(organization)
-        .bind(&link.claim_identifier)
-        .bind(i64::from(link.item_sequence))
-        .bind(&link.bundle_json)
-        .bind(&link.base)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }
 
 /// Stores a request no policy of the plan can decide (no plan, or a service no policy
@@ -868,7 +851,7 @@ pub(crate) async fn submit_for_review(
 ) -> Result<String, AppError> {
     require(caller, &[Role::Submitter, Role::Admin])?;
     let body_hash = sha256_hex(&link.bundle_json);
-    if let Some(answer) = replay(&state.store, caller, key, &body_hash).await? {
+    if let Some(answer) = replay(state, caller, key, &body_hash).await? {
         return Ok(answer
             .get("id")
             .and_then(Value::as_str)
@@ -896,57 +879,42 @@ pub(crate) async fn submit_for_review(
         Urgency::Standard
     };
     let response = json!({"id": id, "status": "pending_review", "outcome": "not_applicable", "decision": decision, "authorization": null});
-    let mut tx = state.store.pool.begin().await?;
-    let inserted = sqlx::query(
-        "INSERT INTO requests (id, organization, submitted_by, plan, policy, policy_version, idempotency_key, body_hash, status, outcome, urgency, due_at, case_json, decision_json, response_json, renews, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, '', '', $5, $6, 'pending_review', 'not_applicable', $7, $8, $9, $10, $11, NULL, $12, $12) ON CONFLICT DO NOTHING",
-    )
-    .bind(&id)
-    .bind(&caller.organization)
-    .bind(&caller.key_id)
-    .bind(plan.map(|p| p.id.as_str()).unwrap_or_default())
-    .bind(key)
-    .bind(&body_hash)
-    .bind(urgency_str(urgency))
-    .bind(due_at)
-    .bind(case.to_string())
-    .bind(decision.to_string())
-    .bind(response.to_string())
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        drop(tx);
-        return match replay(&state.store, caller, key, &body_hash).await? {
+    let request = NewRequest {
+        id: id.clone(),
+        organization: caller.organization.clone(),
+        submitted_by: caller.key_id.clone(),
+        plan: plan.map(|p| p.id.clone()).unwrap_or_default(),
+        policy: String::new(),
+        policy_version: String::new(),
+        idempotency_key: Some(key.to_string()),
+        body_hash: body_hash.clone(),
+        status: "pending_review",
+        outcome: Outcome::NotApplicable.as_str(),
+        urgency: urgency_str(urgency),
+        due_at: Some(due_at),
+        case_json: case.to_string(),
+        decision_json: decision.to_string(),
+        response_json: response.to_string(),
+        renews: None,
+        created_at: now,
+        authorization: None,
+        link: Some(link),
+    };
+    match state
+        .writer
+        .write(Write::Request(Box::new(request)))
+        .await?
+    {
+        Written::Stored => Ok(id),
+        Written::DuplicateKey => match replay(state, caller, key, &body_hash).await? {
             Some(answer) => Ok(answer
                 .get("id")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string()),
             None => Err(AppError::Conflict("the request could not be stored".into())),
-        };
+        },
     }
-    add_event(
-        &mut tx,
-        &id,
-        "submitted",
-        &caller.key_id,
-        Outcome::NotApplicable,
-        case,
-        &decision,
-    )
-    .await?;
-    store::audit(
-        &mut tx,
-        &caller.key_id,
-        &caller.organization,
-        "request.create",
-        &id,
-    )
-    .await?;
-    insert_link(&mut tx, &id, &caller.organization, &link, now).await?;
-    tx.commit().await?;
-    Ok(id)
 }
 
 /// Today's date (UTC), `YYYY-MM-DD`.
@@ -987,7 +955,7 @@ async fn add_event(
     Ok(())
 }
 
-/// Creates the authorization of an approval: its period, units and cycles.
+/// Creates the authorization of an approval inside `tx` and answers it as JSON.
 async fn create_authorization(
     tx: &mut Tx,
     state: &AppState,
@@ -997,6 +965,49 @@ async fn create_authorization(
     changes: &Changes,
     renews: Option<&str>,
 ) -> Result<Value, AppError> {
+    let authorization =
+        plan_authorization(state, organization, request_id, evaluated, changes, renews)?;
+    insert_authorization(tx, &authorization).await?;
+    Ok(authorization_answer(&authorization))
+}
+
+/// Stores an authorization. A renewal checks first that its authorization was not renewed
+/// meanwhile; two renewals approved at once (two PostgreSQL sessions) meet the unique index
+/// on `renews`, which lets one commit.
+async fn insert_authorization(
+    tx: &mut Tx,
+    authorization: &NewAuthorization,
+) -> Result<(), AppError> {
+    if let Some(renews) = &authorization.renews {
+        // A renewal submitted before the other was approved: the first approval wins.
+        if let Some(renewal) = renewal_of(tx, renews).await? {
+            return Err(already_renewed(renews, &renewal));
+        }
+    }
+    writer::insert_authorization(tx, authorization)
+        .await
+        .map_err(|error| renewed_meanwhile(error, authorization.renews.as_deref()))
+}
+
+/// A unique violation on a renewal's insert: another renewal of the same authorization won.
+fn renewed_meanwhile(error: StoreError, renews: Option<&str>) -> AppError {
+    match (&error.0, renews) {
+        (sqlx::Error::Database(database), Some(renews)) if database.is_unique_violation() => {
+            AppError::Conflict(format!("authorization `{renews}` was renewed meanwhile"))
+        }
+        _ => error.into(),
+    }
+}
+
+/// The authorization of an approval: its period, units and cycles.
+fn plan_authorization(
+    state: &AppState,
+    organization: &str,
+    request_id: &str,
+    evaluated: &Evaluated,
+    changes: &Changes,
+    renews: Option<&str>,
+) -> Result<NewAuthorization, AppError> {
     let request = evaluated.case.request.clone().unwrap_or_default();
     let drug_id = request.drug.clone().unwrap_or_default();
     let drug = state.engine.catalog.drugs.iter().find(|d| d.id == drug_id);
@@ -1042,54 +1053,36 @@ async fn create_authorization(
                 .map(|c| c + 1)
         })
         .unwrap_or(1);
-    let number = format!("PA-{}", &random_id("")[..12].to_uppercase());
     let hcpcs = request
         .hcpcs
         .clone()
         .or_else(|| drug.map(|d| d.hcpcs.clone()))
         .unwrap_or_default();
-    let approved_units = i64::from(units) * i64::from(cycles.max(1));
-    if let Some(renews) = renews {
-        // A renewal submitted before the other was approved: the first approval wins.
-        if let Some(renewal) = renewal_of(tx, renews).await? {
-            return Err(already_renewed(renews, &renewal));
-        }
-    }
-    let inserted = sqlx::query(
-        "INSERT INTO authorizations (number, request_id, organization, drug, hcpcs, start_date, end_date, units_per_period, period_days, cycles, first_cycle, approved_units, used_units, renews, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $13, $14)",
-    )
-    .bind(&number)
-    .bind(request_id)
-    .bind(organization)
-    .bind(&drug_id)
-    .bind(&hcpcs)
-    .bind(start.to_string())
-    .bind(end.to_string())
-    .bind(i64::from(units))
-    .bind(i64::from(period_days))
-    .bind(i64::from(cycles))
-    .bind(i64::from(first_cycle))
-    .bind(approved_units)
-    .bind(renews)
-    .bind(now_ms())
-    .execute(&mut **tx)
-    .await;
-    // Two renewals of one authorization approved at once (by two PostgreSQL sessions): the
-    // unique index on `renews` lets one commit.
-    if let (Some(renews), Err(sqlx::Error::Database(error))) = (renews, &inserted) {
-        if error.is_unique_violation() {
-            return Err(AppError::Conflict(format!(
-                "authorization `{renews}` was renewed meanwhile"
-            )));
-        }
-    }
-    inserted?;
-    Ok(json!({
-        "number": number, "drug": drug_id, "hcpcs": hcpcs, "start": start.to_string(), "end": end.to_string(),
-        "units_per_period": units, "period_days": period_days, "cycles": cycles, "first_cycle": first_cycle,
-        "approved_units": approved_units, "used_units": 0, "renews": renews,
-    }))
+    Ok(NewAuthorization {
+        number: format!("PA-{}", &random_id("")[..12].to_uppercase()),
+        request_id: request_id.to_string(),
+        organization: organization.to_string(),
+        drug: drug_id,
+        hcpcs,
+        start_date: start.to_string(),
+        end_date: end.to_string(),
+        units_per_period: i64::from(units),
+        period_days: i64::from(period_days),
+        cycles: i64::from(cycles),
+        first_cycle: i64::from(first_cycle),
+        approved_units: i64::from(units) * i64::from(cycles.max(1)),
+        renews: renews.map(str::to_string),
+        created_at: now_ms(),
+    })
+}
+
+/// A new authorization as the answer to its request shows it.
+fn authorization_answer(a: &NewAuthorization) -> Value {
+    json!({
+        "number": a.number, "drug": a.drug, "hcpcs": a.hcpcs, "start": a.start_date, "end": a.end_date,
+        "units_per_period": a.units_per_period, "period_days": a.period_days, "cycles": a.cycles, "first_cycle": a.first_cycle,
+        "approved_units": a.approved_units, "used_units": 0, "renews": a.renews,
+    })
 }
 
 fn authorization_json(row: &AnyRow) -> Result<Value, sqlx::Error> {

@@ -82,12 +82,13 @@ pub async fn revoke(store: &Store, id: &str) -> Result<bool, StoreError> {
     Ok(done.rows_affected() == 1)
 }
 
-/// The caller a secret belongs to, if the key exists and is not revoked.
+/// The caller a secret belongs to, if the key exists and is not revoked. Asked of the database
+/// on every call, so a revocation holds from the moment it commits.
 pub async fn authenticate(store: &Store, secret: &str) -> Result<Option<Caller>, StoreError> {
     let hash = sha256_hex(secret);
     let row = sqlx::query("SELECT id, key_hash, organization, role, name, credentials FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
         .bind(&hash)
-        .fetch_optional(&store.pool)
+        .fetch_optional(&store.reads)
         .await?;
     let Some(row) = row else { return Ok(None) };
     let stored: String = row.try_get("key_hash")?;

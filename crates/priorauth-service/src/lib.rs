@@ -10,6 +10,7 @@ pub mod keys;
 pub mod notify;
 pub mod plans;
 pub mod store;
+pub mod writer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub async fn state(
     Ok(AppState {
         engine: Arc::new(engine),
         plans: Arc::new(plans),
+        writer: writer::Writer::start(store.clone()),
         store,
         fhir: Arc::new(fhir),
         notify: Arc::new(tokio::sync::Notify::new()),

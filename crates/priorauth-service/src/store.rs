@@ -167,6 +167,9 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     pub pool: AnyPool,
+    /// For reads that must not wait behind writes: on SQLite, connections of their own (WAL
+    /// lets them read while the one writer writes); on PostgreSQL, `pool` itself.
+    pub reads: AnyPool,
     pub backend: Backend,
 }
 
@@ -210,8 +213,28 @@ impl Store {
             // managed 865 (bench/README.md).
             Backend::Postgres => options.max_connections(4).connect(url).await?,
         };
-        let store = Store { pool, backend };
+        let mut store = Store {
+            reads: pool.clone(),
+            pool,
+            backend,
+        };
         store.migrate().await?;
+        // An in-memory database is one connection's own: its reads stay on it.
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if backend == Backend::Sqlite && !in_memory {
+            store.reads = AnyPoolOptions::new()
+                .max_connections(2)
+                .after_connect(|connection, _| {
+                    Box::pin(async move {
+                        use sqlx::Executor;
+                        connection.execute("PRAGMA query_only = ON").await?;
+                        connection.execute("PRAGMA busy_timeout = 5000").await?;
+                        Ok(())
+                    })
+                })
+                .connect(url)
+                .await?;
+        }
         Ok(store)
     }
 
@@ -325,36 +348,77 @@ pub async fn audit(
     action: &str,
     target: &str,
 ) -> Result<(), StoreError> {
-    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
-        .fetch_one(&mut **tx)
+    let mut chain = AuditChain::lock(tx).await?;
+    chain
+        .append(tx, actor, organization, action, target)
         .await?;
-    let mut entry = AuditEntry {
-        seq: head.try_get("seq")?,
-        at: now_ms(),
-        actor: actor.to_string(),
-        organization: organization.to_string(),
-        action: action.to_string(),
-        target: target.to_string(),
-        prev_hash: head.try_get("hash")?,
-        hash: String::new(),
-    };
-    entry.hash = entry.digest();
-    sqlx::query("INSERT INTO audit_log (seq, at, actor, organization, action, target, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-        .bind(entry.seq)
-        .bind(entry.at)
-        .bind(&entry.actor)
-        .bind(&entry.organization)
-        .bind(&entry.action)
-        .bind(&entry.target)
-        .bind(&entry.prev_hash)
-        .bind(&entry.hash)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-        .bind(&entry.hash)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    chain.save(tx).await
+}
+
+/// The end of the audit chain, held for one transaction: `lock` takes the head row (its row
+/// lock lasts until commit), `append` links entries in memory and inserts them, `save` writes
+/// the new head. Many entries then cost one head read and one head write.
+#[derive(Debug)]
+pub struct AuditChain {
+    seq: i64,
+    hash: String,
+}
+
+impl AuditChain {
+    pub async fn lock(tx: &mut Tx) -> Result<AuditChain, StoreError> {
+        // An update, not a select: it takes the row lock on PostgreSQL (SQLite has one writer).
+        let head = sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
+            .fetch_one(&mut **tx)
+            .await?;
+        Ok(AuditChain {
+            seq: head.try_get("seq")?,
+            hash: head.try_get("hash")?,
+        })
+    }
+
+    pub async fn append(
+        &mut self,
+        tx: &mut Tx,
+        actor: &str,
+        organization: &str,
+        action: &str,
+        target: &str,
+    ) -> Result<(), StoreError> {
+        let mut entry = AuditEntry {
+            seq: self.seq + 1,
+            at: now_ms(),
+            actor: actor.to_string(),
+            organization: organization.to_string(),
+            action: action.to_string(),
+            target: target.to_string(),
+            prev_hash: self.hash.clone(),
+            hash: String::new(),
+        };
+        entry.hash = entry.digest();
+        sqlx::query("INSERT INTO audit_log (seq, at, actor, organization, action, target, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(entry.seq)
+            .bind(entry.at)
+            .bind(&entry.actor)
+            .bind(&entry.organization)
+            .bind(&entry.action)
+            .bind(&entry.target)
+            .bind(&entry.prev_hash)
+            .bind(&entry.hash)
+            .execute(&mut **tx)
+            .await?;
+        self.seq = entry.seq;
+        self.hash = entry.hash;
+        Ok(())
+    }
+
+    pub async fn save(self, tx: &mut Tx) -> Result<(), StoreError> {
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            .bind(self.seq)
+            .bind(&self.hash)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
 }
 
 /// What `priorauth audit verify` found.
