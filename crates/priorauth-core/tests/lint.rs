@@ -85,9 +85,19 @@ fn the_literal_eocco_consolidation_branch_can_never_be_met() {
 
 #[test]
 fn an_age_contradiction_is_found() {
-    let text = eocco().replace(
+    let mut text = eocco().replace(
         r#"criteria = ["universal-live-vaccine", "adult-age", "b-cell-precursor-all", "adult-relapsed-refractory"]"#,
         r#"criteria = ["universal-live-vaccine", "adult-age", "under-15", "b-cell-precursor-all", "adult-relapsed-refractory"]"#,
+    );
+    text.push_str(
+        r#"
+[criteria.under-15]
+text = "under 15 years of age"
+section = "III. Initial Approval Criteria, Pediatric Acute Lymphoblastic Leukemia (ALL)"
+quote = "Pediatric Acute Lymphoblastic Leukemia (ALL)"
+fact = "patient.age_years"
+lt = 15
+"#,
     );
     let findings = lint_text("eocco-age.toml", &text);
     let unsat = findings
