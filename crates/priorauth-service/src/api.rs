@@ -753,7 +753,7 @@ pub(crate) async fn submit_case(
         due_at,
         case_json: evaluated.case_json.to_string(),
         decision_json: evaluated.result.to_string(),
-        response_json: response.to_string(),
+        response_json: stored_response(&response),
         renews: body.renews.clone(),
         created_at: now,
         authorization,
@@ -803,7 +803,7 @@ async fn replay(
     key: &str,
     body_hash: &str,
 ) -> Result<Option<Value>, AppError> {
-    let row = sqlx::query("SELECT id, body_hash, response_json FROM requests WHERE organization = $1 AND idempotency_key = $2")
+    let row = sqlx::query("SELECT r.id, r.body_hash, r.response_json, e.decision_json FROM requests r LEFT JOIN request_events e ON e.request_id = r.id AND e.seq = 1 WHERE r.organization = $1 AND r.idempotency_key = $2")
         .bind(&caller.organization)
         .bind(key)
         .fetch_optional(&state.store.pool)
@@ -825,9 +825,30 @@ async fn replay(
             target: row.try_get("id")?,
         }))
         .await?;
-    let response: Value =
+    let mut response: Value =
         serde_json::from_str(&row.try_get::<String, _>("response_json")?).unwrap_or(Value::Null);
+    // The first answer's decision is the first event's (see `stored_response`).
+    if let Some(object) = response.as_object_mut() {
+        if !object.contains_key("decision") {
+            let decision: Option<String> = row.try_get("decision_json")?;
+            let decision = decision
+                .and_then(|d| serde_json::from_str(&d).ok())
+                .unwrap_or(Value::Null);
+            object.insert("decision".into(), decision);
+        }
+    }
     Ok(Some(response))
+}
+
+/// The first answer as stored for replays: without its decision, which the first event
+/// already holds (a decision is several kilobytes, and every stored copy costs the database
+/// compression and write time).
+fn stored_response(response: &Value) -> String {
+    let mut stored = response.clone();
+    if let Some(object) = stored.as_object_mut() {
+        object.remove("decision");
+    }
+    stored.to_string()
 }
 
 fn urgency_str(urgency: Urgency) -> &'static str {
@@ -894,7 +915,7 @@ pub(crate) async fn submit_for_review(
         due_at: Some(due_at),
         case_json: case.to_string(),
         decision_json: decision.to_string(),
-        response_json: response.to_string(),
+        response_json: stored_response(&response),
         renews: None,
         created_at: now,
         authorization: None,

@@ -211,7 +211,25 @@ impl Store {
             // Every write transaction takes the audit head's row lock until it commits, so
             // more sessions only queue on it: 4 sustained 1,000 requests/s on 2 cores where 16
             // managed 865 (bench/README.md).
-            Backend::Postgres => options.max_connections(4).connect(url).await?,
+            //
+            // Decisions are stored as text of several kilobytes, which PostgreSQL compresses:
+            // lz4 (PostgreSQL 14 and later, when built with it) costs a fraction of the default
+            // pglz's CPU. A server without it keeps its default, so the error is not fatal.
+            Backend::Postgres => {
+                options
+                    .max_connections(4)
+                    .after_connect(|connection, _| {
+                        Box::pin(async move {
+                            use sqlx::Executor;
+                            let _ = connection
+                                .execute("SET default_toast_compression = 'lz4'")
+                                .await;
+                            Ok(())
+                        })
+                    })
+                    .connect(url)
+                    .await?
+            }
         };
         let mut store = Store {
             reads: pool.clone(),
