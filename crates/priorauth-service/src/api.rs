@@ -23,7 +23,7 @@ use utoipa::{OpenApi, ToSchema};
 use crate::keys::{self, Caller, Role};
 use crate::plans::{Plan, Plans};
 use crate::store::{self, Store, StoreError, Tx, now_ms, random_id, sha256_hex};
-use crate::writer::{self, AuditOnly, NewAuthorization, NewRequest, Write, Writer, Written};
+use crate::writer::{self, NewAuthorization, NewRequest, Write, Writer, Written};
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 256 * 1024;
@@ -726,7 +726,10 @@ pub(crate) async fn submit_case(
     } else {
         None
     };
-    let response = json!({
+    // The first answer is stored for replays without its decision, which the first event
+    // already holds (a decision is several kilobytes, and each stored copy costs the database
+    // compression and write time).
+    let mut response = json!({
         "id": id,
         "status": status,
         "outcome": evaluated.outcome,
@@ -735,10 +738,11 @@ pub(crate) async fn submit_case(
         "policy_version": policy.version,
         "urgency": body.urgency,
         "due_at": due_at.map(timestamp),
-        "decision": evaluated.result,
         "authorization": authorization.as_ref().map(authorization_answer),
     });
-    let request = NewRequest {
+    let response_json = response.to_string();
+    let decision_json = evaluated.result.to_string();
+    let mut request = NewRequest {
         id,
         organization: caller.organization.clone(),
         submitted_by: caller.key_id.clone(),
@@ -752,21 +756,21 @@ pub(crate) async fn submit_case(
         urgency: urgency_str(body.urgency),
         due_at,
         case_json: evaluated.case_json.to_string(),
-        decision_json: evaluated.result.to_string(),
-        response_json: stored_response(&response),
+        decision_json,
+        response_json,
         renews: body.renews.clone(),
         created_at: now,
         authorization,
         link,
     };
+    if let Some(object) = response.as_object_mut() {
+        object.insert("decision".into(), evaluated.result);
+    }
     let written = match renewal_tx {
         Some(mut tx) => {
             // The authorization goes in after the request row, with the renewal checks.
-            let authorization = request.authorization.clone();
-            let request = Write::Request(Box::new(NewRequest {
-                authorization: None,
-                ..request
-            }));
+            let authorization = request.authorization.take();
+            let request = Write::Request(Box::new(request));
             let mut chain = store::AuditChain::lock(&mut tx).await?;
             let written = writer::write_in(&mut tx, &mut chain, &request).await?;
             if written == Written::Stored {
@@ -816,18 +820,14 @@ async fn replay(
             "this key was used for a different request body",
         ));
     }
+    let id: String = row.try_get("id")?;
     state
         .writer
-        .write(Write::Audit(AuditOnly {
-            actor: caller.key_id.clone(),
-            organization: caller.organization.clone(),
-            action: "request.replay",
-            target: row.try_get("id")?,
-        }))
+        .write(Write::Audit(caller.audit_record("request.replay", &id)))
         .await?;
     let mut response: Value =
         serde_json::from_str(&row.try_get::<String, _>("response_json")?).unwrap_or(Value::Null);
-    // The first answer's decision is the first event's (see `stored_response`).
+    // The first answer's decision is the first event's (see `submit_case`).
     if let Some(object) = response.as_object_mut() {
         if !object.contains_key("decision") {
             let decision: Option<String> = row.try_get("decision_json")?;
@@ -838,17 +838,6 @@ async fn replay(
         }
     }
     Ok(Some(response))
-}
-
-/// The first answer as stored for replays: without its decision, which the first event
-/// already holds (a decision is several kilobytes, and every stored copy costs the database
-/// compression and write time).
-fn stored_response(response: &Value) -> String {
-    let mut stored = response.clone();
-    if let Some(object) = stored.as_object_mut() {
-        object.remove("decision");
-    }
-    stored.to_string()
 }
 
 fn urgency_str(urgency: Urgency) -> &'static str {
@@ -899,7 +888,8 @@ pub(crate) async fn submit_for_review(
     } else {
         Urgency::Standard
     };
-    let response = json!({"id": id, "status": "pending_review", "outcome": "not_applicable", "decision": decision, "authorization": null});
+    // Stored without its decision, as `submit_case` does.
+    let response = json!({"id": id, "status": "pending_review", "outcome": "not_applicable", "authorization": null});
     let request = NewRequest {
         id: id.clone(),
         organization: caller.organization.clone(),
@@ -915,7 +905,7 @@ pub(crate) async fn submit_for_review(
         due_at: Some(due_at),
         case_json: case.to_string(),
         decision_json: decision.to_string(),
-        response_json: stored_response(&response),
+        response_json: response.to_string(),
         renews: None,
         created_at: now,
         authorization: None,
@@ -1220,14 +1210,7 @@ async fn read_request(
     let mut tx = state.store.pool.begin().await?;
     let row = fetch_request(&mut tx, &caller, &id).await?;
     let body = request_json(&mut tx, &row).await?;
-    store::audit(
-        &mut tx,
-        &caller.key_id,
-        &caller.organization,
-        "request.read",
-        &id,
-    )
-    .await?;
+    store::audit(&mut tx, &caller.audit_record("request.read", &id)).await?;
     tx.commit().await?;
     Ok(Json(body))
 }
@@ -1333,14 +1316,7 @@ async fn complete_request(
         &evaluated.result,
     )
     .await?;
-    store::audit(
-        &mut tx,
-        &caller.key_id,
-        &caller.organization,
-        "request.update",
-        &id,
-    )
-    .await?;
+    store::audit(&mut tx, &caller.audit_record("request.update", &id)).await?;
     crate::notify::enqueue(&mut tx, &id).await?;
     let row = fetch_request(&mut tx, &caller, &id).await?;
     let body = request_json(&mut tx, &row).await?;
@@ -1374,14 +1350,7 @@ async fn queue(State(state): State<AppState>, caller: Caller) -> Result<Json<Val
             }))
         })
         .collect::<Result<_, sqlx::Error>>()?;
-    store::audit(
-        &mut tx,
-        &caller.key_id,
-        &caller.organization,
-        "queue.read",
-        "queue",
-    )
-    .await?;
+    store::audit(&mut tx, &caller.audit_record("queue.read", "queue")).await?;
     tx.commit().await?;
     Ok(Json(json!({ "items": items })))
 }
@@ -1505,14 +1474,7 @@ async fn determine(
         &decision,
     )
     .await?;
-    store::audit(
-        &mut tx,
-        &caller.key_id,
-        &caller.organization,
-        "request.determination",
-        &id,
-    )
-    .await?;
+    store::audit(&mut tx, &caller.audit_record("request.determination", &id)).await?;
     crate::notify::enqueue(&mut tx, &id).await?;
     let row = fetch_request(&mut tx, &caller, &id).await?;
     let body = request_json(&mut tx, &row).await?;
@@ -1580,14 +1542,7 @@ async fn denial_letter(
         "appeal": plan.map(|p| p.appeal.clone()),
         "automation": "Software evaluated the request against the policy; a licensed clinician reviewed the request and made this decision.",
     });
-    store::audit(
-        &mut tx,
-        &caller.key_id,
-        &caller.organization,
-        "request.denial_letter",
-        &id,
-    )
-    .await?;
+    store::audit(&mut tx, &caller.audit_record("request.denial_letter", &id)).await?;
     tx.commit().await?;
     Ok(Json(letter))
 }
@@ -1621,14 +1576,7 @@ async fn read_authorization(
     let mut tx = state.store.pool.begin().await?;
     let row = fetch_authorization(&mut tx, &caller, &number).await?;
     let body = authorization_json(&row)?;
-    store::audit(
-        &mut tx,
-        &caller.key_id,
-        &caller.organization,
-        "authorization.read",
-        &number,
-    )
-    .await?;
+    store::audit(&mut tx, &caller.audit_record("authorization.read", &number)).await?;
     tx.commit().await?;
     Ok(Json(body))
 }
@@ -1687,10 +1635,7 @@ async fn record_usage(
         .await?;
     store::audit(
         &mut tx,
-        &caller.key_id,
-        &caller.organization,
-        "authorization.usage",
-        &number,
+        &caller.audit_record("authorization.usage", &number),
     )
     .await?;
     tx.commit().await?;

@@ -236,10 +236,7 @@ pub(crate) async fn authorizations(
     // A read of records, like every other: in the audit log.
     crate::store::audit(
         &mut tx,
-        &caller.key_id,
-        &caller.organization,
-        "authorization.list",
-        "authorizations",
+        &caller.audit_record("authorization.list", "authorizations"),
     )
     .await?;
     tx.commit().await?;

@@ -690,14 +690,7 @@ async fn response_for(
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
-    store::audit(
-        &mut tx,
-        &caller.key_id,
-        &caller.organization,
-        "request.read",
-        id,
-    )
-    .await?;
+    store::audit(&mut tx, &caller.audit_record("request.read", id)).await?;
     tx.commit().await?;
     let Some(link) = link else {
         return Err(FhirError::not_found(
@@ -740,14 +733,7 @@ pub async fn notification_payload(
     };
     let request_row = api::fetch_request(&mut tx, &system, request_id).await?;
     let record = api::request_json(&mut tx, &request_row).await?;
-    store::audit(
-        &mut tx,
-        "notifications",
-        &system.organization,
-        "request.notify",
-        request_id,
-    )
-    .await?;
+    store::audit(&mut tx, &system.audit_record("request.notify", request_id)).await?;
     tx.commit().await?;
     let bundle: Value =
         serde_json::from_str(&row.try_get::<String, _>("bundle_json")?).unwrap_or(Value::Null);
@@ -845,14 +831,7 @@ async fn create_subscription(
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
-    store::audit(
-        &mut tx,
-        &caller.key_id,
-        &caller.organization,
-        "subscription.write",
-        &id,
-    )
-    .await?;
+    store::audit(&mut tx, &caller.audit_record("subscription.write", &id)).await?;
     tx.commit().await?;
     let status = if existing.is_some() {
         StatusCode::OK
@@ -911,14 +890,7 @@ async fn delete_subscription(
         .bind(&id)
         .execute(&mut *tx)
         .await?;
-    store::audit(
-        &mut tx,
-        &caller.key_id,
-        &caller.organization,
-        "subscription.delete",
-        &id,
-    )
-    .await?;
+    store::audit(&mut tx, &caller.audit_record("subscription.delete", &id)).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -5,7 +5,7 @@
 use sqlx::Row;
 use subtle::ConstantTimeEq;
 
-use crate::store::{Store, StoreError, now_ms, random_id, sha256_hex};
+use crate::store::{AuditRecord, Store, StoreError, now_ms, random_id, sha256_hex};
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
@@ -47,6 +47,18 @@ pub struct Caller {
     pub name: String,
     /// Licence and degree of a reviewer (`MD, Hematology`), recorded on determinations.
     pub credentials: String,
+}
+
+impl Caller {
+    /// The audit record of this caller doing `action` to `target`.
+    pub fn audit_record(&self, action: &'static str, target: &str) -> AuditRecord {
+        AuditRecord {
+            actor: self.key_id.clone(),
+            organization: self.organization.clone(),
+            action,
+            target: target.to_string(),
+        }
+    }
 }
 
 /// Creates a key and returns (key id, secret). The secret is not stored.

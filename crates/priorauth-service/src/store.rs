@@ -357,19 +357,20 @@ impl AuditEntry {
     }
 }
 
+/// Who did what to which record, as the audit log records it (with its time and links).
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    pub actor: String,
+    pub organization: String,
+    pub action: &'static str,
+    pub target: String,
+}
+
 /// Appends to the audit log inside `tx`. The head row is updated first, which holds its lock
 /// until commit, so appends from concurrent transactions (and instances) chain in order.
-pub async fn audit(
-    tx: &mut Tx,
-    actor: &str,
-    organization: &str,
-    action: &str,
-    target: &str,
-) -> Result<(), StoreError> {
+pub async fn audit(tx: &mut Tx, record: &AuditRecord) -> Result<(), StoreError> {
     let mut chain = AuditChain::lock(tx).await?;
-    chain
-        .append(tx, actor, organization, action, target)
-        .await?;
+    chain.append(tx, record).await?;
     chain.save(tx).await
 }
 
@@ -394,21 +395,14 @@ impl AuditChain {
         })
     }
 
-    pub async fn append(
-        &mut self,
-        tx: &mut Tx,
-        actor: &str,
-        organization: &str,
-        action: &str,
-        target: &str,
-    ) -> Result<(), StoreError> {
+    pub async fn append(&mut self, tx: &mut Tx, record: &AuditRecord) -> Result<(), StoreError> {
         let mut entry = AuditEntry {
             seq: self.seq + 1,
             at: now_ms(),
-            actor: actor.to_string(),
-            organization: organization.to_string(),
-            action: action.to_string(),
-            target: target.to_string(),
+            actor: record.actor.clone(),
+            organization: record.organization.clone(),
+            action: record.action.to_string(),
+            target: record.target.clone(),
             prev_hash: self.hash.clone(),
             hash: String::new(),
         };

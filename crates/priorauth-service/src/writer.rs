@@ -12,7 +12,7 @@
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::ClaimLink;
-use crate::store::{AuditChain, Store, StoreError, Tx};
+use crate::store::{AuditChain, AuditRecord, Store, StoreError, Tx};
 
 /// The most writes one transaction takes.
 const MAX_BATCH: usize = 256;
@@ -63,19 +63,11 @@ pub struct NewAuthorization {
     pub created_at: i64,
 }
 
-/// An audit entry on its own (a read, a replayed answer).
-#[derive(Debug, Clone)]
-pub struct AuditOnly {
-    pub actor: String,
-    pub organization: String,
-    pub action: &'static str,
-    pub target: String,
-}
-
 #[derive(Debug, Clone)]
 pub enum Write {
     Request(Box<NewRequest>),
-    Audit(AuditOnly),
+    /// An audit entry on its own (a replayed answer).
+    Audit(AuditRecord),
 }
 
 /// What a write did.
@@ -198,27 +190,15 @@ pub async fn write_in(
                     .execute(&mut **tx)
                     .await?;
             }
-            chain
-                .append(
-                    tx,
-                    &request.submitted_by,
-                    &request.organization,
-                    "request.create",
-                    &request.id,
-                )
-                .await?;
+            let record = AuditRecord {
+                actor: request.submitted_by.clone(),
+                organization: request.organization.clone(),
+                action: "request.create",
+                target: request.id.clone(),
+            };
+            chain.append(tx, &record).await?;
         }
-        Write::Audit(entry) => {
-            chain
-                .append(
-                    tx,
-                    &entry.actor,
-                    &entry.organization,
-                    entry.action,
-                    &entry.target,
-                )
-                .await?;
-        }
+        Write::Audit(record) => chain.append(tx, record).await?,
     }
     Ok(Written::Stored)
 }
@@ -346,7 +326,7 @@ mod tests {
             request("req_2", Some("PA-2")),
             request("req_3", Some("PA-TAKEN")),
             request("req_1", None),
-            Write::Audit(AuditOnly {
+            Write::Audit(AuditRecord {
                 actor: "key_a".into(),
                 organization: "clinic-a".into(),
                 action: "request.read",
