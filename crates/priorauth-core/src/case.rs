@@ -648,17 +648,6 @@ pub fn validate(case: &Case, known_drugs: &[impl AsRef<str>]) -> Result<(), Case
                     );
                 }
             }
-            if let Some(date) = request_date {
-                if past.start > date {
-                    problem(
-                        &format!("history.authorizations[{index}].start"),
-                        format!(
-                            "{} is after the request date {date}: an earlier authorization cannot start later",
-                            past.start
-                        ),
-                    );
-                }
-            }
         }
     }
     if problems.is_empty() {

@@ -254,6 +254,18 @@ impl Facts {
 
     /// [`Facts::of_case`] into an existing table, which hot paths reuse from case to case.
     pub fn fill(&mut self, case: &Case, drug_index: impl Fn(&str) -> Option<u8>) {
+        self.fill_as_of(case, drug_index, None);
+    }
+
+    /// [`Facts::fill`] for a decision made on `as_of` (the day the payer received the
+    /// request): the authorization history (course, renewals, lapse) is read as of that day,
+    /// which an approval would start; without it, as of `request.date`.
+    pub fn fill_as_of(
+        &mut self,
+        case: &Case,
+        drug_index: impl Fn(&str) -> Option<u8>,
+        as_of: Option<Date>,
+    ) {
         let facts = self;
         let empty_request = Request::default();
         let empty_patient = Patient::default();
@@ -441,10 +453,16 @@ impl Facts {
             prescriber.consulting_specialty.map(|v| sym(v.index())),
         );
 
-        facts.derive(request, patient, history);
+        facts.derive(request, patient, history, as_of);
     }
 
-    fn derive(&mut self, request: &Request, patient: &Patient, history: &History) {
+    fn derive(
+        &mut self,
+        request: &Request,
+        patient: &Patient,
+        history: &History,
+        as_of: Option<Date>,
+    ) {
         use FactId::*;
         const DATE: Missing = bit(2);
         const BIRTH: Missing = bit(15);
@@ -590,7 +608,7 @@ impl Facts {
 
         // Earlier authorizations: the current course, and coverage over the last year.
         const AUTHORIZATIONS: Missing = bit(43);
-        match (&history.authorizations, request.date) {
+        match (&history.authorizations, as_of.or(request.date)) {
             (None, date) => {
                 let date = if date.is_none() { DATE } else { 0 };
                 for id in [

@@ -253,17 +253,18 @@ impl Engine {
     /// Every fact of a case, derived facts included.
     pub fn facts(&self, case: &Case) -> Facts {
         let mut facts = Facts::default();
-        self.fill_facts(case, &mut facts);
+        self.fill_facts(case, &mut facts, None);
         facts
     }
 
-    fn fill_facts(&self, case: &Case, facts: &mut Facts) {
-        facts.fill(case, |name| {
+    fn fill_facts(&self, case: &Case, facts: &mut Facts, as_of: Option<date::Date>) {
+        let drug_index = |name: &str| {
             self.drug_names
                 .iter()
                 .position(|d| d == name)
                 .map(|p| p as u8)
-        });
+        };
+        facts.fill_as_of(case, drug_index, as_of);
         let on_label = match facts.get(FactId::RequestDrug) {
             facts::Value::Symbol(drug) => {
                 let label = self
@@ -377,7 +378,7 @@ impl Engine {
         received: Option<date::Date>,
         evaluation: &mut Evaluation,
     ) {
-        self.fill_facts(case, &mut evaluation.facts);
+        self.fill_facts(case, &mut evaluation.facts, received);
         let date = received.or_else(|| case.request.as_ref().and_then(|r| r.date));
         let Evaluation {
             facts,

@@ -458,11 +458,12 @@ pub fn decide_line(
     engine: &Engine,
     line: &str,
     selected: &[usize],
+    received: Option<Date>,
     evaluation: &mut Evaluation,
     out: &mut Vec<u8>,
 ) -> Result<(), crate::CaseError> {
     let case = engine.parse_case(line)?;
-    engine.evaluate_into(&case, selected, evaluation);
+    engine.evaluate_received_into(&case, selected, received, evaluation);
     // Writing JSON into a Vec cannot fail: every value here serializes.
     let _ = serde_json::to_writer(&mut *out, &Report::new(engine, &case, evaluation));
     out.push(b'\n');
