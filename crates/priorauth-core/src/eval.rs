@@ -287,9 +287,18 @@ fn ceiling(pathway: &crate::policy::Pathway, facts: &Facts) -> Result<Ceiling, M
     .into_iter()
     .flatten()
     .fold(f64::INFINITY, f64::min);
-    // A course position not yet known counts from the first cycle.
-    let first = match facts.get(FactId::RequestFirstCycle) {
-        Value::Number(n) => n.max(1.0),
+    // A renewal continues a course: without its position the cycles left are not known. An
+    // initial request whose position is not known counts from the first cycle.
+    let first = match (
+        facts.get(FactId::RequestFirstCycle),
+        facts.get(FactId::RequestKind),
+    ) {
+        (Value::Number(n), _) => n.max(1.0),
+        (Value::Unknown(missing), Value::Symbol(kind))
+            if kind == crate::case::RequestKind::Renewal.index() =>
+        {
+            return Err(missing);
+        }
         _ => 1.0,
     };
     let course_left = label_course.map(|course| (course - (first - 1.0)).max(0.0));
@@ -309,6 +318,28 @@ fn ceiling(pathway: &crate::policy::Pathway, facts: &Facts) -> Result<Ceiling, M
         units_per_cycle: units.floor().clamp(0.0, f64::from(u32::MAX)) as u32,
         cycles: cycles.floor().clamp(0.0, f64::from(u32::MAX)) as u32,
     })
+}
+
+/// The cycles one authorization by the pathway covers, when known: the same figure as
+/// [`ceiling`]'s, which also needs the units' ceiling.
+fn ceiling_cycles(pathway: &crate::policy::Pathway, facts: &Facts) -> Result<u32, Missing> {
+    let course = match facts.get(FactId::RequestLabelCourseCycles) {
+        Value::Number(n) => n,
+        Value::Unknown(missing) => return Err(missing),
+        _ => return Ok(0),
+    };
+    let first = match facts.get(FactId::RequestFirstCycle) {
+        Value::Number(n) => n.max(1.0),
+        Value::Unknown(missing) => return Err(missing),
+        _ => 1.0,
+    };
+    let left = (course - (first - 1.0)).max(0.0);
+    let cycles = pathway
+        .quantity
+        .as_ref()
+        .and_then(|q| q.cycles)
+        .map_or(left, |c| left.min(f64::from(c)));
+    Ok(cycles.floor().clamp(0.0, f64::from(u32::MAX)) as u32)
 }
 
 /// Whether the requested units per cycle are within the ceiling. No units requested is
@@ -468,7 +499,10 @@ pub fn decide_with(
                 if let (Truth::False, Ok(limit), Value::Number(requested)) =
                     (units, limit, facts.get(FactId::RequestUnitsPerCycle))
                 {
-                    if met == Truth::True && decision.units_over.is_none() {
+                    if met == Truth::True
+                        && decision.units_over.is_none()
+                        && requested > f64::from(limit.units_per_cycle)
+                    {
                         let requested = requested.clamp(0.0, f64::from(u32::MAX)) as u32;
                         decision.units_over =
                             Some((index as u16, requested, limit.units_per_cycle));
@@ -476,13 +510,19 @@ pub fn decide_with(
                 }
                 // More cycles than one authorization covers: the part it covers is approved
                 // when that part meets the dosing, and the rest is a recommended denial.
-                if let (Truth::True, Truth::False, Truth::True, Ok(limit), Value::Number(n)) =
-                    (met, dosing, units, limit, facts.get(FactId::RequestCycles))
+                // Whether the criteria are met yet or not: an outcome decided now must not
+                // change when unknown facts are filled in.
+                if let (Truth::False, Value::Number(n)) = (dosing, facts.get(FactId::RequestCycles))
                 {
-                    if n > f64::from(limit.cycles) && limit.cycles > 0 {
-                        let mut part = facts.clone();
-                        part.set_course_position(Some(limit.cycles));
-                        dosing = eval_all(&policy.arena, &pathway.dosing, &part);
+                    match ceiling_cycles(pathway, facts) {
+                        Ok(cycles) if n > f64::from(cycles) && cycles > 0 => {
+                            let mut part = facts.clone();
+                            part.set_course_position(Some(cycles));
+                            dosing = eval_all(&policy.arena, &pathway.dosing, &part);
+                        }
+                        // Which part could be approved is not known yet.
+                        Err(missing) if n > 1.0 => dosing = Truth::Unknown(missing),
+                        _ => {}
                     }
                 }
                 let approved = met.and(dosing).and(units);

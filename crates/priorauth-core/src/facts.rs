@@ -309,10 +309,13 @@ impl Facts {
             request.cycle_length_days.map(num),
         );
         put(RequestCycles, 9, request.cycles.map(num));
-        // The next cycle of the course follows the ones already given.
-        let first_cycle = request
-            .first_cycle
-            .or(history.blinatumomab_cycles.map(|given| given + 1));
+        // The next cycle of the course follows the ones already given (Blincyto's count
+        // positions a Blincyto course only).
+        let blinatumomab_course = request.drug.as_deref().is_none_or(|d| d == "blinatumomab");
+        let first_cycle = request.first_cycle.or(history
+            .blinatumomab_cycles
+            .filter(|_| blinatumomab_course)
+            .map(|given| given.saturating_add(1)));
         put(RequestFirstCycle, 10, first_cycle.map(num));
         put(RequestUnits, 12, request.units.map(num));
         put(
@@ -668,16 +671,25 @@ pub fn current_course(past: &[PastAuthorization], date: Date) -> usize {
         .map(|a| (a.start, a.end))
         .collect();
     periods.sort();
+    // Chains in start order; an authorization nested in a longer one continues its chain.
     let mut count = 0;
-    let mut next_start = date;
-    for (start, end) in periods.iter().rev() {
-        if next_start.days_since(*end) - 1 > COURSE_GAP_DAYS {
-            break;
+    let mut chain_end: Option<Date> = None;
+    for (start, end) in periods {
+        match chain_end {
+            Some(covered) if start.days_since(covered) - 1 <= COURSE_GAP_DAYS => {
+                count += 1;
+                chain_end = Some(covered.max(end));
+            }
+            _ => {
+                count = 1;
+                chain_end = Some(end);
+            }
         }
-        count += 1;
-        next_start = next_start.min(*start);
     }
-    count
+    match chain_end {
+        Some(covered) if date.days_since(covered) - 1 <= COURSE_GAP_DAYS => count,
+        _ => 0,
+    }
 }
 
 /// The longest run of days without an active authorization in the year before `date`:

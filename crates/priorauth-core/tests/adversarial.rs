@@ -831,6 +831,83 @@ fn the_cycles_left_in_the_course_bound_every_approval() {
     }
 }
 
+/// A renewal whose history shows the course has begun (an authorization ended 8 days ago)
+/// but that omits its course position (`request.first_cycle` and
+/// `history.blinatumomab_cycles`) is counted from cycle 1: Evolent, Express Scripts and
+/// MassHealth (a reauthorization) approve it with a ceiling of the label's whole 9-cycle
+/// course, each time it is renewed so. It should be asked for its position (incomplete) or
+/// bounded by the cycles a begun course has left (at most 8).
+#[test]
+fn a_renewal_without_its_course_position_is_not_given_a_whole_course() {
+    let case = with(
+        without(
+            blincyto_renewal(),
+            &["request.first_cycle", "history.blinatumomab_cycles"],
+        ),
+        &[("request.cycles", json!(4))],
+    );
+    let report = decide(&case);
+    for policy in POLICIES {
+        let result = result(&report, policy);
+        if result["outcome"] == "approve" {
+            let ceiling = result["quantity"]["ceiling"]["cycles"].as_u64().unwrap();
+            assert!(
+                ceiling < 9,
+                "{policy}: ceiling of {ceiling} cycles\n{result:#}"
+            );
+        }
+    }
+}
+
+/// "at most C billable units per cycle; R requested per cycle": (C, R).
+fn units_over_figures(text: &str) -> (u64, u64) {
+    let numbers: Vec<u64> = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(numbers.len(), 2, "{text}");
+    (numbers[0], numbers[1])
+}
+
+/// A request past the label's course (no cycle left: a ceiling of 0 cycles) is not approved,
+/// rightly, but the report explains it by a `units-per-cycle` reason whose own figures are
+/// within the ceiling ("at most 980 billable units per cycle; 980 requested per cycle";
+/// Besponsa from cycle 7: "at most 54 ...; 14 requested"): `eval::decide_with` records
+/// `units_over` whenever `units_within` is false, which it also is for a ceiling of 0 cycles.
+/// The reason a clinician reads should be the course, not the units.
+#[test]
+fn a_request_past_the_course_is_not_explained_as_units_over() {
+    let after_the_course = with(
+        blincyto_renewal(),
+        &[
+            ("request.first_cycle", json!(10)),
+            ("history.blinatumomab_cycles", json!(9)),
+            ("history.blinatumomab_continued_cycles", json!(4)),
+            ("request.cycles", json!(1)),
+        ],
+    );
+    let besponsa_after = with(besponsa_initial(), &[("request.first_cycle", json!(7))]);
+    for case in [after_the_course, besponsa_after] {
+        let report = decide(&case);
+        for policy in POLICIES {
+            let result = result(&report, policy);
+            assert_ne!(result["outcome"], "approve", "{policy}");
+            for reason in result["reasons"].as_array().unwrap() {
+                if reason["id"] == "units-per-cycle" {
+                    let (ceiling, requested) =
+                        units_over_figures(reason["criterion"].as_str().unwrap());
+                    assert!(
+                        requested > ceiling,
+                        "{policy}: {}\n{result:#}",
+                        reason["criterion"]
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn eocco_does_not_approve_continued_therapy_as_an_initial_request() {
     for cycle_length in [42, 84] {
@@ -924,6 +1001,14 @@ fn a_third_eocco_renewal_is_not_approved_whatever_the_flags_say() {
         assert_eq!(quantity["cycles"], 2);
         assert_eq!(quantity["total_units"], 1960);
     }
+    // Listed in any order, the course is the same.
+    let mut history = course(2, None);
+    history.reverse();
+    let case = with(
+        blincyto_renewal(),
+        &[("history.authorizations", json!(history))],
+    );
+    assert_eq!(outcome(&decide(&case), EOCCO), "deny");
     // An authorization still active on the request date is in the course too.
     let mut history = course(2, None);
     history.push(authorization("2026-04-13", "2026-06-30", None));
@@ -932,6 +1017,67 @@ fn a_third_eocco_renewal_is_not_approved_whatever_the_flags_say() {
         &[("history.authorizations", json!(history))],
     );
     assert_ne!(outcome(&decide(&case), EOCCO), "approve");
+}
+
+/// A short authorization inside a longer one (an amended or interim authorization: it starts
+/// after the course's last one starts and ends before it does) hides the whole course:
+/// `facts::current_course` walks the authorizations by start date from the latest and stops
+/// at the first that ended more than 90 days before, which is the nested one, so the course
+/// counts 0 authorizations. EOCCO then approves a third renewal ("renewals-left" met), and
+/// MassHealth takes a renewal whose authorization ended 17 days before for an initial request
+/// (6 months instead of a 12-month reauthorization).
+#[test]
+fn a_nested_authorization_does_not_hide_the_course() {
+    let mut history = course(2, None);
+    history.push(authorization("2025-11-01", "2025-11-02", None));
+    let case = with(
+        blincyto_renewal(),
+        &[("history.authorizations", json!(history))],
+    );
+    let report = decide(&case);
+    let eocco = result(&report, EOCCO);
+    assert_eq!(eocco["outcome"], "deny", "a third renewal\n{eocco:#}");
+    assert_eq!(reason(eocco, "renewals-left")["status"], "not_met");
+
+    let history = json!([
+        {"start": "2025-01-01", "end": "2026-05-01"},
+        {"start": "2025-06-01", "end": "2025-07-01"}
+    ]);
+    let case = with(blincyto_renewal(), &[("history.authorizations", history)]);
+    let report = decide(&case);
+    let masshealth = result(&report, MASSHEALTH);
+    assert_eq!(masshealth["pathway"], "reauthorization", "{masshealth:#}");
+    assert_eq!(masshealth["authorization"]["end"], "2027-05-17");
+}
+
+/// An initial request that declares no cycle given (`history.blinatumomab_cycles: 0`,
+/// `request.first_cycle: 1`) while its own authorization history shows the current course
+/// (three authorizations back to back, the last ended 36 days before) restarts the course:
+/// every policy approves it with a fresh ceiling, EOCCO 5 more initial cycles (a course of
+/// 5 + 5 + 4) and the others the label's whole 9. The course's renewal count is read from the
+/// authorizations only for renewals; an initial request's course position is taken as declared.
+#[test]
+#[ignore = "engine bug: an initial request declaring 0 cycles restarts a course its authorization history shows is current"]
+fn an_initial_request_does_not_restart_a_current_course() {
+    for history in [
+        json!(course(2, None)),
+        json!([{"start": "2025-10-13", "end": "2026-05-10"}]),
+    ] {
+        let case = with(blincyto_initial(), &[("history.authorizations", history)]);
+        let report = decide(&case);
+        assert_ne!(
+            outcome(&report, EOCCO),
+            "approve",
+            "a second initial course"
+        );
+        for policy in POLICIES {
+            let result = result(&report, policy);
+            if result["outcome"] == "approve" {
+                let ceiling = result["quantity"]["ceiling"]["cycles"].as_u64().unwrap();
+                assert!(ceiling < 9, "{policy}: a whole course again\n{result:#}");
+            }
+        }
+    }
 }
 
 #[test]
@@ -955,6 +1101,22 @@ fn renewals_of_a_course_years_ago_do_not_count_against_a_new_course() {
     // MassHealth renews the current course: a 12-month reauthorization.
     assert_eq!(approved(&report, MASSHEALTH)["cycles"], 2);
     assert_eq!(result(&report, MASSHEALTH)["pathway"], "reauthorization");
+
+    // An initial request after that old course starts a new one.
+    let old_course = json!([
+        {"start": "2019-01-07", "end": "2019-08-04"},
+        {"start": "2019-08-05", "end": "2020-01-19"},
+        {"start": "2020-01-20", "end": "2020-07-05"}
+    ]);
+    let case = with(
+        blincyto_initial(),
+        &[("history.authorizations", old_course)],
+    );
+    let report = decide(&case);
+    for policy in POLICIES {
+        assert_eq!(approved(&report, policy)["cycles"], 2, "{policy}");
+    }
+    assert_eq!(approved(&report, EOCCO)["ceiling"]["cycles"], 5);
 }
 
 #[test]
@@ -1230,57 +1392,4 @@ fn every_approval_is_within_its_ceilings() {
         }
     }
     assert!(approvals > 1000, "{approvals}");
-}
-
-#[test]
-fn zz_explore() {
-    let show = |label: &str, case: &Value| {
-        let report = decide(case);
-        for r in report["results"].as_array().unwrap() {
-            println!(
-                "{label} {} {} {} {}",
-                r["policy"], r["outcome"], r["pathway"], r["quantity"]
-            );
-        }
-    };
-    show(
-        "units0",
-        &with(blincyto_initial(), &[("request.units", json!(0))]),
-    );
-    show(
-        "nofirst",
-        &with(
-            without(
-                blincyto_initial(),
-                &["request.first_cycle", "history.blinatumomab_cycles"],
-            ),
-            &[("request.cycles", json!(9))],
-        ),
-    );
-    show(
-        "nofirst-renew",
-        &with(
-            without(
-                blincyto_renewal(),
-                &["request.first_cycle", "history.blinatumomab_cycles"],
-            ),
-            &[("request.cycles", json!(4))],
-        ),
-    );
-    show(
-        "besp-nofirst",
-        &with(besponsa_initial(), &[("request.cycles", json!(24))]),
-    );
-    show(
-        "inf366",
-        &with(
-            blincyto_initial(),
-            &[
-                ("request.infusion_days", json!(300)),
-                ("request.cycle_length_days", json!(366)),
-                ("request.units_period_days", json!(366)),
-                ("request.units", json!(980)),
-            ],
-        ),
-    );
 }
