@@ -346,7 +346,7 @@ fn ceiling_cycles(pathway: &crate::policy::Pathway, facts: &Facts) -> Result<u32
 /// within it (the approval then carries the ceiling); units that cannot be converted to a
 /// cycle without another fact are unknown with that fact.
 fn units_within(ceiling: Result<Ceiling, Missing>, facts: &Facts) -> Truth {
-    let units_key = crate::facts::key_bit("request.units").unwrap_or(0);
+    let units_key = crate::facts::UNITS_KEY;
     match (facts.get(FactId::RequestUnitsPerCycle), ceiling) {
         (_, Ok(ceiling)) if ceiling.cycles == 0 || ceiling.units_per_cycle == 0 => Truth::False,
         (Value::Number(units), Ok(ceiling)) => {
