@@ -509,13 +509,16 @@ pub fn validate(case: &Case, known_drugs: &[impl AsRef<str>]) -> Result<(), Case
     // disease is not treated in the frontline, newly diagnosed disease is not salvage.
     let setting = case.request.as_ref().and_then(|r| r.setting);
     let status = case.diagnosis.as_ref().and_then(|d| d.disease_status);
-    let contradiction = match (setting, status) {
-        (Some(Setting::Frontline), Some(DiseaseStatus::Relapsed | DiseaseStatus::Refractory)) => {
-            true
-        }
-        (Some(Setting::RelapsedRefractory), Some(DiseaseStatus::NewlyDiagnosed)) => true,
-        _ => false,
-    };
+    let contradiction = matches!(
+        (setting, status),
+        (
+            Some(Setting::Frontline),
+            Some(DiseaseStatus::Relapsed | DiseaseStatus::Refractory)
+        ) | (
+            Some(Setting::RelapsedRefractory),
+            Some(DiseaseStatus::NewlyDiagnosed)
+        )
+    );
     if let (true, Some(setting), Some(status)) = (contradiction, setting, status) {
         problem(
             "request.setting",
