@@ -106,7 +106,11 @@ pub fn build(engine: &Engine, scenarios: Vec<Scenario>) -> Landscape {
                                 .or_else(|| first(Truth::False))
                             {
                                 Some(criterion) => (
-                                    format!("not met: {}", criterion.text),
+                                    if criterion.unmet.is_empty() {
+                                        format!("not met: {}", criterion.text)
+                                    } else {
+                                        criterion.unmet.clone()
+                                    },
                                     criterion.source.to_string(),
                                 ),
                                 None => ("no pathway is met".into(), String::new()),

@@ -189,6 +189,25 @@ pub fn lint(policy: &Policy, source_text: Option<&str>, n_drugs: usize) -> Vec<F
         }
     }
 
+    // A negative criterion without the words it reads as when not met: its denial would read
+    // "not met: no …".
+    for criterion in &policy.criteria {
+        let text = criterion.text.as_str();
+        let negative =
+            text.starts_with("no ") || text.starts_with("not ") || text.contains(": not ");
+        if negative && criterion.unmet.is_empty() {
+            add(
+                criterion.line,
+                format!("double-negative:{}", criterion.id),
+                format!(
+                    "criterion `{}` is stated as a negative without `unmet`: not met, it reads \"not met: {text}\"",
+                    criterion.id
+                ),
+                &criterion.source.quote,
+            );
+        }
+    }
+
     // Outcomes the policy never states.
     for pathway in &policy.pathways {
         if pathway.outcome == Outcome::Approve && pathway.authorization.is_none() {

@@ -115,6 +115,10 @@ impl Codes {
 pub struct Criterion {
     pub id: String,
     pub text: String,
+    /// How the criterion reads when it is not met, for a criterion stated as a negative
+    /// ("no live vaccine …"): "not met: no live vaccine" is a double negative a physician
+    /// should not have to untangle. Empty: "not met" and `text`.
+    pub unmet: String,
     pub source: Source,
     pub node: Node,
     /// Line of its table in the policy file.
@@ -418,6 +422,8 @@ pub(crate) struct RawCriterion {
     any: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     not: Option<Spanned<String>>,
+    #[serde(default)]
+    unmet: String,
 }
 
 /// Reads the parts of a file that any criteria-bearing file shares, turning byte spans into
@@ -524,6 +530,7 @@ impl<'a> Loader<'a> {
             criteria.push(Criterion {
                 id: id.clone(),
                 text: criterion.text.clone(),
+                unmet: criterion.unmet.clone(),
                 source: Source {
                     section: section.clone(),
                     quote: quote.clone(),

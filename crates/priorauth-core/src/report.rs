@@ -272,8 +272,14 @@ fn reason_json<'a>(
         crate::policy::Node::Test(test) => Some(fact_value(engine, test.fact, facts)),
         _ => None,
     };
+    // A negative criterion not met reads as what was found, not as a double negative.
+    let text = if reason.truth == Truth::False && !criterion.unmet.is_empty() {
+        &criterion.unmet
+    } else {
+        &criterion.text
+    };
     Some(ReasonJson {
-        criterion: Cow::Borrowed(&criterion.text),
+        criterion: Cow::Borrowed(text),
         id: &criterion.id,
         status: reason.truth.as_str(),
         source: &criterion.source,
@@ -488,7 +494,12 @@ fn write_tree(
             continue;
         };
         let pad = " ".repeat(indent + 2 * usize::from(reason.depth));
-        let _ = write!(out, "{pad}  {} {}", mark(reason.truth), criterion.text);
+        let text = if reason.truth == Truth::False && !criterion.unmet.is_empty() {
+            &criterion.unmet
+        } else {
+            &criterion.text
+        };
+        let _ = write!(out, "{pad}  {} {text}", mark(reason.truth));
         if let crate::policy::Node::Test(test) = &criterion.node {
             let _ = write!(out, "  ({})", fact_value(engine, test.fact, facts));
         }

@@ -206,3 +206,19 @@ fn an_approving_pathway_without_a_quantity_is_a_finding() {
         "{codes:?}"
     );
 }
+
+#[test]
+fn a_negative_criterion_without_its_unmet_words_is_a_finding() {
+    let text = eocco().replacen(
+        "unmet = \"a live vaccine planned during therapy (or not documented)\"\n",
+        "",
+        1,
+    );
+    assert_ne!(text, eocco());
+    let findings = lint_text("eocco-double-negative.toml", &text);
+    let codes = codes(&findings);
+    assert!(
+        codes.contains(&"double-negative:no-live-vaccine-during"),
+        "{codes:?}"
+    );
+}
