@@ -55,6 +55,11 @@ enum Command {
         /// decision per line. Invalid lines are answered with an error object.
         #[arg(long, value_name = "FILE.jsonl", conflicts_with = "cases")]
         batch: Option<PathBuf>,
+        /// Decide as the payer would on the day it received the request (YYYY-MM-DD): the
+        /// policy versions in effect that day decide and an approval starts then. Without
+        /// it, `request.date` serves for both (recorded cases keep deciding the same).
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        received: Option<priorauth_core::date::Date>,
     },
     /// List the policies with their source documents and dates.
     Policies,
@@ -195,14 +200,15 @@ fn main() -> ExitCode {
             policy,
             format,
             batch,
+            received,
         } => {
             let selected = match select(&engine, &policy) {
                 Ok(selected) => selected,
                 Err(message) => return fail(&message),
             };
             match batch {
-                Some(path) => run_batch(&engine, &path, &selected),
-                None => evaluate(&engine, &cases, &selected, format),
+                Some(path) => run_batch(&engine, &path, &selected, received),
+                None => evaluate(&engine, &cases, &selected, format, received),
             }
         }
         Command::Policies => {
@@ -293,6 +299,7 @@ fn evaluate(
     paths: &[PathBuf],
     selected: &[usize],
     format: Format,
+    received: Option<priorauth_core::date::Date>,
 ) -> Result<(), String> {
     let mut out = io::stdout().lock();
     for path in paths {
@@ -300,7 +307,7 @@ fn evaluate(
         let case = engine
             .parse_case(&text)
             .map_err(|error| format!("{}: {error}", path.display()))?;
-        let evaluation = engine.evaluate(&case, selected);
+        let evaluation = engine.evaluate_received(&case, selected, received);
         let rendered = match format {
             Format::Json => serde_json::to_string_pretty(&Report::new(engine, &case, &evaluation))
                 .map_err(|e| format!("cannot write the decision: {e}"))?,
@@ -312,7 +319,12 @@ fn evaluate(
 }
 
 /// Streams one decision per input line, so a run of any size needs constant memory.
-fn run_batch(engine: &Engine, path: &Path, selected: &[usize]) -> Result<(), String> {
+fn run_batch(
+    engine: &Engine,
+    path: &Path,
+    selected: &[usize],
+    received: Option<priorauth_core::date::Date>,
+) -> Result<(), String> {
     let input: Box<dyn BufRead> = if path == Path::new("-") {
         Box::new(io::stdin().lock())
     } else {
@@ -330,9 +342,14 @@ fn run_batch(engine: &Engine, path: &Path, selected: &[usize]) -> Result<(), Str
         if line.trim().is_empty() {
             continue;
         }
-        if let Err(error) =
-            report::decide_line(engine, &line, selected, &mut evaluation, &mut buffer)
-        {
+        if let Err(error) = report::decide_line(
+            engine,
+            &line,
+            selected,
+            received,
+            &mut evaluation,
+            &mut buffer,
+        ) {
             invalid += 1;
             let problems: Vec<_> = error
                 .problems
@@ -431,4 +448,10 @@ fn generate_cases(count: u64, seed: u64, unknown_percent: u64) -> Result<(), Str
             .map_err(|e| format!("cannot write: {e}"))?;
     }
     out.flush().map_err(|e| format!("cannot write: {e}"))
+}
+
+/// A `YYYY-MM-DD` argument.
+fn parse_date(text: &str) -> Result<priorauth_core::date::Date, String> {
+    priorauth_core::date::Date::parse(text)
+        .ok_or_else(|| format!("`{text}` is not a date (YYYY-MM-DD)"))
 }

@@ -195,7 +195,7 @@ async fn concurrency_run(url: String) {
         let (base, keys) = (bases[i % instances].clone(), keys.clone());
         let path = format!("/v1/authorizations/{number}/usage");
         calls.spawn(async move {
-            let usage = json!({"units": 100, "date_of_service": "2026-06-01"});
+            let usage = json!({"units": 100, "date_of_service": support::days_after_receipt(0)});
             Race::Usage(call(&base, Method::POST, &path, &keys.submitter, &usage).await)
         });
     }

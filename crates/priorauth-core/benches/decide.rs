@@ -102,7 +102,7 @@ fn main() {
     // serde_json parse of the same input and re-serialization of the same output.
     let mut out = Vec::with_capacity(bytes * 8);
     for line in &lines {
-        report::decide_line(&engine, line, &[], &mut evaluation, &mut out).unwrap();
+        report::decide_line(&engine, line, &[], None, &mut evaluation, &mut out).unwrap();
     }
     let outputs: Vec<serde_json::Value> = out
         .split(|b| *b == b'\n')
@@ -113,7 +113,7 @@ fn main() {
     let batch = best_of(|| {
         out.clear();
         for line in &lines {
-            report::decide_line(&engine, line, &[], &mut evaluation, &mut out).unwrap();
+            report::decide_line(&engine, line, &[], None, &mut evaluation, &mut out).unwrap();
         }
         black_box(&out);
     });

@@ -315,6 +315,26 @@ impl CaseError {
     }
 }
 
+// Bounds of plausible values. A value beyond them is a typing error or an attempt to make
+// the arithmetic of cycles and units wrap, never a fact to decide on.
+/// Days in one cycle (and infusion days, and the period units are given for): a year.
+pub const MAX_CYCLE_DAYS: u32 = 366;
+/// Cycles in one request: more than any label's whole course (Blincyto 9, Besponsa 6).
+pub const MAX_CYCLES_REQUESTED: u32 = 24;
+/// A cycle's number in a course, and cycles or lines of therapy already given.
+pub const MAX_COURSE_CYCLES: u32 = 100;
+/// Billable units in one request: a hundred times a Blincyto cycle's 980.
+pub const MAX_UNITS: u32 = 100_000;
+/// Earlier authorizations of one drug.
+pub const MAX_PAST_AUTHORIZATIONS: usize = 100;
+/// Complete remissions.
+pub const MAX_REMISSIONS: u32 = 10;
+/// Age on the request date.
+pub const MAX_AGE_YEARS: i64 = 130;
+/// Dates of a case: birth dates, request dates, authorizations.
+pub const EARLIEST_DATE: Date = Date::from_ymd_unchecked(1900, 1, 1);
+pub const LATEST_DATE: Date = Date::from_ymd_unchecked(2199, 12, 31);
+
 /// Parses and validates a case. `known_drugs` are the drug names of the catalog.
 pub fn parse_case(json: &str, known_drugs: &[impl AsRef<str>]) -> Result<Case, CaseError> {
     // The plain parse is the fast path; on failure, parse again to learn the key's path.
@@ -385,15 +405,75 @@ pub fn validate(case: &Case, known_drugs: &[impl AsRef<str>]) -> Result<(), Case
                 );
             }
         }
-        for (key, value) in [
-            ("request.infusion_days", request.infusion_days),
-            ("request.cycle_length_days", request.cycle_length_days),
-            ("request.cycles", request.cycles),
-            ("request.first_cycle", request.first_cycle),
-            ("request.units_period_days", request.units_period_days),
+        if let Some(dose) = &request.dose {
+            // The highest plausible figure of each unit, about ten times the label's highest
+            // dose: beyond it a number is a typing error, not a dose (28 mcg/day; 15 mcg/m²/day;
+            // 0.8 mg/m²). The smallest: a thousandth of the label's lowest step dose.
+            let (min, max) = match dose.unit {
+                DoseUnit::McgPerDay => (0.001, 300.0),
+                DoseUnit::McgPerM2PerDay => (0.001, 150.0),
+                DoseUnit::MgPerM2 => (0.0001, 10.0),
+            };
+            if dose.value.is_finite() && dose.value > 0.0 && !(min..=max).contains(&dose.value) {
+                problem(
+                    "request.dose.value",
+                    format!(
+                        "{} {} is not a possible dose (between {min} and {max})",
+                        dose.value,
+                        dose.unit.as_str()
+                    ),
+                );
+            }
+        }
+        for (key, value, max) in [
+            (
+                "request.infusion_days",
+                request.infusion_days,
+                MAX_CYCLE_DAYS,
+            ),
+            (
+                "request.cycle_length_days",
+                request.cycle_length_days,
+                MAX_CYCLE_DAYS,
+            ),
+            ("request.cycles", request.cycles, MAX_CYCLES_REQUESTED),
+            (
+                "request.first_cycle",
+                request.first_cycle,
+                MAX_COURSE_CYCLES,
+            ),
+            (
+                "request.units_period_days",
+                request.units_period_days,
+                MAX_CYCLE_DAYS,
+            ),
         ] {
-            if value == Some(0) {
-                problem(key, "must be at least 1, got 0".to_string());
+            match value {
+                Some(0) => problem(key, "must be at least 1, got 0".to_string()),
+                Some(n) if n > max => {
+                    problem(key, format!("{n} is not a possible value (at most {max})"))
+                }
+                _ => {}
+            }
+        }
+        if let Some(units) = request.units {
+            if units > MAX_UNITS {
+                problem(
+                    "request.units",
+                    format!(
+                        "{units} is not a possible number of billable units (at most {MAX_UNITS})"
+                    ),
+                );
+            }
+        }
+        if let Some(date) = request.date {
+            if !(EARLIEST_DATE..=LATEST_DATE).contains(&date) {
+                problem(
+                    "request.date",
+                    format!(
+                        "{date} is not a possible date (between {EARLIEST_DATE} and {LATEST_DATE})"
+                    ),
+                );
             }
         }
         if let (Some(infusion), Some(cycle)) = (request.infusion_days, request.cycle_length_days) {
@@ -416,13 +496,41 @@ pub fn validate(case: &Case, known_drugs: &[impl AsRef<str>]) -> Result<(), Case
         }
     }
     if let Some(patient) = &case.patient {
-        check_measure(&mut problem, "patient.weight_kg", patient.weight_kg, 700.0);
-        check_measure(&mut problem, "patient.height_cm", patient.height_cm, 300.0);
+        // From a very premature newborn to the heaviest and tallest people recorded.
+        check_measure(
+            &mut problem,
+            "patient.weight_kg",
+            patient.weight_kg,
+            0.3,
+            700.0,
+        );
+        check_measure(
+            &mut problem,
+            "patient.height_cm",
+            patient.height_cm,
+            20.0,
+            300.0,
+        );
+        if let Some(birth) = patient.birth_date {
+            if birth < EARLIEST_DATE {
+                problem(
+                    "patient.birth_date",
+                    format!("{birth} is not a possible birth date (on or after {EARLIEST_DATE})"),
+                );
+            }
+        }
         if let (Some(birth), Some(date)) = (patient.birth_date, request_date) {
             if birth > date {
                 problem(
                     "patient.birth_date",
                     format!("{birth} is after the request date {date}"),
+                );
+            } else if date.months_since(birth) > 12 * MAX_AGE_YEARS {
+                problem(
+                    "patient.birth_date",
+                    format!(
+                        "{birth} makes the patient older than {MAX_AGE_YEARS} years on the request date {date}"
+                    ),
                 );
             }
         }
@@ -438,11 +546,16 @@ pub fn validate(case: &Case, known_drugs: &[impl AsRef<str>]) -> Result<(), Case
                 }
             }
         }
-        if diagnosis.remission_number == Some(0) {
-            problem(
+        match diagnosis.remission_number {
+            Some(0) => problem(
                 "diagnosis.remission_number",
                 "must be at least 1, got 0".to_string(),
-            );
+            ),
+            Some(n) if n > MAX_REMISSIONS => problem(
+                "diagnosis.remission_number",
+                format!("{n} is not a possible value (at most {MAX_REMISSIONS})"),
+            ),
+            _ => {}
         }
         if let Some(percent) = diagnosis.mrd_percent {
             if !(0.0..=100.0).contains(&percent) {
@@ -454,6 +567,26 @@ pub fn validate(case: &Case, known_drugs: &[impl AsRef<str>]) -> Result<(), Case
         }
     }
     if let Some(history) = &case.history {
+        // The course position a request declares must be the one its history gives: a
+        // request cannot restart a course at cycle 1 after 4 cycles, nor skip ahead.
+        let blinatumomab = case
+            .request
+            .as_ref()
+            .and_then(|r| r.drug.as_deref())
+            .is_some_and(|d| d == "blinatumomab");
+        let first = case.request.as_ref().and_then(|r| r.first_cycle);
+        if let (true, Some(first), Some(given)) = (blinatumomab, first, history.blinatumomab_cycles)
+        {
+            if u64::from(first) != u64::from(given) + 1 {
+                problem(
+                    "request.first_cycle",
+                    format!(
+                        "cycle {first} does not follow the {given} cycles already given (history.blinatumomab_cycles): the request starts at cycle {}",
+                        u64::from(given) + 1
+                    ),
+                );
+            }
+        }
         if let (Some(all), Some(continued)) = (
             history.blinatumomab_cycles,
             history.blinatumomab_continued_cycles,
@@ -467,12 +600,53 @@ pub fn validate(case: &Case, known_drugs: &[impl AsRef<str>]) -> Result<(), Case
                 );
             }
         }
-        for (index, past) in history.authorizations.iter().flatten().enumerate() {
+        for (key, value, max) in [
+            (
+                "history.prior_systemic_therapies",
+                history.prior_systemic_therapies,
+                MAX_COURSE_CYCLES,
+            ),
+            (
+                "history.blinatumomab_cycles",
+                history.blinatumomab_cycles,
+                MAX_COURSE_CYCLES,
+            ),
+            (
+                "history.blinatumomab_continued_cycles",
+                history.blinatumomab_continued_cycles,
+                MAX_COURSE_CYCLES,
+            ),
+        ] {
+            if let Some(n) = value.filter(|n| *n > max) {
+                problem(key, format!("{n} is not a possible value (at most {max})"));
+            }
+        }
+        let authorizations = history.authorizations.as_deref().unwrap_or_default();
+        if authorizations.len() > MAX_PAST_AUTHORIZATIONS {
+            problem(
+                "history.authorizations",
+                format!(
+                    "{} earlier authorizations are more than a course can have (at most {MAX_PAST_AUTHORIZATIONS})",
+                    authorizations.len()
+                ),
+            );
+        }
+        for (index, past) in authorizations.iter().enumerate() {
             if past.end < past.start {
                 problem(
                     &format!("history.authorizations[{index}].end"),
                     format!("{} is before its start {}", past.end, past.start),
                 );
+            }
+            for (field, date) in [("start", past.start), ("end", past.end)] {
+                if !(EARLIEST_DATE..=LATEST_DATE).contains(&date) {
+                    problem(
+                        &format!("history.authorizations[{index}].{field}"),
+                        format!(
+                            "{date} is not a possible date (between {EARLIEST_DATE} and {LATEST_DATE})"
+                        ),
+                    );
+                }
             }
         }
     }
@@ -483,14 +657,20 @@ pub fn validate(case: &Case, known_drugs: &[impl AsRef<str>]) -> Result<(), Case
     }
 }
 
-fn check_measure(problem: &mut impl FnMut(&str, String), key: &str, value: Option<f64>, max: f64) {
+fn check_measure(
+    problem: &mut impl FnMut(&str, String),
+    key: &str,
+    value: Option<f64>,
+    min: f64,
+    max: f64,
+) {
     if let Some(value) = value {
         if value <= 0.0 || !value.is_finite() {
             problem(key, format!("must be greater than 0, got {value}"));
-        } else if value > max {
+        } else if !(min..=max).contains(&value) {
             problem(
                 key,
-                format!("{value} is not a possible value (at most {max})"),
+                format!("{value} is not a possible value (between {min} and {max})"),
             );
         }
     }

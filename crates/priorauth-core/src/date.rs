@@ -33,6 +33,11 @@ impl fmt::Display for Duration {
 }
 
 impl Date {
+    /// A date known to exist, for constants (a day that does not exist fails to compile).
+    pub const fn from_ymd_unchecked(year: i16, month: i8, day: i8) -> Date {
+        Date(civil::date(year, month, day))
+    }
+
     pub fn new(year: i16, month: i8, day: i8) -> Option<Date> {
         civil::Date::new(year, month, day).ok().map(Date)
     }

@@ -219,8 +219,166 @@ pub struct Decision {
     pub dosing_outside: bool,
     /// Start and inclusive end, for an approval whose pathway states a duration.
     pub authorization: Option<(Date, Date)>,
+    /// What an approval covers, never more than its pathway and the label allow.
+    pub quantity: Option<Granted>,
+    /// Units per cycle requested beyond a ceiling, which kept a pathway whose criteria were
+    /// met from approving: (pathway, units requested per cycle, ceiling).
+    pub units_over: Option<(u16, u32, u32)>,
+    /// The request's diagnosis codes are all outside the policy's covered list, which
+    /// denies (a recommendation, as every denial).
+    pub codes_not_covered: bool,
     /// The case keys still needed, for `incomplete`.
     pub missing: Missing,
+}
+
+/// The quantity an approval covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Granted {
+    /// Billable units per cycle: as requested, or the ceiling when none were requested.
+    pub units_per_cycle: u32,
+    /// False when the request gave no units and the approval carries the ceiling.
+    pub units_requested: bool,
+    /// The most units per cycle the pathway and the label allow.
+    pub ceiling_units_per_cycle: u32,
+    /// Cycles approved: as requested, or the ceiling when fewer or none were requested.
+    pub cycles: u32,
+    /// Cycles requested, when given; more than `cycles` in a partial approval, whose
+    /// remaining cycles are a recommended denial.
+    pub requested_cycles: Option<u32>,
+    /// The most cycles the pathway and the label allow in this authorization.
+    pub ceiling_cycles: u32,
+}
+
+impl Granted {
+    /// Billable units of the whole authorization. u64: no product of two u32 overflows.
+    pub fn total_units(&self) -> u64 {
+        u64::from(self.units_per_cycle) * u64::from(self.cycles)
+    }
+
+    /// Only a part of the cycles requested is approved.
+    pub fn is_partial(&self) -> bool {
+        self.requested_cycles.is_some_and(|n| n > self.cycles)
+    }
+}
+
+/// An approving pathway's ceilings for one case: units per cycle and cycles.
+#[derive(Debug, Clone, Copy)]
+struct Ceiling {
+    units_per_cycle: u32,
+    cycles: u32,
+}
+
+/// The lower of the pathway's and the label's ceilings. The label's course bounds the cycles
+/// from the request's first cycle on (cycles 6-9 are all that is left of a 9-cycle course
+/// after cycle 5); a request starting beyond it has a ceiling of 0 cycles.
+fn ceiling(pathway: &crate::policy::Pathway, facts: &Facts) -> Result<Ceiling, Missing> {
+    let number = |id: FactId| match facts.get(id) {
+        Value::Number(n) => Ok(Some(n)),
+        Value::Unknown(missing) => Err(missing),
+        _ => Ok(None),
+    };
+    let label_units = number(FactId::RequestLabelUnitsPerCycle)?;
+    let label_course = number(FactId::RequestLabelCourseCycles)?;
+    let limit = pathway.quantity.as_ref();
+    let units = [
+        limit.and_then(|q| q.units_per_cycle).map(f64::from),
+        label_units,
+    ]
+    .into_iter()
+    .flatten()
+    .fold(f64::INFINITY, f64::min);
+    // A renewal continues a course: without its position the cycles left are not known. An
+    // initial request whose position is not known counts from the first cycle.
+    let first = match (
+        facts.get(FactId::RequestFirstCycle),
+        facts.get(FactId::RequestKind),
+    ) {
+        (Value::Number(n), _) => n.max(1.0),
+        (Value::Unknown(missing), Value::Symbol(kind))
+            if kind == crate::case::RequestKind::Renewal.index() =>
+        {
+            return Err(missing);
+        }
+        _ => 1.0,
+    };
+    let course_left = label_course.map(|course| (course - (first - 1.0)).max(0.0));
+    let cycles = [limit.and_then(|q| q.cycles).map(f64::from), course_left]
+        .into_iter()
+        .flatten()
+        .fold(f64::INFINITY, f64::min);
+    // INVARIANT: the catalog gives every drug a course and a per-cycle limit, so both are
+    // finite once the drug is known; an unbounded one approves nothing.
+    if !units.is_finite() || !cycles.is_finite() {
+        return Ok(Ceiling {
+            units_per_cycle: 0,
+            cycles: 0,
+        });
+    }
+    Ok(Ceiling {
+        units_per_cycle: units.floor().clamp(0.0, f64::from(u32::MAX)) as u32,
+        cycles: cycles.floor().clamp(0.0, f64::from(u32::MAX)) as u32,
+    })
+}
+
+/// The cycles one authorization by the pathway covers, when known: the same figure as
+/// [`ceiling`]'s, which also needs the units' ceiling.
+fn ceiling_cycles(pathway: &crate::policy::Pathway, facts: &Facts) -> Result<u32, Missing> {
+    let course = match facts.get(FactId::RequestLabelCourseCycles) {
+        Value::Number(n) => n,
+        Value::Unknown(missing) => return Err(missing),
+        _ => return Ok(0),
+    };
+    let first = match facts.get(FactId::RequestFirstCycle) {
+        Value::Number(n) => n.max(1.0),
+        Value::Unknown(missing) => return Err(missing),
+        _ => 1.0,
+    };
+    let left = (course - (first - 1.0)).max(0.0);
+    let cycles = pathway
+        .quantity
+        .as_ref()
+        .and_then(|q| q.cycles)
+        .map_or(left, |c| left.min(f64::from(c)));
+    Ok(cycles.floor().clamp(0.0, f64::from(u32::MAX)) as u32)
+}
+
+/// Whether the requested units per cycle are within the ceiling. No units requested is
+/// within it (the approval then carries the ceiling); units that cannot be converted to a
+/// cycle without another fact are unknown with that fact.
+fn units_within(ceiling: Result<Ceiling, Missing>, facts: &Facts) -> Truth {
+    let units_key = crate::facts::key_bit("request.units").unwrap_or(0);
+    match (facts.get(FactId::RequestUnitsPerCycle), ceiling) {
+        (_, Ok(ceiling)) if ceiling.cycles == 0 || ceiling.units_per_cycle == 0 => Truth::False,
+        (Value::Number(units), Ok(ceiling)) => {
+            Truth::from_bool(units <= f64::from(ceiling.units_per_cycle))
+        }
+        (Value::Unknown(missing), Ok(_)) if missing == units_key => Truth::True,
+        (Value::Unknown(missing), Err(more)) if missing == units_key => Truth::Unknown(more),
+        (Value::Unknown(missing), Err(more)) => Truth::Unknown(missing | more),
+        (Value::Unknown(missing), Ok(_)) => Truth::Unknown(missing),
+        (_, Err(missing)) => Truth::Unknown(missing),
+        _ => Truth::False,
+    }
+}
+
+/// The quantity of an approval by a pathway whose units are within its ceiling.
+fn grant(ceiling: Ceiling, facts: &Facts) -> Granted {
+    let (units_per_cycle, units_requested) = match facts.get(FactId::RequestUnitsPerCycle) {
+        Value::Number(units) => (units as u32, true),
+        _ => (ceiling.units_per_cycle, false),
+    };
+    let requested_cycles = match facts.get(FactId::RequestCycles) {
+        Value::Number(n) => Some(n as u32),
+        _ => None,
+    };
+    Granted {
+        units_per_cycle: units_per_cycle.min(ceiling.units_per_cycle),
+        units_requested,
+        ceiling_units_per_cycle: ceiling.units_per_cycle,
+        cycles: requested_cycles.map_or(ceiling.cycles, |n| n.min(ceiling.cycles)),
+        requested_cycles,
+        ceiling_cycles: ceiling.cycles,
+    }
 }
 
 /// The truth of a pathway's parts for one case.
@@ -294,6 +452,9 @@ pub fn decide_with(
         exclusion: None,
         dosing_outside: false,
         authorization: None,
+        quantity: None,
+        units_over: None,
+        codes_not_covered: false,
         missing: 0,
     };
     let applies = applicability(policy, facts);
@@ -330,18 +491,53 @@ pub fn decide_with(
             // Neither approved nor routed: its dosing cannot matter.
             continue;
         }
-        let dosing = eval_all_in(&policy.arena, &pathway.dosing, facts, &mut memo);
+        let mut dosing = eval_all_in(&policy.arena, &pathway.dosing, facts, &mut memo);
         match pathway.outcome {
             Outcome::Approve => {
-                let approved = met.and(dosing);
+                let limit = ceiling(pathway, facts);
+                let units = units_within(limit, facts);
+                if let (Truth::False, Ok(limit), Value::Number(requested)) =
+                    (units, limit, facts.get(FactId::RequestUnitsPerCycle))
+                {
+                    if met == Truth::True
+                        && decision.units_over.is_none()
+                        && requested > f64::from(limit.units_per_cycle)
+                    {
+                        let requested = requested.clamp(0.0, f64::from(u32::MAX)) as u32;
+                        decision.units_over =
+                            Some((index as u16, requested, limit.units_per_cycle));
+                    }
+                }
+                // More cycles than one authorization covers: the part it covers is approved
+                // when that part meets the dosing, and the rest is a recommended denial.
+                // Whether the criteria are met yet or not: an outcome decided now must not
+                // change when unknown facts are filled in.
+                if let (Truth::False, Value::Number(n)) = (dosing, facts.get(FactId::RequestCycles))
+                {
+                    match ceiling_cycles(pathway, facts) {
+                        Ok(cycles) if n > f64::from(cycles) && cycles > 0 => {
+                            let mut part = facts.clone();
+                            part.set_course_position(Some(cycles));
+                            dosing = eval_all(&policy.arena, &pathway.dosing, &part);
+                        }
+                        // Which part could be approved is not known yet.
+                        Err(missing) if n > 1.0 => dosing = Truth::Unknown(missing),
+                        _ => {}
+                    }
+                }
+                let approved = met.and(dosing).and(units);
                 approve = approve.or(approved);
                 if approved == Truth::True {
                     // The first approving pathway decides; the rest cannot change that.
                     decision.pathway = Some(index as u16);
+                    decision.units_over = None;
+                    if let Ok(limit) = limit {
+                        decision.quantity = Some(grant(limit, facts));
+                    }
                     break;
                 }
                 if policy.dosing_outside == Outcome::Review {
-                    let outside = met.and(dosing.not());
+                    let outside = met.and(dosing.and(units).not());
                     if outside == Truth::True && review_pathway.is_none() {
                         review_pathway = Some((index as u16, true));
                     }
@@ -373,6 +569,7 @@ pub fn decide_with(
                     }
                     None => {
                         decision.outcome = Outcome::Incomplete;
+                        decision.quantity = None;
                         decision.missing = crate::facts::key_bit("request.date").unwrap_or(0);
                     }
                 }
@@ -414,6 +611,27 @@ pub fn decide_with(
     settle(decision, applies_missing)
 }
 
+/// A request whose diagnosis codes are all outside the policy's covered list is not covered:
+/// whatever the criteria say, it is a (recommended) denial, unless the policy does not apply.
+pub fn deny_uncovered_codes(policy: &Policy, given: &[String], decision: &mut Decision) {
+    if decision.outcome == Outcome::NotApplicable
+        || policy.codes.icd10_covered(given) != Some(false)
+    {
+        return;
+    }
+    *decision = Decision {
+        outcome: Outcome::Deny,
+        pathway: None,
+        exclusion: None,
+        dosing_outside: false,
+        authorization: None,
+        quantity: None,
+        units_over: None,
+        codes_not_covered: true,
+        missing: 0,
+    };
+}
+
 /// A decision reached while the policy's applicability is unknown holds only if it would
 /// be the same when the policy does not apply; otherwise the applicability facts are missing.
 fn settle(mut decision: Decision, applies_missing: Missing) -> Decision {
@@ -424,6 +642,8 @@ fn settle(mut decision: Decision, applies_missing: Missing) -> Decision {
         decision.exclusion = None;
         decision.dosing_outside = false;
         decision.authorization = None;
+        decision.quantity = None;
+        decision.units_over = None;
     }
     decision
 }

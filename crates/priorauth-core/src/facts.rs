@@ -6,6 +6,7 @@
 //! the case keys that would make it known, so that `incomplete` can name exactly those.
 
 use crate::case::*;
+use crate::date::Date;
 
 /// A set of case keys, one bit per entry of [`CASE_KEYS`].
 pub type Missing = u64;
@@ -153,8 +154,11 @@ facts! {
     RequestLastCycle = "request.last_cycle", Number, "derived: number in the whole course of the last requested cycle: first_cycle + cycles - 1, or, without first_cycle, history.blinatumomab_cycles + cycles";
     RequestContinuedCycles = "request.continued_cycles", Number, "derived: continued-therapy cycles (cycle 6 and later of relapsed/refractory therapy) given and requested, through the last requested cycle";
     RequestUnits = "request.units", Number, "billable units requested per request.units_period_days; a test with `per_days` rescales it to that period";
+    RequestUnitsPerCycle = "request.units_per_cycle", Number, "derived: billable units requested for each cycle (docs/case-format.md, Quantities): request.units when they cover one cycle (request.units_period_days absent or the cycle length, or a period between the infusion days and the cycle length), else rescaled from their period to the cycle's infusion days or its length";
     RequestUnitsPeriodDays = "request.units_period_days", Number, "the period the units cover";
     RequestDrugSource = "request.drug_source", Enum(DrugSource::VARIANTS), "where the drug the member receives now comes from";
+    RequestLabelUnitsPerCycle = "request.label_units_per_cycle", Number, "derived: the drug label's most billable units in one cycle (drug catalog `limits`): whole vials of the highest daily dose per infusion day, or each dose of the cycle per m² of body surface area in whole vials";
+    RequestLabelCourseCycles = "request.label_course_cycles", Number, "derived: the drug label's most cycles in one course (drug catalog `limits`)";
     RequestOnLabel = "request.on_label", Bool, "derived: the request falls within a labeled indication of the drug (drug catalog)";
     PatientWeightKg = "patient.weight_kg", Number, "body weight";
     PatientHeightCm = "patient.height_cm", Number, "height";
@@ -189,9 +193,9 @@ facts! {
     HistoryUnacceptableToxicity = "history.unacceptable_toxicity", Bool, "unacceptable toxicity on the requested drug";
     HistoryResponse = "history.response", Enum(Response::VARIANTS), "disease response on the requested drug so far";
     HistoryMedicationsAdded = "history.medications_added", Bool, "other medications are added to this continuation request";
-    HistoryAuthorizationCount = "history.authorization_count", Number, "derived: earlier authorizations of the requested drug";
-    HistoryRenewalCount = "history.renewal_count", Number, "derived: earlier authorizations that were renewals";
-    HistoryLapseDays = "history.lapse_days", Number, "derived: days without an active authorization between the end of the latest earlier one and request.date (0 or less when contiguous or still active)";
+    HistoryAuthorizationCount = "history.authorization_count", Number, "derived: earlier authorizations of the requested drug in the current course: the latest one, if it ended at most COURSE_GAP_DAYS before request.date, and those before it, each ending at most COURSE_GAP_DAYS before the next began";
+    HistoryRenewalCount = "history.renewal_count", Number, "derived: renewals already granted in the current course: its authorizations after the first, whatever their `renewal` flags say";
+    HistoryLapseDays = "history.lapse_days", Number, "derived: the longest run of days without an active authorization in the year before request.date, between authorizations or from the latest one's end to request.date (0 or less when contiguous or still active; unbounded when none was active in that year)";
     PrescriberSpecialty = "prescriber.specialty", Enum(Specialty::VARIANTS), "the prescriber's specialty";
     PrescriberConsultingSpecialty = "prescriber.consulting_specialty", Enum(Specialty::VARIANTS), "specialty of a physician the prescriber consulted";
 }
@@ -250,6 +254,18 @@ impl Facts {
 
     /// [`Facts::of_case`] into an existing table, which hot paths reuse from case to case.
     pub fn fill(&mut self, case: &Case, drug_index: impl Fn(&str) -> Option<u8>) {
+        self.fill_as_of(case, drug_index, None);
+    }
+
+    /// [`Facts::fill`] for a decision made on `as_of` (the day the payer received the
+    /// request): the authorization history (course, renewals, lapse) is read as of that day,
+    /// which an approval would start; without it, as of `request.date`.
+    pub fn fill_as_of(
+        &mut self,
+        case: &Case,
+        drug_index: impl Fn(&str) -> Option<u8>,
+        as_of: Option<Date>,
+    ) {
         let facts = self;
         let empty_request = Request::default();
         let empty_patient = Patient::default();
@@ -293,10 +309,13 @@ impl Facts {
             request.cycle_length_days.map(num),
         );
         put(RequestCycles, 9, request.cycles.map(num));
-        // The next cycle of the course follows the ones already given.
-        let first_cycle = request
-            .first_cycle
-            .or(history.blinatumomab_cycles.map(|given| given + 1));
+        // The next cycle of the course follows the ones already given (Blincyto's count
+        // positions a Blincyto course only).
+        let blinatumomab_course = request.drug.as_deref().is_none_or(|d| d == "blinatumomab");
+        let first_cycle = request.first_cycle.or(history
+            .blinatumomab_cycles
+            .filter(|_| blinatumomab_course)
+            .map(|given| given.saturating_add(1)));
         put(RequestFirstCycle, 10, first_cycle.map(num));
         put(RequestUnits, 12, request.units.map(num));
         put(
@@ -437,10 +456,16 @@ impl Facts {
             prescriber.consulting_specialty.map(|v| sym(v.index())),
         );
 
-        facts.derive(request, patient, history);
+        facts.derive(request, patient, history, as_of);
     }
 
-    fn derive(&mut self, request: &Request, patient: &Patient, history: &History) {
+    fn derive(
+        &mut self,
+        request: &Request,
+        patient: &Patient,
+        history: &History,
+        as_of: Option<Date>,
+    ) {
         use FactId::*;
         const DATE: Missing = bit(2);
         const BIRTH: Missing = bit(15);
@@ -537,42 +562,16 @@ impl Facts {
             },
         );
 
-        // The last requested cycle of the course, from the request's own numbering, or else
-        // from the cycles already given.
-        let last_cycle = match (
-            request.cycles,
-            request.first_cycle,
-            history.blinatumomab_cycles,
-        ) {
-            (Some(cycles), Some(first), _) => Ok(first + cycles - 1),
-            (Some(cycles), None, Some(given)) => Ok(given + cycles),
-            (cycles, _, _) => Err(if cycles.is_none() { bit(9) } else { 0 } | bit(10)),
-        };
+        self.set_course_position(request.cycles);
         self.set(
-            RequestLastCycle,
-            match last_cycle {
-                Ok(n) => Value::Number(f64::from(n)),
-                Err(missing) => Value::Unknown(missing),
-            },
+            RequestUnitsPerCycle,
+            units_per_cycle(
+                request.units,
+                request.units_period_days,
+                request.cycle_length_days,
+                request.infusion_days,
+            ),
         );
-        // Continued-therapy cycles are cycles 6-9 of relapsed/refractory therapy. Those already
-        // given come from the history when it says so; the requested ones from the numbering.
-        let continued = match (last_cycle, request.first_cycle, request.cycles) {
-            (Ok(last), first, cycles) => {
-                let requested = match (first, cycles) {
-                    (Some(first), Some(cycles)) => {
-                        Some((first..first + cycles).filter(|c| *c >= 6).count() as u32)
-                    }
-                    _ => None,
-                };
-                match (history.blinatumomab_continued_cycles, requested) {
-                    (Some(given), Some(requested)) => Value::Number(f64::from(given + requested)),
-                    _ => Value::Number(f64::from(last.saturating_sub(5))),
-                }
-            }
-            (Err(missing), _, _) => Value::Unknown(missing),
-        };
-        self.set(RequestContinuedCycles, continued);
 
         // TKI history, by generation and outcome.
         const TKIS: Missing = bit(33);
@@ -610,36 +609,199 @@ impl Facts {
             }
         }
 
-        // Earlier authorizations.
+        // Earlier authorizations: the current course, and coverage over the last year.
         const AUTHORIZATIONS: Missing = bit(43);
-        match &history.authorizations {
-            None => {
-                self.set(HistoryAuthorizationCount, Value::Unknown(AUTHORIZATIONS));
-                self.set(HistoryRenewalCount, Value::Unknown(AUTHORIZATIONS));
-                let date = if request.date.is_none() { DATE } else { 0 };
-                self.set(HistoryLapseDays, Value::Unknown(AUTHORIZATIONS | date));
+        match (&history.authorizations, as_of.or(request.date)) {
+            (None, date) => {
+                let date = if date.is_none() { DATE } else { 0 };
+                for id in [
+                    HistoryAuthorizationCount,
+                    HistoryRenewalCount,
+                    HistoryLapseDays,
+                ] {
+                    self.set(id, Value::Unknown(AUTHORIZATIONS | date));
+                }
             }
-            Some(past) => {
-                self.set(HistoryAuthorizationCount, Value::Number(past.len() as f64));
+            // Without earlier authorizations the date does not matter.
+            (Some(past), _) if past.is_empty() => {
+                self.set(HistoryAuthorizationCount, Value::Number(0.0));
+                self.set(HistoryRenewalCount, Value::Number(0.0));
+                self.set(HistoryLapseDays, Value::Number(f64::INFINITY));
+            }
+            (Some(_), None) => {
+                for id in [
+                    HistoryAuthorizationCount,
+                    HistoryRenewalCount,
+                    HistoryLapseDays,
+                ] {
+                    self.set(id, Value::Unknown(DATE));
+                }
+            }
+            (Some(past), Some(date)) => {
+                let course = current_course(past, date);
+                self.set(HistoryAuthorizationCount, Value::Number(course as f64));
                 self.set(
                     HistoryRenewalCount,
-                    Value::Number(past.iter().filter(|a| a.renewal == Some(true)).count() as f64),
+                    Value::Number(course.saturating_sub(1) as f64),
                 );
-                let latest_end = past.iter().map(|a| a.end).max();
-                self.set(
-                    HistoryLapseDays,
-                    match (latest_end, request.date) {
-                        // No earlier authorization: the lapse is unbounded.
-                        (None, _) => Value::Number(f64::INFINITY),
-                        // The end day is covered and so is the request date: the days between are the lapse.
-                        (Some(end), Some(date)) => Value::Number((date.days_since(end) - 1) as f64),
-                        (Some(_), None) => Value::Unknown(DATE),
-                    },
-                );
+                self.set(HistoryLapseDays, Value::Number(longest_lapse(past, date)));
             }
         }
         // Filled in by the engine from the drug catalog.
         self.set(RequestOnLabel, Value::Unknown(0));
+        self.set(RequestLabelUnitsPerCycle, Value::Unknown(0));
+        self.set(RequestLabelCourseCycles, Value::Unknown(0));
+    }
+}
+
+/// The longest break between two authorizations that still continues one course: a course
+/// whose drug was not covered for longer has ended, and the next authorization starts a new
+/// one (its cycles, renewals and limits count afresh). 90 days is longer than any cycle of
+/// the catalog's drugs with its treatment-free interval (84 days for Blincyto's continued
+/// therapy), so a course given on schedule is never split.
+pub const COURSE_GAP_DAYS: i64 = 90;
+
+/// Earlier authorizations in the current course as of `date`: the latest one, if it ended at
+/// most [`COURSE_GAP_DAYS`] before `date` (or is still active), and each one before it that
+/// ended at most that long before the course's next one began.
+pub fn current_course(past: &[PastAuthorization], date: Date) -> usize {
+    let mut periods: Vec<(Date, Date)> = past
+        .iter()
+        .filter(|a| a.start <= date)
+        .map(|a| (a.start, a.end))
+        .collect();
+    periods.sort();
+    // Chains in start order; an authorization nested in a longer one continues its chain.
+    let mut count = 0;
+    let mut chain_end: Option<Date> = None;
+    for (start, end) in periods {
+        match chain_end {
+            Some(covered) if start.days_since(covered) - 1 <= COURSE_GAP_DAYS => {
+                count += 1;
+                chain_end = Some(covered.max(end));
+            }
+            _ => {
+                count = 1;
+                chain_end = Some(end);
+            }
+        }
+    }
+    match chain_end {
+        Some(covered) if date.days_since(covered) - 1 <= COURSE_GAP_DAYS => count,
+        _ => 0,
+    }
+}
+
+/// The longest run of days without an active authorization in the year before `date`:
+/// between two authorizations, or from the latest one's end to `date`. Days before the
+/// first authorization of that year are not a lapse (the drug was not yet used). Unbounded
+/// when no authorization was active in that year.
+pub fn longest_lapse(past: &[PastAuthorization], date: Date) -> f64 {
+    let year_before = date.add_days(-365).unwrap_or(date);
+    let mut periods: Vec<(Date, Date)> = past
+        .iter()
+        .filter(|a| a.end >= year_before && a.start <= date)
+        .map(|a| (a.start, a.end))
+        .collect();
+    if periods.is_empty() {
+        return f64::INFINITY;
+    }
+    periods.sort();
+    let mut longest = i64::MIN;
+    let mut covered_to: Option<Date> = None;
+    for (start, end) in periods {
+        if let Some(covered) = covered_to {
+            longest = longest.max(start.days_since(covered) - 1);
+        }
+        covered_to = Some(covered_to.map_or(end, |c| c.max(end)));
+    }
+    if let Some(covered) = covered_to {
+        longest = longest.max(date.days_since(covered) - 1);
+    }
+    longest as f64
+}
+
+/// Billable units for each cycle, from units given for `period` days (the case format's
+/// quantity rule): a period absent or equal to the cycle is one cycle; a period that holds
+/// the cycle's infusion days but is shorter than the cycle is one cycle too (no drug is
+/// given in the treatment-free interval: 784 units per 28 days is one 28-day infusion); a
+/// shorter period is a rate over the infusion days (35 units per day for 28 days is 980);
+/// a longer one a rate over the cycle (1,960 units per 84 days is 980 per 42-day cycle).
+/// Rescaled figures round up, in the requester's favour only by a fraction of a unit. Absent
+/// units are unknown with `request.units` alone, which the engine reads as "the policy's
+/// maximum"; a conversion that needs a missing length is unknown with that length too.
+pub fn units_per_cycle(
+    units: Option<u32>,
+    period: Option<u32>,
+    cycle_length: Option<u32>,
+    infusion_days: Option<u32>,
+) -> Value {
+    const UNITS: Missing = bit(12);
+    const INFUSION: Missing = bit(7);
+    const CYCLE: Missing = bit(8);
+    let Some(units) = units else {
+        return Value::Unknown(UNITS);
+    };
+    let rescale = |to: u32, from: u32| -> Value {
+        // u64: units (at most u32) times days (at most u32) cannot overflow.
+        let scaled = (u64::from(units) * u64::from(to)).div_ceil(u64::from(from.max(1)));
+        Value::Number(scaled as f64)
+    };
+    match (period, cycle_length) {
+        (None, _) => Value::Number(f64::from(units)),
+        (Some(period), Some(cycle)) if period == cycle => Value::Number(f64::from(units)),
+        (Some(period), Some(cycle)) if period > cycle => rescale(cycle, period),
+        (Some(period), Some(_)) => match infusion_days {
+            Some(infusion) if period >= infusion => Value::Number(f64::from(units)),
+            Some(infusion) => rescale(infusion, period),
+            None => Value::Unknown(INFUSION),
+        },
+        (Some(_), None) => {
+            Value::Unknown(CYCLE | if infusion_days.is_none() { INFUSION } else { 0 })
+        }
+    }
+}
+
+impl Facts {
+    /// The position of the requested cycles in the course: the last cycle and the
+    /// continued-therapy cycles through it, from `request.first_cycle` (declared, or after
+    /// the cycles already given) and the history's counts. `cycles` is the request's, or
+    /// fewer when only a part of the request is approved.
+    pub fn set_course_position(&mut self, cycles: Option<u32>) {
+        use FactId::*;
+        let count = |value: Value| match value {
+            Value::Number(n) if n >= 0.0 => Some(n as u64),
+            _ => None,
+        };
+        let first = count(self.get(RequestFirstCycle));
+        // u64: no count the case format bounds can wrap.
+        let last_cycle = match (cycles, first) {
+            (Some(cycles), Some(first)) => Ok((first + u64::from(cycles)).saturating_sub(1)),
+            (cycles, _) => Err(if cycles.is_none() { bit(9) } else { 0 } | bit(10)),
+        };
+        self.set(
+            RequestLastCycle,
+            match last_cycle {
+                Ok(n) => Value::Number(n as f64),
+                Err(missing) => Value::Unknown(missing),
+            },
+        );
+        // Continued-therapy cycles are cycles 6-9 of relapsed/refractory therapy: those already
+        // given, when the history says, and the requested ones from the numbering.
+        let continued = match last_cycle {
+            Ok(last) => match (count(self.get(HistoryBlinatumomabContinuedCycles)), first) {
+                (Some(given), Some(first)) => {
+                    Value::Number((given + (last + 1).saturating_sub(first.max(6))) as f64)
+                }
+                _ => Value::Number(last.saturating_sub(5) as f64),
+            },
+            Err(missing) => Value::Unknown(missing),
+        };
+        self.set(RequestContinuedCycles, continued);
+        self.set(
+            RequestCycles,
+            cycles.map_or(Value::Unknown(bit(9)), |n| Value::Number(f64::from(n))),
+        );
     }
 }
 

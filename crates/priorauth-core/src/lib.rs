@@ -213,23 +213,58 @@ impl Engine {
 
     /// Parses and validates a case against the case format and the drug catalog.
     pub fn parse_case(&self, json: &str) -> Result<Case, CaseError> {
-        parse_case(json, &self.drug_names)
+        let case = parse_case(json, &self.drug_names)?;
+        self.check_billing_code(&case)?;
+        Ok(case)
+    }
+
+    /// A request's billing code must be its drug's: J9229 (Besponsa, 0.1 mg a unit) on a
+    /// Blincyto request would read 980 units as 98 mg.
+    pub fn check_billing_code(&self, case: &Case) -> Result<(), CaseError> {
+        let Some(request) = &case.request else {
+            return Ok(());
+        };
+        let (Some(code), Some(drug)) = (&request.hcpcs, &request.drug) else {
+            return Ok(());
+        };
+        let Some(drug) = self.catalog.drugs.iter().find(|d| d.id == *drug) else {
+            return Ok(());
+        };
+        if drug.hcpcs == *code {
+            return Ok(());
+        }
+        let other = self
+            .catalog
+            .drugs
+            .iter()
+            .find(|d| d.hcpcs == *code)
+            .map_or(String::new(), |d| format!(", the code of {}", d.name));
+        Err(CaseError {
+            problems: vec![case::CaseProblem {
+                key: "request.hcpcs".into(),
+                message: format!(
+                    "`{code}`{other} is not the billing code of {} (`{}`, request.drug)",
+                    drug.name, drug.hcpcs
+                ),
+            }],
+        })
     }
 
     /// Every fact of a case, derived facts included.
     pub fn facts(&self, case: &Case) -> Facts {
         let mut facts = Facts::default();
-        self.fill_facts(case, &mut facts);
+        self.fill_facts(case, &mut facts, None);
         facts
     }
 
-    fn fill_facts(&self, case: &Case, facts: &mut Facts) {
-        facts.fill(case, |name| {
+    fn fill_facts(&self, case: &Case, facts: &mut Facts, as_of: Option<date::Date>) {
+        let drug_index = |name: &str| {
             self.drug_names
                 .iter()
                 .position(|d| d == name)
                 .map(|p| p as u8)
-        });
+        };
+        facts.fill_as_of(case, drug_index, as_of);
         let on_label = match facts.get(FactId::RequestDrug) {
             facts::Value::Symbol(drug) => {
                 let label = self
@@ -267,6 +302,45 @@ impl Engine {
                 Truth::Unknown(missing) => facts::Value::Unknown(missing),
             },
         );
+        self.fill_label_limits(facts);
+    }
+
+    /// The label's most per cycle and per course for the requested drug.
+    fn fill_label_limits(&self, facts: &mut Facts) {
+        use facts::Value;
+        let drug = match facts.get(FactId::RequestDrug) {
+            Value::Symbol(drug) => self.catalog.drugs.get(usize::from(drug)),
+            _ => None,
+        };
+        let (units, cycles) = match drug {
+            None => {
+                let missing = match facts.get(FactId::RequestDrug) {
+                    Value::Unknown(missing) => missing,
+                    _ => 0,
+                };
+                (Value::Unknown(missing), Value::Unknown(missing))
+            }
+            Some(drug) => {
+                let number = |id| match facts.get(id) {
+                    Value::Number(n) => Some(n),
+                    _ => None,
+                };
+                let units = match drug.label_units_per_cycle(
+                    number(FactId::RequestInfusionDays),
+                    number(FactId::PatientBsaM2),
+                ) {
+                    Some(units) => Value::Number(units),
+                    // Only a dose per m² needs the body surface area.
+                    None => match facts.get(FactId::PatientBsaM2) {
+                        Value::Unknown(missing) => Value::Unknown(missing),
+                        _ => Value::NotApplicable,
+                    },
+                };
+                (units, Value::Number(f64::from(drug.limits.course_cycles)))
+            }
+        };
+        facts.set(FactId::RequestLabelUnitsPerCycle, units);
+        facts.set(FactId::RequestLabelCourseCycles, cycles);
     }
 
     /// Decides a case against the selected policies (all when `selected` is empty).
@@ -279,19 +353,51 @@ impl Engine {
     /// [`Engine::evaluate`] into an evaluation reused from case to case, as batch runs do:
     /// it then allocates nothing and copies no fact table.
     pub fn evaluate_into(&self, case: &Case, selected: &[usize], evaluation: &mut Evaluation) {
-        self.fill_facts(case, &mut evaluation.facts);
-        let date = case.request.as_ref().and_then(|r| r.date);
+        self.evaluate_received_into(case, selected, None, evaluation);
+    }
+
+    /// Decides a case as the payer received it on `received`: the policy versions in effect
+    /// that day decide, and an approval's period starts that day. Without a receipt date, both
+    /// follow `request.date` (recorded cases keep deciding the same).
+    pub fn evaluate_received(
+        &self,
+        case: &Case,
+        selected: &[usize],
+        received: Option<date::Date>,
+    ) -> Evaluation {
+        let mut evaluation = Evaluation::default();
+        self.evaluate_received_into(case, selected, received, &mut evaluation);
+        evaluation
+    }
+
+    /// [`Engine::evaluate_received`] into an evaluation reused from case to case.
+    pub fn evaluate_received_into(
+        &self,
+        case: &Case,
+        selected: &[usize],
+        received: Option<date::Date>,
+        evaluation: &mut Evaluation,
+    ) {
+        self.fill_facts(case, &mut evaluation.facts, received);
+        let date = received.or_else(|| case.request.as_ref().and_then(|r| r.date));
         let Evaluation {
             facts,
             decisions,
             memo,
         } = evaluation;
         decisions.clear();
+        let codes = case
+            .diagnosis
+            .as_ref()
+            .and_then(|d| d.icd10.as_deref())
+            .unwrap_or_default();
         // Each policy decides by its version in effect on the request date.
         let mut decide = |index: usize| {
             let index = self.version_for(index, date);
             if let Some(policy) = self.policies.get(index) {
-                decisions.push((index, eval::decide_with(policy, facts, date, memo)));
+                let mut decision = eval::decide_with(policy, facts, date, memo);
+                eval::deny_uncovered_codes(policy, codes, &mut decision);
+                decisions.push((index, decision));
             }
         };
         if selected.is_empty() {

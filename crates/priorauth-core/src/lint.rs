@@ -202,6 +202,19 @@ pub fn lint(policy: &Policy, source_text: Option<&str>, n_drugs: usize) -> Vec<F
                 &pathway.authorization_source.quote,
             );
         }
+        // Every approval is bounded by the label's limits in the engine; a pathway must
+        // still say where its own ceiling comes from, or that the label's is the one.
+        if pathway.outcome == Outcome::Approve && pathway.quantity.is_none() {
+            add(
+                pathway.line,
+                format!("no-quantity:{}", pathway.id),
+                format!(
+                    "pathway `{}` approves without a `[pathway.quantity]`: only the label's limits bound it",
+                    pathway.id
+                ),
+                &pathway.authorization_source.quote,
+            );
+        }
     }
     if !policy.pathways.iter().any(|p| p.kinds & 0b10 != 0) {
         add(

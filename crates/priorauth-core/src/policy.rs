@@ -56,12 +56,14 @@ pub struct Policy {
 }
 
 /// Where a criterion comes from in the source document.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Source {
     pub section: String,
     /// The words encoded, as they stand in the document.
     pub quote: String,
     /// How unclear text was read, in the words it interprets; empty when the text is clear.
+    #[serde(default)]
     pub interpretation: String,
 }
 
@@ -78,8 +80,35 @@ pub struct Codes {
     pub hcpcs: Vec<String>,
     #[serde(default)]
     pub ndc: Vec<String>,
+    /// Covered diagnosis codes: when the policy lists them, a request whose ICD-10-CM codes
+    /// are all outside the list is not covered (it cannot be approved).
     #[serde(default)]
     pub icd10: Vec<String>,
+    /// Where the list of covered diagnosis codes is stated.
+    #[serde(default)]
+    pub icd10_source: Source,
+}
+
+impl Codes {
+    /// Whether a request's diagnosis codes are covered: `None` when the policy lists no
+    /// codes or the request gives none, else whether any given code is listed (compared
+    /// without the dot and case, so `c9102` is `C91.02`).
+    pub fn icd10_covered(&self, given: &[String]) -> Option<bool> {
+        if self.icd10.is_empty() || given.is_empty() {
+            return None;
+        }
+        let plain = |code: &str| -> String {
+            code.chars()
+                .filter(|c| *c != '.')
+                .map(|c| c.to_ascii_uppercase())
+                .collect()
+        };
+        Some(
+            given
+                .iter()
+                .any(|code| self.icd10.iter().any(|listed| plain(listed) == plain(code))),
+        )
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -203,8 +232,22 @@ pub struct Pathway {
     /// `None` when the document states no duration.
     pub authorization: Option<Duration>,
     pub authorization_source: Source,
+    /// The most an approval by this pathway covers (`[pathway.quantity]`); `None` when the
+    /// file states none, and then the label's limits of the drug catalog alone apply.
+    pub quantity: Option<QuantityLimit>,
     /// Line of its table in the policy file.
     pub line: usize,
+}
+
+/// The quantity ceiling of an approving pathway. The lower of it and the label's limits (the
+/// drug catalog's `units_per_infusion_day`, `doses_mg_per_m2` and `course_cycles`) applies.
+#[derive(Debug, Clone)]
+pub struct QuantityLimit {
+    /// Most cycles one authorization covers.
+    pub cycles: Option<u32>,
+    /// Most billable units per cycle (`request.units_per_cycle`).
+    pub units_per_cycle: Option<u32>,
+    pub source: Source,
 }
 
 /// What a policy says about a request.
@@ -316,6 +359,21 @@ struct RawPathway {
     authorization: Option<RawAuthorization>,
     #[serde(default)]
     authorization_source: Option<RawSource>,
+    #[serde(default)]
+    quantity: Option<RawQuantity>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuantity {
+    #[serde(default)]
+    cycles: Option<u32>,
+    #[serde(default)]
+    units_per_cycle: Option<u32>,
+    section: String,
+    quote: String,
+    #[serde(default)]
+    interpretation: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -824,6 +882,26 @@ pub fn load_policy(file: &str, text: &str, drugs: &[String]) -> Result<Policy, L
         if pathway.criteria.is_empty() {
             return Err(loader.error(at, format!("pathway `{}` has no criteria", pathway.id)));
         }
+        if let Some(quantity) = &pathway.quantity {
+            if *outcome.get_ref() != Outcome::Approve {
+                return Err(loader.error(
+                    at,
+                    format!(
+                        "pathway `{}`: only an approving pathway has a `quantity`",
+                        pathway.id
+                    ),
+                ));
+            }
+            if quantity.cycles == Some(0) || quantity.units_per_cycle == Some(0) {
+                return Err(loader.error(
+                    at,
+                    format!(
+                        "pathway `{}`: a quantity of 0 approves nothing; give at least 1",
+                        pathway.id
+                    ),
+                ));
+            }
+        }
         pathways.push(Pathway {
             line: loader.error(at, "").line,
             id: pathway.id.clone(),
@@ -847,6 +925,15 @@ pub fn load_policy(file: &str, text: &str, drugs: &[String]) -> Result<Policy, L
                 .as_ref()
                 .map(source)
                 .unwrap_or_default(),
+            quantity: pathway.quantity.as_ref().map(|q| QuantityLimit {
+                cycles: q.cycles,
+                units_per_cycle: q.units_per_cycle,
+                source: Source {
+                    section: q.section.clone(),
+                    quote: q.quote.clone(),
+                    interpretation: q.interpretation.clone(),
+                },
+            }),
         });
     }
 
@@ -938,6 +1025,59 @@ pub struct Drug {
     pub amount_unit: String,
     pub label: Vec<CriterionIdx>,
     pub dose_bands: Vec<DoseBand>,
+    /// The label's quantity limits, which bound every approval of the drug.
+    pub limits: LabelLimits,
+}
+
+/// The most of a drug its label gives, in billable units and cycles. Every approval is
+/// bounded by these, whatever a policy states (a policy may state less).
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelLimits {
+    /// Billable units per infusion day: the highest daily dose in whole vials.
+    #[serde(default)]
+    pub units_per_infusion_day: Option<u32>,
+    /// Most infusion days in a cycle.
+    #[serde(default)]
+    pub infusion_days_per_cycle: Option<u32>,
+    /// The doses of one cycle in mg per m² of body surface area, each given from whole vials.
+    #[serde(default)]
+    pub doses_mg_per_m2: Vec<f64>,
+    /// Most cycles of one course.
+    pub course_cycles: u32,
+}
+
+impl Drug {
+    /// The label's most billable units in one cycle: whole vials per infusion day times the
+    /// infusion days (the request's, at most the label's), or, for a drug dosed per m², each
+    /// dose of the cycle times the body surface area in whole vials. `None` when the body
+    /// surface area it needs is not known.
+    pub fn label_units_per_cycle(
+        &self,
+        infusion_days: Option<f64>,
+        bsa_m2: Option<f64>,
+    ) -> Option<f64> {
+        let limits = &self.limits;
+        if let (Some(per_day), Some(days)) = (
+            limits.units_per_infusion_day,
+            limits.infusion_days_per_cycle,
+        ) {
+            let days = infusion_days.map_or(f64::from(days), |given| given.min(f64::from(days)));
+            return Some(f64::from(per_day) * days);
+        }
+        if limits.doses_mg_per_m2.is_empty() {
+            return None;
+        }
+        let bsa = bsa_m2?;
+        let units_per_vial = (self.vial_amount / self.hcpcs_unit_amount).round();
+        // A dose that needs exactly whole vials takes no more (1e-9 absorbs rounding).
+        let vials: f64 = limits
+            .doses_mg_per_m2
+            .iter()
+            .map(|dose| (dose * bsa / self.vial_amount - 1e-9).ceil().max(1.0))
+            .sum();
+        Some(vials * units_per_vial)
+    }
 }
 
 /// The label's highest dose in a weight band: fixed, or per m² of body surface area with a cap.
@@ -1004,6 +1144,7 @@ struct RawDrug {
     label: Vec<Spanned<String>>,
     #[serde(default)]
     dose_bands: Vec<DoseBand>,
+    limits: LabelLimits,
 }
 
 /// The most drugs a catalog may hold: one bit each in a test's set of values.
@@ -1061,6 +1202,29 @@ pub fn load_catalog(file: &str, text: &str) -> Result<Catalog, LoadError> {
                         })
                 })
                 .collect::<Result<_, _>>()?;
+            let limits = &drug.limits;
+            let per_day = limits.units_per_infusion_day.is_some()
+                && limits.infusion_days_per_cycle.is_some();
+            let per_m2 = !limits.doses_mg_per_m2.is_empty()
+                && limits
+                    .doses_mg_per_m2
+                    .iter()
+                    .all(|d| d.is_finite() && *d > 0.0 && *d < 100.0);
+            if per_day == per_m2
+                || limits.course_cycles == 0
+                || limits.units_per_infusion_day == Some(0)
+                || limits.infusion_days_per_cycle == Some(0)
+                || !(drug.vial_amount.is_finite() && drug.vial_amount > 0.0)
+                || !(drug.hcpcs_unit_amount.is_finite() && drug.hcpcs_unit_amount > 0.0)
+            {
+                return Err(loader.error(
+                    0,
+                    format!(
+                        "drug `{}`: `limits` needs `course_cycles` of at least 1 and either `units_per_infusion_day` with `infusion_days_per_cycle` or positive `doses_mg_per_m2`, and positive vial and unit amounts",
+                        drug.id
+                    ),
+                ));
+            }
             Ok(Drug {
                 id: drug.id,
                 name: drug.name,
@@ -1069,6 +1233,7 @@ pub fn load_catalog(file: &str, text: &str) -> Result<Catalog, LoadError> {
                 vial_amount: drug.vial_amount,
                 amount_unit: drug.amount_unit,
                 dose_bands: drug.dose_bands,
+                limits: drug.limits,
                 label,
             })
         })
@@ -1275,7 +1440,7 @@ ge = 18
             (0..n)
                 .map(|i| {
                     format!(
-                        "[[drug]]\nid = \"d{i}\"\nname = \"n\"\nhcpcs = \"J0001\"\nhcpcs_unit_amount = 1\nvial_amount = 1\namount_unit = \"mg\"\nlabel = [\"last\"]\n"
+                        "[[drug]]\nid = \"d{i}\"\nname = \"n\"\nhcpcs = \"J0001\"\nhcpcs_unit_amount = 1\nvial_amount = 1\namount_unit = \"mg\"\nlabel = [\"last\"]\nlimits = {{ units_per_infusion_day = 1, infusion_days_per_cycle = 1, course_cycles = 1 }}\n"
                     )
                 })
                 .collect::<String>()

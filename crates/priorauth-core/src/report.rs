@@ -1,13 +1,14 @@
 //! Rendering decisions: the JSON decision contract of `spec/case-format.md`, and a text tree
 //! with met / not met / unknown marks for people.
 
+use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
 use serde::Serialize;
 
 use crate::case::Case;
 use crate::date::Date;
-use crate::eval::{self, Decision, Reason, Truth};
+use crate::eval::{self, Decision, Granted, Reason, Truth};
 use crate::facts::missing_keys;
 use crate::policy::{Outcome, Policy, Source};
 use crate::{Engine, Evaluation};
@@ -27,7 +28,8 @@ pub struct PolicyResult<'a> {
     pub outcome: Outcome,
     pub pathway: Option<&'a str>,
     pub authorization: Option<Authorization>,
-    /// The units the approval covers, from the request, with the vials they take.
+    /// What the approval covers: units per cycle and cycles, never beyond the pathway's
+    /// and the label's ceilings.
     pub quantity: Option<Quantity<'a>>,
     pub missing: Vec<&'static str>,
     pub reasons: Vec<ReasonJson<'a>>,
@@ -39,18 +41,41 @@ pub struct Authorization {
     pub end: Date,
 }
 
+/// The quantity of an approval (docs/case-format.md, Quantities).
 #[derive(Debug, Serialize)]
 pub struct Quantity<'a> {
+    /// The drug's billing code (from the catalog; a request's own code must match it).
     pub hcpcs: &'a str,
+    /// Billable units per cycle.
     pub units: u32,
+    /// Days of a cycle (`request.cycle_length_days`), when given.
     pub period_days: Option<u32>,
+    /// Whole vials the units per cycle take.
     pub vials: u32,
+    /// Cycles approved.
     pub cycles: Option<u32>,
+    /// Billable units of the whole authorization: `units` times `cycles`.
+    pub total_units: u64,
+    /// `requested` when the request gave its units, `policy_maximum` when it did not and the
+    /// approval carries the ceiling.
+    pub units_basis: &'static str,
+    /// The most units per cycle and cycles the pathway and the drug's label allow.
+    pub ceiling: Ceiling,
+    /// Cycles requested, when only a part of them is approved: the rest is a recommended
+    /// denial for a clinician to confirm.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_cycles: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Ceiling {
+    pub units_per_cycle: u32,
+    pub cycles: u32,
 }
 
 #[derive(Debug, Serialize)]
 pub struct ReasonJson<'a> {
-    pub criterion: &'a str,
+    pub criterion: Cow<'a, str>,
     pub id: &'a str,
     pub status: &'static str,
     #[serde(serialize_with = "display")]
@@ -98,7 +123,7 @@ fn policy_result<'a>(
         || (decision.outcome == Outcome::Incomplete && reasons.is_empty())
     {
         reasons_json.push(ReasonJson {
-            criterion: "the policy governs this drug and line of business",
+            criterion: Cow::Borrowed("the policy governs this drug and line of business"),
             id: "applies",
             status: if decision.outcome == Outcome::NotApplicable {
                 "not_met"
@@ -113,7 +138,7 @@ fn policy_result<'a>(
     }
     if decision.dosing_outside {
         reasons_json.push(ReasonJson {
-            criterion: "requests outside the policy's dosing go to clinical review",
+            criterion: Cow::Borrowed("requests outside the policy's dosing go to clinical review"),
             id: "dosing-outside",
             status: "met",
             source: &policy.dosing_outside_source,
@@ -121,6 +146,45 @@ fn policy_result<'a>(
             pathway: None,
             depth: 0,
         });
+    }
+    if decision.codes_not_covered {
+        let given = case
+            .diagnosis
+            .as_ref()
+            .and_then(|d| d.icd10.as_deref())
+            .unwrap_or_default()
+            .join(", ");
+        reasons_json.push(ReasonJson {
+            criterion: Cow::Owned(format!(
+                "a covered diagnosis code ({}); the request gives {given}",
+                policy.codes.icd10.join(", ")
+            )),
+            id: "covered-diagnosis-codes",
+            status: "not_met",
+            source: &policy.codes.icd10_source,
+            interpretation: &policy.codes.icd10_source.interpretation,
+            pathway: None,
+            depth: 0,
+        });
+    }
+    // Units beyond a ceiling come first: they are what stands between the request and an
+    // approval by a pathway whose criteria are met.
+    if let (Some((index, requested, ceiling)), Outcome::Deny | Outcome::Review) =
+        (decision.units_over, decision.outcome)
+    {
+        if let Some(over) = policy.pathways.get(usize::from(index)) {
+            reasons_json.push(ReasonJson {
+                criterion: Cow::Owned(format!(
+                    "at most {ceiling} billable units per cycle; {requested} requested per cycle"
+                )),
+                id: "units-per-cycle",
+                status: "not_met",
+                source: quantity_source(over),
+                interpretation: &quantity_source(over).interpretation,
+                pathway: Some(&over.id),
+                depth: 0,
+            });
+        }
     }
     reasons_json.extend(
         reasons
@@ -130,6 +194,46 @@ fn policy_result<'a>(
     let pathway = decision
         .pathway
         .and_then(|p| policy.pathways.get(usize::from(p)));
+    if let (Some(granted), Some(pathway), Outcome::Approve) =
+        (decision.quantity, pathway, decision.outcome)
+    {
+        let source = quantity_source(pathway);
+        reasons_json.push(ReasonJson {
+            criterion: Cow::Owned(format!(
+                "at most {} billable units per cycle and {} cycles in this authorization; {} units per cycle {}",
+                granted.ceiling_units_per_cycle,
+                granted.ceiling_cycles,
+                granted.units_per_cycle,
+                if granted.units_requested {
+                    "as requested"
+                } else {
+                    "approved, the most allowed (no units were requested)"
+                }
+            )),
+            id: "quantity",
+            status: "met",
+            source,
+            interpretation: &source.interpretation,
+            pathway: Some(&pathway.id),
+            depth: 0,
+        });
+        if let (true, Some(requested)) = (granted.is_partial(), granted.requested_cycles) {
+            reasons_json.push(ReasonJson {
+                criterion: Cow::Owned(format!(
+                    "{} of the {requested} cycles requested are approved; denial of the other {} is recommended (at most {} cycles in this authorization)",
+                    granted.cycles,
+                    requested - granted.cycles,
+                    granted.ceiling_cycles
+                )),
+                id: "cycles-beyond-authorization",
+                status: "not_met",
+                source,
+                interpretation: &source.interpretation,
+                pathway: Some(&pathway.id),
+                depth: 0,
+            });
+        }
+    }
     PolicyResult {
         policy: &policy.id,
         version: &policy.version,
@@ -138,10 +242,9 @@ fn policy_result<'a>(
         authorization: decision
             .authorization
             .map(|(start, end)| Authorization { start, end }),
-        quantity: if decision.outcome == Outcome::Approve {
-            quantity(engine, case)
-        } else {
-            None
+        quantity: match (decision.outcome, decision.quantity) {
+            (Outcome::Approve, Some(granted)) => quantity(engine, case, &granted),
+            _ => None,
         },
         missing: missing_keys(decision.missing).collect(),
         reasons: reasons_json,
@@ -151,7 +254,7 @@ fn policy_result<'a>(
 fn reason_json<'a>(policy: &'a Policy, reason: &Reason) -> Option<ReasonJson<'a>> {
     let criterion = policy.criteria.get(usize::from(reason.criterion))?;
     Some(ReasonJson {
-        criterion: &criterion.text,
+        criterion: Cow::Borrowed(&criterion.text),
         id: &criterion.id,
         status: reason.truth.as_str(),
         source: &criterion.source,
@@ -164,10 +267,18 @@ fn reason_json<'a>(policy: &'a Policy, reason: &Reason) -> Option<ReasonJson<'a>
     })
 }
 
-/// The requested units, with the vials they take (whole vials, as billed with wastage).
-fn quantity<'a>(engine: &'a Engine, case: &'a Case) -> Option<Quantity<'a>> {
+/// Where a pathway's quantity ceiling is stated: its `[pathway.quantity]`, or else its
+/// authorization (the label's limits apply alone then).
+fn quantity_source(pathway: &crate::policy::Pathway) -> &Source {
+    pathway
+        .quantity
+        .as_ref()
+        .map_or(&pathway.authorization_source, |q| &q.source)
+}
+
+/// The granted quantity with the vials it takes (whole vials, as billed with wastage).
+fn quantity<'a>(engine: &'a Engine, case: &'a Case, granted: &Granted) -> Option<Quantity<'a>> {
     let request = case.request.as_ref()?;
-    let units = request.units?;
     let drug = engine
         .catalog
         .drugs
@@ -175,11 +286,22 @@ fn quantity<'a>(engine: &'a Engine, case: &'a Case) -> Option<Quantity<'a>> {
         .find(|d| Some(&d.id) == request.drug.as_ref())?;
     let units_per_vial = (drug.vial_amount / drug.hcpcs_unit_amount).round().max(1.0) as u32;
     Some(Quantity {
-        hcpcs: request.hcpcs.as_deref().unwrap_or(&drug.hcpcs),
-        units,
-        period_days: request.units_period_days,
-        vials: units.div_ceil(units_per_vial),
-        cycles: request.cycles,
+        hcpcs: &drug.hcpcs,
+        units: granted.units_per_cycle,
+        period_days: request.cycle_length_days,
+        vials: granted.units_per_cycle.div_ceil(units_per_vial),
+        cycles: Some(granted.cycles),
+        total_units: granted.total_units(),
+        units_basis: if granted.units_requested {
+            "requested"
+        } else {
+            "policy_maximum"
+        },
+        ceiling: Ceiling {
+            units_per_cycle: granted.ceiling_units_per_cycle,
+            cycles: granted.ceiling_cycles,
+        },
+        requested_cycles: granted.requested_cycles.filter(|_| granted.is_partial()),
     })
 }
 
@@ -215,15 +337,35 @@ pub fn text(engine: &Engine, case: &Case, evaluation: &Evaluation) -> String {
             out.push_str("  authorization: the policy states no duration\n");
         }
         if let Some(q) = &result.quantity {
-            let _ = write!(out, "  quantity: {} x {} units", q.hcpcs, q.units);
+            let _ = write!(out, "  quantity: {} x {} units per cycle", q.hcpcs, q.units);
             if let Some(days) = q.period_days {
-                let _ = write!(out, " per {days} days");
+                let _ = write!(out, " of {days} days");
             }
             let _ = write!(out, " ({} vials)", q.vials);
             if let Some(cycles) = q.cycles {
-                let _ = write!(out, ", {cycles} cycles");
+                let _ = write!(out, ", {cycles} cycles, {} units in all", q.total_units);
+            }
+            if q.units_basis == "policy_maximum" {
+                out.push_str(" [no units requested: the most the policy allows]");
+            }
+            if let Some(requested) = q.requested_cycles {
+                let _ = write!(
+                    out,
+                    " [partial: {requested} cycles requested; denial of the rest recommended]"
+                );
             }
             out.push('\n');
+        }
+        for reason in result
+            .reasons
+            .iter()
+            .filter(|r| matches!(r.id, "units-per-cycle" | "cycles-beyond-authorization"))
+        {
+            let _ = writeln!(
+                out,
+                "  [not met]  {}\n      {}",
+                reason.criterion, reason.source
+            );
         }
         if !result.missing.is_empty() {
             let _ = writeln!(out, "  missing: {}", result.missing.join(", "));
@@ -316,11 +458,12 @@ pub fn decide_line(
     engine: &Engine,
     line: &str,
     selected: &[usize],
+    received: Option<Date>,
     evaluation: &mut Evaluation,
     out: &mut Vec<u8>,
 ) -> Result<(), crate::CaseError> {
     let case = engine.parse_case(line)?;
-    engine.evaluate_into(&case, selected, evaluation);
+    engine.evaluate_received_into(&case, selected, received, evaluation);
     // Writing JSON into a Vec cannot fail: every value here serializes.
     let _ = serde_json::to_writer(&mut *out, &Report::new(engine, &case, evaluation));
     out.push(b'\n');

@@ -126,6 +126,18 @@ fn every_quote_is_in_its_source_document() {
                 format!("pathway `{}`", pathway.id),
                 &pathway.authorization_source.quote,
             ));
+            if let Some(quantity) = &pathway.quantity {
+                quotes.push((
+                    format!("pathway `{}` quantity", pathway.id),
+                    &quantity.source.quote,
+                ));
+            }
+        }
+        if !policy.codes.icd10.is_empty() {
+            quotes.push((
+                "codes.icd10_source".into(),
+                &policy.codes.icd10_source.quote,
+            ));
         }
         for (what, quote) in quotes {
             if !text.contains(&normalize(quote)) {

@@ -121,9 +121,10 @@ title = "copy"
 kinds = ["initial"]
 outcome = "approve"
 criteria = ["universal-live-vaccine", "adult-age", "b-cell-precursor-all", "adult-relapsed-refractory"]
-dosing = ["dose-by-weight", "relapsed-refractory-schedule", "up-to-9-cycles"]
+dosing = ["dose-by-weight", "induction-consolidation-cycles"]
 authorization = { weeks = 30 }
 authorization_source = { section = "I. Length of Authorization", quote = "Initial coverage will be provided for 30 weeks" }
+quantity = { cycles = 5, units_per_cycle = 980, section = "I. Length of Authorization", quote = "Initial coverage will be provided for 30 weeks" }
 
 [criteria.never-used]
 text = "never used"
@@ -178,5 +179,30 @@ fn a_fact_read_but_never_asked_is_found_and_can_be_acknowledged() {
         findings
             .iter()
             .any(|f| f.code == "never-asked:request.drug_source" && !f.acknowledged)
+    );
+}
+
+#[test]
+fn an_approving_pathway_without_a_quantity_is_a_finding() {
+    // Take the quantity table out of the Interfant pathway.
+    let start = eocco()
+        .find("[pathway.quantity]\ncycles = 1\n")
+        .expect("Interfant quantity");
+    let end = start + eocco()[start..].find("\n\n").expect("end of table");
+    let mut text = eocco();
+    text.replace_range(start..end, "");
+    let findings = lint_text("eocco-no-quantity.toml", &text);
+    let codes = codes(&findings);
+    assert!(
+        codes.contains(&"no-quantity:pediatric-interfant"),
+        "{codes:?}"
+    );
+    assert_eq!(
+        codes
+            .iter()
+            .filter(|c| c.starts_with("no-quantity:"))
+            .count(),
+        1,
+        "{codes:?}"
     );
 }

@@ -52,6 +52,10 @@ struct TestRow {
     /// Keys that must be among `missing`.
     #[serde(default)]
     missing: Option<Vec<String>>,
+    /// An approval's cycles and billable units per cycle (`[cycles, units]`), never more
+    /// than its pathway and the label allow; fewer cycles than requested is a partial approval.
+    #[serde(default)]
+    quantity: Option<[u32; 2]>,
 }
 
 fn apply(base: &Value, set: &BTreeMap<String, Value>) -> Value {
@@ -144,6 +148,13 @@ fn every_criterion_met_not_met_and_unknown() {
                         "{label}: authorization end {actual}, expected {end}"
                     ));
                 }
+            }
+            let granted = decision.quantity.map(|q| [q.cycles, q.units_per_cycle]);
+            if row.quantity.is_some() && granted != row.quantity {
+                failures.push(format!(
+                    "{label}: quantity {granted:?} (cycles, units per cycle), expected {:?}",
+                    row.quantity
+                ));
             }
             if let Some(missing) = &row.missing {
                 let actual: Vec<&str> =

@@ -425,9 +425,74 @@ struct Evaluated {
     policy_index: usize,
     outcome: Outcome,
     result: Value,
+    /// The day the payer received the request: an approval's period starts then.
+    received: Date,
+    /// The most an authorization of this request may cover, per cycle and in cycles: the
+    /// engine's granted quantity for an approval, else (a reviewer's approval) the label's
+    /// limits applied to the request.
+    bound: QuantityBound,
 }
 
-fn evaluate(state: &AppState, plan: &Plan, mut case_json: Value) -> Result<Evaluated, AppError> {
+#[derive(Debug, Clone, Copy)]
+struct QuantityBound {
+    /// Units per cycle the authorization carries unless a reviewer changes them.
+    units_per_cycle: u32,
+    /// The most units per cycle a reviewer may approve (the label's).
+    max_units_per_cycle: u32,
+    cycles: u32,
+    max_cycles: u32,
+}
+
+/// The calendar day (UTC) of a time in milliseconds since 1970.
+pub(crate) fn day_of(ms: i64) -> Date {
+    Date::from_epoch_days(ms.div_euclid(86_400_000))
+        .unwrap_or_else(|| Date::from_ymd_unchecked(1970, 1, 1))
+}
+
+/// The quantity bound of an evaluated request (see [`Evaluated::bound`]).
+fn quantity_bound(result: &Value, facts: &priorauth_core::Facts) -> QuantityBound {
+    use priorauth_core::FactId;
+    use priorauth_core::facts::Value as Fact;
+    let number = |id: FactId| match facts.get(id) {
+        Fact::Number(n) if n.is_finite() && n >= 0.0 => Some(n.min(f64::from(u32::MAX)) as u32),
+        _ => None,
+    };
+    let label_units = number(FactId::RequestLabelUnitsPerCycle).unwrap_or(0);
+    let first = number(FactId::RequestFirstCycle).unwrap_or(1).max(1);
+    let course_left = number(FactId::RequestLabelCourseCycles)
+        .map_or(0, |course| course.saturating_sub(first - 1));
+    let granted = |key: &str| {
+        result
+            .pointer(&format!("/quantity/{key}"))
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+    };
+    match (granted("units"), granted("cycles")) {
+        (Some(units), Some(cycles)) => QuantityBound {
+            units_per_cycle: units,
+            max_units_per_cycle: label_units.max(units),
+            cycles,
+            max_cycles: course_left.max(cycles),
+        },
+        _ => {
+            let requested_units = number(FactId::RequestUnitsPerCycle).unwrap_or(label_units);
+            let requested_cycles = number(FactId::RequestCycles).unwrap_or(1);
+            QuantityBound {
+                units_per_cycle: requested_units.min(label_units),
+                max_units_per_cycle: label_units,
+                cycles: requested_cycles.min(course_left),
+                max_cycles: course_left,
+            }
+        }
+    }
+}
+
+fn evaluate(
+    state: &AppState,
+    plan: &Plan,
+    mut case_json: Value,
+    received: Date,
+) -> Result<Evaluated, AppError> {
     let Some(object) = case_json.as_object_mut() else {
         return Err(invalid("case", "must be an object"));
     };
@@ -480,7 +545,11 @@ fn evaluate(state: &AppState, plan: &Plan, mut case_json: Value) -> Result<Evalu
         .engine
         .policy_index(policy_id)
         .ok_or_else(|| AppError::Internal(format!("policy {policy_id} missing")))?;
-    let evaluation = state.engine.evaluate(&case, &[policy_index]);
+    // The payer's clock, not the request, dates the decision: the versions in effect on the
+    // day of receipt decide, and an approval starts that day.
+    let evaluation = state
+        .engine
+        .evaluate_received(&case, &[policy_index], Some(received));
     let report = Report::new(&state.engine, &case, &evaluation);
     let result = report
         .results
@@ -491,17 +560,20 @@ fn evaluate(state: &AppState, plan: &Plan, mut case_json: Value) -> Result<Evalu
         .decisions
         .first()
         .map_or(Outcome::Incomplete, |(_, d)| d.outcome);
-    // The version in effect on the request date decided; it is the one recorded.
+    // The version in effect on the day of receipt decided; it is the one recorded.
     let policy_index = evaluation
         .decisions
         .first()
         .map_or(policy_index, |(index, _)| *index);
+    let bound = quantity_bound(&result, &evaluation.facts);
     Ok(Evaluated {
         case,
         case_json,
         policy_index,
         outcome,
         result,
+        received,
+        bound,
     })
 }
 
@@ -591,9 +663,20 @@ async fn history_from_records(
     let request = object.entry("request").or_insert_with(|| json!({}));
     if let Some(request) = request.as_object_mut() {
         request.insert("drug".into(), Value::from(drug.clone()));
-        request
-            .entry("kind")
-            .or_insert_with(|| Value::from("renewal"));
+        // A request that continues an authorization is a renewal, whatever it declares.
+        match request.get("kind").and_then(Value::as_str) {
+            Some("renewal") | None => {
+                request.insert("kind".into(), Value::from("renewal"));
+            }
+            Some(kind) => {
+                return Err(invalid(
+                    "case.request.kind",
+                    format!(
+                        "`{kind}` contradicts `renews`: a request continuing authorization `{number}` is a renewal"
+                    ),
+                ));
+            }
+        }
         // The course continues where the records say it stands.
         if drug == "blinatumomab" {
             request.insert("first_cycle".into(), Value::from(cycles_given + 1));
@@ -703,13 +786,13 @@ pub(crate) async fn submit_case(
         history_from_records(&mut tx, caller, number, &mut case_json).await?;
         renewal_tx = Some(tx);
     }
-    let evaluated = evaluate(state, &plan, case_json)?;
+    let now = now_ms();
+    let evaluated = evaluate(state, &plan, case_json, day_of(now))?;
     let policy = state
         .engine
         .policies
         .get(evaluated.policy_index)
         .ok_or_else(|| AppError::Internal("policy".into()))?;
-    let now = now_ms();
     let id = random_id("req_");
     let status = status_of(evaluated.outcome);
     let due_at = (status == "pending_review")
@@ -1022,28 +1105,51 @@ fn plan_authorization(
     let request = evaluated.case.request.clone().unwrap_or_default();
     let drug_id = request.drug.clone().unwrap_or_default();
     let drug = state.engine.catalog.drugs.iter().find(|d| d.id == drug_id);
-    let start = request.date.ok_or_else(|| {
-        invalid(
-            "case.request.date",
-            "an approval starts on the request date",
-        )
-    })?;
-    let cycles = changes.cycles.or(request.cycles).unwrap_or(1);
+    // The period starts on the day the payer received the request, never on a date the
+    // requester sends.
+    let start = evaluated.received;
+    let bound = evaluated.bound;
+    // A reviewer may change the quantity, within the label's limits.
+    let cycles = changes.cycles.unwrap_or(bound.cycles);
+    if cycles == 0 || cycles > bound.max_cycles {
+        return Err(invalid(
+            if changes.cycles.is_some() {
+                "changes.cycles"
+            } else {
+                "case.request.cycles"
+            },
+            format!(
+                "{cycles} cycles: an authorization covers from 1 to {} cycles here (the label's course from the request's first cycle)",
+                bound.max_cycles
+            ),
+        ));
+    }
+    let units = changes.units.unwrap_or(bound.units_per_cycle);
+    if units > bound.max_units_per_cycle {
+        return Err(invalid(
+            "changes.units",
+            format!(
+                "{units} units per cycle are more than the label's {} per cycle",
+                bound.max_units_per_cycle
+            ),
+        ));
+    }
     let period_days = changes
         .period_days
-        .or(request.units_period_days)
         .or(request.cycle_length_days)
+        .or(request.units_period_days)
         .unwrap_or(0);
-    let units = changes.units.or(request.units).unwrap_or(0);
+    // The engine's period, which starts on the day of receipt.
     let stated_end = evaluated
         .result
         .pointer("/authorization/end")
         .and_then(Value::as_str)
         .and_then(Date::parse);
-    // Without a duration in the policy, the authorization covers the cycles requested (or a year).
-    let course_end = request
-        .cycle_length_days
-        .and_then(|length| start.add_days(i64::from(length) * i64::from(cycles) - 1));
+    // Without a duration in the policy, the authorization covers the cycles approved (or a year).
+    let course_end = request.cycle_length_days.and_then(|length| {
+        let days = i64::from(length).checked_mul(i64::from(cycles))?;
+        start.add_days(days - 1)
+    });
     let end = match &changes.end {
         Some(text) => Date::parse(text)
             .filter(|end| *end >= start)
@@ -1081,7 +1187,8 @@ fn plan_authorization(
         period_days: i64::from(period_days),
         cycles: i64::from(cycles),
         first_cycle: i64::from(first_cycle),
-        approved_units: i64::from(units) * i64::from(cycles.max(1)),
+        // Two u32 factors: the product fits an i64.
+        approved_units: i64::from(units) * i64::from(cycles),
         renews: renews.map(str::to_string),
         created_at: now_ms(),
     })
@@ -1250,6 +1357,15 @@ async fn complete_request(
             }
             if let Some(target) = target.as_object_mut() {
                 for (key, value) in values {
+                    // A completion fills only what is missing: it cannot rewrite a fact the
+                    // request gave or one the service took from its records (a renewal's
+                    // history and course position).
+                    if target.get(key).is_some_and(|given| !given.is_null()) {
+                        return Err(invalid(
+                            &format!("{section}.{key}"),
+                            "is already given; a completion fills only missing facts",
+                        ));
+                    }
                     target.insert(key.clone(), value.clone());
                 }
             }
@@ -1261,7 +1377,8 @@ async fn complete_request(
         .get(&plan_id)
         .ok_or_else(|| AppError::Internal(format!("plan {plan_id} is gone")))?
         .clone();
-    let evaluated = evaluate(&state, &plan, case).map_err(|error| match error {
+    let received = day_of(row.try_get::<i64, _>("created_at")?);
+    let evaluated = evaluate(&state, &plan, case, received).map_err(|error| match error {
         AppError::Invalid(errors) => AppError::Invalid(
             errors
                 .into_iter()
@@ -1427,7 +1544,8 @@ async fn determine(
             .clone();
         let case: Value =
             serde_json::from_str(&row.try_get::<String, _>("case_json")?).unwrap_or(json!({}));
-        let evaluated = evaluate(&state, &plan, case)?;
+        let received = day_of(row.try_get::<i64, _>("created_at")?);
+        let evaluated = evaluate(&state, &plan, case, received)?;
         let renews: Option<String> = row.try_get("renews")?;
         create_authorization(
             &mut tx,

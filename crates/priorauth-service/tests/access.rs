@@ -337,7 +337,9 @@ impl World {
                 "criterion": "new-to-plan-on-treatment",
                 "reason": "Continuing therapy begun before enrollment.",
             })),
-            Body::Usage => Some(json!({"units": 1, "date_of_service": "2026-05-20"})),
+            Body::Usage => {
+                Some(json!({"units": 1, "date_of_service": support::days_after_receipt(0)}))
+            }
             Body::Evaluation => Some(json!({"case": case("E01")})),
         };
         Probe { path, body }

@@ -316,8 +316,19 @@ async fn the_example_cases_give_the_same_outcomes_through_pas() {
                     let period = &reply.body["entry"][0]["resource"]["item"][0]["extension"];
                     let end = extension(period, "extension-itemPreAuthPeriod")
                         .map(|e| e["valuePeriod"]["end"].clone());
-                    if let Some(expected_end) = expect["end"].as_str() {
-                        assert_eq!(end, Some(json!(expected_end)), "{identifier}");
+                    if expect["end"].is_string() {
+                        // The same period as `evaluate` gives, started on the day of receipt.
+                        let engine = &server.state.engine;
+                        let parsed = engine.parse_case(&case.to_string()).unwrap();
+                        let index = engine.policy_index(policy).unwrap();
+                        let received =
+                            priorauth_core::date::Date::parse(&support::days_after_receipt(0));
+                        let evaluation = engine.evaluate_received(&parsed, &[index], received);
+                        let expected_end = evaluation.decisions[0]
+                            .1
+                            .authorization
+                            .map(|(_, end)| json!(end.to_string()));
+                        assert_eq!(end, expected_end, "{identifier}");
                     }
                     let detail = extension(period, "extension-itemAuthorizedDetail")
                         .expect("the authorized quantity");

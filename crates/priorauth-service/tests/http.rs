@@ -21,7 +21,7 @@ use priorauth_service::keys::Role;
 use priorauth_service::store::verify_audit;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{Server, case, for_each_backend, millis};
+use support::{Server, case, days_after_receipt, for_each_backend, millis};
 use tokio::task::JoinSet;
 
 const REVIEWER_CREDENTIALS: &str = "MD, Hematology";
@@ -217,8 +217,39 @@ async fn concurrent_usage_never_exceeds_the_approved_units() {
         assert_eq!(approved["status"], "approved");
         // 980 units a 42-day cycle, two cycles.
         assert_eq!(approved["authorization"]["approved_units"], 1960);
-        assert_eq!(approved["authorization"]["start"], "2026-05-18");
-        assert_eq!(approved["authorization"]["end"], "2026-11-17");
+        // The period starts on the day the service received the request (E01's own date is
+        // in May 2026), for MassHealth's 6 months.
+        let (start, end) = (
+            approved["authorization"]["start"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            approved["authorization"]["end"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+        assert_eq!(start, days_after_receipt(0));
+        assert_eq!(
+            end,
+            priorauth_core::date::Date::parse(&start)
+                .unwrap()
+                .inclusive_end(priorauth_core::date::Duration::Months(6))
+                .unwrap()
+                .to_string()
+        );
+        let (before, after) = (
+            priorauth_core::date::Date::parse(&start)
+                .unwrap()
+                .add_days(-1)
+                .unwrap()
+                .to_string(),
+            priorauth_core::date::Date::parse(&end)
+                .unwrap()
+                .add_days(1)
+                .unwrap()
+                .to_string(),
+        );
         let number = authorization_number(&approved);
         let path = format!("/v1/authorizations/{number}/usage");
 
@@ -230,6 +261,7 @@ async fn concurrent_usage_never_exceeds_the_approved_units() {
                 submitter.clone(),
                 path.clone(),
             );
+            let start = start.clone();
             calls.spawn(async move {
                 support::call(
                     &client,
@@ -237,7 +269,7 @@ async fn concurrent_usage_never_exceeds_the_approved_units() {
                     Method::POST,
                     &path,
                     Some(&key),
-                    Some(&json!({"units": 100, "date_of_service": "2026-06-01"})),
+                    Some(&json!({"units": 100, "date_of_service": &start})),
                     &[],
                 )
                 .await
@@ -271,7 +303,7 @@ async fn concurrent_usage_never_exceeds_the_approved_units() {
             .post(
                 &path,
                 &submitter,
-                &json!({"units": 61, "date_of_service": "2026-06-02"}),
+                &json!({"units": 61, "date_of_service": &start}),
             )
             .await
             .expect(409);
@@ -279,14 +311,14 @@ async fn concurrent_usage_never_exceeds_the_approved_units() {
             .post(
                 &path,
                 &submitter,
-                &json!({"units": 60, "date_of_service": "2026-11-17"}),
+                &json!({"units": 60, "date_of_service": &end}),
             )
             .await;
         last.expect(201);
         assert_eq!(last.body["remaining_units"], 0);
 
         // Outside the period, named; nothing spent.
-        for date in ["2026-05-17", "2026-11-18"] {
+        for date in [&before, &after] {
             server
                 .post(
                     &path,
@@ -308,7 +340,7 @@ async fn concurrent_usage_never_exceeds_the_approved_units() {
             .post(
                 &path,
                 &submitter,
-                &json!({"units": 0, "date_of_service": "2026-06-01"}),
+                &json!({"units": 0, "date_of_service": &start}),
             )
             .await
             .expect_problem(422, "units");
@@ -367,7 +399,7 @@ async fn a_submitter_cannot_see_another_organizations_records() {
             .post(
                 &format!("{authorization_path}/usage"),
                 &other,
-                &json!({"units": 1, "date_of_service": "2026-06-01"}),
+                &json!({"units": 1, "date_of_service": days_after_receipt(0)}),
             )
             .await
             .expect(404);
@@ -828,7 +860,7 @@ async fn a_renewal_takes_its_history_from_the_records() {
         let history = &stored["case"]["history"];
         assert_eq!(
             history["authorizations"],
-            json!([{"start": "2026-05-18", "end": "2026-11-17", "renewal": false}])
+            json!([{"start": first["authorization"]["start"], "end": first["authorization"]["end"], "renewal": false}])
         );
         assert_eq!(history["blinatumomab_cycles"], 2);
         assert_eq!(history["blinatumomab_continued_cycles"], 0);
@@ -842,8 +874,16 @@ async fn a_renewal_takes_its_history_from_the_records() {
         assert_eq!(stored["status"], "approved");
         assert_eq!(stored["decision"]["pathway"], "reauthorization");
         assert_eq!(stored["authorization"]["renews"], number.as_str());
-        assert_eq!(stored["authorization"]["start"], "2026-11-10");
-        assert_eq!(stored["authorization"]["end"], "2027-11-09");
+        // From the day of receipt, not the request's date.
+        assert_eq!(stored["authorization"]["start"], days_after_receipt(0));
+        assert_eq!(
+            stored["authorization"]["end"],
+            priorauth_core::date::Date::parse(&days_after_receipt(0))
+                .unwrap()
+                .inclusive_end(priorauth_core::date::Duration::Months(12))
+                .unwrap()
+                .to_string()
+        );
 
         // An authorization is renewed once: another renewal would grant the same cycles again.
         let mut again = case("E10");
@@ -1187,7 +1227,7 @@ async fn an_admins_completion_leaves_the_authorization_with_the_requester() {
             .post(
                 &format!("/v1/authorizations/{number}/usage"),
                 &submitter,
-                &json!({"units": 100, "date_of_service": "2026-06-01"}),
+                &json!({"units": 100, "date_of_service": days_after_receipt(0)}),
             )
             .await
             .expect(201);

@@ -106,6 +106,18 @@ fn database_url(url: &str, name: &str) -> String {
 }
 
 /// A case from `tests/cases` of the workspace.
+/// The day `days` after today (UTC), the day a request submitted now is received: an
+/// approval's period starts then.
+#[allow(dead_code)]
+pub fn days_after_receipt(days: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    priorauth_core::date::Date::from_epoch_days(now.div_euclid(86_400) + days)
+        .map(|d| d.to_string())
+        .unwrap_or_default()
+}
+
 pub fn case(name: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/cases")
