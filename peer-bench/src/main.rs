@@ -418,6 +418,11 @@ async fn run() {
             black_box(decision);
         }
     }));
+    let ours_codes = best(Box::new(|| {
+        for codes in codes {
+            black_box(policy.codes.icd10_covered(codes));
+        }
+    }));
     let mut evaluation = Evaluation::default();
     let ours_full = best(Box::new(|| {
         for case in cases {
@@ -498,6 +503,10 @@ async fn run() {
         );
     };
     ratio("priorauth decide, facts given", ours_decide);
+    row(
+        "  of which the covered-codes check (Codes::icd10_covered)",
+        ours_codes,
+    );
     ratio("priorauth facts + decide + explanation", ours_full);
     if tallies.iter().any(|t| t.disagree() > 0) {
         std::process::exit(1);
