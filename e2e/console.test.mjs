@@ -62,6 +62,8 @@ test('the console, end to end', async () => {
     const asked = await page.locator('#intake-form .field').count();
     assert.ok(asked > 5 && asked < 40, `${asked} questions`);
     await page.waitForSelector('#preview .outcome');
+    // The preview of the plan shown before may still be on screen: wait for this plan's marks.
+    await page.waitForSelector('#intake-form .field.needed', { timeout: 10000 });
     assert.ok(await page.locator('#intake-form .field.needed').count() > 0, 'unanswered questions that matter are marked');
     for (const [key, value] of Object.entries(answers)) await fill(page, key, value);
     await page.waitForSelector('#preview .outcome.approve');

@@ -346,7 +346,7 @@ fn ceiling_cycles(pathway: &crate::policy::Pathway, facts: &Facts) -> Result<u32
 /// within it (the approval then carries the ceiling); units that cannot be converted to a
 /// cycle without another fact are unknown with that fact.
 fn units_within(ceiling: Result<Ceiling, Missing>, facts: &Facts) -> Truth {
-    let units_key = crate::facts::key_bit("request.units").unwrap_or(0);
+    let units_key = crate::facts::UNITS_KEY;
     match (facts.get(FactId::RequestUnitsPerCycle), ceiling) {
         (_, Ok(ceiling)) if ceiling.cycles == 0 || ceiling.units_per_cycle == 0 => Truth::False,
         (Value::Number(units), Ok(ceiling)) => {
@@ -786,14 +786,38 @@ pub fn explain(policy: &Policy, facts: &Facts, decision: &Decision) -> Vec<Reaso
                 Outcome::Incomplete => matches!(truth, Truth::Unknown(_)),
                 _ => truth == Truth::False,
             };
-            for (index, pathway) in policy.pathways.iter().enumerate() {
-                let Some(truth) = pathway_truth(policy, index, facts) else {
+            // A denial leads with the pathway closest to approval: the fewest criteria not
+            // met, then file order. Its dosing is explained only when its clinical criteria
+            // are met: a dose matters only on a pathway that could otherwise approve.
+            let mut order: Vec<(usize, usize, bool)> = policy
+                .pathways
+                .iter()
+                .enumerate()
+                .filter_map(|(index, pathway)| {
+                    let truth = pathway_truth(policy, index, facts)?;
+                    (truth.kind != Truth::False).then(|| {
+                        let unmet = pathway
+                            .criteria
+                            .iter()
+                            .filter(|idx| eval(arena, **idx, facts) == Truth::False)
+                            .count();
+                        (unmet, index, truth.criteria == Truth::True)
+                    })
+                })
+                .collect();
+            if outcome == Outcome::Deny {
+                order.sort_by_key(|(unmet, index, _)| (*unmet, *index));
+            }
+            for (_, index, criteria_met) in order {
+                let Some(pathway) = policy.pathways.get(index) else {
                     continue;
                 };
-                if truth.kind == Truth::False {
-                    continue;
-                }
-                for idx in pathway.criteria.iter().chain(&pathway.dosing) {
+                let dosing: &[CriterionIdx] = if outcome == Outcome::Deny && !criteria_met {
+                    &[]
+                } else {
+                    &pathway.dosing
+                };
+                for idx in pathway.criteria.iter().chain(dosing) {
                     if wanted(eval(arena, *idx, facts)) {
                         explain_criterion(
                             criteria,

@@ -67,6 +67,10 @@ pub const CASE_KEYS: [&str; 49] = [
     "request.dose.unit",
 ];
 
+/// The bit of `request.units`, which the engine reads as "the policy's maximum" when it is
+/// the only thing missing.
+pub const UNITS_KEY: Missing = bit(12);
+
 /// The bit of a case key.
 pub fn key_bit(key: &str) -> Option<Missing> {
     CASE_KEYS.iter().position(|k| *k == key).map(|i| 1 << i)
@@ -736,7 +740,7 @@ pub fn units_per_cycle(
     cycle_length: Option<u32>,
     infusion_days: Option<u32>,
 ) -> Value {
-    const UNITS: Missing = bit(12);
+    const UNITS: Missing = UNITS_KEY;
     const INFUSION: Missing = bit(7);
     const CYCLE: Missing = bit(8);
     let Some(units) = units else {
@@ -816,6 +820,7 @@ mod tests {
             assert_eq!(FactId::by_name(FACTS[index].name), Some(*id));
         }
         assert_eq!(key_bit("history.authorizations"), Some(1 << 43));
+        assert_eq!(key_bit("request.units"), Some(UNITS_KEY));
         assert_eq!(key_bit("request.dose"), Some(1 << 6));
         assert_eq!(key_bit("patient.birth_date"), Some(1 << 15));
     }

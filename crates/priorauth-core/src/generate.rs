@@ -114,7 +114,12 @@ pub fn case(rng: &mut Rng, index: u64, unknown_percent: u64) -> Value {
     let units = if drug == "blinatumomab" {
         980
     } else {
-        ((dose * bsa * 10.0).ceil() as u64).div_ceil(9) * 9 * 3
+        // The label's cycle (0.8, 0.5 and 0.5 mg/m²), each dose in whole 0.9 mg vials of
+        // 9 units, at the requested first dose.
+        [dose, 0.5, 0.5]
+            .iter()
+            .map(|d| (d * bsa / 0.9 - 1e-9).ceil().max(1.0) as u64 * 9)
+            .sum::<u64>()
     };
     let ph = *rng
         .weighted(&[(55, "negative"), (30, "positive"), (15, "ph_like")])

@@ -146,9 +146,14 @@ fn closest_failure<'a>(
             .position(|r| r.pathway != pathway)
             .map_or(reasons.len(), |n| index + n);
         let slice = reasons.get(index..end)?;
+        // Clinical criteria count; a dose matters only once they are met.
+        let criteria = pathway
+            .and_then(|p| policy.pathways.get(usize::from(p)))
+            .map(|p| p.criteria.as_slice())
+            .unwrap_or_default();
         let unmet = slice
             .iter()
-            .filter(|r| r.depth == 0 && r.truth == Truth::False)
+            .filter(|r| r.depth == 0 && r.truth == Truth::False && criteria.contains(&r.criterion))
             .count();
         if let Some(first) = slice
             .iter()

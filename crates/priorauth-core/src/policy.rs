@@ -97,17 +97,17 @@ impl Codes {
         if self.icd10.is_empty() || given.is_empty() {
             return None;
         }
-        let plain = |code: &str| -> String {
-            code.chars()
-                .filter(|c| *c != '.')
-                .map(|c| c.to_ascii_uppercase())
-                .collect()
-        };
-        Some(
-            given
+        // Compared byte by byte, without allocating: this runs for every case.
+        fn plain(code: &str) -> impl Iterator<Item = u8> + '_ {
+            code.bytes()
+                .filter(|b| *b != b'.')
+                .map(|b| b.to_ascii_uppercase())
+        }
+        Some(given.iter().any(|code| {
+            self.icd10
                 .iter()
-                .any(|code| self.icd10.iter().any(|listed| plain(listed) == plain(code))),
-        )
+                .any(|listed| plain(listed).eq(plain(code)))
+        }))
     }
 }
 

@@ -5,7 +5,7 @@
 use crate::Engine;
 use crate::case;
 use crate::facts::{CASE_KEYS, FactId, Missing, Value as FactValue, key_bit, missing_keys};
-use crate::policy::{CriterionIdx, Node, Policy};
+use crate::policy::{CriterionIdx, Node, Outcome, Policy};
 
 /// How a question is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -282,6 +282,36 @@ pub fn policy_keys(engine: &Engine, policy: &Policy) -> Vec<&'static str> {
             if test.fact == FactId::RequestUnits {
                 mask |= key_bit("request.units_period_days").unwrap_or(0);
             }
+        }
+    }
+    // An approval's quantity is bounded by the pathway's and the label's ceilings, which read
+    // the request's units, cycles and course position (and the body surface area of a drug
+    // dosed per m²), whether or not a criterion does.
+    if policy
+        .pathways
+        .iter()
+        .any(|p| p.outcome == Outcome::Approve)
+    {
+        for key in [
+            "request.units",
+            "request.units_period_days",
+            "request.cycle_length_days",
+            "request.infusion_days",
+            "request.cycles",
+            "request.first_cycle",
+        ] {
+            mask |= key_bit(key).unwrap_or(0);
+        }
+        let per_m2 = policy.drugs.iter().any(|drug| {
+            engine
+                .catalog
+                .drugs
+                .get(usize::from(*drug))
+                .is_some_and(|d| !d.limits.doses_mg_per_m2.is_empty())
+        });
+        if per_m2 {
+            mask |= key_bit("patient.weight_kg").unwrap_or(0)
+                | key_bit("patient.height_cm").unwrap_or(0);
         }
     }
     missing_keys(mask).collect()

@@ -84,6 +84,10 @@ pub struct ReasonJson<'a> {
     pub interpretation: &'a str,
     pub pathway: Option<&'a str>,
     pub depth: u8,
+    /// The case's value that decided a criterion testing one fact ("patient.weight_kg: 38"),
+    /// so that a physician can see what was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
 }
 
 fn display<S: serde::Serializer, T: fmt::Display>(
@@ -134,6 +138,7 @@ fn policy_result<'a>(
             interpretation: &policy.applicability.interpretation,
             pathway: None,
             depth: 0,
+            value: None,
         });
     }
     if decision.dosing_outside {
@@ -145,6 +150,7 @@ fn policy_result<'a>(
             interpretation: &policy.dosing_outside_source.interpretation,
             pathway: None,
             depth: 0,
+            value: None,
         });
     }
     if decision.codes_not_covered {
@@ -165,6 +171,7 @@ fn policy_result<'a>(
             interpretation: &policy.codes.icd10_source.interpretation,
             pathway: None,
             depth: 0,
+            value: None,
         });
     }
     // Units beyond a ceiling come first: they are what stands between the request and an
@@ -183,13 +190,14 @@ fn policy_result<'a>(
                 interpretation: &quantity_source(over).interpretation,
                 pathway: Some(&over.id),
                 depth: 0,
+                value: None,
             });
         }
     }
     reasons_json.extend(
         reasons
             .iter()
-            .filter_map(|reason| reason_json(policy, reason)),
+            .filter_map(|reason| reason_json(engine, policy, &evaluation.facts, reason)),
     );
     let pathway = decision
         .pathway
@@ -216,6 +224,7 @@ fn policy_result<'a>(
             interpretation: &source.interpretation,
             pathway: Some(&pathway.id),
             depth: 0,
+            value: None,
         });
         if let (true, Some(requested)) = (granted.is_partial(), granted.requested_cycles) {
             reasons_json.push(ReasonJson {
@@ -231,6 +240,7 @@ fn policy_result<'a>(
                 interpretation: &source.interpretation,
                 pathway: Some(&pathway.id),
                 depth: 0,
+                value: None,
             });
         }
     }
@@ -251,8 +261,17 @@ fn policy_result<'a>(
     }
 }
 
-fn reason_json<'a>(policy: &'a Policy, reason: &Reason) -> Option<ReasonJson<'a>> {
+fn reason_json<'a>(
+    engine: &Engine,
+    policy: &'a Policy,
+    facts: &crate::Facts,
+    reason: &Reason,
+) -> Option<ReasonJson<'a>> {
     let criterion = policy.criteria.get(usize::from(reason.criterion))?;
+    let value = match &criterion.node {
+        crate::policy::Node::Test(test) => Some(fact_value(engine, test.fact, facts)),
+        _ => None,
+    };
     Some(ReasonJson {
         criterion: Cow::Borrowed(&criterion.text),
         id: &criterion.id,
@@ -264,7 +283,36 @@ fn reason_json<'a>(policy: &'a Policy, reason: &Reason) -> Option<ReasonJson<'a>
             .and_then(|p| policy.pathways.get(usize::from(p)))
             .map(|p| p.id.as_str()),
         depth: reason.depth,
+        value,
     })
+}
+
+/// A fact's value as a reason shows it: `name: value`, numbers to two decimals at most.
+pub fn fact_value(engine: &Engine, fact: crate::FactId, facts: &crate::Facts) -> String {
+    use crate::facts::{FactType, Value};
+    let def = fact.def();
+    let shown = match facts.get(fact) {
+        Value::Unknown(_) => "not given".to_string(),
+        Value::NotApplicable => "not applicable".to_string(),
+        Value::Bool(true) => "yes".to_string(),
+        Value::Bool(false) => "no".to_string(),
+        Value::Number(n) if n.is_infinite() => "none".to_string(),
+        Value::Number(n) => {
+            let text = format!("{n:.2}");
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        }
+        Value::Symbol(index) => match def.fact_type {
+            FactType::Enum(variants) => variants
+                .get(usize::from(index))
+                .map_or_else(String::new, |v| (*v).to_string()),
+            _ => engine
+                .drug_names()
+                .get(usize::from(index))
+                .cloned()
+                .unwrap_or_default(),
+        },
+    };
+    format!("{}: {shown}", def.name)
 }
 
 /// Where a pathway's quantity ceiling is stated: its `[pathway.quantity]`, or else its
@@ -383,7 +431,7 @@ pub fn text(engine: &Engine, case: &Case, evaluation: &Evaluation) -> String {
                 true,
                 &mut reasons,
             );
-            write_tree(&mut out, policy, &reasons, 2);
+            write_tree(&mut out, engine, policy, &evaluation.facts, &reasons, 2);
             continue;
         }
         if decision.outcome == Outcome::NotApplicable {
@@ -416,7 +464,9 @@ pub fn text(engine: &Engine, case: &Case, evaluation: &Evaluation) -> String {
             }
             write_tree(
                 &mut out,
+                engine,
                 policy,
+                &evaluation.facts,
                 &eval::pathway_tree(policy, index, &evaluation.facts),
                 2,
             );
@@ -425,13 +475,24 @@ pub fn text(engine: &Engine, case: &Case, evaluation: &Evaluation) -> String {
     out
 }
 
-fn write_tree(out: &mut String, policy: &Policy, reasons: &[Reason], indent: usize) {
+fn write_tree(
+    out: &mut String,
+    engine: &Engine,
+    policy: &Policy,
+    facts: &crate::Facts,
+    reasons: &[Reason],
+    indent: usize,
+) {
     for reason in reasons {
         let Some(criterion) = policy.criteria.get(usize::from(reason.criterion)) else {
             continue;
         };
         let pad = " ".repeat(indent + 2 * usize::from(reason.depth));
-        let _ = writeln!(out, "{pad}  {} {}", mark(reason.truth), criterion.text);
+        let _ = write!(out, "{pad}  {} {}", mark(reason.truth), criterion.text);
+        if let crate::policy::Node::Test(test) = &criterion.node {
+            let _ = write!(out, "  ({})", fact_value(engine, test.fact, facts));
+        }
+        out.push('\n');
         let _ = writeln!(out, "{pad}      {}", criterion.source);
         if !criterion.source.interpretation.is_empty() {
             let _ = writeln!(

@@ -212,7 +212,10 @@ fn every_base_fact_asks_for_its_own_key() {
 /// Case keys whose absence the spec reads as "absent" rather than "unknown": exclusions and
 /// contraindications are taken as absent when not documented, so filling them in can move a
 /// decided outcome (to a denial). The property tests keep them documented.
+/// Absent units are the policy's maximum (docs/case-format.md, Quantities), so units given
+/// beyond the ceiling can move an approval to the route for doses outside the limits.
 const TAKEN_AS_ABSENT: &[&str] = &[
+    "request.units",
     "request.dose",
     "request.phase",
     "request.cycles",

@@ -2,7 +2,8 @@
 //! ClaimResponse from the service's record of the request. A decision is carried by each
 //! item's `reviewAction` code (X12 306): A1 certified, A3 not certified (only after a
 //! clinician's determination), A4 pended (clinical review, or information missing), A6
-//! modified (a clinician approved with changes).
+//! modified (a clinician approved with changes, or the policy covers only a part of the cycles
+//! requested).
 
 // FHIR JSON is read and written with serde_json's `value["key"]` indexing: a read of a
 // missing key is `Null` (never a panic), and writes go only into objects built here or
@@ -156,6 +157,11 @@ fn review_action(record: &Value) -> (&'static str, &'static str) {
         decided_by_reviewer,
     ) {
         ("approved", true) if record["determination"]["decision"] == "approve_with_changes" => {
+            ("A6", "Modified")
+        }
+        // The policy covers a part of the cycles requested: approved with that change, and a
+        // clinician confirms the denial of the rest.
+        ("approved", false) if record["decision"]["quantity"]["requested_cycles"].is_u64() => {
             ("A6", "Modified")
         }
         ("approved", _) => ("A1", "Certified in total"),

@@ -755,3 +755,33 @@ async fn the_fhir_interfaces_refuse_bad_keys_roles_organizations_and_hostile_bod
 }
 
 const FHIR_LIMIT: usize = priorauth_service::fhir::FHIR_BODY_LIMIT;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_the_policy_covers_in_part_is_answered_modified() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, key) = server.key("clinic-a", Role::Submitter, "EHR", "").await;
+        // E01 asks 9 cycles; EOCCO's initial authorization covers 5.
+        let mut case = support::case("E01");
+        case["request"]["cycles"] = json!(9);
+        let bundle = pas_bundle(&case, "eocco-medicaid", "partial-1", &server.state.engine);
+        let reply = server.post("/fhir/Claim/$submit", &key, &bundle).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(review_action(&reply.body), "A6", "{}", reply.body);
+        let response = &reply.body["entry"][0]["resource"];
+        // What is authorized instead of the request: 5 cycles of 980 units.
+        assert_eq!(
+            response["addItem"][0]["quantity"]["value"], 4900,
+            "{response}"
+        );
+        let number = response["preAuthRef"].as_str().unwrap();
+        let authorization = server
+            .get(&format!("/v1/authorizations/{number}"), &key)
+            .await;
+        authorization.expect(200);
+        assert_eq!(authorization.body["cycles"], 5);
+        assert_eq!(authorization.body["approved_units"], 4900);
+        server.stop().await;
+    })
+    .await;
+}

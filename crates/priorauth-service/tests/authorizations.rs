@@ -1,0 +1,205 @@
+//! What the service authorizes, tried as a clinic that wants more than the policy allows,
+//! on SQLite and (with `DATABASE_URL`) PostgreSQL: the stored authorization is the engine's
+//! quantity, never the request's; periods start on the day of receipt; a completion cannot
+//! rewrite what was given or taken from the records; contradictions are bad input.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use priorauth_service::keys::Role;
+use serde_json::{Value, json};
+use support::{Server, case, days_after_receipt, for_each_backend};
+
+async fn server_with_submitter(url: &str) -> (Server, String) {
+    let server = Server::start(url).await;
+    let (_, submitter) = server
+        .key("clinic-a", Role::Submitter, "Clinic A EHR", "")
+        .await;
+    (server, submitter)
+}
+
+/// The stored authorization of an approval equals the engine's granted quantity.
+fn assert_authorization_is_the_engines(answer: &Value) {
+    let authorization = &answer["authorization"];
+    let quantity = &answer["decision"]["quantity"];
+    assert_eq!(
+        authorization["units_per_period"], quantity["units"],
+        "{answer}"
+    );
+    assert_eq!(authorization["cycles"], quantity["cycles"], "{answer}");
+    assert_eq!(
+        authorization["approved_units"], quantity["total_units"],
+        "{answer}"
+    );
+    assert!(
+        quantity["units"].as_u64().unwrap()
+            <= quantity["ceiling"]["units_per_cycle"].as_u64().unwrap()
+            && quantity["cycles"].as_u64().unwrap()
+                <= quantity["ceiling"]["cycles"].as_u64().unwrap(),
+        "{answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_authorization_is_the_policys_quantity_not_the_requests() {
+    for_each_backend(|url| async move {
+        let (server, submitter) = server_with_submitter(&url).await;
+
+        // 99,999 units per 42 days: MassHealth sends doses outside its limits to a clinician
+        // (a recommended denial); nothing is authorized.
+        let mut greedy = case("E01");
+        greedy["request"]["units"] = json!(99_999);
+        let answer = server.submitted(&submitter, "masshealth", greedy).await;
+        assert_eq!(answer["status"], "pending_review", "{answer}");
+        assert!(answer["authorization"].is_null(), "{answer}");
+        assert_eq!(answer["decision"]["reasons"][0]["id"], "units-per-cycle");
+
+        // No units: the policy's maximum, said so, for the cycles asked.
+        let mut silent = case("E01");
+        silent["request"].as_object_mut().unwrap().remove("units");
+        let answer = server.submitted(&submitter, "masshealth", silent).await;
+        assert_eq!(answer["status"], "approved", "{answer}");
+        assert_eq!(
+            answer["decision"]["quantity"]["units_basis"],
+            "policy_maximum"
+        );
+        assert_eq!(answer["authorization"]["approved_units"], 1960);
+        assert_authorization_is_the_engines(&answer);
+
+        // 1,960 units per 84 days of 42-day cycles is 980 a cycle, not 1,960.
+        let mut rate = case("E01");
+        rate["request"]["units"] = json!(1960);
+        rate["request"]["units_period_days"] = json!(84);
+        let answer = server.submitted(&submitter, "eocco-medicaid", rate).await;
+        assert_eq!(answer["status"], "approved", "{answer}");
+        assert_eq!(answer["authorization"]["approved_units"], 1960);
+        assert_authorization_is_the_engines(&answer);
+
+        // Nine cycles where EOCCO covers five: five are authorized.
+        let mut long = case("E01");
+        long["request"]["cycles"] = json!(9);
+        let answer = server.submitted(&submitter, "eocco-medicaid", long).await;
+        assert_eq!(answer["status"], "approved", "{answer}");
+        assert_eq!(answer["authorization"]["cycles"], 5);
+        assert_eq!(answer["authorization"]["approved_units"], 4900);
+        assert_eq!(answer["decision"]["quantity"]["requested_cycles"], 9);
+        assert_authorization_is_the_engines(&answer);
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_period_starts_on_the_day_of_receipt() {
+    for_each_backend(|url| async move {
+        let (server, submitter) = server_with_submitter(&url).await;
+        for date in ["2019-03-01", "2026-05-18"] {
+            let mut dated = case("E01");
+            dated["request"]["date"] = json!(date);
+            let answer = server.submitted(&submitter, "masshealth", dated).await;
+            assert_eq!(answer["status"], "approved", "{answer}");
+            assert_eq!(answer["authorization"]["start"], days_after_receipt(0));
+        }
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn contradictions_and_absurd_values_are_bad_input_naming_the_field() {
+    for_each_backend(|url| async move {
+        let (server, submitter) = server_with_submitter(&url).await;
+        let cases: [(&str, Value, &str); 4] = [
+            ("request.hcpcs", json!("J9229"), "case.request.hcpcs"),
+            (
+                "request.cycles",
+                json!(4_294_967_295u64),
+                "case.request.cycles",
+            ),
+            ("patient.height_cm", json!(1e-300), "case.patient.height_cm"),
+            ("request.first_cycle", json!(1), "case.request.first_cycle"),
+        ];
+        for (key, value, field) in cases {
+            let mut bad = case("E01");
+            let (section, name) = key.split_once('.').unwrap();
+            bad[section][name] = value;
+            if key == "request.first_cycle" {
+                // Four cycles given, yet the request says it starts the course.
+                bad["history"]["blinatumomab_cycles"] = json!(4);
+            }
+            server
+                .submit(&submitter, "masshealth", bad)
+                .await
+                .expect_problem(422, field);
+        }
+
+        // A request that continues an authorization is a renewal, whatever it declares.
+        let first = server
+            .submitted(&submitter, "masshealth", case("E01"))
+            .await;
+        let number = first["authorization"]["number"].as_str().unwrap();
+        let mut initial = case("E10");
+        initial["request"]["kind"] = json!("initial");
+        server
+            .post(
+                "/v1/requests",
+                &submitter,
+                &json!({"plan": "masshealth", "case": initial, "renews": number}),
+            )
+            .await
+            .expect_problem(422, "case.request.kind");
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_completion_fills_only_missing_facts() {
+    for_each_backend(|url| async move {
+        let (server, submitter) = server_with_submitter(&url).await;
+        let mut partial = case("E02");
+        partial["diagnosis"]["mrd_percent"] = Value::Null;
+        let incomplete = server
+            .submitted(&submitter, "eocco-medicaid", partial)
+            .await;
+        assert_eq!(incomplete["status"], "pending_information", "{incomplete}");
+        let path = format!("/v1/requests/{}", incomplete["id"].as_str().unwrap());
+        // A fact the request gave cannot be rewritten on the way.
+        server
+            .patch(
+                &path,
+                &submitter,
+                &json!({"diagnosis": {"mrd_percent": 0.8}, "request": {"units": 99_999}}),
+            )
+            .await
+            .expect_problem(422, "request.units");
+        server
+            .patch(
+                &path,
+                &submitter,
+                &json!({"history": {"blinatumomab_cycles": 0}}),
+            )
+            .await
+            .expect_problem(422, "history.blinatumomab_cycles");
+        // The missing fact alone completes it.
+        let completed = server
+            .patch(
+                &path,
+                &submitter,
+                &json!({"diagnosis": {"mrd_percent": 0.8}}),
+            )
+            .await;
+        completed.expect(200);
+        assert_eq!(completed.body["status"], "approved", "{}", completed.body);
+        assert_authorization_is_the_engines(&completed.body);
+        server.stop().await;
+    })
+    .await;
+}
