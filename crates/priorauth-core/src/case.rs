@@ -65,6 +65,8 @@ pub struct Request {
     pub units_period_days: Option<u32>,
     #[serde(default)]
     pub drug_source: Option<DrugSource>,
+    #[serde(default)]
+    pub setting: Option<Setting>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
@@ -213,6 +215,14 @@ case_enum!(Regimen {
     OtherCombination = "other_combination",
 });
 case_enum!(DoseUnit { McgPerDay = "mcg/day", McgPerM2PerDay = "mcg/m2/day", MgPerM2 = "mg/m2" });
+case_enum!(
+    /// What the course of therapy treats, whatever the disease's status today: a patient in a
+    /// second remission after salvage cycles is still treated for relapsed/refractory disease.
+    Setting {
+        Frontline = "frontline",
+        RelapsedRefractory = "relapsed_refractory",
+    }
+);
 case_enum!(DrugSource { Plan = "plan", Samples = "samples", ManufacturerAssistance = "manufacturer_assistance" });
 case_enum!(Condition {
     AcuteLymphoblasticLeukemia = "acute_lymphoblastic_leukemia",
@@ -495,6 +505,30 @@ pub fn validate(case: &Case, known_drugs: &[impl AsRef<str>]) -> Result<(), Case
             }
         }
     }
+    // The course a request says it treats must fit the disease: relapsed or refractory
+    // disease is not treated in the frontline, newly diagnosed disease is not salvage.
+    let setting = case.request.as_ref().and_then(|r| r.setting);
+    let status = case.diagnosis.as_ref().and_then(|d| d.disease_status);
+    let contradiction = matches!(
+        (setting, status),
+        (
+            Some(Setting::Frontline),
+            Some(DiseaseStatus::Relapsed | DiseaseStatus::Refractory)
+        ) | (
+            Some(Setting::RelapsedRefractory),
+            Some(DiseaseStatus::NewlyDiagnosed)
+        )
+    );
+    if let (true, Some(setting), Some(status)) = (contradiction, setting, status) {
+        problem(
+            "request.setting",
+            format!(
+                "`{}` contradicts diagnosis.disease_status `{}`",
+                setting.as_str(),
+                status.as_str()
+            ),
+        );
+    }
     if let Some(patient) = &case.patient {
         // From a very premature newborn to the heaviest and tallest people recorded.
         check_measure(
@@ -725,6 +759,30 @@ mod tests {
 
     fn first_key(json: &str) -> String {
         parse_case(json, DRUGS).unwrap_err().problems[0].key.clone()
+    }
+
+    #[test]
+    fn a_course_that_contradicts_the_disease_is_bad_input() {
+        assert_eq!(
+            first_key(
+                r#"{"request": {"setting": "frontline"}, "diagnosis": {"disease_status": "relapsed"}}"#
+            ),
+            "request.setting"
+        );
+        assert_eq!(
+            first_key(
+                r#"{"request": {"setting": "relapsed_refractory"}, "diagnosis": {"disease_status": "newly_diagnosed"}}"#
+            ),
+            "request.setting"
+        );
+        // In remission after salvage cycles, the course still treats relapsed disease.
+        assert!(
+            parse_case(
+                r#"{"request": {"setting": "relapsed_refractory"}, "diagnosis": {"disease_status": "complete_remission"}}"#,
+                DRUGS
+            )
+            .is_ok()
+        );
     }
 
     #[test]

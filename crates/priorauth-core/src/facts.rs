@@ -13,7 +13,7 @@ pub type Missing = u64;
 
 /// The case keys a requester can be asked for, in the spec's order. `missing` lists are
 /// reported in this order.
-pub const CASE_KEYS: [&str; 49] = [
+pub const CASE_KEYS: [&str; 50] = [
     "request.drug",
     "request.kind",
     "request.date",
@@ -60,11 +60,13 @@ pub const CASE_KEYS: [&str; 49] = [
     "history.authorizations",
     "prescriber.specialty",
     "prescriber.consulting_specialty",
-    // Keys below are never asked for on their own; they complete the table so that every
-    // case key has a bit.
+    // The three keys below are never asked for on their own; they complete the table so that
+    // every case key has a bit.
     "id",
     "request.dose.value",
     "request.dose.unit",
+    // Keys added to the format later take the next bits, so that earlier bits keep their keys.
+    "request.setting",
 ];
 
 /// The bit of `request.units`, which the engine reads as "the policy's maximum" when it is
@@ -161,6 +163,8 @@ facts! {
     RequestUnitsPerCycle = "request.units_per_cycle", Number, "derived: billable units requested for each cycle (docs/case-format.md, Quantities): request.units when they cover one cycle (request.units_period_days absent or the cycle length, or a period between the infusion days and the cycle length), else rescaled from their period to the cycle's infusion days or its length";
     RequestUnitsPeriodDays = "request.units_period_days", Number, "the period the units cover";
     RequestDrugSource = "request.drug_source", Enum(DrugSource::VARIANTS), "where the drug the member receives now comes from";
+    RequestSetting = "request.setting", Enum(Setting::VARIANTS), "what the course of therapy treats: frontline or relapsed/refractory (salvage) disease";
+    RequestRelapsedRefractoryCourse = "request.relapsed_refractory_course", Bool, "derived: the course treats relapsed or refractory disease: request.setting when given, else diagnosis.disease_status is relapsed or refractory";
     RequestLabelUnitsPerCycle = "request.label_units_per_cycle", Number, "derived: the drug label's most billable units in one cycle (drug catalog `limits`): whole vials of the highest daily dose per infusion day, or each dose of the cycle per m² of body surface area in whole vials";
     RequestLabelCourseCycles = "request.label_course_cycles", Number, "derived: the drug label's most cycles in one course (drug catalog `limits`)";
     RequestOnLabel = "request.on_label", Bool, "derived: the request falls within a labeled indication of the drug (drug catalog)";
@@ -331,6 +335,19 @@ impl Facts {
             RequestDrugSource,
             14,
             request.drug_source.map(|v| sym(v.index())),
+        );
+        put(RequestSetting, 49, request.setting.map(|v| sym(v.index())));
+        put(
+            RequestRelapsedRefractoryCourse,
+            25,
+            match (request.setting, diagnosis.disease_status) {
+                (Some(setting), _) => Some(Value::Bool(setting == Setting::RelapsedRefractory)),
+                (None, Some(status)) => Some(Value::Bool(matches!(
+                    status,
+                    DiseaseStatus::Relapsed | DiseaseStatus::Refractory
+                ))),
+                (None, None) => None,
+            },
         );
         put(PatientWeightKg, 16, patient.weight_kg.map(Value::Number));
         put(PatientHeightCm, 17, patient.height_cm.map(Value::Number));

@@ -88,6 +88,11 @@ pub fn question(key: &'static str, engine: &Engine) -> Option<Question> {
             Kind::Choice,
             named(case::Phase::VARIANTS),
         ),
+        "request.setting" => (
+            "What the course treats: frontline, or relapsed or refractory disease (salvage), whatever the disease's status today",
+            Kind::Choice,
+            named(case::Setting::VARIANTS),
+        ),
         "request.regimen" => (
             "Given alone, or with which partners",
             Kind::Choice,
