@@ -476,6 +476,7 @@ impl<'a> Writer<'a> {
         let Criterion {
             id,
             text: _,
+            unmet: _,
             source: _,
             node,
             line: _,
