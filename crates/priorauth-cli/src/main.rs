@@ -452,6 +452,14 @@ fn generate_cases(count: u64, seed: u64, unknown_percent: u64) -> Result<(), Str
 
 /// A `YYYY-MM-DD` argument.
 fn parse_date(text: &str) -> Result<priorauth_core::date::Date, String> {
-    priorauth_core::date::Date::parse(text)
-        .ok_or_else(|| format!("`{text}` is not a date (YYYY-MM-DD)"))
+    use priorauth_core::case::{EARLIEST_DATE, LATEST_DATE};
+    let date = priorauth_core::date::Date::parse(text)
+        .ok_or_else(|| format!("`{text}` is not a date (YYYY-MM-DD)"))?;
+    if (EARLIEST_DATE..=LATEST_DATE).contains(&date) {
+        Ok(date)
+    } else {
+        Err(format!(
+            "{date} is not a possible date (between {EARLIEST_DATE} and {LATEST_DATE})"
+        ))
+    }
 }

@@ -349,6 +349,10 @@ pub const LATEST_DATE: Date = Date::from_ymd_unchecked(2199, 12, 31);
 pub fn parse_case(json: &str, known_drugs: &[impl AsRef<str>]) -> Result<Case, CaseError> {
     // The plain parse is the fast path; on failure, parse again to learn the key's path.
     let mut case: Case = match serde_json::from_str(json) {
+        // A case is a JSON object; serde would also read a struct from an array of its fields.
+        Ok(_) if !json.trim_start().starts_with('{') => {
+            return Err(CaseError::single("", "a case is a JSON object"));
+        }
         Ok(case) => case,
         Err(_) => return Err(locate_syntax_error(json)),
     };
@@ -505,10 +509,46 @@ pub fn validate(case: &Case, known_drugs: &[impl AsRef<str>]) -> Result<(), Case
             }
         }
     }
+    // A renewal continues a course: it cannot start one at cycle 1.
+    if let Some(request) = &case.request {
+        let given = case.history.as_ref().and_then(|h| h.blinatumomab_cycles);
+        let blinatumomab = request.drug.as_deref() == Some("blinatumomab");
+        if request.kind == Some(RequestKind::Renewal) {
+            if request.first_cycle == Some(1) {
+                problem(
+                    "request.first_cycle",
+                    "cycle 1 starts a course; a renewal (request.kind) continues one".to_string(),
+                );
+            } else if blinatumomab && given == Some(0) {
+                problem(
+                    "history.blinatumomab_cycles",
+                    "no cycle given yet; a renewal (request.kind) continues a course".to_string(),
+                );
+            }
+        }
+        if request.units == Some(0) {
+            problem(
+                "request.units",
+                "0 units approve nothing; leave units out for the policy's maximum".to_string(),
+            );
+        }
+    }
     // The course a request says it treats must fit the disease: relapsed or refractory
-    // disease is not treated in the frontline, newly diagnosed disease is not salvage.
+    // disease is not treated in the frontline, newly diagnosed disease is not salvage, and a
+    // first remission reached by induction followed no relapse and no refractory disease.
     let setting = case.request.as_ref().and_then(|r| r.setting);
     let status = case.diagnosis.as_ref().and_then(|d| d.disease_status);
+    if let (Some(Setting::RelapsedRefractory), Some(diagnosis)) = (setting, &case.diagnosis) {
+        if diagnosis.disease_status == Some(DiseaseStatus::CompleteRemission)
+            && diagnosis.remission_number == Some(1)
+            && diagnosis.complete_response_to_induction == Some(true)
+        {
+            problem(
+                "request.setting",
+                "`relapsed_refractory` contradicts a first complete remission after a complete response to induction (diagnosis.remission_number, diagnosis.complete_response_to_induction)".to_string(),
+            );
+        }
+    }
     let contradiction = matches!(
         (setting, status),
         (

@@ -302,10 +302,14 @@ fn ceiling(pathway: &crate::policy::Pathway, facts: &Facts) -> Result<Ceiling, M
         _ => 1.0,
     };
     let course_left = label_course.map(|course| (course - (first - 1.0)).max(0.0));
-    let cycles = [limit.and_then(|q| q.cycles).map(f64::from), course_left]
-        .into_iter()
-        .flatten()
-        .fold(f64::INFINITY, f64::min);
+    let cycles = [
+        limit.and_then(|q| q.cycles).map(f64::from),
+        course_left,
+        cycles_in_period(pathway, facts),
+    ]
+    .into_iter()
+    .flatten()
+    .fold(f64::INFINITY, f64::min);
     // INVARIANT: the catalog gives every drug a course and a per-cycle limit, so both are
     // finite once the drug is known; an unbounded one approves nothing.
     if !units.is_finite() || !cycles.is_finite() {
@@ -318,6 +322,23 @@ fn ceiling(pathway: &crate::policy::Pathway, facts: &Facts) -> Result<Ceiling, M
         units_per_cycle: units.floor().clamp(0.0, f64::from(u32::MAX)) as u32,
         cycles: cycles.floor().clamp(0.0, f64::from(u32::MAX)) as u32,
     })
+}
+
+/// The most cycles that start within the pathway's stated period, when the cycle length is
+/// known: a 6-month approval does not cover nine 42-day cycles. Months count 31 days and
+/// years 366, so a cycle that starts on the period's last day is still counted.
+fn cycles_in_period(pathway: &crate::policy::Pathway, facts: &Facts) -> Option<f64> {
+    use crate::date::Duration;
+    let days = match pathway.authorization? {
+        Duration::Days(n) => f64::from(n),
+        Duration::Weeks(n) => f64::from(n) * 7.0,
+        Duration::Months(n) => f64::from(n) * 31.0,
+        Duration::Years(n) => f64::from(n) * 366.0,
+    };
+    match facts.get(FactId::RequestCycleLengthDays) {
+        Value::Number(length) if length >= 1.0 => Some((days / length).ceil()),
+        _ => None,
+    }
 }
 
 /// The cycles one authorization by the pathway covers, when known: the same figure as
@@ -334,11 +355,17 @@ fn ceiling_cycles(pathway: &crate::policy::Pathway, facts: &Facts) -> Result<u32
         _ => 1.0,
     };
     let left = (course - (first - 1.0)).max(0.0);
-    let cycles = pathway
-        .quantity
-        .as_ref()
-        .and_then(|q| q.cycles)
-        .map_or(left, |c| left.min(f64::from(c)));
+    let cycles = [
+        pathway
+            .quantity
+            .as_ref()
+            .and_then(|q| q.cycles)
+            .map(f64::from),
+        cycles_in_period(pathway, facts),
+    ]
+    .into_iter()
+    .flatten()
+    .fold(left, f64::min);
     Ok(cycles.floor().clamp(0.0, f64::from(u32::MAX)) as u32)
 }
 

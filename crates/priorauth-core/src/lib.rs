@@ -327,6 +327,7 @@ impl Engine {
                 };
                 let units = match drug.label_units_per_cycle(
                     number(FactId::RequestInfusionDays),
+                    number(FactId::RequestCycleLengthDays),
                     number(FactId::PatientBsaM2),
                 ) {
                     Some(units) => Value::Number(units),

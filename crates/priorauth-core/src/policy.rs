@@ -1050,6 +1050,10 @@ pub struct LabelLimits {
     /// The doses of one cycle in mg per m² of body surface area, each given from whole vials.
     #[serde(default)]
     pub doses_mg_per_m2: Vec<f64>,
+    /// The day of the cycle each dose is given on: a shorter cycle holds only the doses
+    /// whose day it reaches.
+    #[serde(default)]
+    pub dose_days: Vec<u32>,
     /// Most cycles of one course.
     pub course_cycles: u32,
 }
@@ -1062,14 +1066,19 @@ impl Drug {
     pub fn label_units_per_cycle(
         &self,
         infusion_days: Option<f64>,
+        cycle_length: Option<f64>,
         bsa_m2: Option<f64>,
     ) -> Option<f64> {
         let limits = &self.limits;
+        // A cycle holds no more infusion days than it has days.
+        let cycle = cycle_length.unwrap_or(f64::INFINITY);
         if let (Some(per_day), Some(days)) = (
             limits.units_per_infusion_day,
             limits.infusion_days_per_cycle,
         ) {
-            let days = infusion_days.map_or(f64::from(days), |given| given.min(f64::from(days)));
+            let days = infusion_days
+                .map_or(f64::from(days), |given| given.min(f64::from(days)))
+                .min(cycle);
             return Some(f64::from(per_day) * days);
         }
         if limits.doses_mg_per_m2.is_empty() {
@@ -1081,7 +1090,14 @@ impl Drug {
         let vials: f64 = limits
             .doses_mg_per_m2
             .iter()
-            .map(|dose| (dose * bsa / self.vial_amount - 1e-9).ceil().max(1.0))
+            .enumerate()
+            .filter(|(i, _)| {
+                limits
+                    .dose_days
+                    .get(*i)
+                    .is_none_or(|day| f64::from(*day) <= cycle)
+            })
+            .map(|(_, dose)| (dose * bsa / self.vial_amount - 1e-9).ceil().max(1.0))
             .sum();
         Some(vials * units_per_vial)
     }

@@ -86,8 +86,8 @@ fn the_literal_eocco_consolidation_branch_can_never_be_met() {
 #[test]
 fn an_age_contradiction_is_found() {
     let mut text = eocco().replace(
-        r#"criteria = ["universal-live-vaccine", "adult-age", "b-cell-precursor-all", "adult-relapsed-refractory"]"#,
-        r#"criteria = ["universal-live-vaccine", "adult-age", "under-15", "b-cell-precursor-all", "adult-relapsed-refractory"]"#,
+        r#"criteria = ["no-authorization-in-course", "universal-live-vaccine", "adult-age", "b-cell-precursor-all", "adult-relapsed-refractory"]"#,
+        r#"criteria = ["no-authorization-in-course", "universal-live-vaccine", "adult-age", "under-15", "b-cell-precursor-all", "adult-relapsed-refractory"]"#,
     );
     text.push_str(
         r#"
@@ -120,7 +120,7 @@ id = "adult-relapsed-refractory-again"
 title = "copy"
 kinds = ["initial"]
 outcome = "approve"
-criteria = ["universal-live-vaccine", "adult-age", "b-cell-precursor-all", "adult-relapsed-refractory"]
+criteria = ["no-authorization-in-course", "universal-live-vaccine", "adult-age", "b-cell-precursor-all", "adult-relapsed-refractory"]
 dosing = ["dose-by-weight", "induction-consolidation-cycles"]
 authorization = { weeks = 30 }
 authorization_source = { section = "I. Length of Authorization", quote = "Initial coverage will be provided for 30 weeks" }
