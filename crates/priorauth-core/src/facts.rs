@@ -164,7 +164,7 @@ facts! {
     RequestUnitsPeriodDays = "request.units_period_days", Number, "the period the units cover";
     RequestDrugSource = "request.drug_source", Enum(DrugSource::VARIANTS), "where the drug the member receives now comes from";
     RequestSetting = "request.setting", Enum(Setting::VARIANTS), "what the course of therapy treats: frontline or relapsed/refractory (salvage) disease";
-    RequestRelapsedRefractoryCourse = "request.relapsed_refractory_course", Bool, "derived: the course treats relapsed or refractory disease: request.setting when given, else diagnosis.disease_status is relapsed or refractory";
+    RequestRelapsedRefractoryCourse = "request.relapsed_refractory_course", Bool, "derived: the course treats relapsed or refractory disease: request.setting when given, else diagnosis.disease_status is relapsed or refractory, or a second or later remission without MRD reached during this course of the drug";
     RequestLabelUnitsPerCycle = "request.label_units_per_cycle", Number, "derived: the drug label's most billable units in one cycle (drug catalog `limits`): whole vials of the highest daily dose per infusion day, or each dose of the cycle per m² of body surface area in whole vials";
     RequestLabelCourseCycles = "request.label_course_cycles", Number, "derived: the drug label's most cycles in one course (drug catalog `limits`)";
     RequestOnLabel = "request.on_label", Bool, "derived: the request falls within a labeled indication of the drug (drug catalog)";
@@ -342,10 +342,10 @@ impl Facts {
             25,
             match (request.setting, diagnosis.disease_status) {
                 (Some(setting), _) => Some(Value::Bool(setting == Setting::RelapsedRefractory)),
-                (None, Some(status)) => Some(Value::Bool(matches!(
-                    status,
-                    DiseaseStatus::Relapsed | DiseaseStatus::Refractory
-                ))),
+                (None, Some(DiseaseStatus::Relapsed | DiseaseStatus::Refractory)) => {
+                    Some(Value::Bool(true))
+                }
+                (None, Some(_)) => Some(salvage_in_second_remission(request, diagnosis, history)),
                 (None, None) => None,
             },
         );
@@ -672,6 +672,42 @@ impl Facts {
         self.set(RequestOnLabel, Value::Unknown(0));
         self.set(RequestLabelUnitsPerCycle, Value::Unknown(0));
         self.set(RequestLabelCourseCycles, Value::Unknown(0));
+    }
+}
+
+/// Without `request.setting`: a second (or later) remission reached during this course of
+/// the drug (cycles already given), with no minimal residual disease found and no frontline
+/// phase stated, is the remission of salvage therapy, so the course still treats relapsed
+/// disease. An MRD-positive remission is left to the MRD indication.
+fn salvage_in_second_remission(
+    request: &Request,
+    diagnosis: &Diagnosis,
+    history: &History,
+) -> Value {
+    use crate::eval::Truth;
+    // A treatment phase is frontline therapy: the case format leaves it out for salvage.
+    if diagnosis.disease_status != Some(DiseaseStatus::CompleteRemission) || request.phase.is_some()
+    {
+        return Value::Bool(false);
+    }
+    let second_remission = match diagnosis.remission_number {
+        Some(n) => Truth::from_bool(n >= 2),
+        None => Truth::Unknown(bit(26)),
+    };
+    let on_the_drug = match (history.blinatumomab_cycles, request.first_cycle) {
+        (Some(given), _) if given >= 1 => Truth::True,
+        (_, Some(first)) if first >= 2 => Truth::True,
+        (Some(_), Some(_)) => Truth::False,
+        _ => Truth::Unknown(bit(34) | bit(10)),
+    };
+    let no_residual_disease = match diagnosis.mrd_status {
+        Some(status) => Truth::from_bool(status == MrdStatus::Negative),
+        None => Truth::Unknown(bit(28)),
+    };
+    match second_remission.and(on_the_drug).and(no_residual_disease) {
+        Truth::True => Value::Bool(true),
+        Truth::False => Value::Bool(false),
+        Truth::Unknown(missing) => Value::Unknown(missing),
     }
 }
 
