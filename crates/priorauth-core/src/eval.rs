@@ -521,6 +521,26 @@ pub fn decide_with(
         let mut dosing = eval_all_in(&policy.arena, &pathway.dosing, facts, &mut memo);
         match pathway.outcome {
             Outcome::Approve => {
+                // More cycles than one authorization covers: the part it covers is approved
+                // when that part meets the dosing, and the rest is a recommended denial.
+                // Whether the criteria are met yet or not: an outcome decided now must not
+                // change when unknown facts are filled in.
+                if let (Truth::False, Value::Number(n), true) = (
+                    dosing,
+                    facts.get(FactId::RequestCycles),
+                    pathway.dosing_reads_course,
+                ) {
+                    match ceiling_cycles(pathway, facts) {
+                        Ok(cycles) if n > f64::from(cycles) && cycles > 0 => {
+                            let mut part = facts.clone();
+                            part.set_course_position(Some(cycles));
+                            dosing = eval_all(&policy.arena, &pathway.dosing, &part);
+                        }
+                        // Which part could be approved is not known yet.
+                        Err(missing) if n > 1.0 => dosing = Truth::Unknown(missing),
+                        _ => {}
+                    }
+                }
                 let limit = ceiling(pathway, facts);
                 let units = units_within(limit, facts);
                 if let (Truth::False, Ok(limit), Value::Number(requested)) =
@@ -533,23 +553,6 @@ pub fn decide_with(
                         let requested = requested.clamp(0.0, f64::from(u32::MAX)) as u32;
                         decision.units_over =
                             Some((index as u16, requested, limit.units_per_cycle));
-                    }
-                }
-                // More cycles than one authorization covers: the part it covers is approved
-                // when that part meets the dosing, and the rest is a recommended denial.
-                // Whether the criteria are met yet or not: an outcome decided now must not
-                // change when unknown facts are filled in.
-                if let (Truth::False, Value::Number(n)) = (dosing, facts.get(FactId::RequestCycles))
-                {
-                    match ceiling_cycles(pathway, facts) {
-                        Ok(cycles) if n > f64::from(cycles) && cycles > 0 => {
-                            let mut part = facts.clone();
-                            part.set_course_position(Some(cycles));
-                            dosing = eval_all(&policy.arena, &pathway.dosing, &part);
-                        }
-                        // Which part could be approved is not known yet.
-                        Err(missing) if n > 1.0 => dosing = Truth::Unknown(missing),
-                        _ => {}
                     }
                 }
                 let approved = met.and(dosing).and(units);

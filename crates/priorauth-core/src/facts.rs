@@ -722,16 +722,12 @@ pub const COURSE_GAP_DAYS: i64 = 90;
 /// most [`COURSE_GAP_DAYS`] before `date` (or is still active), and each one before it that
 /// ended at most that long before the course's next one began.
 pub fn current_course(past: &[PastAuthorization], date: Date) -> usize {
-    let mut periods: Vec<(Date, Date)> = past
-        .iter()
-        .filter(|a| a.start <= date)
-        .map(|a| (a.start, a.end))
-        .collect();
-    periods.sort();
+    let mut buffer = Periods::new();
+    let periods = buffer.sorted(past.iter().filter(|a| a.start <= date));
     // Chains in start order; an authorization nested in a longer one continues its chain.
     let mut count = 0;
     let mut chain_end: Option<Date> = None;
-    for (start, end) in periods {
+    for &(start, end) in periods {
         match chain_end {
             Some(covered) if start.days_since(covered) - 1 <= COURSE_GAP_DAYS => {
                 count += 1;
@@ -755,18 +751,17 @@ pub fn current_course(past: &[PastAuthorization], date: Date) -> usize {
 /// when no authorization was active in that year.
 pub fn longest_lapse(past: &[PastAuthorization], date: Date) -> f64 {
     let year_before = date.add_days(-365).unwrap_or(date);
-    let mut periods: Vec<(Date, Date)> = past
-        .iter()
-        .filter(|a| a.end >= year_before && a.start <= date)
-        .map(|a| (a.start, a.end))
-        .collect();
+    let mut buffer = Periods::new();
+    let periods = buffer.sorted(
+        past.iter()
+            .filter(|a| a.end >= year_before && a.start <= date),
+    );
     if periods.is_empty() {
         return f64::INFINITY;
     }
-    periods.sort();
     let mut longest = i64::MIN;
     let mut covered_to: Option<Date> = None;
-    for (start, end) in periods {
+    for &(start, end) in periods {
         if let Some(covered) = covered_to {
             longest = longest.max(start.days_since(covered) - 1);
         }
@@ -776,6 +771,50 @@ pub fn longest_lapse(past: &[PastAuthorization], date: Date) -> f64 {
         longest = longest.max(date.days_since(covered) - 1);
     }
     longest as f64
+}
+
+/// Authorization periods sorted by start, on the stack for the few a case usually has:
+/// deriving facts allocates nothing per case.
+struct Periods {
+    inline: [(Date, Date); 16],
+    spilled: Vec<(Date, Date)>,
+}
+
+impl Periods {
+    fn new() -> Periods {
+        let epoch = Date::from_ymd_unchecked(1970, 1, 1);
+        Periods {
+            inline: [(epoch, epoch); 16],
+            spilled: Vec::new(),
+        }
+    }
+
+    fn sorted<'a>(
+        &'a mut self,
+        past: impl Iterator<Item = &'a PastAuthorization>,
+    ) -> &'a [(Date, Date)] {
+        let mut count = 0;
+        for authorization in past {
+            let period = (authorization.start, authorization.end);
+            match self.inline.get_mut(count) {
+                Some(slot) if self.spilled.is_empty() => *slot = period,
+                _ => {
+                    if self.spilled.is_empty() {
+                        self.spilled.extend_from_slice(&self.inline);
+                    }
+                    self.spilled.push(period);
+                }
+            }
+            count += 1;
+        }
+        let periods = if self.spilled.is_empty() {
+            self.inline.get_mut(..count).unwrap_or_default()
+        } else {
+            self.spilled.as_mut_slice()
+        };
+        periods.sort_unstable();
+        periods
+    }
 }
 
 /// Billable units for each cycle, from units given for `period` days (the case format's

@@ -87,6 +87,16 @@ pub struct Codes {
     /// Where the list of covered diagnosis codes is stated.
     #[serde(default)]
     pub icd10_source: Source,
+    /// The covered codes without the dot, in capitals (`C9102`), made once on load.
+    #[serde(skip)]
+    pub icd10_plain: Vec<Vec<u8>>,
+}
+
+/// An ICD-10-CM code without its dot, in capitals.
+fn plain_code(code: &str) -> impl Iterator<Item = u8> + '_ {
+    code.bytes()
+        .filter(|b| *b != b'.')
+        .map(|b| b.to_ascii_uppercase())
 }
 
 impl Codes {
@@ -94,19 +104,22 @@ impl Codes {
     /// codes or the request gives none, else whether any given code is listed (compared
     /// without the dot and case, so `c9102` is `C91.02`).
     pub fn icd10_covered(&self, given: &[String]) -> Option<bool> {
-        if self.icd10.is_empty() || given.is_empty() {
+        if self.icd10_plain.is_empty() || given.is_empty() {
             return None;
         }
-        // Compared byte by byte, without allocating: this runs for every case.
-        fn plain(code: &str) -> impl Iterator<Item = u8> + '_ {
-            code.bytes()
-                .filter(|b| *b != b'.')
-                .map(|b| b.to_ascii_uppercase())
-        }
+        // This runs for every case: a given code is made plain once, on the stack (a code is
+        // at most 8 bytes, `Z00.0012`), and compared with the plain list.
         Some(given.iter().any(|code| {
-            self.icd10
+            let mut buffer = [0u8; 8];
+            let mut length = 0;
+            for (slot, byte) in buffer.iter_mut().zip(plain_code(code)) {
+                *slot = byte;
+                length += 1;
+            }
+            let code = buffer.get(..length).unwrap_or_default();
+            self.icd10_plain
                 .iter()
-                .any(|listed| plain(listed).eq(plain(code)))
+                .any(|listed| listed.as_slice() == code)
         }))
     }
 }
@@ -239,6 +252,9 @@ pub struct Pathway {
     /// The most an approval by this pathway covers (`[pathway.quantity]`); `None` when the
     /// file states none, and then the label's limits of the drug catalog alone apply.
     pub quantity: Option<QuantityLimit>,
+    /// Its dosing reads the course position (cycles, first, last or continued cycle), so a
+    /// part of the cycles requested may meet it when the whole does not.
+    pub dosing_reads_course: bool,
     /// Line of its table in the policy file.
     pub line: usize,
 }
@@ -932,6 +948,7 @@ pub fn load_policy(file: &str, text: &str, drugs: &[String]) -> Result<Policy, L
                 .as_ref()
                 .map(source)
                 .unwrap_or_default(),
+            dosing_reads_course: false,
             quantity: pathway.quantity.as_ref().map(|q| QuantityLimit {
                 cycles: q.cycles,
                 units_per_cycle: q.units_per_cycle,
@@ -956,6 +973,13 @@ pub fn load_policy(file: &str, text: &str, drugs: &[String]) -> Result<Policy, L
         &sizes,
     )?;
 
+    for pathway in &mut pathways {
+        pathway.dosing_reads_course = pathway
+            .dosing
+            .iter()
+            .any(|idx| reads_course(&criteria, *idx, 0));
+    }
+
     Ok(Policy {
         file: file.to_string(),
         supersedes: raw.supersedes,
@@ -976,7 +1000,15 @@ pub fn load_policy(file: &str, text: &str, drugs: &[String]) -> Result<Policy, L
         },
         dosing_outside: *raw.dosing_outside.get_ref(),
         dosing_outside_source: source(&raw.dosing_outside_source),
-        codes: raw.codes,
+        codes: Codes {
+            icd10_plain: raw
+                .codes
+                .icd10
+                .iter()
+                .map(|code| plain_code(code).collect())
+                .collect(),
+            ..raw.codes
+        },
         exclusions,
         arena: Arena::new(&criteria),
         criteria,
@@ -1014,6 +1046,28 @@ fn enum_mask(
                 )
             })
     })
+}
+
+/// Whether a criterion reads the course position, directly or through its parts.
+fn reads_course(criteria: &[Criterion], idx: CriterionIdx, depth: usize) -> bool {
+    // The loader bounds nesting; the depth guard only keeps a malformed outline finite.
+    if depth > MAX_NESTING {
+        return true;
+    }
+    match criteria.get(usize::from(idx)).map(|c| &c.node) {
+        Some(Node::Test(test)) => matches!(
+            test.fact,
+            FactId::RequestCycles
+                | FactId::RequestFirstCycle
+                | FactId::RequestLastCycle
+                | FactId::RequestContinuedCycles
+        ),
+        Some(Node::All(list) | Node::Any(list)) => list
+            .iter()
+            .any(|child| reads_course(criteria, *child, depth + 1)),
+        Some(Node::Not(inner)) => reads_course(criteria, *inner, depth + 1),
+        None => true,
+    }
 }
 
 // ---- The drug catalog. ----
