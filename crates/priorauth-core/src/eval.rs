@@ -231,6 +231,23 @@ pub struct Decision {
     pub missing: Missing,
 }
 
+impl Decision {
+    /// A (recommended) denial with nothing else said: where deciding starts.
+    fn deny() -> Decision {
+        Decision {
+            outcome: Outcome::Deny,
+            pathway: None,
+            exclusion: None,
+            dosing_outside: false,
+            authorization: None,
+            quantity: None,
+            units_over: None,
+            codes_not_covered: false,
+            missing: 0,
+        }
+    }
+}
+
 /// The quantity an approval covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Granted {
@@ -473,17 +490,7 @@ pub fn decide_with(
 ) -> Decision {
     memo.reset(policy.criteria.len());
     let mut memo = Some(memo);
-    let mut decision = Decision {
-        outcome: Outcome::Deny,
-        pathway: None,
-        exclusion: None,
-        dosing_outside: false,
-        authorization: None,
-        quantity: None,
-        units_over: None,
-        codes_not_covered: false,
-        missing: 0,
-    };
+    let mut decision = Decision::deny();
     let applies = applicability(policy, facts);
     if applies == Truth::False {
         decision.outcome = Outcome::NotApplicable;
@@ -650,15 +657,8 @@ pub fn deny_uncovered_codes(policy: &Policy, given: &[String], decision: &mut De
         return;
     }
     *decision = Decision {
-        outcome: Outcome::Deny,
-        pathway: None,
-        exclusion: None,
-        dosing_outside: false,
-        authorization: None,
-        quantity: None,
-        units_over: None,
         codes_not_covered: true,
-        missing: 0,
+        ..Decision::deny()
     };
 }
 
