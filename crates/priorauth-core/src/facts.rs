@@ -316,7 +316,6 @@ impl Facts {
             8,
             request.cycle_length_days.map(num),
         );
-        put(RequestCycles, 9, request.cycles.map(num));
         // The next cycle of the course follows the ones already given (Blincyto's count
         // positions a Blincyto course only).
         let blinatumomab_course = request.drug.as_deref().is_none_or(|d| d == "blinatumomab");

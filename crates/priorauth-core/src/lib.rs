@@ -14,6 +14,7 @@ pub mod generate;
 pub mod landscape;
 pub mod lint;
 pub mod policy;
+pub mod quantity;
 pub mod questions;
 pub mod report;
 
