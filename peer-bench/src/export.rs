@@ -167,6 +167,8 @@ pub fn decision_expressions(
         ndc: _,
         icd10,
         icd10_source: _,
+        // The same codes made plain on load; the model makes `icd10` plain itself.
+        icd10_plain: _,
     } = codes;
     match dosing_outside {
         Outcome::Deny | Outcome::Review => {}
@@ -259,6 +261,9 @@ pub fn decision_expressions(
             authorization: _,
             authorization_source: _,
             quantity,
+            // Only a shortcut: re-evaluating a dosing that does not read the course position
+            // for fewer cycles gives the same truth, which the model computes anyway.
+            dosing_reads_course: _,
             line: _,
         } = pathway;
         match outcome {
