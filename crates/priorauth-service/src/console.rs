@@ -15,10 +15,9 @@ use priorauth_core::report::Report;
 use priorauth_core::{Engine, questions};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sqlx::Row;
 
-use crate::api::{AppError, AppJson, AppState};
-use crate::keys::{Caller, Role};
+use crate::keys::Caller;
+use crate::web::{AppError, AppJson, AppState};
 
 const INDEX: &str = include_str!("../console/index.html");
 const SCRIPT: &str = include_str!("../console/app.js");
@@ -74,7 +73,7 @@ fn question_json(q: &questions::Question) -> Value {
 #[utoipa::path(get, path = "/v1/questions", responses((status = 200, description = "every case key as the intake form asks it")))]
 pub(crate) async fn questions(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
     Json(Value::Array(
-        questions::all(&state.engine)
+        questions::all(&state.service.engine)
             .iter()
             .map(question_json)
             .collect(),
@@ -83,12 +82,12 @@ pub(crate) async fn questions(State(state): State<AppState>, _caller: Caller) ->
 
 #[utoipa::path(get, path = "/v1/plans", responses((status = 200, description = "the plans with their line of business and policy per drug")))]
 pub(crate) async fn plans(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
-    Json(json!(state.plans.plans.iter().map(|p| json!({"id": p.id, "name": p.name, "line_of_business": p.line_of_business, "policies": p.policies})).collect::<Vec<_>>()))
+    Json(json!(state.service.plans.plans.iter().map(|p| json!({"id": p.id, "name": p.name, "line_of_business": p.line_of_business, "policies": p.policies})).collect::<Vec<_>>()))
 }
 
 #[utoipa::path(get, path = "/v1/policies", responses((status = 200, description = "the policies in effect, with their criteria and the case keys they read")))]
 pub(crate) async fn policies(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
-    let engine = &state.engine;
+    let engine = &state.service.engine;
     let list: Vec<Value> = engine
         .current()
         .iter()
@@ -114,9 +113,10 @@ pub(crate) async fn source(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let policy = state
+        .service
         .engine
         .policy_index(&id)
-        .and_then(|i| state.engine.policies.get(i))
+        .and_then(|i| state.service.engine.policies.get(i))
         .ok_or(AppError::NotFound)?;
     let text = Engine::bundled_source(&policy.source_file).ok_or(AppError::NotFound)?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
@@ -141,10 +141,10 @@ pub(crate) async fn evaluate(
     _caller: Caller,
     AppJson(body): AppJson<EvaluateBody>,
 ) -> Result<Json<Value>, AppError> {
-    let engine = &state.engine;
+    let engine = &state.service.engine;
     let case = engine
         .parse_case(&body.case_json.to_string())
-        .map_err(crate::api::case_invalid)?;
+        .map_err(crate::lifecycle::case_invalid)?;
     let evaluation = engine.evaluate(&case, &[]);
     let report = Report::new(engine, &case, &evaluation);
     let mut results = Vec::new();
@@ -219,44 +219,7 @@ pub(crate) async fn authorizations(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, AppError> {
-    let sql = "SELECT number, request_id, organization, drug, hcpcs, start_date, end_date, approved_units, used_units, cycles FROM authorizations";
-    let mut tx = state.store.pool.begin().await?;
-    let rows = if caller.role == Role::Submitter {
-        sqlx::query(&format!(
-            "{sql} WHERE organization = $1 ORDER BY end_date LIMIT 500"
-        ))
-        .bind(&caller.organization)
-        .fetch_all(&mut *tx)
-        .await?
-    } else {
-        sqlx::query(&format!("{sql} ORDER BY end_date LIMIT 500"))
-            .fetch_all(&mut *tx)
-            .await?
-    };
-    // A read of records, like every other: in the audit log.
-    crate::store::audit(
-        &mut tx,
-        &caller.audit_record("authorization.list", "authorizations"),
-    )
-    .await?;
-    tx.commit().await?;
-    let today =
-        priorauth_core::date::Date::from_epoch_days(crate::store::now_ms().div_euclid(86_400_000));
-    let list: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            let end: String = r.try_get("end_date")?;
-            let (approved, used): (i64, i64) = (r.try_get("approved_units")?, r.try_get("used_units")?);
-            let days_left = today.zip(priorauth_core::date::Date::parse(&end)).map(|(today, end)| end.days_since(today));
-            Ok(json!({
-                "number": r.try_get::<String, _>("number")?, "request_id": r.try_get::<String, _>("request_id")?,
-                "organization": r.try_get::<String, _>("organization")?, "drug": r.try_get::<String, _>("drug")?,
-                "hcpcs": r.try_get::<String, _>("hcpcs")?, "start": r.try_get::<String, _>("start_date")?, "end": end,
-                "approved_units": approved, "used_units": used, "remaining_units": approved - used,
-                "cycles": r.try_get::<i64, _>("cycles")?, "days_left": days_left,
-                "renewal_due": days_left.is_some_and(|d| (0..=30).contains(&d)),
-            }))
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
-    Ok(Json(Value::Array(list)))
+    Ok(Json(
+        crate::lifecycle::authorizations::list(&state.service, &caller).await?,
+    ))
 }

@@ -22,11 +22,13 @@ use priorauth_fhir::intake::{CaseBuilder, Resources};
 use priorauth_fhir::questionnaire::{self as dtr, Canonical};
 use priorauth_fhir::{Problem, crd, operation_outcome, pas};
 use serde_json::{Value, json};
-use sqlx::Row;
 
-use crate::api::{self, AppError, AppState, ClaimLink, SubmitBody, Urgency};
 use crate::keys::{Caller, Role};
+use crate::lifecycle::requests::{self as lifecycle_requests, SubmitBody, Urgency};
+use crate::lifecycle::{self, timestamp};
+use crate::store::requests::ClaimLink;
 use crate::store::{self, now_ms, random_id};
+use crate::web::{self, AppError, AppState};
 
 /// Largest FHIR body accepted: PAS Bundles may carry documents.
 pub const FHIR_BODY_LIMIT: usize = 4 * 1024 * 1024;
@@ -56,7 +58,7 @@ pub fn routes() -> Router<AppState> {
 
 /// The framework's own error answers (body limit, method, path) as OperationOutcomes.
 async fn bare_errors_as_outcomes(response: Response) -> Response {
-    match api::bare_error(response).await {
+    match web::bare_error(response).await {
         Ok((status, text, headers)) => {
             let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
                 "too-costly"
@@ -65,7 +67,7 @@ async fn bare_errors_as_outcomes(response: Response) -> Response {
             };
             let mut answer = FhirError(status, operation_outcome(code, &[Problem::new("", text)]))
                 .into_response();
-            api::keep_headers(&mut answer, &headers);
+            web::keep_headers(&mut answer, &headers);
             answer
         }
         Err(response) => response,
@@ -199,6 +201,12 @@ impl From<AppError> for FhirError {
     }
 }
 
+impl From<lifecycle::Error> for FhirError {
+    fn from(error: lifecycle::Error) -> FhirError {
+        FhirError::from(AppError::from(error))
+    }
+}
+
 impl From<store::StoreError> for FhirError {
     fn from(error: store::StoreError) -> FhirError {
         FhirError::from(AppError::from(error))
@@ -264,15 +272,15 @@ fn parse_error(problem: Problem) -> FhirError {
 
 /// The policy a plan applies to a case's drug.
 fn governing(state: &AppState, plan: &str, case: &Value) -> Option<(usize, String)> {
-    let plan = state.plans.get(plan)?;
+    let plan = state.service.plans.get(plan)?;
     let drug = case["request"]["drug"].as_str()?;
     let policy = plan.policies.get(drug)?;
-    Some((state.engine.policy_index(policy)?, policy.clone()))
+    Some((state.service.engine.policy_index(policy)?, policy.clone()))
 }
 
 /// The case with the plan's line of business, as the service decides it.
 fn with_plan(state: &AppState, plan: &str, mut case: Value) -> Value {
-    if let (Some(plan), Some(object)) = (state.plans.get(plan), case.as_object_mut()) {
+    if let (Some(plan), Some(object)) = (state.service.plans.get(plan), case.as_object_mut()) {
         let request = object.entry("request").or_insert_with(|| json!({}));
         if let Some(request) = request.as_object_mut() {
             request
@@ -310,11 +318,11 @@ async fn hook(
             format!("this service answers `{hook_name}`"),
         )]));
     }
-    let orders = crd::order_cases(&state.fhir, &state.engine, &request)
+    let orders = crd::order_cases(&state.fhir, &state.service.engine, &request)
         .map_err(|p| FhirError::structure(&p))?;
     let canonical = canonical(&headers);
     let primary = *hook_name == "order-sign";
-    let today = api::today();
+    let today = lifecycle::today();
     let (mut cards, mut actions) = (Vec::new(), Vec::new());
     for order in orders {
         let mut assertion = crd::Assertion {
@@ -330,20 +338,24 @@ async fn hook(
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let plan = order.plan.clone().filter(|p| state.plans.get(p).is_some());
+        let plan = order
+            .plan
+            .clone()
+            .filter(|p| state.service.plans.get(p).is_some());
         if let Some(plan) = &plan {
             let Some((policy_index, policy)) = governing(&state, plan, &order.case) else {
                 continue; // this plan has no policy for the drug
             };
             let case = with_plan(&state, plan, order.case.clone());
-            let outcome = dtr::next_keys(&state.engine, policy_index, &case)
-                .map_err(|e| FhirError::from(api::case_invalid(e)))?
+            let outcome = dtr::next_keys(&state.service.engine, policy_index, &case)
+                .map_err(|e| FhirError::from(AppError::from(lifecycle::case_invalid(e))))?
                 .outcome;
             assertion.outcome = Some(outcome);
             assertion.questionnaire = Some(format!(
                 "{}|{}",
                 canonical.questionnaire(&policy),
                 state
+                    .service
                     .engine
                     .policies
                     .get(policy_index)
@@ -366,7 +378,8 @@ async fn hook(
                 };
                 let key = format!("crd:{}:{order_id}", request.hook_instance);
                 let (_, response) =
-                    api::submit_case(&state, &caller, body, Some(key), None).await?;
+                    lifecycle_requests::submit(&state.service, &caller, body, Some(key), None)
+                        .await?;
                 assertion.satisfied_pa_id = response["authorization"]["number"]
                     .as_str()
                     .map(str::to_string);
@@ -397,13 +410,13 @@ async fn read_questionnaire(
     let canonical = canonical(&headers);
     let adaptive = id.ends_with("-adaptive");
     let policy = dtr::policy_of(&id)
-        .and_then(|p| state.engine.policy_index(p))
-        .and_then(|i| state.engine.policies.get(i))
+        .and_then(|p| state.service.engine.policy_index(p))
+        .and_then(|i| state.service.engine.policies.get(i))
         .ok_or_else(|| FhirError::not_found("no such Questionnaire"))?;
     let questionnaire = if adaptive {
         dtr::adaptive_questionnaire(policy, &canonical)
     } else {
-        dtr::questionnaire(&state.engine, policy, &canonical, &state.fhir)
+        dtr::questionnaire(&state.service.engine, policy, &canonical, &state.fhir)
     };
     Ok(fhir_json(StatusCode::OK, questionnaire))
 }
@@ -461,7 +474,7 @@ async fn questionnaire_package(
     for resource in coverage.into_iter().chain(orders.iter().cloned()) {
         resources.add(None, resource);
     }
-    let mut builder = CaseBuilder::new(&state.fhir, &state.engine);
+    let mut builder = CaseBuilder::new(&state.fhir, &state.service.engine);
     builder.records(&resources);
     for order in &orders {
         if let Resource::MedicationRequest(order) = order {
@@ -471,7 +484,7 @@ async fn questionnaire_package(
     let Some(plan) = builder
         .plan
         .clone()
-        .filter(|p| state.plans.get(p).is_some())
+        .filter(|p| state.service.plans.get(p).is_some())
     else {
         return Err(FhirError::invalid(&[Problem::new(
             "Coverage.class",
@@ -486,6 +499,7 @@ async fn questionnaire_package(
         )])
     })?;
     let policy = state
+        .service
         .engine
         .policies
         .get(policy_index)
@@ -497,7 +511,7 @@ async fn questionnaire_package(
     let (questionnaire, response) = if adaptive {
         let questionnaire = dtr::adaptive_questionnaire(policy, &canonical);
         let response = dtr::adaptive_start(
-            &state.engine,
+            &state.service.engine,
             policy,
             &case,
             &canonical,
@@ -506,15 +520,22 @@ async fn questionnaire_package(
         );
         (questionnaire, response)
     } else {
-        let questionnaire = dtr::questionnaire(&state.engine, policy, &canonical, &state.fhir);
-        let response =
-            dtr::draft_response(&state.engine, policy, &case, &canonical, &state.fhir, None);
+        let questionnaire =
+            dtr::questionnaire(&state.service.engine, policy, &canonical, &state.fhir);
+        let response = dtr::draft_response(
+            &state.service.engine,
+            policy,
+            &case,
+            &canonical,
+            &state.fhir,
+            None,
+        );
         (questionnaire, response)
     };
     let bundle = json!({
         "resourceType": "Bundle",
         "type": "collection",
-        "timestamp": api::timestamp(now_ms()),
+        "timestamp": timestamp(now_ms()),
         "entry": [
             {"fullUrl": format!("{}/Questionnaire/{}", canonical.base, questionnaire["id"].as_str().unwrap_or_default()), "resource": questionnaire},
             {"fullUrl": format!("urn:uuid:{}", uuid()), "resource": response},
@@ -561,7 +582,7 @@ async fn next_question(
         .unwrap_or_default()
         .to_string();
     let policy_index = dtr::policy_of(&canonical_url)
-        .and_then(|p| state.engine.policy_index(p))
+        .and_then(|p| state.service.engine.policy_index(p))
         .ok_or_else(|| {
             FhirError::invalid(&[Problem::new(
                 "QuestionnaireResponse.questionnaire",
@@ -569,21 +590,22 @@ async fn next_question(
             )])
         })?;
     let policy = state
+        .service
         .engine
         .policies
         .get(policy_index)
         .ok_or_else(|| FhirError::not_found("policy"))?;
-    let mut builder = CaseBuilder::new(&state.fhir, &state.engine);
+    let mut builder = CaseBuilder::new(&state.fhir, &state.service.engine);
     builder.answers(&typed);
     if !builder.problems.is_empty() {
         return Err(FhirError::invalid(&builder.problems));
     }
     let case = builder.case();
-    let step = dtr::next_keys(&state.engine, policy_index, &case)
-        .map_err(|e| FhirError::from(api::case_invalid(e)))?;
+    let step = dtr::next_keys(&state.service.engine, policy_index, &case)
+        .map_err(|e| FhirError::from(AppError::from(lifecycle::case_invalid(e))))?;
     let canonical = canonical(&headers);
     let complete = dtr::adaptive_step(
-        &state.engine,
+        &state.service.engine,
         policy,
         &mut response,
         &step,
@@ -606,7 +628,7 @@ async fn submit(
     submitter(&caller)?;
     let text = bundle_text(text(&body)?)?;
     let request = pas::read_request(&text).map_err(|p| FhirError::structure(&p))?;
-    let intake = pas::intake(&state.fhir, &state.engine, &request);
+    let intake = pas::intake(&state.fhir, &state.service.engine, &request);
     let bundle_json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     let link = ClaimLink {
         base: canonical(&headers).base,
@@ -615,7 +637,10 @@ async fn submit(
         bundle_json: bundle_json.to_string(),
     };
     let key = format!("pas:{}", request.bundle_identifier);
-    let plan = intake.plan.clone().filter(|p| state.plans.get(p).is_some());
+    let plan = intake
+        .plan
+        .clone()
+        .filter(|p| state.service.plans.get(p).is_some());
     let governed = plan
         .as_ref()
         .and_then(|p| governing(&state, p, &intake.case));
@@ -635,13 +660,14 @@ async fn submit(
                 renews: intake.renews.clone(),
             };
             let (_, response) =
-                api::submit_case(&state, &caller, body, Some(key), Some(link)).await?;
+                lifecycle_requests::submit(&state.service, &caller, body, Some(key), Some(link))
+                    .await?;
             response["id"].as_str().unwrap_or_default().to_string()
         }
         // No plan of this payer, or no policy for what is asked: a clinician handles it.
         _ => {
-            api::submit_for_review(
-                &state,
+            lifecycle_requests::submit_for_review(
+                &state.service,
                 &caller,
                 &intake.case,
                 intake.plan.as_deref(),
@@ -682,25 +708,15 @@ async fn response_for(
     id: &str,
     canonical: &Canonical,
 ) -> Result<Value, FhirError> {
-    let mut tx = state.store.pool.begin().await?;
-    let row = api::fetch_request(&mut tx, caller, id).await?;
-    let record = api::request_json(&mut tx, &row).await?;
-    let link =
-        sqlx::query("SELECT bundle_json, item_sequence FROM fhir_claims WHERE request_id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    store::audit(&mut tx, &caller.audit_record("request.read", id)).await?;
-    tx.commit().await?;
-    let Some(link) = link else {
+    let (record, claim) = lifecycle_requests::read_with_claim(&state.service, caller, id).await?;
+    let Some(claim) = claim else {
         return Err(FhirError::not_found(
             "this request was not submitted through PAS",
         ));
     };
-    let bundle: Value =
-        serde_json::from_str(&link.try_get::<String, _>("bundle_json")?).unwrap_or(Value::Null);
-    let sequence = u32::try_from(link.try_get::<i64, _>("item_sequence")?).unwrap_or(1);
-    let created = api::timestamp(now_ms());
+    let bundle: Value = serde_json::from_str(&claim.bundle_json).unwrap_or(Value::Null);
+    let sequence = u32::try_from(claim.item_sequence).unwrap_or(1);
+    let created = timestamp(now_ms());
     Ok(pas::response_bundle(
         &bundle,
         &record,
@@ -719,27 +735,12 @@ pub async fn notification_payload(
     subscription: &str,
     event_number: i64,
 ) -> Result<Value, AppError> {
-    let mut tx = state.store.pool.begin().await?;
-    let row = sqlx::query("SELECT r.organization, f.bundle_json, f.item_sequence, f.base FROM requests r JOIN fhir_claims f ON f.request_id = r.id WHERE r.id = $1")
-        .bind(request_id)
-        .fetch_one(&mut *tx)
-        .await?;
-    let system = Caller {
-        key_id: "notifications".into(),
-        organization: row.try_get("organization")?,
-        role: Role::Admin,
-        name: "notifications".into(),
-        credentials: String::new(),
-    };
-    let request_row = api::fetch_request(&mut tx, &system, request_id).await?;
-    let record = api::request_json(&mut tx, &request_row).await?;
-    store::audit(&mut tx, &system.audit_record("request.notify", request_id)).await?;
-    tx.commit().await?;
-    let bundle: Value =
-        serde_json::from_str(&row.try_get::<String, _>("bundle_json")?).unwrap_or(Value::Null);
-    let base: String = row.try_get("base")?;
-    let created = api::timestamp(now_ms());
-    let sequence = u32::try_from(row.try_get::<i64, _>("item_sequence")?).unwrap_or(1);
+    let (record, claim) =
+        lifecycle_requests::read_for_notification(&state.service, request_id).await?;
+    let bundle: Value = serde_json::from_str(&claim.bundle_json).unwrap_or(Value::Null);
+    let base = claim.base;
+    let created = timestamp(now_ms());
+    let sequence = u32::try_from(claim.item_sequence).unwrap_or(1);
     let response = pas::response_bundle(
         &bundle,
         &record,
@@ -774,19 +775,19 @@ async fn inquire(
         .rsplit('|')
         .next()
         .unwrap_or_default();
-    let found = sqlx::query("SELECT request_id, organization FROM fhir_claims WHERE claim_identifier = $1 OR claim_identifier LIKE $2 ORDER BY created_at DESC LIMIT 20")
-        .bind(&request.claim_identifier)
-        .bind(format!("%|{}", value.replace(['%', '_'], "")))
-        .fetch_all(&state.store.pool)
-        .await?;
+    let found = store::requests::by_claim_identifier(
+        &state.service.store.pool,
+        &request.claim_identifier,
+        value,
+    )
+    .await?;
     let canonical = canonical(&headers);
     let mut bundles = Vec::new();
-    for row in found {
-        let organization: String = row.try_get("organization")?;
-        if caller.role == Role::Submitter && organization != caller.organization {
+    for found in found {
+        if caller.role == Role::Submitter && found.organization != caller.organization {
             continue;
         }
-        let id: String = row.try_get("request_id")?;
+        let id = found.request_id;
         bundles.push(json!({"name": "return", "resource": response_for(&state, &caller, &id, &canonical).await?}));
     }
     if bundles.is_empty() {
@@ -810,27 +811,25 @@ async fn create_subscription(
     let (subscription, mut resource) =
         pas::read_subscription(text(&body)?).map_err(|p| FhirError::invalid(&p))?;
     // One subscription per organization: a second one replaces the first.
-    let existing = sqlx::query("SELECT id FROM subscriptions WHERE organization = $1")
-        .bind(&caller.organization)
-        .fetch_optional(&state.store.pool)
-        .await?;
-    let id = match &existing {
-        Some(row) => row.try_get::<String, _>("id")?,
-        None => random_id("sub-"),
-    };
+    let existing =
+        store::notifications::subscription_of(&state.service.store.pool, &caller.organization)
+            .await?;
+    let id = existing.clone().unwrap_or_else(|| random_id("sub-"));
     resource["id"] = json!(id);
     resource["status"] = json!("active");
     let headers = serde_json::to_string(&subscription.headers).unwrap_or_else(|_| "[]".into());
-    let mut tx = state.store.pool.begin().await?;
-    sqlx::query("INSERT INTO subscriptions (id, organization, endpoint, headers_json, resource_json, events, created_at) VALUES ($1, $2, $3, $4, $5, 0, $6) ON CONFLICT (organization) DO UPDATE SET endpoint = $3, headers_json = $4, resource_json = $5")
-        .bind(&id)
-        .bind(&caller.organization)
-        .bind(&subscription.endpoint)
-        .bind(&headers)
-        .bind(resource.to_string())
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = state.service.store.pool.begin().await?;
+    store::notifications::save_subscription(
+        &mut tx,
+        &store::notifications::NewSubscription {
+            id: id.clone(),
+            organization: caller.organization.clone(),
+            endpoint: subscription.endpoint.clone(),
+            headers_json: headers,
+            resource_json: resource.to_string(),
+        },
+    )
+    .await?;
     store::audit(&mut tx, &caller.audit_record("subscription.write", &id)).await?;
     tx.commit().await?;
     let status = if existing.is_some() {
@@ -849,17 +848,13 @@ async fn subscription_row(
     state: &AppState,
     caller: &Caller,
     id: &str,
-) -> Result<sqlx::any::AnyRow, FhirError> {
-    let row = sqlx::query("SELECT organization, resource_json FROM subscriptions WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&state.store.pool)
-        .await?;
-    match row {
-        Some(row)
+) -> Result<store::notifications::Subscription, FhirError> {
+    match store::notifications::subscription(&state.service.store.pool, id).await? {
+        Some(subscription)
             if caller.role != Role::Submitter
-                || row.try_get::<String, _>("organization")? == caller.organization =>
+                || subscription.organization == caller.organization =>
         {
-            Ok(row)
+            Ok(subscription)
         }
         _ => Err(FhirError::not_found("no such Subscription")),
     }
@@ -872,8 +867,7 @@ async fn read_subscription(
 ) -> FhirResult {
     let caller = caller(who)?;
     let row = subscription_row(&state, &caller, &id).await?;
-    let resource: Value =
-        serde_json::from_str(&row.try_get::<String, _>("resource_json")?).unwrap_or(Value::Null);
+    let resource: Value = serde_json::from_str(&row.resource_json).unwrap_or(Value::Null);
     Ok(fhir_json(StatusCode::OK, resource))
 }
 
@@ -885,11 +879,8 @@ async fn delete_subscription(
     let caller = caller(who)?;
     submitter(&caller)?;
     subscription_row(&state, &caller, &id).await?;
-    let mut tx = state.store.pool.begin().await?;
-    sqlx::query("DELETE FROM subscriptions WHERE id = $1")
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = state.service.store.pool.begin().await?;
+    store::notifications::delete_subscription(&mut tx, &id).await?;
     store::audit(&mut tx, &caller.audit_record("subscription.delete", &id)).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT.into_response())

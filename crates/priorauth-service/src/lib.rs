@@ -1,23 +1,56 @@
-//! The prior-authorization service around the engine: an HTTP API (axum) over durable
+//! The prior-authorization service around the engine: the request lifecycle over durable
 //! records (SQLite by default, PostgreSQL with `DATABASE_URL`), clinician review of every
 //! recommended denial and `review` outcome, authorizations with usage, an append-only
-//! hash-chained audit log, and API keys with roles.
+//! hash-chained audit log, and API keys with roles; reached through HTTP adapters (`/v1`,
+//! the Da Vinci FHIR interfaces, the console).
+//!
+//! Layers: `lifecycle` (the workflow) over `store` (one module per aggregate); the adapters
+//! `api`, `fhir` (with its notification worker `notify`) and `console` each translate to and
+//! from the lifecycle through what `web` shares, and none imports another; this file wires
+//! them into one router.
 
 pub mod api;
 pub mod console;
 pub mod fhir;
 pub mod keys;
+pub mod lifecycle;
 pub mod notify;
+pub mod ops;
 pub mod plans;
 pub mod store;
-pub mod writer;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use api::{AppState, app};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use priorauth_core::Engine;
 pub use store::Store;
+pub use web::AppState;
+
+/// The service's router: every adapter's routes under one body limit and time limit, and
+/// the framework's own errors answered as problem+json. Starts the PAS notification worker.
+pub fn app(state: AppState) -> Router {
+    // PAS notifications are delivered by the process that serves.
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(notify::run(state.clone()));
+    }
+    Router::new()
+        .merge(api::routes())
+        .merge(ops::routes())
+        .merge(console::routes())
+        .merge(fhir::routes())
+        .layer(DefaultBodyLimit::max(web::BODY_LIMIT))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            web::REQUEST_TIMEOUT,
+        ))
+        // Outermost, so that it also sees the time limit's answer.
+        .layer(axum::middleware::map_response(web::bare_errors_as_problems))
+        .with_state(state)
+}
 
 /// The database URL: `DATABASE_URL`, else an SQLite file in the working directory.
 pub fn database_url() -> String {
@@ -38,12 +71,14 @@ pub async fn state(
         .map_err(|e| e.to_string())?;
     let store = Store::connect(url).await.map_err(|e| e.to_string())?;
     Ok(AppState {
-        engine: Arc::new(engine),
-        plans: Arc::new(plans),
-        writer: writer::Writer::start(store.clone()),
-        store,
+        service: lifecycle::Service {
+            engine: Arc::new(engine),
+            plans: Arc::new(plans),
+            writer: store::writer::Writer::start(store.clone()),
+            store,
+            notify: Arc::new(tokio::sync::Notify::new()),
+        },
         fhir: Arc::new(fhir),
-        notify: Arc::new(tokio::sync::Notify::new()),
     })
 }
 

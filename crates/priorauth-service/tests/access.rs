@@ -706,7 +706,7 @@ async fn every_route_refuses_what_it_must_and_leaks_nothing() {
 async fn hostile_bodies_are_refused_without_harm() {
     for_each_backend(|url| async move {
         let world = World::new(&url).await;
-        let limit = priorauth_service::api::BODY_LIMIT;
+        let limit = priorauth_service::web::BODY_LIMIT;
         let deep_arrays = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         let deep_objects = format!("{}1{}", "{\"a\":".repeat(40_000), "}".repeat(40_000));
         assert!(deep_arrays.len() < limit && deep_objects.len() < limit);

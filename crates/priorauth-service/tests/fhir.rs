@@ -235,7 +235,7 @@ async fn the_example_cases_give_the_same_outcomes_through_pas() {
         let server = Server::start(&url).await;
         let (_, key) = server.key("clinic-a", Role::Submitter, "EHR", "").await;
         let expected = read(&repo().join("tests/cases/expected.json"));
-        let plans = &server.state.plans.plans;
+        let plans = &server.state.service.plans.plans;
         let dir = emitted_dir("cases");
         let bundles_dir = repo().join("tests/fhir/cases");
         let mut compared = 0;
@@ -259,7 +259,7 @@ async fn the_example_cases_give_the_same_outcomes_through_pas() {
                     continue;
                 };
                 let identifier = format!("{name}-{}", plan.id);
-                let bundle = pas_bundle(&case, &plan.id, &identifier, &server.state.engine);
+                let bundle = pas_bundle(&case, &plan.id, &identifier, &server.state.service.engine);
                 let file = bundles_dir.join(format!("{identifier}.json"));
                 if std::env::var("UPDATE_FHIR_BUNDLES").is_ok() {
                     let _ = std::fs::create_dir_all(&bundles_dir);
@@ -318,7 +318,7 @@ async fn the_example_cases_give_the_same_outcomes_through_pas() {
                         .map(|e| e["valuePeriod"]["end"].clone());
                     if expect["end"].is_string() {
                         // The same period as `evaluate` gives, started on the day of receipt.
-                        let engine = &server.state.engine;
+                        let engine = &server.state.service.engine;
                         let parsed = engine.parse_case(&case.to_string()).unwrap();
                         let index = engine.policy_index(policy).unwrap();
                         let received =
@@ -516,7 +516,7 @@ async fn an_ehr_goes_from_order_to_a_clinicians_decision() {
         response["id"] = json!("answers");
         let mut claim_bundle = pas_bundle(&json!({"request": {"drug": "blinatumomab", "date": "2026-05-18", "units": 784, "units_period_days": 42},
             "patient": {"birth_date": "1966-02-11"}, "diagnosis": {"icd10": ["C91.02"]}, "prescriber": {"specialty": "hematology"}}),
-            "eocco-medicaid", "ehr-1", &server.state.engine);
+            "eocco-medicaid", "ehr-1", &server.state.service.engine);
         let entries = claim_bundle["entry"].as_array_mut().unwrap();
         let last = entries.len() - 1;
         entries[last]["resource"] = response;
@@ -568,7 +568,7 @@ async fn the_adaptive_form_asks_only_what_can_change_the_outcome() {
         let whole = server.get("/fhir/Questionnaire/eocco-0382", &ehr).await;
         keep(&dir, "questionnaire", &whole.body);
         let total = whole.body["item"].as_array().unwrap().len();
-        let engine = server.state.engine.clone();
+        let engine = server.state.service.engine.clone();
         let map = priorauth_fhir::map::Map::load(priorauth_fhir::map::BUNDLED, &engine).unwrap();
         let canonical = priorauth_fhir::questionnaire::Canonical { base: "http://localhost/fhir".into() };
         // Questions asked beyond what the order already answered.
@@ -680,7 +680,7 @@ async fn the_fhir_interfaces_refuse_bad_keys_roles_organizations_and_hostile_bod
         let (revoked_id, revoked) = server.key("clinic-a", Role::Submitter, "old EHR", "").await;
         priorauth_service::keys::revoke(server.store(), &revoked_id).await.unwrap();
         let case = support::case("E01");
-        let bundle = pas_bundle(&case, "eocco-medicaid", "access-1", &server.state.engine);
+        let bundle = pas_bundle(&case, "eocco-medicaid", "access-1", &server.state.service.engine);
         let submitted = server.post("/fhir/Claim/$submit", &ehr, &bundle).await;
         assert_eq!(submitted.status, 200);
         let mut subscription = read(&repo().join("tests/fhir/pas-examples/Subscription-PASSubscriptionExample.json"));
@@ -764,7 +764,7 @@ async fn a_request_the_policy_covers_in_part_is_answered_modified() {
         // E01 asks 9 cycles; EOCCO's initial authorization covers 5.
         let mut case = support::case("E01");
         case["request"]["cycles"] = json!(9);
-        let bundle = pas_bundle(&case, "eocco-medicaid", "partial-1", &server.state.engine);
+        let bundle = pas_bundle(&case, "eocco-medicaid", "partial-1", &server.state.service.engine);
         let reply = server.post("/fhir/Claim/$submit", &key, &bundle).await;
         assert_eq!(reply.status, 200, "{}", reply.body);
         assert_eq!(review_action(&reply.body), "A6", "{}", reply.body);

@@ -721,7 +721,7 @@ async fn a_clinicians_denial_has_a_denial_letter() {
         assert_eq!(letter["criterion"]["policy_version"], "2025-09-01");
         assert_eq!(letter["reviewer"]["name"], "Dr. Rivera");
         assert_eq!(letter["reviewer"]["credentials"], REVIEWER_CREDENTIALS);
-        let appeal = &server.state.plans.get("masshealth").unwrap().appeal;
+        let appeal = &server.state.service.plans.get("masshealth").unwrap().appeal;
         assert_eq!(letter["appeal"], appeal.as_str());
         assert!(appeal.contains("Board of Hearings"));
         assert_eq!(letter["service"]["drug"], "blinatumomab");
@@ -1112,7 +1112,7 @@ async fn serve_answers_health_readiness_and_openapi() {
         get("/v1/nothing-here").await.expect(404);
         task.abort();
         let _ = task.await;
-        state.store.pool.close().await;
+        state.service.store.pool.close().await;
     })
     .await;
 }

@@ -212,7 +212,7 @@ impl Server {
     }
 
     pub fn store(&self) -> &Store {
-        &self.state.store
+        &self.state.service.store
     }
 
     /// Graceful shutdown: stops accepting, finishes what is in flight, closes the database.
@@ -229,7 +229,7 @@ impl Server {
                 .expect("the server task")
                 .expect("the server ends without an error");
         }
-        self.state.store.pool.close().await;
+        self.state.service.store.pool.close().await;
     }
 
     /// Creates an API key and returns (id, secret).

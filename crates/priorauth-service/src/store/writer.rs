@@ -11,57 +11,14 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::api::ClaimLink;
-use crate::store::{AuditChain, AuditRecord, Store, StoreError, Tx};
+use super::authorizations;
+use super::requests::{self, NewRequest};
+use super::{AuditChain, AuditRecord, Store, StoreError, Tx};
 
 /// The most writes one transaction takes.
 const MAX_BATCH: usize = 256;
 /// Writes waiting for the task beyond this make callers wait to queue (back pressure).
 const QUEUE: usize = 4096;
-
-/// A new request as it is stored.
-#[derive(Debug, Clone)]
-pub struct NewRequest {
-    pub id: String,
-    pub organization: String,
-    /// The submitting key, also the first event's and the audit entry's actor.
-    pub submitted_by: String,
-    pub plan: String,
-    pub policy: String,
-    pub policy_version: String,
-    pub idempotency_key: Option<String>,
-    pub body_hash: String,
-    pub status: &'static str,
-    pub outcome: &'static str,
-    pub urgency: &'static str,
-    pub due_at: Option<i64>,
-    pub case_json: String,
-    pub decision_json: String,
-    pub response_json: String,
-    pub renews: Option<String>,
-    pub created_at: i64,
-    pub authorization: Option<NewAuthorization>,
-    pub link: Option<ClaimLink>,
-}
-
-/// An authorization as it is stored.
-#[derive(Debug, Clone)]
-pub struct NewAuthorization {
-    pub number: String,
-    pub request_id: String,
-    pub organization: String,
-    pub drug: String,
-    pub hcpcs: String,
-    pub start_date: String,
-    pub end_date: String,
-    pub units_per_period: i64,
-    pub period_days: i64,
-    pub cycles: i64,
-    pub first_cycle: i64,
-    pub approved_units: i64,
-    pub renews: Option<String>,
-    pub created_at: i64,
-}
 
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -160,35 +117,11 @@ pub async fn write_in(
 ) -> Result<Written, StoreError> {
     match write {
         Write::Request(request) => {
-            if !insert_request(tx, request).await? {
+            if !requests::insert(tx, request).await? {
                 return Ok(Written::DuplicateKey);
             }
             if let Some(authorization) = &request.authorization {
-                insert_authorization(tx, authorization).await?;
-            }
-            sqlx::query(
-                "INSERT INTO request_events (request_id, seq, kind, actor, at, outcome, case_json, decision_json) \
-                 VALUES ($1, 1, 'submitted', $2, $3, $4, $5, $6)",
-            )
-            .bind(&request.id)
-            .bind(&request.submitted_by)
-            .bind(request.created_at)
-            .bind(request.outcome)
-            .bind(&request.case_json)
-            .bind(&request.decision_json)
-            .execute(&mut **tx)
-            .await?;
-            if let Some(link) = &request.link {
-                sqlx::query("INSERT INTO fhir_claims (request_id, organization, claim_identifier, item_sequence, bundle_json, base, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                    .bind(&request.id)
-                    .bind(&request.organization)
-                    .bind(&link.claim_identifier)
-                    .bind(i64::from(link.item_sequence))
-                    .bind(&link.bundle_json)
-                    .bind(&link.base)
-                    .bind(request.created_at)
-                    .execute(&mut **tx)
-                    .await?;
+                authorizations::insert(tx, authorization).await?;
             }
             let record = AuditRecord {
                 actor: request.submitted_by.clone(),
@@ -203,64 +136,11 @@ pub async fn write_in(
     Ok(Written::Stored)
 }
 
-/// Inserts the request row; false when its idempotency key is already taken.
-async fn insert_request(tx: &mut Tx, request: &NewRequest) -> Result<bool, StoreError> {
-    let inserted = sqlx::query(
-        "INSERT INTO requests (id, organization, submitted_by, plan, policy, policy_version, idempotency_key, body_hash, status, outcome, urgency, due_at, case_json, decision_json, response_json, renews, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) ON CONFLICT DO NOTHING",
-    )
-    .bind(&request.id)
-    .bind(&request.organization)
-    .bind(&request.submitted_by)
-    .bind(&request.plan)
-    .bind(&request.policy)
-    .bind(&request.policy_version)
-    .bind(&request.idempotency_key)
-    .bind(&request.body_hash)
-    .bind(request.status)
-    .bind(request.outcome)
-    .bind(request.urgency)
-    .bind(request.due_at)
-    .bind(&request.case_json)
-    .bind(&request.decision_json)
-    .bind(&request.response_json)
-    .bind(&request.renews)
-    .bind(request.created_at)
-    .execute(&mut **tx)
-    .await?;
-    Ok(inserted.rows_affected() == 1)
-}
-
-pub async fn insert_authorization(
-    tx: &mut Tx,
-    authorization: &NewAuthorization,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO authorizations (number, request_id, organization, drug, hcpcs, start_date, end_date, units_per_period, period_days, cycles, first_cycle, approved_units, used_units, renews, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $13, $14)",
-    )
-    .bind(&authorization.number)
-    .bind(&authorization.request_id)
-    .bind(&authorization.organization)
-    .bind(&authorization.drug)
-    .bind(&authorization.hcpcs)
-    .bind(&authorization.start_date)
-    .bind(&authorization.end_date)
-    .bind(authorization.units_per_period)
-    .bind(authorization.period_days)
-    .bind(authorization.cycles)
-    .bind(authorization.first_cycle)
-    .bind(authorization.approved_units)
-    .bind(&authorization.renews)
-    .bind(authorization.created_at)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::authorizations::NewAuthorization;
+    use crate::store::requests::NewRequest;
     use crate::store::{random_id, verify_audit};
 
     fn request(id: &str, authorization: Option<&str>) -> Write {

@@ -1,0 +1,330 @@
+//! Authorizations: what an approval grants (period, units, cycles, within the policy's and
+//! the label's bounds), reading one, and spending its units.
+
+use priorauth_core::date::Date;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use super::evaluate::Evaluated;
+use super::{Error, Service, invalid, require, visible};
+use crate::keys::{Caller, Role};
+use crate::store::authorizations::{self as records, Authorization, NewAuthorization, NewUsage};
+use crate::store::{self, StoreError, Tx, now_ms, random_id};
+
+/// What a clinician's approval grants instead of the request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Changes {
+    pub units: Option<u32>,
+    pub period_days: Option<u32>,
+    pub cycles: Option<u32>,
+    /// Inclusive last day, `YYYY-MM-DD`.
+    pub end: Option<String>,
+}
+
+/// Units used on a date of service.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UsageBody {
+    pub units: u32,
+    /// `YYYY-MM-DD`.
+    pub date_of_service: String,
+}
+
+/// Creates the authorization of an approval inside `tx` and answers it as JSON.
+pub(super) async fn create(
+    tx: &mut Tx,
+    service: &Service,
+    organization: &str,
+    request_id: &str,
+    evaluated: &Evaluated,
+    changes: &Changes,
+    renews: Option<&str>,
+) -> Result<Value, Error> {
+    let authorization = plan(
+        service,
+        organization,
+        request_id,
+        evaluated,
+        changes,
+        renews,
+    )?;
+    insert(tx, &authorization).await?;
+    Ok(answer(&authorization))
+}
+
+/// Stores an authorization. A renewal checks first that its authorization was not renewed
+/// meanwhile; two renewals approved at once (two PostgreSQL sessions) meet the unique index
+/// on `renews`, which lets one commit.
+pub(super) async fn insert(tx: &mut Tx, authorization: &NewAuthorization) -> Result<(), Error> {
+    if let Some(renews) = &authorization.renews {
+        // A renewal submitted before the other was approved: the first approval wins.
+        if let Some(renewal) = records::renewal_of(tx, renews).await? {
+            return Err(already_renewed(renews, &renewal));
+        }
+    }
+    records::insert(tx, authorization)
+        .await
+        .map_err(|error| renewed_meanwhile(error, authorization.renews.as_deref()))
+}
+
+/// An authorization is renewed once: a second renewal would authorize the same cycles again.
+pub(super) fn already_renewed(number: &str, renewal: &str) -> Error {
+    Error::Conflict(format!(
+        "authorization `{number}` is already renewed by `{renewal}`; renew that one"
+    ))
+}
+
+/// A unique violation on a renewal's insert: another renewal of the same authorization won.
+fn renewed_meanwhile(error: StoreError, renews: Option<&str>) -> Error {
+    match (&error.0, renews) {
+        (sqlx::Error::Database(database), Some(renews)) if database.is_unique_violation() => {
+            Error::Conflict(format!("authorization `{renews}` was renewed meanwhile"))
+        }
+        _ => error.into(),
+    }
+}
+
+/// The authorization of an approval: its period, units and cycles.
+pub fn plan(
+    service: &Service,
+    organization: &str,
+    request_id: &str,
+    evaluated: &Evaluated,
+    changes: &Changes,
+    renews: Option<&str>,
+) -> Result<NewAuthorization, Error> {
+    let request = evaluated.case.request.clone().unwrap_or_default();
+    let drug_id = request.drug.clone().unwrap_or_default();
+    let drug = service
+        .engine
+        .catalog
+        .drugs
+        .iter()
+        .find(|d| d.id == drug_id);
+    // The period starts on the day the payer received the request, never on a date the
+    // requester sends.
+    let start = evaluated.received;
+    let bound = evaluated.bound;
+    // A reviewer may change the quantity, within the label's limits.
+    let cycles = changes.cycles.unwrap_or(bound.cycles);
+    if cycles == 0 || cycles > bound.max_cycles {
+        return Err(invalid(
+            if changes.cycles.is_some() {
+                "changes.cycles"
+            } else {
+                "case.request.cycles"
+            },
+            format!(
+                "{cycles} cycles: an authorization covers from 1 to {} cycles here (the label's course from the request's first cycle)",
+                bound.max_cycles
+            ),
+        ));
+    }
+    let units = changes.units.unwrap_or(bound.units_per_cycle);
+    if units > bound.max_units_per_cycle {
+        return Err(invalid(
+            "changes.units",
+            format!(
+                "{units} units per cycle are more than the label's {} per cycle",
+                bound.max_units_per_cycle
+            ),
+        ));
+    }
+    let period_days = changes
+        .period_days
+        .or(request.cycle_length_days)
+        .or(request.units_period_days)
+        .unwrap_or(0);
+    // The engine's period, which starts on the day of receipt.
+    let stated_end = evaluated
+        .result
+        .pointer("/authorization/end")
+        .and_then(Value::as_str)
+        .and_then(Date::parse);
+    // Without a duration in the policy, the authorization covers the cycles approved (or a year).
+    let course_end = request.cycle_length_days.and_then(|length| {
+        let days = i64::from(length).checked_mul(i64::from(cycles))?;
+        start.add_days(days - 1)
+    });
+    let end = match &changes.end {
+        Some(text) => Date::parse(text)
+            .filter(|end| *end >= start)
+            .ok_or_else(|| invalid("changes.end", "must be a date on or after the start"))?,
+        None => stated_end
+            .or(course_end)
+            .or_else(|| start.inclusive_end(priorauth_core::date::Duration::Years(1)))
+            .unwrap_or(start),
+    };
+    let first_cycle = request
+        .first_cycle
+        .or_else(|| {
+            evaluated
+                .case
+                .history
+                .as_ref()
+                .and_then(|h| h.blinatumomab_cycles)
+                .map(|c| c + 1)
+        })
+        .unwrap_or(1);
+    let hcpcs = request
+        .hcpcs
+        .clone()
+        .or_else(|| drug.map(|d| d.hcpcs.clone()))
+        .unwrap_or_default();
+    Ok(NewAuthorization {
+        number: format!("PA-{}", &random_id("")[..12].to_uppercase()),
+        request_id: request_id.to_string(),
+        organization: organization.to_string(),
+        drug: drug_id,
+        hcpcs,
+        start_date: start.to_string(),
+        end_date: end.to_string(),
+        units_per_period: i64::from(units),
+        period_days: i64::from(period_days),
+        cycles: i64::from(cycles),
+        first_cycle: i64::from(first_cycle),
+        // Two u32 factors: the product fits an i64.
+        approved_units: i64::from(units) * i64::from(cycles),
+        renews: renews.map(str::to_string),
+        created_at: now_ms(),
+    })
+}
+
+/// A new authorization as the answer to its request shows it.
+pub fn answer(a: &NewAuthorization) -> Value {
+    json!({
+        "number": a.number, "drug": a.drug, "hcpcs": a.hcpcs, "start": a.start_date, "end": a.end_date,
+        "units_per_period": a.units_per_period, "period_days": a.period_days, "cycles": a.cycles, "first_cycle": a.first_cycle,
+        "approved_units": a.approved_units, "used_units": 0, "renews": a.renews,
+    })
+}
+
+/// An authorization as its reader sees it.
+pub fn view(a: &Authorization) -> Value {
+    json!({
+        "number": a.number,
+        "request_id": a.request_id,
+        "drug": a.drug,
+        "hcpcs": a.hcpcs,
+        "start": a.start_date,
+        "end": a.end_date,
+        "units_per_period": a.units_per_period,
+        "period_days": a.period_days,
+        "cycles": a.cycles,
+        "first_cycle": a.first_cycle,
+        "approved_units": a.approved_units,
+        "used_units": a.used_units,
+        "remaining_units": a.approved_units - a.used_units,
+        "renews": a.renews,
+    })
+}
+
+/// An authorization, or NotFound when it does not exist or the caller may not see it.
+pub(super) async fn fetch(
+    tx: &mut Tx,
+    caller: &Caller,
+    number: &str,
+) -> Result<Authorization, Error> {
+    let authorization = records::fetch(tx, number).await?.ok_or(Error::NotFound)?;
+    if !visible(caller, &authorization.organization) {
+        return Err(Error::NotFound);
+    }
+    Ok(authorization)
+}
+
+/// Reads an authorization with the units used and left.
+pub async fn read(service: &Service, caller: &Caller, number: &str) -> Result<Value, Error> {
+    let mut tx = service.store.pool.begin().await?;
+    let authorization = fetch(&mut tx, caller, number).await?;
+    store::audit(&mut tx, &caller.audit_record("authorization.read", number)).await?;
+    tx.commit().await?;
+    Ok(view(&authorization))
+}
+
+/// Spends units of an authorization on a date of service within its period; never beyond
+/// the approved units, also under concurrent calls.
+pub async fn record_usage(
+    service: &Service,
+    caller: &Caller,
+    number: &str,
+    body: &UsageBody,
+) -> Result<Value, Error> {
+    require(caller, &[Role::Submitter, Role::Admin])?;
+    if body.units == 0 {
+        return Err(invalid("units", "must be at least 1"));
+    }
+    let date = Date::parse(&body.date_of_service)
+        .ok_or_else(|| invalid("date_of_service", "must be a date as YYYY-MM-DD"))?;
+    let mut tx = service.store.pool.begin().await?;
+    let authorization = fetch(&mut tx, caller, number).await?;
+    let (start, end) = (&authorization.start_date, &authorization.end_date);
+    if date < Date::parse(start).unwrap_or(date) || date > Date::parse(end).unwrap_or(date) {
+        return Err(invalid(
+            "date_of_service",
+            format!("{date} is outside the authorization period {start} to {end}"),
+        ));
+    }
+    let Some((used, approved)) = records::spend(&mut tx, number, i64::from(body.units)).await?
+    else {
+        return Err(Error::Conflict(format!(
+            "{} units would exceed the approved {} ({} left)",
+            body.units,
+            authorization.approved_units,
+            authorization.approved_units - authorization.used_units
+        )));
+    };
+    let usage_id = random_id("use_");
+    records::insert_usage(
+        &mut tx,
+        &NewUsage {
+            id: usage_id.clone(),
+            authorization_number: number.to_string(),
+            units: i64::from(body.units),
+            service_date: date.to_string(),
+            actor: caller.key_id.clone(),
+            at: now_ms(),
+        },
+    )
+    .await?;
+    store::audit(&mut tx, &caller.audit_record("authorization.usage", number)).await?;
+    tx.commit().await?;
+    Ok(
+        json!({"id": usage_id, "authorization": number, "units": body.units, "date_of_service": date.to_string(), "used_units": used, "remaining_units": approved - used}),
+    )
+}
+
+/// The most authorizations a list shows.
+const LIST_LIMIT: i64 = 500;
+
+/// Authorizations with units used and left, the nearest end first: a submitter's own
+/// organization's, everyone's for the payer's staff. The read is audited like any other.
+pub async fn list(service: &Service, caller: &Caller) -> Result<Value, Error> {
+    let mut tx = service.store.pool.begin().await?;
+    let organization = (caller.role == Role::Submitter).then_some(caller.organization.as_str());
+    let rows = records::list(&mut tx, organization, LIST_LIMIT).await?;
+    store::audit(
+        &mut tx,
+        &caller.audit_record("authorization.list", "authorizations"),
+    )
+    .await?;
+    tx.commit().await?;
+    let today = super::day_of(now_ms());
+    let list: Vec<Value> = rows
+        .iter()
+        .map(|a| {
+            let days_left = Date::parse(&a.end_date).map(|end| end.days_since(today));
+            json!({
+                "number": a.number, "request_id": a.request_id,
+                "organization": a.organization, "drug": a.drug,
+                "hcpcs": a.hcpcs, "start": a.start_date, "end": a.end_date,
+                "approved_units": a.approved_units, "used_units": a.used_units,
+                "remaining_units": a.approved_units - a.used_units,
+                "cycles": a.cycles, "days_left": days_left,
+                "renewal_due": days_left.is_some_and(|d| (0..=30).contains(&d)),
+            })
+        })
+        .collect();
+    Ok(Value::Array(list))
+}

@@ -1,0 +1,165 @@
+//! Deciding a request for a plan: the plan's policy for the drug, the engine's evaluation as
+//! of the day of receipt, and the most an authorization of it may cover.
+
+use priorauth_core::Outcome;
+use priorauth_core::date::Date;
+use priorauth_core::report::Report;
+use serde_json::{Value, json};
+
+use super::{Error, Service, case_invalid, invalid};
+use crate::plans::Plan;
+
+/// The evaluated request: its case (with the plan's line of business), the policy used and
+/// the policy's result in the decision contract.
+#[derive(Debug)]
+pub struct Evaluated {
+    pub case: priorauth_core::Case,
+    pub case_json: Value,
+    pub policy_index: usize,
+    pub outcome: Outcome,
+    pub result: Value,
+    /// The day the payer received the request: an approval's period starts then.
+    pub received: Date,
+    /// The most an authorization of this request may cover, per cycle and in cycles: the
+    /// engine's granted quantity for an approval, else (a reviewer's approval) the label's
+    /// limits applied to the request.
+    pub bound: QuantityBound,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct QuantityBound {
+    /// Units per cycle the authorization carries unless a reviewer changes them.
+    pub units_per_cycle: u32,
+    /// The most units per cycle a reviewer may approve (the label's).
+    pub max_units_per_cycle: u32,
+    pub cycles: u32,
+    pub max_cycles: u32,
+}
+
+/// The quantity bound of an evaluated request (see [`Evaluated::bound`]).
+fn quantity_bound(result: &Value, facts: &priorauth_core::Facts) -> QuantityBound {
+    use priorauth_core::FactId;
+    use priorauth_core::facts::Value as Fact;
+    let number = |id: FactId| match facts.get(id) {
+        Fact::Number(n) if n.is_finite() && n >= 0.0 => Some(n.min(f64::from(u32::MAX)) as u32),
+        _ => None,
+    };
+    let label_units = number(FactId::RequestLabelUnitsPerCycle).unwrap_or(0);
+    let first = number(FactId::RequestFirstCycle).unwrap_or(1).max(1);
+    let course_left = number(FactId::RequestLabelCourseCycles)
+        .map_or(0, |course| course.saturating_sub(first - 1));
+    let granted = |key: &str| {
+        result
+            .pointer(&format!("/quantity/{key}"))
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+    };
+    match (granted("units"), granted("cycles")) {
+        (Some(units), Some(cycles)) => QuantityBound {
+            units_per_cycle: units,
+            max_units_per_cycle: label_units.max(units),
+            cycles,
+            max_cycles: course_left.max(cycles),
+        },
+        _ => {
+            let requested_units = number(FactId::RequestUnitsPerCycle).unwrap_or(label_units);
+            let requested_cycles = number(FactId::RequestCycles).unwrap_or(1);
+            QuantityBound {
+                units_per_cycle: requested_units.min(label_units),
+                max_units_per_cycle: label_units,
+                cycles: requested_cycles.min(course_left),
+                max_cycles: course_left,
+            }
+        }
+    }
+}
+
+pub fn evaluate(
+    service: &Service,
+    plan: &Plan,
+    mut case_json: Value,
+    received: Date,
+) -> Result<Evaluated, Error> {
+    let Some(object) = case_json.as_object_mut() else {
+        return Err(invalid("case", "must be an object"));
+    };
+    // The plan's line of business is the member's.
+    let request = object.entry("request").or_insert_with(|| json!({}));
+    if request.is_null() {
+        *request = json!({});
+    }
+    if let Some(request) = request.as_object_mut() {
+        match request.get("line_of_business").and_then(Value::as_str) {
+            None => {
+                request.insert(
+                    "line_of_business".into(),
+                    Value::from(plan.line_of_business.clone()),
+                );
+            }
+            Some(given) if given != plan.line_of_business => {
+                return Err(invalid(
+                    "case.request.line_of_business",
+                    format!(
+                        "`{given}` is not the plan's line of business (`{}`)",
+                        plan.line_of_business
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    let case = service
+        .engine
+        .parse_case(&case_json.to_string())
+        .map_err(case_invalid)?;
+    let drug = case
+        .request
+        .as_ref()
+        .and_then(|r| r.drug.clone())
+        .ok_or_else(|| {
+            invalid(
+                "case.request.drug",
+                "the drug decides which of the plan's policies applies",
+            )
+        })?;
+    let policy_id = plan.policies.get(&drug).ok_or_else(|| {
+        invalid(
+            "case.request.drug",
+            format!("plan `{}` has no policy for `{drug}`", plan.id),
+        )
+    })?;
+    let policy_index = service
+        .engine
+        .policy_index(policy_id)
+        .ok_or_else(|| Error::Internal(format!("policy {policy_id} missing")))?;
+    // The payer's clock, not the request, dates the decision: the versions in effect on the
+    // day of receipt decide, and an approval starts that day.
+    let evaluation = service
+        .engine
+        .evaluate_received(&case, &[policy_index], Some(received));
+    let report = Report::new(&service.engine, &case, &evaluation);
+    let result = report
+        .results
+        .first()
+        .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+        .unwrap_or(Value::Null);
+    let outcome = evaluation
+        .decisions
+        .first()
+        .map_or(Outcome::Incomplete, |(_, d)| d.outcome);
+    // The version in effect on the day of receipt decided; it is the one recorded.
+    let policy_index = evaluation
+        .decisions
+        .first()
+        .map_or(policy_index, |(index, _)| *index);
+    let bound = quantity_bound(&result, &evaluation.facts);
+    Ok(Evaluated {
+        case,
+        case_json,
+        policy_index,
+        outcome,
+        result,
+        received,
+        bound,
+    })
+}

@@ -1,0 +1,150 @@
+//! The request lifecycle: every state a prior-authorization request and its authorization
+//! can be in, and every transition between them, as functions that take the caller and its
+//! input, check who may do it, write the records and the audit entry in one transaction, and
+//! answer a domain result or a domain [`Error`]. No HTTP and no FHIR here: `/v1`
+//! (`crate::api`), the FHIR interfaces (`crate::fhir`), the console (`crate::console`) and
+//! the CLI's `serve` are adapters that translate to and from these functions, and none of
+//! them imports another.
+//!
+//! # States
+//!
+//! | request status        | meaning                                                        |
+//! |-----------------------|----------------------------------------------------------------|
+//! | `pending_information` | the policy needs facts the request did not give               |
+//! | `pending_review`      | a clinician decides (a `review` outcome or a recommended denial; also a PAS request no policy governs) |
+//! | `approved`            | by the policy's criteria, or by a clinician; holds an authorization |
+//! | `denied`              | by a clinician only: software never denies                    |
+//! | `not_applicable`      | no pathway of the policy concerns the request                 |
+//!
+//! An authorization is created with an approval, holds approved units over a period, and is
+//! spent by usage; it is renewed at most once (the renewal is a new request naming it).
+//!
+//! # Transitions
+//!
+//! | transition | roles | from → to | writes (one transaction, with an audit entry) |
+//! |---|---|---|---|
+//! | [`requests::submit`] | submitter, admin | — → any status | request, first event, authorization if approved, PAS link (group commit; a renewal in its own transaction after reading its chain) |
+//! | [`requests::submit_for_review`] | submitter, admin | — → `pending_review` | request, first event, PAS link |
+//! | [`requests::complete`] | submitter, admin | `pending_information` → any status | request's facts and decision, `completed` event, authorization if approved, PAS notification |
+//! | [`review::determine`] | reviewer | `pending_review` → `approved` / `denied` | status, determination, authorization if approved, `determination` event, PAS notification |
+//! | [`authorizations::record_usage`] | submitter, admin | authorization → units spent | used units, usage row |
+//! | [`requests::read`], [`review::queue`], [`review::denial_letter`], [`authorizations::read`] | by visibility, reviewer for the queue | none | the audit entry of the read |
+//!
+//! A submitter sees only its own organization's records; to anyone else they do not exist.
+
+pub mod authorizations;
+pub mod evaluate;
+pub mod requests;
+pub mod review;
+
+use std::sync::Arc;
+
+use priorauth_core::Engine;
+use priorauth_core::Outcome;
+use priorauth_core::date::Date;
+
+use crate::keys::{Caller, Role};
+use crate::plans::Plans;
+use crate::store::writer::Writer;
+use crate::store::{Store, StoreError, now_ms};
+
+/// What the lifecycle works with: the engine and its policies, the plans, the records.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub engine: Arc<Engine>,
+    pub plans: Arc<Plans>,
+    pub store: Store,
+    /// Wakes the notification worker after a decision.
+    pub notify: Arc<tokio::sync::Notify>,
+    /// The group commit of new requests and audit entries.
+    pub writer: Writer,
+}
+
+/// Why a transition did not happen. Each adapter answers it in its own terms (problem+json,
+/// an OperationOutcome).
+#[derive(Debug)]
+pub enum Error {
+    /// The caller's role may not do this.
+    Forbidden(String),
+    /// No such record, or one the caller may not see.
+    NotFound,
+    /// Bad input: (field, message) pairs.
+    Invalid(Vec<(String, String)>),
+    /// The record is not in a state that allows it.
+    Conflict(String),
+    /// The records could not be read or written; the detail is for the server's log.
+    Internal(String),
+}
+
+impl From<StoreError> for Error {
+    fn from(error: StoreError) -> Error {
+        Error::Internal(error.to_string())
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Error {
+        Error::Internal(error.to_string())
+    }
+}
+
+/// One field's problem.
+pub fn invalid(field: &str, message: impl Into<String>) -> Error {
+    Error::Invalid(vec![(field.to_string(), message.into())])
+}
+
+/// A case that breaks the format: each problem named by its key under `case.`.
+pub fn case_invalid(error: priorauth_core::CaseError) -> Error {
+    Error::Invalid(
+        error
+            .problems
+            .iter()
+            .map(|p| (format!("case.{}", p.key), p.message.clone()))
+            .collect(),
+    )
+}
+
+fn require(caller: &Caller, roles: &[Role]) -> Result<(), Error> {
+    if roles.contains(&caller.role) {
+        Ok(())
+    } else {
+        let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        Err(Error::Forbidden(format!(
+            "this needs the {} role",
+            names.join(" or ")
+        )))
+    }
+}
+
+/// A submitter sees only its own organization's records; to anyone else they do not exist.
+fn visible(caller: &Caller, organization: &str) -> bool {
+    caller.role != Role::Submitter || caller.organization == organization
+}
+
+/// The status a request takes from the engine's outcome.
+fn status_of(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Approve => "approved",
+        Outcome::Incomplete => "pending_information",
+        Outcome::Review | Outcome::Deny => "pending_review",
+        Outcome::NotApplicable => "not_applicable",
+    }
+}
+
+/// The calendar day (UTC) of a time in milliseconds since 1970.
+pub fn day_of(ms: i64) -> Date {
+    Date::from_epoch_days(ms.div_euclid(86_400_000))
+        .unwrap_or_else(|| Date::from_ymd_unchecked(1970, 1, 1))
+}
+
+/// Today's date (UTC), `YYYY-MM-DD`.
+pub fn today() -> String {
+    day_of(now_ms()).to_string()
+}
+
+/// A time in milliseconds since 1970 as RFC 3339.
+pub fn timestamp(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}

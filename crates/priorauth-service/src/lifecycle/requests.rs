@@ -1,0 +1,617 @@
+//! Requests: submission (with renewals read from the records), completion of missing facts,
+//! and reading a request with its history.
+
+use priorauth_core::Outcome;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use super::authorizations::{self, Changes};
+use super::evaluate::evaluate;
+use super::{Error, Service, day_of, invalid, require, status_of, timestamp, visible};
+use crate::keys::{Caller, Role};
+use crate::store::authorizations as records;
+use crate::store::requests::{self, ClaimLink, NewEvent, NewRequest, Request, StoredClaim};
+use crate::store::writer::{self, Write, Written};
+use crate::store::{self, Tx, notifications, now_ms, random_id, sha256_hex};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Urgency {
+    #[default]
+    Standard,
+    Expedited,
+}
+
+/// A prior-authorization request for a member of a plan.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitBody {
+    /// Plan id (`config/plans.toml`).
+    pub plan: String,
+    /// The case, in the case format (docs/case-format.md).
+    #[schema(value_type = Object)]
+    pub case: Value,
+    #[serde(default)]
+    pub urgency: Urgency,
+    /// The authorization number this request continues (a renewal). Its history, renewal
+    /// count and cycles given are then taken from the records.
+    #[serde(default)]
+    pub renews: Option<String>,
+}
+
+/// Replaces the history the requester gave with the records of the authorization chain.
+async fn history_from_records(
+    tx: &mut Tx,
+    caller: &Caller,
+    number: &str,
+    case_json: &mut Value,
+) -> Result<(), Error> {
+    if let Some(renewal) = records::renewal_of(tx, number).await? {
+        return Err(authorizations::already_renewed(number, &renewal));
+    }
+    let mut chain = Vec::new();
+    let mut next = Some(number.to_string());
+    while let Some(number) = next.take() {
+        let Some(authorization) = records::fetch(tx, &number).await? else {
+            return Err(if chain.is_empty() {
+                invalid("renews", format!("no authorization `{number}`"))
+            } else {
+                Error::Internal("broken authorization chain".into())
+            });
+        };
+        if !visible(caller, &authorization.organization) {
+            return Err(invalid("renews", format!("no authorization `{number}`")));
+        }
+        next = authorization.renews.clone();
+        chain.push(authorization);
+        if chain.len() > 100 {
+            return Err(Error::Internal("authorization chain too long".into()));
+        }
+    }
+    let drug = chain.first().map(|a| a.drug.clone()).unwrap_or_default();
+    let given_drug = case_json
+        .pointer("/request/drug")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if given_drug.as_deref().is_some_and(|d| d != drug) {
+        return Err(invalid(
+            "renews",
+            format!("authorization `{number}` is for `{drug}`"),
+        ));
+    }
+    let mut past = Vec::new();
+    let (mut cycles_given, mut continued_given) = (0i64, 0i64);
+    for authorization in &chain {
+        let (first, cycles) = (authorization.first_cycle, authorization.cycles);
+        cycles_given = cycles_given.max(first + cycles - 1);
+        continued_given += (first..first + cycles).filter(|c| *c >= 6).count() as i64;
+        past.push(json!({
+            "start": authorization.start_date,
+            "end": authorization.end_date,
+            "renewal": authorization.renews.is_some(),
+        }));
+    }
+    let object = case_json
+        .as_object_mut()
+        .ok_or_else(|| invalid("case", "must be an object"))?;
+    let request = object.entry("request").or_insert_with(|| json!({}));
+    if let Some(request) = request.as_object_mut() {
+        request.insert("drug".into(), Value::from(drug.clone()));
+        // A request that continues an authorization is a renewal, whatever it declares.
+        match request.get("kind").and_then(Value::as_str) {
+            Some("renewal") | None => {
+                request.insert("kind".into(), Value::from("renewal"));
+            }
+            Some(kind) => {
+                return Err(invalid(
+                    "case.request.kind",
+                    format!(
+                        "`{kind}` contradicts `renews`: a request continuing authorization `{number}` is a renewal"
+                    ),
+                ));
+            }
+        }
+        // The course continues where the records say it stands.
+        if drug == "blinatumomab" {
+            request.insert("first_cycle".into(), Value::from(cycles_given + 1));
+        }
+    }
+    let history = object.entry("history").or_insert_with(|| json!({}));
+    if history.is_null() {
+        *history = json!({});
+    }
+    if let Some(history) = history.as_object_mut() {
+        history.insert("authorizations".into(), Value::Array(past));
+        if drug == "blinatumomab" {
+            history.insert("blinatumomab_cycles".into(), Value::from(cycles_given));
+            history.insert(
+                "blinatumomab_continued_cycles".into(),
+                Value::from(continued_given),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Decides and stores a request: one transaction holds the request, its first event, its
+/// audit entry, its authorization if approved and its FHIR link. Answers (created, the
+/// response); a retry with the same idempotency key answers the first response.
+pub async fn submit(
+    service: &Service,
+    caller: &Caller,
+    body: SubmitBody,
+    idempotency_key: Option<String>,
+    link: Option<ClaimLink>,
+) -> Result<(bool, Value), Error> {
+    require(caller, &[Role::Submitter, Role::Admin])?;
+    let plan = service
+        .plans
+        .get(&body.plan)
+        .ok_or_else(|| invalid("plan", format!("unknown plan `{}`", body.plan)))?
+        .clone();
+    if idempotency_key
+        .as_ref()
+        .is_some_and(|k| k.is_empty() || k.len() > 255)
+    {
+        return Err(invalid("Idempotency-Key", "must be 1 to 255 characters"));
+    }
+    let body_hash = sha256_hex(&serde_json::to_string(&body).unwrap_or_default());
+    if let Some(key) = &idempotency_key {
+        if let Some(answer) = replay(service, caller, key, &body_hash).await? {
+            return Ok((false, answer));
+        }
+    }
+
+    // A renewal reads the authorization chain and writes in one transaction of its own, so
+    // that two renewals of one authorization cannot both be decided on the same records.
+    // Every other request is written by the group commit.
+    let mut renewal_tx = None;
+    let mut case_json = body.case.clone();
+    if let Some(number) = &body.renews {
+        let mut tx = service.store.pool.begin().await?;
+        history_from_records(&mut tx, caller, number, &mut case_json).await?;
+        renewal_tx = Some(tx);
+    }
+    let now = now_ms();
+    let evaluated = evaluate(service, &plan, case_json, day_of(now))?;
+    let policy = service
+        .engine
+        .policies
+        .get(evaluated.policy_index)
+        .ok_or_else(|| Error::Internal("policy".into()))?;
+    let id = random_id("req_");
+    let status = status_of(evaluated.outcome);
+    let due_at = (status == "pending_review")
+        .then(|| plan.clocks.due(body.urgency == Urgency::Expedited, now));
+    let authorization = if evaluated.outcome == Outcome::Approve {
+        Some(authorizations::plan(
+            service,
+            &caller.organization,
+            &id,
+            &evaluated,
+            &Changes::default(),
+            body.renews.as_deref(),
+        )?)
+    } else {
+        None
+    };
+    // The first answer is stored for replays without its decision, which the first event
+    // already holds (a decision is several kilobytes, and each stored copy costs the database
+    // compression and write time).
+    let mut response = json!({
+        "id": id,
+        "status": status,
+        "outcome": evaluated.outcome,
+        "plan": plan.id,
+        "policy": policy.id,
+        "policy_version": policy.version,
+        "urgency": body.urgency,
+        "due_at": due_at.map(timestamp),
+        "authorization": authorization.as_ref().map(authorizations::answer),
+    });
+    let response_json = response.to_string();
+    let decision_json = evaluated.result.to_string();
+    let mut request = NewRequest {
+        id,
+        organization: caller.organization.clone(),
+        submitted_by: caller.key_id.clone(),
+        plan: plan.id.clone(),
+        policy: policy.id.clone(),
+        policy_version: policy.version.clone(),
+        idempotency_key: idempotency_key.clone(),
+        body_hash: body_hash.clone(),
+        status,
+        outcome: evaluated.outcome.as_str(),
+        urgency: urgency_str(body.urgency),
+        due_at,
+        case_json: evaluated.case_json.to_string(),
+        decision_json,
+        response_json,
+        renews: body.renews.clone(),
+        created_at: now,
+        authorization,
+        link,
+    };
+    if let Some(object) = response.as_object_mut() {
+        object.insert("decision".into(), evaluated.result);
+    }
+    let written = match renewal_tx {
+        Some(mut tx) => {
+            // The authorization goes in after the request row, with the renewal checks.
+            let authorization = request.authorization.take();
+            let request = Write::Request(Box::new(request));
+            let mut chain = store::AuditChain::lock(&mut tx).await?;
+            let written = writer::write_in(&mut tx, &mut chain, &request).await?;
+            if written == Written::Stored {
+                if let Some(authorization) = &authorization {
+                    authorizations::insert(&mut tx, authorization).await?;
+                }
+                chain.save(&mut tx).await?;
+                tx.commit().await?;
+            }
+            written
+        }
+        None => {
+            service
+                .writer
+                .write(Write::Request(Box::new(request)))
+                .await?
+        }
+    };
+    if written == Written::DuplicateKey {
+        // Another submission with this key won the race: answer with its first answer.
+        if let Some(key) = &idempotency_key {
+            if let Some(answer) = replay(service, caller, key, &body_hash).await? {
+                return Ok((false, answer));
+            }
+        }
+        return Err(Error::Conflict("the request could not be stored".into()));
+    }
+    Ok((true, response))
+}
+
+async fn replay(
+    service: &Service,
+    caller: &Caller,
+    key: &str,
+    body_hash: &str,
+) -> Result<Option<Value>, Error> {
+    let Some(first) =
+        requests::first_answer(&service.store.pool, &caller.organization, key).await?
+    else {
+        return Ok(None);
+    };
+    if first.body_hash != body_hash {
+        return Err(invalid(
+            "Idempotency-Key",
+            "this key was used for a different request body",
+        ));
+    }
+    service
+        .writer
+        .write(Write::Audit(
+            caller.audit_record("request.replay", &first.id),
+        ))
+        .await?;
+    let mut response: Value = serde_json::from_str(&first.response_json).unwrap_or(Value::Null);
+    // The first answer's decision is the first event's (see `submit`).
+    if let Some(object) = response.as_object_mut() {
+        if !object.contains_key("decision") {
+            let decision = first
+                .decision_json
+                .and_then(|d| serde_json::from_str(&d).ok())
+                .unwrap_or(Value::Null);
+            object.insert("decision".into(), decision);
+        }
+    }
+    Ok(Some(response))
+}
+
+fn urgency_str(urgency: Urgency) -> &'static str {
+    match urgency {
+        Urgency::Standard => "standard",
+        Urgency::Expedited => "expedited",
+    }
+}
+
+/// Stores a request no policy of the plan can decide (no plan, or a service no policy
+/// governs) straight into the review queue: a clinician answers it. Idempotent by `key`.
+/// Answers the request id.
+pub async fn submit_for_review(
+    service: &Service,
+    caller: &Caller,
+    case: &Value,
+    plan: Option<&str>,
+    expedited: bool,
+    key: &str,
+    link: ClaimLink,
+) -> Result<String, Error> {
+    require(caller, &[Role::Submitter, Role::Admin])?;
+    let body_hash = sha256_hex(&link.bundle_json);
+    if let Some(answer) = replay(service, caller, key, &body_hash).await? {
+        return Ok(answer
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string());
+    }
+    let plan = plan.and_then(|p| service.plans.get(p));
+    let now = now_ms();
+    let id = random_id("req_");
+    // Without a plan, the strictest clock of any plan applies.
+    let due_at = match plan {
+        Some(plan) => plan.clocks.due(expedited, now),
+        None => service
+            .plans
+            .plans
+            .iter()
+            .map(|p| p.clocks.due(expedited, now))
+            .min()
+            .unwrap_or(now),
+    };
+    let decision = json!({"outcome": "not_applicable", "missing": [], "reasons": []});
+    let urgency = if expedited {
+        Urgency::Expedited
+    } else {
+        Urgency::Standard
+    };
+    // Stored without its decision, as `submit_case` does.
+    let response = json!({"id": id, "status": "pending_review", "outcome": "not_applicable", "authorization": null});
+    let request = NewRequest {
+        id: id.clone(),
+        organization: caller.organization.clone(),
+        submitted_by: caller.key_id.clone(),
+        plan: plan.map(|p| p.id.clone()).unwrap_or_default(),
+        policy: String::new(),
+        policy_version: String::new(),
+        idempotency_key: Some(key.to_string()),
+        body_hash: body_hash.clone(),
+        status: "pending_review",
+        outcome: Outcome::NotApplicable.as_str(),
+        urgency: urgency_str(urgency),
+        due_at: Some(due_at),
+        case_json: case.to_string(),
+        decision_json: decision.to_string(),
+        response_json: response.to_string(),
+        renews: None,
+        created_at: now,
+        authorization: None,
+        link: Some(link),
+    };
+    match service
+        .writer
+        .write(Write::Request(Box::new(request)))
+        .await?
+    {
+        Written::Stored => Ok(id),
+        Written::DuplicateKey => match replay(service, caller, key, &body_hash).await? {
+            Some(answer) => Ok(answer
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()),
+            None => Err(Error::Conflict("the request could not be stored".into())),
+        },
+    }
+}
+
+/// Fills facts a request waiting for information lacked, and decides it again.
+pub async fn complete(
+    service: &Service,
+    caller: &Caller,
+    id: &str,
+    facts: &Value,
+) -> Result<Value, Error> {
+    require(caller, &[Role::Submitter, Role::Admin])?;
+    let Some(sections) = facts.as_object() else {
+        return Err(invalid("body", "must be an object of case sections"));
+    };
+    let mut tx = service.store.pool.begin().await?;
+    let row = fetch(&mut tx, caller, id).await?;
+    if row.status != "pending_information" {
+        return Err(Error::Conflict(format!(
+            "the request is `{}`, not waiting for information",
+            row.status
+        )));
+    }
+    let mut case: Value = serde_json::from_str(&row.case_json).unwrap_or(json!({}));
+    for (section, values) in sections {
+        let Some(values) = values.as_object() else {
+            return Err(invalid(section, "must be an object of facts"));
+        };
+        let target = case
+            .as_object_mut()
+            .map(|c| c.entry(section.clone()).or_insert_with(|| json!({})));
+        if let Some(target) = target {
+            if target.is_null() {
+                *target = json!({});
+            }
+            if let Some(target) = target.as_object_mut() {
+                for (key, value) in values {
+                    // A completion fills only what is missing: it cannot rewrite a fact the
+                    // request gave or one the service took from its records (a renewal's
+                    // history and course position).
+                    if target.get(key).is_some_and(|given| !given.is_null()) {
+                        return Err(invalid(
+                            &format!("{section}.{key}"),
+                            "is already given; a completion fills only missing facts",
+                        ));
+                    }
+                    target.insert(key.clone(), value.clone());
+                }
+            }
+        }
+    }
+    let plan = service
+        .plans
+        .get(&row.plan)
+        .ok_or_else(|| Error::Internal(format!("plan {} is gone", row.plan)))?
+        .clone();
+    let received = day_of(row.created_at);
+    let evaluated = evaluate(service, &plan, case, received).map_err(|error| match error {
+        Error::Invalid(errors) => Error::Invalid(
+            errors
+                .into_iter()
+                .map(|(f, m)| (f.trim_start_matches("case.").to_string(), m))
+                .collect(),
+        ),
+        other => other,
+    })?;
+    let status = status_of(evaluated.outcome);
+    let due_at = (status == "pending_review")
+        .then(|| plan.clocks.due(row.urgency == "expedited", row.created_at));
+    let now = now_ms();
+    let completed = requests::complete(
+        &mut tx,
+        id,
+        status,
+        evaluated.outcome.as_str(),
+        due_at,
+        &evaluated.case_json.to_string(),
+        &evaluated.result.to_string(),
+        now,
+    )
+    .await?;
+    if !completed {
+        return Err(Error::Conflict(
+            "the request was completed meanwhile".into(),
+        ));
+    }
+    if evaluated.outcome == Outcome::Approve {
+        // The request's organization holds the authorization, also when an admin completes it.
+        authorizations::create(
+            &mut tx,
+            service,
+            &row.organization,
+            id,
+            &evaluated,
+            &Changes::default(),
+            row.renews.as_deref(),
+        )
+        .await?;
+    }
+    requests::add_event(
+        &mut tx,
+        id,
+        &NewEvent {
+            kind: "completed",
+            actor: &caller.key_id,
+            at: now,
+            outcome: evaluated.outcome.as_str(),
+            case_json: &evaluated.case_json.to_string(),
+            decision_json: &evaluated.result.to_string(),
+        },
+    )
+    .await?;
+    store::audit(&mut tx, &caller.audit_record("request.update", id)).await?;
+    notifications::enqueue(&mut tx, id).await?;
+    let row = fetch(&mut tx, caller, id).await?;
+    let view = view(&mut tx, &row).await?;
+    tx.commit().await?;
+    service.notify.notify_one();
+    Ok(view)
+}
+
+/// A request, or NotFound when it does not exist or the caller may not see it.
+pub(super) async fn fetch(tx: &mut Tx, caller: &Caller, id: &str) -> Result<Request, Error> {
+    let request = requests::fetch(tx, id).await?.ok_or(Error::NotFound)?;
+    if !visible(caller, &request.organization) {
+        return Err(Error::NotFound);
+    }
+    Ok(request)
+}
+
+/// A request as its reader sees it: its record, decision, authorization, determination and
+/// history.
+pub(super) async fn view(tx: &mut Tx, row: &Request) -> Result<Value, Error> {
+    let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+    let history: Vec<Value> = requests::events(tx, &row.id)
+        .await?
+        .iter()
+        .map(|e| {
+            json!({
+                "seq": e.seq,
+                "kind": e.kind,
+                "actor": e.actor,
+                "at": timestamp(e.at),
+                "outcome": e.outcome,
+                "case": parse(&e.case_json),
+                "decision": parse(&e.decision_json),
+            })
+        })
+        .collect();
+    let authorization = records::of_request(tx, &row.id)
+        .await?
+        .map(|a| authorizations::view(&a));
+    let determination = requests::determination(tx, &row.id).await?.map(|d| {
+        json!({
+            "decision": d.decision,
+            "reason": d.reason,
+            "criterion": d.criterion,
+            "reviewer": {"name": d.reviewer_name, "credentials": d.reviewer_credentials},
+            "changes": parse(&d.changes_json),
+            "at": timestamp(d.at),
+        })
+    });
+    Ok(json!({
+        "id": row.id,
+        "plan": row.plan,
+        "policy": row.policy,
+        "policy_version": row.policy_version,
+        "status": row.status,
+        "outcome": row.outcome,
+        "urgency": row.urgency,
+        "due_at": row.due_at.map(timestamp),
+        "renews": row.renews,
+        "created_at": timestamp(row.created_at),
+        "updated_at": timestamp(row.updated_at),
+        "case": parse(&row.case_json),
+        "decision": parse(&row.decision_json),
+        "authorization": authorization,
+        "determination": determination,
+        "history": history,
+    }))
+}
+
+/// Reads a request with its history.
+pub async fn read(service: &Service, caller: &Caller, id: &str) -> Result<Value, Error> {
+    Ok(read_with_claim(service, caller, id).await?.0)
+}
+
+/// Reads a request with its history, and the PAS claim it came with if it came through PAS.
+pub async fn read_with_claim(
+    service: &Service,
+    caller: &Caller,
+    id: &str,
+) -> Result<(Value, Option<StoredClaim>), Error> {
+    let mut tx = service.store.pool.begin().await?;
+    let row = fetch(&mut tx, caller, id).await?;
+    let view = view(&mut tx, &row).await?;
+    let claim = requests::claim(&mut tx, id).await?;
+    store::audit(&mut tx, &caller.audit_record("request.read", id)).await?;
+    tx.commit().await?;
+    Ok((view, claim))
+}
+
+/// A request that came through PAS, read to notify its organization's subscriber: the
+/// service reads it, and the read is audited as the notification's.
+pub async fn read_for_notification(
+    service: &Service,
+    id: &str,
+) -> Result<(Value, StoredClaim), Error> {
+    let mut tx = service.store.pool.begin().await?;
+    let claim = requests::claim(&mut tx, id).await?.ok_or(Error::NotFound)?;
+    let system = Caller {
+        key_id: "notifications".into(),
+        organization: claim.organization.clone(),
+        role: Role::Admin,
+        name: "notifications".into(),
+        credentials: String::new(),
+    };
+    let row = fetch(&mut tx, &system, id).await?;
+    let view = view(&mut tx, &row).await?;
+    store::audit(&mut tx, &system.audit_record("request.notify", id)).await?;
+    tx.commit().await?;
+    Ok((view, claim))
+}

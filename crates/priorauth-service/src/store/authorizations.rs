@@ -1,0 +1,203 @@
+//! The authorizations aggregate's SQL: authorizations, their renewal chains and the usage
+//! spent against them.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{StoreError, Tx};
+
+/// An authorization as it is stored.
+#[derive(Debug, Clone)]
+pub struct NewAuthorization {
+    pub number: String,
+    pub request_id: String,
+    pub organization: String,
+    pub drug: String,
+    pub hcpcs: String,
+    pub start_date: String,
+    pub end_date: String,
+    pub units_per_period: i64,
+    pub period_days: i64,
+    pub cycles: i64,
+    pub first_cycle: i64,
+    pub approved_units: i64,
+    pub renews: Option<String>,
+    pub created_at: i64,
+}
+
+/// An authorization as stored, with the units used so far.
+#[derive(Debug, Clone)]
+pub struct Authorization {
+    pub number: String,
+    pub request_id: String,
+    pub organization: String,
+    pub drug: String,
+    pub hcpcs: String,
+    pub start_date: String,
+    pub end_date: String,
+    pub units_per_period: i64,
+    pub period_days: i64,
+    pub cycles: i64,
+    pub first_cycle: i64,
+    pub approved_units: i64,
+    pub used_units: i64,
+    pub renews: Option<String>,
+}
+
+const COLUMNS: &str = "number, request_id, organization, drug, hcpcs, start_date, end_date, units_per_period, period_days, cycles, first_cycle, approved_units, used_units, renews";
+
+impl Authorization {
+    fn from_row(row: &AnyRow) -> Result<Authorization, sqlx::Error> {
+        Ok(Authorization {
+            number: row.try_get("number")?,
+            request_id: row.try_get("request_id")?,
+            organization: row.try_get("organization")?,
+            drug: row.try_get("drug")?,
+            hcpcs: row.try_get("hcpcs")?,
+            start_date: row.try_get("start_date")?,
+            end_date: row.try_get("end_date")?,
+            units_per_period: row.try_get("units_per_period")?,
+            period_days: row.try_get("period_days")?,
+            cycles: row.try_get("cycles")?,
+            first_cycle: row.try_get("first_cycle")?,
+            approved_units: row.try_get("approved_units")?,
+            used_units: row.try_get("used_units")?,
+            renews: row.try_get("renews")?,
+        })
+    }
+}
+
+/// A unit spend recorded against an authorization.
+#[derive(Debug, Clone)]
+pub struct NewUsage {
+    pub id: String,
+    pub authorization_number: String,
+    pub units: i64,
+    pub service_date: String,
+    pub actor: String,
+    pub at: i64,
+}
+
+pub async fn insert(tx: &mut Tx, authorization: &NewAuthorization) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO authorizations (number, request_id, organization, drug, hcpcs, start_date, end_date, units_per_period, period_days, cycles, first_cycle, approved_units, used_units, renews, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $13, $14)",
+    )
+    .bind(&authorization.number)
+    .bind(&authorization.request_id)
+    .bind(&authorization.organization)
+    .bind(&authorization.drug)
+    .bind(&authorization.hcpcs)
+    .bind(&authorization.start_date)
+    .bind(&authorization.end_date)
+    .bind(authorization.units_per_period)
+    .bind(authorization.period_days)
+    .bind(authorization.cycles)
+    .bind(authorization.first_cycle)
+    .bind(authorization.approved_units)
+    .bind(&authorization.renews)
+    .bind(authorization.created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// An authorization by number.
+pub async fn fetch(tx: &mut Tx, number: &str) -> Result<Option<Authorization>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM authorizations WHERE number = $1"
+    ))
+    .bind(number)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|r| Authorization::from_row(&r)).transpose()?)
+}
+
+/// The authorization a request was granted, if any.
+pub async fn of_request(
+    tx: &mut Tx,
+    request_id: &str,
+) -> Result<Option<Authorization>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM authorizations WHERE request_id = $1"
+    ))
+    .bind(request_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|r| Authorization::from_row(&r)).transpose()?)
+}
+
+/// The number of the authorization that renews `number`, if one does.
+pub async fn renewal_of(tx: &mut Tx, number: &str) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query("SELECT number FROM authorizations WHERE renews = $1")
+        .bind(number)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row
+        .map(|row| row.try_get::<String, _>("number"))
+        .transpose()?)
+}
+
+/// Spends `units` if they fit in what is left: one statement checks and spends, so
+/// concurrent calls can never overspend. The units used and approved after it, or None when
+/// they would not fit.
+pub async fn spend(
+    tx: &mut Tx,
+    number: &str,
+    units: i64,
+) -> Result<Option<(i64, i64)>, StoreError> {
+    let spent = sqlx::query("UPDATE authorizations SET used_units = used_units + $1 WHERE number = $2 AND used_units + $1 <= approved_units RETURNING used_units, approved_units")
+        .bind(units)
+        .bind(number)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(spent
+        .map(|row| -> Result<(i64, i64), sqlx::Error> {
+            Ok((row.try_get("used_units")?, row.try_get("approved_units")?))
+        })
+        .transpose()?)
+}
+
+pub async fn insert_usage(tx: &mut Tx, usage: &NewUsage) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO usage (id, authorization_number, units, service_date, actor, at) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(&usage.id)
+        .bind(&usage.authorization_number)
+        .bind(usage.units)
+        .bind(&usage.service_date)
+        .bind(&usage.actor)
+        .bind(usage.at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Authorizations, the nearest end first (at most `limit`): an organization's, or all.
+pub async fn list(
+    tx: &mut Tx,
+    organization: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Authorization>, StoreError> {
+    let rows = match organization {
+        Some(organization) => {
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM authorizations WHERE organization = $1 ORDER BY end_date LIMIT $2"
+            ))
+            .bind(organization)
+            .bind(limit)
+            .fetch_all(&mut **tx)
+            .await?
+        }
+        None => {
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM authorizations ORDER BY end_date LIMIT $1"
+            ))
+            .bind(limit)
+            .fetch_all(&mut **tx)
+            .await?
+        }
+    };
+    Ok(rows
+        .iter()
+        .map(Authorization::from_row)
+        .collect::<Result<_, sqlx::Error>>()?)
+}

@@ -1,0 +1,445 @@
+//! The requests aggregate's SQL: a request row, its events (the decision history), its
+//! clinician's determination, and the PAS claim it came with.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{StoreError, Tx};
+
+/// A PAS submission's link to its request: the request Bundle as received and the Claim's
+/// identifier (what `$inquire` finds it by).
+#[derive(Debug, Clone)]
+pub struct ClaimLink {
+    /// The FHIR base the request reached, for the full URLs of later notifications.
+    pub base: String,
+    pub claim_identifier: String,
+    pub item_sequence: u32,
+    pub bundle_json: String,
+}
+
+/// A new request as it is stored.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    pub id: String,
+    pub organization: String,
+    /// The submitting key, also the first event's and the audit entry's actor.
+    pub submitted_by: String,
+    pub plan: String,
+    pub policy: String,
+    pub policy_version: String,
+    pub idempotency_key: Option<String>,
+    pub body_hash: String,
+    pub status: &'static str,
+    pub outcome: &'static str,
+    pub urgency: &'static str,
+    pub due_at: Option<i64>,
+    pub case_json: String,
+    pub decision_json: String,
+    pub response_json: String,
+    pub renews: Option<String>,
+    pub created_at: i64,
+    pub authorization: Option<super::authorizations::NewAuthorization>,
+    pub link: Option<ClaimLink>,
+}
+
+/// A request as stored.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub id: String,
+    pub organization: String,
+    pub plan: String,
+    pub policy: String,
+    pub policy_version: String,
+    pub status: String,
+    pub outcome: String,
+    pub urgency: String,
+    pub due_at: Option<i64>,
+    pub case_json: String,
+    pub decision_json: String,
+    pub renews: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Request {
+    fn from_row(row: &AnyRow) -> Result<Request, sqlx::Error> {
+        Ok(Request {
+            id: row.try_get("id")?,
+            organization: row.try_get("organization")?,
+            plan: row.try_get("plan")?,
+            policy: row.try_get("policy")?,
+            policy_version: row.try_get("policy_version")?,
+            status: row.try_get("status")?,
+            outcome: row.try_get("outcome")?,
+            urgency: row.try_get("urgency")?,
+            due_at: row.try_get("due_at")?,
+            case_json: row.try_get("case_json")?,
+            decision_json: row.try_get("decision_json")?,
+            renews: row.try_get("renews")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+/// One step of a request's history.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub seq: i64,
+    pub kind: String,
+    pub actor: String,
+    pub at: i64,
+    pub outcome: String,
+    pub case_json: String,
+    pub decision_json: String,
+}
+
+/// A clinician's determination as stored.
+#[derive(Debug, Clone)]
+pub struct Determination {
+    pub decision: String,
+    pub reason: String,
+    pub criterion: String,
+    pub reviewer_key: String,
+    pub reviewer_name: String,
+    pub reviewer_credentials: String,
+    pub changes_json: String,
+    pub at: i64,
+}
+
+/// A request waiting for a clinician.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub id: String,
+    pub organization: String,
+    pub plan: String,
+    pub policy: String,
+    pub outcome: String,
+    pub urgency: String,
+    pub due_at: Option<i64>,
+    pub created_at: i64,
+}
+
+/// The first answer given to an idempotency key.
+#[derive(Debug, Clone)]
+pub struct FirstAnswer {
+    pub id: String,
+    pub body_hash: String,
+    pub response_json: String,
+    /// The first event's decision (the answer is stored without it).
+    pub decision_json: Option<String>,
+}
+
+/// The PAS claim a request came with.
+#[derive(Debug, Clone)]
+pub struct StoredClaim {
+    pub organization: String,
+    pub bundle_json: String,
+    pub item_sequence: i64,
+    pub base: String,
+}
+
+/// Inserts a new request with its first event and PAS link; false (nothing written) when the
+/// organization already used its idempotency key.
+pub async fn insert(tx: &mut Tx, request: &NewRequest) -> Result<bool, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO requests (id, organization, submitted_by, plan, policy, policy_version, idempotency_key, body_hash, status, outcome, urgency, due_at, case_json, decision_json, response_json, renews, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) ON CONFLICT DO NOTHING",
+    )
+    .bind(&request.id)
+    .bind(&request.organization)
+    .bind(&request.submitted_by)
+    .bind(&request.plan)
+    .bind(&request.policy)
+    .bind(&request.policy_version)
+    .bind(&request.idempotency_key)
+    .bind(&request.body_hash)
+    .bind(request.status)
+    .bind(request.outcome)
+    .bind(request.urgency)
+    .bind(request.due_at)
+    .bind(&request.case_json)
+    .bind(&request.decision_json)
+    .bind(&request.response_json)
+    .bind(&request.renews)
+    .bind(request.created_at)
+    .execute(&mut **tx)
+    .await?;
+    if inserted.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO request_events (request_id, seq, kind, actor, at, outcome, case_json, decision_json) \
+         VALUES ($1, 1, 'submitted', $2, $3, $4, $5, $6)",
+    )
+    .bind(&request.id)
+    .bind(&request.submitted_by)
+    .bind(request.created_at)
+    .bind(request.outcome)
+    .bind(&request.case_json)
+    .bind(&request.decision_json)
+    .execute(&mut **tx)
+    .await?;
+    if let Some(link) = &request.link {
+        sqlx::query("INSERT INTO fhir_claims (request_id, organization, claim_identifier, item_sequence, bundle_json, base, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(&request.id)
+            .bind(&request.organization)
+            .bind(&link.claim_identifier)
+            .bind(i64::from(link.item_sequence))
+            .bind(&link.bundle_json)
+            .bind(&link.base)
+            .bind(request.created_at)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(true)
+}
+
+/// A request by id.
+pub async fn fetch(tx: &mut Tx, id: &str) -> Result<Option<Request>, StoreError> {
+    let row = sqlx::query("SELECT id, organization, plan, policy, policy_version, status, outcome, urgency, due_at, case_json, decision_json, renews, created_at, updated_at FROM requests WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.map(|r| Request::from_row(&r)).transpose()?)
+}
+
+/// A request's history, oldest first.
+pub async fn events(tx: &mut Tx, id: &str) -> Result<Vec<Event>, StoreError> {
+    let rows = sqlx::query("SELECT seq, kind, actor, at, outcome, case_json, decision_json FROM request_events WHERE request_id = $1 ORDER BY seq")
+        .bind(id)
+        .fetch_all(&mut **tx)
+        .await?;
+    let events = rows
+        .iter()
+        .map(|e| {
+            Ok(Event {
+                seq: e.try_get("seq")?,
+                kind: e.try_get("kind")?,
+                actor: e.try_get("actor")?,
+                at: e.try_get("at")?,
+                outcome: e.try_get("outcome")?,
+                case_json: e.try_get("case_json")?,
+                decision_json: e.try_get("decision_json")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(events)
+}
+
+/// A step of a request's history, as it is appended.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEvent<'a> {
+    pub kind: &'a str,
+    pub actor: &'a str,
+    pub at: i64,
+    pub outcome: &'a str,
+    pub case_json: &'a str,
+    pub decision_json: &'a str,
+}
+
+/// Appends a step to a request's history.
+pub async fn add_event(tx: &mut Tx, id: &str, event: &NewEvent<'_>) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO request_events (request_id, seq, kind, actor, at, outcome, case_json, decision_json) \
+         VALUES ($1, (SELECT COUNT(*) + 1 FROM request_events WHERE request_id = $1), $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id)
+    .bind(event.kind)
+    .bind(event.actor)
+    .bind(event.at)
+    .bind(event.outcome)
+    .bind(event.case_json)
+    .bind(event.decision_json)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A request's new facts and decision after a completion, only while it still waits for
+/// information; false when it no longer does (of concurrent completions one wins: the others
+/// wait on the row, then find it changed).
+#[allow(clippy::too_many_arguments)]
+pub async fn complete(
+    tx: &mut Tx,
+    id: &str,
+    status: &str,
+    outcome: &str,
+    due_at: Option<i64>,
+    case_json: &str,
+    decision_json: &str,
+    at: i64,
+) -> Result<bool, StoreError> {
+    let updated = sqlx::query("UPDATE requests SET status = $1, outcome = $2, due_at = $3, case_json = $4, decision_json = $5, updated_at = $6 WHERE id = $7 AND status = 'pending_information'")
+        .bind(status)
+        .bind(outcome)
+        .bind(due_at)
+        .bind(case_json)
+        .bind(decision_json)
+        .bind(at)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// A request's status after a clinician's determination, only while it is still in review;
+/// false when it was decided meanwhile.
+pub async fn close_review(
+    tx: &mut Tx,
+    id: &str,
+    status: &str,
+    at: i64,
+) -> Result<bool, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE requests SET status = $1, updated_at = $2 WHERE id = $3 AND status = 'pending_review'",
+    )
+    .bind(status)
+    .bind(at)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Records a clinician's determination.
+pub async fn insert_determination(
+    tx: &mut Tx,
+    request_id: &str,
+    determination: &Determination,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO determinations (request_id, decision, reason, criterion, reviewer_key, reviewer_name, reviewer_credentials, changes_json, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+        .bind(request_id)
+        .bind(&determination.decision)
+        .bind(&determination.reason)
+        .bind(&determination.criterion)
+        .bind(&determination.reviewer_key)
+        .bind(&determination.reviewer_name)
+        .bind(&determination.reviewer_credentials)
+        .bind(&determination.changes_json)
+        .bind(determination.at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// A request's determination, if a clinician made one.
+pub async fn determination(tx: &mut Tx, id: &str) -> Result<Option<Determination>, StoreError> {
+    let row = sqlx::query("SELECT decision, reason, criterion, reviewer_key, reviewer_name, reviewer_credentials, changes_json, at FROM determinations WHERE request_id = $1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let determination = row
+        .map(|d| -> Result<Determination, sqlx::Error> {
+            Ok(Determination {
+                decision: d.try_get("decision")?,
+                reason: d.try_get("reason")?,
+                criterion: d.try_get("criterion")?,
+                reviewer_key: d.try_get("reviewer_key")?,
+                reviewer_name: d.try_get("reviewer_name")?,
+                reviewer_credentials: d.try_get("reviewer_credentials")?,
+                changes_json: d.try_get("changes_json")?,
+                at: d.try_get("at")?,
+            })
+        })
+        .transpose()?;
+    Ok(determination)
+}
+
+/// The review queue, most urgent first (at most `limit`).
+pub async fn queue(tx: &mut Tx, limit: i64) -> Result<Vec<Queued>, StoreError> {
+    let rows = sqlx::query("SELECT id, organization, plan, policy, outcome, urgency, due_at, created_at FROM requests WHERE status = 'pending_review' ORDER BY due_at, created_at LIMIT $1")
+        .bind(limit)
+        .fetch_all(&mut **tx)
+        .await?;
+    let queued = rows
+        .iter()
+        .map(|r| {
+            Ok(Queued {
+                id: r.try_get("id")?,
+                organization: r.try_get("organization")?,
+                plan: r.try_get("plan")?,
+                policy: r.try_get("policy")?,
+                outcome: r.try_get("outcome")?,
+                urgency: r.try_get("urgency")?,
+                due_at: r.try_get("due_at")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(queued)
+}
+
+/// The first answer an organization was given for an idempotency key.
+pub async fn first_answer(
+    pool: &sqlx::AnyPool,
+    organization: &str,
+    key: &str,
+) -> Result<Option<FirstAnswer>, StoreError> {
+    let row = sqlx::query("SELECT r.id, r.body_hash, r.response_json, e.decision_json FROM requests r LEFT JOIN request_events e ON e.request_id = r.id AND e.seq = 1 WHERE r.organization = $1 AND r.idempotency_key = $2")
+        .bind(organization)
+        .bind(key)
+        .fetch_optional(pool)
+        .await?;
+    let answer = row
+        .map(|row| -> Result<FirstAnswer, sqlx::Error> {
+            Ok(FirstAnswer {
+                id: row.try_get("id")?,
+                body_hash: row.try_get("body_hash")?,
+                response_json: row.try_get("response_json")?,
+                decision_json: row.try_get("decision_json")?,
+            })
+        })
+        .transpose()?;
+    Ok(answer)
+}
+
+/// The PAS claim a request came with, if it came through PAS.
+pub async fn claim(tx: &mut Tx, request_id: &str) -> Result<Option<StoredClaim>, StoreError> {
+    let row = sqlx::query("SELECT organization, bundle_json, item_sequence, base FROM fhir_claims WHERE request_id = $1")
+        .bind(request_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let claim = row
+        .map(|row| -> Result<StoredClaim, sqlx::Error> {
+            Ok(StoredClaim {
+                organization: row.try_get("organization")?,
+                bundle_json: row.try_get("bundle_json")?,
+                item_sequence: row.try_get("item_sequence")?,
+                base: row.try_get("base")?,
+            })
+        })
+        .transpose()?;
+    Ok(claim)
+}
+
+/// A request found by its PAS Claim identifier.
+#[derive(Debug, Clone)]
+pub struct ClaimMatch {
+    pub request_id: String,
+    pub organization: String,
+}
+
+/// The requests whose PAS Claim identifier is `identifier` or ends in `|value` (the same
+/// trace number under another system), newest first (at most 20).
+pub async fn by_claim_identifier(
+    pool: &sqlx::AnyPool,
+    identifier: &str,
+    value: &str,
+) -> Result<Vec<ClaimMatch>, StoreError> {
+    let rows = sqlx::query("SELECT request_id, organization FROM fhir_claims WHERE claim_identifier = $1 OR claim_identifier LIKE $2 ORDER BY created_at DESC LIMIT 20")
+        .bind(identifier)
+        .bind(format!("%|{}", value.replace(['%', '_'], "")))
+        .fetch_all(pool)
+        .await?;
+    let found = rows
+        .iter()
+        .map(|row| {
+            Ok(ClaimMatch {
+                request_id: row.try_get("request_id")?,
+                organization: row.try_get("organization")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(found)
+}

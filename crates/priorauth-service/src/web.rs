@@ -1,0 +1,279 @@
+//! What the HTTP adapters share: their state, the errors they answer (problem+json for
+//! `/v1` and the console), JSON bodies whose errors name the field, and the caller taken
+//! from the API key. No workflow here: that is `crate::lifecycle`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::keys::{self, Caller};
+use crate::lifecycle::{self, Service};
+use crate::store::StoreError;
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 256 * 1024;
+/// Longest a request may take before it is answered 503.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The state every HTTP adapter is given: the lifecycle's service, and the FHIR mapping
+/// tables for the FHIR interfaces.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub service: Service,
+    /// The FHIR mapping tables (`config/fhir.toml`).
+    pub fhir: Arc<priorauth_fhir::map::Map>,
+}
+
+/// Every failure, answered as problem+json.
+#[derive(Debug)]
+pub enum AppError {
+    Unauthorized,
+    Forbidden(String),
+    NotFound,
+    /// (field, message) pairs.
+    Invalid(Vec<(String, String)>),
+    Conflict(String),
+    /// A body over `BODY_LIMIT`.
+    TooLarge(String),
+    /// A body that is not declared as JSON.
+    UnsupportedMediaType(String),
+    Internal(String),
+}
+
+impl From<StoreError> for AppError {
+    fn from(error: StoreError) -> AppError {
+        AppError::Internal(error.to_string())
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(error: sqlx::Error) -> AppError {
+        AppError::Internal(error.to_string())
+    }
+}
+
+impl From<lifecycle::Error> for AppError {
+    fn from(error: lifecycle::Error) -> AppError {
+        match error {
+            lifecycle::Error::Forbidden(detail) => AppError::Forbidden(detail),
+            lifecycle::Error::NotFound => AppError::NotFound,
+            lifecycle::Error::Invalid(errors) => AppError::Invalid(errors),
+            lifecycle::Error::Conflict(detail) => AppError::Conflict(detail),
+            lifecycle::Error::Internal(detail) => AppError::Internal(detail),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, title, detail, errors) = match self {
+            AppError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid API key is required".to_string(),
+                vec![],
+            ),
+            AppError::Forbidden(detail) => (StatusCode::FORBIDDEN, "forbidden", detail, vec![]),
+            AppError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "not found",
+                "no such resource".to_string(),
+                vec![],
+            ),
+            AppError::Invalid(errors) => {
+                let detail = errors
+                    .iter()
+                    .map(|(f, m)| format!("`{f}`: {m}"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid request",
+                    detail,
+                    errors,
+                )
+            }
+            AppError::Conflict(detail) => (StatusCode::CONFLICT, "conflict", detail, vec![]),
+            AppError::TooLarge(detail) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body too large",
+                detail.clone(),
+                vec![("body".to_string(), detail)],
+            ),
+            AppError::UnsupportedMediaType(detail) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported media type",
+                detail.clone(),
+                vec![("body".to_string(), detail)],
+            ),
+            AppError::Internal(detail) => {
+                // The cause goes to the server's own log (it names no patient data: ids and
+                // database messages only), never to the client.
+                eprintln!("internal error: {detail}");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error",
+                    "the request could not be completed".to_string(),
+                    vec![],
+                )
+            }
+        };
+        let mut response = problem(status, title, &detail, &errors);
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// An RFC 9457 problem: status, title, detail and the (field, message) pairs.
+pub(crate) fn problem(
+    status: StatusCode,
+    title: &str,
+    detail: &str,
+    errors: &[(String, String)],
+) -> Response {
+    let body = json!({
+        "type": "about:blank",
+        "title": title,
+        "status": status.as_u16(),
+        "detail": detail,
+        "errors": errors.iter().map(|(field, message)| json!({"field": field, "message": message})).collect::<Vec<_>>(),
+    });
+    let mut response = (status, Json(body)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+/// The errors axum answers by itself (no such route, method not allowed, a path segment that
+/// does not parse, the time limit) come empty or as plain text; they are answered as
+/// problem+json like every other error. Errors that already have a media type are kept.
+pub(crate) async fn bare_errors_as_problems(response: Response) -> Response {
+    match bare_error(response).await {
+        Ok((status, text, headers)) => {
+            let title = status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_ascii_lowercase();
+            let mut response = problem(status, &title, &text, &[]);
+            keep_headers(&mut response, &headers);
+            response
+        }
+        Err(response) => response,
+    }
+}
+
+/// An error answer the framework produced itself (no body type, or plain text): its status,
+/// its text (or the status's name) and its headers. Any other answer is handed back.
+pub(crate) async fn bare_error(
+    response: Response,
+) -> Result<(StatusCode, String, HeaderMap), Response> {
+    let status = response.status();
+    let bare = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|value| value.as_bytes().starts_with(b"text/plain"));
+    if !bare || !(status.is_client_error() || status.is_server_error()) {
+        return Err(response);
+    }
+    let (parts, body) = response.into_parts();
+    // axum's own texts name the problem (`Cannot parse "x" to a u32`); keep them when short.
+    let text = axum::body::to_bytes(body, 1024)
+        .await
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
+        .filter(|text| !text.trim().is_empty())
+        .unwrap_or_else(|| {
+            status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_ascii_lowercase()
+        });
+    Ok((status, text, parts.headers))
+}
+
+/// Keeps what an answer said besides its body (`Allow` on 405, `WWW-Authenticate`).
+pub(crate) fn keep_headers(response: &mut Response, headers: &HeaderMap) {
+    for (name, value) in headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            response.headers_mut().insert(name, value.clone());
+        }
+    }
+}
+
+/// JSON bodies whose errors are problem+json naming the field.
+#[derive(Debug)]
+pub struct AppJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for AppJson<T> {
+    type Rejection = AppError;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(AppJson(value)),
+            Err(rejection) => Err(json_problem(&rejection)),
+        }
+    }
+}
+
+fn json_problem(rejection: &JsonRejection) -> AppError {
+    let text = rejection.body_text();
+    // axum reports `path: message` for a deserialization error; the path names the field.
+    let detail = text
+        .rsplit_once("body into the target type: ")
+        .map_or(text.as_str(), |(_, rest)| rest);
+    let (field, message) = match detail.split_once(": ") {
+        Some((path, message)) if !path.contains(' ') => (path.to_string(), message.to_string()),
+        _ => ("body".to_string(), detail.to_string()),
+    };
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return AppError::TooLarge(format!("the body is over the limit of {BODY_LIMIT} bytes"));
+    }
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => AppError::UnsupportedMediaType(
+            "the body must be sent as `Content-Type: application/json`".into(),
+        ),
+        JsonRejection::BytesRejection(_) => AppError::Invalid(vec![(
+            "body".into(),
+            format!("the body is too large or unreadable: {text}"),
+        )]),
+        _ => AppError::Invalid(vec![(field, message)]),
+    }
+}
+
+// ---- Callers ----
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let secret = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .or_else(|| parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+            .ok_or(AppError::Unauthorized)?;
+        keys::authenticate(&state.service.store, secret.trim())
+            .await?
+            .ok_or(AppError::Unauthorized)
+    }
+}
