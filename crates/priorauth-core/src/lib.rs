@@ -372,6 +372,30 @@ impl Engine {
         evaluation
     }
 
+    /// Decides a case by one policy version exactly (`index`, not the version in effect),
+    /// as received on `received`: how the service recomputes a stored decision under the
+    /// version that made it.
+    pub fn evaluate_version(&self, case: &Case, index: usize, received: date::Date) -> Evaluation {
+        let mut evaluation = Evaluation::default();
+        self.fill_facts(case, &mut evaluation.facts, Some(received));
+        if let Some(policy) = self.policies.get(index) {
+            let codes = case
+                .diagnosis
+                .as_ref()
+                .and_then(|d| d.icd10.as_deref())
+                .unwrap_or_default();
+            let Evaluation {
+                facts,
+                decisions,
+                memo,
+            } = &mut evaluation;
+            let mut decision = eval::decide_with(policy, facts, Some(received), memo);
+            eval::deny_uncovered_codes(policy, codes, &mut decision);
+            decisions.push((index, decision));
+        }
+        evaluation
+    }
+
     /// [`Engine::evaluate_received`] into an evaluation reused from case to case.
     pub fn evaluate_received_into(
         &self,

@@ -764,7 +764,12 @@ async fn a_request_the_policy_covers_in_part_is_answered_modified() {
         // E01 asks 9 cycles; EOCCO's initial authorization covers 5.
         let mut case = support::case("E01");
         case["request"]["cycles"] = json!(9);
-        let bundle = pas_bundle(&case, "eocco-medicaid", "partial-1", &server.state.service.engine);
+        let bundle = pas_bundle(
+            &case,
+            "eocco-medicaid",
+            "partial-1",
+            &server.state.service.engine,
+        );
         let reply = server.post("/fhir/Claim/$submit", &key, &bundle).await;
         assert_eq!(reply.status, 200, "{}", reply.body);
         assert_eq!(review_action(&reply.body), "A6", "{}", reply.body);

@@ -163,3 +163,53 @@ pub fn evaluate(
         bound,
     })
 }
+
+/// What a decision rests on, stored in place of its explanation: the outcome, the pathway
+/// and the criteria its reasons name. The explanation is recomputed on read (see
+/// [`recompute`]).
+pub fn decision_record(result: &Value) -> Value {
+    let criteria: Vec<&Value> = result
+        .get("reasons")
+        .and_then(Value::as_array)
+        .map(|reasons| reasons.iter().filter_map(|r| r.get("id")).collect())
+        .unwrap_or_default();
+    json!({
+        "outcome": result.get("outcome"),
+        "pathway": result.get("pathway"),
+        "criteria": criteria,
+    })
+}
+
+/// The SHA-256 of a decision as answered: a read that recomputes it proves it is the same.
+pub fn decision_sha256(result: &Value) -> String {
+    crate::store::sha256_hex(&result.to_string())
+}
+
+/// A stored decision recomputed: the case as it was decided, by the policy version that
+/// decided it, as of the day of receipt. The engine and the policy versions are pure
+/// functions of these, so the result is the decision as answered (its hash proves it).
+pub fn recompute(
+    service: &Service,
+    case_json: &str,
+    policy: &str,
+    version: &str,
+    received: Date,
+) -> Result<Value, Error> {
+    let index = service
+        .engine
+        .policies
+        .iter()
+        .position(|p| p.id == policy && p.version == version)
+        .ok_or_else(|| Error::Internal(format!("policy {policy} version {version} is gone")))?;
+    let case = service
+        .engine
+        .parse_case(case_json)
+        .map_err(|_| Error::Internal("a stored case no longer parses".into()))?;
+    let evaluation = service.engine.evaluate_version(&case, index, received);
+    let report = Report::new(&service.engine, &case, &evaluation);
+    Ok(report
+        .results
+        .first()
+        .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+        .unwrap_or(Value::Null))
+}

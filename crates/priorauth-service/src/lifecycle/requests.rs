@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::authorizations::{self, Changes};
-use super::evaluate::evaluate;
+use super::evaluate::{decision_record, decision_sha256, evaluate, recompute};
 use super::{Error, Service, day_of, invalid, require, status_of, timestamp, visible};
 use crate::keys::{Caller, Role};
 use crate::store::authorizations as records;
@@ -196,9 +196,9 @@ pub async fn submit(
     } else {
         None
     };
-    // The first answer is stored for replays without its decision, which the first event
-    // already holds (a decision is several kilobytes, and each stored copy costs the database
-    // compression and write time).
+    // The first answer is stored for replays without its decision, and the decision as what
+    // it rests on with its hash: its explanation is recomputed on read from the case and the
+    // policy version (a decision is several kilobytes; the facts it comes from are not).
     let mut response = json!({
         "id": id,
         "status": status,
@@ -211,7 +211,6 @@ pub async fn submit(
         "authorization": authorization.as_ref().map(authorizations::answer),
     });
     let response_json = response.to_string();
-    let decision_json = evaluated.result.to_string();
     let mut request = NewRequest {
         id,
         organization: caller.organization.clone(),
@@ -226,10 +225,13 @@ pub async fn submit(
         urgency: urgency_str(body.urgency),
         due_at,
         case_json: evaluated.case_json.to_string(),
-        decision_json,
+        decision_json: decision_record(&evaluated.result).to_string(),
         response_json,
         renews: body.renews.clone(),
         created_at: now,
+        event_case_json: String::new(),
+        event_decision_json: String::new(),
+        decision_sha256: Some(decision_sha256(&evaluated.result)),
         authorization,
         link,
     };
@@ -296,12 +298,30 @@ async fn replay(
         .await?;
     let mut response: Value = serde_json::from_str(&first.response_json).unwrap_or(Value::Null);
     // The first answer's decision is the first event's (see `submit`).
+    let decision = match (first.decision_json.as_deref(), &first.decision_sha256) {
+        (Some(stored), _) if !stored.is_empty() => {
+            serde_json::from_str(stored).unwrap_or(Value::Null)
+        }
+        (_, Some(sha256)) => {
+            let decision = recompute(
+                service,
+                &first.case_json,
+                &first.policy,
+                &first.policy_version,
+                day_of(first.created_at),
+            )?;
+            if decision_sha256(&decision) != *sha256 {
+                return Err(Error::Internal(format!(
+                    "request {}: the recomputed decision differs from the one answered",
+                    first.id
+                )));
+            }
+            decision
+        }
+        _ => Value::Null,
+    };
     if let Some(object) = response.as_object_mut() {
         if !object.contains_key("decision") {
-            let decision = first
-                .decision_json
-                .and_then(|d| serde_json::from_str(&d).ok())
-                .unwrap_or(Value::Null);
             object.insert("decision".into(), decision);
         }
     }
@@ -376,6 +396,10 @@ pub async fn submit_for_review(
         response_json: response.to_string(),
         renews: None,
         created_at: now,
+        // No policy decided it: nothing to recompute, the small decision is stored whole.
+        event_case_json: case.to_string(),
+        event_decision_json: decision.to_string(),
+        decision_sha256: None,
         authorization: None,
         link: Some(link),
     };
@@ -415,7 +439,14 @@ pub async fn complete(
             row.status
         )));
     }
-    let mut case: Value = serde_json::from_str(&row.case_json).unwrap_or(json!({}));
+    // Of concurrent completions one wins: the others wait here, then find it changed.
+    if !requests::lock_in(&mut tx, id, "pending_information").await? {
+        return Err(Error::Conflict(
+            "the request was completed meanwhile".into(),
+        ));
+    }
+    let current = requests::current_case(&mut tx, &row).await?;
+    let mut case: Value = serde_json::from_str(&current).unwrap_or(json!({}));
     for (section, values) in sections {
         let Some(values) = values.as_object() else {
             return Err(invalid(section, "must be an object of facts"));
@@ -468,8 +499,7 @@ pub async fn complete(
         status,
         evaluated.outcome.as_str(),
         due_at,
-        &evaluated.case_json.to_string(),
-        &evaluated.result.to_string(),
+        &decision_record(&evaluated.result).to_string(),
         now,
     )
     .await?;
@@ -500,14 +530,15 @@ pub async fn complete(
             at: now,
             outcome: evaluated.outcome.as_str(),
             case_json: &evaluated.case_json.to_string(),
-            decision_json: &evaluated.result.to_string(),
+            decision_json: "",
+            decision_sha256: Some(&decision_sha256(&evaluated.result)),
         },
     )
     .await?;
     store::audit(&mut tx, &caller.audit_record("request.update", id)).await?;
     notifications::enqueue(&mut tx, id).await?;
     let row = fetch(&mut tx, caller, id).await?;
-    let view = view(&mut tx, &row).await?;
+    let view = view(service, &mut tx, &row).await?;
     tx.commit().await?;
     service.notify.notify_one();
     Ok(view)
@@ -524,23 +555,60 @@ pub(super) async fn fetch(tx: &mut Tx, caller: &Caller, id: &str) -> Result<Requ
 
 /// A request as its reader sees it: its record, decision, authorization, determination and
 /// history.
-pub(super) async fn view(tx: &mut Tx, row: &Request) -> Result<Value, Error> {
+pub(super) async fn view(service: &Service, tx: &mut Tx, row: &Request) -> Result<Value, Error> {
     let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
-    let history: Vec<Value> = requests::events(tx, &row.id)
-        .await?
-        .iter()
-        .map(|e| {
-            json!({
-                "seq": e.seq,
-                "kind": e.kind,
-                "actor": e.actor,
-                "at": timestamp(e.at),
-                "outcome": e.outcome,
-                "case": parse(&e.case_json),
-                "decision": parse(&e.decision_json),
-            })
-        })
-        .collect();
+    // Each event's case and decision: as stored, or (since decisions are recomputed) the
+    // case carried forward and the decision recomputed under the request's policy version.
+    let received = day_of(row.created_at);
+    let mut case_json = row.case_json.clone();
+    let mut decision = parse(&row.decision_json);
+    let mut history = Vec::new();
+    for e in requests::events(tx, &row.id).await? {
+        let decides = e.kind == "submitted" || e.kind == "completed";
+        if decides && !e.case_json.is_empty() {
+            case_json.clone_from(&e.case_json);
+        }
+        let mut verified = None;
+        if !e.decision_json.is_empty() {
+            decision = parse(&e.decision_json);
+        } else if let (true, Some(sha256)) = (decides, &e.decision_sha256) {
+            decision = recompute(
+                service,
+                &case_json,
+                &row.policy,
+                &row.policy_version,
+                received,
+            )?;
+            verified = Some(decision_sha256(&decision) == *sha256);
+        }
+        let case = if decides {
+            parse(&case_json)
+        } else {
+            parse(&e.case_json)
+        };
+        let mut event = json!({
+            "seq": e.seq,
+            "kind": e.kind,
+            "actor": e.actor,
+            "at": timestamp(e.at),
+            "outcome": e.outcome,
+            "case": case,
+            "decision": decision,
+        });
+        if let Some(verified) = verified {
+            if !verified {
+                // The request id only: never patient data in the log.
+                eprintln!(
+                    "request {}: event {} recomputes to a decision other than the one answered",
+                    row.id, e.seq
+                );
+            }
+            if let Some(event) = event.as_object_mut() {
+                event.insert("decision_verified".into(), Value::Bool(verified));
+            }
+        }
+        history.push(event);
+    }
     let authorization = records::of_request(tx, &row.id)
         .await?
         .map(|a| authorizations::view(&a));
@@ -566,8 +634,8 @@ pub(super) async fn view(tx: &mut Tx, row: &Request) -> Result<Value, Error> {
         "renews": row.renews,
         "created_at": timestamp(row.created_at),
         "updated_at": timestamp(row.updated_at),
-        "case": parse(&row.case_json),
-        "decision": parse(&row.decision_json),
+        "case": parse(&case_json),
+        "decision": decision,
         "authorization": authorization,
         "determination": determination,
         "history": history,
@@ -587,7 +655,7 @@ pub async fn read_with_claim(
 ) -> Result<(Value, Option<StoredClaim>), Error> {
     let mut tx = service.store.pool.begin().await?;
     let row = fetch(&mut tx, caller, id).await?;
-    let view = view(&mut tx, &row).await?;
+    let view = view(service, &mut tx, &row).await?;
     let claim = requests::claim(&mut tx, id).await?;
     store::audit(&mut tx, &caller.audit_record("request.read", id)).await?;
     tx.commit().await?;
@@ -610,7 +678,7 @@ pub async fn read_for_notification(
         credentials: String::new(),
     };
     let row = fetch(&mut tx, &system, id).await?;
-    let view = view(&mut tx, &row).await?;
+    let view = view(service, &mut tx, &row).await?;
     store::audit(&mut tx, &system.audit_record("request.notify", id)).await?;
     tx.commit().await?;
     Ok((view, claim))

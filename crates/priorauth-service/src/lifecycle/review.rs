@@ -134,7 +134,8 @@ pub async fn determine(
             .get(&row.plan)
             .ok_or_else(|| Error::Internal("plan".into()))?
             .clone();
-        let case: Value = serde_json::from_str(&row.case_json).unwrap_or(json!({}));
+        let current = requests::current_case(&mut tx, &row).await?;
+        let case: Value = serde_json::from_str(&current).unwrap_or(json!({}));
         let evaluated = evaluate(service, &plan, case, day_of(row.created_at))?;
         authorizations::create(
             &mut tx,
@@ -172,14 +173,16 @@ pub async fn determine(
             at: now,
             outcome: outcome.as_str(),
             case_json: "{}",
-            decision_json: &row.decision_json,
+            // The decision before it, which the history shows again.
+            decision_json: "",
+            decision_sha256: None,
         },
     )
     .await?;
     store::audit(&mut tx, &caller.audit_record("request.determination", id)).await?;
     notifications::enqueue(&mut tx, id).await?;
     let row = fetch(&mut tx, caller, id).await?;
-    let view = view(&mut tx, &row).await?;
+    let view = view(service, &mut tx, &row).await?;
     tx.commit().await?;
     service.notify.notify_one();
     Ok(view)
@@ -205,7 +208,8 @@ pub async fn denial_letter(service: &Service, caller: &Caller, id: &str) -> Resu
         .and_then(|i| service.engine.policies.get(i))
         .ok_or_else(|| Error::Internal("policy".into()))?;
     let criterion = policy.criteria.iter().find(|c| c.id == d.criterion);
-    let case: Value = serde_json::from_str(&row.case_json).unwrap_or(Value::Null);
+    let case: Value =
+        serde_json::from_str(&requests::current_case(&mut tx, &row).await?).unwrap_or(Value::Null);
     let plan = service.plans.get(&row.plan);
     let letter = json!({
         "request_id": id,

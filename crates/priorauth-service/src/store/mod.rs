@@ -158,6 +158,14 @@ CREATE TABLE IF NOT EXISTS notifications (
 CREATE INDEX IF NOT EXISTS notifications_due ON notifications (delivered_at, next_attempt_at);
 "#,
     ),
+    (
+        4,
+        // Decisions are recomputed on read from the case and the policy version that made
+        // them; each decision event keeps the SHA-256 of the decision as it was answered, so
+        // that a read proves it shows that decision. Rows written before keep their stored
+        // decisions (this column is NULL there).
+        "ALTER TABLE request_events ADD COLUMN decision_sha256 TEXT",
+    ),
 ];
 
 /// A database failure; the detail stays in the server, never in a response.

@@ -33,11 +33,20 @@ pub struct NewRequest {
     pub outcome: &'static str,
     pub urgency: &'static str,
     pub due_at: Option<i64>,
+    /// The case as received (with what the service added from the plan and its records).
     pub case_json: String,
+    /// What the decision rests on (outcome, pathway, criteria), not its explanation, which
+    /// is recomputed on read; a decision that cannot be recomputed is stored whole.
     pub decision_json: String,
     pub response_json: String,
     pub renews: Option<String>,
     pub created_at: i64,
+    /// The first event's case and decision: empty when they are the request's case and the
+    /// decision recomputed from it.
+    pub event_case_json: String,
+    pub event_decision_json: String,
+    /// The SHA-256 of the decision as answered, when it is recomputed on read.
+    pub decision_sha256: Option<String>,
     pub authorization: Option<super::authorizations::NewAuthorization>,
     pub link: Option<ClaimLink>,
 }
@@ -90,8 +99,12 @@ pub struct Event {
     pub actor: String,
     pub at: i64,
     pub outcome: String,
+    /// Empty: the case did not change (the request's case for the first event).
     pub case_json: String,
+    /// Empty: recomputed (a decision event, see `decision_sha256`) or, for a determination,
+    /// the decision before it.
     pub decision_json: String,
+    pub decision_sha256: Option<String>,
 }
 
 /// A clinician's determination as stored.
@@ -120,14 +133,20 @@ pub struct Queued {
     pub created_at: i64,
 }
 
-/// The first answer given to an idempotency key.
+/// The first answer given to an idempotency key, and what its decision is recomputed from.
 #[derive(Debug, Clone)]
 pub struct FirstAnswer {
     pub id: String,
     pub body_hash: String,
+    /// The answer without its decision.
     pub response_json: String,
-    /// The first event's decision (the answer is stored without it).
+    pub case_json: String,
+    pub policy: String,
+    pub policy_version: String,
+    pub created_at: i64,
+    /// The first event's decision: empty when recomputed.
     pub decision_json: Option<String>,
+    pub decision_sha256: Option<String>,
 }
 
 /// The PAS claim a request came with.
@@ -169,15 +188,16 @@ pub async fn insert(tx: &mut Tx, request: &NewRequest) -> Result<bool, StoreErro
         return Ok(false);
     }
     sqlx::query(
-        "INSERT INTO request_events (request_id, seq, kind, actor, at, outcome, case_json, decision_json) \
-         VALUES ($1, 1, 'submitted', $2, $3, $4, $5, $6)",
+        "INSERT INTO request_events (request_id, seq, kind, actor, at, outcome, case_json, decision_json, decision_sha256) \
+         VALUES ($1, 1, 'submitted', $2, $3, $4, $5, $6, $7)",
     )
     .bind(&request.id)
     .bind(&request.submitted_by)
     .bind(request.created_at)
     .bind(request.outcome)
-    .bind(&request.case_json)
-    .bind(&request.decision_json)
+    .bind(&request.event_case_json)
+    .bind(&request.event_decision_json)
+    .bind(&request.decision_sha256)
     .execute(&mut **tx)
     .await?;
     if let Some(link) = &request.link {
@@ -204,9 +224,22 @@ pub async fn fetch(tx: &mut Tx, id: &str) -> Result<Option<Request>, StoreError>
     Ok(row.map(|r| Request::from_row(&r)).transpose()?)
 }
 
+/// A request's case as it now stands: the last one a submission or completion gave, else
+/// the case as received.
+pub async fn current_case(tx: &mut Tx, request: &Request) -> Result<String, StoreError> {
+    let row = sqlx::query("SELECT case_json FROM request_events WHERE request_id = $1 AND kind IN ('submitted', 'completed') AND case_json <> '' ORDER BY seq DESC LIMIT 1")
+        .bind(&request.id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get("case_json")?,
+        None => request.case_json.clone(),
+    })
+}
+
 /// A request's history, oldest first.
 pub async fn events(tx: &mut Tx, id: &str) -> Result<Vec<Event>, StoreError> {
-    let rows = sqlx::query("SELECT seq, kind, actor, at, outcome, case_json, decision_json FROM request_events WHERE request_id = $1 ORDER BY seq")
+    let rows = sqlx::query("SELECT seq, kind, actor, at, outcome, case_json, decision_json, decision_sha256 FROM request_events WHERE request_id = $1 ORDER BY seq")
         .bind(id)
         .fetch_all(&mut **tx)
         .await?;
@@ -221,6 +254,7 @@ pub async fn events(tx: &mut Tx, id: &str) -> Result<Vec<Event>, StoreError> {
                 outcome: e.try_get("outcome")?,
                 case_json: e.try_get("case_json")?,
                 decision_json: e.try_get("decision_json")?,
+                decision_sha256: e.try_get("decision_sha256")?,
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;
@@ -236,13 +270,14 @@ pub struct NewEvent<'a> {
     pub outcome: &'a str,
     pub case_json: &'a str,
     pub decision_json: &'a str,
+    pub decision_sha256: Option<&'a str>,
 }
 
 /// Appends a step to a request's history.
 pub async fn add_event(tx: &mut Tx, id: &str, event: &NewEvent<'_>) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO request_events (request_id, seq, kind, actor, at, outcome, case_json, decision_json) \
-         VALUES ($1, (SELECT COUNT(*) + 1 FROM request_events WHERE request_id = $1), $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO request_events (request_id, seq, kind, actor, at, outcome, case_json, decision_json, decision_sha256) \
+         VALUES ($1, (SELECT COUNT(*) + 1 FROM request_events WHERE request_id = $1), $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(id)
     .bind(event.kind)
@@ -251,30 +286,41 @@ pub async fn add_event(tx: &mut Tx, id: &str, event: &NewEvent<'_>) -> Result<()
     .bind(event.outcome)
     .bind(event.case_json)
     .bind(event.decision_json)
+    .bind(event.decision_sha256)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-/// A request's new facts and decision after a completion, only while it still waits for
-/// information; false when it no longer does (of concurrent completions one wins: the others
-/// wait on the row, then find it changed).
-#[allow(clippy::too_many_arguments)]
+/// Takes a request's row lock (until commit) if it is still in `status`; false when it is
+/// not. What the transition reads afterwards (its events) is then what the row says: no
+/// concurrent transition can commit in between.
+pub async fn lock_in(tx: &mut Tx, id: &str, status: &str) -> Result<bool, StoreError> {
+    let locked =
+        sqlx::query("UPDATE requests SET updated_at = updated_at WHERE id = $1 AND status = $2")
+            .bind(id)
+            .bind(status)
+            .execute(&mut **tx)
+            .await?;
+    Ok(locked.rows_affected() == 1)
+}
+
+/// A request's new decision after a completion (its new case is the completion event's),
+/// only while it still waits for information; false when it no longer does (of concurrent
+/// completions one wins: the others wait on the row, then find it changed).
 pub async fn complete(
     tx: &mut Tx,
     id: &str,
     status: &str,
     outcome: &str,
     due_at: Option<i64>,
-    case_json: &str,
     decision_json: &str,
     at: i64,
 ) -> Result<bool, StoreError> {
-    let updated = sqlx::query("UPDATE requests SET status = $1, outcome = $2, due_at = $3, case_json = $4, decision_json = $5, updated_at = $6 WHERE id = $7 AND status = 'pending_information'")
+    let updated = sqlx::query("UPDATE requests SET status = $1, outcome = $2, due_at = $3, decision_json = $4, updated_at = $5 WHERE id = $6 AND status = 'pending_information'")
         .bind(status)
         .bind(outcome)
         .bind(due_at)
-        .bind(case_json)
         .bind(decision_json)
         .bind(at)
         .bind(id)
@@ -376,7 +422,7 @@ pub async fn first_answer(
     organization: &str,
     key: &str,
 ) -> Result<Option<FirstAnswer>, StoreError> {
-    let row = sqlx::query("SELECT r.id, r.body_hash, r.response_json, e.decision_json FROM requests r LEFT JOIN request_events e ON e.request_id = r.id AND e.seq = 1 WHERE r.organization = $1 AND r.idempotency_key = $2")
+    let row = sqlx::query("SELECT r.id, r.body_hash, r.response_json, r.case_json, r.policy, r.policy_version, r.created_at, e.decision_json, e.decision_sha256 FROM requests r LEFT JOIN request_events e ON e.request_id = r.id AND e.seq = 1 WHERE r.organization = $1 AND r.idempotency_key = $2")
         .bind(organization)
         .bind(key)
         .fetch_optional(pool)
@@ -387,7 +433,12 @@ pub async fn first_answer(
                 id: row.try_get("id")?,
                 body_hash: row.try_get("body_hash")?,
                 response_json: row.try_get("response_json")?,
+                case_json: row.try_get("case_json")?,
+                policy: row.try_get("policy")?,
+                policy_version: row.try_get("policy_version")?,
+                created_at: row.try_get("created_at")?,
                 decision_json: row.try_get("decision_json")?,
+                decision_sha256: row.try_get("decision_sha256")?,
             })
         })
         .transpose()?;

@@ -140,7 +140,6 @@ pub async fn write_in(
 mod tests {
     use super::*;
     use crate::store::authorizations::NewAuthorization;
-    use crate::store::requests::NewRequest;
     use crate::store::{random_id, verify_audit};
 
     fn request(id: &str, authorization: Option<&str>) -> Write {
@@ -162,6 +161,9 @@ mod tests {
             response_json: "{}".into(),
             renews: None,
             created_at: 1,
+            event_case_json: "{}".into(),
+            event_decision_json: "{}".into(),
+            decision_sha256: None,
             authorization: authorization.map(|number| NewAuthorization {
                 number: number.into(),
                 request_id: id.into(),
