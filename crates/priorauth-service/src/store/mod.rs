@@ -14,149 +14,22 @@ use sha2::{Digest, Sha256};
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
-/// The schema, applied in order on start. Each step runs once (`schema_migrations`).
-const MIGRATIONS: &[(i64, &str)] = &[
+/// The schema: the files of `migrations/` (`NNNN_description.sql`), embedded in the binary,
+/// which `Store::migrate` applies in order with sqlx's migrator. A new file is added here too;
+/// the `upgrade` test checks this list against the directory, and a released file never
+/// changes (the migrator keeps each file's checksum and refuses a changed one).
+const MIGRATIONS: &[(&str, &str)] = &[
     (
-        1,
-        r#"
-CREATE TABLE IF NOT EXISTS api_keys (
-    id TEXT PRIMARY KEY,
-    key_hash TEXT NOT NULL UNIQUE,
-    organization TEXT NOT NULL,
-    role TEXT NOT NULL,
-    name TEXT NOT NULL,
-    credentials TEXT NOT NULL,
-    created_at BIGINT NOT NULL,
-    revoked_at BIGINT
-);
-CREATE TABLE IF NOT EXISTS requests (
-    id TEXT PRIMARY KEY,
-    organization TEXT NOT NULL,
-    submitted_by TEXT NOT NULL,
-    plan TEXT NOT NULL,
-    policy TEXT NOT NULL,
-    policy_version TEXT NOT NULL,
-    idempotency_key TEXT,
-    body_hash TEXT NOT NULL,
-    status TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    urgency TEXT NOT NULL,
-    due_at BIGINT,
-    case_json TEXT NOT NULL,
-    decision_json TEXT NOT NULL,
-    response_json TEXT NOT NULL,
-    renews TEXT,
-    created_at BIGINT NOT NULL,
-    updated_at BIGINT NOT NULL,
-    UNIQUE (organization, idempotency_key)
-);
-CREATE INDEX IF NOT EXISTS requests_queue ON requests (status, due_at);
-CREATE TABLE IF NOT EXISTS request_events (
-    request_id TEXT NOT NULL,
-    seq BIGINT NOT NULL,
-    kind TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    at BIGINT NOT NULL,
-    outcome TEXT NOT NULL,
-    case_json TEXT NOT NULL,
-    decision_json TEXT NOT NULL,
-    PRIMARY KEY (request_id, seq)
-);
-CREATE TABLE IF NOT EXISTS determinations (
-    request_id TEXT PRIMARY KEY,
-    decision TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    criterion TEXT NOT NULL,
-    reviewer_key TEXT NOT NULL,
-    reviewer_name TEXT NOT NULL,
-    reviewer_credentials TEXT NOT NULL,
-    changes_json TEXT NOT NULL,
-    at BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS authorizations (
-    number TEXT PRIMARY KEY,
-    request_id TEXT NOT NULL,
-    organization TEXT NOT NULL,
-    drug TEXT NOT NULL,
-    hcpcs TEXT NOT NULL,
-    start_date TEXT NOT NULL,
-    end_date TEXT NOT NULL,
-    units_per_period BIGINT NOT NULL,
-    period_days BIGINT NOT NULL,
-    cycles BIGINT NOT NULL,
-    first_cycle BIGINT NOT NULL,
-    approved_units BIGINT NOT NULL,
-    used_units BIGINT NOT NULL,
-    renews TEXT,
-    created_at BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS usage (
-    id TEXT PRIMARY KEY,
-    authorization_number TEXT NOT NULL,
-    units BIGINT NOT NULL,
-    service_date TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    at BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit_head (
-    id BIGINT PRIMARY KEY,
-    seq BIGINT NOT NULL,
-    hash TEXT NOT NULL
-);
-INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '') ON CONFLICT DO NOTHING;
-CREATE TABLE IF NOT EXISTS audit_log (
-    seq BIGINT PRIMARY KEY,
-    at BIGINT NOT NULL,
-    actor TEXT NOT NULL,
-    organization TEXT NOT NULL,
-    action TEXT NOT NULL,
-    target TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-"#,
+        "0001_initial.sql",
+        include_str!("../../migrations/0001_initial.sql"),
     ),
     (
-        2,
-        // An authorization is renewed at most once (NULLs, the first authorizations, are
-        // distinct in a unique index on both databases).
-        "CREATE UNIQUE INDEX IF NOT EXISTS authorizations_renews ON authorizations (renews)",
+        "0002_authorizations_renewed_once.sql",
+        include_str!("../../migrations/0002_authorizations_renewed_once.sql"),
     ),
     (
-        3,
-        r#"
-CREATE TABLE IF NOT EXISTS fhir_claims (
-    request_id TEXT PRIMARY KEY,
-    organization TEXT NOT NULL,
-    claim_identifier TEXT NOT NULL,
-    item_sequence BIGINT NOT NULL,
-    bundle_json TEXT NOT NULL,
-    base TEXT NOT NULL,
-    created_at BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS fhir_claims_identifier ON fhir_claims (organization, claim_identifier);
-CREATE TABLE IF NOT EXISTS subscriptions (
-    id TEXT PRIMARY KEY,
-    organization TEXT NOT NULL UNIQUE,
-    endpoint TEXT NOT NULL,
-    headers_json TEXT NOT NULL,
-    resource_json TEXT NOT NULL,
-    events BIGINT NOT NULL,
-    created_at BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS notifications (
-    id TEXT PRIMARY KEY,
-    subscription_id TEXT NOT NULL,
-    request_id TEXT NOT NULL,
-    event_number BIGINT NOT NULL,
-    attempts BIGINT NOT NULL,
-    next_attempt_at BIGINT NOT NULL,
-    delivered_at BIGINT,
-    last_error TEXT,
-    created_at BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS notifications_due ON notifications (delivered_at, next_attempt_at);
-"#,
+        "0003_fhir_claims_and_subscriptions.sql",
+        include_str!("../../migrations/0003_fhir_claims_and_subscriptions.sql"),
     ),
     (
         4,
@@ -167,6 +40,58 @@ CREATE INDEX IF NOT EXISTS notifications_due ON notifications (delivered_at, nex
         "ALTER TABLE request_events ADD COLUMN decision_sha256 TEXT",
     ),
 ];
+
+/// `MIGRATIONS` as sqlx's migrator takes them: version, description, type and the no-transaction
+/// mark read from each file as sqlx's own directory source (and `sqlx::migrate!`) reads them,
+/// so the versions and checksums are the ones those would record. (`sqlx::migrate!` itself
+/// needs sqlx's `macros` feature, which builds sqlx and SQLite a second time for the compiler.)
+#[derive(Debug, Clone, Copy)]
+struct EmbeddedMigrations;
+
+impl<'s> sqlx::migrate::MigrationSource<'s> for EmbeddedMigrations {
+    fn resolve(
+        self,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<Vec<sqlx::migrate::Migration>, sqlx::error::BoxDynError>,
+                > + Send
+                + 's,
+        >,
+    > {
+        use sqlx::migrate::{Migration, MigrationType};
+        let resolved = MIGRATIONS
+            .iter()
+            .map(|(file, sql)| {
+                let (version, rest) = file
+                    .split_once('_')
+                    .ok_or_else(|| format!("migration {file}: no `NNNN_` prefix"))?;
+                let version: i64 = version
+                    .parse()
+                    .map_err(|_| format!("migration {file}: `{version}` is not a version"))?;
+                let kind = MigrationType::from_filename(rest);
+                let description = rest.trim_end_matches(kind.suffix()).replace('_', " ");
+                let no_transaction = sql.starts_with("-- no-transaction");
+                Ok(Migration::new(
+                    version,
+                    description.into(),
+                    kind,
+                    (*sql).into(),
+                    no_transaction,
+                ))
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(Into::into);
+        Box::pin(std::future::ready(resolved))
+    }
+}
+
+/// sqlx's migrator over the embedded migrations.
+pub async fn migrator() -> Result<sqlx::migrate::Migrator, StoreError> {
+    sqlx::migrate::Migrator::new(EmbeddedMigrations)
+        .await
+        .map_err(|e| StoreError(e.into()))
+}
 
 /// A database failure; the detail stays in the server, never in a response.
 #[derive(Debug, thiserror::Error)]
@@ -271,37 +196,50 @@ impl Store {
         Ok(store)
     }
 
+    /// Brings the schema up to date: sqlx's migrator applies the migrations a database has
+    /// not recorded in `_sqlx_migrations`, each with its record in one transaction.
+    ///
+    /// Instances starting together take turns. On PostgreSQL the migrator holds a session
+    /// advisory lock (`pg_advisory_lock`, keyed by the database's name) from before it reads
+    /// what was applied until the last migration has committed. On SQLite its lock does
+    /// nothing (two processes on a fresh file would both apply 0001, and one would fail on
+    /// its record), so the whole run is one `BEGIN IMMEDIATE` transaction: it takes the file's
+    /// write lock first, a second process waits for it (`busy_timeout`) and then finds the
+    /// work done, and each migration is a savepoint inside it. That run goes through
+    /// `Migrator::run_direct`, which sqlx provides for a connection it did not acquire itself:
+    /// `run` given a borrowed connection makes a future the compiler does not see as `Send`
+    /// (sqlx issue 2016).
+    ///
+    /// Databases of the previous release (commit 8a3b3e2, whose runner recorded versions 1 to
+    /// 3 in `schema_migrations`) have no `_sqlx_migrations`, so 0001 to 0003 run on them
+    /// again. That is harmless: those files are the previous runner's statements unchanged,
+    /// each `CREATE TABLE/INDEX … IF NOT EXISTS` or `INSERT … ON CONFLICT DO NOTHING`, which
+    /// find their table, index or row and change nothing; the run only records the three
+    /// versions. (On PostgreSQL, `CREATE INDEX IF NOT EXISTS` still takes its table's SHARE
+    /// lock for the moment of that one transaction.) `schema_migrations` is left as it was,
+    /// unused. `tests/upgrade.rs` opens databases written by that release and finds every
+    /// record as it was and the schema as a fresh database's.
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        if self.backend == Backend::Postgres {
-            // Instances starting together take turns.
-            sqlx::query("SELECT pg_advisory_xact_lock(7212)")
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-            .execute(&mut *tx)
-            .await?;
-        for (version, sql) in MIGRATIONS {
-            let done = sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
-                .bind(*version)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_some();
-            if done {
-                continue;
+        use sqlx::Connection;
+        let migrator = migrator().await?;
+        let outcome = match self.backend {
+            Backend::Postgres => migrator.run(&self.pool).await.map_err(sqlx::Error::from),
+            Backend::Sqlite => {
+                let mut connection = self.pool.acquire().await?;
+                async {
+                    let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
+                    migrator.run_direct(&mut *tx).await?;
+                    tx.commit().await
+                }
+                .await
             }
-            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                sqlx::query(statement).execute(&mut *tx).await?;
-            }
-            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
-                .bind(*version)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?;
+        };
+        if outcome.is_err() {
+            // sqlx releases PostgreSQL's advisory lock only after a run that succeeded: the
+            // connection that may hold it must not stay in the pool.
+            self.pool.close().await;
         }
-        tx.commit().await?;
-        Ok(())
+        Ok(outcome?)
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
