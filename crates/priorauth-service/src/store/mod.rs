@@ -32,12 +32,8 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../migrations/0003_fhir_claims_and_subscriptions.sql"),
     ),
     (
-        4,
-        // Decisions are recomputed on read from the case and the policy version that made
-        // them; each decision event keeps the SHA-256 of the decision as it was answered, so
-        // that a read proves it shows that decision. Rows written before keep their stored
-        // decisions (this column is NULL there).
-        "ALTER TABLE request_events ADD COLUMN decision_sha256 TEXT",
+        "0004_decision_sha256.sql",
+        include_str!("../../migrations/0004_decision_sha256.sql"),
     ),
 ];
 
