@@ -24,10 +24,9 @@ use priorauth_fhir::{Problem, crd, operation_outcome, pas};
 use serde_json::{Value, json};
 
 use crate::keys::{Caller, Role};
-use crate::lifecycle::requests::{self as lifecycle_requests, SubmitBody, Urgency};
-use crate::lifecycle::{self, timestamp};
-use crate::store::requests::ClaimLink;
-use crate::store::{self, now_ms, random_id};
+use crate::lifecycle::requests::{self as lifecycle_requests, ClaimLink, SubmitBody, Urgency};
+use crate::lifecycle::subscriptions::{self, SubscriptionInput};
+use crate::lifecycle::{self, now_ms, random_id, timestamp};
 use crate::web::{self, AppError, AppState};
 
 /// Largest FHIR body accepted: PAS Bundles may carry documents.
@@ -203,18 +202,6 @@ impl From<AppError> for FhirError {
 
 impl From<lifecycle::Error> for FhirError {
     fn from(error: lifecycle::Error) -> FhirError {
-        FhirError::from(AppError::from(error))
-    }
-}
-
-impl From<store::StoreError> for FhirError {
-    fn from(error: store::StoreError) -> FhirError {
-        FhirError::from(AppError::from(error))
-    }
-}
-
-impl From<sqlx::Error> for FhirError {
-    fn from(error: sqlx::Error) -> FhirError {
         FhirError::from(AppError::from(error))
     }
 }
@@ -770,24 +757,12 @@ async fn inquire(
     let request = pas::read_request(&text).map_err(|p| FhirError::structure(&p))?;
     // Query by example: the Claim's trace number (identifier value) finds the request, whatever
     // system the inquiring system writes it under.
-    let value = request
-        .claim_identifier
-        .rsplit('|')
-        .next()
-        .unwrap_or_default();
-    let found = store::requests::by_claim_identifier(
-        &state.service.store.pool,
-        &request.claim_identifier,
-        value,
-    )
-    .await?;
+    let found =
+        lifecycle_requests::find_by_claim(&state.service, &caller, &request.claim_identifier)
+            .await?;
     let canonical = canonical(&headers);
     let mut bundles = Vec::new();
-    for found in found {
-        if caller.role == Role::Submitter && found.organization != caller.organization {
-            continue;
-        }
-        let id = found.request_id;
+    for id in found {
         bundles.push(json!({"name": "return", "resource": response_for(&state, &caller, &id, &canonical).await?}));
     }
     if bundles.is_empty() {
@@ -808,34 +783,24 @@ async fn create_subscription(
 ) -> FhirResult {
     let caller = caller(who)?;
     submitter(&caller)?;
-    let (subscription, mut resource) =
+    let (subscription, resource) =
         pas::read_subscription(text(&body)?).map_err(|p| FhirError::invalid(&p))?;
     // One subscription per organization: a second one replaces the first.
-    let existing =
-        store::notifications::subscription_of(&state.service.store.pool, &caller.organization)
-            .await?;
-    let id = existing.clone().unwrap_or_else(|| random_id("sub-"));
-    resource["id"] = json!(id);
-    resource["status"] = json!("active");
-    let headers = serde_json::to_string(&subscription.headers).unwrap_or_else(|_| "[]".into());
-    let mut tx = state.service.store.pool.begin().await?;
-    store::notifications::save_subscription(
-        &mut tx,
-        &store::notifications::NewSubscription {
-            id: id.clone(),
-            organization: caller.organization.clone(),
+    let saved = subscriptions::save(
+        &state.service,
+        &caller,
+        SubscriptionInput {
             endpoint: subscription.endpoint.clone(),
-            headers_json: headers,
-            resource_json: resource.to_string(),
+            headers: subscription.headers.clone(),
+            resource,
         },
     )
     .await?;
-    store::audit(&mut tx, &caller.audit_record("subscription.write", &id)).await?;
-    tx.commit().await?;
-    let status = if existing.is_some() {
-        StatusCode::OK
-    } else {
+    let (id, resource) = (saved.id, saved.resource);
+    let status = if saved.created {
         StatusCode::CREATED
+    } else {
+        StatusCode::OK
     };
     let mut answer = fhir_json(status, resource);
     if let Ok(location) = format!("/fhir/Subscription/{id}").parse() {
@@ -844,30 +809,15 @@ async fn create_subscription(
     Ok(answer)
 }
 
-async fn subscription_row(
-    state: &AppState,
-    caller: &Caller,
-    id: &str,
-) -> Result<store::notifications::Subscription, FhirError> {
-    match store::notifications::subscription(&state.service.store.pool, id).await? {
-        Some(subscription)
-            if caller.role != Role::Submitter
-                || subscription.organization == caller.organization =>
-        {
-            Ok(subscription)
-        }
-        _ => Err(FhirError::not_found("no such Subscription")),
-    }
-}
-
 async fn read_subscription(
     State(state): State<AppState>,
     who: Result<Caller, AppError>,
     Path(id): Path<String>,
 ) -> FhirResult {
     let caller = caller(who)?;
-    let row = subscription_row(&state, &caller, &id).await?;
-    let resource: Value = serde_json::from_str(&row.resource_json).unwrap_or(Value::Null);
+    let resource = subscriptions::read(&state.service, &caller, &id)
+        .await
+        .map_err(subscription_error)?;
     Ok(fhir_json(StatusCode::OK, resource))
 }
 
@@ -878,12 +828,17 @@ async fn delete_subscription(
 ) -> FhirResult {
     let caller = caller(who)?;
     submitter(&caller)?;
-    subscription_row(&state, &caller, &id).await?;
-    let mut tx = state.service.store.pool.begin().await?;
-    store::notifications::delete_subscription(&mut tx, &id).await?;
-    store::audit(&mut tx, &caller.audit_record("subscription.delete", &id)).await?;
-    tx.commit().await?;
+    subscriptions::delete(&state.service, &caller, &id)
+        .await
+        .map_err(subscription_error)?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn subscription_error(error: lifecycle::Error) -> FhirError {
+    match error {
+        lifecycle::Error::NotFound => FhirError::not_found("no such Subscription"),
+        other => other.into(),
+    }
 }
 
 /// A random UUID (version 4) for `urn:uuid:` full URLs.

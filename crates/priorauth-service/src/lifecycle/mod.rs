@@ -28,6 +28,7 @@
 //! | [`requests::complete`] | submitter, admin | `pending_information` → any status | request's facts and decision, `completed` event, authorization if approved, PAS notification |
 //! | [`review::determine`] | reviewer | `pending_review` → `approved` / `denied` | status, determination, authorization if approved, `determination` event, PAS notification |
 //! | [`authorizations::record_usage`] | submitter, admin | authorization → units spent | used units, usage row |
+//! | [`subscriptions::save`], [`subscriptions::delete`] | submitter, admin | — | the organization's subscription |
 //! | [`requests::read`], [`review::queue`], [`review::denial_letter`], [`authorizations::read`] | by visibility, reviewer for the queue | none | the audit entry of the read |
 //!
 //! A submitter sees only its own organization's records; to anyone else they do not exist.
@@ -36,6 +37,7 @@ pub mod authorizations;
 pub mod evaluate;
 pub mod requests;
 pub mod review;
+pub mod subscriptions;
 
 use std::sync::Arc;
 
@@ -46,7 +48,9 @@ use priorauth_core::date::Date;
 use crate::keys::{Caller, Role};
 use crate::plans::Plans;
 use crate::store::writer::Writer;
-use crate::store::{Store, StoreError, now_ms};
+use crate::store::{Store, StoreError};
+/// The clock and the ids every record uses, for the adapters too.
+pub use crate::store::{now_ms, random_id};
 
 /// What the lifecycle works with: the engine and its policies, the plans, the records.
 #[derive(Debug, Clone)]

@@ -11,7 +11,8 @@ use super::evaluate::{decision_record, decision_sha256, evaluate, recompute};
 use super::{Error, Service, day_of, invalid, require, status_of, timestamp, visible};
 use crate::keys::{Caller, Role};
 use crate::store::authorizations as records;
-use crate::store::requests::{self, ClaimLink, NewEvent, NewRequest, Request, StoredClaim};
+use crate::store::requests::{self, NewEvent, NewRequest, Request};
+pub use crate::store::requests::{ClaimLink, StoredClaim};
 use crate::store::writer::{self, Write, Written};
 use crate::store::{self, Tx, notifications, now_ms, random_id, sha256_hex};
 
@@ -682,4 +683,20 @@ pub async fn read_for_notification(
     store::audit(&mut tx, &system.audit_record("request.notify", id)).await?;
     tx.commit().await?;
     Ok((view, claim))
+}
+
+/// The requests a PAS Claim identifier finds (`$inquire`) that the caller may see: by the
+/// identifier, or by its value under another system; newest first.
+pub async fn find_by_claim(
+    service: &Service,
+    caller: &Caller,
+    identifier: &str,
+) -> Result<Vec<String>, Error> {
+    let value = identifier.rsplit('|').next().unwrap_or_default();
+    let found = requests::by_claim_identifier(&service.store.pool, identifier, value).await?;
+    Ok(found
+        .into_iter()
+        .filter(|found| visible(caller, &found.organization))
+        .map(|found| found.request_id)
+        .collect())
 }

@@ -1,0 +1,87 @@
+//! Subscriptions: where an organization wants the decisions of its PAS requests delivered
+//! (one per organization; a new one replaces the old). The notifications themselves are
+//! queued by the transitions that decide (an outbox) and delivered by the FHIR adapter's
+//! worker.
+
+use serde_json::{Value, json};
+
+use super::{Error, Service, require, visible};
+use crate::keys::{Caller, Role};
+use crate::store::notifications::{self, NewSubscription};
+use crate::store::{self, random_id};
+
+/// What a subscription asks: its rest-hook endpoint, the headers to send, and the resource
+/// as given (its id and status are set here).
+#[derive(Debug, Clone)]
+pub struct SubscriptionInput {
+    pub endpoint: String,
+    pub headers: Vec<String>,
+    pub resource: Value,
+}
+
+/// A subscription as saved.
+#[derive(Debug, Clone)]
+pub struct Saved {
+    pub id: String,
+    /// False when it replaced the organization's earlier one.
+    pub created: bool,
+    pub resource: Value,
+}
+
+/// Saves the caller's organization's subscription, replacing an earlier one.
+pub async fn save(
+    service: &Service,
+    caller: &Caller,
+    input: SubscriptionInput,
+) -> Result<Saved, Error> {
+    require(caller, &[Role::Submitter, Role::Admin])?;
+    let existing =
+        notifications::subscription_of(&service.store.pool, &caller.organization).await?;
+    let id = existing.clone().unwrap_or_else(|| random_id("sub-"));
+    let mut resource = input.resource;
+    if let Some(object) = resource.as_object_mut() {
+        object.insert("id".into(), json!(id));
+        object.insert("status".into(), json!("active"));
+    }
+    let mut tx = service.store.pool.begin().await?;
+    notifications::save_subscription(
+        &mut tx,
+        &NewSubscription {
+            id: id.clone(),
+            organization: caller.organization.clone(),
+            endpoint: input.endpoint,
+            headers_json: serde_json::to_string(&input.headers).unwrap_or_else(|_| "[]".into()),
+            resource_json: resource.to_string(),
+        },
+    )
+    .await?;
+    store::audit(&mut tx, &caller.audit_record("subscription.write", &id)).await?;
+    tx.commit().await?;
+    Ok(Saved {
+        id,
+        created: existing.is_none(),
+        resource,
+    })
+}
+
+/// A subscription's resource, or NotFound when it does not exist or is another
+/// organization's.
+pub async fn read(service: &Service, caller: &Caller, id: &str) -> Result<Value, Error> {
+    match notifications::subscription(&service.store.pool, id).await? {
+        Some(subscription) if visible(caller, &subscription.organization) => {
+            Ok(serde_json::from_str(&subscription.resource_json).unwrap_or(Value::Null))
+        }
+        _ => Err(Error::NotFound),
+    }
+}
+
+/// Deletes a subscription of the caller's organization.
+pub async fn delete(service: &Service, caller: &Caller, id: &str) -> Result<(), Error> {
+    require(caller, &[Role::Submitter, Role::Admin])?;
+    read(service, caller, id).await?;
+    let mut tx = service.store.pool.begin().await?;
+    notifications::delete_subscription(&mut tx, id).await?;
+    store::audit(&mut tx, &caller.audit_record("subscription.delete", id)).await?;
+    tx.commit().await?;
+    Ok(())
+}
