@@ -66,7 +66,7 @@ struct Route {
 const ANY_ROLE: &[Role] = &[Role::Submitter, Role::Reviewer, Role::Admin];
 const SUBMITTING: &[Role] = &[Role::Submitter, Role::Admin];
 
-/// Every route of the OpenAPI document, with what `api.rs` and `console.rs` enforce.
+/// Every route of the OpenAPI document, with what the lifecycle and the console enforce.
 const ROUTES: &[Route] = &[
     Route {
         method: "post",

@@ -148,9 +148,10 @@ impl Store {
             // more sessions only queue on it: 4 sustained 1,000 requests/s on 2 cores where 16
             // managed 865 (bench/README.md).
             //
-            // Decisions are stored as text of several kilobytes, which PostgreSQL compresses:
-            // lz4 (PostgreSQL 14 and later, when built with it) costs a fraction of the default
-            // pglz's CPU. A server without it keeps its default, so the error is not fatal.
+            // Text over about 2 KB (a PAS request Bundle; the whole decisions of rows written
+            // before migration 0004) is compressed by PostgreSQL: lz4 (PostgreSQL 14 and later,
+            // when built with it) costs a fraction of the default pglz's CPU. A server without
+            // it keeps its default, so the error is not fatal.
             Backend::Postgres => {
                 options
                     .max_connections(4)
