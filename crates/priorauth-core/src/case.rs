@@ -164,6 +164,10 @@ pub struct PastAuthorization {
     pub end: Date,
     #[serde(default)]
     pub renewal: Option<bool>,
+    /// Cycles the authorization covered, when the records say: they place the course's
+    /// next cycle (docs/case-format.md, Course).
+    #[serde(default)]
+    pub cycles: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -706,6 +710,17 @@ pub fn validate(case: &Case, known_drugs: &[impl AsRef<str>]) -> Result<(), Case
             );
         }
         for (index, past) in authorizations.iter().enumerate() {
+            match past.cycles {
+                Some(0) => problem(
+                    &format!("history.authorizations[{index}].cycles"),
+                    "must be at least 1, got 0: an authorization covers a cycle".to_string(),
+                ),
+                Some(n) if n > MAX_CYCLES_REQUESTED => problem(
+                    &format!("history.authorizations[{index}].cycles"),
+                    format!("{n} is not a possible value (at most {MAX_CYCLES_REQUESTED})"),
+                ),
+                _ => {}
+            }
             if past.end < past.start {
                 problem(
                     &format!("history.authorizations[{index}].end"),
