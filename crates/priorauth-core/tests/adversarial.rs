@@ -255,7 +255,9 @@ fn decide_received(case: &Value, received: Option<Date>) -> Value {
     let parsed = engine
         .parse_case(&case.to_string())
         .unwrap_or_else(|e| panic!("{e}\n{case:#}"));
-    let evaluation = engine.evaluate_received(&parsed, &[], received);
+    let evaluation = engine
+        .evaluate_received(&parsed, &[], received)
+        .unwrap_or_else(|e| panic!("{e}\n{case:#}"));
     let report = serde_json::to_value(Report::new(engine, &parsed, &evaluation)).unwrap();
     assert_within_ceilings(case, &report);
     report
@@ -1273,6 +1275,33 @@ fn a_receipt_date_starts_the_period() {
     assert_eq!(result["outcome"], "approve");
     assert_eq!(result["authorization"]["start"], "2026-06-01");
     assert_eq!(result["quantity"]["cycles"], 2);
+}
+
+/// The clinical date lies within the window before receipt (`case::check_received`): a
+/// date a year before receipt, or a week after it, is bad input naming `request.date`,
+/// whoever passes the receipt date (the service's clock, `evaluate --received`).
+#[test]
+fn a_request_date_outside_the_window_before_receipt_is_bad_input() {
+    let engine = engine();
+    let case = engine.parse_case(&blincyto_initial().to_string()).unwrap();
+    // Request date 2026-05-18: received a year later, 91 days later, a week before, 2 days
+    // before.
+    for received in ["2027-05-18", "2026-08-17", "2026-05-11", "2026-05-16"] {
+        let received = Date::parse(received).unwrap();
+        let error = engine
+            .evaluate_received(&case, &[], Some(received))
+            .unwrap_err();
+        assert_eq!(error.problems.len(), 1, "{error}");
+        assert_eq!(error.problems[0].key, "request.date", "{error}");
+    }
+    // Received the day before the request date (a time zone ahead), on it, and 90 days later.
+    for received in ["2026-05-17", "2026-05-18", "2026-08-16"] {
+        let report = decide_received(&blincyto_initial(), Some(Date::parse(received).unwrap()));
+        assert_eq!(result(&report, EOCCO)["authorization"]["start"], received);
+    }
+    // Without a receipt date the case decides as of its own date, however old.
+    let old = with(blincyto_initial(), &[("request.date", json!("2019-03-01"))]);
+    assert_eq!(outcome(&decide(&old), EOCCO), "approve");
 }
 
 // ---- Codes ----

@@ -549,7 +549,8 @@ fn evaluate(
     // day of receipt decide, and an approval starts that day.
     let evaluation = state
         .engine
-        .evaluate_received(&case, &[policy_index], Some(received));
+        .evaluate_received(&case, &[policy_index], Some(received))
+        .map_err(case_invalid)?;
     let report = Report::new(&state.engine, &case, &evaluation);
     let result = report
         .results
