@@ -42,12 +42,37 @@ def compact(value):
 # ---- bodies ----
 
 
+def dated_today(case):
+    """The case as a clinic sends it now: `request.date` on today's date (UTC), the service
+    refusing one more than 90 days before receipt; the birth date and earlier authorizations
+    move with it, so ages and the course stay the recorded ones."""
+    import datetime
+
+    request = case.get("request")
+    if not isinstance(request, dict) or not isinstance(request.get("date"), str):
+        return case
+    parse = datetime.date.fromisoformat
+    shift = datetime.datetime.now(datetime.timezone.utc).date() - parse(request["date"])
+    moved = lambda text: (parse(text) + shift).isoformat()
+    request["date"] = moved(request["date"])
+    patient = case.get("patient")
+    if isinstance(patient, dict) and isinstance(patient.get("birth_date"), str):
+        patient["birth_date"] = moved(patient["birth_date"])
+    history = case.get("history")
+    if isinstance(history, dict) and isinstance(history.get("authorizations"), list):
+        for authorization in history["authorizations"]:
+            for key in ("start", "end"):
+                authorization[key] = moved(authorization[key])
+    return case
+
+
 def cmd_bodies(args):
-    """Candidate bodies: the example cases, then generated ones under `masshealth`."""
+    """Candidate bodies: the example cases, then generated ones under `masshealth`, each
+    dated today."""
     lines = []
     for name, plan, _ in EXAMPLES:
         with open(os.path.join(args.cases_dir, f"{name}.json"), encoding="utf-8") as f:
-            lines.append({"plan": plan, "case": json.load(f)})
+            lines.append({"plan": plan, "case": dated_today(json.load(f))})
     if args.generated > 0:
         out = subprocess.run(
             [args.binary, "cases", "generate", "--count", str(args.generated), "--seed", str(args.seed)],
@@ -64,7 +89,7 @@ def cmd_bodies(args):
                 request = case["request"] = {}
             # The plan's line of business, or the service answers 422.
             request["line_of_business"] = LINE_OF_BUSINESS
-            lines.append({"plan": "masshealth", "case": case})
+            lines.append({"plan": "masshealth", "case": dated_today(case)})
     with open(args.out, "w", encoding="utf-8") as f:
         for body in lines:
             f.write(compact(body) + "\n")

@@ -9,9 +9,11 @@ import { chromium } from 'playwright-core';
 const base = process.env.PRIORAUTH_URL;
 const shots = process.env.SCREENSHOTS_DIR;
 
-// The E01 example: an adult with relapsed Ph-negative B-ALL, single agent.
+// The E01 example: an adult with relapsed Ph-negative B-ALL, single agent, its facts dated
+// 12 days before today (the service refuses a clinical date over 90 days before receipt).
+const factsDate = new Date(Date.now() - 12 * 86_400_000).toISOString().slice(0, 10);
 const answers = {
-  'request.kind': 'initial', 'request.date': '2026-11-20', 'request.regimen': 'single_agent', 'request.phase': '',
+  'request.kind': 'initial', 'request.date': factsDate, 'request.regimen': 'single_agent', 'request.phase': '',
   'request.dose': ['28', 'mcg/day'], 'request.infusion_days': '28', 'request.cycle_length_days': '42', 'request.cycles': '2',
   'request.first_cycle': '1', 'request.hcpcs': 'J9039', 'request.units': '980', 'request.units_period_days': '42', 'request.drug_source': 'plan',
   'patient.birth_date': '1966-02-11', 'patient.weight_kg': '71', 'patient.height_cm': '168', 'patient.new_to_plan_on_treatment': 'false',

@@ -307,7 +307,9 @@ fn evaluate(
         let case = engine
             .parse_case(&text)
             .map_err(|error| format!("{}: {error}", path.display()))?;
-        let evaluation = engine.evaluate_received(&case, selected, received);
+        let evaluation = engine
+            .evaluate_received(&case, selected, received)
+            .map_err(|error| format!("{}: {error}", path.display()))?;
         let rendered = match format {
             Format::Json => serde_json::to_string_pretty(&Report::new(engine, &case, &evaluation))
                 .map_err(|e| format!("cannot write the decision: {e}"))?,

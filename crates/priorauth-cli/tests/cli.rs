@@ -210,6 +210,54 @@ fn bad_input_exits_non_zero_naming_the_key() {
 }
 
 #[test]
+fn a_receipt_date_starts_the_period_within_the_window_of_the_request_date() {
+    let e01 = case("E01.json");
+    let e01 = e01.to_str().unwrap();
+    // E01 is dated 2026-05-18: received 14 days later, the period starts on receipt.
+    let output = run(
+        &[
+            "evaluate",
+            e01,
+            "--received",
+            "2026-06-01",
+            "--format",
+            "json",
+            "--policy",
+            "eocco-0382",
+        ],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(
+        report["results"][0]["authorization"],
+        serde_json::json!({"start": "2026-06-01", "end": "2026-12-27"})
+    );
+    // Received a year later, or a week before the clinical date: bad input naming it.
+    for (received, says) in [
+        ("2027-05-18", "365 days before"),
+        ("2026-05-11", "7 days after"),
+    ] {
+        let output = run(&["evaluate", e01, "--received", received], None);
+        assert_eq!(output.status.code(), Some(1), "{received}");
+        let message = stderr(&output);
+        assert!(message.contains("request.date"), "{message}");
+        assert!(message.contains(says), "{message}");
+        assert!(!message.contains("panicked"));
+    }
+    // In a batch, the line is answered with an error object naming the key.
+    let line = std::fs::read_to_string(case("E01.json")).unwrap();
+    let line: Value = serde_json::from_str(&line).unwrap();
+    let output = run(
+        &["evaluate", "--batch", "-", "--received", "2027-05-18"],
+        Some(&format!("{line}\n")),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let answer: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(answer["problems"][0]["key"], "request.date");
+}
+
+#[test]
 fn batch_streams_one_decision_per_line() {
     let mut input = String::new();
     for name in ["E01.json", "E07.json", "E12.json"] {

@@ -142,7 +142,7 @@ async fn concurrency_run(url: String) {
     let to_renew = submitted(first, &keys, "masshealth", support::case("E01")).await;
     let renewed_number = to_renew["authorization"]["number"].as_str().unwrap();
     let mut renewal = support::case("E10");
-    renewal["request"]["date"] = json!("2026-11-10");
+    renewal["request"]["date"] = json!(support::days_after_receipt(-22));
     let renewal = json!({"plan": "masshealth", "case": renewal, "renews": renewed_number});
 
     // All at once, spread over the instances.

@@ -164,6 +164,10 @@ pub struct PastAuthorization {
     pub end: Date,
     #[serde(default)]
     pub renewal: Option<bool>,
+    /// Cycles the authorization covered, when the records say: they place the course's
+    /// next cycle (docs/case-format.md, Course).
+    #[serde(default)]
+    pub cycles: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -344,6 +348,48 @@ pub const MAX_AGE_YEARS: i64 = 130;
 /// Dates of a case: birth dates, request dates, authorizations.
 pub const EARLIEST_DATE: Date = Date::from_ymd_unchecked(1900, 1, 1);
 pub const LATEST_DATE: Date = Date::from_ymd_unchecked(2199, 12, 31);
+
+/// The most days `request.date`, the clinical date of the facts, may be before the day the
+/// payer received the request (issue 13: "`request.date` stays the clinical date of the facts
+/// and must lie within a stated window before receipt"). 90 days: a decision rests on the
+/// patient as the facts describe them on that date (disease status and remission, MRD,
+/// weight and height that size the dose), and within a course they change from cycle to
+/// cycle (Blincyto's cycles are 42 days, 84 in continued therapy), so facts older than a
+/// continued-therapy cycle and its margin no longer describe the course's present; 90 days
+/// is also `facts::COURSE_GAP_DAYS`, after which a course has ended, so older facts may be
+/// those of a course that is over. 180 days would span two continued-therapy cycles and let
+/// a date six months back make a patient six months younger at an age limit.
+pub const REQUEST_DATE_MAX_DAYS_BEFORE_RECEIPT: i64 = 90;
+
+/// The most days `request.date` may be after the day of receipt: 1, for a requester whose
+/// calendar day is ahead of the payer's clock (UTC) in another time zone. Facts cannot be
+/// dated on a day that has not come: a later date is a planned start of service, not the
+/// date of the facts.
+pub const REQUEST_DATE_MAX_DAYS_AFTER_RECEIPT: i64 = 1;
+
+/// A case received by the payer on `received` (the service's clock, or `evaluate
+/// --received`): its clinical date must lie within the stated window around receipt
+/// ([`REQUEST_DATE_MAX_DAYS_BEFORE_RECEIPT`], [`REQUEST_DATE_MAX_DAYS_AFTER_RECEIPT`]).
+/// Without `request.date` there is nothing to check (the engine asks for it when it matters).
+pub fn check_received(case: &Case, received: Date) -> Result<(), CaseError> {
+    let Some(date) = case.request.as_ref().and_then(|r| r.date) else {
+        return Ok(());
+    };
+    let after = date.days_since(received);
+    let message = if after > REQUEST_DATE_MAX_DAYS_AFTER_RECEIPT {
+        format!(
+            "{date} is {after} days after the request was received ({received}): the clinical date of the facts cannot be later than the day of receipt (1 day allowed for time zones); a planned start of service is not the date of the facts"
+        )
+    } else if -after > REQUEST_DATE_MAX_DAYS_BEFORE_RECEIPT {
+        format!(
+            "{date} is {} days before the request was received ({received}): the clinical date of the facts may be at most {REQUEST_DATE_MAX_DAYS_BEFORE_RECEIPT} days before receipt; send the current facts",
+            -after
+        )
+    } else {
+        return Ok(());
+    };
+    Err(CaseError::single("request.date", message))
+}
 
 /// Parses and validates a case. `known_drugs` are the drug names of the catalog.
 pub fn parse_case(json: &str, known_drugs: &[impl AsRef<str>]) -> Result<Case, CaseError> {
@@ -706,6 +752,17 @@ pub fn validate(case: &Case, known_drugs: &[impl AsRef<str>]) -> Result<(), Case
             );
         }
         for (index, past) in authorizations.iter().enumerate() {
+            match past.cycles {
+                Some(0) => problem(
+                    &format!("history.authorizations[{index}].cycles"),
+                    "must be at least 1, got 0: an authorization covers a cycle".to_string(),
+                ),
+                Some(n) if n > MAX_CYCLES_REQUESTED => problem(
+                    &format!("history.authorizations[{index}].cycles"),
+                    format!("{n} is not a possible value (at most {MAX_CYCLES_REQUESTED})"),
+                ),
+                _ => {}
+            }
             if past.end < past.start {
                 problem(
                     &format!("history.authorizations[{index}].end"),
@@ -933,6 +990,38 @@ mod tests {
     fn bad_json_is_an_error_not_a_panic() {
         let error = parse_case(r#"{"request": {"drug": "blinatumomab","#, DRUGS).unwrap_err();
         assert!(error.to_string().contains("not valid JSON"), "{error}");
+    }
+
+    #[test]
+    fn the_request_date_lies_within_a_window_before_receipt() {
+        let case = parse_case(r#"{"request": {"date": "2026-05-18"}}"#, DRUGS).unwrap();
+        let received = |text: &str| check_received(&case, Date::parse(text).unwrap());
+        // The day of receipt, 90 days later, and the day before (a time zone ahead).
+        for ok in ["2026-05-18", "2026-08-16", "2026-05-17"] {
+            assert!(received(ok).is_ok(), "{ok}");
+        }
+        // 91 days before receipt, a year before, and a week after.
+        for bad in ["2026-08-17", "2027-05-18", "2026-05-11"] {
+            let error = received(bad).unwrap_err();
+            assert_eq!(error.problems.len(), 1);
+            assert_eq!(error.problems[0].key, "request.date", "{bad}");
+            assert!(error.to_string().contains(bad), "{error}");
+        }
+        assert!(
+            received("2027-05-18")
+                .unwrap_err()
+                .to_string()
+                .contains("365 days before")
+        );
+        assert!(
+            received("2026-05-11")
+                .unwrap_err()
+                .to_string()
+                .contains("7 days after")
+        );
+        // No clinical date: nothing to check.
+        let undated = parse_case(r#"{"request": {}}"#, DRUGS).unwrap();
+        assert!(check_received(&undated, Date::parse("2030-01-01").unwrap()).is_ok());
     }
 
     #[test]

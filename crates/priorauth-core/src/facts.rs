@@ -73,6 +73,9 @@ pub const CASE_KEYS: [&str; 50] = [
 /// the only thing missing.
 pub const UNITS_KEY: Missing = bit(12);
 
+/// The bit of `history.authorizations`, the records that place a request in its course.
+pub const AUTHORIZATIONS_KEY: Missing = bit(43);
+
 /// The bit of a case key.
 pub fn key_bit(key: &str) -> Option<Missing> {
     CASE_KEYS.iter().position(|k| *k == key).map(|i| 1 << i)
@@ -156,7 +159,7 @@ facts! {
     RequestCycleLengthDays = "request.cycle_length_days", Number, "days per cycle";
     RequestTreatmentFreeDays = "request.treatment_free_days", Number, "derived: cycle length minus infusion days";
     RequestCycles = "request.cycles", Number, "cycles requested in this authorization";
-    RequestFirstCycle = "request.first_cycle", Number, "number in the whole course of the first requested cycle; without it, derived as history.blinatumomab_cycles + 1";
+    RequestFirstCycle = "request.first_cycle", Number, "number in the whole course of the first requested cycle: request.first_cycle, or history.blinatumomab_cycles + 1; never before the cycles the current course's authorizations already cover (history.authorizations and their cycles: the records outrank the request; unknown when they contradict it without saying how many)";
     RequestLastCycle = "request.last_cycle", Number, "derived: number in the whole course of the last requested cycle: first_cycle + cycles - 1, or, without first_cycle, history.blinatumomab_cycles + cycles";
     RequestContinuedCycles = "request.continued_cycles", Number, "derived: continued-therapy cycles (cycle 6 and later of relapsed/refractory therapy) given and requested, through the last requested cycle";
     RequestUnits = "request.units", Number, "billable units requested per request.units_period_days; a test with `per_days` rescales it to that period";
@@ -582,6 +585,54 @@ impl Facts {
             },
         );
 
+        // Earlier authorizations: the current course, and coverage over the last year.
+        let course = match (&history.authorizations, as_of.or(request.date)) {
+            (None, date) => {
+                let date = if date.is_none() { DATE } else { 0 };
+                for id in [
+                    HistoryAuthorizationCount,
+                    HistoryRenewalCount,
+                    HistoryLapseDays,
+                ] {
+                    self.set(id, Value::Unknown(AUTHORIZATIONS_KEY | date));
+                }
+                // Undocumented: the declared position stands (see `course_position`).
+                Ok(Course::default())
+            }
+            // Without earlier authorizations the date does not matter.
+            (Some(past), _) if past.is_empty() => {
+                self.set(HistoryAuthorizationCount, Value::Number(0.0));
+                self.set(HistoryRenewalCount, Value::Number(0.0));
+                self.set(HistoryLapseDays, Value::Number(f64::INFINITY));
+                Ok(Course::default())
+            }
+            (Some(_), None) => {
+                for id in [
+                    HistoryAuthorizationCount,
+                    HistoryRenewalCount,
+                    HistoryLapseDays,
+                ] {
+                    self.set(id, Value::Unknown(DATE));
+                }
+                Err(DATE)
+            }
+            (Some(past), Some(date)) => {
+                let course = current_course(past, date);
+                self.set(
+                    HistoryAuthorizationCount,
+                    Value::Number(course.authorizations as f64),
+                );
+                self.set(
+                    HistoryRenewalCount,
+                    Value::Number(course.authorizations.saturating_sub(1) as f64),
+                );
+                self.set(HistoryLapseDays, Value::Number(longest_lapse(past, date)));
+                Ok(course)
+            }
+        };
+        let first_cycle = course_position(self.get(RequestFirstCycle), course);
+        self.set(RequestFirstCycle, first_cycle);
+
         self.set_course_position(request.cycles);
         self.set(
             RequestUnitsPerCycle,
@@ -629,44 +680,6 @@ impl Facts {
             }
         }
 
-        // Earlier authorizations: the current course, and coverage over the last year.
-        const AUTHORIZATIONS: Missing = bit(43);
-        match (&history.authorizations, as_of.or(request.date)) {
-            (None, date) => {
-                let date = if date.is_none() { DATE } else { 0 };
-                for id in [
-                    HistoryAuthorizationCount,
-                    HistoryRenewalCount,
-                    HistoryLapseDays,
-                ] {
-                    self.set(id, Value::Unknown(AUTHORIZATIONS | date));
-                }
-            }
-            // Without earlier authorizations the date does not matter.
-            (Some(past), _) if past.is_empty() => {
-                self.set(HistoryAuthorizationCount, Value::Number(0.0));
-                self.set(HistoryRenewalCount, Value::Number(0.0));
-                self.set(HistoryLapseDays, Value::Number(f64::INFINITY));
-            }
-            (Some(_), None) => {
-                for id in [
-                    HistoryAuthorizationCount,
-                    HistoryRenewalCount,
-                    HistoryLapseDays,
-                ] {
-                    self.set(id, Value::Unknown(DATE));
-                }
-            }
-            (Some(past), Some(date)) => {
-                let course = current_course(past, date);
-                self.set(HistoryAuthorizationCount, Value::Number(course as f64));
-                self.set(
-                    HistoryRenewalCount,
-                    Value::Number(course.saturating_sub(1) as f64),
-                );
-                self.set(HistoryLapseDays, Value::Number(longest_lapse(past, date)));
-            }
-        }
         // Filled in by the engine from the drug catalog.
         self.set(RequestOnLabel, Value::Unknown(0));
         self.set(RequestLabelUnitsPerCycle, Value::Unknown(0));
@@ -717,30 +730,102 @@ fn salvage_in_second_remission(
 /// therapy), so a course given on schedule is never split.
 pub const COURSE_GAP_DAYS: i64 = 90;
 
+/// The current course as the authorization history records it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Course {
+    /// Authorizations in the course.
+    pub authorizations: usize,
+    /// Cycles the course's authorizations state they covered (`cycles`), added up.
+    pub cycles: u64,
+    /// The course's authorizations that do not state their cycles.
+    pub without_cycles: usize,
+}
+
+impl Course {
+    /// The fewest cycles the course's authorizations covered: those they state, and at least
+    /// one for each that states none (an authorization covers a cycle or it is not one).
+    pub fn cycles_at_least(&self) -> u64 {
+        self.cycles.saturating_add(self.without_cycles as u64)
+    }
+}
+
 /// Earlier authorizations in the current course as of `date`: the latest one, if it ended at
 /// most [`COURSE_GAP_DAYS`] before `date` (or is still active), and each one before it that
 /// ended at most that long before the course's next one began.
-pub fn current_course(past: &[PastAuthorization], date: Date) -> usize {
+pub fn current_course(past: &[PastAuthorization], date: Date) -> Course {
     let mut buffer = Periods::new();
     let periods = buffer.sorted(past.iter().filter(|a| a.start <= date));
     // Chains in start order; an authorization nested in a longer one continues its chain.
-    let mut count = 0;
+    let mut course = Course::default();
     let mut chain_end: Option<Date> = None;
-    for &(start, end) in periods {
+    for &(start, end, cycles) in periods {
         match chain_end {
             Some(covered) if start.days_since(covered) - 1 <= COURSE_GAP_DAYS => {
-                count += 1;
                 chain_end = Some(covered.max(end));
             }
             _ => {
-                count = 1;
+                course = Course::default();
                 chain_end = Some(end);
             }
         }
+        course.authorizations += 1;
+        match cycles {
+            Some(n) => course.cycles = course.cycles.saturating_add(u64::from(n)),
+            None => course.without_cycles += 1,
+        }
     }
     match chain_end {
-        Some(covered) if date.days_since(covered) - 1 <= COURSE_GAP_DAYS => count,
-        _ => 0,
+        Some(covered) if date.days_since(covered) - 1 <= COURSE_GAP_DAYS => course,
+        _ => Course::default(),
+    }
+}
+
+/// The number in the course of the first requested cycle, the records outranking the
+/// request: `declared` is `request.first_cycle` as given (or after
+/// `history.blinatumomab_cycles`), `course` the current course of `history.authorizations`
+/// (an error: the keys that would place it).
+///
+/// Issue 13: "The payer's records win: course position (cycles already given, the cycle a
+/// request starts at, whether it continues a course) [...] come from the records [...] or,
+/// on the CLI, from the case's history checked for consistency. A contradiction between
+/// declared and recorded facts is bad input naming both keys, or an unknown that is asked;
+/// it never passes." Interpreted as (docs/case-format.md, Course):
+/// - No authorization in the current course, or none documented: the declared position.
+/// - Every authorization of the course states its `cycles`: the request starts after them
+///   all, or later if it says so (cycles given before the plan's records began). An
+///   authorized cycle counts whether or not it was given: the label's course is what the
+///   payer has authorized, so an initial request after 2 authorized cycles starts at cycle 3
+///   and its course has 7 left, never a fresh 9.
+/// - Some authorization states no `cycles`: each covered at least one. A declared position
+///   at or beyond the cycles the records hold at least stands (the records do not
+///   contradict it; cases written before `cycles` decide as they did). One below it, such as
+///   an initial request declaring no cycle given within a current course, is contradicted by
+///   the records and unknown, asking for `history.authorizations` (their `cycles`): never a
+///   guess.
+/// - Authorizations whose course cannot be placed (no decision date): unknown.
+fn course_position(declared: Value, course: Result<Course, Missing>) -> Value {
+    let course = match course {
+        Ok(course) if course.authorizations == 0 => return declared,
+        Ok(course) => course,
+        Err(missing) => {
+            return match declared {
+                Value::Unknown(declared) => Value::Unknown(declared | missing),
+                _ => Value::Unknown(missing),
+            };
+        }
+    };
+    let Value::Number(first) = declared else {
+        return declared;
+    };
+    // Cycles before the request, as declared.
+    let before = (first - 1.0).max(0.0);
+    let recorded = course.cycles_at_least() as f64;
+    if course.without_cycles == 0 {
+        Value::Number(before.max(recorded) + 1.0)
+    } else if before >= recorded {
+        declared
+    } else {
+        Value::Unknown(AUTHORIZATIONS_KEY)
     }
 }
 
@@ -760,7 +845,7 @@ pub fn longest_lapse(past: &[PastAuthorization], date: Date) -> f64 {
     }
     let mut longest = i64::MIN;
     let mut covered_to: Option<Date> = None;
-    for &(start, end) in periods {
+    for &(start, end, _) in periods {
         if let Some(covered) = covered_to {
             longest = longest.max(start.days_since(covered) - 1);
         }
@@ -772,18 +857,18 @@ pub fn longest_lapse(past: &[PastAuthorization], date: Date) -> f64 {
     longest as f64
 }
 
-/// Authorization periods sorted by start, on the stack for the few a case usually has:
-/// deriving facts allocates nothing per case.
+/// Authorization periods (start, end, cycles) sorted by start, on the stack for the few a
+/// case usually has: deriving facts allocates nothing per case.
 struct Periods {
-    inline: [(Date, Date); 16],
-    spilled: Vec<(Date, Date)>,
+    inline: [(Date, Date, Option<u32>); 16],
+    spilled: Vec<(Date, Date, Option<u32>)>,
 }
 
 impl Periods {
     fn new() -> Periods {
         let epoch = Date::from_ymd_unchecked(1970, 1, 1);
         Periods {
-            inline: [(epoch, epoch); 16],
+            inline: [(epoch, epoch, None); 16],
             spilled: Vec::new(),
         }
     }
@@ -791,10 +876,10 @@ impl Periods {
     fn sorted<'a>(
         &'a mut self,
         past: impl Iterator<Item = &'a PastAuthorization>,
-    ) -> &'a [(Date, Date)] {
+    ) -> &'a [(Date, Date, Option<u32>)] {
         let mut count = 0;
         for authorization in past {
-            let period = (authorization.start, authorization.end);
+            let period = (authorization.start, authorization.end, authorization.cycles);
             match self.inline.get_mut(count) {
                 Some(slot) if self.spilled.is_empty() => *slot = period,
                 _ => {
@@ -869,10 +954,16 @@ impl Facts {
             _ => None,
         };
         let first = count(self.get(RequestFirstCycle));
+        // The keys that would place the first cycle: the declaration's or the records'.
+        let first_missing = match self.get(RequestFirstCycle) {
+            Value::Unknown(missing) if missing != 0 => missing,
+            _ => bit(10),
+        };
         // u64: no count the case format bounds can wrap.
         let last_cycle = match (cycles, first) {
             (Some(cycles), Some(first)) => Ok((first + u64::from(cycles)).saturating_sub(1)),
-            (cycles, _) => Err(if cycles.is_none() { bit(9) } else { 0 } | bit(10)),
+            (cycles, first) => Err(if cycles.is_none() { bit(9) } else { 0 }
+                | if first.is_none() { first_missing } else { 0 }),
         };
         self.set(
             RequestLastCycle,
@@ -883,9 +974,14 @@ impl Facts {
         );
         // Continued-therapy cycles are cycles 6-9 of relapsed/refractory therapy: those already
         // given, when the history says, and the requested ones from the numbering.
+        // A position the records moved past the declared cycles given leaves the declared
+        // continued count behind: every cycle from 6 through the last is then counted.
+        let declared_given = count(self.get(HistoryBlinatumomabCycles));
         let continued = match last_cycle {
             Ok(last) => match (count(self.get(HistoryBlinatumomabContinuedCycles)), first) {
-                (Some(given), Some(first)) => {
+                (Some(given), Some(first))
+                    if declared_given.is_none_or(|all| first <= all.saturating_add(1)) =>
+                {
                     Value::Number((given + (last + 1).saturating_sub(first.max(6))) as f64)
                 }
                 _ => Value::Number(last.saturating_sub(5) as f64),
@@ -911,8 +1007,78 @@ mod tests {
             assert_eq!(FactId::by_name(FACTS[index].name), Some(*id));
         }
         assert_eq!(key_bit("history.authorizations"), Some(1 << 43));
+        assert_eq!(key_bit("history.authorizations"), Some(AUTHORIZATIONS_KEY));
         assert_eq!(key_bit("request.units"), Some(UNITS_KEY));
         assert_eq!(key_bit("request.dose"), Some(1 << 6));
         assert_eq!(key_bit("patient.birth_date"), Some(1 << 15));
+    }
+
+    fn past(start: &str, end: &str, cycles: Option<u32>) -> PastAuthorization {
+        PastAuthorization {
+            start: Date::parse(start).unwrap(),
+            end: Date::parse(end).unwrap(),
+            renewal: None,
+            cycles,
+        }
+    }
+
+    #[test]
+    fn the_current_course_counts_its_authorizations_and_their_cycles() {
+        let date = Date::parse("2026-05-18").unwrap();
+        let history = [
+            // An earlier course, more than 90 days before the next authorization.
+            past("2023-01-02", "2023-06-30", Some(5)),
+            past("2025-05-12", "2025-10-26", Some(5)),
+            past("2025-10-27", "2026-04-12", None),
+        ];
+        let course = current_course(&history, date);
+        assert_eq!(
+            course,
+            Course {
+                authorizations: 2,
+                cycles: 5,
+                without_cycles: 1
+            }
+        );
+        assert_eq!(course.cycles_at_least(), 6);
+        // Ended more than 90 days before: no current course.
+        let later = Date::parse("2026-08-01").unwrap();
+        assert_eq!(current_course(&history, later), Course::default());
+    }
+
+    #[test]
+    fn the_records_place_the_first_cycle() {
+        let course = |cycles: u64, without_cycles: usize| {
+            Ok(Course {
+                authorizations: without_cycles + usize::from(cycles > 0),
+                cycles,
+                without_cycles,
+            })
+        };
+        let first = |n: f64| Value::Number(n);
+        // No current course: as declared.
+        assert_eq!(
+            course_position(first(1.0), Ok(Course::default())),
+            first(1.0)
+        );
+        // Cycles stated: after them, or later when the request says more were given.
+        assert_eq!(course_position(first(1.0), course(2, 0)), first(3.0));
+        assert_eq!(course_position(first(6.0), course(2, 0)), first(6.0));
+        // Cycles not stated: a declaration below one cycle per authorization is asked.
+        assert_eq!(
+            course_position(first(1.0), course(0, 1)),
+            Value::Unknown(AUTHORIZATIONS_KEY)
+        );
+        assert_eq!(course_position(first(6.0), course(0, 1)), first(6.0));
+        assert_eq!(
+            course_position(first(3.0), course(2, 1)),
+            Value::Unknown(AUTHORIZATIONS_KEY)
+        );
+        assert_eq!(course_position(first(4.0), course(2, 1)), first(4.0));
+        // A course that cannot be placed: unknown, with what would place it.
+        assert_eq!(
+            course_position(first(1.0), Err(bit(2))),
+            Value::Unknown(bit(2))
+        );
     }
 }

@@ -355,21 +355,23 @@ impl Engine {
     /// [`Engine::evaluate`] into an evaluation reused from case to case, as batch runs do:
     /// it then allocates nothing and copies no fact table.
     pub fn evaluate_into(&self, case: &Case, selected: &[usize], evaluation: &mut Evaluation) {
-        self.evaluate_received_into(case, selected, None, evaluation);
+        self.decide_into(case, selected, None, evaluation);
     }
 
     /// Decides a case as the payer received it on `received`: the policy versions in effect
     /// that day decide, and an approval's period starts that day. Without a receipt date, both
-    /// follow `request.date` (recorded cases keep deciding the same).
+    /// follow `request.date` (recorded cases keep deciding the same). With one, a
+    /// `request.date` outside the window around receipt is bad input naming it
+    /// ([`case::check_received`]): the service and `evaluate --received` share the rule.
     pub fn evaluate_received(
         &self,
         case: &Case,
         selected: &[usize],
         received: Option<date::Date>,
-    ) -> Evaluation {
+    ) -> Result<Evaluation, CaseError> {
         let mut evaluation = Evaluation::default();
-        self.evaluate_received_into(case, selected, received, &mut evaluation);
-        evaluation
+        self.evaluate_received_into(case, selected, received, &mut evaluation)?;
+        Ok(evaluation)
     }
 
     /// Decides a case by one policy version exactly (`index`, not the version in effect),
@@ -396,8 +398,26 @@ impl Engine {
         evaluation
     }
 
-    /// [`Engine::evaluate_received`] into an evaluation reused from case to case.
+    /// [`Engine::evaluate_received`] into an evaluation reused from case to case. On bad
+    /// input the evaluation holds no decision.
     pub fn evaluate_received_into(
+        &self,
+        case: &Case,
+        selected: &[usize],
+        received: Option<date::Date>,
+        evaluation: &mut Evaluation,
+    ) -> Result<(), CaseError> {
+        if let Some(received) = received {
+            if let Err(error) = case::check_received(case, received) {
+                evaluation.decisions.clear();
+                return Err(error);
+            }
+        }
+        self.decide_into(case, selected, received, evaluation);
+        Ok(())
+    }
+
+    fn decide_into(
         &self,
         case: &Case,
         selected: &[usize],

@@ -62,7 +62,8 @@ pub(crate) fn ceiling(pathway: &crate::policy::Pathway, facts: &Facts) -> Result
     .flatten()
     .fold(f64::INFINITY, f64::min);
     // A renewal continues a course: without its position the cycles left are not known. An
-    // initial request whose position is not known counts from the first cycle.
+    // initial request whose position is not known counts from the first cycle, unless the
+    // authorization history shows a current course, which it continues.
     let first = match (
         facts.get(FactId::RequestFirstCycle),
         facts.get(FactId::RequestKind),
@@ -73,6 +74,7 @@ pub(crate) fn ceiling(pathway: &crate::policy::Pathway, facts: &Facts) -> Result
         {
             return Err(missing);
         }
+        (Value::Unknown(missing), _) if !no_current_course(facts) => return Err(missing),
         _ => 1.0,
     };
     let cycles = label_course.map_or(f64::INFINITY, |course| {
@@ -90,6 +92,16 @@ pub(crate) fn ceiling(pathway: &crate::policy::Pathway, facts: &Facts) -> Result
         units_per_cycle: units.floor().clamp(0.0, f64::from(u32::MAX)) as u32,
         cycles: cycles.floor().clamp(0.0, f64::from(u32::MAX)) as u32,
     })
+}
+
+/// The authorization history shows no current course: none in it, or none documented (an
+/// initial request's undocumented history is taken as none).
+fn no_current_course(facts: &Facts) -> bool {
+    match facts.get(FactId::HistoryAuthorizationCount) {
+        Value::Number(n) => n <= 0.0,
+        Value::Unknown(missing) => missing & crate::facts::AUTHORIZATIONS_KEY != 0,
+        _ => true,
+    }
 }
 
 /// The most cycles that start within the pathway's stated period, when the cycle length is

@@ -77,7 +77,7 @@ pub fn question(key: &'static str, engine: &Engine) -> Option<Question> {
                 ("renewal".into(), "continuation (renewal)".into()),
             ],
         ),
-        "request.date" => ("First day of requested service", Kind::Date, vec![]),
+        "request.date" => ("Date of the clinical facts", Kind::Date, vec![]),
         "request.line_of_business" => (
             "The member's coverage",
             Kind::Choice,

@@ -535,7 +535,7 @@ pub fn decide_line(
     out: &mut Vec<u8>,
 ) -> Result<(), crate::CaseError> {
     let case = engine.parse_case(line)?;
-    engine.evaluate_received_into(&case, selected, received, evaluation);
+    engine.evaluate_received_into(&case, selected, received, evaluation)?;
     // Writing JSON into a Vec cannot fail: every value here serializes.
     let _ = serde_json::to_writer(&mut *out, &Report::new(engine, &case, evaluation));
     out.push(b'\n');

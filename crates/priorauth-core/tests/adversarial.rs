@@ -255,7 +255,9 @@ fn decide_received(case: &Value, received: Option<Date>) -> Value {
     let parsed = engine
         .parse_case(&case.to_string())
         .unwrap_or_else(|e| panic!("{e}\n{case:#}"));
-    let evaluation = engine.evaluate_received(&parsed, &[], received);
+    let evaluation = engine
+        .evaluate_received(&parsed, &[], received)
+        .unwrap_or_else(|e| panic!("{e}\n{case:#}"));
     let report = serde_json::to_value(Report::new(engine, &parsed, &evaluation)).unwrap();
     assert_within_ceilings(case, &report);
     report
@@ -1053,12 +1055,15 @@ fn a_nested_authorization_does_not_hide_the_course() {
 
 /// An initial request that declares no cycle given (`history.blinatumomab_cycles: 0`,
 /// `request.first_cycle: 1`) while its own authorization history shows the current course
-/// (three authorizations back to back, the last ended 36 days before) restarts the course:
-/// every policy approves it with a fresh ceiling, EOCCO 5 more initial cycles (a course of
-/// 5 + 5 + 4) and the others the label's whole 9. The course's renewal count is read from the
-/// authorizations only for renewals; an initial request's course position is taken as declared.
+/// (three authorizations back to back, the last ended 36 days before) restarted the course:
+/// every policy approved it with a fresh ceiling, EOCCO 5 more initial cycles (a course of
+/// 5 + 5 + 4) and the others the label's whole 9. The records now place the request
+/// (`facts::course_position`, docs/case-format.md, Course): authorizations that state their
+/// `cycles` move its first cycle past them, so the course has only what they leave; ones
+/// that do not state them contradict "no cycle given" without saying how many, and the
+/// position is asked (`history.authorizations`). EOCCO refuses either way: its initial
+/// approval starts a course.
 #[test]
-#[ignore = "open: EOCCO now refuses an initial request within a current course; the policies without renewal limits (BCBSNC, Evolent, Express Scripts, MassHealth) still give such a request a fresh course ceiling"]
 fn an_initial_request_does_not_restart_a_current_course() {
     for history in [
         json!(course(2, None)),
@@ -1077,8 +1082,116 @@ fn an_initial_request_does_not_restart_a_current_course() {
                 let ceiling = result["quantity"]["ceiling"]["cycles"].as_u64().unwrap();
                 assert!(ceiling < 9, "{policy}: a whole course again\n{result:#}");
             }
+            // Records without cycles: nothing is approved until they say how many.
+            assert_ne!(result["outcome"], "approve", "{policy}\n{result:#}");
+            if result["outcome"] == "incomplete" {
+                let missing = result["missing"].as_array().unwrap();
+                assert!(
+                    missing.contains(&json!("history.authorizations")),
+                    "{policy}\n{result:#}"
+                );
+            }
         }
     }
+
+    // Two cycles authorized in the current course: the request's two cycles are cycles 3-4,
+    // and the course has 7 left (MassHealth's 6 months cover 5 of them).
+    let case = with(
+        blincyto_initial(),
+        &[(
+            "history.authorizations",
+            json!([{"start": "2025-10-13", "end": "2026-05-10", "cycles": 2}]),
+        )],
+    );
+    let report = decide(&case);
+    assert_eq!(outcome(&report, EOCCO), "deny");
+    for (policy, ceiling) in [
+        (BCBSNC, 7),
+        (EVOLENT, 7),
+        (EXPRESS_SCRIPTS, 7),
+        (MASSHEALTH, 5),
+    ] {
+        let quantity = approved(&report, policy);
+        assert_eq!(quantity["cycles"], 2, "{policy}");
+        assert_eq!(quantity["ceiling"]["cycles"], ceiling, "{policy}");
+    }
+
+    // The whole label course authorized already (5 + 2 + 2): nothing is left to approve.
+    let mut history = course(2, None);
+    for (authorization, cycles) in history.iter_mut().zip([5, 2, 2]) {
+        authorization["cycles"] = json!(cycles);
+    }
+    let case = with(
+        blincyto_initial(),
+        &[("history.authorizations", json!(history))],
+    );
+    let report = decide(&case);
+    for policy in POLICIES {
+        assert_ne!(outcome(&report, policy), "approve", "{policy}");
+    }
+
+    // A request that says more cycles were given than the records hold (cycles before the
+    // plan's records) starts where it says: cycles 5-6 after 4, not 3-4.
+    let case = with(
+        blincyto_initial(),
+        &[
+            (
+                "history.authorizations",
+                json!([{"start": "2025-10-13", "end": "2026-05-10", "cycles": 2}]),
+            ),
+            ("history.blinatumomab_cycles", json!(4)),
+            ("request.first_cycle", json!(5)),
+        ],
+    );
+    let report = decide(&case);
+    assert_eq!(approved(&report, EXPRESS_SCRIPTS)["ceiling"]["cycles"], 5);
+}
+
+/// A renewal is placed by the records too: after 5 + 2 authorized cycles, a renewal that
+/// declares cycles 6-7 again (5 given) is for cycles 8-9, the last two of the label's
+/// course, and EOCCO's second renewal approves those.
+#[test]
+fn a_renewal_starts_after_the_cycles_its_course_authorized() {
+    let history = json!([
+        {"start": "2025-05-12", "end": "2025-10-26", "cycles": 5},
+        {"start": "2025-10-27", "end": "2026-04-12", "cycles": 2}
+    ]);
+    let case = with(blincyto_renewal(), &[("history.authorizations", history)]);
+    let report = decide(&case);
+    let eocco = result(&report, EOCCO);
+    assert_eq!(eocco["outcome"], "approve", "{eocco:#}");
+    assert_eq!(eocco["quantity"]["cycles"], 2);
+    assert_eq!(eocco["quantity"]["ceiling"]["cycles"], 2);
+    for policy in POLICIES {
+        let result = result(&report, policy);
+        if result["outcome"] == "approve" {
+            assert!(
+                result["quantity"]["ceiling"]["cycles"].as_u64().unwrap() <= 2,
+                "{policy}: beyond cycle 9\n{result:#}"
+            );
+        }
+    }
+    // Three more cycles than the course has left: 2 approved, the third a recommended denial.
+    let case = with(case, &[("request.cycles", json!(3))]);
+    let report = decide(&case);
+    for policy in POLICIES {
+        let result = result(&report, policy);
+        if result["outcome"] == "approve" {
+            assert!(
+                result["quantity"]["cycles"].as_u64().unwrap() <= 2,
+                "{policy}"
+            );
+        }
+    }
+    // An authorization that covered 0 cycles is not one.
+    let case = with(
+        blincyto_renewal(),
+        &[(
+            "history.authorizations",
+            json!([{"start": "2025-10-13", "end": "2026-05-10", "cycles": 0}]),
+        )],
+    );
+    assert_rejected_naming(&case, "history.authorizations[0].cycles");
 }
 
 #[test]
@@ -1162,6 +1275,33 @@ fn a_receipt_date_starts_the_period() {
     assert_eq!(result["outcome"], "approve");
     assert_eq!(result["authorization"]["start"], "2026-06-01");
     assert_eq!(result["quantity"]["cycles"], 2);
+}
+
+/// The clinical date lies within the window before receipt (`case::check_received`): a
+/// date a year before receipt, or a week after it, is bad input naming `request.date`,
+/// whoever passes the receipt date (the service's clock, `evaluate --received`).
+#[test]
+fn a_request_date_outside_the_window_before_receipt_is_bad_input() {
+    let engine = engine();
+    let case = engine.parse_case(&blincyto_initial().to_string()).unwrap();
+    // Request date 2026-05-18: received a year later, 91 days later, a week before, 2 days
+    // before.
+    for received in ["2027-05-18", "2026-08-17", "2026-05-11", "2026-05-16"] {
+        let received = Date::parse(received).unwrap();
+        let error = engine
+            .evaluate_received(&case, &[], Some(received))
+            .unwrap_err();
+        assert_eq!(error.problems.len(), 1, "{error}");
+        assert_eq!(error.problems[0].key, "request.date", "{error}");
+    }
+    // Received the day before the request date (a time zone ahead), on it, and 90 days later.
+    for received in ["2026-05-17", "2026-05-18", "2026-08-16"] {
+        let report = decide_received(&blincyto_initial(), Some(Date::parse(received).unwrap()));
+        assert_eq!(result(&report, EOCCO)["authorization"]["start"], received);
+    }
+    // Without a receipt date the case decides as of its own date, however old.
+    let old = with(blincyto_initial(), &[("request.date", json!("2019-03-01"))]);
+    assert_eq!(outcome(&decide(&old), EOCCO), "approve");
 }
 
 // ---- Codes ----

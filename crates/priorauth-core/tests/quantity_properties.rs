@@ -1,7 +1,8 @@
 //! A property of every decision on quantities, over 100,000 generated cases with their
 //! quantities, course position and measures pushed to extreme values (0, the days around
 //! 28 and 42, 980, the edges of 32- and 64-bit integers, -1, 1e-300, 1e300, text) or
-//! removed: a case is either bad input whose every problem names a key, or decided without
+//! removed, and the records of a current course stating how many cycles it covered: a case
+//! is either bad input whose every problem names a key, or decided without
 //! a panic by every policy; and every approval covers a quantity within its ceilings, and
 //! ceilings within the pathway's and the label's.
 
@@ -177,6 +178,47 @@ fn mutate(case: &mut Value, rng: &mut XorShift, extremes: &[Value]) {
         }
         set(case, key, value);
     }
+    // One case in six: the records of a current course (one authorization that ended 10
+    // days before the request date) stating the cycles it covered, plausible or extreme.
+    if rng.chance(16) {
+        let date = case["request"]["date"]
+            .as_str()
+            .and_then(priorauth_core::date::Date::parse);
+        if let Some(date) = date {
+            let day = |days: i64| date.add_days(days).map(|d| d.to_string());
+            let cycles = if rng.chance(50) {
+                extremes[rng.below(extremes.len())].clone()
+            } else {
+                json!([1, 2, 4, 5, 8, 9][rng.below(6)])
+            };
+            set(
+                case,
+                "history.authorizations",
+                json!([{"start": day(-200), "end": day(-10), "cycles": cycles}]),
+            );
+        }
+    }
+}
+
+/// Cycles the case's authorization history covered in a current course, when every one of
+/// its authorizations says how many and ended at most 90 days before the request date (the
+/// mutation's records; a receipt date is at most 29 days later, so they are current then).
+fn recorded_cycles(case: &Case) -> u64 {
+    let Some(date) = case.request.as_ref().and_then(|r| r.date) else {
+        return 0;
+    };
+    let past = case
+        .history
+        .as_ref()
+        .and_then(|h| h.authorizations.as_deref())
+        .unwrap_or_default();
+    let current = past
+        .iter()
+        .all(|a| a.cycles.is_some() && date.days_since(a.end) - 1 <= 60);
+    if past.is_empty() || !current {
+        return 0;
+    }
+    past.iter().map(|a| u64::from(a.cycles.unwrap_or(0))).sum()
 }
 
 /// The case format's units per cycle, computed here apart from the engine.
@@ -265,6 +307,12 @@ fn check_approval(engine: &Engine, case: &Case, policy: usize, pathway: u16, gra
             "from cycle {first}: {ceiling_cycles} cycles beyond the label's {label_course}"
         );
     }
+    // ... and after the cycles the records authorized in the current course.
+    let recorded = recorded_cycles(case);
+    assert!(
+        ceiling_cycles + recorded <= label_course,
+        "after {recorded} authorized cycles: {ceiling_cycles} beyond the label's {label_course}"
+    );
     let limit = engine.policies[policy].pathways[usize::from(pathway)]
         .quantity
         .as_ref();
@@ -361,7 +409,10 @@ fn check_case(
         let date = case.request.as_ref()?.date?;
         date.add_days(days as i64)
     });
-    engine.evaluate_received_into(&case, &[], received, evaluation);
+    // Received 0 to 29 days after the request date: within the window.
+    engine
+        .evaluate_received_into(&case, &[], received, evaluation)
+        .unwrap();
     assert_eq!(evaluation.decisions.len(), engine.current().len());
     for (policy, decision) in &evaluation.decisions {
         if decision.units_over.is_some() {
@@ -447,7 +498,9 @@ fn units_over_only_for_units_beyond_the_ceiling() {
             let date = case.request.as_ref()?.date?;
             date.add_days(days as i64)
         });
-        engine.evaluate_received_into(&case, &[], received, &mut evaluation);
+        engine
+            .evaluate_received_into(&case, &[], received, &mut evaluation)
+            .unwrap();
         for (_, decision) in &evaluation.decisions {
             if let Some((_, requested, ceiling)) = decision.units_over {
                 assert!(

@@ -278,6 +278,25 @@ fn with_plan(state: &AppState, plan: &str, mut case: Value) -> Value {
     case
 }
 
+/// The case of a FHIR submission (a PAS Claim, or an order at CRD time) dated on the day the
+/// payer reads it: the Bundle carries the member's records as the EHR holds them when it
+/// sends them, so the facts are those of the day of receipt. The Bundle's own dates
+/// (`Claim.item.serviced[x]`, the order's `authoredOn`, timing or validity, an answer for
+/// `request.date`) date the order or the requested service, which for a prior authorization
+/// is often still to come, and in the Da Vinci guides' examples is years past; read as the
+/// facts' date they would be outside the window before receipt (`case::check_received`)
+/// and refuse requests an EHR sends as the guides show. `request.date` therefore is the
+/// day of receipt here (docs/case-format.md, Periods).
+fn dated_on_receipt(mut case: Value) -> Value {
+    if let Some(object) = case.as_object_mut() {
+        let request = object.entry("request").or_insert_with(|| json!({}));
+        if let Some(request) = request.as_object_mut() {
+            request.insert("date".into(), json!(lifecycle::today()));
+        }
+    }
+    case
+}
+
 // ---- CRD ----
 
 async fn discovery(State(state): State<AppState>) -> Json<Value> {
@@ -333,7 +352,7 @@ async fn hook(
             let Some((policy_index, policy)) = governing(&state, plan, &order.case) else {
                 continue; // this plan has no policy for the drug
             };
-            let case = with_plan(&state, plan, order.case.clone());
+            let case = dated_on_receipt(with_plan(&state, plan, order.case.clone()));
             let outcome = dtr::next_keys(&state.service.engine, policy_index, &case)
                 .map_err(|e| FhirError::from(AppError::from(lifecycle::case_invalid(e))))?
                 .outcome;
@@ -638,7 +657,7 @@ async fn submit(
             }
             let body = SubmitBody {
                 plan,
-                case: intake.case.clone(),
+                case: dated_on_receipt(intake.case.clone()),
                 urgency: if intake.expedited {
                     Urgency::Expedited
                 } else {

@@ -100,13 +100,71 @@ async fn the_authorization_is_the_policys_quantity_not_the_requests() {
 async fn the_period_starts_on_the_day_of_receipt() {
     for_each_backend(|url| async move {
         let (server, submitter) = server_with_submitter(&url).await;
-        for date in ["2019-03-01", "2026-05-18"] {
+        // Facts dated 90 days before receipt, 30, the day of receipt and the day after (a
+        // clinic in a time zone ahead): the period starts on receipt whatever they say.
+        for days in [-90, -30, 0, 1] {
             let mut dated = case("E01");
-            dated["request"]["date"] = json!(date);
+            dated["request"]["date"] = json!(days_after_receipt(days));
             let answer = server.submitted(&submitter, "masshealth", dated).await;
             assert_eq!(answer["status"], "approved", "{answer}");
             assert_eq!(answer["authorization"]["start"], days_after_receipt(0));
         }
+        server.stop().await;
+    })
+    .await;
+}
+
+/// `request.date` is the clinical date of the facts and lies within 90 days before receipt
+/// (at most a day after it): a date a year before receipt, or a week after it, is bad input
+/// naming the field, and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_date_outside_the_window_before_receipt_is_bad_input() {
+    for_each_backend(|url| async move {
+        let (server, submitter) = server_with_submitter(&url).await;
+        for (days, says) in [
+            (-365, "365 days before"),
+            (-91, "91 days before"),
+            (7, "7 days after"),
+            (2, "2 days after"),
+        ] {
+            let mut dated = case("E01");
+            dated["request"]["date"] = json!(days_after_receipt(days));
+            let reply = server.submit(&submitter, "masshealth", dated).await;
+            reply.expect_problem(422, "case.request.date");
+            assert!(reply.body.to_string().contains(says), "{}", reply.body);
+        }
+        let (stored,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM requests")
+            .fetch_one(&server.state.service.store.pool)
+            .await
+            .unwrap();
+        assert_eq!(stored, 0, "a rejected request is not stored");
+        // A completion cannot bring in such a date either: the request was received when it
+        // was submitted.
+        let mut undated = case("E01");
+        undated["request"].as_object_mut().unwrap().remove("date");
+        // (EOCCO's age limit needs the date.)
+        let pending = server
+            .submitted(&submitter, "eocco-medicaid", undated)
+            .await;
+        assert_eq!(pending["status"], "pending_information", "{pending}");
+        let path = format!("/v1/requests/{}", pending["id"].as_str().unwrap());
+        let completion = server
+            .patch(
+                &path,
+                &submitter,
+                &json!({"request": {"date": days_after_receipt(-365)}}),
+            )
+            .await;
+        completion.expect_problem(422, "request.date");
+        let completion = server
+            .patch(
+                &path,
+                &submitter,
+                &json!({"request": {"date": days_after_receipt(-5)}}),
+            )
+            .await;
+        completion.expect(200);
+        assert_eq!(completion.body["status"], "approved", "{}", completion.body);
         server.stop().await;
     })
     .await;

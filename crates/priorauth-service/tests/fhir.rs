@@ -240,7 +240,10 @@ async fn the_example_cases_give_the_same_outcomes_through_pas() {
         let bundles_dir = repo().join("tests/fhir/cases");
         let mut compared = 0;
         for (name, expectation) in expected.as_object().unwrap() {
-            let case = support::case(name);
+            // As recorded: the committed Bundles carry the case's own dates, years old
+            // soon, as the guides' examples do. The service decides a FHIR submission on the
+            // day it receives it (docs/case-format.md, Periods).
+            let case = support::recorded_case(name);
             if case["history"]["authorizations"].is_array() {
                 // A renewal's history comes from the service's own records through PAS (it
                 // is tested in http.rs), not from what the requester states.
@@ -312,18 +315,30 @@ async fn the_example_cases_give_the_same_outcomes_through_pas() {
                     "{identifier}: {}",
                     record.body["decision"]
                 );
+                // The Bundle's service period starts on the case's own date, months before
+                // receipt: the facts are dated on the day the service read them.
+                assert_eq!(
+                    record.body["case"]["request"]["date"],
+                    support::days_after_receipt(0),
+                    "{identifier}"
+                );
                 if want == "approve" {
                     let period = &reply.body["entry"][0]["resource"]["item"][0]["extension"];
                     let end = extension(period, "extension-itemPreAuthPeriod")
                         .map(|e| e["valuePeriod"]["end"].clone());
                     if expect["end"].is_string() {
-                        // The same period as `evaluate` gives, started on the day of receipt.
+                        // The same period as `evaluate` gives, started on the day of receipt,
+                        // for the facts dated that day.
                         let engine = &server.state.service.engine;
-                        let parsed = engine.parse_case(&case.to_string()).unwrap();
+                        let mut dated = case.clone();
+                        dated["request"]["date"] = json!(support::days_after_receipt(0));
+                        let parsed = engine.parse_case(&dated.to_string()).unwrap();
                         let index = engine.policy_index(policy).unwrap();
                         let received =
                             priorauth_core::date::Date::parse(&support::days_after_receipt(0));
-                        let evaluation = engine.evaluate_received(&parsed, &[index], received);
+                        let evaluation = engine
+                            .evaluate_received(&parsed, &[index], received)
+                            .unwrap();
                         let expected_end = evaluation.decisions[0]
                             .1
                             .authorization
@@ -786,6 +801,28 @@ async fn a_request_the_policy_covers_in_part_is_answered_modified() {
         authorization.expect(200);
         assert_eq!(authorization.body["cycles"], 5);
         assert_eq!(authorization.body["approved_units"], 4900);
+
+        // A Claim for service that starts next week, as a prior authorization usually is:
+        // decided on the facts as read on receipt, its period from receipt.
+        let mut case = support::case("E01");
+        case["request"]["date"] = json!(support::days_after_receipt(7));
+        let bundle = pas_bundle(
+            &case,
+            "eocco-medicaid",
+            "planned-1",
+            &server.state.service.engine,
+        );
+        let reply = server.post("/fhir/Claim/$submit", &key, &bundle).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(review_action(&reply.body), "A1", "{}", reply.body);
+        let number = reply.body["entry"][0]["resource"]["preAuthRef"]
+            .as_str()
+            .unwrap();
+        let authorization = server
+            .get(&format!("/v1/authorizations/{number}"), &key)
+            .await;
+        authorization.expect(200);
+        assert_eq!(authorization.body["start"], support::days_after_receipt(0));
         server.stop().await;
     })
     .await;

@@ -839,7 +839,7 @@ async fn a_renewal_takes_its_history_from_the_records() {
         // E10 claims five cycles given and another authorization than the one on record.
         let mut renewal = case("E10");
         assert_eq!(renewal["history"]["blinatumomab_cycles"], 5);
-        renewal["request"]["date"] = json!("2026-11-10");
+        renewal["request"]["date"] = json!(days_after_receipt(-22));
         let submitted = server
             .post(
                 "/v1/requests",
@@ -887,7 +887,7 @@ async fn a_renewal_takes_its_history_from_the_records() {
 
         // An authorization is renewed once: another renewal would grant the same cycles again.
         let mut again = case("E10");
-        again["request"]["date"] = json!("2026-11-12");
+        again["request"]["date"] = json!(days_after_receipt(-20));
         let refused = server
             .post(
                 "/v1/requests",

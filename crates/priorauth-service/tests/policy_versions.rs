@@ -64,7 +64,10 @@ fn a_released_policy_version_is_never_changed_in_place() {
     let lock_path = policies_dir().join("versions.lock");
     let lock_text = std::fs::read_to_string(&lock_path).unwrap_or_default();
     let mut locked = BTreeMap::new();
-    for line in lock_text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+    for line in lock_text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
         let (name, hash) = line.rsplit_once(' ').expect("`id version sha256`");
         locked.insert(name.to_string(), hash.to_string());
     }

@@ -74,11 +74,28 @@ fn quantity_bound(result: &Value, facts: &priorauth_core::Facts) -> QuantityBoun
     }
 }
 
+/// Which policy version decides a request.
+#[derive(Debug, Clone, Copy)]
+pub enum Version<'a> {
+    /// A new request: the version in effect on the day of receipt, and its facts must be
+    /// dated within the window before receipt.
+    InEffect,
+    /// A stored request decided again (a completion, a clinician's approval): the version it
+    /// was received under, as it was received. The window was checked on receipt (or the
+    /// request predates it); `check_date` checks it again for a `request.date` given now.
+    Stored {
+        policy: &'a str,
+        version: &'a str,
+        check_date: bool,
+    },
+}
+
 pub fn evaluate(
     service: &Service,
     plan: &Plan,
     mut case_json: Value,
     received: Date,
+    version: Version<'_>,
 ) -> Result<Evaluated, Error> {
     let Some(object) = case_json.as_object_mut() else {
         return Err(invalid("case", "must be an object"));
@@ -134,9 +151,23 @@ pub fn evaluate(
         .ok_or_else(|| Error::Internal(format!("policy {policy_id} missing")))?;
     // The payer's clock, not the request, dates the decision: the versions in effect on the
     // day of receipt decide, and an approval starts that day.
-    let evaluation = service
-        .engine
-        .evaluate_received(&case, &[policy_index], Some(received));
+    let evaluation = match version {
+        Version::Stored {
+            policy,
+            version,
+            check_date,
+        } if !policy.is_empty() => {
+            if check_date {
+                priorauth_core::case::check_received(&case, received).map_err(case_invalid)?;
+            }
+            let index = version_index(service, policy, version)?;
+            service.engine.evaluate_version(&case, index, received)
+        }
+        _ => service
+            .engine
+            .evaluate_received(&case, &[policy_index], Some(received))
+            .map_err(case_invalid)?,
+    };
     let report = Report::new(&service.engine, &case, &evaluation);
     let result = report
         .results
@@ -195,12 +226,7 @@ pub fn recompute(
     version: &str,
     received: Date,
 ) -> Result<Value, Error> {
-    let index = service
-        .engine
-        .policies
-        .iter()
-        .position(|p| p.id == policy && p.version == version)
-        .ok_or_else(|| Error::Internal(format!("policy {policy} version {version} is gone")))?;
+    let index = version_index(service, policy, version)?;
     let case = service
         .engine
         .parse_case(case_json)
@@ -212,4 +238,14 @@ pub fn recompute(
         .first()
         .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
         .unwrap_or(Value::Null))
+}
+
+/// The index of a stored policy version in the engine.
+fn version_index(service: &Service, policy: &str, version: &str) -> Result<usize, Error> {
+    service
+        .engine
+        .policies
+        .iter()
+        .position(|p| p.id == policy && p.version == version)
+        .ok_or_else(|| Error::Internal(format!("policy {policy} version {version} is gone")))
 }

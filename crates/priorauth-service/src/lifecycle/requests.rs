@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::authorizations::{self, Changes};
-use super::evaluate::{decision_record, decision_sha256, evaluate, recompute};
+use super::evaluate::{Version, decision_record, decision_sha256, evaluate, recompute};
 use super::{Error, Service, day_of, invalid, require, status_of, timestamp, visible};
 use crate::keys::{Caller, Role};
 use crate::store::authorizations as records;
@@ -175,7 +175,7 @@ pub async fn submit(
         renewal_tx = Some(tx);
     }
     let now = now_ms();
-    let evaluated = evaluate(service, &plan, case_json, day_of(now))?;
+    let evaluated = evaluate(service, &plan, case_json, day_of(now), Version::InEffect)?;
     let policy = service
         .engine
         .policies
@@ -481,15 +481,21 @@ pub async fn complete(
         .ok_or_else(|| Error::Internal(format!("plan {} is gone", row.plan)))?
         .clone();
     let received = day_of(row.created_at);
-    let evaluated = evaluate(service, &plan, case, received).map_err(|error| match error {
-        Error::Invalid(errors) => Error::Invalid(
-            errors
-                .into_iter()
-                .map(|(f, m)| (f.trim_start_matches("case.").to_string(), m))
-                .collect(),
-        ),
-        other => other,
-    })?;
+    let stored = Version::Stored {
+        policy: &row.policy,
+        version: &row.policy_version,
+        check_date: facts.pointer("/request/date").is_some(),
+    };
+    let evaluated =
+        evaluate(service, &plan, case, received, stored).map_err(|error| match error {
+            Error::Invalid(errors) => Error::Invalid(
+                errors
+                    .into_iter()
+                    .map(|(f, m)| (f.trim_start_matches("case.").to_string(), m))
+                    .collect(),
+            ),
+            other => other,
+        })?;
     let status = status_of(evaluated.outcome);
     let due_at = (status == "pending_review")
         .then(|| plan.clocks.due(row.urgency == "expedited", row.created_at));

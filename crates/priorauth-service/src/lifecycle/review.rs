@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::authorizations::{self, Changes};
-use super::evaluate::evaluate;
+use super::evaluate::{Version, evaluate};
 use super::requests::{fetch, view};
 use super::{Error, Service, day_of, invalid, require, timestamp};
 use crate::keys::{Caller, Role};
@@ -136,7 +136,12 @@ pub async fn determine(
             .clone();
         let current = requests::current_case(&mut tx, &row).await?;
         let case: Value = serde_json::from_str(&current).unwrap_or(json!({}));
-        let evaluated = evaluate(service, &plan, case, day_of(row.created_at))?;
+        let stored = Version::Stored {
+            policy: &row.policy,
+            version: &row.policy_version,
+            check_date: false,
+        };
+        let evaluated = evaluate(service, &plan, case, day_of(row.created_at), stored)?;
         authorizations::create(
             &mut tx,
             service,

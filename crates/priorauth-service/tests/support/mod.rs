@@ -105,7 +105,6 @@ fn database_url(url: &str, name: &str) -> String {
     format!("{root}/{name}{query}")
 }
 
-/// A case from `tests/cases` of the workspace.
 /// The day `days` after today (UTC), the day a request submitted now is received: an
 /// approval's period starts then.
 #[allow(dead_code)]
@@ -118,7 +117,42 @@ pub fn days_after_receipt(days: i64) -> String {
         .unwrap_or_default()
 }
 
+/// A case from `tests/cases` of the workspace as a clinic would send it now: its facts dated
+/// on the day a request submitted now is received (the service refuses a `request.date`
+/// more than 90 days before receipt). Its other dates (birth date, earlier authorizations)
+/// move with it, so that ages and the course are those of the recorded case.
 pub fn case(name: &str) -> Value {
+    let mut case = recorded_case(name);
+    let Some(recorded) = case["request"]["date"]
+        .as_str()
+        .and_then(priorauth_core::date::Date::parse)
+    else {
+        return case;
+    };
+    let today = priorauth_core::date::Date::parse(&days_after_receipt(0)).expect("today");
+    let shift = today.days_since(recorded);
+    let moved = |date: &Value| {
+        let date = priorauth_core::date::Date::parse(date.as_str().expect("a date"))
+            .and_then(|d| d.add_days(shift))
+            .expect("a date within the calendar");
+        json!(date.to_string())
+    };
+    case["request"]["date"] = json!(today.to_string());
+    if case["patient"]["birth_date"].is_string() {
+        case["patient"]["birth_date"] = moved(&case["patient"]["birth_date"]);
+    }
+    if let Some(past) = case["history"]["authorizations"].as_array_mut() {
+        for authorization in past {
+            for key in ["start", "end"] {
+                authorization[key] = moved(&authorization[key]);
+            }
+        }
+    }
+    case
+}
+
+/// A case from `tests/cases` as it is recorded there, with its own dates.
+pub fn recorded_case(name: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/cases")
         .join(format!("{name}.json"));
