@@ -542,7 +542,19 @@ pub async fn complete(
         },
     )
     .await?;
-    store::audit(&mut tx, &caller.audit_record("request.update", id)).await?;
+    finish_decision(service, tx, caller, id, "request.update").await
+}
+
+/// The end of a transition that decides a request: its audit entry, the PAS notification
+/// (an outbox row in the same transaction), the commit, then the request as it now stands.
+pub(super) async fn finish_decision(
+    service: &Service,
+    mut tx: Tx,
+    caller: &Caller,
+    id: &str,
+    action: &'static str,
+) -> Result<Value, Error> {
+    store::audit(&mut tx, &caller.audit_record(action, id)).await?;
     notifications::enqueue(&mut tx, id).await?;
     let row = fetch(&mut tx, caller, id).await?;
     let view = view(service, &mut tx, &row).await?;

@@ -8,11 +8,11 @@ use utoipa::ToSchema;
 
 use super::authorizations::{self, Changes};
 use super::evaluate::{Version, evaluate};
-use super::requests::{fetch, view};
+use super::requests::{fetch, finish_decision};
 use super::{Error, Service, day_of, invalid, require, timestamp};
 use crate::keys::{Caller, Role};
 use crate::store::requests::{self, Determination, NewEvent};
-use crate::store::{self, notifications, now_ms};
+use crate::store::{self, now_ms};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -184,13 +184,7 @@ pub async fn determine(
         },
     )
     .await?;
-    store::audit(&mut tx, &caller.audit_record("request.determination", id)).await?;
-    notifications::enqueue(&mut tx, id).await?;
-    let row = fetch(&mut tx, caller, id).await?;
-    let view = view(service, &mut tx, &row).await?;
-    tx.commit().await?;
-    service.notify.notify_one();
-    Ok(view)
+    finish_decision(service, tx, caller, id, "request.determination").await
 }
 
 /// The data of a clinician's denial notice: the service, the specific reason and the
