@@ -860,7 +860,7 @@ async fn a_renewal_takes_its_history_from_the_records() {
         let history = &stored["case"]["history"];
         assert_eq!(
             history["authorizations"],
-            json!([{"start": first["authorization"]["start"], "end": first["authorization"]["end"], "renewal": false}])
+            json!([{"start": first["authorization"]["start"], "end": first["authorization"]["end"], "renewal": false, "cycles": 2}])
         );
         assert_eq!(history["blinatumomab_cycles"], 2);
         assert_eq!(history["blinatumomab_continued_cycles"], 0);

@@ -91,6 +91,7 @@ async fn history_from_records(
             "start": authorization.start_date,
             "end": authorization.end_date,
             "renewal": authorization.renews.is_some(),
+            "cycles": authorization.cycles,
         }));
     }
     let object = case_json
