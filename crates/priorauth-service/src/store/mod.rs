@@ -35,6 +35,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_decision_sha256.sql",
         include_str!("../../migrations/0004_decision_sha256.sql"),
     ),
+    (
+        "0005_authorizations_by_request.sql",
+        include_str!("../../migrations/0005_authorizations_by_request.sql"),
+    ),
 ];
 
 /// `MIGRATIONS` as sqlx's migrator takes them: version, description, type and the no-transaction
