@@ -199,13 +199,7 @@ for backend in $BACKENDS; do
   run_backend "$backend"
 done
 
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-DIRTY=false
-[[ -n $(git -C "$ROOT" status --porcelain -- crates config policies Cargo.lock 2>/dev/null) ]] && DIRTY=true
-COMMAND="bench/fhir-load.sh"
-for n in QUIET_WAIT PRIORAUTH_BIN KEEP SKIP_BUILD LOAD_WAIT LOAD_MAX PAS_LINES_MAX PAS_LINES_FACTOR SEED GENERATED WARMUP_SECONDS MAX_CONNECTIONS MAX_SECONDS RATE_CONNECTIONS RATE_SECONDS RATES ENDPOINTS BACKENDS; do
-  if printenv "$n" >/dev/null; then COMMAND="$n='${!n}' $COMMAND"; fi
-done
+describe_run fhir-load.sh QUIET_WAIT PRIORAUTH_BIN KEEP SKIP_BUILD LOAD_WAIT LOAD_MAX PAS_LINES_MAX PAS_LINES_FACTOR SEED GENERATED WARMUP_SECONDS MAX_CONNECTIONS MAX_SECONDS RATE_CONNECTIONS RATE_SECONDS RATES ENDPOINTS BACKENDS
 python3 - "$WORK/meta.json" "$(date -u '+%Y-%m-%d %H:%M UTC')" "$COMMAND" "$COMMIT" "$DIRTY" "$(nproc)" \
   "$LOAD_FIRST" "$LOAD_START" "$waited" "$LOAD_MAX" "$BUSIEST" "$(oha --version | head -n 1)" "$TARGET_P99_MS" \
   "$PAS_LINES_FACTOR" "$PAS_LINES_MAX" "$WORK/mix.json" "$CHECKS" <<'EOF'

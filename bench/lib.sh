@@ -1,6 +1,6 @@
 # shellcheck shell=bash disable=SC2153  # BACKENDS and the other knobs are set by the sourcing script
-# Shared by bench/load.sh and bench/fhir-load.sh (sourced, not run): tools, the binary under
-# test, the back ends, the server, one measured oha run, and the cleanup trap.
+# Shared by bench/load.sh, bench/fhir-load.sh and bench/storage.sh (sourced, not run): tools,
+# the binary under test, the back ends, the server, one measured oha run, and the cleanup trap.
 #
 # The sourcing script sets ROOT, BENCH and LIB, and its knobs (BACKENDS, PG_*, OHA_VERSION,
 # SKIP_BUILD, PRIORAUTH_BIN, KEEP, QUIET_WAIT) before calling these functions.
@@ -155,13 +155,13 @@ start_server() {
   [[ $ready == 1 ]] || die "the server did not become ready in 10 s"
 }
 
-# One measured run of oha, bounded twice: its own -z, and timeout(1) in case it hangs.
-# Arguments: mode, target rate, seconds, then oha options. Reads BACKEND, SERVER_PID, PG_DB,
-# PSQL, KEY, URL, BODIES (oha -Z file), OUT_FILE; ENDPOINT (its label) and ENDPOINT_TAG (in
+# One measured run of oha, bounded twice: by its own -z or -n, and by timeout(1) after BOUND
+# seconds in case it hangs. Arguments: mode, target rate, BOUND, then oha's options and URL.
+# Reads BACKEND, SERVER_PID, PG_DB, PSQL, OUT_FILE; ENDPOINT (its label) and ENDPOINT_TAG (in
 # the raw file's name); COUNT_CMD (rows that must grow by one per answer OK_STATUS, default
 # 201) and COUNTS_CMD (JSON counters, their changes recorded) may be empty.
-measure() {
-  local mode=$1 target=$2 seconds=$3; shift 3
+measure_oha() {
+  local mode=$1 target=$2 bound=$3; shift 3
   if (( QUIET_WAIT > 0 )); then
     local idle
     run python3 "$LIB" quiet --max "$QUIET_WAIT" >"$WORK/idle"
@@ -173,7 +173,29 @@ measure() {
     --ok-status "${OK_STATUS:-201}" --endpoint "${ENDPOINT:-/v1/requests}" \
     --raw "$WORK/oha-$BACKEND-${ENDPOINT_TAG:-v1}-${mode//[^a-z0-9]/_}.json" \
     --out "$OUT_FILE" -- \
-    timeout --signal=INT --kill-after=10 $((seconds + 30)) \
-    oha --no-tui --output-format json -t 15s -w -m POST -T application/json \
-      -H "Authorization: Bearer $KEY" -Z "$BODIES" -z "${seconds}s" "$@" "$URL"
+    timeout --signal=INT --kill-after=10 "$bound" \
+    oha --no-tui --output-format json -t 15s "$@"
+}
+
+# One measured run of oha posting BODIES (oha -Z file) to URL for a number of seconds, with
+# KEY. Arguments: mode, target rate, seconds, then more oha options.
+measure() {
+  local mode=$1 target=$2 seconds=$3; shift 3
+  measure_oha "$mode" "$target" $((seconds + 30)) -w -m POST -T application/json \
+    -H "Authorization: Bearer $KEY" -Z "$BODIES" -z "${seconds}s" "$@" "$URL"
+}
+
+# What the report says of the run: COMMIT and DIRTY (crates, config, policies or Cargo.lock
+# changed) of this tree, and COMMAND, the script with the knobs set in its environment.
+# Arguments: the script's name, then its knobs.
+# shellcheck disable=SC2034  # COMMIT and DIRTY are read by the sourcing script
+describe_run() {
+  local script=$1 n; shift
+  COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  DIRTY=false
+  [[ -n $(git -C "$ROOT" status --porcelain -- crates config policies Cargo.lock 2>/dev/null) ]] && DIRTY=true
+  COMMAND="bench/$script"
+  for n in "$@"; do
+    if printenv "$n" >/dev/null; then COMMAND="$n='${!n}' $COMMAND"; fi
+  done
 }

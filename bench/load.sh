@@ -126,13 +126,7 @@ run python3 "$LIB" time --repeat 3 --lines "$BATCH_LINES" \
   "timeout 300 '$BIN' evaluate --batch '$WORK/batch.jsonl' >/dev/null" >"$WORK/batch_all.json"
 python3 "$LIB" fsync "$WORK" >"$WORK/fsync.json"
 
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-DIRTY=false
-[[ -n $(git -C "$ROOT" status --porcelain -- crates config policies Cargo.lock 2>/dev/null) ]] && DIRTY=true
-COMMAND="bench/load.sh"
-for n in QUIET_WAIT PRIORAUTH_BIN KEEP SKIP_BUILD BATCH_LINES SEED GENERATED WARMUP_SECONDS MAX_CONNECTIONS MAX_SECONDS RATE_CONNECTIONS RATE_SECONDS EXTRA_RATES RATE BACKENDS; do
-  if printenv "$n" >/dev/null; then COMMAND="$n='${!n}' $COMMAND"; fi
-done
+describe_run load.sh QUIET_WAIT PRIORAUTH_BIN KEEP SKIP_BUILD BATCH_LINES SEED GENERATED WARMUP_SECONDS MAX_CONNECTIONS MAX_SECONDS RATE_CONNECTIONS RATE_SECONDS EXTRA_RATES RATE BACKENDS
 cat >"$WORK/meta.json" <<EOF
 {"date": "$(date -u '+%Y-%m-%d %H:%M UTC')", "command": "$COMMAND", "commit": "$COMMIT", "dirty": $DIRTY,
  "cpus": $(nproc), "loadavg": "$LOADAVG", "tool": "$(oha --version | head -n 1)",
