@@ -340,7 +340,12 @@ pub fn decide_with(
     let mut review = Truth::False;
     let mut review_pathway = None;
     for (index, pathway) in policy.pathways.iter().enumerate() {
-        let met = pathway_kind(facts, pathway.kinds).and(eval_all_in(
+        // A pathway for another kind of request: its criteria cannot matter.
+        let kind = pathway_kind(facts, pathway.kinds);
+        if kind == Truth::False {
+            continue;
+        }
+        let met = kind.and(eval_all_in(
             &policy.arena,
             &pathway.criteria,
             facts,
