@@ -281,9 +281,15 @@ impl Engine {
                     .get(usize::from(drug))
                     .map(|d| d.label.as_slice())
                     .unwrap_or_default();
-                label.iter().fold(Truth::False, |truth, idx| {
-                    truth.or(eval::eval(&self.catalog.arena, *idx, facts))
-                })
+                // The first indication met settles it: the rest need not be evaluated.
+                let mut truth = Truth::False;
+                for idx in label {
+                    truth = truth.or(eval::eval(&self.catalog.arena, *idx, facts));
+                    if truth == Truth::True {
+                        break;
+                    }
+                }
+                truth
             }
             // Whichever drug it is, its label may need more facts: ask for them with the drug.
             facts::Value::Unknown(missing) => {
