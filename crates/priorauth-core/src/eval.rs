@@ -87,50 +87,57 @@ pub fn eval(arena: &Arena, idx: CriterionIdx, facts: &Facts) -> Truth {
     eval_in(arena, idx, facts, &mut None)
 }
 
+// Inlined where a group evaluates its children, so that a test (most criteria) costs no call.
+#[inline]
 fn eval_in(arena: &Arena, idx: CriterionIdx, facts: &Facts, memo: &mut Option<&mut Memo>) -> Truth {
-    let Some(op) = arena.op(idx) else {
-        return Truth::False;
-    };
-    let slot = usize::from(idx);
-    match op {
-        Op::Test(test) => match (eval_test(test.fact, &test.check, facts), test.if_unknown) {
+    match arena.op(idx) {
+        None => Truth::False,
+        Some(Op::Test(test)) => match (eval_test(test.fact, &test.check, facts), test.if_unknown) {
             (Truth::Unknown(_), Some(value)) => Truth::from_bool(value),
             (truth, _) => truth,
         },
-        group => {
-            if let Some(memo) = memo.as_deref() {
-                if let Some((stamp, truth)) = memo.slots.get(slot) {
-                    if *stamp == memo.stamp {
-                        return *truth;
-                    }
-                }
+        Some(group) => eval_group(arena, idx, group, facts, memo),
+    }
+}
+
+#[inline(never)]
+fn eval_group(
+    arena: &Arena,
+    idx: CriterionIdx,
+    group: &Op,
+    facts: &Facts,
+    memo: &mut Option<&mut Memo>,
+) -> Truth {
+    let slot = usize::from(idx);
+    if let Some(memo) = memo.as_deref() {
+        if let Some((stamp, truth)) = memo.slots.get(slot) {
+            if *stamp == memo.stamp {
+                return *truth;
             }
-            let truth = match *group {
-                Op::All { start, len } => {
-                    eval_all_in(arena, arena.children(start, len), facts, memo)
-                }
-                Op::Any { start, len } => {
-                    let mut truth = Truth::False;
-                    for child in arena.children(start, len) {
-                        truth = truth.or(eval_in(arena, *child, facts, memo));
-                        if truth == Truth::True {
-                            break;
-                        }
-                    }
-                    truth
-                }
-                Op::Not(inner) => eval_in(arena, inner, facts, memo).not(),
-                Op::Test(_) => Truth::False,
-            };
-            if let Some(memo) = memo.as_deref_mut() {
-                let stamp = memo.stamp;
-                if let Some(entry) = memo.slots.get_mut(slot) {
-                    *entry = (stamp, truth);
+        }
+    }
+    let truth = match *group {
+        Op::All { start, len } => eval_all_in(arena, arena.children(start, len), facts, memo),
+        Op::Any { start, len } => {
+            let mut truth = Truth::False;
+            for child in arena.children(start, len) {
+                truth = truth.or(eval_in(arena, *child, facts, memo));
+                if truth == Truth::True {
+                    break;
                 }
             }
             truth
         }
+        Op::Not(inner) => eval_in(arena, inner, facts, memo).not(),
+        Op::Test(_) => Truth::False,
+    };
+    if let Some(memo) = memo.as_deref_mut() {
+        let stamp = memo.stamp;
+        if let Some(entry) = memo.slots.get_mut(slot) {
+            *entry = (stamp, truth);
+        }
     }
+    truth
 }
 
 fn eval_all_in(
@@ -153,6 +160,7 @@ fn eval_all(arena: &Arena, list: &[CriterionIdx], facts: &Facts) -> Truth {
     eval_all_in(arena, list, facts, &mut None)
 }
 
+#[inline]
 fn eval_test(fact: FactId, check: &Check, facts: &Facts) -> Truth {
     let value = facts.get(fact);
     let value = match value {
@@ -340,7 +348,12 @@ pub fn decide_with(
     let mut review = Truth::False;
     let mut review_pathway = None;
     for (index, pathway) in policy.pathways.iter().enumerate() {
-        let met = pathway_kind(facts, pathway.kinds).and(eval_all_in(
+        // A pathway for another kind of request: its criteria cannot matter.
+        let kind = pathway_kind(facts, pathway.kinds);
+        if kind == Truth::False {
+            continue;
+        }
+        let met = kind.and(eval_all_in(
             &policy.arena,
             &pathway.criteria,
             facts,

@@ -40,6 +40,9 @@ pub struct Engine {
     pub policies: Vec<Policy>,
     /// The newest version of each policy, in policy order.
     current: Vec<usize>,
+    /// For each entry of `policies`, the positions of every version of its policy (versions
+    /// are side by side): choosing the version for a request date compares no ids.
+    versions: Vec<std::ops::Range<usize>>,
     drug_names: Vec<String>,
 }
 
@@ -165,8 +168,18 @@ impl Engine {
             .iter()
             .filter_map(|id| policies.iter().rposition(|p| p.id == *id))
             .collect();
+        // Each run of one id in `policies` is one policy's versions.
+        let mut versions = Vec::with_capacity(policies.len());
+        let mut start = 0;
+        for end in 1..=policies.len() {
+            if policies.get(end).map(|p| &p.id) != policies.get(start).map(|p| &p.id) {
+                versions.extend(std::iter::repeat_n(start..end, end - start));
+                start = end;
+            }
+        }
         Ok(Engine {
             current,
+            versions,
             catalog,
             policies,
             drug_names,
@@ -190,26 +203,20 @@ impl Engine {
     /// The version of the policy at `index` in effect on `date`: the latest that took effect
     /// on or before it; without a date, the newest; before every version, the oldest.
     pub fn version_for(&self, index: usize, date: Option<date::Date>) -> usize {
-        let Some(id) = self.policies.get(index).map(|p| &p.id) else {
+        let Some(versions) = self.versions.get(index) else {
             return index;
         };
-        let versions = self
-            .policies
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.id == *id);
         let Some(date) = date else {
-            return self.policy_index(id).unwrap_or(index);
+            return versions.end - 1;
         };
-        let mut oldest = None;
         let mut in_effect = None;
-        for (i, policy) in versions {
-            oldest.get_or_insert(i);
-            if policy.effective.is_none_or(|effective| effective <= date) {
+        for i in versions.clone() {
+            let effective = self.policies.get(i).and_then(|p| p.effective);
+            if effective.is_none_or(|effective| effective <= date) {
                 in_effect = Some(i);
             }
         }
-        in_effect.or(oldest).unwrap_or(index)
+        in_effect.unwrap_or(versions.start)
     }
 
     /// Parses and validates a case against the case format and the drug catalog.
@@ -274,9 +281,15 @@ impl Engine {
                     .get(usize::from(drug))
                     .map(|d| d.label.as_slice())
                     .unwrap_or_default();
-                label.iter().fold(Truth::False, |truth, idx| {
-                    truth.or(eval::eval(&self.catalog.arena, *idx, facts))
-                })
+                // The first indication met settles it: the rest need not be evaluated.
+                let mut truth = Truth::False;
+                for idx in label {
+                    truth = truth.or(eval::eval(&self.catalog.arena, *idx, facts));
+                    if truth == Truth::True {
+                        break;
+                    }
+                }
+                truth
             }
             // Whichever drug it is, its label may need more facts: ask for them with the drug.
             facts::Value::Unknown(missing) => {

@@ -89,14 +89,29 @@ pub struct Codes {
     pub icd10_source: Source,
     /// The covered codes without the dot, in capitals (`C9102`), made once on load.
     #[serde(skip)]
-    pub icd10_plain: Vec<Vec<u8>>,
+    pub icd10_plain: Vec<PlainCode>,
 }
 
-/// An ICD-10-CM code without its dot, in capitals.
-fn plain_code(code: &str) -> impl Iterator<Item = u8> + '_ {
-    code.bytes()
+/// An ICD-10-CM code without its dot, in capitals, in place: its first 8 bytes (a code is at
+/// most 8, `Z00.0012`; the rest are 0) and its length. Comparing two is comparing 8 bytes and
+/// a number, with no pointer to follow: this runs for every case.
+pub type PlainCode = ([u8; 8], usize);
+
+/// `code` without its dot, in capitals; a length over 8 keeps its first 8 bytes.
+pub fn plain(code: &str) -> PlainCode {
+    let mut bytes = [0u8; 8];
+    let mut length = 0;
+    for byte in code
+        .bytes()
         .filter(|b| *b != b'.')
         .map(|b| b.to_ascii_uppercase())
+    {
+        if let Some(slot) = bytes.get_mut(length) {
+            *slot = byte;
+        }
+        length += 1;
+    }
+    (bytes, length)
 }
 
 impl Codes {
@@ -107,19 +122,11 @@ impl Codes {
         if self.icd10_plain.is_empty() || given.is_empty() {
             return None;
         }
-        // This runs for every case: a given code is made plain once, on the stack (a code is
-        // at most 8 bytes, `Z00.0012`), and compared with the plain list.
+        // A given code is compared by its first 8 plain bytes: a listed code longer than
+        // that matches none.
         Some(given.iter().any(|code| {
-            let mut buffer = [0u8; 8];
-            let mut length = 0;
-            for (slot, byte) in buffer.iter_mut().zip(plain_code(code)) {
-                *slot = byte;
-                length += 1;
-            }
-            let code = buffer.get(..length).unwrap_or_default();
-            self.icd10_plain
-                .iter()
-                .any(|listed| listed.as_slice() == code)
+            let (bytes, length) = plain(code);
+            self.icd10_plain.contains(&(bytes, length.min(8)))
         }))
     }
 }
@@ -1001,12 +1008,7 @@ pub fn load_policy(file: &str, text: &str, drugs: &[String]) -> Result<Policy, L
         dosing_outside: *raw.dosing_outside.get_ref(),
         dosing_outside_source: source(&raw.dosing_outside_source),
         codes: Codes {
-            icd10_plain: raw
-                .codes
-                .icd10
-                .iter()
-                .map(|code| plain_code(code).collect())
-                .collect(),
+            icd10_plain: raw.codes.icd10.iter().map(|code| plain(code)).collect(),
             ..raw.codes
         },
         exclusions,
