@@ -524,7 +524,8 @@ async fn verify(url: &str, base: &str, submitter: &str, logs: &[Log]) -> usize {
             .fetch_one(&pool)
             .await
             .unwrap();
-        let stored: Value = serde_json::from_str(&row.try_get::<String, _>(0).unwrap()).unwrap();
+        let stored = priorauth_service::store::packed::unpack(row.try_get::<String, _>(0).unwrap());
+        let stored: Value = serde_json::from_str(&stored.unwrap()).unwrap();
         let mut expected = submitted.clone();
         if let Some(object) = expected.as_object_mut() {
             object.remove("decision");

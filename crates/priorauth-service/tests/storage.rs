@@ -13,6 +13,7 @@
 mod support;
 
 use priorauth_service::keys::Role;
+use priorauth_service::store::packed::{pack, unpack};
 use serde_json::{Value, json};
 use sqlx::Row;
 use support::{Server, case, for_each_backend};
@@ -28,8 +29,8 @@ async fn stored_events(server: &Server, id: &str) -> Vec<(String, String, String
         .map(|r| {
             (
                 r.try_get("kind").unwrap(),
-                r.try_get("case_json").unwrap(),
-                r.try_get("decision_json").unwrap(),
+                unpack(r.try_get("case_json").unwrap()).unwrap(),
+                unpack(r.try_get("decision_json").unwrap()).unwrap(),
                 r.try_get("decision_sha256").unwrap(),
             )
         })
@@ -43,6 +44,7 @@ async fn stored_decision(server: &Server, id: &str) -> String {
         .await
         .unwrap()
         .try_get("decision_json")
+        .map(|stored| unpack(stored).unwrap())
         .unwrap()
 }
 
@@ -134,21 +136,39 @@ async fn a_request_stores_the_facts_and_reads_recompute_the_explanation() {
             .get(&format!("/v1/requests/{pending_id}"), &submitter)
             .await;
         assert_eq!(read.body["history"][0]["decision"], pending["decision"]);
-        assert_eq!(read.body["history"][1]["decision"], completed.body["decision"]);
+        assert_eq!(
+            read.body["history"][1]["decision"],
+            completed.body["decision"]
+        );
         assert_eq!(read.body["history"][1]["decision_verified"], true);
         assert_eq!(read.body["case"]["diagnosis"]["mrd_percent"], 0.8);
         assert!(read.body["history"][0]["case"]["diagnosis"]["mrd_percent"].is_null());
 
         // A stored case changed behind the service's back recomputes to another decision:
         // the read says so instead of passing it off as the one answered.
-        sqlx::query("UPDATE requests SET case_json = REPLACE(case_json, '\"cycles\":2', '\"cycles\":1') WHERE id = $1")
+        let pool = &server.store().pool;
+        let stored: String = sqlx::query_scalar("SELECT case_json FROM requests WHERE id = $1")
             .bind(&id)
-            .execute(&server.store().pool)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert!(stored.starts_with("z1:"), "stored packed: {stored}");
+        let changed = unpack(stored)
+            .unwrap()
+            .replace("\"cycles\":2", "\"cycles\":1");
+        sqlx::query("UPDATE requests SET case_json = $1 WHERE id = $2")
+            .bind(pack(&changed))
+            .bind(&id)
+            .execute(pool)
             .await
             .unwrap();
         let read = server.get(&format!("/v1/requests/{id}"), &submitter).await;
         read.expect(200);
-        assert_eq!(read.body["history"][0]["decision_verified"], false, "{}", read.body);
+        assert_eq!(
+            read.body["history"][0]["decision_verified"], false,
+            "{}",
+            read.body
+        );
         assert_ne!(read.body["decision"], answer["decision"]);
         server.stop().await;
     })

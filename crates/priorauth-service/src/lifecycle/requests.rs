@@ -48,6 +48,15 @@ async fn history_from_records(
     number: &str,
     case_json: &mut Value,
 ) -> Result<(), Error> {
+    if number.chars().any(char::is_control) {
+        return Err(invalid("renews", "control characters are not allowed"));
+    }
+    // Another organization's authorization is answered as a missing one, before anything
+    // about it (that it was renewed, and by what) can show.
+    let own = records::fetch(tx, number).await?;
+    if !own.is_some_and(|a| visible(caller, &a.organization)) {
+        return Err(invalid("renews", format!("no authorization `{number}`")));
+    }
     if let Some(renewal) = records::renewal_of(tx, number).await? {
         return Err(authorizations::already_renewed(number, &renewal));
     }
@@ -154,11 +163,19 @@ pub async fn submit(
         .clone();
     if idempotency_key
         .as_ref()
-        .is_some_and(|k| k.is_empty() || k.len() > 255)
+        .is_some_and(|k| !valid_idempotency_key(k))
     {
-        return Err(invalid("Idempotency-Key", "must be 1 to 255 characters"));
+        return Err(invalid(
+            "Idempotency-Key",
+            "must be 1 to 255 printable ASCII characters",
+        ));
     }
-    let body_hash = sha256_hex(&serde_json::to_string(&body).unwrap_or_default());
+    // The body's hash tells a retry from a reuse of its key; without a key there is nothing
+    // to tell apart, and nothing is hashed or stored.
+    let body_hash = match &idempotency_key {
+        Some(_) => sha256_hex(&serde_json::to_string(&body).unwrap_or_default()),
+        None => String::new(),
+    };
     if let Some(key) = &idempotency_key {
         if let Some(answer) = replay(service, caller, key, &body_hash).await? {
             return Ok((false, answer));
@@ -273,6 +290,12 @@ pub async fn submit(
         return Err(Error::Conflict("the request could not be stored".into()));
     }
     Ok((true, response))
+}
+
+/// An idempotency key a client can send again exactly: 1 to 255 printable ASCII characters
+/// (a key with other bytes would be read differently by different HTTP stacks).
+fn valid_idempotency_key(key: &str) -> bool {
+    (1..=255).contains(&key.len()) && key.bytes().all(|b| (b' '..=b'~').contains(&b))
 }
 
 async fn replay(
@@ -673,12 +696,19 @@ pub async fn read_with_claim(
     caller: &Caller,
     id: &str,
 ) -> Result<(Value, Option<StoredClaim>), Error> {
-    let mut tx = service.store.pool.begin().await?;
+    // A read takes no write lock: it reads a snapshot on a read connection (recomputing the
+    // explanation there), then its audit entry goes through the group commit with whatever
+    // else is being written, and the answer waits for that commit: nothing is shown that is
+    // not audited.
+    let mut tx = service.store.reads.begin().await?;
     let row = fetch(&mut tx, caller, id).await?;
     let view = view(service, &mut tx, &row).await?;
     let claim = requests::claim(&mut tx, id).await?;
-    store::audit(&mut tx, &caller.audit_record("request.read", id)).await?;
     tx.commit().await?;
+    service
+        .writer
+        .write(Write::Audit(caller.audit_record("request.read", id)))
+        .await?;
     Ok((view, claim))
 }
 
@@ -712,7 +742,8 @@ pub async fn find_by_claim(
     identifier: &str,
 ) -> Result<Vec<String>, Error> {
     let value = identifier.rsplit('|').next().unwrap_or_default();
-    let found = requests::by_claim_identifier(&service.store.pool, identifier, value).await?;
+    let only = (caller.role == Role::Submitter).then_some(caller.organization.as_str());
+    let found = requests::by_claim_identifier(&service.store.pool, identifier, value, only).await?;
     Ok(found
         .into_iter()
         .filter(|found| visible(caller, &found.organization))

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod authorizations;
 pub mod notifications;
+pub mod packed;
 pub mod requests;
 pub mod writer;
 

@@ -4,6 +4,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::packed::{pack, unpack};
 use super::{StoreError, Tx};
 
 /// A PAS submission's link to its request: the request Bundle as received and the Claim's
@@ -82,8 +83,8 @@ impl Request {
             outcome: row.try_get("outcome")?,
             urgency: row.try_get("urgency")?,
             due_at: row.try_get("due_at")?,
-            case_json: row.try_get("case_json")?,
-            decision_json: row.try_get("decision_json")?,
+            case_json: unpack(row.try_get("case_json")?).map_err(|e| e.0)?,
+            decision_json: unpack(row.try_get("decision_json")?).map_err(|e| e.0)?,
             renews: row.try_get("renews")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
@@ -177,9 +178,9 @@ pub async fn insert(tx: &mut Tx, request: &NewRequest) -> Result<bool, StoreErro
     .bind(request.outcome)
     .bind(request.urgency)
     .bind(request.due_at)
-    .bind(&request.case_json)
-    .bind(&request.decision_json)
-    .bind(&request.response_json)
+    .bind(pack(&request.case_json))
+    .bind(pack(&request.decision_json))
+    .bind(pack(&request.response_json))
     .bind(&request.renews)
     .bind(request.created_at)
     .execute(&mut **tx)
@@ -195,8 +196,8 @@ pub async fn insert(tx: &mut Tx, request: &NewRequest) -> Result<bool, StoreErro
     .bind(&request.submitted_by)
     .bind(request.created_at)
     .bind(request.outcome)
-    .bind(&request.event_case_json)
-    .bind(&request.event_decision_json)
+    .bind(pack(&request.event_case_json))
+    .bind(pack(&request.event_decision_json))
     .bind(&request.decision_sha256)
     .execute(&mut **tx)
     .await?;
@@ -206,7 +207,7 @@ pub async fn insert(tx: &mut Tx, request: &NewRequest) -> Result<bool, StoreErro
             .bind(&request.organization)
             .bind(&link.claim_identifier)
             .bind(i64::from(link.item_sequence))
-            .bind(&link.bundle_json)
+            .bind(pack(&link.bundle_json))
             .bind(&link.base)
             .bind(request.created_at)
             .execute(&mut **tx)
@@ -232,7 +233,7 @@ pub async fn current_case(tx: &mut Tx, request: &Request) -> Result<String, Stor
         .fetch_optional(&mut **tx)
         .await?;
     Ok(match row {
-        Some(row) => row.try_get("case_json")?,
+        Some(row) => unpack(row.try_get("case_json")?)?,
         None => request.case_json.clone(),
     })
 }
@@ -252,8 +253,8 @@ pub async fn events(tx: &mut Tx, id: &str) -> Result<Vec<Event>, StoreError> {
                 actor: e.try_get("actor")?,
                 at: e.try_get("at")?,
                 outcome: e.try_get("outcome")?,
-                case_json: e.try_get("case_json")?,
-                decision_json: e.try_get("decision_json")?,
+                case_json: unpack(e.try_get("case_json")?).map_err(|e| e.0)?,
+                decision_json: unpack(e.try_get("decision_json")?).map_err(|e| e.0)?,
                 decision_sha256: e.try_get("decision_sha256")?,
             })
         })
@@ -284,8 +285,8 @@ pub async fn add_event(tx: &mut Tx, id: &str, event: &NewEvent<'_>) -> Result<()
     .bind(event.actor)
     .bind(event.at)
     .bind(event.outcome)
-    .bind(event.case_json)
-    .bind(event.decision_json)
+    .bind(pack(event.case_json))
+    .bind(pack(event.decision_json))
     .bind(event.decision_sha256)
     .execute(&mut **tx)
     .await?;
@@ -321,7 +322,7 @@ pub async fn complete(
         .bind(status)
         .bind(outcome)
         .bind(due_at)
-        .bind(decision_json)
+        .bind(pack(decision_json))
         .bind(at)
         .bind(id)
         .execute(&mut **tx)
@@ -432,12 +433,16 @@ pub async fn first_answer(
             Ok(FirstAnswer {
                 id: row.try_get("id")?,
                 body_hash: row.try_get("body_hash")?,
-                response_json: row.try_get("response_json")?,
-                case_json: row.try_get("case_json")?,
+                response_json: unpack(row.try_get("response_json")?).map_err(|e| e.0)?,
+                case_json: unpack(row.try_get("case_json")?).map_err(|e| e.0)?,
                 policy: row.try_get("policy")?,
                 policy_version: row.try_get("policy_version")?,
                 created_at: row.try_get("created_at")?,
-                decision_json: row.try_get("decision_json")?,
+                decision_json: row
+                    .try_get::<Option<String>, _>("decision_json")?
+                    .map(unpack)
+                    .transpose()
+                    .map_err(|e| e.0)?,
                 decision_sha256: row.try_get("decision_sha256")?,
             })
         })
@@ -455,7 +460,7 @@ pub async fn claim(tx: &mut Tx, request_id: &str) -> Result<Option<StoredClaim>,
         .map(|row| -> Result<StoredClaim, sqlx::Error> {
             Ok(StoredClaim {
                 organization: row.try_get("organization")?,
-                bundle_json: row.try_get("bundle_json")?,
+                bundle_json: unpack(row.try_get("bundle_json")?).map_err(|e| e.0)?,
                 item_sequence: row.try_get("item_sequence")?,
                 base: row.try_get("base")?,
             })
@@ -473,14 +478,19 @@ pub struct ClaimMatch {
 
 /// The requests whose PAS Claim identifier is `identifier` or ends in `|value` (the same
 /// trace number under another system), newest first (at most 20).
+///
+/// `organization`: only that organization's claims. The filter comes before the limit, so
+/// that another organization's claims with the same identifier cannot crowd one's own out.
 pub async fn by_claim_identifier(
     pool: &sqlx::AnyPool,
     identifier: &str,
     value: &str,
+    organization: Option<&str>,
 ) -> Result<Vec<ClaimMatch>, StoreError> {
-    let rows = sqlx::query("SELECT request_id, organization FROM fhir_claims WHERE claim_identifier = $1 OR claim_identifier LIKE $2 ORDER BY created_at DESC LIMIT 20")
+    let rows = sqlx::query("SELECT request_id, organization FROM fhir_claims WHERE (claim_identifier = $1 OR claim_identifier LIKE $2) AND ($3 IS NULL OR organization = $3) ORDER BY created_at DESC LIMIT 20")
         .bind(identifier)
         .bind(format!("%|{}", value.replace(['%', '_'], "")))
+        .bind(organization)
         .fetch_all(pool)
         .await?;
     let found = rows

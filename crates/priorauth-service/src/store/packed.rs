@@ -1,0 +1,165 @@
+//! The texts a request keeps (its case as received, its decision record, its first answer,
+//! a completion's case), compressed where they are stored and restored where they are read:
+//! the store's callers see JSON text only.
+//!
+//! Each text is a kilobyte or so of the same keys and values again and again, too short for
+//! plain deflate to find much to share (about half its size). Deflate with a *preset
+//! dictionary* of those keys and values (`dictionary-1.txt`: example cases, decision records
+//! and answers) finds them there and stores the text in about a tenth of its size.
+//!
+//! Stored form: `z1:` then the zlib stream (with its checksum and the dictionary's id) in
+//! base64, so that the columns stay text on both back ends. A JSON text never starts with
+//! `z`, so a text stored before this format (or an empty one) reads back unchanged.
+//!
+//! `dictionary-1.txt` must never change once a release has written with it: the texts it
+//! packed cannot be read without it (a test holds its SHA-256). A better dictionary is a new
+//! file and a new prefix (`z2:`), with `z1:` still read.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+use super::StoreError;
+
+/// The preset dictionary of `z1:` texts.
+pub const DICTIONARY_1: &[u8] = include_bytes!("dictionary-1.txt");
+
+const PREFIX_1: &str = "z1:";
+
+/// The most a packed text may restore to: far above any case or answer the service accepts
+/// (its request bodies are bounded well below this), so that a damaged row cannot make a
+/// read allocate without bound.
+const MAX_TEXT: usize = 8 << 20;
+
+/// A text as it is stored. The empty text stays empty (it means "as the request's").
+pub fn pack(text: &str) -> String {
+    if text.is_empty() {
+        return String::new();
+    }
+    match deflate(text.as_bytes()) {
+        Some(bytes) => {
+            let mut stored = String::with_capacity(PREFIX_1.len() + bytes.len() * 4 / 3 + 4);
+            stored.push_str(PREFIX_1);
+            STANDARD_NO_PAD.encode_string(bytes, &mut stored);
+            stored
+        }
+        // Deflate cannot fail on a buffer it may grow; were it to, the text is stored as is
+        // (and read back as is).
+        None => text.to_string(),
+    }
+}
+
+/// A stored text as it was packed; texts stored before packing come back unchanged.
+pub fn unpack(stored: String) -> Result<String, StoreError> {
+    let Some(encoded) = stored.strip_prefix(PREFIX_1) else {
+        return Ok(stored);
+    };
+    let bytes = STANDARD_NO_PAD
+        .decode(encoded)
+        .map_err(|e| damaged(format!("base64: {e}")))?;
+    let text = inflate(&bytes)?;
+    String::from_utf8(text).map_err(|_| damaged("not UTF-8".into()))
+}
+
+fn damaged(what: String) -> StoreError {
+    StoreError(sqlx::Error::Decode(
+        format!("a packed text does not unpack ({what})").into(),
+    ))
+}
+
+fn deflate(input: &[u8]) -> Option<Vec<u8>> {
+    let mut compress = Compress::new(Compression::default(), true);
+    compress.set_dictionary(DICTIONARY_1).ok()?;
+    let mut out = Vec::with_capacity(input.len() / 2 + 64);
+    loop {
+        let consumed = usize::try_from(compress.total_in()).ok()?;
+        let rest = input.get(consumed..)?;
+        match compress
+            .compress_vec(rest, &mut out, FlushCompress::Finish)
+            .ok()?
+        {
+            Status::StreamEnd => return Some(out),
+            Status::Ok | Status::BufError => out.reserve(out.capacity().max(64)),
+        }
+    }
+}
+
+fn inflate(input: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let mut decompress = Decompress::new(true);
+    let mut out = Vec::with_capacity(input.len() * 8);
+    loop {
+        let consumed = usize::try_from(decompress.total_in()).unwrap_or(usize::MAX);
+        let rest = input
+            .get(consumed..)
+            .ok_or_else(|| damaged("truncated".into()))?;
+        let before = (decompress.total_in(), decompress.total_out());
+        match decompress.decompress_vec(rest, &mut out, FlushDecompress::Finish) {
+            Ok(Status::StreamEnd) if decompress.total_in() == input.len() as u64 => return Ok(out),
+            Ok(Status::StreamEnd) => return Err(damaged("bytes after its end".into())),
+            Ok(Status::Ok | Status::BufError) => {
+                let progressed = before != (decompress.total_in(), decompress.total_out());
+                if out.len() >= MAX_TEXT || (!progressed && out.len() < out.capacity()) {
+                    return Err(damaged("truncated or too long".into()));
+                }
+                out.reserve(out.capacity().max(256));
+            }
+            Err(e) if e.needs_dictionary().is_some() => {
+                decompress
+                    .set_dictionary(DICTIONARY_1)
+                    .map_err(|e| damaged(format!("dictionary: {e}")))?;
+            }
+            Err(e) => return Err(damaged(e.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    #[test]
+    fn the_dictionary_of_stored_texts_never_changes() {
+        // Texts packed with it cannot be read without it: a new dictionary is a new file.
+        assert_eq!(
+            hex::encode(Sha256::digest(DICTIONARY_1)),
+            "d51752a407bcd2e2e789ff281c438c5794daded1f31fbeae8d927dc605551696"
+        );
+    }
+
+    #[test]
+    fn texts_round_trip_and_shrink() {
+        let case = r#"{"request":{"drug":"inotuzumab_ozogamicin","kind":"initial","date":"2026-07-01","dose":{"value":0.8,"unit":"mg/m2"},"cycles":3},"patient":{"birth_date":"1980-01-01","weight_kg":80},"diagnosis":{"icd10":["C91.00"],"disease_status":"refractory"},"id":"x"}"#;
+        for text in [case, "{}", "[1,2,3]", "\"é ✓\"", &"{\"a\":1}".repeat(5000)] {
+            let stored = pack(text);
+            assert!(stored.starts_with("z1:"), "{stored}");
+            assert_eq!(unpack(stored).unwrap(), text);
+        }
+        assert!(pack(case).len() < case.len() / 2, "{}", pack(case).len());
+    }
+
+    #[test]
+    fn empty_and_earlier_texts_read_unchanged() {
+        assert_eq!(pack(""), "");
+        for text in ["", "{\"outcome\":\"approve\"}", "[]"] {
+            assert_eq!(unpack(text.to_string()).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn a_damaged_text_is_an_error_not_a_panic() {
+        let stored = pack(r#"{"request":{"drug":"blinatumomab"}}"#);
+        let cut = stored.get(..stored.len() - 3).unwrap().to_string();
+        for bad in [
+            "z1:".to_string(),
+            "z1:!!!".to_string(),
+            "z1:AAAA".to_string(),
+            cut,
+            format!("{stored}AAAA"),
+        ] {
+            assert!(unpack(bad.clone()).is_err(), "{bad}");
+        }
+    }
+}
