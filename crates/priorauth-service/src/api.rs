@@ -27,6 +27,9 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/queue", get(queue))
         .route("/v1/authorizations/{number}", get(read_authorization))
         .route("/v1/authorizations/{number}/usage", post(record_usage))
+        .route_layer(axum::middleware::from_fn(
+            crate::web::refuse_control_characters,
+        ))
 }
 
 #[utoipa::path(post, path = "/v1/requests", request_body = SubmitBody,
@@ -40,8 +43,8 @@ pub(crate) async fn submit(
 ) -> Result<Response, AppError> {
     let idempotency_key = headers
         .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+        // Not dropped when it is not ASCII: the lifecycle refuses it, naming the header.
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let (created, response) =
         requests::submit(&state.service, &caller, body, idempotency_key, None).await?;
     if !created {

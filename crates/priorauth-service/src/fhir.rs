@@ -52,7 +52,24 @@ pub fn routes() -> Router<AppState> {
         )
         // On the FHIR routes only: unknown routes stay the API's problem+json.
         .route_layer(axum::extract::DefaultBodyLimit::max(FHIR_BODY_LIMIT))
+        .route_layer(axum::middleware::from_fn(refuse_control_characters))
         .route_layer(axum::middleware::map_response(bare_errors_as_outcomes))
+}
+
+/// `web::control_characters_in` as a route layer answering an OperationOutcome.
+async fn refuse_control_characters(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if web::control_characters_in(request.uri()) {
+        let problem = Problem::new("", web::CONTROL_CHARACTERS.to_string());
+        return FhirError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            operation_outcome("value", &[problem]),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// The framework's own error answers (body limit, method, path) as OperationOutcomes.

@@ -160,6 +160,48 @@ pub(crate) fn problem(
 /// The errors axum answers by itself (no such route, method not allowed, a path segment that
 /// does not parse, the time limit) come empty or as plain text; they are answered as
 /// problem+json like every other error. Errors that already have a media type are kept.
+/// A path or query with a control character (NUL included, sent as `%00`) names nothing the
+/// service holds, and PostgreSQL refuses NUL in text outright: such a call is refused before
+/// any handler reads it. (A raw control character never gets this far: the HTTP layer
+/// refuses it.)
+pub(crate) fn control_characters_in(uri: &axum::http::Uri) -> bool {
+    let target = uri.path_and_query().map_or("", |p| p.as_str());
+    target.as_bytes().windows(3).any(|w| {
+        matches!(w, [b'%', b'0' | b'1', h] if h.is_ascii_hexdigit())
+            || matches!(w, [b'%', b'7', b'f' | b'F'])
+    })
+}
+
+pub(crate) const CONTROL_CHARACTERS: &str =
+    "control characters are not allowed in the path or the query";
+
+/// `control_characters_in` as a route layer answering problem+json.
+pub(crate) async fn refuse_control_characters(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if control_characters_in(request.uri()) {
+        let errors = [("path".to_string(), CONTROL_CHARACTERS.to_string())];
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid request",
+            CONTROL_CHARACTERS,
+            &errors,
+        );
+    }
+    next.run(request).await
+}
+
+/// Every answer may carry patient data or a decision about one: no cache (a browser's, a
+/// proxy's) may keep it. An answer that says otherwise (none does today) keeps its own.
+pub(crate) async fn not_stored(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
 pub(crate) async fn bare_errors_as_problems(response: Response) -> Response {
     match bare_error(response).await {
         Ok((status, text, headers)) => {
@@ -224,10 +266,119 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for AppJson<
         request: axum::extract::Request,
         state: &S,
     ) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(request, state).await {
+        if !json_content_type(request.headers()) {
+            return Err(AppError::UnsupportedMediaType(
+                "the body must be sent as `Content-Type: application/json`".into(),
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    AppError::TooLarge(format!("the body is over the limit of {BODY_LIMIT} bytes"))
+                } else {
+                    AppError::Invalid(vec![(
+                        "body".into(),
+                        format!("the body is unreadable: {}", rejection.body_text()),
+                    )])
+                }
+            })?;
+        // NUL and other control characters have no place in any field (PostgreSQL cannot
+        // even hold NUL in text); JSON can carry them only escaped, so a scan for escapes
+        // finds them, and only then is the body read again to name the field.
+        if has_escaped_control_character(&bytes) {
+            let value: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|e| AppError::Invalid(vec![("body".into(), format!("not JSON: {e}"))]))?;
+            let field = control_character_field(&value, "").unwrap_or_else(|| "body".into());
+            return Err(AppError::Invalid(vec![(
+                field,
+                "control characters are not allowed (tab, line feed and carriage return are)"
+                    .into(),
+            )]));
+        }
+        match Json::<T>::from_bytes(&bytes) {
             Ok(Json(value)) => Ok(AppJson(value)),
             Err(rejection) => Err(json_problem(&rejection)),
         }
+    }
+}
+
+/// `application/json` or any `application/…+json`, as axum's own `Json` accepts.
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// A control character other than tab, line feed and carriage return, or DEL, written as a
+/// JSON escape (`\u0000`, `\b`, `\f`). Raw ones are not JSON at all (the parser refuses them).
+fn has_escaped_control_character(bytes: &[u8]) -> bool {
+    let mut rest = bytes;
+    while let Some(at) = rest.iter().position(|&b| b == b'\\') {
+        let escape = rest.get(at + 1..).unwrap_or_default();
+        match escape {
+            [b'b' | b'f', ..] => return true,
+            [b'u', h1, h2, h3, h4, ..] => {
+                let hex = [*h1, *h2, *h3, *h4];
+                let code = std::str::from_utf8(&hex)
+                    .ok()
+                    .and_then(|h| u32::from_str_radix(h, 16).ok());
+                if code.is_some_and(|c| (c < 0x20 && !matches!(c, 0x09 | 0x0a | 0x0d)) || c == 0x7f)
+                {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+        // Past the backslash and the character it escapes (`\\` included).
+        rest = rest.get(at + 2..).unwrap_or_default();
+    }
+    false
+}
+
+fn is_refused_control(c: char) -> bool {
+    c.is_control() && !matches!(c, '\t' | '\n' | '\r') && (c as u32) < 0x80
+}
+
+/// The field (`request.renews`, `items[2]`) holding a refused control character.
+fn control_character_field(value: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => text
+            .chars()
+            .any(is_refused_control)
+            .then(|| path.to_string()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| control_character_field(item, &format!("{path}[{i}]"))),
+        Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            let inner = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            if key.chars().any(is_refused_control) {
+                return Some(if path.is_empty() {
+                    "body".into()
+                } else {
+                    path.to_string()
+                });
+            }
+            control_character_field(item, &inner)
+        }),
+        _ => None,
     }
 }
 
@@ -275,5 +426,51 @@ impl FromRequestParts<AppState> for Caller {
         keys::authenticate(&state.service.store, secret.trim())
             .await?
             .ok_or(AppError::Unauthorized)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaped_control_characters_are_found_and_nothing_else() {
+        for refused in [
+            r#"{"a":"\u0000"}"#,
+            r#"{"a":"x\u001F"}"#,
+            r#"{"a":"\u007f"}"#,
+            r#"{"a":"\b"}"#,
+            r#"{"a":"\\\f"}"#,
+        ] {
+            assert!(
+                has_escaped_control_character(refused.as_bytes()),
+                "{refused}"
+            );
+        }
+        for allowed in [
+            r#"{"a":"line\nfeed\r\ttab"}"#,
+            r#"{"a":"\u0009\u000a\u000D"}"#,
+            r#"{"a":"\\u0000 is text here"}"#,
+            r#"{"a":"\\b and \\f too"}"#,
+            r#"{"a":"\u00e9 \u0020 \"\\"}"#,
+            r#"{"a":"ends with \\"#,
+        ] {
+            assert!(
+                !has_escaped_control_character(allowed.as_bytes()),
+                "{allowed}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_field_holding_a_control_character_is_named() {
+        let value =
+            serde_json::json!({"case": {"id": "ok", "diagnosis": {"icd10": ["C91.00", "C\u{0}"]}}});
+        assert_eq!(
+            control_character_field(&value, "").as_deref(),
+            Some("case.diagnosis.icd10[1]")
+        );
+        let key = serde_json::json!({"case": {"bad\u{1}key": 1}});
+        assert_eq!(control_character_field(&key, "").as_deref(), Some("case"));
     }
 }

@@ -730,6 +730,17 @@ async fn the_fhir_interfaces_refuse_bad_keys_roles_organizations_and_hostile_bod
         let inquiry = server.post("/fhir/Claim/$inquire", &other, &bundle).await;
         assert_outcome(&inquiry, 404, "another organization's inquiry");
         assert!(!inquiry.body.to_string().contains("req_"), "{}", inquiry.body);
+        // Another organization's claims with the same identifier, more than an inquiry
+        // answers at once, cannot crowd out one's own: the organization is filtered first.
+        for n in 0..21 {
+            let mut theirs = bundle.clone();
+            theirs["identifier"]["value"] = json!(format!("urn:uuid:crowd-{n}"));
+            let reply = server.post("/fhir/Claim/$submit", &other, &theirs).await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+        }
+        let ours = server.post("/fhir/Claim/$inquire", &ehr, &bundle).await;
+        assert_eq!(ours.status, 200, "{}", ours.body);
+        assert_eq!(ours.header("cache-control"), Some("no-store"));
         let theirs = raw(&server, Method::GET, &subscription_path, Some(&other), vec![]).await;
         assert_outcome(&theirs, 404, "another organization's subscription");
         let made_up = raw(&server, Method::GET, "/fhir/Subscription/sub-0000", Some(&other), vec![]).await;

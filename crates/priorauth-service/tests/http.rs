@@ -186,6 +186,22 @@ async fn a_retried_submission_with_one_idempotency_key_creates_one_request() {
             .expect_problem(422, "Idempotency-Key");
         assert_eq!(server.count("requests").await, 2);
 
+        // A key that is not printable ASCII is refused, naming the header, not dropped.
+        for bad in ["caf\u{e9}-1", "tab\tkey"] {
+            let reply = support::call(
+                &server.client,
+                &server.base,
+                Method::POST,
+                "/v1/requests",
+                Some(&submitter),
+                Some(&body),
+                &[("Idempotency-Key", bad)],
+            )
+            .await;
+            reply.expect_problem(422, "Idempotency-Key");
+        }
+        assert_eq!(server.count("requests").await, 2);
+
         // Keys belong to an organization: another one may use the same key for its own request.
         let (_, other_org) = server
             .key("clinic-b", Role::Submitter, "Clinic B EHR", "")
@@ -920,6 +936,40 @@ async fn a_renewal_takes_its_history_from_the_records() {
             )
             .await
             .expect_problem(422, "renews");
+
+        // Another organization renewing the renewed authorization learns nothing from it:
+        // the answer is the one for a number that does not exist (not the 409 naming the
+        // renewal), and a NUL in the number is refused the same way on every back end.
+        let (_, other) = server
+            .key("clinic-b", Role::Submitter, "Clinic B EHR", "")
+            .await;
+        let theirs = server
+            .post(
+                "/v1/requests",
+                &other,
+                &json!({"plan": "masshealth", "case": again, "renews": number}),
+            )
+            .await;
+        theirs.expect_problem(422, "renews");
+        let made_up = server
+            .post(
+                "/v1/requests",
+                &other,
+                &json!({"plan": "masshealth", "case": again, "renews": "PA-NOSUCHNUMBER"}),
+            )
+            .await;
+        assert_eq!(
+            theirs.body.to_string().replace(number.as_str(), "N"),
+            made_up.body.to_string().replace("PA-NOSUCHNUMBER", "N")
+        );
+        server
+            .post(
+                "/v1/requests",
+                &other,
+                &json!({"plan": "masshealth", "case": again, "renews": "PA-\u{0}1"}),
+            )
+            .await
+            .expect_problem(422, "renews");
         server.stop().await;
     })
     .await;
@@ -952,6 +1002,28 @@ async fn an_invalid_case_is_a_problem_naming_the_field() {
                 .submit(&submitter, "masshealth", case(&format!("invalid/{name}")))
                 .await
                 .expect_problem(422, &format!("case.{key}"));
+        }
+
+        // A control character in any field, escaped as JSON allows, is refused naming it;
+        // tab, line feed and carriage return in free text are not.
+        for (field, bad) in [
+            ("case.id", json!("E01\u{0}")),
+            ("case.diagnosis.icd10[0]", json!(["C91.0\u{1b}0"])),
+        ] {
+            let mut body = case("E01");
+            let (section, name) = field
+                .trim_start_matches("case.")
+                .split_once('.')
+                .unwrap_or(("", "id"));
+            if section.is_empty() {
+                body["id"] = bad;
+            } else {
+                body[section][name.trim_end_matches("[0]")] = bad;
+            }
+            server
+                .submit(&submitter, "masshealth", body)
+                .await
+                .expect_problem(422, field);
         }
 
         // The body itself.
@@ -1089,6 +1161,34 @@ async fn serve_answers_health_readiness_and_openapi() {
 
         get("/healthz").await.expect(200);
         get("/readyz").await.expect(200);
+        // No answer may be kept by a cache; the console may not be framed by another page.
+        for path in ["/healthz", "/v1/requests/req_missing", "/console/"] {
+            assert_eq!(
+                get(path).await.header("cache-control"),
+                Some("no-store"),
+                "{path}"
+            );
+        }
+        // A NUL or other control character in a path is refused naming the path, on every
+        // back end (PostgreSQL cannot hold NUL in text), in each adapter's own terms.
+        for path in [
+            "/v1/requests/req%00x",
+            "/v1/authorizations/PA%1F1",
+            "/v1/requests/x?y=%7f",
+        ] {
+            let reply = get(path).await;
+            reply.expect_problem(422, "path");
+        }
+        let fhir = get("/fhir/Subscription/sub%00").await;
+        assert_eq!(fhir.status, 422, "{}", fhir.body);
+        assert_eq!(
+            fhir.body["resourceType"], "OperationOutcome",
+            "{}",
+            fhir.body
+        );
+        let page = get("/console/").await;
+        let policy = page.header("content-security-policy").unwrap_or_default();
+        assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
         let openapi = get("/openapi.json").await;
         openapi.expect(200);
         assert!(openapi.body.is_object(), "{}", openapi.body);
