@@ -67,8 +67,23 @@ fn damaged(what: String) -> StoreError {
     ))
 }
 
+thread_local! {
+    /// One compressor per thread, reset for each text: a new one allocates about 300 KB of
+    /// tables (from the system, at that size) and frees them again, which measured as much
+    /// as the compression itself.
+    static COMPRESS: std::cell::RefCell<Compress> =
+        std::cell::RefCell::new(Compress::new(Compression::default(), true));
+}
+
 fn deflate(input: &[u8]) -> Option<Vec<u8>> {
-    let mut compress = Compress::new(Compression::default(), true);
+    COMPRESS.with(|compress| {
+        let mut compress = compress.try_borrow_mut().ok()?;
+        deflate_with(&mut compress, input)
+    })
+}
+
+fn deflate_with(compress: &mut Compress, input: &[u8]) -> Option<Vec<u8>> {
+    compress.reset();
     compress.set_dictionary(DICTIONARY_1).ok()?;
     let mut out = Vec::with_capacity(input.len() / 2 + 64);
     loop {
