@@ -174,3 +174,29 @@ async fn a_request_stores_the_facts_and_reads_recompute_the_explanation() {
     })
     .await;
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_sqlite_database_is_readable_by_the_service_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::temp_dir().join(format!(
+        "priorauth-mode-{}.sqlite",
+        priorauth_service::store::random_id("")
+    ));
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let store = priorauth_service::Store::connect(&url).await.unwrap();
+    let mode = |suffix: &str| {
+        let mut file = path.clone().into_os_string();
+        file.push(suffix);
+        std::fs::metadata(&file).map(|m| m.permissions().mode() & 0o777)
+    };
+    assert_eq!(mode("").unwrap(), 0o600);
+    // WAL mode is on from the first connection: its files take the database's mode.
+    assert_eq!(mode("-wal").unwrap(), 0o600);
+    store.pool.close().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.clone().into_os_string();
+        file.push(suffix);
+        let _ = std::fs::remove_file(file);
+    }
+}

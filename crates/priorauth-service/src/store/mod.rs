@@ -119,6 +119,30 @@ pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 /// The default database: a file in the working directory.
 pub const DEFAULT_URL: &str = "sqlite://priorauth.sqlite?mode=rwc";
 
+/// A new SQLite database is created readable and writable by the service's user alone (it
+/// holds patient data); SQLite gives its `-wal` and `-shm` files the same mode. An existing
+/// file keeps the mode its operator gave it. An in-memory database has no file.
+fn create_private_file(url: &str) -> Result<(), StoreError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or_default();
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.starts_with(':') || std::path::Path::new(path).exists() {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        // Made meanwhile by another instance: it is that one's to have made.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError(sqlx::Error::Io(e))),
+    }
+}
+
 impl Store {
     /// Connects and brings the schema up to date.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
@@ -128,6 +152,9 @@ impl Store {
         } else {
             Backend::Postgres
         };
+        if backend == Backend::Sqlite {
+            create_private_file(url)?;
+        }
         let options = AnyPoolOptions::new();
         let pool = match backend {
             // One connection: SQLite has one writer, and a single connection never meets a
