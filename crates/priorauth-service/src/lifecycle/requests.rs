@@ -53,26 +53,21 @@ async fn history_from_records(
     }
     // Another organization's authorization is answered as a missing one, before anything
     // about it (that it was renewed, and by what) can show.
-    let own = records::fetch(tx, number).await?;
-    if !own.is_some_and(|a| visible(caller, &a.organization)) {
-        return Err(invalid("renews", format!("no authorization `{number}`")));
-    }
+    let renewed = records::fetch(tx, number)
+        .await?
+        .filter(|a| visible(caller, &a.organization))
+        .ok_or_else(|| invalid("renews", format!("no authorization `{number}`")))?;
     if let Some(renewal) = records::renewal_of(tx, number).await? {
         return Err(authorizations::already_renewed(number, &renewal));
     }
-    let mut chain = Vec::new();
-    let mut next = Some(number.to_string());
+    // The chain back to the course's first authorization, all of the same organization.
+    let mut next = renewed.renews.clone();
+    let mut chain = vec![renewed];
     while let Some(number) = next.take() {
-        let Some(authorization) = records::fetch(tx, &number).await? else {
-            return Err(if chain.is_empty() {
-                invalid("renews", format!("no authorization `{number}`"))
-            } else {
-                Error::Internal("broken authorization chain".into())
-            });
-        };
-        if !visible(caller, &authorization.organization) {
-            return Err(invalid("renews", format!("no authorization `{number}`")));
-        }
+        let authorization = records::fetch(tx, &number)
+            .await?
+            .filter(|a| visible(caller, &a.organization))
+            .ok_or_else(|| Error::Internal("broken authorization chain".into()))?;
         next = authorization.renews.clone();
         chain.push(authorization);
         if chain.len() > 100 {

@@ -18,6 +18,11 @@ pub struct ClaimLink {
     pub bundle_json: String,
 }
 
+/// A packed text column (`packed::unpack`) as the JSON text it holds.
+fn unpacked(row: &AnyRow, column: &str) -> Result<String, sqlx::Error> {
+    unpack(row.try_get(column)?).map_err(|e| e.0)
+}
+
 /// A new request as it is stored.
 #[derive(Debug, Clone)]
 pub struct NewRequest {
@@ -83,8 +88,8 @@ impl Request {
             outcome: row.try_get("outcome")?,
             urgency: row.try_get("urgency")?,
             due_at: row.try_get("due_at")?,
-            case_json: unpack(row.try_get("case_json")?).map_err(|e| e.0)?,
-            decision_json: unpack(row.try_get("decision_json")?).map_err(|e| e.0)?,
+            case_json: unpacked(row, "case_json")?,
+            decision_json: unpacked(row, "decision_json")?,
             renews: row.try_get("renews")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
@@ -233,7 +238,7 @@ pub async fn current_case(tx: &mut Tx, request: &Request) -> Result<String, Stor
         .fetch_optional(&mut **tx)
         .await?;
     Ok(match row {
-        Some(row) => unpack(row.try_get("case_json")?)?,
+        Some(row) => unpacked(&row, "case_json")?,
         None => request.case_json.clone(),
     })
 }
@@ -253,8 +258,8 @@ pub async fn events(tx: &mut Tx, id: &str) -> Result<Vec<Event>, StoreError> {
                 actor: e.try_get("actor")?,
                 at: e.try_get("at")?,
                 outcome: e.try_get("outcome")?,
-                case_json: unpack(e.try_get("case_json")?).map_err(|e| e.0)?,
-                decision_json: unpack(e.try_get("decision_json")?).map_err(|e| e.0)?,
+                case_json: unpacked(e, "case_json")?,
+                decision_json: unpacked(e, "decision_json")?,
                 decision_sha256: e.try_get("decision_sha256")?,
             })
         })
@@ -433,8 +438,8 @@ pub async fn first_answer(
             Ok(FirstAnswer {
                 id: row.try_get("id")?,
                 body_hash: row.try_get("body_hash")?,
-                response_json: unpack(row.try_get("response_json")?).map_err(|e| e.0)?,
-                case_json: unpack(row.try_get("case_json")?).map_err(|e| e.0)?,
+                response_json: unpacked(&row, "response_json")?,
+                case_json: unpacked(&row, "case_json")?,
                 policy: row.try_get("policy")?,
                 policy_version: row.try_get("policy_version")?,
                 created_at: row.try_get("created_at")?,
@@ -460,7 +465,7 @@ pub async fn claim(tx: &mut Tx, request_id: &str) -> Result<Option<StoredClaim>,
         .map(|row| -> Result<StoredClaim, sqlx::Error> {
             Ok(StoredClaim {
                 organization: row.try_get("organization")?,
-                bundle_json: unpack(row.try_get("bundle_json")?).map_err(|e| e.0)?,
+                bundle_json: unpacked(&row, "bundle_json")?,
                 item_sequence: row.try_get("item_sequence")?,
                 base: row.try_get("base")?,
             })
