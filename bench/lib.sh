@@ -144,7 +144,7 @@ start_server() {
   [[ -n $KEY ]] || die "no key created"
   PORT=$(python3 "$LIB" freeport)
   BASE_URL="http://127.0.0.1:$PORT"
-  (cd "$WORK" && exec "$BIN" serve --listen "127.0.0.1:$PORT") >"$WORK/server-$BACKEND.log" 2>&1 &
+  (cd "$WORK" && PRIORAUTH_RATE_PER_KEY=0 PRIORAUTH_RATE_PER_ORGANIZATION=0 PRIORAUTH_IN_FLIGHT_PER_ORGANIZATION=0 exec "$BIN" serve --listen "127.0.0.1:$PORT") >"$WORK/server-$BACKEND.log" 2>&1 &
   SERVER_PID=$!
   local ready=0
   for _ in $(seq 1 100); do

@@ -2,7 +2,7 @@
 //! authorizations and their usage, each handler a translation to and from
 //! `crate::lifecycle`. Errors are RFC 9457 problem+json naming the field.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -12,10 +12,11 @@ use serde_json::Value;
 use crate::keys::Caller;
 use crate::lifecycle::authorizations::{self, UsageBody};
 use crate::lifecycle::requests::{self, SubmitBody};
-use crate::lifecycle::review::{self, DeterminationBody};
+use crate::lifecycle::retries::Retry;
+use crate::lifecycle::review::{self, DeterminationBody, QueueQuery};
 use crate::web::{AppError, AppJson, AppState};
 
-pub fn routes() -> Router<AppState> {
+pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/v1/requests", post(submit))
         .route(
@@ -27,6 +28,11 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/queue", get(queue))
         .route("/v1/authorizations/{number}", get(read_authorization))
         .route("/v1/authorizations/{number}/usage", post(record_usage))
+        .route("/v1/notifications/dead", get(dead_notifications))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::web::admit,
+        ))
         .route_layer(axum::middleware::from_fn(
             crate::web::refuse_control_characters,
         ))
@@ -41,10 +47,7 @@ pub(crate) async fn submit(
     headers: HeaderMap,
     AppJson(body): AppJson<SubmitBody>,
 ) -> Result<Response, AppError> {
-    let idempotency_key = headers
-        .get("idempotency-key")
-        // Not dropped when it is not ASCII: the lifecycle refuses it, naming the header.
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let idempotency_key = idempotency_key(&headers);
     let (created, response) =
         requests::submit(&state.service, &caller, body, idempotency_key, None).await?;
     if !created {
@@ -80,38 +83,75 @@ pub(crate) async fn read_request(
     Ok(Json(requests::read(&state.service, &caller, &id).await?))
 }
 
-#[utoipa::path(patch, path = "/v1/requests/{id}", params(("id" = String, Path)), request_body(content = Object, description = "the missing facts, by section: {\"diagnosis\": {\"mrd_percent\": 0.8}}"),
+#[utoipa::path(patch, path = "/v1/requests/{id}", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body is given the first answer again (200, `idempotent-replayed: true`); the key on another call is refused 422")), request_body(content = Object, description = "the missing facts, by section: {\"diagnosis\": {\"mrd_percent\": 0.8}}"),
     responses((status = 200, description = "re-evaluated"), (status = 409, description = "the request is not waiting for information")))]
 pub(crate) async fn complete_request(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     Path(id): Path<String>,
     AppJson(facts): AppJson<Value>,
-) -> Result<Json<Value>, AppError> {
-    Ok(Json(
-        requests::complete(&state.service, &caller, &id, &facts).await?,
-    ))
+) -> Result<Response, AppError> {
+    let retry = Retry::new(idempotency_key(&headers), "request.update", &id, &facts)?;
+    let (body, replayed) =
+        requests::complete(&state.service, &caller, &id, &facts, retry.as_ref()).await?;
+    Ok(answered(StatusCode::OK, replayed, body))
 }
 
-#[utoipa::path(get, path = "/v1/queue", responses((status = 200, description = "requests awaiting a clinician, most urgent first")))]
+/// The `Idempotency-Key` header as sent; not dropped when it is not ASCII: the lifecycle
+/// refuses it, naming the header.
+fn idempotency_key(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("idempotency-key")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+/// A write's answer; a retry's says it is the first answer given again.
+fn answered(status: StatusCode, replayed: bool, body: Value) -> Response {
+    if replayed {
+        (
+            StatusCode::OK,
+            [("idempotent-replayed", "true")],
+            Json(body),
+        )
+            .into_response()
+    } else {
+        (status, Json(body)).into_response()
+    }
+}
+
+#[utoipa::path(get, path = "/v1/queue",
+    params(("limit" = Option<u32>, Query, description = "rows per page, 1 to 500 (100)"),
+        ("after" = Option<String>, Query, description = "the `next` of the page before"),
+        ("organization" = Option<String>, Query, description = "only this organization's requests"),
+        ("urgency" = Option<String>, Query, description = "`standard` or `expedited`")),
+    responses((status = 200, description = "one page of the requests awaiting a clinician, most urgent first, with `next` when more may follow")))]
 pub(crate) async fn queue(
     State(state): State<AppState>,
     caller: Caller,
+    Query(query): Query<QueueQuery>,
 ) -> Result<Json<Value>, AppError> {
-    Ok(Json(review::queue(&state.service, &caller).await?))
+    Ok(Json(review::queue(&state.service, &caller, &query).await?))
 }
 
-#[utoipa::path(post, path = "/v1/requests/{id}/determination", params(("id" = String, Path)), request_body = DeterminationBody,
+#[utoipa::path(post, path = "/v1/requests/{id}/determination", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body is given the first answer again (200, `idempotent-replayed: true`); the key on another call is refused 422")), request_body = DeterminationBody,
     responses((status = 200, description = "recorded"), (status = 403, description = "not a reviewer"), (status = 409, description = "the request is not in review")))]
 pub(crate) async fn determine(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     Path(id): Path<String>,
     AppJson(body): AppJson<DeterminationBody>,
-) -> Result<Json<Value>, AppError> {
-    Ok(Json(
-        review::determine(&state.service, &caller, &id, &body).await?,
-    ))
+) -> Result<Response, AppError> {
+    let retry = Retry::new(
+        idempotency_key(&headers),
+        "request.determination",
+        &id,
+        &body,
+    )?;
+    let (answer, replayed) =
+        review::determine(&state.service, &caller, &id, &body, retry.as_ref()).await?;
+    Ok(answered(StatusCode::OK, replayed, answer))
 }
 
 #[utoipa::path(get, path = "/v1/requests/{id}/denial-letter", params(("id" = String, Path)),
@@ -137,14 +177,34 @@ pub(crate) async fn read_authorization(
     ))
 }
 
-#[utoipa::path(post, path = "/v1/authorizations/{number}/usage", params(("number" = String, Path)), request_body = UsageBody,
+#[utoipa::path(post, path = "/v1/authorizations/{number}/usage", params(("number" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body is given the first answer again (200, `idempotent-replayed: true`); the key on another call is refused 422")), request_body = UsageBody,
     responses((status = 201, description = "recorded"), (status = 409, description = "beyond the approved units"), (status = 422, description = "outside the authorization period")))]
 pub(crate) async fn record_usage(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     Path(number): Path<String>,
     AppJson(body): AppJson<UsageBody>,
 ) -> Result<Response, AppError> {
-    let body = authorizations::record_usage(&state.service, &caller, &number, &body).await?;
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    let retry = Retry::new(
+        idempotency_key(&headers),
+        "authorization.usage",
+        &number,
+        &body,
+    )?;
+    let (answer, replayed) =
+        authorizations::record_usage(&state.service, &caller, &number, &body, retry.as_ref())
+            .await?;
+    Ok(answered(StatusCode::CREATED, replayed, answer))
+}
+
+#[utoipa::path(get, path = "/v1/notifications/dead",
+    responses((status = 200, description = "PAS notifications no longer retried (their schedule spent), the latest first, with their last error"), (status = 403, description = "not an admin")))]
+pub(crate) async fn dead_notifications(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(
+        crate::lifecycle::subscriptions::dead_letters(&state.service, &caller).await?,
+    ))
 }

@@ -23,7 +23,19 @@ const INDEX: &str = include_str!("../console/index.html");
 const SCRIPT: &str = include_str!("../console/app.js");
 const STYLE: &str = include_str!("../console/app.css");
 
-pub fn routes() -> Router<AppState> {
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let data = Router::new()
+        .route("/v1/questions", get(questions))
+        .route("/v1/plans", get(plans))
+        .route("/v1/policies", get(policies))
+        .route("/v1/policies/{id}/source", get(source))
+        .route("/v1/evaluate", post(evaluate))
+        .route("/v1/authorizations", get(authorizations))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::web::admit,
+        ));
+    // The page and its assets hold no data: they load without a key.
     Router::new()
         .route("/", get(|| async { Redirect::to("/console/") }))
         .route("/console", get(|| async { Redirect::to("/console/") }))
@@ -39,12 +51,7 @@ pub fn routes() -> Router<AppState> {
             "/console/app.css",
             get(|| async { asset(STYLE, "text/css; charset=utf-8") }),
         )
-        .route("/v1/questions", get(questions))
-        .route("/v1/plans", get(plans))
-        .route("/v1/policies", get(policies))
-        .route("/v1/policies/{id}/source", get(source))
-        .route("/v1/evaluate", post(evaluate))
-        .route("/v1/authorizations", get(authorizations))
+        .merge(data)
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {

@@ -32,11 +32,13 @@ use crate::web::{self, AppError, AppState};
 /// Largest FHIR body accepted: PAS Bundles may carry documents.
 pub const FHIR_BODY_LIMIT: usize = 4 * 1024 * 1024;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes(state: &AppState) -> Router<AppState> {
+    // What a client reads before it has a key: the services and the server's capabilities.
+    let public = Router::new()
         .route("/cds-services", get(discovery))
+        .route("/fhir/metadata", get(capability_statement));
+    Router::new()
         .route("/cds-services/{id}", post(hook))
-        .route("/fhir/metadata", get(capability_statement))
         .route("/fhir/Questionnaire/{id}", get(read_questionnaire))
         .route(
             "/fhir/Questionnaire/$questionnaire-package",
@@ -50,10 +52,38 @@ pub fn routes() -> Router<AppState> {
             "/fhir/Subscription/{id}",
             get(read_subscription).delete(delete_subscription),
         )
+        // The key is checked before the body (up to FHIR_BODY_LIMIT) is read.
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), admit))
+        .merge(public)
         // On the FHIR routes only: unknown routes stay the API's problem+json.
         .route_layer(axum::extract::DefaultBodyLimit::max(FHIR_BODY_LIMIT))
         .route_layer(axum::middleware::from_fn(refuse_control_characters))
         .route_layer(axum::middleware::map_response(bare_errors_as_outcomes))
+}
+
+/// `web::admit` answering an OperationOutcome, with `Retry-After` on a 429.
+async fn admit(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    web::admit_with(&state, request, next, |error| {
+        let retry_after = match &error {
+            AppError::TooManyRequests {
+                retry_after_seconds,
+                ..
+            } => Some(*retry_after_seconds),
+            _ => None,
+        };
+        let mut response = FhirError::from(error).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
+        response
+    })
+    .await
 }
 
 /// `web::control_characters_in` as a route layer answering an OperationOutcome.
@@ -202,6 +232,11 @@ impl From<AppError> for FhirError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "not-supported",
                 vec![Problem::new("", m)],
+            ),
+            AppError::TooManyRequests { detail, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "throttled",
+                vec![Problem::new("", detail)],
             ),
             other => {
                 // The detail stays in the server's log.
@@ -478,13 +513,17 @@ async fn questionnaire_package(
     body: Bytes,
 ) -> FhirResult {
     caller(who)?;
-    let text = text(&body)?;
-    let parameters: Parameters = priorauth_fhir::parse_as(text, "Parameters", |r| match r {
-        Resource::Parameters(p) => Some(*p),
-        _ => None,
+    let (parameters, raw) = parsed(move || {
+        let text = text(&body)?;
+        let parameters: Parameters = priorauth_fhir::parse_as(text, "Parameters", |r| match r {
+            Resource::Parameters(p) => Some(*p),
+            _ => None,
+        })
+        .map_err(parse_error)?;
+        let raw: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+        Ok::<_, FhirError>((parameters, raw))
     })
-    .map_err(parse_error)?;
-    let raw: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    .await??;
     let coverage = parameter_resources(&parameters, "coverage");
     let orders = parameter_resources(&parameters, "order");
     if coverage.is_empty() || orders.is_empty() {
@@ -577,28 +616,32 @@ async fn next_question(
     body: Bytes,
 ) -> FhirResult {
     caller(who)?;
-    let text = text(&body)?;
-    let raw: Value = serde_json::from_str(text)
-        .map_err(|e| FhirError::structure(&[Problem::new("", e.to_string())]))?;
-    // The response itself, or Parameters holding it.
-    let mut response = if raw["resourceType"] == "Parameters" {
-        raw["parameter"]
-            .as_array()
-            .and_then(|p| p.iter().find(|p| p["name"] == "questionnaire-response"))
-            .map(|p| p["resource"].clone())
-            .unwrap_or(Value::Null)
-    } else {
-        raw
-    };
-    let typed = priorauth_fhir::parse_as(
-        &response.to_string(),
-        "QuestionnaireResponse",
-        |r| match r {
-            Resource::QuestionnaireResponse(q) => Some(*q),
-            _ => None,
-        },
-    )
-    .map_err(parse_error)?;
+    let (mut response, typed) = parsed(move || {
+        let raw: Value = serde_json::from_str(text(&body)?)
+            .map_err(|e| FhirError::structure(&[Problem::new("", e.to_string())]))?;
+        // The response itself, or Parameters holding it.
+        let response = if raw["resourceType"] == "Parameters" {
+            raw["parameter"]
+                .as_array()
+                .and_then(|p| p.iter().find(|p| p["name"] == "questionnaire-response"))
+                .map(|p| p["resource"].clone())
+                .unwrap_or(Value::Null)
+        } else {
+            raw
+        };
+        let typed =
+            priorauth_fhir::parse_as(
+                &response.to_string(),
+                "QuestionnaireResponse",
+                |r| match r {
+                    Resource::QuestionnaireResponse(q) => Some(*q),
+                    _ => None,
+                },
+            )
+            .map_err(parse_error)?;
+        Ok::<_, FhirError>((response, typed))
+    })
+    .await??;
     let canonical_url = response["contained"][0]["url"]
         .as_str()
         .or(response["questionnaire"].as_str())
@@ -649,10 +692,15 @@ async fn submit(
 ) -> FhirResult {
     let caller = caller(who)?;
     submitter(&caller)?;
-    let text = bundle_text(text(&body)?)?;
-    let request = pas::read_request(&text).map_err(|p| FhirError::structure(&p))?;
-    let intake = pas::intake(&state.fhir, &state.service.engine, &request);
-    let bundle_json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let (map, engine) = (state.fhir.clone(), state.service.engine.clone());
+    let (request, intake, bundle_json) = parsed(move || {
+        let text = bundle_text(text(&body)?)?;
+        let request = pas::read_request(&text).map_err(|p| FhirError::structure(&p))?;
+        let intake = pas::intake(&map, &engine, &request);
+        let bundle_json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Ok::<_, FhirError>((request, intake, bundle_json))
+    })
+    .await??;
     let link = ClaimLink {
         base: canonical(&headers).base,
         claim_identifier: request.claim_identifier.clone(),
@@ -703,6 +751,35 @@ async fn submit(
     };
     let response = response_for(&state, &caller, &record_id, &canonical(&headers)).await?;
     Ok(fhir_json(StatusCode::OK, response))
+}
+
+/// Parsing a FHIR body is the service's heaviest work per byte: a 3.7 MB Bundle took tens of
+/// MB and most of a core while typed. It runs on the blocking pool, at most one per core at
+/// a time, so that it never holds the async workers that answer `/healthz` and everyone
+/// else's calls, and the memory of parses in progress is bounded by the cores, not by the
+/// callers. A call waits for its turn within the request's time limit; its turn is held by
+/// the parse itself, so a call given up on still counts until its parse ends.
+async fn parsed<T: Send + 'static>(
+    parse: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, FhirError> {
+    static TURNS: std::sync::OnceLock<std::sync::Arc<tokio::sync::Semaphore>> =
+        std::sync::OnceLock::new();
+    let turns = TURNS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        std::sync::Arc::new(tokio::sync::Semaphore::new(cores))
+    });
+    let turn = turns
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| FhirError::from(AppError::Internal("the parse turns closed".into())))?;
+    tokio::task::spawn_blocking(move || {
+        let parsed = parse();
+        drop(turn);
+        parsed
+    })
+    .await
+    .map_err(|_| FhirError::from(AppError::Internal("a parse task failed".into())))
 }
 
 /// The Bundle of a `$submit`/`$inquire` body: the Bundle itself or Parameters with `resource`.
@@ -789,8 +866,11 @@ async fn inquire(
     body: Bytes,
 ) -> FhirResult {
     let caller = caller(who)?;
-    let text = bundle_text(text(&body)?)?;
-    let request = pas::read_request(&text).map_err(|p| FhirError::structure(&p))?;
+    let request = parsed(move || {
+        let text = bundle_text(text(&body)?)?;
+        pas::read_request(&text).map_err(|p| FhirError::structure(&p))
+    })
+    .await??;
     // Query by example: the Claim's trace number (identifier value) finds the request, whatever
     // system the inquiring system writes it under.
     let found =

@@ -9,7 +9,9 @@
 //! from the lifecycle through what `web` shares, and none imports another; this file wires
 //! them into one router.
 
+pub mod admission;
 pub mod api;
+pub mod connections;
 pub mod console;
 pub mod fhir;
 pub mod keys;
@@ -20,7 +22,6 @@ pub mod plans;
 pub mod store;
 pub mod web;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -38,10 +39,10 @@ pub fn app(state: AppState) -> Router {
         runtime.spawn(notify::run(state.clone()));
     }
     Router::new()
-        .merge(api::routes())
+        .merge(api::routes(&state))
         .merge(ops::routes())
-        .merge(console::routes())
-        .merge(fhir::routes())
+        .merge(console::routes(&state))
+        .merge(fhir::routes(&state))
         .layer(DefaultBodyLimit::max(web::BODY_LIMIT))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -80,6 +81,7 @@ pub async fn state(
             notify: Arc::new(tokio::sync::Notify::new()),
         },
         fhir: Arc::new(fhir),
+        admission: Arc::new(admission::Admission::new(admission::Limits::from_env()?)),
     })
 }
 
@@ -103,10 +105,17 @@ pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> std::i
             _ = terminate => {},
         }
     };
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let limits = connections::ConnectionLimits::from_env().map_err(std::io::Error::other)?;
+    serve_until(state, listener, limits, shutdown).await
+}
+
+/// Serves until `shutdown` completes, within `limits`: what `serve` runs, with the shutdown
+/// given (the tests').
+pub async fn serve_until(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    limits: connections::ConnectionLimits,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    connections::serve(app(state), listener, limits, shutdown).await
 }

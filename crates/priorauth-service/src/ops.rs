@@ -42,6 +42,7 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, AppError>
         crate::api::denial_letter,
         crate::api::read_authorization,
         crate::api::record_usage,
+        crate::api::dead_notifications,
         crate::console::questions,
         crate::console::plans,
         crate::console::policies,

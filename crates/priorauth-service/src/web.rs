@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::admission::{self, Admission};
 use crate::keys::{self, Caller};
 use crate::lifecycle::{self, Service};
 use crate::store::StoreError;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub service: Service,
     /// The FHIR mapping tables (`config/fhir.toml`).
     pub fhir: Arc<priorauth_fhir::map::Map>,
+    /// Who may call, and each key's and organization's share of the service.
+    pub admission: Arc<Admission>,
 }
 
 /// Every failure, answered as problem+json.
@@ -44,6 +47,11 @@ pub enum AppError {
     TooLarge(String),
     /// A body that is not declared as JSON.
     UnsupportedMediaType(String),
+    /// Over a key's or an organization's share: retry after this many seconds.
+    TooManyRequests {
+        retry_after_seconds: u64,
+        detail: String,
+    },
     Internal(String),
 }
 
@@ -113,6 +121,21 @@ impl IntoResponse for AppError {
                 detail.clone(),
                 vec![("body".to_string(), detail)],
             ),
+            AppError::TooManyRequests {
+                retry_after_seconds,
+                detail,
+            } => {
+                let mut response = problem(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many requests",
+                    &detail,
+                    &[],
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));
+                return response;
+            }
             AppError::Internal(detail) => {
                 // The cause goes to the server's own log (it names no patient data: ids and
                 // database messages only), never to the client.
@@ -409,6 +432,39 @@ fn json_problem(rejection: &JsonRejection) -> AppError {
 
 // ---- Callers ----
 
+/// `Admission::admit` as a route layer answering problem+json, before any extractor reads
+/// the body: the caller is left where the `Caller` extractor finds it, and the call's place
+/// among its organization's calls in flight is held until the answer is made.
+pub(crate) async fn admit(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    admit_with(&state, request, next, IntoResponse::into_response).await
+}
+
+/// `admit` with the adapter's own answer to a refusal (an OperationOutcome for FHIR).
+pub(crate) async fn admit_with(
+    state: &AppState,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+    refuse: impl FnOnce(AppError) -> Response,
+) -> Response {
+    match state
+        .admission
+        .admit(&state.service.store, request.headers())
+        .await
+    {
+        Ok(admitted) => {
+            request.extensions_mut().insert(admitted.caller.clone());
+            let response = next.run(request).await;
+            drop(admitted);
+            response
+        }
+        Err(error) => refuse(error),
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = AppError;
 
@@ -416,14 +472,12 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let secret = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .or_else(|| parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()))
-            .ok_or(AppError::Unauthorized)?;
-        keys::authenticate(&state.service.store, secret.trim())
+        // Admitted by `admit`: the key was checked before the body was read.
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
+        let secret = admission::secret(&parts.headers).ok_or(AppError::Unauthorized)?;
+        keys::authenticate(&state.service.store, secret)
             .await?
             .ok_or(AppError::Unauthorized)
     }

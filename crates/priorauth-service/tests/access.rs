@@ -126,6 +126,13 @@ const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/v1/notifications/dead",
+        roles: &[Role::Admin],
+        scope: Scope::Unscoped,
+        body: Body::Empty,
+    },
+    Route {
+        method: "get",
         path: "/v1/authorizations",
         roles: ANY_ROLE,
         scope: Scope::Unscoped,

@@ -224,6 +224,126 @@ async fn a_retried_submission_with_one_idempotency_key_creates_one_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retried_writes_with_one_idempotency_key_are_applied_once() {
+    for_each_backend(|url| async move {
+        let (server, submitter, reviewer) = server_with_keys(&url).await;
+        let approved = server
+            .submitted(&submitter, "masshealth", case("E01"))
+            .await;
+        let number = authorization_number(&approved);
+        let path = format!("/v1/authorizations/{number}/usage");
+        let start = approved["authorization"]["start"].as_str().unwrap().to_string();
+        let usage = json!({"units": 100, "date_of_service": start});
+
+        // A usage sent ten times at once with one key (a client retrying on timeouts) is
+        // spent once: one 201, the others its answer again or a conflict to send again.
+        let mut calls = JoinSet::new();
+        for _ in 0..10 {
+            let (client, base, key, path, usage) = (
+                server.client.clone(),
+                server.base.clone(),
+                submitter.clone(),
+                path.clone(),
+                usage.clone(),
+            );
+            calls.spawn(async move {
+                support::call(
+                    &client,
+                    &base,
+                    Method::POST,
+                    &path,
+                    Some(&key),
+                    Some(&usage),
+                    &[("Idempotency-Key", "usage-1")],
+                )
+                .await
+            });
+        }
+        let replies = calls.join_all().await;
+        let created: Vec<_> = replies.iter().filter(|r| r.status == 201).collect();
+        assert_eq!(created.len(), 1, "{replies:?}");
+        assert!(
+            replies.iter().all(|r| [201, 200, 409].contains(&r.status)),
+            "{replies:?}"
+        );
+        assert_eq!(server.count("usage").await, 1);
+        // Sent again: the first answer, marked as such.
+        let again = server
+            .call(Method::POST, &path, Some(&submitter), Some(&usage), &[("Idempotency-Key", "usage-1")])
+            .await;
+        again.expect(200);
+        assert_eq!(again.header("idempotent-replayed"), Some("true"));
+        assert_eq!(again.body, created[0].body);
+        assert_eq!(server.count("usage").await, 1);
+        // The key with another body, or on another write, is refused naming the header.
+        server
+            .call(Method::POST, &path, Some(&submitter), Some(&json!({"units": 50, "date_of_service": start})), &[("Idempotency-Key", "usage-1")])
+            .await
+            .expect_problem(422, "Idempotency-Key");
+        // Without a key, each call is a new use.
+        server.post(&path, &submitter, &usage).await.expect(201);
+        assert_eq!(server.count("usage").await, 2);
+
+        // A determination retried is answered as the first time, not 409.
+        let recommended = server
+            .submitted(&submitter, "masshealth", case("E05"))
+            .await;
+        let id = id_of(&recommended);
+        let determination = json!({"decision": "deny", "criterion": "new-to-plan-on-treatment", "reason": "T-cell ALL."});
+        let determine = |key: &'static str| {
+            let (server, reviewer, id, determination) = (&server, reviewer.clone(), id.clone(), determination.clone());
+            async move {
+                server
+                    .call(
+                        Method::POST,
+                        &format!("/v1/requests/{id}/determination"),
+                        Some(&reviewer),
+                        Some(&determination),
+                        &[("Idempotency-Key", key)],
+                    )
+                    .await
+            }
+        };
+        let first = determine("det-1").await;
+        first.expect(200);
+        let retried = determine("det-1").await;
+        retried.expect(200);
+        assert_eq!(retried.header("idempotent-replayed"), Some("true"));
+        assert_eq!(retried.body["status"], "denied");
+        // Another key is another determination: the request is decided already.
+        determine("det-2").await.expect(409);
+        assert_eq!(server.count(&format!("determinations WHERE request_id = '{id}'")).await, 1);
+
+        // A completion retried likewise.
+        let incomplete = server
+            .submitted(&submitter, "eocco-medicaid", case("E06"))
+            .await;
+        let request_path = format!("/v1/requests/{}", id_of(&incomplete));
+        let facts = json!({"diagnosis": {"mrd_percent": 0.8}});
+        let mut completions = Vec::new();
+        for _ in 0..2 {
+            completions.push(
+                server
+                    .call(Method::PATCH, &request_path, Some(&submitter), Some(&facts), &[("Idempotency-Key", "complete-1")])
+                    .await,
+            );
+        }
+        completions[0].expect(200);
+        completions[1].expect(200);
+        assert_eq!(completions[1].header("idempotent-replayed"), Some("true"));
+        assert_eq!(completions[1].body["status"], completions[0].body["status"]);
+        assert_eq!(
+            server
+                .count(&format!("authorizations WHERE request_id = '{}'", id_of(&incomplete)))
+                .await,
+            1
+        );
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_usage_never_exceeds_the_approved_units() {
     for_each_backend(|url| async move {
         let (server, submitter, _) = server_with_keys(&url).await;

@@ -92,6 +92,11 @@ impl Service {
             .expect("open the server log");
         let child = priorauth(url, dir)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            // These tests drive one organization far faster than a clinic would; the shares
+            // per key and organization have their own tests (service tests/isolation.rs).
+            .env("PRIORAUTH_RATE_PER_KEY", "0")
+            .env("PRIORAUTH_RATE_PER_ORGANIZATION", "0")
+            .env("PRIORAUTH_IN_FLIGHT_PER_ORGANIZATION", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

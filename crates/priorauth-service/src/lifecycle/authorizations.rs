@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::evaluate::Evaluated;
+use super::retries::Retry;
 use super::{Error, Service, invalid, require, visible};
 use crate::keys::{Caller, Role};
 use crate::store::authorizations::{self as records, Authorization, NewAuthorization, NewUsage};
@@ -192,6 +193,81 @@ pub fn plan(
     })
 }
 
+/// The authorization of a clinician's approval of a request no policy governs (a PAS
+/// request for a service no policy of the plan covers). No policy or label bound is known,
+/// so nothing is taken from what the request declares: the reviewer states all of it, the
+/// units per cycle, the cycles, and the last day or the days of a cycle; the period starts
+/// on the day of receipt, as every authorization's does.
+pub(super) async fn create_stated(
+    tx: &mut Tx,
+    organization: &str,
+    request_id: &str,
+    case: &Value,
+    received: Date,
+    changes: &Changes,
+) -> Result<Value, Error> {
+    const WHY: &str = "no policy governs this request, so the approval states what it covers";
+    let units = changes.units.filter(|u| *u > 0).ok_or_else(|| {
+        invalid(
+            "changes.units",
+            format!("{WHY}: units per cycle, at least 1"),
+        )
+    })?;
+    let cycles = changes
+        .cycles
+        .filter(|c| (1..=priorauth_core::case::MAX_CYCLES_REQUESTED).contains(c))
+        .ok_or_else(|| {
+            invalid(
+                "changes.cycles",
+                format!(
+                    "{WHY}: cycles, from 1 to {}",
+                    priorauth_core::case::MAX_CYCLES_REQUESTED
+                ),
+            )
+        })?;
+    let period_days = changes.period_days.filter(|d| (1..=366).contains(d));
+    let end = match (&changes.end, period_days) {
+        (Some(text), _) => Date::parse(text)
+            .filter(|end| *end >= received)
+            .ok_or_else(|| invalid("changes.end", "must be a date on or after the start"))?,
+        (None, Some(days)) => received
+            .add_days(i64::from(days) * i64::from(cycles) - 1)
+            .ok_or_else(|| invalid("changes.period_days", "the period ends past the calendar"))?,
+        (None, None) => {
+            return Err(invalid(
+                "changes.end",
+                format!(
+                    "{WHY}: the last day (`end`) or the days of a cycle (`period_days`, 1 to 366)"
+                ),
+            ));
+        }
+    };
+    let text = |pointer: &str| {
+        case.pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let authorization = NewAuthorization {
+        number: format!("PA-{}", &random_id("")[..12].to_uppercase()),
+        request_id: request_id.to_string(),
+        organization: organization.to_string(),
+        drug: text("/request/drug"),
+        hcpcs: text("/request/hcpcs"),
+        start_date: received.to_string(),
+        end_date: end.to_string(),
+        units_per_period: i64::from(units),
+        period_days: i64::from(period_days.unwrap_or(0)),
+        cycles: i64::from(cycles),
+        first_cycle: 1,
+        approved_units: i64::from(units) * i64::from(cycles),
+        renews: None,
+        created_at: now_ms(),
+    };
+    insert(tx, &authorization).await?;
+    Ok(answer(&authorization))
+}
+
 /// A new authorization as the answer to its request shows it.
 pub fn answer(a: &NewAuthorization) -> Value {
     json!({
@@ -250,7 +326,8 @@ pub async fn record_usage(
     caller: &Caller,
     number: &str,
     body: &UsageBody,
-) -> Result<Value, Error> {
+    retry: Option<&Retry>,
+) -> Result<(Value, bool), Error> {
     require(caller, &[Role::Submitter, Role::Admin])?;
     if body.units == 0 {
         return Err(invalid("units", "must be at least 1"));
@@ -258,6 +335,12 @@ pub async fn record_usage(
     let date = Date::parse(&body.date_of_service)
         .ok_or_else(|| invalid("date_of_service", "must be a date as YYYY-MM-DD"))?;
     let mut tx = service.store.pool.begin().await?;
+    if let Some(retry) = retry {
+        if let Some(answer) = retry.replay(&mut tx, caller).await? {
+            tx.commit().await?;
+            return Ok((answer, true));
+        }
+    }
     let authorization = fetch(&mut tx, caller, number).await?;
     let (start, end) = (&authorization.start_date, &authorization.end_date);
     if date < Date::parse(start).unwrap_or(date) || date > Date::parse(end).unwrap_or(date) {
@@ -289,10 +372,12 @@ pub async fn record_usage(
     )
     .await?;
     store::audit(&mut tx, &caller.audit_record("authorization.usage", number)).await?;
+    let answer = json!({"id": usage_id, "authorization": number, "units": body.units, "date_of_service": date.to_string(), "used_units": used, "remaining_units": approved - used});
+    if let Some(retry) = retry {
+        retry.remember(&mut tx, caller, &answer).await?;
+    }
     tx.commit().await?;
-    Ok(
-        json!({"id": usage_id, "authorization": number, "units": body.units, "date_of_service": date.to_string(), "used_units": used, "remaining_units": approved - used}),
-    )
+    Ok((answer, false))
 }
 
 /// The most authorizations a list shows.

@@ -26,16 +26,20 @@
 //! | [`requests::submit`] | submitter, admin | — → any status | request, first event, authorization if approved, PAS link (group commit; a renewal in its own transaction after reading its chain) |
 //! | [`requests::submit_for_review`] | submitter, admin | — → `pending_review` | request, first event, PAS link |
 //! | [`requests::complete`] | submitter, admin | `pending_information` → any status | request's facts and decision, `completed` event, authorization if approved, PAS notification |
-//! | [`review::determine`] | reviewer | `pending_review` → `approved` / `denied` | status, determination, authorization if approved, `determination` event, PAS notification |
+//! | [`review::determine`] | reviewer | `pending_review` → `approved` / `denied` | status, determination, authorization if approved, `determination` event, PAS notification (a request no policy governs: the basis named by the reviewer, and an approval states its units, cycles and period) |
 //! | [`authorizations::record_usage`] | submitter, admin | authorization → units spent | used units, usage row |
 //! | [`subscriptions::save`], [`subscriptions::delete`] | submitter, admin | — | the organization's subscription |
-//! | [`requests::read`], [`review::queue`], [`review::denial_letter`], [`authorizations::read`] | by visibility, reviewer for the queue | none | the audit entry of the read |
+//! | [`requests::read`], [`review::queue`], [`review::denial_letter`], [`authorizations::read`], [`subscriptions::read`], [`subscriptions::dead_letters`] | by visibility, reviewer for the queue, admin for dead letters | none | the audit entry of the read (the queue's and the dead letters' with the ids shown) |
+//!
+//! Completions, determinations and usage sent with an `Idempotency-Key` store their first
+//! answer in their own transaction and give it again to a retry ([`retries`]).
 //!
 //! A submitter sees only its own organization's records; to anyone else they do not exist.
 
 pub mod authorizations;
 pub mod evaluate;
 pub mod requests;
+pub mod retries;
 pub mod review;
 pub mod subscriptions;
 

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use super::authorizations::{self, Changes};
 use super::evaluate::{Version, decision_record, decision_sha256, evaluate, recompute};
+use super::retries::Retry;
 use super::{Error, Service, day_of, invalid, require, status_of, timestamp, visible};
 use crate::keys::{Caller, Role};
 use crate::store::authorizations as records;
@@ -158,12 +159,9 @@ pub async fn submit(
         .clone();
     if idempotency_key
         .as_ref()
-        .is_some_and(|k| !valid_idempotency_key(k))
+        .is_some_and(|k| !super::retries::valid_key(k))
     {
-        return Err(invalid(
-            "Idempotency-Key",
-            "must be 1 to 255 printable ASCII characters",
-        ));
+        return Err(super::retries::invalid_key());
     }
     // The body's hash tells a retry from a reuse of its key; without a key there is nothing
     // to tell apart, and nothing is hashed or stored.
@@ -285,12 +283,6 @@ pub async fn submit(
         return Err(Error::Conflict("the request could not be stored".into()));
     }
     Ok((true, response))
-}
-
-/// An idempotency key a client can send again exactly: 1 to 255 printable ASCII characters
-/// (a key with other bytes would be read differently by different HTTP stacks).
-fn valid_idempotency_key(key: &str) -> bool {
-    (1..=255).contains(&key.len()) && key.bytes().all(|b| (b' '..=b'~').contains(&b))
 }
 
 async fn replay(
@@ -446,12 +438,19 @@ pub async fn complete(
     caller: &Caller,
     id: &str,
     facts: &Value,
-) -> Result<Value, Error> {
+    retry: Option<&Retry>,
+) -> Result<(Value, bool), Error> {
     require(caller, &[Role::Submitter, Role::Admin])?;
     let Some(sections) = facts.as_object() else {
         return Err(invalid("body", "must be an object of case sections"));
     };
     let mut tx = service.store.pool.begin().await?;
+    if let Some(retry) = retry {
+        if let Some(answer) = retry.replay(&mut tx, caller).await? {
+            tx.commit().await?;
+            return Ok((answer, true));
+        }
+    }
     let row = fetch(&mut tx, caller, id).await?;
     if row.status != "pending_information" {
         return Err(Error::Conflict(format!(
@@ -561,7 +560,8 @@ pub async fn complete(
         },
     )
     .await?;
-    finish_decision(service, tx, caller, id, "request.update").await
+    let view = finish_decision(service, tx, caller, id, "request.update", retry).await?;
+    Ok((view, false))
 }
 
 /// The end of a transition that decides a request: its audit entry, the PAS notification
@@ -572,11 +572,15 @@ pub(super) async fn finish_decision(
     caller: &Caller,
     id: &str,
     action: &'static str,
+    retry: Option<&Retry>,
 ) -> Result<Value, Error> {
     store::audit(&mut tx, &caller.audit_record(action, id)).await?;
     notifications::enqueue(&mut tx, id).await?;
     let row = fetch(&mut tx, caller, id).await?;
     let view = view(service, &mut tx, &row).await?;
+    if let Some(retry) = retry {
+        retry.remember(&mut tx, caller, &view).await?;
+    }
     tx.commit().await?;
     service.notify.notify_one();
     Ok(view)

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use super::authorizations::{self, Changes};
 use super::evaluate::{Version, evaluate};
 use super::requests::{fetch, finish_decision};
+use super::retries::Retry;
 use super::{Error, Service, day_of, invalid, require, timestamp};
 use crate::keys::{Caller, Role};
 use crate::store::requests::{self, Determination, NewEvent};
@@ -46,14 +47,28 @@ pub struct DeterminationBody {
     pub changes: Option<Changes>,
 }
 
-/// The most requests the queue lists.
-const QUEUE_LIMIT: i64 = 500;
+/// The rows a queue page holds unless the caller asks for fewer, and the most it may ask.
+const QUEUE_PAGE: i64 = 100;
+const QUEUE_PAGE_MAX: i64 = 500;
 
-/// The requests awaiting a clinician, most urgent first.
-pub async fn queue(service: &Service, caller: &Caller) -> Result<Value, Error> {
+/// What a reviewer asks of the queue: `GET /v1/queue?limit=&after=&organization=&urgency=`.
+#[derive(Debug, Default, Deserialize)]
+pub struct QueueQuery {
+    pub limit: Option<String>,
+    /// The `next` of the page before.
+    pub after: Option<String>,
+    pub organization: Option<String>,
+    pub urgency: Option<String>,
+}
+
+/// The requests awaiting a clinician, most urgent first, one page at a time: no number of
+/// requests from one organization can push another's off the queue (a reviewer pages on, or
+/// filters by organization or urgency). The audit records the ids shown.
+pub async fn queue(service: &Service, caller: &Caller, query: &QueueQuery) -> Result<Value, Error> {
     require(caller, &[Role::Reviewer, Role::Admin])?;
+    let page = queue_page(query)?;
     let mut tx = service.store.pool.begin().await?;
-    let rows = requests::queue(&mut tx, QUEUE_LIMIT).await?;
+    let rows = requests::queue(&mut tx, &page).await?;
     let now = now_ms();
     let items: Vec<Value> = rows
         .iter()
@@ -72,9 +87,73 @@ pub async fn queue(service: &Service, caller: &Caller) -> Result<Value, Error> {
             })
         })
         .collect();
-    store::audit(&mut tx, &caller.audit_record("queue.read", "queue")).await?;
+    // A full page may have a next one; the cursor is where this one ended.
+    let next = rows
+        .last()
+        .filter(|_| rows.len() as i64 == page.limit)
+        .map(|r| format!("{}.{}.{}", r.due_at.unwrap_or(0), r.created_at, r.id));
+    let shown: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let target = if shown.is_empty() {
+        "queue".to_string()
+    } else {
+        format!("queue:{}", shown.join(","))
+    };
+    store::audit(&mut tx, &caller.audit_record("queue.read", &target)).await?;
     tx.commit().await?;
-    Ok(json!({ "items": items }))
+    Ok(json!({ "items": items, "next": next }))
+}
+
+/// A queue query read into a page, each bad parameter named.
+fn queue_page(query: &QueueQuery) -> Result<requests::QueuePage, Error> {
+    let limit = match query.limit.as_deref() {
+        None => QUEUE_PAGE,
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=QUEUE_PAGE_MAX).contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    "limit",
+                    format!("a whole number from 1 to {QUEUE_PAGE_MAX}"),
+                )
+            })?,
+    };
+    let after = match query.after.as_deref() {
+        None => None,
+        Some(text) => Some(parse_cursor(text).ok_or_else(|| {
+            invalid("after", "not a cursor this service gave (`next` of a page)")
+        })?),
+    };
+    let urgency = match query.urgency.as_deref() {
+        None => None,
+        Some(u @ ("standard" | "expedited")) => Some(u.to_string()),
+        Some(_) => return Err(invalid("urgency", "`standard` or `expedited`")),
+    };
+    let organization = match query.organization.as_deref() {
+        None => None,
+        Some(org) if !org.is_empty() && org.len() <= 200 && !org.chars().any(char::is_control) => {
+            Some(org.to_string())
+        }
+        Some(_) => return Err(invalid("organization", "an organization id")),
+    };
+    Ok(requests::QueuePage {
+        limit,
+        after,
+        organization,
+        urgency,
+    })
+}
+
+/// `due.created.id` as `queue` writes it.
+fn parse_cursor(text: &str) -> Option<(i64, i64, String)> {
+    let mut parts = text.splitn(3, '.');
+    let due = parts.next()?.parse().ok()?;
+    let created = parts.next()?.parse().ok()?;
+    let id = parts.next()?;
+    let plausible = !id.is_empty()
+        && id.len() <= 64
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    plausible.then(|| (due, created, id.to_string()))
 }
 
 /// A clinician's determination on a request in review: approve (as asked or with changes
@@ -84,7 +163,8 @@ pub async fn determine(
     caller: &Caller,
     id: &str,
     body: &DeterminationBody,
-) -> Result<Value, Error> {
+    retry: Option<&Retry>,
+) -> Result<(Value, bool), Error> {
     require(caller, &[Role::Reviewer])?;
     if body.reason.trim().is_empty() {
         return Err(invalid("reason", "give the specific reason"));
@@ -101,6 +181,12 @@ pub async fn determine(
         ));
     }
     let mut tx = service.store.pool.begin().await?;
+    if let Some(retry) = retry {
+        if let Some(answer) = retry.replay(&mut tx, caller).await? {
+            tx.commit().await?;
+            return Ok((answer, true));
+        }
+    }
     let row = fetch(&mut tx, caller, id).await?;
     if row.status != "pending_review" {
         return Err(Error::Conflict(format!(
@@ -108,15 +194,25 @@ pub async fn determine(
             row.status
         )));
     }
-    let policy = service
-        .engine
-        .policy_index(&row.policy)
-        .and_then(|i| service.engine.policies.get(i))
-        .ok_or_else(|| Error::Internal("policy".into()))?;
-    if !policy.criteria.iter().any(|c| c.id == body.criterion) {
+    // A request no policy governs has no criteria to cite: the determination names its basis
+    // in the reviewer's words (the plan's benefit, a medical-necessity standard).
+    let governed = !row.policy.is_empty();
+    if governed {
+        let policy = service
+            .engine
+            .policy_index(&row.policy)
+            .and_then(|i| service.engine.policies.get(i))
+            .ok_or_else(|| Error::Internal(format!("policy {} is not loaded", row.policy)))?;
+        if !policy.criteria.iter().any(|c| c.id == body.criterion) {
+            return Err(invalid(
+                "criterion",
+                format!("`{}` is not a criterion of {}", body.criterion, row.policy),
+            ));
+        }
+    } else if body.criterion.trim().is_empty() || body.criterion.len() > 200 {
         return Err(invalid(
             "criterion",
-            format!("`{}` is not a criterion of {}", body.criterion, row.policy),
+            "no policy governs this request: name the basis of the determination (1 to 200 characters)",
         ));
     }
     let changes = body.changes.clone().unwrap_or_default();
@@ -129,29 +225,41 @@ pub async fn determine(
         return Err(Error::Conflict("the request was decided meanwhile".into()));
     }
     if new_status == "approved" {
-        let plan = service
-            .plans
-            .get(&row.plan)
-            .ok_or_else(|| Error::Internal("plan".into()))?
-            .clone();
         let current = requests::current_case(&mut tx, &row).await?;
         let case: Value = serde_json::from_str(&current).unwrap_or(json!({}));
-        let stored = Version::Stored {
-            policy: &row.policy,
-            version: &row.policy_version,
-            check_date: false,
-        };
-        let evaluated = evaluate(service, &plan, case, day_of(row.created_at), stored)?;
-        authorizations::create(
-            &mut tx,
-            service,
-            &row.organization,
-            id,
-            &evaluated,
-            &changes,
-            row.renews.as_deref(),
-        )
-        .await?;
+        if governed {
+            let plan = service
+                .plans
+                .get(&row.plan)
+                .ok_or_else(|| Error::Internal("plan".into()))?
+                .clone();
+            let stored = Version::Stored {
+                policy: &row.policy,
+                version: &row.policy_version,
+                check_date: false,
+            };
+            let evaluated = evaluate(service, &plan, case, day_of(row.created_at), stored)?;
+            authorizations::create(
+                &mut tx,
+                service,
+                &row.organization,
+                id,
+                &evaluated,
+                &changes,
+                row.renews.as_deref(),
+            )
+            .await?;
+        } else {
+            authorizations::create_stated(
+                &mut tx,
+                &row.organization,
+                id,
+                &case,
+                day_of(row.created_at),
+                &changes,
+            )
+            .await?;
+        }
     }
     let determination = Determination {
         decision: body.decision.as_str().to_string(),
@@ -184,7 +292,8 @@ pub async fn determine(
         },
     )
     .await?;
-    finish_decision(service, tx, caller, id, "request.determination").await
+    let view = finish_decision(service, tx, caller, id, "request.determination", retry).await?;
+    Ok((view, false))
 }
 
 /// The data of a clinician's denial notice: the service, the specific reason and the
@@ -201,12 +310,12 @@ pub async fn denial_letter(service: &Service, caller: &Caller, id: &str) -> Resu
     let d = requests::determination(&mut tx, id)
         .await?
         .ok_or_else(|| Error::Internal("a denial without its determination".into()))?;
+    // None for a request no policy governs: its letter names the reviewer's stated basis.
     let policy = service
         .engine
         .policy_index(&row.policy)
-        .and_then(|i| service.engine.policies.get(i))
-        .ok_or_else(|| Error::Internal("policy".into()))?;
-    let criterion = policy.criteria.iter().find(|c| c.id == d.criterion);
+        .and_then(|i| service.engine.policies.get(i));
+    let criterion = policy.and_then(|p| p.criteria.iter().find(|c| c.id == d.criterion));
     let case: Value =
         serde_json::from_str(&requests::current_case(&mut tx, &row).await?).unwrap_or(Value::Null);
     let plan = service.plans.get(&row.plan);
@@ -225,8 +334,8 @@ pub async fn denial_letter(service: &Service, caller: &Caller, id: &str) -> Resu
             "text": criterion.map(|c| c.text.clone()),
             "source": criterion.map(|c| c.source.to_string()),
             "interpretation": criterion.map(|c| c.source.interpretation.clone()).filter(|i| !i.is_empty()),
-            "policy": policy.title,
-            "policy_version": policy.version,
+            "policy": policy.map(|p| p.title.clone()),
+            "policy_version": policy.map(|p| p.version.clone()),
             "copy": "A copy of the policy and the criteria used is available free of charge on request.",
         },
         "reviewer": {

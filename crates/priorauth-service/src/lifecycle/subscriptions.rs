@@ -38,7 +38,7 @@ pub async fn save(
     let existing =
         notifications::subscription_of(&service.store.pool, &caller.organization).await?;
     let id = existing.clone().unwrap_or_else(|| random_id("sub-"));
-    let mut resource = input.resource;
+    let mut resource = without_secrets(input.resource);
     if let Some(object) = resource.as_object_mut() {
         object.insert("id".into(), json!(id));
         object.insert("status".into(), json!("active"));
@@ -65,14 +65,32 @@ pub async fn save(
 }
 
 /// A subscription's resource, or NotFound when it does not exist or is another
-/// organization's.
+/// organization's. The read is audited; the headers sent with notifications are not shown.
 pub async fn read(service: &Service, caller: &Caller, id: &str) -> Result<Value, Error> {
-    match notifications::subscription(&service.store.pool, id).await? {
+    let resource = match notifications::subscription(&service.store.pool, id).await? {
         Some(subscription) if visible(caller, &subscription.organization) => {
-            Ok(serde_json::from_str(&subscription.resource_json).unwrap_or(Value::Null))
+            serde_json::from_str(&subscription.resource_json).unwrap_or(Value::Null)
         }
-        _ => Err(Error::NotFound),
+        _ => return Err(Error::NotFound),
+    };
+    service
+        .writer
+        .write(crate::store::writer::Write::Audit(
+            caller.audit_record("subscription.read", id),
+        ))
+        .await?;
+    Ok(without_secrets(resource))
+}
+
+/// A Subscription without `channel.header`: those headers are the subscriber's credentials
+/// for its own endpoint (`Authorization: Bearer …`). They are kept apart for delivery only,
+/// and shown to no one after they are given, not even to the organization that gave them
+/// (records stored before this was done lose them on the way out).
+fn without_secrets(mut resource: Value) -> Value {
+    if let Some(channel) = resource.get_mut("channel").and_then(Value::as_object_mut) {
+        channel.remove("header");
     }
+    resource
 }
 
 /// Deletes a subscription of the caller's organization.
@@ -84,4 +102,34 @@ pub async fn delete(service: &Service, caller: &Caller, id: &str) -> Result<(), 
     store::audit(&mut tx, &caller.audit_record("subscription.delete", id)).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// The most dead letters listed.
+const DEAD_LETTERS_LISTED: i64 = 200;
+
+/// Notifications no longer retried, the latest first, for the payer's administrators: which
+/// request, which organization's endpoint, how often it was tried and its last error. The
+/// read is audited with the notifications shown.
+pub async fn dead_letters(service: &Service, caller: &Caller) -> Result<Value, Error> {
+    require(caller, &[Role::Admin])?;
+    let dead = notifications::dead_letters(&service.store.pool, DEAD_LETTERS_LISTED).await?;
+    let shown: Vec<&str> = dead.iter().map(|d| d.id.as_str()).collect();
+    service
+        .writer
+        .write(crate::store::writer::Write::Audit(caller.audit_record(
+            "notifications.dead.read",
+            &format!("notifications:{}", shown.join(",")),
+        )))
+        .await?;
+    let items: Vec<Value> = dead
+        .iter()
+        .map(|d| {
+            json!({
+                "id": d.id, "request_id": d.request_id, "organization": d.organization,
+                "endpoint": d.endpoint, "attempts": d.attempts, "last_error": d.last_error,
+                "created_at": super::timestamp(d.created_at), "dead_at": super::timestamp(d.dead_at),
+            })
+        })
+        .collect();
+    Ok(json!({ "items": items }))
 }

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod authorizations;
+pub mod idempotency;
 pub mod notifications;
 pub mod packed;
 pub mod requests;
@@ -39,6 +40,14 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0005_authorizations_by_request.sql",
         include_str!("../../migrations/0005_authorizations_by_request.sql"),
+    ),
+    (
+        "0006_idempotent_answers.sql",
+        include_str!("../../migrations/0006_idempotent_answers.sql"),
+    ),
+    (
+        "0007_notifications_dead_letters.sql",
+        include_str!("../../migrations/0007_notifications_dead_letters.sql"),
     ),
 ];
 

@@ -75,7 +75,7 @@ pub async fn enqueue(tx: &mut Tx, request_id: &str) -> Result<(), StoreError> {
 
 /// Undelivered notifications whose next attempt is due at `now`, oldest first.
 pub async fn due(pool: &sqlx::AnyPool, now: i64, limit: i64) -> Result<Vec<Due>, StoreError> {
-    let rows = sqlx::query("SELECT n.id, n.request_id, n.event_number, n.attempts, n.next_attempt_at, s.id AS subscription, s.endpoint, s.headers_json FROM notifications n JOIN subscriptions s ON s.id = n.subscription_id WHERE n.delivered_at IS NULL AND n.next_attempt_at <= $1 ORDER BY n.created_at LIMIT $2")
+    let rows = sqlx::query("SELECT n.id, n.request_id, n.event_number, n.attempts, n.next_attempt_at, s.id AS subscription, s.endpoint, s.headers_json FROM notifications n JOIN subscriptions s ON s.id = n.subscription_id WHERE n.delivered_at IS NULL AND n.dead_at IS NULL AND n.next_attempt_at <= $1 ORDER BY n.created_at LIMIT $2")
         .bind(now)
         .bind(limit)
         .fetch_all(pool)
@@ -139,6 +139,62 @@ pub async fn mark_failed(
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// Stops retrying a notification: its schedule is spent.
+pub async fn mark_dead(
+    pool: &sqlx::AnyPool,
+    id: &str,
+    attempts: i64,
+    error: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE notifications SET attempts = $1, last_error = $2, dead_at = $3 WHERE id = $4",
+    )
+    .bind(attempts)
+    .bind(error)
+    .bind(now_ms())
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// A dead-lettered notification, for the payer's administrators.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub id: String,
+    pub request_id: String,
+    pub organization: String,
+    pub endpoint: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub dead_at: i64,
+}
+
+/// Dead-lettered notifications, the latest first (at most `limit`).
+pub async fn dead_letters(pool: &sqlx::AnyPool, limit: i64) -> Result<Vec<DeadLetter>, StoreError> {
+    let rows = sqlx::query("SELECT n.id, n.request_id, s.organization, s.endpoint, n.attempts, n.last_error, n.created_at, n.dead_at FROM notifications n JOIN subscriptions s ON s.id = n.subscription_id WHERE n.dead_at IS NOT NULL ORDER BY n.dead_at DESC LIMIT $1")
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    let dead = rows
+        .iter()
+        .map(|r| {
+            Ok(DeadLetter {
+                id: r.try_get("id")?,
+                request_id: r.try_get("request_id")?,
+                organization: r.try_get("organization")?,
+                endpoint: r.try_get("endpoint")?,
+                attempts: r.try_get("attempts")?,
+                last_error: r.try_get("last_error")?,
+                created_at: r.try_get("created_at")?,
+                dead_at: r.try_get("dead_at")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(dead)
 }
 
 /// The delivery state of a request's notifications.

@@ -398,12 +398,43 @@ pub async fn determination(tx: &mut Tx, id: &str) -> Result<Option<Determination
     Ok(determination)
 }
 
-/// The review queue, most urgent first (at most `limit`).
-pub async fn queue(tx: &mut Tx, limit: i64) -> Result<Vec<Queued>, StoreError> {
-    let rows = sqlx::query("SELECT id, organization, plan, policy, outcome, urgency, due_at, created_at FROM requests WHERE status = 'pending_review' ORDER BY due_at, created_at LIMIT $1")
-        .bind(limit)
-        .fetch_all(&mut **tx)
-        .await?;
+/// Which page of the review queue to read.
+#[derive(Debug, Clone, Default)]
+pub struct QueuePage {
+    /// The most rows answered.
+    pub limit: i64,
+    /// The last row of the page before: (due_at, created_at, id).
+    pub after: Option<(i64, i64, String)>,
+    /// Only this organization's requests.
+    pub organization: Option<String>,
+    /// Only requests of this urgency.
+    pub urgency: Option<String>,
+}
+
+/// The review queue, most urgent first: by due time, then receipt, then id, so that a page
+/// starts exactly after the row the previous one ended on (keyset pagination, no offset).
+pub async fn queue(tx: &mut Tx, page: &QueuePage) -> Result<Vec<Queued>, StoreError> {
+    let (due, created, id) = page
+        .after
+        .clone()
+        .unwrap_or((i64::MIN, i64::MIN, String::new()));
+    // A request always has its due time (both submission paths set it); COALESCE keeps a
+    // row without one in order rather than out of every page.
+    let rows = sqlx::query(
+        "SELECT id, organization, plan, policy, outcome, urgency, due_at, created_at FROM requests \
+         WHERE status = 'pending_review' \
+         AND ($1 IS NULL OR organization = $1) AND ($2 IS NULL OR urgency = $2) \
+         AND (COALESCE(due_at, 0) > $3 OR (COALESCE(due_at, 0) = $3 AND (created_at > $4 OR (created_at = $4 AND id > $5)))) \
+         ORDER BY COALESCE(due_at, 0), created_at, id LIMIT $6",
+    )
+    .bind(page.organization.as_deref())
+    .bind(page.urgency.as_deref())
+    .bind(due)
+    .bind(created)
+    .bind(id)
+    .bind(page.limit)
+    .fetch_all(&mut **tx)
+    .await?;
     let queued = rows
         .iter()
         .map(|r| {

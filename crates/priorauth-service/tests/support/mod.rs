@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use priorauth_core::Engine;
+use priorauth_service::admission::{Admission, Limits};
+pub use priorauth_service::connections::ConnectionLimits;
 use priorauth_service::keys::{self, Role};
 use priorauth_service::store::random_id;
 use priorauth_service::{AppState, Store};
@@ -216,10 +218,17 @@ pub struct Server {
 
 impl Server {
     pub async fn start(url: &str) -> Server {
+        Server::start_with(url, Limits::UNLIMITED, ConnectionLimits::DEFAULT).await
+    }
+
+    /// A server with these shares per key and organization, and these connection limits.
+    pub async fn start_with(url: &str, limits: Limits, connections: ConnectionLimits) -> Server {
         let engine = Engine::bundled().expect("the bundled policies load");
-        let state = priorauth_service::state(engine, None, url)
+        let mut state = priorauth_service::state(engine, None, url)
             .await
             .expect("the state builds");
+        // Most tests send faster than a clinic would; the limits have their own tests.
+        state.admission = std::sync::Arc::new(Admission::new(limits));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -227,15 +236,14 @@ impl Server {
         let (shutdown, stop) = oneshot::channel::<()>();
         // What `priorauth_service::serve` runs, with a shutdown the test controls instead
         // of SIGINT/SIGTERM.
-        let service = priorauth_service::app(state.clone())
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, service)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.await;
-                })
-                .await
-        });
+        let task = tokio::spawn(priorauth_service::serve_until(
+            state.clone(),
+            listener,
+            connections,
+            async move {
+                let _ = stop.await;
+            },
+        ));
         Server {
             base: format!("http://{address}"),
             state,
