@@ -179,7 +179,7 @@ soak_backend() {
   [[ -n $key && -n $reviewer ]] || die "no key created"
   port=$(python3 "$LIB" freeport)
   base="http://127.0.0.1:$port"
-  (cd "$WORK" && PRIORAUTH_RATE_PER_KEY=0 PRIORAUTH_RATE_PER_ORGANIZATION=0 PRIORAUTH_IN_FLIGHT_PER_ORGANIZATION=0 exec "$BIN" serve --listen "127.0.0.1:$port") >"$WORK/server-$BACKEND.log" 2>&1 &
+  (cd "$WORK" && PRIORAUTH_RATE_PER_KEY=0 PRIORAUTH_RATE_PER_ORGANIZATION=0 PRIORAUTH_IN_FLIGHT_PER_ORGANIZATION=0 PRIORAUTH_FHIR_KB_PER_ORGANIZATION=0 exec "$BIN" serve --listen "127.0.0.1:$port") >"$WORK/server-$BACKEND.log" 2>&1 &
   SERVER_PID=$!
   local ready=0
   for _ in $(seq 1 100); do

@@ -15,6 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::keys::{self, Caller};
 use crate::store::Store;
+use crate::store::audit::AuditRecord;
 use crate::web::AppError;
 
 /// Each organization's and each key's share. A rate of 0, or an in-flight count of 0, is no
@@ -28,6 +29,10 @@ pub struct Limits {
     /// Calls of one organization being answered at once; one more is refused, not queued, so
     /// that a flood holds no memory and no connection waiting.
     pub in_flight_per_organization: u32,
+    /// FHIR body bytes one organization may send per second, in KB (a burst of 8 MB): a
+    /// Bundle costs the service CPU and memory by its size (about 40 ms of a core per MB to
+    /// read), far more than its count says.
+    pub fhir_kilobytes_per_organization_per_second: u32,
 }
 
 impl Limits {
@@ -38,12 +43,15 @@ impl Limits {
         per_key_per_second: 50,
         per_organization_per_second: 100,
         in_flight_per_organization: 32,
+        // 1 MB a second is 86 GB a day: a clinic's PAS requests with their attachments.
+        fhir_kilobytes_per_organization_per_second: 1024,
     };
 
     pub const UNLIMITED: Limits = Limits {
         per_key_per_second: 0,
         per_organization_per_second: 0,
         in_flight_per_organization: 0,
+        fhir_kilobytes_per_organization_per_second: 0,
     };
 
     /// The defaults, each replaced by its environment variable when set:
@@ -69,6 +77,10 @@ impl Limits {
                 "PRIORAUTH_IN_FLIGHT_PER_ORGANIZATION",
                 d.in_flight_per_organization,
             )?,
+            fhir_kilobytes_per_organization_per_second: read(
+                "PRIORAUTH_FHIR_KB_PER_ORGANIZATION",
+                d.fhir_kilobytes_per_organization_per_second,
+            )?,
         })
     }
 }
@@ -79,9 +91,67 @@ pub struct Admission {
     limits: Limits,
     by_key: Option<DefaultKeyedRateLimiter<String>>,
     by_organization: Option<DefaultKeyedRateLimiter<String>>,
+    /// FHIR body bytes per organization, in units of `BODY_UNIT` bytes.
+    fhir_bytes: Option<DefaultKeyedRateLimiter<String>>,
     /// One semaphore per organization that has called; only authenticated organizations are
     /// added, so the map is bounded by the keys the payer issued.
     in_flight: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// The memory bodies may take while they are read and answered, in MB: the whole's, and
+    /// each organization's part of it.
+    memory: Arc<Semaphore>,
+    memory_by_organization: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Refused calls not yet written to the audit log, and how often they are written.
+    refused: Mutex<HashMap<(String, String, &'static str), Refused>>,
+    refusals_flushed_every: std::time::Duration,
+}
+
+/// Refused calls of one caller for one reason since the last flush: how many, and the first
+/// few targets (method and path).
+#[derive(Debug, Default)]
+struct Refused {
+    count: u64,
+    targets: Vec<String>,
+}
+
+/// The memory large bodies may take at once, in MB, and one organization's part of it: one
+/// 4 MB Bundle takes about 120 MB while it is read, parsed and answered, so a server stays
+/// under 256 MB, and one organization cannot hold what the others' small requests need.
+const MEMORY_MB: u32 = 160;
+const MEMORY_PER_ORGANIZATION_MB: u32 = 120;
+
+/// A share of the memory budget, given back when dropped.
+#[derive(Debug)]
+pub struct MemoryShare {
+    _ours: OwnedSemaphorePermit,
+    _all: OwnedSemaphorePermit,
+}
+
+/// FHIR body bytes are counted in units of 64 KB; the burst, 8 MB, holds two Bundles of the
+/// largest size accepted.
+const BODY_UNIT_KB: u32 = 64;
+const BODY_BURST_UNITS: NonZeroU32 = match NonZeroU32::new(128) {
+    Some(units) => units,
+    None => NonZeroU32::MIN,
+};
+
+/// How often refused calls are written to the audit log: a few entries every few seconds,
+/// whatever their number.
+pub const REFUSALS_FLUSHED_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The targets an audit entry of refusals names (the count says how many there were), and
+/// how much of each.
+const REFUSED_TARGETS_KEPT: usize = 10;
+const TARGET_CHARACTERS_KEPT: usize = 200;
+
+/// Why an admitted call's answer is a refusal, as its audit entry's action says.
+pub fn refusal_action(status: u16) -> Option<&'static str> {
+    match status {
+        403 => Some("refused.forbidden"),
+        // Another organization's record answers as a missing one; both are probes worth
+        // recording (the audit does not tell them apart either, so it makes no oracle).
+        404 => Some("refused.not_found"),
+        _ => None,
+    }
 }
 
 /// An admitted call: its caller, and its place among its organization's calls in flight,
@@ -106,32 +176,175 @@ impl Admission {
             limits,
             by_key: limiter(limits.per_key_per_second),
             by_organization: limiter(limits.per_organization_per_second),
+            // Units of 64 KB a second, at least one.
+            fhir_bytes: NonZeroU32::new(
+                limits
+                    .fhir_kilobytes_per_organization_per_second
+                    .div_ceil(BODY_UNIT_KB),
+            )
+            .map(|units| {
+                DefaultKeyedRateLimiter::keyed(
+                    Quota::per_second(units).allow_burst(BODY_BURST_UNITS),
+                )
+            }),
             in_flight: Mutex::new(HashMap::new()),
+            memory: Arc::new(Semaphore::new(MEMORY_MB as usize)),
+            memory_by_organization: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
+            refusals_flushed_every: REFUSALS_FLUSHED_EVERY,
         }
+    }
+
+    /// Refused calls written to the audit log this often instead (a test flushes them
+    /// itself: `web::flush_refusals`).
+    pub fn with_refusals_flushed_every(mut self, every: std::time::Duration) -> Admission {
+        self.refusals_flushed_every = every;
+        self
+    }
+
+    pub fn refusals_flushed_every(&self) -> std::time::Duration {
+        self.refusals_flushed_every
+    }
+
+    /// Records a refused call, to be audited at the next flush. Counted in memory, not
+    /// written at once: a flood of refused calls must not become a flood of writes.
+    pub fn record_refusal(&self, caller: Option<&Caller>, action: &'static str, target: &str) {
+        let (actor, organization) = caller.map_or_else(
+            || ("unauthenticated".to_string(), String::new()),
+            |c| (c.key_id.clone(), c.organization.clone()),
+        );
+        if let Ok(mut refused) = self.refused.lock() {
+            // Bounded: callers without a key share one entry; the others are the payer's keys.
+            let entry = refused.entry((actor, organization, action)).or_default();
+            entry.count += 1;
+            // A caller chooses its path: only its first characters are kept.
+            let target: String = target.chars().take(TARGET_CHARACTERS_KEPT).collect();
+            if entry.targets.len() < REFUSED_TARGETS_KEPT && !entry.targets.contains(&target) {
+                entry.targets.push(target);
+            }
+        }
+    }
+
+    /// The refusals recorded since the last call, as audit entries (one per caller and
+    /// reason: `n=COUNT` and the first targets).
+    pub fn take_refusals(&self) -> Vec<AuditRecord> {
+        let taken = match self.refused.lock() {
+            Ok(mut refused) => std::mem::take(&mut *refused),
+            Err(_) => return Vec::new(),
+        };
+        taken
+            .into_iter()
+            .map(|((actor, organization, action), refused)| AuditRecord {
+                actor,
+                organization,
+                action,
+                target: format!("n={} {}", refused.count, refused.targets.join(" ")),
+            })
+            .collect()
     }
 
     pub fn limits(&self) -> Limits {
         self.limits
     }
 
-    /// The caller of a call with these headers, if its key is valid and its key and
-    /// organization are within their shares.
-    pub async fn admit(&self, store: &Store, headers: &HeaderMap) -> Result<Admitted, AppError> {
-        let secret = secret(headers).ok_or(AppError::Unauthorized)?;
-        let caller = keys::authenticate(store, secret)
-            .await?
-            .ok_or(AppError::Unauthorized)?;
-        self.within_rate(self.by_key.as_ref(), &caller.key_id, "this API key")?;
-        self.within_rate(
-            self.by_organization.as_ref(),
-            &caller.organization,
-            "this organization",
-        )?;
-        let in_flight = self.in_flight_permit(&caller.organization)?;
-        Ok(Admitted {
-            caller,
-            _in_flight: in_flight,
+    /// A share of the memory budget for a body that will take about `megabytes` while it is
+    /// read, parsed and answered: first of the organization's part (at most
+    /// `MEMORY_PER_ORGANIZATION_MB`, so the rest stays for everyone else), then of the whole
+    /// (`MEMORY_MB`). A call waits for it within the request's time limit; it is given back
+    /// when the permit is dropped (the call answered).
+    pub async fn memory(
+        &self,
+        organization: &str,
+        megabytes: u32,
+    ) -> Result<MemoryShare, AppError> {
+        let megabytes = megabytes.clamp(1, MEMORY_PER_ORGANIZATION_MB);
+        let ours = {
+            let mut map = self
+                .memory_by_organization
+                .lock()
+                .map_err(|_| AppError::Internal("the memory budget's lock".into()))?;
+            map.entry(organization.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(MEMORY_PER_ORGANIZATION_MB as usize)))
+                .clone()
+        };
+        let closed = |_| AppError::Internal("the memory budget closed".into());
+        // The organization's part first, then the whole: always in this order.
+        let ours = ours.acquire_many_owned(megabytes).await.map_err(closed)?;
+        let all = self
+            .memory
+            .clone()
+            .acquire_many_owned(megabytes)
+            .await
+            .map_err(closed)?;
+        Ok(MemoryShare {
+            _ours: ours,
+            _all: all,
         })
+    }
+
+    /// Whether an organization may send a FHIR body of `bytes` now; else 429 with the wait.
+    pub fn within_fhir_bytes(&self, organization: &str, bytes: u64) -> Result<(), AppError> {
+        let Some(limiter) = &self.fhir_bytes else {
+            return Ok(());
+        };
+        let units = u32::try_from(bytes.div_ceil(u64::from(BODY_UNIT_KB) * 1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, BODY_BURST_UNITS.get());
+        let units = NonZeroU32::new(units).unwrap_or(NonZeroU32::MIN);
+        match limiter.check_key_n(&organization.to_string(), units) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(AppError::TooManyRequests {
+                retry_after_seconds: not_until
+                    .wait_time_from(DefaultClock::default().now())
+                    .as_secs()
+                    + 1,
+                detail: "this organization is over its share of FHIR bytes a second; retry after the time given".into(),
+            }),
+            // Never: a body is at most the burst.
+            Err(_) => Err(AppError::TooManyRequests {
+                retry_after_seconds: 1,
+                detail: "the body is larger than this organization's share".into(),
+            }),
+        }
+    }
+
+    /// The caller of a call with these headers, if its key is valid and its key and
+    /// organization are within their shares. A refusal is recorded for the audit log with
+    /// `target` (the call's method and path).
+    pub async fn admit(
+        &self,
+        store: &Store,
+        headers: &HeaderMap,
+        target: &str,
+    ) -> Result<Admitted, AppError> {
+        let caller = match secret(headers) {
+            Some(secret) => keys::authenticate(store, secret).await?,
+            None => None,
+        };
+        let Some(caller) = caller else {
+            self.record_refusal(None, "refused.unauthenticated", target);
+            return Err(AppError::Unauthorized);
+        };
+        let within = self
+            .within_rate(self.by_key.as_ref(), &caller.key_id, "this API key")
+            .and_then(|()| {
+                self.within_rate(
+                    self.by_organization.as_ref(),
+                    &caller.organization,
+                    "this organization",
+                )
+            })
+            .and_then(|()| self.in_flight_permit(&caller.organization));
+        match within {
+            Ok(in_flight) => Ok(Admitted {
+                caller,
+                _in_flight: in_flight,
+            }),
+            Err(refusal) => {
+                self.record_refusal(Some(&caller), "refused.over_share", target);
+                Err(refusal)
+            }
+        }
     }
 
     fn within_rate(

@@ -37,6 +37,7 @@ pub fn app(state: AppState) -> Router {
     // PAS notifications are delivered by the process that serves.
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(notify::run(state.clone()));
+        runtime.spawn(web::audit_refusals(state.clone()));
     }
     Router::new()
         .merge(api::routes(&state))

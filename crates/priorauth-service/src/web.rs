@@ -450,19 +450,53 @@ pub(crate) async fn admit_with(
     next: axum::middleware::Next,
     refuse: impl FnOnce(AppError) -> Response,
 ) -> Response {
+    let target = format!("{} {}", request.method(), request.uri().path());
     match state
         .admission
-        .admit(&state.service.store, request.headers())
+        .admit(&state.service.store, request.headers(), &target)
         .await
     {
         Ok(admitted) => {
             request.extensions_mut().insert(admitted.caller.clone());
             let response = next.run(request).await;
+            if let Some(action) = admission::refusal_action(response.status().as_u16()) {
+                state
+                    .admission
+                    .record_refusal(Some(&admitted.caller), action, &target);
+            }
             drop(admitted);
             response
         }
+        // Recorded for the audit by `admit`.
         Err(error) => refuse(error),
     }
+}
+
+/// Writes the refused calls recorded since the last time to the audit log, every
+/// `admission::REFUSALS_FLUSHED_EVERY`, until the process ends.
+pub async fn audit_refusals(state: AppState) {
+    loop {
+        tokio::time::sleep(state.admission.refusals_flushed_every()).await;
+        if state.service.store.pool.is_closed() {
+            return;
+        }
+        if let Err(error) = flush_refusals(&state).await {
+            eprintln!("audit of refused calls: {error}");
+        }
+    }
+}
+
+/// Writes the refused calls recorded since the last flush to the audit log, one entry per
+/// caller and reason (through the group commit).
+pub async fn flush_refusals(state: &AppState) -> Result<(), crate::store::StoreError> {
+    for record in state.admission.take_refusals() {
+        state
+            .service
+            .writer
+            .write(crate::store::writer::Write::Audit(record))
+            .await?;
+    }
+    Ok(())
 }
 
 impl FromRequestParts<AppState> for Caller {

@@ -303,6 +303,7 @@ async fn each_key_and_organization_has_its_share() {
             per_key_per_second: 3,
             per_organization_per_second: 1000,
             in_flight_per_organization: 2,
+            ..Limits::UNLIMITED
         };
         let server = Server::start_with(&url, limits, ConnectionLimits::DEFAULT).await;
         let (_, greedy) = server.key("clinic-a", Role::Submitter, "EHR", "").await;
@@ -483,7 +484,12 @@ async fn large_fhir_bodies_do_not_hold_the_service() {
         for parse in parses {
             answered.push(parse.await.unwrap().unwrap());
         }
-        assert!(answered.iter().all(|s| *s < 500), "{answered:?}");
+        // Each answered: decided, or (on a loaded machine, waiting for its turn to parse)
+        // 503 at the request's time limit; never a failure of the service.
+        assert!(
+            answered.iter().all(|s| *s < 500 || *s == 503),
+            "{answered:?}"
+        );
         assert!(slowest < Duration::from_millis(300), "{slowest:?}");
         server.stop().await;
     })
@@ -702,6 +708,105 @@ async fn a_notification_whose_schedule_is_spent_is_dead_lettered_for_admins() {
         while calls.try_recv().is_ok() {}
         tokio::time::sleep(Duration::from_millis(2500)).await;
         assert!(calls.try_recv().is_err(), "not tried after it is dead-lettered");
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refused_calls_are_audited_without_a_write_each() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (submitter_id, submitter) = server.key("clinic-a", Role::Submitter, "EHR", "").await;
+        let (_, other) = server.key("clinic-b", Role::Submitter, "EHR", "").await;
+        let theirs = server.submitted(&other, "masshealth", case("E01")).await;
+        let their_id = theirs["id"].as_str().unwrap().to_string();
+        let entries_before = server.count("audit_log").await;
+
+        for _ in 0..5 {
+            server
+                .get("/v1/requests/req_x", "not-a-key")
+                .await
+                .expect(401);
+        }
+        for _ in 0..3 {
+            server.get("/v1/queue", &submitter).await.expect(403);
+        }
+        // Another organization's request: answered as a missing one, and recorded.
+        server
+            .get(&format!("/v1/requests/{their_id}"), &submitter)
+            .await
+            .expect(404);
+        // Nine refused calls, nothing written yet...
+        assert_eq!(server.count("audit_log").await, entries_before);
+        // ...then one entry per caller and reason.
+        priorauth_service::web::flush_refusals(&server.state)
+            .await
+            .unwrap();
+        assert_eq!(server.count("audit_log").await, entries_before + 3);
+        let unauthenticated = server
+            .count("audit_log WHERE action = 'refused.unauthenticated' AND actor = 'unauthenticated' AND target LIKE 'n=5 GET /v1/requests/req_x%'")
+            .await;
+        assert_eq!(unauthenticated, 1);
+        let forbidden = server
+            .count(&format!("audit_log WHERE action = 'refused.forbidden' AND actor = '{submitter_id}' AND organization = 'clinic-a' AND target = 'n=3 GET /v1/queue'"))
+            .await;
+        assert_eq!(forbidden, 1);
+        let probe = server
+            .count(&format!("audit_log WHERE action = 'refused.not_found' AND actor = '{submitter_id}' AND target LIKE '%{their_id}%'"))
+            .await;
+        assert_eq!(probe, 1);
+        let report = priorauth_service::store::verify_audit(server.store())
+            .await
+            .unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fhir_bytes_are_limited_per_organization_before_they_are_read() {
+    for_each_backend(|url| async move {
+        let limits = Limits {
+            fhir_kilobytes_per_organization_per_second: 64,
+            ..Limits::UNLIMITED
+        };
+        let server = Server::start_with(&url, limits, ConnectionLimits::DEFAULT).await;
+        let (_, greedy) = server.key("clinic-a", Role::Submitter, "EHR", "").await;
+        let (_, other) = server.key("clinic-b", Role::Submitter, "EHR", "").await;
+        // A Bundle of about 3 MB: the burst (8 MB) holds two.
+        let mut bundle = pas_example("Bundle-HomecareAuthorizationBundleExample");
+        let entry = bundle["entry"][1].clone();
+        let entries = bundle["entry"].as_array_mut().unwrap();
+        for i in 0..2400 {
+            let mut copy = entry.clone();
+            copy["fullUrl"] = json!(format!("urn:uuid:00000000-0000-0000-0000-{i:012}"));
+            entries.push(copy);
+        }
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            statuses.push(
+                server
+                    .post("/fhir/Claim/$submit", &greedy, &bundle)
+                    .await
+                    .status,
+            );
+        }
+        assert_eq!(&statuses[..2], &[200, 200], "{statuses:?}");
+        assert_eq!(statuses[2], 429, "{statuses:?}");
+        // Refused before the body is read: headers announcing one more are answered at once.
+        let head = format!(
+            "POST /fhir/Claim/$submit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {greedy}\r\nContent-Type: application/fhir+json\r\nContent-Length: 3000000\r\n\r\n"
+        );
+        let (_, answer) = raw(&server, &head, Duration::from_secs(3)).await;
+        let answer = answer.expect("an answer before the body");
+        assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+        assert!(answer.contains("throttled"), "{answer}");
+        assert!(answer.to_ascii_lowercase().contains("retry-after"), "{answer}");
+        // Another organization's Bundle is read as usual.
+        let theirs = server.post("/fhir/Claim/$submit", &other, &bundle).await;
+        assert_eq!(theirs.status, 200);
         server.stop().await;
     })
     .await;

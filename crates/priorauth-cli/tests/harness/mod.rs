@@ -97,6 +97,7 @@ impl Service {
             .env("PRIORAUTH_RATE_PER_KEY", "0")
             .env("PRIORAUTH_RATE_PER_ORGANIZATION", "0")
             .env("PRIORAUTH_IN_FLIGHT_PER_ORGANIZATION", "0")
+            .env("PRIORAUTH_FHIR_KB_PER_ORGANIZATION", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

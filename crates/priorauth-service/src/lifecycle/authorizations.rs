@@ -389,9 +389,14 @@ pub async fn list(service: &Service, caller: &Caller) -> Result<Value, Error> {
     let mut tx = service.store.pool.begin().await?;
     let organization = (caller.role == Role::Submitter).then_some(caller.organization.as_str());
     let rows = records::list(&mut tx, organization, LIST_LIMIT).await?;
+    // The audit names the authorizations shown.
+    let shown: Vec<&str> = rows.iter().map(|a| a.number.as_str()).collect();
     store::audit(
         &mut tx,
-        &caller.audit_record("authorization.list", "authorizations"),
+        &caller.audit_record(
+            "authorization.list",
+            &format!("authorizations:{}", shown.join(",")),
+        ),
     )
     .await?;
     tx.commit().await?;

@@ -228,7 +228,10 @@ impl Server {
             .await
             .expect("the state builds");
         // Most tests send faster than a clinic would; the limits have their own tests.
-        state.admission = std::sync::Arc::new(Admission::new(limits));
+        // Refused calls are audited when a test flushes them, never halfway through it.
+        state.admission = std::sync::Arc::new(
+            Admission::new(limits).with_refusals_flushed_every(Duration::from_secs(24 * 3600)),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
