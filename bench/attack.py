@@ -176,6 +176,15 @@ async def health(port, until, samples):
     connection.close()
 
 
+def cpu_seconds(pid):
+    """The server's CPU time so far (user + system)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def memory_kb(pid, field):
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -253,14 +262,17 @@ async def phase(port, pid, clinics, bodies, args, attack, hostile):
         process = multiprocessing.Process(
             target=attacker, args=(port, hostile, attack, args.half_open, args.seconds, queue, args.without))
         process.start()
+    cpu_before = cpu_seconds(pid)
     tasks = [clinic(port, key, bodies, args.rate, until, results) for key in clinics]
     tasks.append(health(port, until, healthz))
     tasks.append(sample_memory(pid, until, memory))
     await asyncio.gather(*tasks)
+    summary = summarize(results)
+    summary["server_cpu_percent"] = 100 * (cpu_seconds(pid) - cpu_before) / args.seconds
     if process is not None:
         counts = await asyncio.get_running_loop().run_in_executor(None, queue.get)
         process.join()
-    return summarize(results), counts, healthz, memory
+    return summary, counts, healthz, memory
 
 
 def bodies_for(plan, names):
@@ -384,6 +396,7 @@ def render(args, baseline, attacked, peak_kb):
         f"| under attack | {hit['requests']} | {hit['errors']} | {hit['error_rate']:.4f} | {hit['p50_ms']:.1f} | {hit['p99_ms']:.1f} | {hit['max_ms']:.1f} |",
         "",
         f"- p99 under attack / baseline: **{ratio:.2f}x** (aim: within 2x); errors under attack: **{hit['errors']}** (aim: none); statuses {hit['statuses']}.",
+        f"- Server CPU, in percent of one core (200% is the machine): baseline {base['server_cpu_percent']:.0f}%, under attack {hit['server_cpu_percent']:.0f}%.",
         f"- `/healthz` during the attack: {len(health_ms)} answered of {len(health_samples)}, p50 {percentile(health_ms, 50):.1f} ms, max {max(health_ms) if health_ms else float('nan'):.1f} ms.",
         f"- Server memory: peak resident **{peak_kb / 1024:.0f} MB** (aim: under 256 MB); resident at the end of the baseline {base_memory[-1] / 1024 if base_memory else 0:.0f} MB, at the end of the attack {memory[-1] / 1024 if memory else 0:.0f} MB.",
         "",

@@ -31,7 +31,7 @@ pub fn serve(engine: Engine, listen: &str, plans: Option<&Path>) -> Result<(), S
     runtime()?.block_on(async {
         let url = database_url();
         let state = priorauth_service::state(engine, plans_text.as_deref(), &url).await?;
-        let listener = tokio::net::TcpListener::bind(listen)
+        let listener = bind(listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let backend = if url.starts_with("sqlite:") {
@@ -49,6 +49,24 @@ pub fn serve(engine: Engine, listen: &str, plans: Option<&Path>) -> Result<(), S
             .await
             .map_err(|e| format!("server: {e}"))
     })
+}
+
+/// A listening socket with room for 4,096 connections waiting to be accepted (tokio's
+/// `bind` leaves 1,024): a burst of connections, a thousand of them an attacker's, must not
+/// make the kernel drop a clinic's, which it would retry only a second later.
+async fn bind(listen: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let address = tokio::net::lookup_host(listen)
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::other("no address"))?;
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(4096)
 }
 
 pub fn keys(command: KeysCommand) -> Result<(), String> {
