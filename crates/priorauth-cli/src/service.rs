@@ -107,7 +107,10 @@ pub fn verify() -> Result<bool, String> {
             .await
             .map_err(|e| e.to_string())?;
         if report.problems.is_empty() {
-            println!("audit log verified: {} entries", report.entries);
+            println!(
+                "audit log verified: {} entries; {} records match the entries that last wrote them",
+                report.entries, report.records
+            );
             Ok(true)
         } else {
             for problem in &report.problems {

@@ -239,6 +239,7 @@ impl Admission {
                 organization,
                 action,
                 target: format!("n={} {}", refused.count, refused.targets.join(" ")),
+                binds: None,
             })
             .collect()
     }

@@ -57,6 +57,7 @@ impl Caller {
             organization: self.organization.clone(),
             action,
             target: target.to_string(),
+            binds: None,
         }
     }
 }

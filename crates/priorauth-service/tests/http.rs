@@ -643,6 +643,97 @@ async fn only_a_credentialed_reviewer_records_a_determination_citing_a_criterion
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_edit_to_a_record_is_found_by_audit_verify() {
+    for_each_backend(|url| async move {
+        let (server, submitter, reviewer) = server_with_keys(&url).await;
+        let approved = server
+            .submitted(&submitter, "masshealth", case("E01"))
+            .await;
+        let number = authorization_number(&approved);
+        let start = approved["authorization"]["start"].as_str().unwrap().to_string();
+        server
+            .post(
+                &format!("/v1/authorizations/{number}/usage"),
+                &submitter,
+                &json!({"units": 100, "date_of_service": start}),
+            )
+            .await
+            .expect(201);
+        let denied = server
+            .submitted(&submitter, "masshealth", case("E05"))
+            .await;
+        let denied_id = id_of(&denied);
+        server
+            .determine(&reviewer, &denied_id, "deny", "new-to-plan-on-treatment", "T-cell ALL.")
+            .await
+            .expect(200);
+        let store = server.store();
+        let report = verify_audit(store).await.unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(report.records, 3, "two requests and one authorization");
+
+        // Each edit made in the database, not through the service, is found; undone, the
+        // records verify again.
+        let approved_id = id_of(&approved);
+        let edits = [
+            (
+                format!("UPDATE requests SET status = 'approved' WHERE id = '{denied_id}'"),
+                format!("UPDATE requests SET status = 'denied' WHERE id = '{denied_id}'"),
+                format!("request {denied_id}"),
+            ),
+            (
+                format!("UPDATE authorizations SET approved_units = 99999 WHERE number = '{number}'"),
+                format!("UPDATE authorizations SET approved_units = 1960 WHERE number = '{number}'"),
+                format!("request {approved_id}"),
+            ),
+            (
+                format!("UPDATE authorizations SET used_units = 0 WHERE number = '{number}'"),
+                format!("UPDATE authorizations SET used_units = 100 WHERE number = '{number}'"),
+                format!("authorization {number}"),
+            ),
+            (
+                format!("UPDATE usage SET units = 1 WHERE authorization_number = '{number}'"),
+                format!("UPDATE usage SET units = 100 WHERE authorization_number = '{number}'"),
+                format!("authorization {number}"),
+            ),
+            (
+                format!("UPDATE determinations SET reviewer_credentials = 'none' WHERE request_id = '{denied_id}'"),
+                format!("UPDATE determinations SET reviewer_credentials = '{REVIEWER_CREDENTIALS}' WHERE request_id = '{denied_id}'"),
+                format!("request {denied_id}"),
+            ),
+        ];
+        for (edit, undo, found) in edits {
+            sqlx::query(&edit).execute(&store.pool).await.unwrap();
+            let report = verify_audit(store).await.unwrap();
+            assert!(
+                report.problems.iter().any(|p| p.starts_with(&found)),
+                "{edit}: {:?}",
+                report.problems
+            );
+            sqlx::query(&undo).execute(&store.pool).await.unwrap();
+            let report = verify_audit(store).await.unwrap();
+            assert!(report.problems.is_empty(), "{undo}: {:?}", report.problems);
+        }
+        // A usage row deleted is found too.
+        sqlx::query(&format!("DELETE FROM usage WHERE authorization_number = '{number}'"))
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let report = verify_audit(store).await.unwrap();
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.starts_with(&format!("authorization {number}"))),
+            "{:?}",
+            report.problems
+        );
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tampered_audit_log_is_detected() {
     for_each_backend(|url| async move {
         let (server, submitter, reviewer) = server_with_keys(&url).await;
@@ -664,7 +755,10 @@ async fn a_tampered_audit_log_is_detected() {
             .expect(200);
         let store = server.store();
         let report = verify_audit(store).await.unwrap();
-        assert_eq!(report.entries, 4);
+        // The request's creation and its authorization's (each binding its record), and
+        // three reads.
+        assert_eq!(report.entries, 5);
+        assert_eq!(report.records, 2);
         assert!(report.problems.is_empty(), "{:?}", report.problems);
 
         // A changed row.
@@ -696,13 +790,13 @@ async fn a_tampered_audit_log_is_detected() {
             .await
             .unwrap();
         let report = verify_audit(store).await.unwrap();
-        assert_eq!(report.entries, 3);
+        assert_eq!(report.entries, 4);
         assert!(!report.problems.is_empty());
         assert!(
             report
                 .problems
                 .iter()
-                .any(|p| p.contains("ends at entry 3")),
+                .any(|p| p.contains("ends at entry 4")),
             "{:?}",
             report.problems
         );

@@ -192,7 +192,7 @@ async fn schema(store: &Store, namespace: &str) -> Vec<String> {
 async fn fresh_schema(url: &str) -> Vec<String> {
     if url.starts_with("sqlite:") {
         let fresh = Store::connect("sqlite::memory:").await.expect("open");
-        assert_eq!(applied(&fresh).await.len(), 7);
+        assert_eq!(applied(&fresh).await.len(), 8);
         let lines = schema(&fresh, "main").await;
         fresh.pool.close().await;
         lines
@@ -207,7 +207,7 @@ async fn fresh_schema(url: &str) -> Vec<String> {
         let fresh = Store::connect(&format!("{url}{separator}options[search_path]=fresh"))
             .await
             .expect("open a fresh schema");
-        assert_eq!(applied(&fresh).await.len(), 7);
+        assert_eq!(applied(&fresh).await.len(), 8);
         let lines = schema(&fresh, "fresh").await;
         fresh.pool.close().await;
         lines
@@ -266,7 +266,7 @@ async fn a_database_of_the_previous_release_upgrades_with_every_record_intact() 
         let migrations = applied(server.store()).await;
         assert_eq!(
             migrations.iter().map(|m| m.0).collect::<Vec<_>>(),
-            [1, 2, 3, 4, 5, 6, 7]
+            [1, 2, 3, 4, 5, 6, 7, 8]
         );
         // Every row is there (counted before any read, which the audit log records).
         assert_eq!(counts(&server).await, saved);
@@ -369,7 +369,7 @@ async fn instances_opening_one_fresh_database_at_once_take_turns() {
             stores.push(store.await.unwrap().expect("every instance opens"));
         }
         for store in &stores {
-            assert_eq!(applied(store).await.len(), 7);
+            assert_eq!(applied(store).await.len(), 8);
         }
         for store in stores {
             store.pool.close().await;

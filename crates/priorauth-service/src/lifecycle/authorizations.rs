@@ -11,6 +11,7 @@ use super::retries::Retry;
 use super::{Error, Service, invalid, require, visible};
 use crate::keys::{Caller, Role};
 use crate::store::authorizations::{self as records, Authorization, NewAuthorization, NewUsage};
+use crate::store::requests::Request;
 use crate::store::{self, StoreError, Tx, now_ms, random_id};
 
 /// What a clinician's approval grants instead of the request.
@@ -33,41 +34,61 @@ pub struct UsageBody {
     pub date_of_service: String,
 }
 
-/// Creates the authorization of an approval inside `tx` and answers it as JSON.
+/// Creates the authorization of a request's approval inside `tx` and answers it as JSON:
+/// the request's organization holds it (also when an admin or a reviewer approves), and a
+/// renewal's continues the authorization the request renews.
 pub(super) async fn create(
     tx: &mut Tx,
     service: &Service,
-    organization: &str,
-    request_id: &str,
+    caller: &Caller,
+    request: &Request,
     evaluated: &Evaluated,
     changes: &Changes,
-    renews: Option<&str>,
 ) -> Result<Value, Error> {
     let authorization = plan(
         service,
-        organization,
-        request_id,
+        &request.organization,
+        &request.id,
         evaluated,
         changes,
-        renews,
+        request.renews.as_deref(),
     )?;
-    insert(tx, &authorization).await?;
+    insert(tx, caller, &authorization).await?;
     Ok(answer(&authorization))
 }
 
 /// Stores an authorization. A renewal checks first that its authorization was not renewed
 /// meanwhile; two renewals approved at once (two PostgreSQL sessions) meet the unique index
 /// on `renews`, which lets one commit.
-pub(super) async fn insert(tx: &mut Tx, authorization: &NewAuthorization) -> Result<(), Error> {
+/// Its audit entry binds it (its units used and usage, none yet).
+pub(super) async fn insert(
+    tx: &mut Tx,
+    caller: &Caller,
+    authorization: &NewAuthorization,
+) -> Result<(), Error> {
+    check_not_renewed(tx, authorization).await?;
+    records::insert(tx, authorization)
+        .await
+        .map_err(|error| renewed_meanwhile(error, authorization.renews.as_deref()))?;
+    let record = caller
+        .audit_record("authorization.create", &authorization.number)
+        .binding(store::Binds::Authorization);
+    store::audit(tx, &record).await?;
+    Ok(())
+}
+
+/// A renewal's authorization must not be renewed already: a renewal submitted before the
+/// other was approved, the first approval wins.
+pub(super) async fn check_not_renewed(
+    tx: &mut Tx,
+    authorization: &NewAuthorization,
+) -> Result<(), Error> {
     if let Some(renews) = &authorization.renews {
-        // A renewal submitted before the other was approved: the first approval wins.
         if let Some(renewal) = records::renewal_of(tx, renews).await? {
             return Err(already_renewed(renews, &renewal));
         }
     }
-    records::insert(tx, authorization)
-        .await
-        .map_err(|error| renewed_meanwhile(error, authorization.renews.as_deref()))
+    Ok(())
 }
 
 /// An authorization is renewed once: a second renewal would authorize the same cycles again.
@@ -78,7 +99,7 @@ pub(super) fn already_renewed(number: &str, renewal: &str) -> Error {
 }
 
 /// A unique violation on a renewal's insert: another renewal of the same authorization won.
-fn renewed_meanwhile(error: StoreError, renews: Option<&str>) -> Error {
+pub(super) fn renewed_meanwhile(error: StoreError, renews: Option<&str>) -> Error {
     match (&error.0, renews) {
         (sqlx::Error::Database(database), Some(renews)) if database.is_unique_violation() => {
             Error::Conflict(format!("authorization `{renews}` was renewed meanwhile"))
@@ -200,6 +221,7 @@ pub fn plan(
 /// on the day of receipt, as every authorization's does.
 pub(super) async fn create_stated(
     tx: &mut Tx,
+    caller: &Caller,
     organization: &str,
     request_id: &str,
     case: &Value,
@@ -264,7 +286,7 @@ pub(super) async fn create_stated(
         renews: None,
         created_at: now_ms(),
     };
-    insert(tx, &authorization).await?;
+    insert(tx, caller, &authorization).await?;
     Ok(answer(&authorization))
 }
 
@@ -371,7 +393,13 @@ pub async fn record_usage(
         },
     )
     .await?;
-    store::audit(&mut tx, &caller.audit_record("authorization.usage", number)).await?;
+    store::audit(
+        &mut tx,
+        &caller
+            .audit_record("authorization.usage", number)
+            .binding(store::Binds::Authorization),
+    )
+    .await?;
     let answer = json!({"id": usage_id, "authorization": number, "units": body.units, "date_of_service": date.to_string(), "used_units": used, "remaining_units": approved - used});
     if let Some(retry) = retry {
         retry.remember(&mut tx, caller, &answer).await?;

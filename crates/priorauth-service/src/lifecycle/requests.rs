@@ -223,7 +223,7 @@ pub async fn submit(
         "authorization": authorization.as_ref().map(authorizations::answer),
     });
     let response_json = response.to_string();
-    let mut request = NewRequest {
+    let request = NewRequest {
         id,
         organization: caller.organization.clone(),
         submitted_by: caller.key_id.clone(),
@@ -252,15 +252,21 @@ pub async fn submit(
     }
     let written = match renewal_tx {
         Some(mut tx) => {
-            // The authorization goes in after the request row, with the renewal checks.
-            let authorization = request.authorization.take();
+            // The renewal checks first; the authorization then goes in with the request row,
+            // both bound by their audit entries.
+            let renews = match &request.authorization {
+                Some(authorization) => {
+                    authorizations::check_not_renewed(&mut tx, authorization).await?;
+                    authorization.renews.clone()
+                }
+                None => None,
+            };
             let request = Write::Request(Box::new(request));
             let mut chain = store::AuditChain::lock(&mut tx).await?;
-            let written = writer::write_in(&mut tx, &mut chain, &request).await?;
+            let written = writer::write_in(&mut tx, &mut chain, &request)
+                .await
+                .map_err(|error| authorizations::renewed_meanwhile(error, renews.as_deref()))?;
             if written == Written::Stored {
-                if let Some(authorization) = &authorization {
-                    authorizations::insert(&mut tx, authorization).await?;
-                }
                 chain.save(&mut tx).await?;
                 tx.commit().await?;
             }
@@ -538,11 +544,10 @@ pub async fn complete(
         authorizations::create(
             &mut tx,
             service,
-            &row.organization,
-            id,
+            caller,
+            &row,
             &evaluated,
             &Changes::default(),
-            row.renews.as_deref(),
         )
         .await?;
     }
@@ -574,7 +579,13 @@ pub(super) async fn finish_decision(
     action: &'static str,
     retry: Option<&Retry>,
 ) -> Result<Value, Error> {
-    store::audit(&mut tx, &caller.audit_record(action, id)).await?;
+    store::audit(
+        &mut tx,
+        &caller
+            .audit_record(action, id)
+            .binding(store::Binds::Request),
+    )
+    .await?;
     notifications::enqueue(&mut tx, id).await?;
     let row = fetch(&mut tx, caller, id).await?;
     let view = view(service, &mut tx, &row).await?;

@@ -239,19 +239,11 @@ pub async fn determine(
                 check_date: false,
             };
             let evaluated = evaluate(service, &plan, case, day_of(row.created_at), stored)?;
-            authorizations::create(
-                &mut tx,
-                service,
-                &row.organization,
-                id,
-                &evaluated,
-                &changes,
-                row.renews.as_deref(),
-            )
-            .await?;
+            authorizations::create(&mut tx, service, caller, &row, &evaluated, &changes).await?;
         } else {
             authorizations::create_stated(
                 &mut tx,
+                caller,
                 &row.organization,
                 id,
                 &case,

@@ -1,5 +1,13 @@
 //! The audit log's SQL: an append-only chain of entries, each hashing the one before, with
 //! its head in a row of its own; and the walk that verifies it.
+//!
+//! An entry of a write binds the record it wrote: it carries the SHA-256 of the record's rows
+//! as the write left them (a request: its row, events, determination and authorization's
+//! terms; an authorization: its units used and its usage rows), inside its own hash. `verify`
+//! recomputes each record's hash and compares it with the latest entry that bound it, so an
+//! edit to a status, units or usage in the database is found, not only an edit to the log.
+
+use std::collections::HashMap;
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -17,12 +25,14 @@ pub struct AuditEntry {
     pub target: String,
     pub prev_hash: String,
     pub hash: String,
+    /// `request:<sha256>` or `authorization:<sha256>`: the bound record's rows after the write.
+    pub record: Option<String>,
 }
 
 impl AuditEntry {
     fn digest(&self) -> String {
         // Fields are joined with a separator that none of them contains (ids, actions).
-        sha256_hex(&format!(
+        let fields = format!(
             "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
             self.prev_hash,
             self.seq,
@@ -31,7 +41,12 @@ impl AuditEntry {
             self.organization,
             self.action,
             self.target
-        ))
+        );
+        // Entries without a bound record hash as they always did.
+        match &self.record {
+            None => sha256_hex(&fields),
+            Some(record) => sha256_hex(&format!("{fields}\u{1f}{record}")),
+        }
     }
 
     fn from_row(row: &AnyRow) -> Result<AuditEntry, sqlx::Error> {
@@ -44,8 +59,86 @@ impl AuditEntry {
             target: row.try_get("target")?,
             prev_hash: row.try_get("prev_hash")?,
             hash: row.try_get("hash")?,
+            record: row.try_get("record_sha256")?,
         })
     }
+}
+
+/// The kind of record an audit entry binds; its id is the entry's target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Binds {
+    Request,
+    Authorization,
+}
+
+impl Binds {
+    fn as_str(self) -> &'static str {
+        match self {
+            Binds::Request => "request",
+            Binds::Authorization => "authorization",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Binds> {
+        match text {
+            "request" => Some(Binds::Request),
+            "authorization" => Some(Binds::Authorization),
+            _ => None,
+        }
+    }
+
+    /// Every row of the record, each column as text, in one query: the request's row, its
+    /// events in order, its determination and its authorization's terms (not its units used,
+    /// which usage changes under the authorization's own entries); or the authorization's
+    /// units used and its usage rows.
+    fn rows_sql(self) -> &'static str {
+        match self {
+            Binds::Request => {
+                "SELECT 1 AS part, 0 AS n, CAST(id AS TEXT) AS c1, organization, submitted_by, plan, policy, policy_version, idempotency_key, body_hash, status, outcome, urgency, CAST(due_at AS TEXT) AS c12, case_json, decision_json, response_json, renews, CAST(created_at AS TEXT) AS c17, CAST(updated_at AS TEXT) AS c18 FROM requests WHERE id = $1 \
+                 UNION ALL SELECT 2, seq, kind, actor, CAST(at AS TEXT), outcome, case_json, decision_json, decision_sha256, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM request_events WHERE request_id = $1 \
+                 UNION ALL SELECT 3, 0, decision, reason, criterion, reviewer_key, reviewer_name, reviewer_credentials, changes_json, CAST(at AS TEXT), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM determinations WHERE request_id = $1 \
+                 UNION ALL SELECT 4, 0, number, organization, drug, hcpcs, start_date, end_date, CAST(units_per_period AS TEXT), CAST(period_days AS TEXT), CAST(cycles AS TEXT), CAST(first_cycle AS TEXT), CAST(approved_units AS TEXT), renews, CAST(created_at AS TEXT), NULL, NULL, NULL, NULL, NULL FROM authorizations WHERE request_id = $1 \
+                 ORDER BY 1, 2, 3"
+            }
+            Binds::Authorization => {
+                "SELECT 1 AS part, CAST(number AS TEXT) AS c1, CAST(used_units AS TEXT) AS c2, NULL AS c3, NULL AS c4, NULL AS c5 FROM authorizations WHERE number = $1 \
+                 UNION ALL SELECT 2, id, CAST(units AS TEXT), service_date, actor, CAST(at AS TEXT) FROM usage WHERE authorization_number = $1 \
+                 ORDER BY 1, 2"
+            }
+        }
+    }
+
+    /// The columns after the sort keys.
+    fn columns(self) -> std::ops::Range<usize> {
+        match self {
+            Binds::Request => 2..20,
+            Binds::Authorization => 1..6,
+        }
+    }
+}
+
+/// `kind:<sha256>` of a record's rows as they stand, read through `executor` (a transaction
+/// after its write, or the pool when verifying).
+async fn record_state<'e, E>(executor: E, binds: Binds, id: &str) -> Result<String, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query(binds.rows_sql())
+        .bind(id)
+        .fetch_all(executor)
+        .await?;
+    // Columns joined by U+001F, rows by U+001E; NULL is U+0000, which no stored text holds
+    // (control characters are refused at the edge).
+    let mut text = String::new();
+    for row in &rows {
+        for column in binds.columns() {
+            let value: Option<String> = row.try_get(column)?;
+            text.push_str(value.as_deref().unwrap_or("\u{0}"));
+            text.push('\u{1f}');
+        }
+        text.push('\u{1e}');
+    }
+    Ok(format!("{}:{}", binds.as_str(), sha256_hex(&text)))
 }
 
 /// Who did what to which record, as the audit log records it (with its time and links).
@@ -55,6 +148,16 @@ pub struct AuditRecord {
     pub organization: String,
     pub action: &'static str,
     pub target: String,
+    /// The record the entry binds (its id is `target`), for an entry of a write.
+    pub binds: Option<Binds>,
+}
+
+impl AuditRecord {
+    /// The entry of a write that binds the record it wrote (`target`).
+    pub fn binding(mut self, binds: Binds) -> AuditRecord {
+        self.binds = Some(binds);
+        self
+    }
 }
 
 /// Appends to the audit log inside `tx`. The head row is updated first, which holds its lock
@@ -96,9 +199,13 @@ impl AuditChain {
             target: record.target.clone(),
             prev_hash: self.hash.clone(),
             hash: String::new(),
+            record: None,
         };
+        if let Some(binds) = record.binds {
+            entry.record = Some(record_state(&mut **tx, binds, &record.target).await?);
+        }
         entry.hash = entry.digest();
-        sqlx::query("INSERT INTO audit_log (seq, at, actor, organization, action, target, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        sqlx::query("INSERT INTO audit_log (seq, at, actor, organization, action, target, prev_hash, hash, record_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
             .bind(entry.seq)
             .bind(entry.at)
             .bind(&entry.actor)
@@ -107,6 +214,7 @@ impl AuditChain {
             .bind(&entry.target)
             .bind(&entry.prev_hash)
             .bind(&entry.hash)
+            .bind(&entry.record)
             .execute(&mut **tx)
             .await?;
         self.seq = entry.seq;
@@ -128,21 +236,36 @@ impl AuditChain {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditReport {
     pub entries: i64,
-    /// Empty when the chain is intact.
+    /// Records whose rows were checked against the entry that last bound them.
+    pub records: i64,
+    /// Empty when the chain and the records it binds are intact.
     pub problems: Vec<String>,
 }
 
 /// Walks the whole log: each entry's hash, its link to the one before, the sequence without
 /// gaps, and the head (which catches entries deleted from the end).
 pub async fn verify_audit(store: &Store) -> Result<AuditReport, StoreError> {
-    let rows = sqlx::query("SELECT seq, at, actor, organization, action, target, prev_hash, hash FROM audit_log ORDER BY seq")
+    let rows = sqlx::query("SELECT seq, at, actor, organization, action, target, prev_hash, hash, record_sha256 FROM audit_log ORDER BY seq")
         .fetch_all(&store.pool)
         .await?;
     let mut problems = Vec::new();
     let mut previous_hash = String::new();
     let mut expected_seq = 1;
+    // Each bound record's latest entry: (kind, id) -> (seq, recorded state).
+    let mut bound: HashMap<(Binds, String), (i64, String)> = HashMap::new();
     for row in &rows {
         let entry = AuditEntry::from_row(row)?;
+        if let Some(record) = &entry.record {
+            let kind = record
+                .split_once(':')
+                .and_then(|(kind, _)| Binds::parse(kind));
+            match kind {
+                Some(kind) => {
+                    bound.insert((kind, entry.target.clone()), (entry.seq, record.clone()));
+                }
+                None => problems.push(format!("entry {} binds no known record", entry.seq)),
+            }
+        }
         if entry.seq != expected_seq {
             problems.push(format!(
                 "entry {expected_seq} is missing (next is {})",
@@ -174,8 +297,19 @@ pub async fn verify_audit(store: &Store) -> Result<AuditReport, StoreError> {
             expected_seq - 1
         ));
     }
+    let mut records: Vec<_> = bound.into_iter().collect();
+    records.sort_by_key(|(_, (seq, _))| *seq);
+    for ((kind, id), (seq, recorded)) in &records {
+        if record_state(&store.pool, *kind, id).await? != *recorded {
+            problems.push(format!(
+                "{} {id} was changed after audit entry {seq} recorded it",
+                kind.as_str()
+            ));
+        }
+    }
     Ok(AuditReport {
         entries: rows.len() as i64,
+        records: records.len() as i64,
         problems,
     })
 }

@@ -11,7 +11,7 @@ pub mod packed;
 pub mod requests;
 pub mod writer;
 
-pub use audit::{AuditChain, AuditEntry, AuditRecord, AuditReport, audit, verify_audit};
+pub use audit::{AuditChain, AuditEntry, AuditRecord, AuditReport, Binds, audit, verify_audit};
 use sha2::{Digest, Sha256};
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
@@ -48,6 +48,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0007_notifications_dead_letters.sql",
         include_str!("../../migrations/0007_notifications_dead_letters.sql"),
+    ),
+    (
+        "0008_audit_binds_records.sql",
+        include_str!("../../migrations/0008_audit_binds_records.sql"),
     ),
 ];
 

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::authorizations;
 use super::requests::{self, NewRequest};
-use super::{AuditChain, AuditRecord, Store, StoreError, Tx};
+use super::{AuditChain, AuditRecord, Binds, Store, StoreError, Tx};
 
 /// The most writes one transaction takes.
 const MAX_BATCH: usize = 256;
@@ -128,8 +128,18 @@ pub async fn write_in(
                 organization: request.organization.clone(),
                 action: "request.create",
                 target: request.id.clone(),
+                binds: Some(Binds::Request),
             };
             chain.append(tx, &record).await?;
+            if let Some(authorization) = &request.authorization {
+                let record = AuditRecord {
+                    action: "authorization.create",
+                    target: authorization.number.clone(),
+                    binds: Some(Binds::Authorization),
+                    ..record
+                };
+                chain.append(tx, &record).await?;
+            }
         }
         Write::Audit(record) => chain.append(tx, record).await?,
     }
@@ -209,6 +219,7 @@ mod tests {
             request("req_3", Some("PA-TAKEN")),
             request("req_1", None),
             Write::Audit(AuditRecord {
+                binds: None,
                 actor: "key_a".into(),
                 organization: "clinic-a".into(),
                 action: "request.read",
@@ -241,7 +252,10 @@ mod tests {
             .unwrap();
         assert_eq!(events, 2);
         let report = verify_audit(&store).await.unwrap();
-        assert_eq!(report.entries, 3, "two creations and one read");
+        assert_eq!(
+            report.entries, 5,
+            "two creations, each with its authorization's, and one read"
+        );
         assert!(report.problems.is_empty(), "{:?}", report.problems);
         drop(store);
         let _ = std::fs::remove_file(&path);
