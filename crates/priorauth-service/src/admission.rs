@@ -240,6 +240,7 @@ impl Admission {
                 action,
                 target: format!("n={} {}", refused.count, refused.targets.join(" ")),
                 binds: None,
+                state: None,
             })
             .collect()
     }

@@ -58,6 +58,7 @@ impl Caller {
             action,
             target: target.to_string(),
             binds: None,
+            state: None,
         }
     }
 }

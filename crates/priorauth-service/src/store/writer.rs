@@ -129,6 +129,7 @@ pub async fn write_in(
                 action: "request.create",
                 target: request.id.clone(),
                 binds: Some(Binds::Request),
+                state: None,
             };
             chain.append(tx, &record).await?;
             if let Some(authorization) = &request.authorization {
@@ -136,6 +137,7 @@ pub async fn write_in(
                     action: "authorization.create",
                     target: authorization.number.clone(),
                     binds: Some(Binds::Authorization),
+                    state: Some(super::audit::new_authorization_state(&authorization.number)),
                     ..record
                 };
                 chain.append(tx, &record).await?;
@@ -220,6 +222,7 @@ mod tests {
             request("req_1", None),
             Write::Audit(AuditRecord {
                 binds: None,
+                state: None,
                 actor: "key_a".into(),
                 organization: "clinic-a".into(),
                 action: "request.read",
