@@ -33,6 +33,20 @@ fn pas_example(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("JSON")
 }
 
+/// A PAS Bundle grown to about 3 MB with copies of one of its resources.
+fn grown_bundle() -> Value {
+    let mut bundle = pas_example("Bundle-HomecareAuthorizationBundleExample");
+    let entry = bundle["entry"][1].clone();
+    if let Some(entries) = bundle["entry"].as_array_mut() {
+        for i in 0..2400 {
+            let mut copy = entry.clone();
+            copy["fullUrl"] = json!(format!("urn:uuid:00000000-0000-0000-0000-{i:012}"));
+            entries.push(copy);
+        }
+    }
+    bundle
+}
+
 /// The address of a server, for raw connections.
 fn address(server: &Server) -> String {
     server.base.trim_start_matches("http://").to_string()
@@ -431,16 +445,7 @@ async fn large_fhir_bodies_do_not_hold_the_service() {
     for_each_backend(|url| async move {
         let server = Server::start(&url).await;
         let (_, ehr) = server.key("clinic-a", Role::Submitter, "EHR", "").await;
-        // A PAS Bundle grown to about 3 MB with copies of one of its resources.
-        let mut bundle = pas_example("Bundle-HomecareAuthorizationBundleExample");
-        let entry = bundle["entry"][1].clone();
-        let entries = bundle["entry"].as_array_mut().unwrap();
-        for i in 0..2400 {
-            let mut copy = entry.clone();
-            copy["fullUrl"] = json!(format!("urn:uuid:00000000-0000-0000-0000-{i:012}"));
-            entries.push(copy);
-        }
-        let body = bundle.to_string();
+        let body = grown_bundle().to_string();
         assert!(
             body.len() > 2_000_000 && body.len() < 4_000_000,
             "{}",
@@ -776,14 +781,7 @@ async fn fhir_bytes_are_limited_per_organization_before_they_are_read() {
         let (_, greedy) = server.key("clinic-a", Role::Submitter, "EHR", "").await;
         let (_, other) = server.key("clinic-b", Role::Submitter, "EHR", "").await;
         // A Bundle of about 3 MB: the burst (8 MB) holds two.
-        let mut bundle = pas_example("Bundle-HomecareAuthorizationBundleExample");
-        let entry = bundle["entry"][1].clone();
-        let entries = bundle["entry"].as_array_mut().unwrap();
-        for i in 0..2400 {
-            let mut copy = entry.clone();
-            copy["fullUrl"] = json!(format!("urn:uuid:00000000-0000-0000-0000-{i:012}"));
-            entries.push(copy);
-        }
+        let bundle = grown_bundle();
         let mut statuses = Vec::new();
         for _ in 0..3 {
             statuses.push(
