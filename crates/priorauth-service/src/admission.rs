@@ -29,6 +29,11 @@ pub struct Limits {
     /// Calls of one organization being answered at once; one more is refused, not queued, so
     /// that a flood holds no memory and no connection waiting.
     pub in_flight_per_organization: u32,
+    /// How long a call over its key's or organization's rate waits for its turn (holding its
+    /// place among the organization's calls in flight, so the waiting are bounded) before it
+    /// is refused 429: a client that sends one call after another is slowed to its rate, not
+    /// failed; a flood still meets the in-flight limit at once.
+    pub rate_wait: std::time::Duration,
     /// FHIR body bytes one organization may send per second, in KB (a burst of 8 MB): a
     /// Bundle costs the service CPU and memory by its size (about 40 ms of a core per MB to
     /// read), far more than its count says.
@@ -43,6 +48,7 @@ impl Limits {
         per_key_per_second: 50,
         per_organization_per_second: 100,
         in_flight_per_organization: 32,
+        rate_wait: std::time::Duration::from_secs(2),
         // 1 MB a second is 86 GB a day: a clinic's PAS requests with their attachments.
         fhir_kilobytes_per_organization_per_second: 1024,
     };
@@ -51,6 +57,7 @@ impl Limits {
         per_key_per_second: 0,
         per_organization_per_second: 0,
         in_flight_per_organization: 0,
+        rate_wait: std::time::Duration::ZERO,
         fhir_kilobytes_per_organization_per_second: 0,
     };
 
@@ -77,6 +84,10 @@ impl Limits {
                 "PRIORAUTH_IN_FLIGHT_PER_ORGANIZATION",
                 d.in_flight_per_organization,
             )?,
+            rate_wait: std::time::Duration::from_millis(u64::from(read(
+                "PRIORAUTH_RATE_WAIT_MS",
+                u32::try_from(d.rate_wait.as_millis()).unwrap_or(0),
+            )?)),
             fhir_kilobytes_per_organization_per_second: read(
                 "PRIORAUTH_FHIR_KB_PER_ORGANIZATION",
                 d.fhir_kilobytes_per_organization_per_second,
@@ -295,16 +306,18 @@ impl Admission {
         let units = NonZeroU32::new(units).unwrap_or(NonZeroU32::MIN);
         match limiter.check_key_n(&organization.to_string(), units) {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(not_until)) => Err(AppError::TooManyRequests {
-                retry_after_seconds: not_until
-                    .wait_time_from(DefaultClock::default().now())
-                    .as_secs()
-                    + 1,
-                detail: "this organization is over its share of FHIR bytes a second; retry after the time given".into(),
-            }),
+            Ok(Err(not_until)) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                Err(AppError::TooManyRequests {
+                    retry_after_seconds: wait.as_secs() + 1,
+                    wait,
+                    detail: "this organization is over its share of FHIR bytes a second; retry after the time given".into(),
+                })
+            }
             // Never: a body is at most the burst.
             Err(_) => Err(AppError::TooManyRequests {
                 retry_after_seconds: 1,
+                wait: std::time::Duration::from_secs(1),
                 detail: "the body is larger than this organization's share".into(),
             }),
         }
@@ -327,25 +340,44 @@ impl Admission {
             self.record_refusal(None, "refused.unauthenticated", target);
             return Err(AppError::Unauthorized);
         };
-        let within = self
-            .within_rate(self.by_key.as_ref(), &caller.key_id, "this API key")
-            .and_then(|()| {
-                self.within_rate(
-                    self.by_organization.as_ref(),
-                    &caller.organization,
-                    "this organization",
-                )
-            })
-            .and_then(|()| self.in_flight_permit(&caller.organization));
-        match within {
-            Ok(in_flight) => Ok(Admitted {
-                caller,
-                _in_flight: in_flight,
-            }),
+        let in_flight = match self.in_flight_permit(&caller.organization) {
+            Ok(in_flight) => in_flight,
             Err(refusal) => {
                 self.record_refusal(Some(&caller), "refused.over_share", target);
-                Err(refusal)
+                return Err(refusal);
             }
+        };
+        // Over a rate: wait for the turn, up to `rate_wait`, holding the in-flight place.
+        let deadline = tokio::time::Instant::now() + self.limits.rate_wait;
+        loop {
+            let within = self
+                .within_rate(self.by_key.as_ref(), &caller.key_id, "this API key")
+                .and_then(|()| {
+                    self.within_rate(
+                        self.by_organization.as_ref(),
+                        &caller.organization,
+                        "this organization",
+                    )
+                });
+            let refusal = match within {
+                Ok(()) => {
+                    return Ok(Admitted {
+                        caller,
+                        _in_flight: in_flight,
+                    });
+                }
+                Err(refusal) => refusal,
+            };
+            let wait = match &refusal {
+                AppError::TooManyRequests { wait, .. } => *wait,
+                _ => std::time::Duration::MAX,
+            };
+            let now = tokio::time::Instant::now();
+            if now.checked_add(wait).is_none_or(|ready| ready > deadline) {
+                self.record_refusal(Some(&caller), "refused.over_share", target);
+                return Err(refusal);
+            }
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -365,6 +397,7 @@ impl Admission {
             AppError::TooManyRequests {
                 // Whole seconds, at least 1 (`Retry-After` has no fractions).
                 retry_after_seconds: wait.as_secs() + 1,
+                wait,
                 detail: format!("{whose} is over its rate; retry after the time given"),
             }
         })
@@ -390,6 +423,7 @@ impl Admission {
         semaphore.try_acquire_owned().map(Some).map_err(|_| {
             AppError::TooManyRequests {
                 retry_after_seconds: 1,
+                wait: std::time::Duration::from_secs(1),
                 detail: format!(
                     "this organization has {permits} calls being answered; send the next when one is answered"
                 ),

@@ -50,6 +50,8 @@ pub enum AppError {
     /// Over a key's or an organization's share: retry after this many seconds.
     TooManyRequests {
         retry_after_seconds: u64,
+        /// The exact wait (`retry_after_seconds` is it rounded up).
+        wait: Duration,
         detail: String,
     },
     Internal(String),
@@ -124,6 +126,7 @@ impl IntoResponse for AppError {
             AppError::TooManyRequests {
                 retry_after_seconds,
                 detail,
+                ..
             } => {
                 let mut response = problem(
                     StatusCode::TOO_MANY_REQUESTS,

@@ -354,6 +354,28 @@ async fn each_key_and_organization_has_its_share() {
         server.get(path, &colleague).await.expect(404);
         server.get(path, &other).await.expect(404);
 
+        server.stop().await;
+
+        // With a wait allowed (the default's 2 s), a client sending one call after another
+        // is slowed to its rate instead of refused.
+        let waiting = Limits {
+            per_key_per_second: 3,
+            rate_wait: Duration::from_secs(2),
+            ..Limits::UNLIMITED
+        };
+        let server = Server::start_with(&url, waiting, ConnectionLimits::DEFAULT).await;
+        let (_, steady) = server.key("clinic-a", Role::Submitter, "EHR", "").await;
+        let started = Instant::now();
+        for _ in 0..10 {
+            server.get(path, &steady).await.expect(404);
+        }
+        // Six at once (the burst), then one every third of a second.
+        assert!(started.elapsed() >= Duration::from_millis(1000), "{:?}", started.elapsed());
+        server.stop().await;
+        let server = Server::start_with(&url, limits, ConnectionLimits::DEFAULT).await;
+        let (_, colleague) = server.key("clinic-a", Role::Submitter, "Desk", "").await;
+        let (_, other) = server.key("clinic-b", Role::Submitter, "EHR", "").await;
+
         // Calls in flight: two of clinic-a's held open (headers sent, body still coming)...
         let mut held = Vec::new();
         for _ in 0..2 {
