@@ -74,9 +74,12 @@ pub fn plain_code(code: &str) -> String {
 pub fn input(engine: &Engine, facts: &Facts, codes: &[String]) -> serde_json::Value {
     let mut sections: Map<String, serde_json::Value> = Map::new();
     let mut unknown = Vec::new();
-    for (index, def) in FACTS.iter().enumerate() {
-        let id = FactId::by_name(def.name).expect("fact");
-        debug_assert_eq!(id as usize, index);
+    let builtin = FACTS
+        .iter()
+        .map(|def| FactId::by_name(def.name).expect("fact"));
+    // Then the facts the policies declare in data (facts.toml), by name like the others.
+    for id in builtin.chain(engine.declared.iter().copied()) {
+        let def = id.def();
         let value = match facts.get(id) {
             Value::Bool(b) => json!(b),
             // JSON and ZEN's decimals have no infinity (a lapse with no authorization in the
@@ -158,6 +161,9 @@ pub fn decision_expressions(
         exclusions,
         pathways,
         supersedes: _,
+        // Which declared facts its criteria read, for naming them in `missing`; the exporter
+        // reads the criteria themselves.
+        declared: _,
         acknowledged: _,
     } = policy;
     let Codes {
@@ -240,7 +246,7 @@ pub fn decision_expressions(
     let cycles = writer.fact_name(FactId::RequestCycles)?;
     let units = writer.fact_name(FactId::RequestUnitsPerCycle)?;
     let units_unknown = format!("{} in {UNKNOWN}", string(&units)?);
-    let continued_given = writer.fact_name(FactId::HistoryBlinatumomabContinuedCycles)?;
+    let continued_given = writer.fact_name(FactId::HistoryContinuedCyclesGiven)?;
     // The label's course left from the request's first cycle, when the course is known
     // (`eval::ceiling`): cycles 6-9 after cycle 5 of a 9-cycle course, none after cycle 9.
     let left = format!("max([{course} - (({first} != null ? max([{first}, 1]) : 1) - 1), 0])");
@@ -932,7 +938,7 @@ is = false
                 part.set_course_position(Some(cycles));
                 for (index, def) in FACTS.iter().enumerate() {
                     let id = FactId::by_name(def.name).unwrap();
-                    assert_eq!(id as usize, index);
+                    assert_eq!(id.index(), index);
                     if !positioned.contains(&id) {
                         assert_eq!(part.get(id), facts.get(id), "{}", def.name);
                     }

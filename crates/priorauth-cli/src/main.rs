@@ -18,6 +18,14 @@ const EXIT_AUDIT_BROKEN: u8 = 4;
 /// Exit status when `policy lint` has findings nobody acknowledged.
 const EXIT_LINT_FINDINGS: u8 = 5;
 
+/// `println!` that ends the command quietly when standard output's reader has gone, and
+/// returns any other write failure as the command's error.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(&format!("{}\n", format_args!($($arg)*)))?
+    };
+}
+
 mod tools;
 
 mod service;
@@ -49,10 +57,19 @@ enum Command {
         /// Only this policy (repeatable).
         #[arg(long = "policy", value_name = "ID")]
         policy: Vec<String>,
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
+        /// `text` (the default for case files): a summary row per policy, in color on a
+        /// terminal, the criterion tree with `--explain`. `json`: the decision contract, one
+        /// document for one file, one document per line (JSON Lines) for several, an invalid
+        /// file a line `{"file", "error", "problems"}`. `--batch` writes JSON Lines unless
+        /// given `--format text`.
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        /// With text: every policy's tree of criteria, each with the sentence it encodes.
+        #[arg(long)]
+        explain: bool,
         /// Decide one case per line of a JSONL file (`-`: standard input), writing one
-        /// decision per line. Invalid lines are answered with an error object.
+        /// decision per line. Invalid lines are answered with an error object. A progress
+        /// line on a terminal; a summary (cases, outcomes, time) on standard error.
         #[arg(long, value_name = "FILE.jsonl", conflicts_with = "cases")]
         batch: Option<PathBuf>,
         /// Decide as the payer would on the day it received the request (YYYY-MM-DD): the
@@ -120,6 +137,24 @@ enum PolicyCommand {
     Lint { files: Vec<PathBuf> },
     /// The criteria, pathways and applicability that changed between two versions.
     Diff { old: PathBuf, new: PathBuf },
+    /// Every fact a policy may read: the case format's keys, the facts derived from them, and
+    /// those the loaded policies declare in facts.toml, with type and meaning.
+    Facts,
+    /// Write a new policy file to start from (ID.toml in DIR, with `sources/` for its
+    /// document), and print the plan entry that makes the service use it.
+    New {
+        /// The policy's id, lowercase with dashes (`acme-rx-118`).
+        id: String,
+        /// The drug it governs (an id of the drug catalog: `priorauth policy facts` lists them).
+        #[arg(long)]
+        drug: String,
+        /// The payer's name.
+        #[arg(long)]
+        payer: String,
+        /// Where to write it.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,6 +234,7 @@ fn main() -> ExitCode {
             cases,
             policy,
             format,
+            explain,
             batch,
             received,
         } => {
@@ -207,14 +243,24 @@ fn main() -> ExitCode {
                 Err(message) => return fail(&message),
             };
             match batch {
-                Some(path) => run_batch(&engine, &path, &selected, received),
-                None => evaluate(&engine, &cases, &selected, format, received),
+                Some(path) => run_batch(
+                    &engine,
+                    &path,
+                    &selected,
+                    received,
+                    format.unwrap_or(Format::Json),
+                ),
+                None => evaluate(
+                    &engine,
+                    &cases,
+                    &selected,
+                    format.unwrap_or(Format::Text),
+                    explain,
+                    received,
+                ),
             }
         }
-        Command::Policies => {
-            list_policies(&engine);
-            Ok(())
-        }
+        Command::Policies => list_policies(&engine),
         Command::Cases {
             command:
                 CasesCommand::Generate {
@@ -233,6 +279,18 @@ fn main() -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Diff { old, new },
         } => tools::diff(&engine, &old, &new),
+        Command::Policy {
+            command: PolicyCommand::Facts,
+        } => tools::facts(&engine),
+        Command::Policy {
+            command:
+                PolicyCommand::New {
+                    id,
+                    drug,
+                    payer,
+                    out,
+                },
+        } => tools::new_policy(&engine, &id, &drug, &payer, &out),
         Command::Report {
             command:
                 ReportCommand::Coverage {
@@ -247,7 +305,9 @@ fn main() -> ExitCode {
             cases,
             examples,
         } => tools::impact(&engine, &from, &to, &cases, examples),
-        Command::Serve { listen, plans } => service::serve(engine, &listen, plans.as_deref()),
+        Command::Serve { listen, plans } => {
+            service::serve(engine, &listen, plans.as_deref(), cli.policies.as_deref())
+        }
         Command::Keys { command } => service::keys(command),
         Command::Audit {
             command: AuditCommand::Verify,
@@ -261,6 +321,30 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => fail(&message),
     }
+}
+
+/// A failed write to standard output. A reader that closed the pipe (`priorauth policies |
+/// head`) has all it wanted: the command ends quietly with success, as Unix tools do.
+fn write_error(error: io::Error) -> String {
+    if error.kind() == io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    format!("cannot write: {error}")
+}
+
+fn json_write_error(error: serde_json::Error) -> String {
+    match error.io_error_kind() {
+        Some(kind) => write_error(io::Error::from(kind)),
+        None => format!("cannot write: {error}"),
+    }
+}
+
+/// Writes to standard output, as [`write_error`] says.
+fn write_stdout(text: &str) -> Result<(), String> {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(write_error)
 }
 
 fn fail(message: &str) -> ExitCode {
@@ -294,30 +378,106 @@ fn read_input(path: &Path) -> Result<String, String> {
     }
 }
 
+/// Colors on standard output: a terminal, and no `NO_COLOR` (no-color.org).
+fn colored() -> bool {
+    use std::io::IsTerminal;
+    io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Decides each case file. An invalid file is reported (on standard error, or as a JSON
+/// line) and the rest are decided; the exit status is 1 at the end if any was invalid.
 fn evaluate(
     engine: &Engine,
     paths: &[PathBuf],
     selected: &[usize],
     format: Format,
+    explain: bool,
     received: Option<priorauth_core::date::Date>,
 ) -> Result<(), String> {
     let mut out = io::stdout().lock();
+    let color = colored();
+    let lines = paths.len() > 1;
+    let mut invalid = Vec::new();
     for path in paths {
-        let text = read_input(path)?;
-        let case = engine
-            .parse_case(&text)
-            .map_err(|error| format!("{}: {error}", path.display()))?;
-        let evaluation = engine
-            .evaluate_received(&case, selected, received)
-            .map_err(|error| format!("{}: {error}", path.display()))?;
-        let rendered = match format {
-            Format::Json => serde_json::to_string_pretty(&Report::new(engine, &case, &evaluation))
-                .map_err(|e| format!("cannot write the decision: {e}"))?,
-            Format::Text => report::text(engine, &case, &evaluation),
+        let decided = read_input(path).map_err(Problem::Read).and_then(|text| {
+            let case = engine.parse_case(&text).map_err(Problem::Case)?;
+            let evaluation = engine
+                .evaluate_received(&case, selected, received)
+                .map_err(Problem::Case)?;
+            Ok((case, evaluation))
+        });
+        let (case, evaluation) = match decided {
+            Ok(decided) => decided,
+            Err(problem) => {
+                let message = problem.to_string();
+                if format == Format::Json && lines {
+                    let problems: Vec<_> = match &problem {
+                        Problem::Case(error) => error
+                            .problems
+                            .iter()
+                            .map(|p| serde_json::json!({"key": p.key, "message": p.message}))
+                            .collect(),
+                        Problem::Read(_) => Vec::new(),
+                    };
+                    let object = serde_json::json!({"file": path.display().to_string(), "error": message, "problems": problems});
+                    writeln!(out, "{object}").map_err(write_error)?;
+                } else {
+                    eprintln!("error: {}: {message}", path.display());
+                }
+                invalid.push(path.display().to_string());
+                continue;
+            }
         };
-        writeln!(out, "{rendered}").map_err(|e| format!("cannot write: {e}"))?;
+        match format {
+            Format::Json => {
+                let report = Report::new(engine, &case, &evaluation);
+                let rendered = if lines {
+                    serde_json::to_string(&report)
+                } else {
+                    serde_json::to_string_pretty(&report)
+                };
+                let rendered = rendered.map_err(|e| format!("cannot write the decision: {e}"))?;
+                writeln!(out, "{rendered}").map_err(write_error)?;
+            }
+            Format::Text if explain => {
+                writeln!(out, "{}", report::text(engine, &case, &evaluation))
+                    .map_err(write_error)?
+            }
+            Format::Text => write!(
+                out,
+                "{}",
+                report::summary(engine, &case, &evaluation, color)
+            )
+            .map_err(write_error)?,
+        }
     }
-    Ok(())
+    out.flush().map_err(write_error)?;
+    match invalid.as_slice() {
+        [] => Ok(()),
+        // One file: its error was the message.
+        [_] if !lines => Err(format!("{} is not a valid case", invalid.join(", "))),
+        _ => Err(format!(
+            "{} of {} case files invalid: {}",
+            invalid.len(),
+            paths.len(),
+            invalid.join(", ")
+        )),
+    }
+}
+
+/// Why a case file was not decided.
+enum Problem {
+    Read(String),
+    Case(priorauth_core::CaseError),
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Read(message) => write!(f, "{message}"),
+            Problem::Case(error) => write!(f, "{error}"),
+        }
+    }
 }
 
 /// Streams one decision per input line, so a run of any size needs constant memory.
@@ -326,42 +486,49 @@ fn run_batch(
     path: &Path,
     selected: &[usize],
     received: Option<priorauth_core::date::Date>,
+    format: Format,
 ) -> Result<(), String> {
-    let input: Box<dyn BufRead> = if path == Path::new("-") {
-        Box::new(io::stdin().lock())
+    let (input, total_bytes): (Box<dyn BufRead>, Option<u64>) = if path == Path::new("-") {
+        (Box::new(io::stdin().lock()), None)
     } else {
         let file = std::fs::File::open(path)
             .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-        Box::new(io::BufReader::with_capacity(1 << 16, file))
+        let size = file.metadata().ok().map(|m| m.len());
+        (Box::new(io::BufReader::with_capacity(1 << 16, file)), size)
     };
+    let summary_colored = (format == Format::Text).then(colored);
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
-    let mut invalid = 0usize;
-    let write_error = |e: io::Error| format!("cannot write: {e}");
+    let mut progress = Progress::new(total_bytes);
+    let mut tally = Tally::default();
     let mut buffer = Vec::with_capacity(1 << 16);
     let mut evaluation = priorauth_core::Evaluation::default();
     for (number, line) in input.lines().enumerate() {
         let line = line.map_err(|e| format!("cannot read line {}: {e}", number + 1))?;
+        progress.advance(line.len() as u64 + 1, tally.cases);
         if line.trim().is_empty() {
             continue;
         }
-        if let Err(error) = report::decide_line(
+        match report::decide_line_as(
             engine,
             &line,
             selected,
             received,
             &mut evaluation,
             &mut buffer,
+            summary_colored,
         ) {
-            invalid += 1;
-            let problems: Vec<_> = error
-                .problems
-                .iter()
-                .map(|p| serde_json::json!({"key": p.key, "message": p.message}))
-                .collect();
-            let object = serde_json::json!({"line": number + 1, "error": error.to_string(), "problems": problems});
-            serde_json::to_writer(&mut buffer, &object)
-                .map_err(|e| format!("cannot write: {e}"))?;
-            buffer.push(b'\n');
+            Ok(()) => tally.decided(&evaluation),
+            Err(error) => {
+                tally.invalid += 1;
+                let problems: Vec<_> = error
+                    .problems
+                    .iter()
+                    .map(|p| serde_json::json!({"key": p.key, "message": p.message}))
+                    .collect();
+                let object = serde_json::json!({"line": number + 1, "error": error.to_string(), "problems": problems});
+                serde_json::to_writer(&mut buffer, &object).map_err(json_write_error)?;
+                buffer.push(b'\n');
+            }
         }
         if buffer.len() >= 1 << 15 {
             out.write_all(&buffer).map_err(write_error)?;
@@ -370,15 +537,109 @@ fn run_batch(
     }
     out.write_all(&buffer).map_err(write_error)?;
     out.flush().map_err(write_error)?;
-    if invalid > 0 {
+    progress.finish();
+    eprintln!("{}", tally.line(progress.started.elapsed()));
+    if tally.invalid > 0 {
         return Err(format!(
-            "{invalid} invalid case line(s); each is answered with an error object"
+            "{} invalid case line(s); each is answered with an error object",
+            tally.invalid
         ));
     }
     Ok(())
 }
 
-fn list_policies(engine: &Engine) {
+/// The cases and outcomes of a batch, for its summary on standard error.
+#[derive(Default)]
+struct Tally {
+    cases: u64,
+    invalid: u64,
+    /// Decisions by outcome (one per policy and case): approve, deny, review, incomplete,
+    /// not_applicable.
+    outcomes: [u64; 5],
+}
+
+impl Tally {
+    fn decided(&mut self, evaluation: &priorauth_core::Evaluation) {
+        use priorauth_core::Outcome;
+        self.cases += 1;
+        for (_, decision) in &evaluation.decisions {
+            let slot = match decision.outcome {
+                Outcome::Approve => 0,
+                Outcome::Deny => 1,
+                Outcome::Review => 2,
+                Outcome::Incomplete => 3,
+                Outcome::NotApplicable => 4,
+            };
+            if let Some(count) = self.outcomes.get_mut(slot) {
+                *count += 1;
+            }
+        }
+    }
+
+    fn line(&self, elapsed: std::time::Duration) -> String {
+        let [approve, deny, review, incomplete, not_applicable] = self.outcomes;
+        let seconds = elapsed.as_secs_f64();
+        format!(
+            "{} cases decided in {seconds:.2} s ({:.0} per second), {} invalid; decisions: {approve} approve, {deny} deny, {review} review, {incomplete} incomplete, {not_applicable} not_applicable",
+            self.cases,
+            self.cases as f64 / seconds.max(1e-9),
+            self.invalid
+        )
+    }
+}
+
+/// A progress line on standard error when it is a terminal, redrawn at most five times a
+/// second: a bar when the input's size is known, the count of cases otherwise.
+struct Progress {
+    shown: bool,
+    total: Option<u64>,
+    read: u64,
+    started: std::time::Instant,
+    drawn: std::time::Instant,
+}
+
+impl Progress {
+    fn new(total: Option<u64>) -> Progress {
+        use std::io::IsTerminal;
+        let now = std::time::Instant::now();
+        Progress {
+            shown: io::stderr().is_terminal(),
+            total,
+            read: 0,
+            started: now,
+            drawn: now,
+        }
+    }
+
+    fn advance(&mut self, bytes: u64, cases: u64) {
+        self.read += bytes;
+        if !self.shown || self.drawn.elapsed() < std::time::Duration::from_millis(200) {
+            return;
+        }
+        self.drawn = std::time::Instant::now();
+        let line = match self.total {
+            Some(total) if total > 0 => {
+                let done = (self.read.min(total) * 30 / total) as usize;
+                format!(
+                    "[{}{}] {:>3}%  {cases} cases",
+                    "#".repeat(done),
+                    ".".repeat(30 - done),
+                    self.read.min(total) * 100 / total
+                )
+            }
+            _ => format!("{cases} cases"),
+        };
+        eprint!("\r{line}");
+    }
+
+    fn finish(&self) {
+        if self.shown && self.drawn != self.started {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+fn list_policies(engine: &Engine) -> Result<(), String> {
     for policy in &engine.policies {
         let drugs: Vec<&str> = policy
             .drugs
@@ -391,20 +652,22 @@ fn list_policies(engine: &Engine) {
                     .map(|drug| drug.id.as_str())
             })
             .collect();
-        println!("{}", policy.id);
-        println!("  {}", policy.title);
-        println!(
+        outln!("{}", policy.id);
+        outln!("  {}", policy.title);
+        outln!(
             "  payer: {}; document: {}; source: policies/sources/{}",
-            policy.payer, policy.document, policy.source_file
+            policy.payer,
+            policy.document,
+            policy.source_file
         );
-        println!(
+        outln!(
             "  version: {}; effective: {}",
             policy.version,
             policy
                 .effective
                 .map_or_else(|| "not stated".to_string(), |d| d.to_string())
         );
-        println!("  drugs: {}", drugs.join(", "));
+        outln!("  drugs: {}", drugs.join(", "));
         let lines: Vec<&str> = match policy.lines_of_business {
             None => vec!["all (none stated)"],
             Some(mask) => priorauth_core::case::LineOfBusiness::VARIANTS
@@ -414,7 +677,7 @@ fn list_policies(engine: &Engine) {
                 .map(|(_, name)| *name)
                 .collect(),
         };
-        println!("  lines of business: {}", lines.join(", "));
+        outln!("  lines of business: {}", lines.join(", "));
         let pathways: Vec<String> = policy
             .pathways
             .iter()
@@ -431,13 +694,14 @@ fn list_policies(engine: &Engine) {
                 ),
             })
             .collect();
-        println!("  pathways: {}", pathways.join(", "));
-        println!(
+        outln!("  pathways: {}", pathways.join(", "));
+        outln!(
             "  criteria: {}; exclusions: {}\n",
             policy.criteria.len(),
             policy.exclusions.len()
         );
     }
+    Ok(())
 }
 
 fn generate_cases(count: u64, seed: u64, unknown_percent: u64) -> Result<(), String> {
@@ -445,11 +709,10 @@ fn generate_cases(count: u64, seed: u64, unknown_percent: u64) -> Result<(), Str
     let mut out = BufWriter::new(io::stdout().lock());
     for index in 0..count {
         let case = generate::case(&mut rng, index, unknown_percent);
-        serde_json::to_writer(&mut out, &case).map_err(|e| format!("cannot write: {e}"))?;
-        out.write_all(b"\n")
-            .map_err(|e| format!("cannot write: {e}"))?;
+        serde_json::to_writer(&mut out, &case).map_err(json_write_error)?;
+        out.write_all(b"\n").map_err(write_error)?;
     }
-    out.flush().map_err(|e| format!("cannot write: {e}"))
+    out.flush().map_err(write_error)
 }
 
 /// A `YYYY-MM-DD` argument.

@@ -22,15 +22,49 @@ async fn connect() -> Result<Store, String> {
         .map_err(|e| e.to_string())
 }
 
-pub fn serve(engine: Engine, listen: &str, plans: Option<&Path>) -> Result<(), String> {
+pub fn serve(
+    engine: Engine,
+    listen: &str,
+    plans: Option<&Path>,
+    policies: Option<&Path>,
+) -> Result<(), String> {
     let plans_text = plans
         .map(|p| {
             std::fs::read_to_string(p).map_err(|e| format!("cannot read `{}`: {e}", p.display()))
         })
         .transpose()?;
+    // Policies of a directory need plans naming them: the bundled plans name the bundled ones.
+    let plans_hint = |error: String| match (policies, plans) {
+        (Some(dir), None) => format!(
+            "{error}\nThe bundled plans (config/plans.toml) name the bundled policies; the policies of {} need a plans file naming them: copy config/plans.toml, give each plan `policies = {{ DRUG = \"POLICY-ID\" }}` from `priorauth --policies {} policies`, and pass --plans FILE (`priorauth policy new` prints a plan entry)",
+            dir.display(),
+            dir.display()
+        ),
+        _ => error,
+    };
+    let unplanned: Vec<String> = engine
+        .current()
+        .iter()
+        .filter_map(|i| engine.policies.get(*i))
+        .map(|p| p.id.clone())
+        .collect();
     runtime()?.block_on(async {
         let url = database_url();
-        let state = priorauth_service::state(engine, plans_text.as_deref(), &url).await?;
+        let state = priorauth_service::state(engine, plans_text.as_deref(), &url)
+            .await
+            .map_err(plans_hint)?;
+        let planned: Vec<&String> = state
+            .service
+            .plans
+            .plans
+            .iter()
+            .flat_map(|p| p.policies.values())
+            .collect();
+        for id in unplanned.iter().filter(|id| !planned.contains(id)) {
+            eprintln!(
+                "note: policy `{id}` is in no plan, so the service decides no request by it: add a plan naming it to the plans file (--plans FILE)"
+            );
+        }
         let listener = bind(listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;

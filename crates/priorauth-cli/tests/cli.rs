@@ -78,7 +78,8 @@ fn json_follows_the_decision_contract() {
             "eocco-0382",
             "evolent-cg-3258",
             "express-scripts-blincyto",
-            "masshealth-all-single-agent"
+            "masshealth-all-single-agent",
+            "northwind-rx-onc-118"
         ]
     );
     let eocco = &results[1];
@@ -115,6 +116,7 @@ fn text_is_a_tree_with_marks_and_sources() {
             case("E06.json").to_str().unwrap(),
             "--policy",
             "eocco-0382",
+            "--explain",
         ],
         None,
     );
@@ -429,4 +431,238 @@ fn lint_diff_and_impact_from_the_command_line() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("300 cases"), "{}", stdout(&output));
     std::fs::remove_file(&cases).unwrap();
+}
+
+/// A copy of `tests/authoring/acme` (a policy and the facts it declares, not bundled) in a
+/// fresh temporary directory.
+fn authored_policy_dir(test: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("priorauth-authoring-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("sources")).unwrap();
+    let from = root().join("tests/authoring/acme");
+    for name in ["acme-widget.toml", "facts.toml", "sources/acme-widget.txt"] {
+        std::fs::copy(from.join(name), dir.join(name)).unwrap();
+    }
+    dir
+}
+
+fn authored_case(facts: Value) -> String {
+    let mut case: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/authoring/acme-case.json")).unwrap(),
+    )
+    .unwrap();
+    case["facts"] = facts;
+    case.to_string()
+}
+
+#[test]
+fn a_policy_and_its_declared_facts_load_from_a_directory_and_decide() {
+    let dir = authored_policy_dir("decide");
+    let dir = dir.to_str().unwrap();
+    let decide = |facts: Value| {
+        let output = run(
+            &["--policies", dir, "evaluate", "-", "--format", "json"],
+            Some(&authored_case(facts)),
+        );
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+        report["results"][0].clone()
+    };
+    // Met: every declared fact given and within the policy.
+    let met = decide(
+        serde_json::json!({"labs.qtc": 452, "labs.ecg_date": "2026-05-10", "diagnosis.tp53": "wild_type"}),
+    );
+    assert_eq!(met["policy"], "acme-widget");
+    assert_eq!(met["outcome"], "approve", "{met}");
+    assert_eq!(met["quantity"]["cycles"], 2, "{met}");
+    // Not met: each declared fact on the wrong side.
+    for (key, value) in [
+        ("labs.qtc", serde_json::json!(480)),
+        ("labs.ecg_date", serde_json::json!("2026-05-03")),
+        ("diagnosis.tp53", serde_json::json!("mutated")),
+    ] {
+        let mut facts = serde_json::json!({"labs.qtc": 452, "labs.ecg_date": "2026-05-10", "diagnosis.tp53": "wild_type"});
+        facts[key] = value;
+        let not_met = decide(facts);
+        assert_eq!(not_met["outcome"], "deny", "{key}: {not_met}");
+    }
+    // Unknown: absent or null, and asked for by name.
+    for key in ["labs.qtc", "labs.ecg_date", "diagnosis.tp53"] {
+        let mut facts = serde_json::json!({"labs.qtc": 452, "labs.ecg_date": "2026-05-10", "diagnosis.tp53": "wild_type"});
+        facts[key] = Value::Null;
+        let unknown = decide(facts);
+        assert_eq!(unknown["outcome"], "incomplete", "{key}: {unknown}");
+        assert_eq!(
+            unknown["missing"],
+            serde_json::json!([key]),
+            "{key}: {unknown}"
+        );
+    }
+    // The policy's source document is read beside it: its quotes are checked.
+    let lint = run(&["--policies", dir, "policy", "lint"], None);
+    assert_eq!(lint.status.code(), Some(0), "{}", stdout(&lint));
+    assert!(
+        stdout(&lint).contains("0 not acknowledged"),
+        "{}",
+        stdout(&lint)
+    );
+    let facts = run(&["--policies", dir, "policy", "facts"], None);
+    assert!(
+        stdout(&facts).contains("labs.qtc  [declared] number 200 to 800 ms; asked for initial"),
+        "{}",
+        stdout(&facts)
+    );
+}
+
+#[test]
+fn a_declared_fact_of_the_wrong_type_or_name_is_bad_input_naming_it() {
+    let dir = authored_policy_dir("bad");
+    let dir = dir.to_str().unwrap();
+    for (facts, key) in [
+        (serde_json::json!({"labs.qtc": 5000}), "facts.labs.qtc"),
+        (serde_json::json!({"labs.qtc": "452"}), "facts.labs.qtc"),
+        (
+            serde_json::json!({"labs.ecg_date": "2026-05-19"}),
+            "facts.labs.ecg_date",
+        ),
+        (
+            serde_json::json!({"diagnosis.tp53": "unknown"}),
+            "facts.diagnosis.tp53",
+        ),
+        (serde_json::json!({"labs.qtc_ms": 452}), "facts.labs.qtc_ms"),
+    ] {
+        let output = run(
+            &["--policies", dir, "evaluate", "-"],
+            Some(&authored_case(facts.clone())),
+        );
+        assert_eq!(output.status.code(), Some(1), "{facts}");
+        assert!(
+            stderr(&output).contains(&format!("`{key}`")),
+            "{facts}: {}",
+            stderr(&output)
+        );
+    }
+    // A quote missing from the source document is a finding, not "0 findings".
+    let policy = Path::new(dir).join("acme-widget.toml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(
+        &policy,
+        text.replace("TP53 is wild type\"", "TP53 is not mutated\""),
+    )
+    .unwrap();
+    let lint = run(&["--policies", dir, "policy", "lint"], None);
+    assert_eq!(lint.status.code(), Some(5), "{}", stdout(&lint));
+}
+
+#[test]
+fn a_closed_pipe_ends_the_command_quietly() {
+    // `priorauth policies | head -1`: the reader goes after one line.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_priorauth"))
+        .args(["policy", "facts"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
+}
+
+#[test]
+fn text_is_a_summary_row_per_policy_and_several_files_decide_past_an_invalid_one() {
+    let bad = std::env::temp_dir().join(format!("priorauth-bad-{}.json", std::process::id()));
+    std::fs::write(&bad, r#"{"patient": {"weight_kg": -3}}"#).unwrap();
+    let files = [
+        case("E06.json").to_str().unwrap().to_string(),
+        bad.to_str().unwrap().to_string(),
+        case("E01.json").to_str().unwrap().to_string(),
+    ];
+    let args = |extra: &[&str]| {
+        let mut args = vec!["evaluate"];
+        args.extend(files.iter().map(String::as_str));
+        args.extend(extra);
+        args.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+    };
+    let run_owned =
+        |args: Vec<String>| run(&args.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    // Text, piped: plain rows (no color codes), one per policy; the invalid file is named
+    // on standard error and the next file is still decided; exit 1 at the end.
+    let text = run_owned(args(&["--policy", "eocco-0382"]));
+    assert_eq!(text.status.code(), Some(1));
+    let rows = stdout(&text);
+    assert!(
+        rows.contains("case E06\n  eocco-0382  INCOMPLETE      missing: diagnosis.mrd_percent"),
+        "{rows}"
+    );
+    assert!(rows.contains("case E01\n  eocco-0382  APPROVE "), "{rows}");
+    assert!(!rows.contains('\x1b'), "{rows}");
+    assert!(
+        stderr(&text).contains("patient.weight_kg"),
+        "{}",
+        stderr(&text)
+    );
+    assert!(
+        stderr(&text).contains("1 of 3 case files invalid"),
+        "{}",
+        stderr(&text)
+    );
+    // JSON for several files: one document per line, the invalid file an error line.
+    let json = run_owned(args(&["--format", "json"]));
+    assert_eq!(json.status.code(), Some(1));
+    let lines: Vec<Value> = stdout(&json)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["case"], "E06");
+    assert_eq!(lines[1]["problems"][0]["key"], "patient.weight_kg");
+    assert_eq!(lines[2]["case"], "E01");
+    // A batch in text: summary rows, and the summary of the run on standard error.
+    let batch = run(
+        &["evaluate", "--batch", "-", "--format", "text"],
+        Some(&format!(
+            "{}\n{}\n",
+            std::fs::read_to_string(case("E01.json"))
+                .unwrap()
+                .replace('\n', " "),
+            std::fs::read_to_string(case("E06.json"))
+                .unwrap()
+                .replace('\n', " ")
+        )),
+    );
+    assert_eq!(batch.status.code(), Some(0), "{}", stderr(&batch));
+    assert!(
+        stdout(&batch).starts_with("case E01\n"),
+        "{}",
+        stdout(&batch)
+    );
+    assert!(
+        stderr(&batch).contains("2 cases decided"),
+        "{}",
+        stderr(&batch)
+    );
+}
+
+/// docs/policy-format.md lists every fact as `priorauth policy facts` prints it.
+#[test]
+fn the_policy_format_lists_every_fact_as_policy_facts_prints_it() {
+    let output = run(&["policy", "facts"], None);
+    assert!(output.status.success());
+    let doc = std::fs::read_to_string(root().join("docs/policy-format.md")).unwrap();
+    let begin = "<!-- policy facts: begin -->\n```text\n";
+    let end = "```\n<!-- policy facts: end -->";
+    let listed = doc
+        .split_once(begin)
+        .and_then(|(_, rest)| rest.split_once(end))
+        .map(|(listed, _)| listed)
+        .expect("the markers in docs/policy-format.md");
+    assert_eq!(
+        listed,
+        stdout(&output),
+        "docs/policy-format.md is stale: put the output of `priorauth policy facts` between its markers"
+    );
 }

@@ -1,4 +1,4 @@
-//! `cargo bench -p priorauth-core`: how fast the five policies decide a generated
+//! `cargo bench -p priorauth-core`: how fast the bundled policies decide a generated
 //! population, measured against a bare JSON parse of the same cases in the same run.
 //!
 //! Every figure is the best of several rounds over the whole population (best, because
@@ -64,7 +64,7 @@ fn main() {
         }
     });
 
-    // In-process: facts and all five decisions, from parsed cases.
+    // In-process: facts and every policy's decision, from parsed cases.
     let mut evaluation = Evaluation::default();
     let decide = best_of(|| {
         for case in &cases {
@@ -146,7 +146,10 @@ fn main() {
     row("baseline: serde_json typed parse (Case)", typed_parse);
     row("baseline: serde_json parse to Value", value_parse);
     row("parse and validate (Engine::parse_case)", validated_parse);
-    row("decide: facts + 5 policies, in-process", decide);
+    row(
+        &format!("decide: facts + {n_policies} policies, in-process"),
+        decide,
+    );
     row(
         "  of which computing the facts (derived, label)",
         facts_only,

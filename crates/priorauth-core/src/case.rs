@@ -26,6 +26,13 @@ pub struct Case {
     pub history: Option<History>,
     #[serde(default)]
     pub prescriber: Option<Prescriber>,
+    /// Facts declared in data by the loaded policies (`facts.toml`), by name: checked against
+    /// their declarations when the engine parses the case ([`crate::Engine::parse_case`]).
+    /// Each value is JSON as given (its declaration says which type is right; `null` is
+    /// unknown): read as `serde_json::Value`, which keeps numbers whatever serde_json's
+    /// features, where an untagged enum would not.
+    #[serde(default)]
+    pub facts: Option<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -127,8 +134,19 @@ pub struct History {
     pub prior_systemic_therapies: Option<u32>,
     #[serde(default)]
     pub tkis: Option<Vec<TkiTrial>>,
+    /// Cycles of the requested drug already given in this course.
+    #[serde(default)]
+    pub cycles_given: Option<u32>,
+    /// Of those, continued-therapy cycles (Blincyto's cycles 6 to 9 in relapsed or
+    /// refractory disease).
+    #[serde(default)]
+    pub continued_cycles_given: Option<u32>,
+    /// Deprecated name of `cycles_given`, read for a Blincyto request or one that names no
+    /// drug ([`History::cycles_given_for`]); on another drug's request it is that drug's
+    /// history, not the requested one's, and is not read.
     #[serde(default)]
     pub blinatumomab_cycles: Option<u32>,
+    /// Deprecated name of `continued_cycles_given`, read as `blinatumomab_cycles` is.
     #[serde(default)]
     pub blinatumomab_continued_cycles: Option<u32>,
     #[serde(default)]
@@ -177,6 +195,29 @@ pub struct Prescriber {
     pub specialty: Option<Specialty>,
     #[serde(default)]
     pub consulting_specialty: Option<Specialty>,
+}
+
+impl History {
+    /// Cycles of the requested drug (`drug`, `None` when the request names none) already
+    /// given in this course: `cycles_given`, or its deprecated name `blinatumomab_cycles`
+    /// on a Blincyto request or one that names no drug.
+    pub fn cycles_given_for(&self, drug: Option<&str>) -> Option<u32> {
+        self.cycles_given
+            .or(self.blinatumomab_cycles.filter(|_| old_names_apply(drug)))
+    }
+
+    /// Of those, continued-therapy cycles, as [`History::cycles_given_for`].
+    pub fn continued_cycles_given_for(&self, drug: Option<&str>) -> Option<u32> {
+        self.continued_cycles_given.or(self
+            .blinatumomab_continued_cycles
+            .filter(|_| old_names_apply(drug)))
+    }
+}
+
+/// The deprecated `history.blinatumomab_*` keys describe the requested drug's course only when
+/// it is Blincyto (or the request names no drug, as cases written before other drugs did).
+fn old_names_apply(drug: Option<&str>) -> bool {
+    drug.is_none_or(|d| d == "blinatumomab")
 }
 
 /// Declares a closed set of case values: the serde names are the spec's, and `VARIANTS`
@@ -557,17 +598,20 @@ pub fn validate(case: &Case, known_drugs: &[impl AsRef<str>]) -> Result<(), Case
     }
     // A renewal continues a course: it cannot start one at cycle 1.
     if let Some(request) = &case.request {
-        let given = case.history.as_ref().and_then(|h| h.blinatumomab_cycles);
-        let blinatumomab = request.drug.as_deref() == Some("blinatumomab");
+        let given = case
+            .history
+            .as_ref()
+            .and_then(|h| h.cycles_given_for(request.drug.as_deref()));
+        let drug_stated = request.drug.is_some();
         if request.kind == Some(RequestKind::Renewal) {
             if request.first_cycle == Some(1) {
                 problem(
                     "request.first_cycle",
                     "cycle 1 starts a course; a renewal (request.kind) continues one".to_string(),
                 );
-            } else if blinatumomab && given == Some(0) {
+            } else if drug_stated && given == Some(0) {
                 problem(
-                    "history.blinatumomab_cycles",
+                    "history.cycles_given",
                     "no cycle given yet; a renewal (request.kind) continues a course".to_string(),
                 );
             }
@@ -689,41 +733,71 @@ pub fn validate(case: &Case, known_drugs: &[impl AsRef<str>]) -> Result<(), Case
     if let Some(history) = &case.history {
         // The course position a request declares must be the one its history gives: a
         // request cannot restart a course at cycle 1 after 4 cycles, nor skip ahead.
-        let blinatumomab = case
-            .request
-            .as_ref()
-            .and_then(|r| r.drug.as_deref())
-            .is_some_and(|d| d == "blinatumomab");
+        let drug = case.request.as_ref().and_then(|r| r.drug.as_deref());
         let first = case.request.as_ref().and_then(|r| r.first_cycle);
-        if let (true, Some(first), Some(given)) = (blinatumomab, first, history.blinatumomab_cycles)
-        {
+        let given = history.cycles_given_for(drug);
+        let continued_given = history.continued_cycles_given_for(drug);
+        if let (true, Some(first), Some(given)) = (drug.is_some(), first, given) {
             if u64::from(first) != u64::from(given) + 1 {
                 problem(
                     "request.first_cycle",
                     format!(
-                        "cycle {first} does not follow the {given} cycles already given (history.blinatumomab_cycles): the request starts at cycle {}",
+                        "cycle {first} does not follow the {given} cycles already given (history.cycles_given): the request starts at cycle {}",
                         u64::from(given) + 1
                     ),
                 );
             }
         }
-        if let (Some(all), Some(continued)) = (
-            history.blinatumomab_cycles,
-            history.blinatumomab_continued_cycles,
-        ) {
+        if let (Some(all), Some(continued)) = (given, continued_given) {
             if continued > all {
                 problem(
-                    "history.blinatumomab_continued_cycles",
+                    "history.continued_cycles_given",
                     format!(
-                        "{continued} continued cycles are more than the {all} cycles given (history.blinatumomab_cycles)"
+                        "{continued} continued cycles are more than the {all} cycles given (history.cycles_given)"
                     ),
                 );
+            }
+        }
+        // A new key and its deprecated name must not disagree.
+        for (key, old_key, new, old) in [
+            (
+                "history.cycles_given",
+                "history.blinatumomab_cycles",
+                history.cycles_given,
+                history.blinatumomab_cycles,
+            ),
+            (
+                "history.continued_cycles_given",
+                "history.blinatumomab_continued_cycles",
+                history.continued_cycles_given,
+                history.blinatumomab_continued_cycles,
+            ),
+        ] {
+            if let (Some(new), Some(old), true) = (new, old, old_names_apply(drug)) {
+                if new != old {
+                    problem(
+                        key,
+                        format!(
+                            "{new} differs from {old} given under its deprecated name ({old_key}): give one"
+                        ),
+                    );
+                }
             }
         }
         for (key, value, max) in [
             (
                 "history.prior_systemic_therapies",
                 history.prior_systemic_therapies,
+                MAX_COURSE_CYCLES,
+            ),
+            (
+                "history.cycles_given",
+                history.cycles_given,
+                MAX_COURSE_CYCLES,
+            ),
+            (
+                "history.continued_cycles_given",
+                history.continued_cycles_given,
                 MAX_COURSE_CYCLES,
             ),
             (
@@ -853,6 +927,52 @@ mod tests {
     use super::*;
 
     const DRUGS: &[&str] = &["blinatumomab", "inotuzumab_ozogamicin"];
+
+    #[test]
+    fn cycles_given_reads_its_deprecated_blincyto_name_only_for_blincyto() {
+        let case = |drug: &str, history: &str| {
+            parse_case(
+                &format!(r#"{{"request": {{"drug": {drug}}}, "history": {history}}}"#),
+                DRUGS,
+            )
+        };
+        let old = case(r#""blinatumomab""#, r#"{"blinatumomab_cycles": 2}"#).unwrap();
+        let new = case(r#""blinatumomab""#, r#"{"cycles_given": 2}"#).unwrap();
+        let given = |c: &Case| {
+            let drug = c.request.as_ref().and_then(|r| r.drug.as_deref());
+            c.history.as_ref().and_then(|h| h.cycles_given_for(drug))
+        };
+        assert_eq!(given(&old), Some(2));
+        assert_eq!(given(&new), Some(2));
+        // Without a drug, as cases written for Blincyto alone were.
+        assert_eq!(
+            given(&case("null", r#"{"blinatumomab_cycles": 2}"#).unwrap()),
+            Some(2)
+        );
+        // Blincyto's cycles are not Besponsa's.
+        assert_eq!(
+            given(
+                &case(
+                    r#""inotuzumab_ozogamicin""#,
+                    r#"{"blinatumomab_cycles": 2}"#
+                )
+                .unwrap()
+            ),
+            None
+        );
+        assert_eq!(
+            given(&case(r#""inotuzumab_ozogamicin""#, r#"{"cycles_given": 2}"#).unwrap()),
+            Some(2)
+        );
+        // Both names, disagreeing: an error naming the new key.
+        let error = case(
+            r#""blinatumomab""#,
+            r#"{"cycles_given": 2, "blinatumomab_cycles": 3}"#,
+        )
+        .unwrap_err();
+        assert_eq!(error.problems[0].key, "history.cycles_given");
+        assert!(error.problems[0].message.contains("deprecated"), "{error}");
+    }
 
     fn first_key(json: &str) -> String {
         parse_case(json, DRUGS).unwrap_err().problems[0].key.clone()

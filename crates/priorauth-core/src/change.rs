@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::eval;
-use crate::facts::{FACTS, FactType};
+use crate::facts::FactType;
 use crate::policy::{Check, Criterion, Node, Outcome, Pathway, Policy};
 use crate::{Case, Engine};
 
@@ -190,10 +190,7 @@ fn rule(policy: &Policy, criterion: &Criterion) -> String {
             let absent = test.if_unknown.map_or(String::new(), |v| {
                 format!(" (undocumented: {})", if v { "met" } else { "not met" })
             });
-            format!(
-                "{} {check}{absent}",
-                FACTS.get(test.fact as usize).map_or("?", |f| f.name)
-            )
+            format!("{} {check}{absent}", test.fact.def().name)
         }
     }
 }
@@ -222,9 +219,42 @@ pub struct Impact {
     pub cases: usize,
     /// (from, to) -> (count, the first few case ids).
     pub moves: BTreeMap<(Outcome, Outcome), (usize, Vec<String>)>,
+    /// Approvals under both versions whose terms change: (what, from, to) -> (count, the
+    /// first few case ids). `what` is `period days`, `cycles` or `units per cycle`.
+    pub terms: BTreeMap<(&'static str, u64, u64), (usize, Vec<String>)>,
+}
+
+/// The terms of an approval that differ between two decisions: the period's length in days,
+/// the cycles and the units per cycle granted.
+fn term_changes(old: &eval::Decision, new: &eval::Decision) -> Vec<(&'static str, u64, u64)> {
+    let days = |d: &eval::Decision| {
+        d.authorization
+            .map(|(start, end)| end.days_since(start).max(0) as u64 + 1)
+    };
+    let granted = |d: &eval::Decision| d.quantity.map(|q| (q.cycles, q.units_per_cycle));
+    let mut changes = Vec::new();
+    if let (Some(a), Some(b)) = (days(old), days(new)) {
+        if a != b {
+            changes.push(("period days", a, b));
+        }
+    }
+    if let (Some((cycles_a, units_a)), Some((cycles_b, units_b))) = (granted(old), granted(new)) {
+        if cycles_a != cycles_b {
+            changes.push(("cycles", u64::from(cycles_a), u64::from(cycles_b)));
+        }
+        if units_a != units_b {
+            changes.push(("units per cycle", u64::from(units_a), u64::from(units_b)));
+        }
+    }
+    changes
 }
 
 impl Impact {
+    /// Approvals whose period, cycles or units change (one case may count in several).
+    pub fn terms_changed(&self) -> usize {
+        self.terms.values().map(|(n, _)| n).sum()
+    }
+
     pub fn moved(&self) -> usize {
         self.moves
             .iter()
@@ -245,16 +275,29 @@ pub fn impact<'a>(
 ) -> Impact {
     let mut result = Impact::default();
     for (index, case) in cases.into_iter().enumerate() {
-        let facts = engine.facts(case);
+        let mut facts = engine.facts(case);
         let date = case.request.as_ref().and_then(|r| r.date);
-        let before = eval::decide(old, &facts, date).outcome;
-        let after = eval::decide(new, &facts, date).outcome;
+        crate::declared::tag(&mut facts, &old.declared);
+        let old_decision = eval::decide(old, &facts, date);
+        crate::declared::tag(&mut facts, &new.declared);
+        let new_decision = eval::decide(new, &facts, date);
+        let (before, after) = (old_decision.outcome, new_decision.outcome);
+        let id = || case.id.clone().unwrap_or_else(|| format!("#{}", index + 1));
         let entry = result.moves.entry((before, after)).or_default();
         entry.0 += 1;
         if before != after && entry.1.len() < examples {
-            entry
-                .1
-                .push(case.id.clone().unwrap_or_else(|| format!("#{}", index + 1)));
+            entry.1.push(id());
+        }
+        // An approval that stays an approval may still grant less (or more): a shorter
+        // period or fewer cycles is money and care, reported as a move of its own.
+        if (before, after) == (Outcome::Approve, Outcome::Approve) {
+            for change in term_changes(&old_decision, &new_decision) {
+                let entry = result.terms.entry(change).or_default();
+                entry.0 += 1;
+                if entry.1.len() < examples {
+                    entry.1.push(id());
+                }
+            }
         }
         result.cases += 1;
     }

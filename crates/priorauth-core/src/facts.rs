@@ -8,7 +8,13 @@
 use crate::case::*;
 use crate::date::Date;
 
-/// A set of case keys, one bit per entry of [`CASE_KEYS`].
+/// A set of case keys: one bit per entry of [`CASE_KEYS`], and from [`FIRST_DECLARED_BIT`] one
+/// per fact declared in data that the policy being decided reads (`Policy::declared`, in its
+/// order: the bits of a declared fact are the policy's, set by [`crate::declared::tag`]).
+///
+/// 64 bits: a `Truth` and a `Value` of 16 bytes are returned in registers. A `u128` set
+/// (room for more declared facts per policy) made deciding the six policies take 1,078 ns a
+/// case instead of 633 (BENCHMARKS.md).
 pub type Missing = u64;
 
 /// The case keys a requester can be asked for, in the spec's order. `missing` lists are
@@ -48,8 +54,8 @@ pub const CASE_KEYS: [&str; 50] = [
     "history.induction_regimen",
     "history.prior_systemic_therapies",
     "history.tkis",
-    "history.blinatumomab_cycles",
-    "history.blinatumomab_continued_cycles",
+    "history.cycles_given",
+    "history.continued_cycles_given",
     "history.progression_on_blinatumomab",
     "history.hypersensitivity",
     "history.live_vaccine_within_2_weeks",
@@ -82,7 +88,19 @@ pub fn key_bit(key: &str) -> Option<Missing> {
 }
 
 /// The case keys of a set, in [`CASE_KEYS`] order.
-pub fn missing_keys(missing: Missing) -> impl Iterator<Item = &'static str> {
+/// The first bit of a [`Missing`] that names a declared fact (of the policy decided).
+pub const FIRST_DECLARED_BIT: usize = CASE_KEYS.len();
+
+/// The most facts declared in data that one policy may read: the bits of a [`Missing`] the
+/// case keys leave.
+pub const MAX_DECLARED_PER_POLICY: usize = 64 - CASE_KEYS.len();
+
+/// The bits of the case keys in a [`Missing`].
+pub const CASE_KEYS_MASK: Missing = (1 << CASE_KEYS.len()) - 1;
+
+/// The case keys of a set, in [`CASE_KEYS`] order. A decision's set may also name declared
+/// facts, which its policy names: `Policy::missing_keys`.
+pub fn case_keys(missing: Missing) -> impl Iterator<Item = &'static str> {
     CASE_KEYS
         .iter()
         .enumerate()
@@ -119,7 +137,7 @@ pub enum Value {
 }
 
 /// One fact of the registry.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FactDef {
     pub name: &'static str,
     pub fact_type: FactType,
@@ -127,18 +145,26 @@ pub struct FactDef {
     pub description: &'static str,
 }
 
+/// A fact: its index in [`FACTS`] for the facts of the case format (`FactId::RequestDrug`),
+/// or after them for a fact declared in data ([`declare`]). It indexes a case's [`Facts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FactId(u8);
+
 macro_rules! facts {
     ($($id:ident = $name:literal, $fact_type:expr, $description:literal;)+) => {
-        /// Index of each fact in [`FACTS`] and in a case's [`Facts`].
         #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         #[repr(u8)]
-        pub enum FactId { $($id),+ }
-        /// Every fact a policy may read.
+        enum Builtin { $($id),+ }
+        #[allow(non_upper_case_globals)]
+        impl FactId { $(pub const $id: FactId = FactId(Builtin::$id as u8);)+ }
+        /// The facts of the case format, to `use builtin::*` where many are read.
+        #[allow(non_upper_case_globals)]
+        pub(crate) mod builtin { use super::FactId; $(pub const $id: FactId = FactId::$id;)+ }
+        /// Every fact of the case format a policy may read.
         pub const FACTS: &[FactDef] = &[$(FactDef { name: $name, fact_type: $fact_type, description: $description }),+];
         pub const N_FACTS: usize = FACTS.len();
         pub(crate) const ALL_IDS: &[FactId] = &[$(FactId::$id),+];
-        // Each fact needs its own bit in a `Missing` when the linter tags unknown facts.
+        // Each fact needs its own bit in a `u64` when the linter tags unknown facts.
         const _: () = assert!(FACTS.len() <= 64);
     };
 }
@@ -159,8 +185,8 @@ facts! {
     RequestCycleLengthDays = "request.cycle_length_days", Number, "days per cycle";
     RequestTreatmentFreeDays = "request.treatment_free_days", Number, "derived: cycle length minus infusion days";
     RequestCycles = "request.cycles", Number, "cycles requested in this authorization";
-    RequestFirstCycle = "request.first_cycle", Number, "number in the whole course of the first requested cycle: request.first_cycle, or history.blinatumomab_cycles + 1; never before the cycles the current course's authorizations already cover (history.authorizations and their cycles: the records outrank the request; unknown when they contradict it without saying how many)";
-    RequestLastCycle = "request.last_cycle", Number, "derived: number in the whole course of the last requested cycle: first_cycle + cycles - 1, or, without first_cycle, history.blinatumomab_cycles + cycles";
+    RequestFirstCycle = "request.first_cycle", Number, "number in the whole course of the first requested cycle: request.first_cycle, or history.cycles_given + 1; never before the cycles the current course's authorizations already cover (history.authorizations and their cycles: the records outrank the request; unknown when they contradict it without saying how many)";
+    RequestLastCycle = "request.last_cycle", Number, "derived: number in the whole course of the last requested cycle: first_cycle + cycles - 1, or, without first_cycle, history.cycles_given + cycles";
     RequestContinuedCycles = "request.continued_cycles", Number, "derived: continued-therapy cycles (cycle 6 and later of relapsed/refractory therapy) given and requested, through the last requested cycle";
     RequestUnits = "request.units", Number, "billable units requested per request.units_period_days; a test with `per_days` rescales it to that period";
     RequestUnitsPerCycle = "request.units_per_cycle", Number, "derived: billable units requested for each cycle (docs/case-format.md, Quantities): request.units when they cover one cycle (request.units_period_days absent or the cycle length, or a period between the infusion days and the cycle length), else rescaled from their period to the cycle's infusion days or its length";
@@ -195,8 +221,8 @@ facts! {
     HistoryTki2gRelapsedOrRefractory = "history.tki_2g_relapsed_or_refractory", Bool, "derived: relapsed on, refractory to, or inadequate response to a second-generation or later TKI";
     HistoryTki2gIntolerant = "history.tki_2g_intolerant", Bool, "derived: intolerant of (or adverse reaction to) a second-generation or later TKI";
     HistoryImatinibIntolerantOrRefractory = "history.imatinib_intolerant_or_refractory", Bool, "derived: imatinib was tried without success (intolerant, adverse reaction, relapsed, refractory, inadequate response)";
-    HistoryBlinatumomabCycles = "history.blinatumomab_cycles", Number, "cycles of blinatumomab already given in this course";
-    HistoryBlinatumomabContinuedCycles = "history.blinatumomab_continued_cycles", Number, "of those, continued-therapy cycles";
+    HistoryCyclesGiven = "history.cycles_given", Number, "cycles of the requested drug already given in this course (deprecated name for Blincyto: history.blinatumomab_cycles)";
+    HistoryContinuedCyclesGiven = "history.continued_cycles_given", Number, "of those, continued-therapy cycles (deprecated name for Blincyto: history.blinatumomab_continued_cycles)";
     HistoryProgressionOnBlinatumomab = "history.progression_on_blinatumomab", Bool, "disease progressed on or after blinatumomab";
     HistoryHypersensitivity = "history.hypersensitivity", Bool, "known hypersensitivity to the requested drug or a component";
     HistoryLiveVaccineWithin2Weeks = "history.live_vaccine_within_2_weeks", Bool, "a live vaccine was given within 2 weeks before starting";
@@ -212,46 +238,187 @@ facts! {
 }
 
 impl FactId {
+    /// The fact's definition: the case format's, or its declaration's.
     pub fn def(self) -> &'static FactDef {
-        // INVARIANT: FACTS and FactId are generated from one list, in one order.
-        #[expect(
-            clippy::indexing_slicing,
-            reason = "FactId indexes FACTS by construction"
-        )]
-        &FACTS[self as usize]
+        match FACTS.get(self.index()) {
+            Some(def) => def,
+            None => self
+                .declaration()
+                .map_or(&UNDECLARED, |declared| &declared.def),
+        }
     }
 
+    /// A fact of the case format by name (declared facts are found through their engine,
+    /// [`crate::Engine::fact_by_name`]).
     pub fn by_name(name: &str) -> Option<FactId> {
+        // Deprecated names, which policy files written before them may read.
+        let name = match name {
+            "history.blinatumomab_cycles" => "history.cycles_given",
+            "history.blinatumomab_continued_cycles" => "history.continued_cycles_given",
+            name => name,
+        };
         FACTS
             .iter()
             .position(|f| f.name == name)
             .and_then(|i| ALL_IDS.get(i).copied())
     }
+
+    /// Position in a case's [`Facts`].
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+
+    /// Every place of a case's [`Facts`]: the case format's facts, then every place a
+    /// declared fact may take.
+    pub(crate) fn every_place() -> impl Iterator<Item = FactId> {
+        (0..N_FACTS + MAX_DECLARED).filter_map(|i| u8::try_from(i).ok().map(FactId))
+    }
+
+    /// The declaration of a fact declared in data; `None` for the case format's facts.
+    pub fn declaration(self) -> Option<&'static Declared> {
+        let position = self.index().checked_sub(N_FACTS)?;
+        declared_table().get(position).copied()
+    }
+
+    /// Whether the fact is declared in data (not the case format's).
+    pub fn is_declared(self) -> bool {
+        self.index() >= N_FACTS
+    }
 }
 
-/// The values of every fact for one case.
+const UNDECLARED: FactDef = FactDef {
+    name: "(undeclared)",
+    fact_type: FactType::Bool,
+    description: "",
+};
+
+/// The most distinct facts declared in data in one process: places in every fact table. A
+/// declaration repeated word for word (the same directory loaded again) takes no new place.
+pub const MAX_DECLARED: usize = 64;
+// Each case key needs its own bit, and some bits are left for declared facts.
+const _: () = assert!(CASE_KEYS.len() < 64);
+
+/// How a declared fact is given in a case's `facts` object.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DeclaredType {
+    Bool,
+    /// A number within `min..=max`, in the declaration's `unit`.
+    Number {
+        min: f64,
+        max: f64,
+    },
+    /// One of the declared values.
+    Enum,
+    /// A date (`YYYY-MM-DD`) no later than `request.date`; policies read the days from it to
+    /// `request.date`, so that "within 30 days of the request" is `le = 30`.
+    Date,
+}
+
+/// A fact declared in data: a policy directory's `facts.toml` (docs/policy-format.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Declared {
+    /// Name (the case key in `facts`), type and meaning, as policies read it.
+    pub def: FactDef,
+    pub value_type: DeclaredType,
+    /// The unit of a number (`ms`, `x ULN`, `%`), shown with its question.
+    pub unit: Option<&'static str>,
+    /// The question as a requester is asked it.
+    pub question: &'static str,
+    /// The request kinds that ask it (bit per `RequestKind` index).
+    pub kinds: u32,
+}
+
+static DECLARED: std::sync::RwLock<Vec<&'static Declared>> = std::sync::RwLock::new(Vec::new());
+
+fn declared_table() -> std::sync::RwLockReadGuard<'static, Vec<&'static Declared>> {
+    DECLARED
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Gives a declared fact its id and case key bit. A declaration equal to one already made in
+/// this process keeps that one's; another declaration of the same name takes a new place (so
+/// two policy directories loaded side by side each keep their own). The table lives as long
+/// as the process: a fact's definition is `'static`, as the case format's are.
+pub fn declare(declared: Declared) -> Result<FactId, String> {
+    let mut table = DECLARED
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let position = match table.iter().position(|d| **d == declared) {
+        Some(position) => position,
+        None => {
+            if table.len() >= MAX_DECLARED {
+                return Err(format!(
+                    "more than {MAX_DECLARED} distinct facts declared in this process"
+                ));
+            }
+            table.push(Box::leak(Box::new(declared)));
+            table.len() - 1
+        }
+    };
+    u8::try_from(N_FACTS + position)
+        .map(FactId)
+        .map_err(|_| "too many facts".to_string())
+}
+
+/// A text kept for the life of the process, once per distinct text: declared facts' names,
+/// meanings and values are `'static` like the case format's.
+pub fn intern(text: &str) -> &'static str {
+    static TEXTS: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut texts = TEXTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(known) = texts.iter().find(|t| **t == text) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(text.to_string().into_boxed_str());
+    texts.push(leaked);
+    leaked
+}
+
+/// A list of texts kept for the life of the process, as [`intern`].
+pub fn intern_list(list: &[String]) -> &'static [&'static str] {
+    static LISTS: std::sync::Mutex<Vec<&'static [&'static str]>> =
+        std::sync::Mutex::new(Vec::new());
+    let wanted: Vec<&'static str> = list.iter().map(|t| intern(t)).collect();
+    let mut lists = LISTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(known) = lists.iter().find(|l| **l == wanted.as_slice()) {
+        return known;
+    }
+    let leaked: &'static [&'static str] = Box::leak(wanted.into_boxed_slice());
+    lists.push(leaked);
+    leaked
+}
+
+/// The values of every fact for one case: the case format's facts, then the declared ones.
 #[derive(Debug, Clone)]
 pub struct Facts {
-    values: [Value; N_FACTS],
+    values: [Value; N_FACTS + MAX_DECLARED],
 }
 
 impl Default for Facts {
     fn default() -> Facts {
         Facts {
-            values: [Value::Unknown(0); N_FACTS],
+            values: [Value::Unknown(0); N_FACTS + MAX_DECLARED],
         }
     }
 }
 
 impl Facts {
-    #[expect(clippy::indexing_slicing, reason = "`values` has one entry per FactId")]
+    /// A fact's value (unknown for an id beyond the table; none is made).
     pub fn get(&self, id: FactId) -> Value {
-        self.values[id as usize]
+        self.values
+            .get(id.index())
+            .copied()
+            .unwrap_or(Value::Unknown(0))
     }
 
-    #[expect(clippy::indexing_slicing, reason = "`values` has one entry per FactId")]
     pub fn set(&mut self, id: FactId, value: Value) {
-        self.values[id as usize] = value;
+        if let Some(slot) = self.values.get_mut(id.index()) {
+            *slot = value;
+        }
     }
 
     /// Computes every fact but `request.on_label`, which needs the drug catalog's criteria
@@ -289,7 +456,7 @@ impl Facts {
         let history = case.history.as_ref().unwrap_or(&empty_history);
         let prescriber = case.prescriber.as_ref().unwrap_or(&empty_prescriber);
 
-        use FactId::*;
+        use builtin::*;
         let mut put = |id: FactId, key: usize, value: Option<Value>| {
             facts.set(id, value.unwrap_or(Value::Unknown(bit(key))));
         };
@@ -321,11 +488,11 @@ impl Facts {
         );
         // The next cycle of the course follows the ones already given (Blincyto's count
         // positions a Blincyto course only).
-        let blinatumomab_course = request.drug.as_deref().is_none_or(|d| d == "blinatumomab");
-        let first_cycle = request.first_cycle.or(history
-            .blinatumomab_cycles
-            .filter(|_| blinatumomab_course)
-            .map(|given| given.saturating_add(1)));
+        let drug_name = request.drug.as_deref();
+        let cycles_given = history.cycles_given_for(drug_name);
+        let first_cycle = request
+            .first_cycle
+            .or(cycles_given.map(|given| given.saturating_add(1)));
         put(RequestFirstCycle, 10, first_cycle.map(num));
         put(RequestUnits, 12, request.units.map(num));
         put(
@@ -423,15 +590,11 @@ impl Facts {
             32,
             history.prior_systemic_therapies.map(num),
         );
+        put(HistoryCyclesGiven, 34, cycles_given.map(num));
         put(
-            HistoryBlinatumomabCycles,
-            34,
-            history.blinatumomab_cycles.map(num),
-        );
-        put(
-            HistoryBlinatumomabContinuedCycles,
+            HistoryContinuedCyclesGiven,
             35,
-            history.blinatumomab_continued_cycles.map(num),
+            history.continued_cycles_given_for(drug_name).map(num),
         );
         put(
             HistoryProgressionOnBlinatumomab,
@@ -489,7 +652,7 @@ impl Facts {
         history: &History,
         as_of: Option<Date>,
     ) {
-        use FactId::*;
+        use builtin::*;
         const DATE: Missing = bit(2);
         const BIRTH: Missing = bit(15);
         const WEIGHT: Missing = bit(16);
@@ -706,7 +869,10 @@ fn salvage_in_second_remission(
         Some(n) => Truth::from_bool(n >= 2),
         None => Truth::Unknown(bit(26)),
     };
-    let on_the_drug = match (history.blinatumomab_cycles, request.first_cycle) {
+    let on_the_drug = match (
+        history.cycles_given_for(request.drug.as_deref()),
+        request.first_cycle,
+    ) {
         (Some(given), _) if given >= 1 => Truth::True,
         (_, Some(first)) if first >= 2 => Truth::True,
         (Some(_), Some(_)) => Truth::False,
@@ -782,7 +948,7 @@ pub fn current_course(past: &[PastAuthorization], date: Date) -> Course {
 
 /// The number in the course of the first requested cycle, the records outranking the
 /// request: `declared` is `request.first_cycle` as given (or after
-/// `history.blinatumomab_cycles`), `course` the current course of `history.authorizations`
+/// `history.cycles_given`), `course` the current course of `history.authorizations`
 /// (an error: the keys that would place it).
 ///
 /// Issue 13: "The payer's records win: course position (cycles already given, the cycle a
@@ -948,7 +1114,7 @@ impl Facts {
     /// the cycles already given) and the history's counts. `cycles` is the request's, or
     /// fewer when only a part of the request is approved.
     pub fn set_course_position(&mut self, cycles: Option<u32>) {
-        use FactId::*;
+        use builtin::*;
         let count = |value: Value| match value {
             Value::Number(n) if n >= 0.0 => Some(n as u64),
             _ => None,
@@ -976,9 +1142,9 @@ impl Facts {
         // given, when the history says, and the requested ones from the numbering.
         // A position the records moved past the declared cycles given leaves the declared
         // continued count behind: every cycle from 6 through the last is then counted.
-        let declared_given = count(self.get(HistoryBlinatumomabCycles));
+        let declared_given = count(self.get(HistoryCyclesGiven));
         let continued = match last_cycle {
-            Ok(last) => match (count(self.get(HistoryBlinatumomabContinuedCycles)), first) {
+            Ok(last) => match (count(self.get(HistoryContinuedCyclesGiven)), first) {
                 (Some(given), Some(first))
                     if declared_given.is_none_or(|all| first <= all.saturating_add(1)) =>
                 {
@@ -1003,7 +1169,7 @@ mod tests {
     #[test]
     fn the_registry_and_its_ids_agree() {
         for (index, id) in ALL_IDS.iter().enumerate() {
-            assert_eq!(*id as usize, index);
+            assert_eq!(id.index(), index);
             assert_eq!(FactId::by_name(FACTS[index].name), Some(*id));
         }
         assert_eq!(key_bit("history.authorizations"), Some(1 << 43));

@@ -4,7 +4,6 @@
 use std::fmt::Write as _;
 
 use crate::eval::{self, Truth};
-use crate::facts::missing_keys;
 use crate::policy::Outcome;
 use crate::{Case, Engine};
 
@@ -84,7 +83,8 @@ pub fn build(engine: &Engine, scenarios: Vec<Scenario>) -> Landscape {
                         Outcome::Incomplete => (
                             format!(
                                 "needs {}",
-                                missing_keys(decision.missing)
+                                policy
+                                    .missing_keys(decision.missing)
                                     .collect::<Vec<_>>()
                                     .join(", ")
                             ),
@@ -124,9 +124,14 @@ pub fn build(engine: &Engine, scenarios: Vec<Scenario>) -> Landscape {
                     })
                 })
                 .collect();
-            let differs = cells
-                .windows(2)
-                .any(|pair| pair.first().map(|c| c.outcome) != pair.get(1).map(|c| c.outcome));
+            // Payers differ where the policies that govern the request disagree: a policy
+            // for another drug or line of business is no payer's answer to it.
+            let governing: Vec<Outcome> = cells
+                .iter()
+                .map(|c| c.outcome)
+                .filter(|o| *o != Outcome::NotApplicable)
+                .collect();
+            let differs = governing.windows(2).any(|pair| pair.first() != pair.get(1));
             (scenario, cells, differs)
         })
         .collect();
@@ -186,7 +191,7 @@ fn closest_failure<'a>(
 
 pub fn markdown(landscape: &Landscape) -> String {
     let mut out = String::from(
-        "# Coverage landscape\n\nEach cell: the outcome, and the pathway or criterion that decides it. Rows marked ◆ are where payers differ.\nA `deny` is a recommendation that a clinician must confirm.\n\n",
+        "# Coverage landscape\n\nEach cell: the outcome, and the pathway or criterion that decides it. Rows marked ◆ are where the policies that govern the request differ.\nA `deny` is a recommendation that a clinician must confirm.\n\n",
     );
     let _ = write!(out, "| scenario |");
     for (id, _) in &landscape.policies {
@@ -230,7 +235,7 @@ th,td{border:1px solid #bbb;padding:.4rem;vertical-align:top;text-align:left}th{
 td.approve{background:#e3f5e1}td.deny{background:#fbe2e2}td.review{background:#fff3cd}td.incomplete{background:#e2ecfb}td.not_applicable{background:#eee;color:#555}\
 tr.differs th{border-left:4px solid #b35c00}.o{font-weight:600;display:block}.src{color:#444;font-size:.8rem}\
 </style></head><body>\n<h1>Coverage landscape</h1>\n<p>Each cell: the outcome and the pathway or criterion that decides it, with the source passage. \
-Rows with an orange edge are where payers differ. A <em>deny</em> is a recommendation that a clinician must confirm.</p>\n<table>\n<thead><tr><th scope=\"col\">Scenario</th>",
+Rows with an orange edge are where the policies that govern the request differ. A <em>deny</em> is a recommendation that a clinician must confirm.</p>\n<table>\n<thead><tr><th scope=\"col\">Scenario</th>",
     );
     for (id, title) in &landscape.policies {
         let _ = write!(

@@ -8,6 +8,7 @@
 pub mod case;
 pub mod change;
 pub mod date;
+pub mod declared;
 pub mod eval;
 pub mod facts;
 pub mod generate;
@@ -44,6 +45,8 @@ pub struct Engine {
     /// are side by side): choosing the version for a request date compares no ids.
     versions: Vec<std::ops::Range<usize>>,
     drug_names: Vec<String>,
+    /// The facts declared in data (`facts.toml`) that the policies may read, in file order.
+    pub declared: Vec<FactId>,
 }
 
 /// One case decided by every selected policy.
@@ -73,7 +76,20 @@ impl Engine {
             .map(|(_, text)| *text)
     }
 
-    /// Every `*.toml` of a directory. Without its own `drugs.toml`, the bundled catalog is used.
+    /// A policy's source document: `sources/<source_file>` beside its file (a policy loaded
+    /// from a directory), else the bundled one.
+    pub fn source_document(policy: &Policy) -> Option<String> {
+        // A bundled policy's file is a bare name: its document is the bundled one.
+        Path::new(&policy.file)
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .map(|dir| dir.join("sources").join(&policy.source_file))
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .or_else(|| Engine::bundled_source(&policy.source_file).map(str::to_string))
+    }
+
+    /// Every `*.toml` of a directory. Without its own `drugs.toml` or `facts.toml`, the bundled
+    /// drug catalog or fact declarations are used.
     pub fn from_dir(dir: &Path) -> Result<Engine, LoadError> {
         let io_error = |path: &Path, error: std::io::Error| LoadError {
             file: path.display().to_string(),
@@ -89,15 +105,17 @@ impl Engine {
             .collect();
         paths.sort();
         let mut files = Vec::new();
-        if !paths
-            .iter()
-            .any(|p| p.file_name().is_some_and(|n| n == CATALOG_FILE))
-        {
-            if let Some((name, text)) = bundled::POLICY_FILES
+        for shared in [CATALOG_FILE, declared::FACTS_FILE] {
+            if !paths
                 .iter()
-                .find(|(name, _)| *name == CATALOG_FILE)
+                .any(|p| p.file_name().is_some_and(|n| n == shared))
             {
-                files.push((name.to_string(), text.to_string()));
+                if let Some((name, text)) = bundled::POLICY_FILES
+                    .iter()
+                    .find(|(name, _)| *name == shared)
+                {
+                    files.push((name.to_string(), text.to_string()));
+                }
             }
         }
         for path in paths {
@@ -107,16 +125,16 @@ impl Engine {
         Engine::from_texts(files)
     }
 
-    /// Loads a catalog (the file named `drugs.toml`) and policies (every other file).
+    /// Loads a catalog (the file named `drugs.toml`), fact declarations (`facts.toml`, if
+    /// any) and policies (every other file).
     pub fn from_texts(
         files: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Engine, LoadError> {
         let files: Vec<(String, String)> = files.into_iter().collect();
-        let is_catalog = |name: &str| {
-            Path::new(name)
-                .file_name()
-                .is_some_and(|n| n == CATALOG_FILE)
-        };
+        let is_named =
+            |name: &str, wanted: &str| Path::new(name).file_name().is_some_and(|n| n == wanted);
+        let is_catalog = |name: &str| is_named(name, CATALOG_FILE);
+        let is_declarations = |name: &str| is_named(name, declared::FACTS_FILE);
         let (catalog_name, catalog_text) = files
             .iter()
             .find(|(name, _)| is_catalog(name))
@@ -128,9 +146,16 @@ impl Engine {
             })?;
         let catalog = policy::load_catalog(catalog_name, catalog_text)?;
         let drug_names: Vec<String> = catalog.drugs.iter().map(|d| d.id.clone()).collect();
+        let declared = match files.iter().find(|(name, _)| is_declarations(name)) {
+            Some((name, text)) => declared::load(name, text)?,
+            None => Vec::new(),
+        };
         let mut policies: Vec<Policy> = Vec::new();
-        for (name, text) in files.iter().filter(|(name, _)| !is_catalog(name)) {
-            let policy = policy::load_policy(name, text, &drug_names)?;
+        for (name, text) in files
+            .iter()
+            .filter(|(name, _)| !is_catalog(name) && !is_declarations(name))
+        {
+            let policy = policy::load_policy_declared(name, text, &drug_names, &declared)?;
             // Versions of one policy each need their own effective date.
             let clash = policies.iter().find(|p| {
                 p.id == policy.id
@@ -183,7 +208,18 @@ impl Engine {
             catalog,
             policies,
             drug_names,
+            declared,
         })
+    }
+
+    /// Loads one more policy file as this engine would: its drugs and declared facts.
+    pub fn load_policy(&self, file: &str, text: &str) -> Result<Policy, LoadError> {
+        policy::load_policy_declared(file, text, &self.drug_names, &self.declared)
+    }
+
+    /// A fact by name: the case format's or one this engine's policies declared.
+    pub fn fact_by_name(&self, name: &str) -> Option<FactId> {
+        FactId::by_name(name).or_else(|| declared::find(&self.declared, name))
     }
 
     pub fn drug_names(&self) -> &[String] {
@@ -223,6 +259,7 @@ impl Engine {
     pub fn parse_case(&self, json: &str) -> Result<Case, CaseError> {
         let case = parse_case(json, &self.drug_names)?;
         self.check_billing_code(&case)?;
+        declared::check_case(&case, &self.declared)?;
         Ok(case)
     }
 
@@ -273,6 +310,7 @@ impl Engine {
                 .map(|p| p as u8)
         };
         facts.fill_as_of(case, drug_index, as_of);
+        declared::fill(facts, case, &self.declared);
         let on_label = match facts.get(FactId::RequestDrug) {
             facts::Value::Symbol(drug) => {
                 let label = self
@@ -404,6 +442,7 @@ impl Engine {
                 decisions,
                 memo,
             } = &mut evaluation;
+            declared::tag(facts, &policy.declared);
             let mut decision = eval::decide_with(policy, facts, Some(received), memo);
             eval::deny_uncovered_codes(policy, codes, &mut decision);
             decisions.push((index, decision));
@@ -454,6 +493,7 @@ impl Engine {
         let mut decide = |index: usize| {
             let index = self.version_for(index, date);
             if let Some(policy) = self.policies.get(index) {
+                declared::tag(facts, &policy.declared);
                 let mut decision = eval::decide_with(policy, facts, date, memo);
                 eval::deny_uncovered_codes(policy, codes, &mut decision);
                 decisions.push((index, decision));

@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 
 use crate::eval::{self, Truth};
-use crate::facts::{FACTS, FactId, FactType, Facts, N_FACTS, Value};
+use crate::facts::{FactId, FactType, Facts, MAX_DECLARED, Missing, N_FACTS, Value};
 use crate::policy::{Check, CriterionIdx, Node, Outcome, Policy};
 
 /// One finding, tied to a line of the policy file and the source words there.
@@ -152,7 +152,7 @@ pub fn lint(policy: &Policy, source_text: Option<&str>, n_drugs: usize) -> Vec<F
     for criterion in &policy.criteria {
         if let Node::Test(test) = &criterion.node {
             if test.if_unknown.is_none() {
-                asked.insert(test.fact as usize);
+                asked.insert(test.fact.index());
             } else if !silent.iter().any(|(fact, _, _)| *fact == test.fact) {
                 silent.push((test.fact, criterion.line, criterion.source.quote.clone()));
             }
@@ -160,7 +160,7 @@ pub fn lint(policy: &Policy, source_text: Option<&str>, n_drugs: usize) -> Vec<F
     }
     for (fact, line, quote) in silent
         .into_iter()
-        .filter(|(fact, _, _)| !asked.contains(&(*fact as usize)))
+        .filter(|(fact, _, _)| !asked.contains(&fact.index()))
     {
         let name = fact.def().name;
         add(
@@ -278,6 +278,9 @@ fn pathway_met(policy: &Policy, index: usize, facts: &Facts) -> Truth {
 /// value below, at and between every threshold the policy compares with.
 struct Domains {
     values: Vec<Vec<Value>>,
+    /// The facts the search may branch on, the `n`-th tagged with bit `n` when unknown, so
+    /// that an unknown result names them (`tagged_facts`).
+    tags: Vec<FactId>,
     /// Facts read by tests that take an undocumented fact as absent: they are branched on
     /// first, with "absent" as one more value.
     absent_first: Vec<FactId>,
@@ -285,7 +288,7 @@ struct Domains {
 
 impl Domains {
     fn new(policy: &Policy, n_drugs: usize) -> Domains {
-        let mut thresholds: Vec<BTreeSet<i64>> = vec![BTreeSet::new(); N_FACTS];
+        let mut thresholds: Vec<BTreeSet<i64>> = vec![BTreeSet::new(); N_FACTS + MAX_DECLARED];
         let mut absent_first = Vec::new();
         // Thresholds are kept in thousandths, so that 0.1% and 0.099% stay apart.
         let milli = |x: f64| (x * 1000.0).round() as i64;
@@ -296,13 +299,13 @@ impl Domains {
                 }
                 if let Check::Range { min, max, per_days } = test.check {
                     for bound in [min, max].into_iter().flatten() {
-                        let set = thresholds.get_mut(test.fact as usize);
+                        let set = thresholds.get_mut(test.fact.index());
                         if let Some(set) = set {
                             set.insert(milli(bound.value));
                         }
                         if let Some(per_days) = per_days {
                             if let Some(period) =
-                                thresholds.get_mut(FactId::RequestUnitsPeriodDays as usize)
+                                thresholds.get_mut(FactId::RequestUnitsPeriodDays.index())
                             {
                                 period.insert(milli(per_days));
                             }
@@ -311,10 +314,9 @@ impl Domains {
                 }
             }
         }
-        let values = FACTS
-            .iter()
+        let values = FactId::every_place()
             .zip(&thresholds)
-            .map(|(def, thresholds)| match def.fact_type {
+            .map(|(id, thresholds)| match id.def().fact_type {
                 FactType::Bool => vec![Value::Bool(true), Value::Bool(false)],
                 FactType::Enum(variants) => (0..variants.len() as u8).map(Value::Symbol).collect(),
                 FactType::Drug => (0..n_drugs as u8).map(Value::Symbol).collect(),
@@ -349,6 +351,7 @@ impl Domains {
             .collect();
         Domains {
             values,
+            tags: tagged_facts(policy),
             absent_first,
         }
     }
@@ -359,8 +362,8 @@ impl Domains {
     /// impossible branch is cut) as early as possible.
     fn witness(&self, formula: &dyn Fn(&Facts) -> Truth, order: &[FactId]) -> Option<Facts> {
         let mut facts = Facts::default();
-        for (index, id) in ALL_FACT_IDS.iter().enumerate() {
-            facts.set(*id, Value::Unknown(1 << index));
+        for (bit, id) in self.tags.iter().enumerate() {
+            facts.set(*id, Value::Unknown(1 << bit));
         }
         self.absent_then_search(formula, order, &mut facts, 0)
     }
@@ -380,7 +383,7 @@ impl Domains {
             return Some(found);
         }
         let unknown = facts.get(*fact);
-        for value in self.values.get(*fact as usize).into_iter().flatten() {
+        for value in self.values.get(fact.index()).into_iter().flatten() {
             facts.set(*fact, *value);
             if let Some(found) = self.absent_then_search(formula, order, facts, next + 1) {
                 return Some(found);
@@ -400,12 +403,18 @@ impl Domains {
             Truth::True => Some(facts.clone()),
             Truth::False | Truth::Unknown(0) => None,
             Truth::Unknown(missing) => {
+                let tagged = |f: &FactId| {
+                    self.tags
+                        .iter()
+                        .position(|t| t == f)
+                        .is_some_and(|bit| missing & (1 << bit) != 0)
+                };
                 let fact = order
                     .iter()
                     .copied()
-                    .find(|f| missing & (1 << (*f as u64)) != 0)
-                    .or_else(|| ALL_FACT_IDS.get(missing.trailing_zeros() as usize).copied())?;
-                let index = fact as usize;
+                    .find(tagged)
+                    .or_else(|| self.tags.get(missing.trailing_zeros() as usize).copied())?;
+                let index = fact.index();
                 let unknown = facts.get(fact);
                 for value in self.values.get(index).into_iter().flatten() {
                     facts.set(fact, *value);
@@ -420,7 +429,45 @@ impl Domains {
     }
 }
 
-const ALL_FACT_IDS: &[FactId] = crate::facts::ALL_IDS;
+/// The facts the search may branch on, 64 at most (one bit each): those the policy's criteria
+/// read (declared facts among them), those the evaluator reads beside its criteria
+/// (applicability, kind, the quantity and the course position), then the case format's
+/// others while bits remain. A fact left out reads as unknown naming nothing, which the
+/// search takes as a dead end; the case format's facts are 63, so only facts no criterion
+/// and no ceiling of this policy reads can be left out.
+fn tagged_facts(policy: &Policy) -> Vec<FactId> {
+    let mut tags = vec![
+        FactId::RequestDrug,
+        FactId::RequestLineOfBusiness,
+        FactId::RequestKind,
+        FactId::RequestUnits,
+        FactId::RequestUnitsPerCycle,
+        FactId::RequestUnitsPeriodDays,
+        FactId::RequestCycles,
+        FactId::RequestCycleLengthDays,
+        FactId::RequestFirstCycle,
+        FactId::RequestLastCycle,
+        FactId::RequestContinuedCycles,
+        FactId::RequestLabelUnitsPerCycle,
+        FactId::RequestLabelCourseCycles,
+        FactId::HistoryAuthorizationCount,
+        FactId::HistoryCyclesGiven,
+        FactId::HistoryContinuedCyclesGiven,
+    ];
+    let read = policy.criteria.iter().filter_map(|c| match &c.node {
+        Node::Test(test) => Some(test.fact),
+        _ => None,
+    });
+    for id in read.chain(crate::facts::ALL_IDS.iter().copied()) {
+        if tags.len() == Missing::BITS as usize {
+            break;
+        }
+        if !tags.contains(&id) {
+            tags.push(id);
+        }
+    }
+    tags
+}
 
 /// The facts the given pathways read, in the order they first appear (applicability first).
 fn fact_order(policy: &Policy, pathways: &[usize]) -> Vec<FactId> {
@@ -462,11 +509,10 @@ fn fact_order(policy: &Policy, pathways: &[usize]) -> Vec<FactId> {
 
 /// The known facts of a witness, briefly.
 fn describe(facts: &Facts) -> String {
-    let parts: Vec<String> = ALL_FACT_IDS
-        .iter()
+    let parts: Vec<String> = FactId::every_place()
         .filter_map(|id| {
             let def = id.def();
-            match facts.get(*id) {
+            match facts.get(id) {
                 Value::Bool(b) => Some(format!("{}={b}", def.name)),
                 Value::Number(n) => Some(format!("{}={n}", def.name)),
                 Value::Symbol(s) => match def.fact_type {

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::date::{Date, Duration};
-use crate::facts::{FactId, FactType};
+use crate::facts::{FactId, FactType, Missing};
 
 /// Index of a criterion in its policy's arena.
 pub type CriterionIdx = u16;
@@ -53,6 +53,24 @@ pub struct Policy {
     pub supersedes: Vec<String>,
     /// Lint findings the authors looked at and keep, each `kind: why` (`no-duration: …`).
     pub acknowledged: Vec<String>,
+    /// The facts declared in data that its criteria read, in the order they first appear:
+    /// the `n`-th names an unknown one in a decision's `missing` by bit
+    /// `FIRST_DECLARED_BIT + n` (at most `MAX_DECLARED_PER_POLICY`).
+    pub declared: Vec<FactId>,
+}
+
+impl Policy {
+    /// The keys a decision of this policy asks for: case keys in the case format's order, then
+    /// the declared facts it reads, by name.
+    pub fn missing_keys(&self, missing: Missing) -> impl Iterator<Item = &'static str> + '_ {
+        crate::facts::case_keys(missing).chain(
+            self.declared
+                .iter()
+                .enumerate()
+                .filter(move |(n, _)| missing & (1 << (crate::facts::FIRST_DECLARED_BIT + n)) != 0)
+                .map(|(_, id)| id.def().name),
+        )
+    }
 }
 
 /// Where a criterion comes from in the source document.
@@ -455,11 +473,18 @@ pub(crate) struct Loader<'a> {
     file: &'a str,
     text: &'a str,
     drugs: &'a [String],
+    /// The facts declared in data that criteria may read besides the case format's.
+    declared: &'a [FactId],
 }
 
 impl<'a> Loader<'a> {
     pub(crate) fn new(file: &'a str, text: &'a str, drugs: &'a [String]) -> Self {
-        Loader { file, text, drugs }
+        Loader {
+            file,
+            text,
+            drugs,
+            declared: &[],
+        }
     }
 
     pub(crate) fn error(&self, offset: usize, message: impl Into<String>) -> LoadError {
@@ -693,12 +718,17 @@ impl<'a> Loader<'a> {
         raw: &RawCriterion,
     ) -> Result<Test, LoadError> {
         let at = fact.span().start;
-        let fact_id = FactId::by_name(fact.get_ref()).ok_or_else(|| {
-            self.error(
-                at,
-                format!("criterion `{id}` reads unknown fact `{}`", fact.get_ref()),
-            )
-        })?;
+        let fact_id = FactId::by_name(fact.get_ref())
+            .or_else(|| crate::declared::find(self.declared, fact.get_ref()))
+            .ok_or_else(|| {
+                self.error(
+                    at,
+                    format!(
+                        "criterion `{id}` reads unknown fact `{}`: neither a fact of the case format (`priorauth policy facts`) nor one declared in facts.toml",
+                        fact.get_ref()
+                    ),
+                )
+            })?;
         let def = fact_id.def();
         let has_range =
             raw.ge.is_some() || raw.gt.is_some() || raw.le.is_some() || raw.lt.is_some();
@@ -808,7 +838,19 @@ enum Visit {
 
 /// Loads and checks one policy file. `drugs` are the catalog's drug names.
 pub fn load_policy(file: &str, text: &str, drugs: &[String]) -> Result<Policy, LoadError> {
-    let loader = Loader::new(file, text, drugs);
+    load_policy_declared(file, text, drugs, &[])
+}
+
+/// [`load_policy`] for a policy that may read facts declared in data besides the case
+/// format's (`declared`: the ids [`crate::declared::load`] gave them).
+pub fn load_policy_declared(
+    file: &str,
+    text: &str,
+    drugs: &[String],
+    declared: &[FactId],
+) -> Result<Policy, LoadError> {
+    let mut loader = Loader::new(file, text, drugs);
+    loader.declared = declared;
     let raw: RawPolicy = loader.parse()?;
     let (criteria, sizes) = loader.compile_criteria(&raw.criteria)?;
     let find = |name: &Spanned<String>| -> Result<CriterionIdx, LoadError> {
@@ -987,8 +1029,29 @@ pub fn load_policy(file: &str, text: &str, drugs: &[String]) -> Result<Policy, L
             .any(|idx| reads_course(&criteria, *idx, 0));
     }
 
+    // The declared facts its criteria read, each with its own bit of a decision's `missing`.
+    let mut declared: Vec<FactId> = Vec::new();
+    for criterion in &criteria {
+        if let Node::Test(test) = &criterion.node {
+            if test.fact.is_declared() && !declared.contains(&test.fact) {
+                declared.push(test.fact);
+            }
+        }
+    }
+    if declared.len() > crate::facts::MAX_DECLARED_PER_POLICY {
+        return Err(loader.error(
+            0,
+            format!(
+                "the criteria read {} facts declared in facts.toml; one policy may read at most {} (each needs a bit of a decision's `missing` set)",
+                declared.len(),
+                crate::facts::MAX_DECLARED_PER_POLICY
+            ),
+        ));
+    }
+
     Ok(Policy {
         file: file.to_string(),
+        declared,
         supersedes: raw.supersedes,
         acknowledged: raw.lint.acknowledged,
         id: raw.id,

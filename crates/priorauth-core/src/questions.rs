@@ -4,7 +4,9 @@
 
 use crate::Engine;
 use crate::case;
-use crate::facts::{CASE_KEYS, FactId, Missing, Value as FactValue, key_bit, missing_keys};
+use crate::facts::{
+    CASE_KEYS, DeclaredType, FactId, FactType, Missing, Value as FactValue, key_bit,
+};
 use crate::policy::{CriterionIdx, Node, Outcome, Policy};
 
 /// How a question is answered.
@@ -193,12 +195,12 @@ pub fn question(key: &'static str, engine: &Engine) -> Option<Question> {
             Kind::Tkis,
             named(case::Tki::VARIANTS),
         ),
-        "history.blinatumomab_cycles" => (
-            "Blincyto cycles already given in this course",
+        "history.cycles_given" => (
+            "Cycles of the requested drug already given in this course",
             Kind::Integer,
             vec![],
         ),
-        "history.blinatumomab_continued_cycles" => {
+        "history.continued_cycles_given" => {
             ("Of those, continued-therapy cycles", Kind::Integer, vec![])
         }
         "history.progression_on_blinatumomab" => (
@@ -246,7 +248,7 @@ pub fn question(key: &'static str, engine: &Engine) -> Option<Question> {
             Kind::Choice,
             named(case::Specialty::VARIANTS),
         ),
-        _ => return None,
+        _ => return declared_question(key, engine),
     };
     let outcomes = if key == "history.tkis" {
         named(case::TkiOutcome::VARIANTS)
@@ -262,17 +264,45 @@ pub fn question(key: &'static str, engine: &Engine) -> Option<Question> {
     })
 }
 
-/// Every question, in the case's order.
+/// The question of a fact the engine's policies declared in data (`facts.toml`).
+fn declared_question(key: &str, engine: &Engine) -> Option<Question> {
+    let id = crate::declared::find(&engine.declared, key)?;
+    let declared = id.declaration()?;
+    let (kind, choices) = match (declared.value_type, declared.def.fact_type) {
+        (DeclaredType::Bool, _) => (Kind::Boolean, vec![]),
+        (DeclaredType::Number { .. }, _) => (Kind::Decimal, vec![]),
+        (DeclaredType::Date, _) => (Kind::Date, vec![]),
+        (DeclaredType::Enum, FactType::Enum(values)) => (
+            Kind::Choice,
+            values
+                .iter()
+                .map(|v| (v.to_string(), v.replace('_', " ")))
+                .collect(),
+        ),
+        (DeclaredType::Enum, _) => return None,
+    };
+    Some(Question {
+        key: declared.def.name,
+        label: declared.question,
+        kind,
+        choices,
+        outcomes: Vec::new(),
+    })
+}
+
+/// Every question, in the case's order, then the declared facts' in their file's order.
 pub fn all(engine: &Engine) -> Vec<Question> {
     CASE_KEYS
         .iter()
+        .copied()
+        .chain(engine.declared.iter().map(|id| id.def().name))
         .filter_map(|k| question(k, engine))
         .collect()
 }
 
 /// The case keys a policy reads, directly or through derived facts, in the case's order.
 pub fn policy_keys(engine: &Engine, policy: &Policy) -> Vec<&'static str> {
-    let empty = engine.facts(&case::Case::default());
+    let empty = empty_facts(engine, policy);
     let mut mask = key_bit("request.drug").unwrap_or(0)
         | key_bit("request.kind").unwrap_or(0)
         | key_bit("request.date").unwrap_or(0);
@@ -319,14 +349,22 @@ pub fn policy_keys(engine: &Engine, policy: &Policy) -> Vec<&'static str> {
                 | key_bit("patient.height_cm").unwrap_or(0);
         }
     }
-    missing_keys(mask).collect()
+    policy.missing_keys(mask).collect()
+}
+
+/// The facts of an empty case as `policy` reads them: each unknown, naming its keys (a
+/// declared fact by the policy's own bit for it).
+fn empty_facts(engine: &Engine, policy: &Policy) -> crate::Facts {
+    let mut empty = engine.facts(&case::Case::default());
+    crate::declared::tag(&mut empty, &policy.declared);
+    empty
 }
 
 /// The keys a policy reads only for one kind of request (initial or renewal): a form shows
 /// them only on that branch. Keys read by exclusions, by applicability or by pathways of both
 /// kinds are not listed.
 pub fn kind_only_keys(engine: &Engine, policy: &Policy) -> Vec<(&'static str, case::RequestKind)> {
-    let empty = engine.facts(&case::Case::default());
+    let empty = empty_facts(engine, policy);
     let mut per_kind = [0 as Missing; 2];
     let mut shared: Missing = 0;
     for exclusion in &policy.exclusions {
@@ -343,11 +381,32 @@ pub fn kind_only_keys(engine: &Engine, policy: &Policy) -> Vec<(&'static str, ca
             }
         }
     }
+    // A declared fact asked only for one kind of request (`kinds` in facts.toml) is that
+    // kind's, whichever pathways read it.
+    for (position, id) in policy.declared.iter().enumerate() {
+        let Some(declared) = id.declaration() else {
+            continue;
+        };
+        let bit: Missing = 1 << (crate::facts::FIRST_DECLARED_BIT + position);
+        for (kind, keys) in per_kind.iter_mut().enumerate() {
+            if declared.kinds & (1 << kind) == 0 {
+                *keys &= !bit;
+            }
+        }
+        if declared.kinds.count_ones() == 1 {
+            shared &= !bit;
+        }
+    }
     let [initial, renewal] = per_kind;
-    let only = |mask: Missing, kind| missing_keys(mask & !shared).map(move |k| (k, kind));
-    only(initial & !renewal, case::RequestKind::Initial)
-        .chain(only(renewal & !initial, case::RequestKind::Renewal))
-        .collect()
+    let only = |mask: Missing, kind| {
+        policy
+            .missing_keys(mask & !shared)
+            .map(move |k| (k, kind))
+            .collect::<Vec<_>>()
+    };
+    let mut keys = only(initial & !renewal, case::RequestKind::Initial);
+    keys.extend(only(renewal & !initial, case::RequestKind::Renewal));
+    keys
 }
 
 /// The case keys a criterion reads, through its children.

@@ -9,7 +9,6 @@ use serde::Serialize;
 use crate::case::Case;
 use crate::date::Date;
 use crate::eval::{self, Decision, Granted, Reason, Truth};
-use crate::facts::missing_keys;
 use crate::policy::{Outcome, Policy, Source};
 use crate::{Engine, Evaluation};
 
@@ -256,7 +255,7 @@ fn policy_result<'a>(
             (Outcome::Approve, Some(granted)) => quantity(engine, case, &granted),
             _ => None,
         },
-        missing: missing_keys(decision.missing).collect(),
+        missing: policy.missing_keys(decision.missing).collect(),
         reasons: reasons_json,
     }
 }
@@ -305,7 +304,18 @@ pub fn fact_value(engine: &Engine, fact: crate::FactId, facts: &crate::Facts) ->
         Value::Number(n) if n.is_infinite() => "none".to_string(),
         Value::Number(n) => {
             let text = format!("{n:.2}");
-            text.trim_end_matches('0').trim_end_matches('.').to_string()
+            let number = text.trim_end_matches('0').trim_end_matches('.').to_string();
+            match fact.declaration() {
+                Some(d) if d.value_type == crate::facts::DeclaredType::Date => {
+                    format!("{number} days before request.date")
+                }
+                Some(crate::facts::Declared {
+                    unit: Some(unit), ..
+                }) => {
+                    format!("{number} {unit}")
+                }
+                _ => number,
+            }
         }
         Value::Symbol(index) => match def.fact_type {
             FactType::Enum(variants) => variants
@@ -534,10 +544,114 @@ pub fn decide_line(
     evaluation: &mut Evaluation,
     out: &mut Vec<u8>,
 ) -> Result<(), crate::CaseError> {
+    decide_line_as(engine, line, selected, received, evaluation, out, None)
+}
+
+/// [`decide_line`] writing the JSON contract (`summary: None`) or the summary rows (with
+/// colors or not), and answering the outcomes.
+pub fn decide_line_as(
+    engine: &Engine,
+    line: &str,
+    selected: &[usize],
+    received: Option<Date>,
+    evaluation: &mut Evaluation,
+    out: &mut Vec<u8>,
+    summary_colored: Option<bool>,
+) -> Result<(), crate::CaseError> {
     let case = engine.parse_case(line)?;
     engine.evaluate_received_into(&case, selected, received, evaluation)?;
-    // Writing JSON into a Vec cannot fail: every value here serializes.
-    let _ = serde_json::to_writer(&mut *out, &Report::new(engine, &case, evaluation));
-    out.push(b'\n');
+    match summary_colored {
+        None => {
+            // Writing JSON into a Vec cannot fail: every value here serializes.
+            let _ = serde_json::to_writer(&mut *out, &Report::new(engine, &case, evaluation));
+            out.push(b'\n');
+        }
+        Some(color) => out.extend_from_slice(summary(engine, &case, evaluation, color).as_bytes()),
+    }
     Ok(())
+}
+
+/// One row per policy: the outcome (in color on a terminal), the period and quantity of an
+/// approval, the facts an incomplete decision asks for, or the criterion that decided a
+/// denial, a review or a policy that does not apply. `text` is the whole tree.
+pub fn summary(engine: &Engine, case: &Case, evaluation: &Evaluation, color: bool) -> String {
+    let report = Report::new(engine, case, evaluation);
+    let mut out = String::new();
+    let _ = writeln!(out, "case {}", case.id.as_deref().unwrap_or("(no id)"));
+    let width = report
+        .results
+        .iter()
+        .map(|r| r.policy.len())
+        .max()
+        .unwrap_or(0);
+    for result in &report.results {
+        let (paint, outcome) = match result.outcome {
+            Outcome::Approve => ("32", "APPROVE"),
+            Outcome::Deny => ("31", "DENY"),
+            Outcome::Review => ("33", "REVIEW"),
+            Outcome::Incomplete => ("36", "INCOMPLETE"),
+            Outcome::NotApplicable => ("2", "NOT_APPLICABLE"),
+        };
+        let padded = format!("{outcome:<14}");
+        let outcome = if color {
+            format!("\x1b[{paint}m{padded}\x1b[0m")
+        } else {
+            padded
+        };
+        let first = |status: &str| {
+            result
+                .reasons
+                .iter()
+                .filter(|r| r.status == status)
+                .min_by_key(|r| r.depth)
+        };
+        let detail = match result.outcome {
+            Outcome::Approve => {
+                let period = result.authorization.as_ref().map_or_else(
+                    || "no period stated".to_string(),
+                    |a| format!("{} to {}", a.start, a.end),
+                );
+                let quantity = result.quantity.as_ref().map_or(String::new(), |q| {
+                    format!(
+                        "; {} x {} units per cycle, {} cycles ({} units)",
+                        q.hcpcs,
+                        q.units,
+                        q.cycles.map_or("?".to_string(), |c| c.to_string()),
+                        q.total_units
+                    )
+                });
+                format!("{period}{quantity}")
+            }
+            Outcome::Incomplete => format!("missing: {}", result.missing.join(", ")),
+            Outcome::NotApplicable => first("not_met").map_or_else(
+                || "no pathway met".to_string(),
+                |r| format!("not met: {}", r.criterion),
+            ),
+            Outcome::Deny => {
+                // An exclusion met decides outside any pathway; else the criterion not met.
+                let exclusion = result
+                    .reasons
+                    .iter()
+                    .find(|r| r.status == "met" && r.pathway.is_none() && r.depth == 0);
+                let why = match (exclusion, first("not_met")) {
+                    (Some(r), _) => format!("excluded: {}", r.criterion),
+                    (None, Some(r)) => format!("not met: {}", r.criterion),
+                    (None, None) => "no pathway met".to_string(),
+                };
+                format!("recommended, a clinician must confirm a denial; {why}")
+            }
+            Outcome::Review => match (result.pathway, first("met")) {
+                (Some(pathway), _) => format!("pathway {pathway}"),
+                (None, Some(r)) => r.criterion.to_string(),
+                (None, None) => "clinical review".to_string(),
+            },
+        };
+        let _ = writeln!(
+            out,
+            "  {:<width$}  {outcome}  {detail}",
+            result.policy,
+            width = width
+        );
+    }
+    out
 }

@@ -149,3 +149,56 @@ fn impact_moves_exactly_the_cases_the_criterion_decides() {
     assert_eq!(impact.moved(), expected.len());
     assert_eq!(impact.cases, 4000);
 }
+
+/// A revision that shortens the approvals without moving any outcome is reported as such:
+/// every approval under both versions, with the old and the new period.
+#[test]
+fn impact_reports_approvals_whose_terms_change() {
+    let engine = Engine::bundled().unwrap();
+    let index = engine.policy_index("masshealth-all-single-agent").unwrap();
+    let old_text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../policies/masshealth-all-single-agent.toml"),
+    )
+    .unwrap();
+    assert!(old_text.contains("authorization = { months = 6 }"));
+    let new_text = old_text.replace(
+        "authorization = { months = 6 }",
+        "authorization = { months = 3 }",
+    );
+    let old = policy::load_policy("old.toml", &old_text, engine.drug_names()).unwrap();
+    let new = policy::load_policy("new.toml", &new_text, engine.drug_names()).unwrap();
+    let mut rng = Rng::new(5);
+    let cases: Vec<_> = (0..3000)
+        .map(|i| {
+            engine
+                .parse_case(&generate::case(&mut rng, i, 2).to_string())
+                .unwrap()
+        })
+        .collect();
+    let impact = change::impact(&engine, &old, &new, &cases, 3);
+    assert_eq!(impact.moved(), 0, "no outcome moves");
+    let six_months: usize = cases
+        .iter()
+        .filter(|case| {
+            let decision = priorauth_core::eval::decide(
+                &engine.policies[index],
+                &engine.facts(case),
+                case.request.as_ref().and_then(|r| r.date),
+            );
+            let pathway = decision
+                .pathway
+                .map(|p| engine.policies[index].pathways[usize::from(p)].authorization);
+            decision.outcome == Outcome::Approve
+                && pathway == Some(Some(priorauth_core::date::Duration::Months(6)))
+        })
+        .count();
+    assert!(six_months > 0, "the population has 6-month approvals");
+    let shortened: usize = impact
+        .terms
+        .iter()
+        .filter(|((what, from, to), _)| *what == "period days" && from > to)
+        .map(|(_, (n, _))| n)
+        .sum();
+    assert_eq!(shortened, six_months);
+}

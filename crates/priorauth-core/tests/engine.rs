@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use priorauth_core::facts::{CASE_KEYS, missing_keys};
+use priorauth_core::facts::CASE_KEYS;
 use priorauth_core::generate::{self, Rng};
 use priorauth_core::{Engine, Outcome};
 use proptest::prelude::*;
@@ -64,7 +64,9 @@ fn the_shared_example_cases() {
             }
             if let (Some(missing), Outcome::Incomplete) = (expect.get("missing"), decision.outcome)
             {
-                let actual: Vec<&str> = missing_keys(decision.missing).collect();
+                let actual: Vec<&str> = engine.policies[index]
+                    .missing_keys(decision.missing)
+                    .collect();
                 for key in missing.as_array().unwrap() {
                     assert!(
                         actual.contains(&key.as_str().unwrap()),
@@ -187,7 +189,9 @@ fn an_empty_case_asks_for_facts_and_never_guesses() {
             "{}",
             engine.policies[index].id
         );
-        let missing: Vec<&str> = missing_keys(decision.missing).collect();
+        let missing: Vec<&str> = engine.policies[index]
+            .missing_keys(decision.missing)
+            .collect();
         assert!(missing.contains(&"request.drug"), "{missing:?}");
     }
 }
@@ -288,7 +292,7 @@ proptest! {
         let partial_case = engine.parse_case(&partial.to_string()).unwrap();
         for (index, decision) in engine.evaluate(&partial_case, &[]).decisions {
             if decision.outcome == Outcome::Incomplete {
-                let keys: Vec<&str> = missing_keys(decision.missing).collect();
+                let keys: Vec<&str> = engine.policies[index].missing_keys(decision.missing).collect();
                 prop_assert!(!keys.is_empty());
                 // Only a completion that gives every missing fact a value must decide.
                 let given = |key: &&str| {

@@ -136,7 +136,9 @@ fn every_criterion_met_not_met_and_unknown() {
                     "{label}: outcome {}, expected {} (missing {:?})",
                     decision.outcome.as_str(),
                     row.outcome,
-                    priorauth_core::facts::missing_keys(decision.missing).collect::<Vec<_>>()
+                    engine.policies[evaluation.decisions[0].0]
+                        .missing_keys(decision.missing)
+                        .collect::<Vec<_>>()
                 ));
             }
             if let Some(end) = &row.end {
@@ -157,8 +159,9 @@ fn every_criterion_met_not_met_and_unknown() {
                 ));
             }
             if let Some(missing) = &row.missing {
-                let actual: Vec<&str> =
-                    priorauth_core::facts::missing_keys(decision.missing).collect();
+                let actual: Vec<&str> = engine.policies[evaluation.decisions[0].0]
+                    .missing_keys(decision.missing)
+                    .collect();
                 for key in missing {
                     if !actual.contains(&key.as_str()) {
                         failures.push(format!("{label}: missing {actual:?} lacks `{key}`"));

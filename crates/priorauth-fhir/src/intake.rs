@@ -621,9 +621,18 @@ impl<'a> CaseBuilder<'a> {
         if link == "history.tkis" {
             return; // groups are read below, by answer()'s caller
         }
+        let declared = priorauth_core::declared::find(&self.engine.declared, link);
+        // An answer to a form generated before a key was renamed counts under its new name.
+        let renamed = priorauth_core::facts::CASE_KEYS
+            .iter()
+            .copied()
+            .find(|k| crate::questionnaire::deprecated_name(k) == Some(link));
         let Some(key) = priorauth_core::facts::CASE_KEYS
             .iter()
-            .find(|k| **k == link)
+            .copied()
+            .find(|k| *k == link)
+            .or(renamed)
+            .or_else(|| declared.map(|id| id.def().name))
         else {
             return; // display items and items of other forms
         };
@@ -642,7 +651,7 @@ impl<'a> CaseBuilder<'a> {
                 }
             })
             .collect();
-        let value = if key == &"diagnosis.icd10" {
+        let value = if key == "diagnosis.icd10" {
             (!values.is_empty()).then(|| Value::Array(values))
         } else {
             values.into_iter().next()
@@ -699,8 +708,14 @@ impl<'a> CaseBuilder<'a> {
             facts.insert("diagnosis.icd10".into(), (json!(self.icd10), Rank::Record));
         }
         for (key, (value, _)) in facts {
-            let Some((section, name)) = key.split_once('.') else {
-                continue;
+            // A fact declared in data goes in the case's `facts` object, by its name.
+            let (section, name) = if crate::questionnaire::is_case_key(&key) {
+                match key.split_once('.') {
+                    Some(parts) => parts,
+                    None => continue,
+                }
+            } else {
+                ("facts", key.as_str())
             };
             let section = root
                 .entry(section.to_string())

@@ -115,6 +115,20 @@ impl Map {
             }
         }
         for observation in &map.observations {
+            // A number declared in data (facts.toml) may be read from an Observation too, by
+            // its units (`units`), as the case format's weight is.
+            let declared_number =
+                priorauth_core::declared::find(&engine.declared, &observation.fact)
+                    .and_then(|id| id.declaration())
+                    .is_some_and(|d| {
+                        matches!(
+                            d.value_type,
+                            priorauth_core::facts::DeclaredType::Number { .. }
+                        )
+                    });
+            if declared_number && observation.answers.is_empty() && !observation.units.is_empty() {
+                continue;
+            }
             check(
                 "observation fact",
                 &observation.fact,

@@ -8,7 +8,7 @@
 #![allow(clippy::indexing_slicing)]
 
 use priorauth_core::case::RequestKind;
-use priorauth_core::facts::{CASE_KEYS, key_bit, missing_keys};
+use priorauth_core::facts::{CASE_KEYS, key_bit};
 use priorauth_core::questions::{self, Kind, Question};
 use priorauth_core::{Engine, Outcome, Policy};
 use serde_json::{Value, json};
@@ -301,10 +301,39 @@ pub fn answer_items(
     vec![json!({"linkId": question.key, "text": question.label, "answer": answers})]
 }
 
-/// The value of a dotted key in a case.
+/// The value of a dotted key in a case: a key of the case format in its section, a fact
+/// declared in data (`facts.toml`) in the case's `facts` object.
 pub fn case_value<'c>(case: &'c Value, key: &str) -> Option<&'c Value> {
-    let (section, name) = key.split_once('.')?;
-    case.get(section)?.get(name).filter(|v| !v.is_null())
+    let value = if is_case_key(key) {
+        let (section, name) = key.split_once('.')?;
+        case.get(section)?.get(name)
+    } else {
+        case.get("facts")?.get(key)
+    };
+    match value.filter(|v| !v.is_null()) {
+        Some(value) => Some(value),
+        // A case written with a key's deprecated name, for the drug it applies to.
+        None => {
+            let old = deprecated_name(key)?;
+            let blincyto = case["request"]["drug"]
+                .as_str()
+                .is_none_or(|drug| drug == "blinatumomab");
+            let (section, name) = old.split_once('.')?;
+            case.get(section)?
+                .get(name)
+                .filter(|v| blincyto && !v.is_null())
+        }
+    }
+}
+
+/// The deprecated name of a case key (docs/case-format.md, history): read in cases and in
+/// answers to forms generated before the key was renamed.
+pub fn deprecated_name(key: &str) -> Option<&'static str> {
+    match key {
+        "history.cycles_given" => Some("history.blinatumomab_cycles"),
+        "history.continued_cycles_given" => Some("history.blinatumomab_continued_cycles"),
+        _ => None,
+    }
 }
 
 /// A draft response to a policy's Questionnaire with the answers the case already holds.
@@ -360,8 +389,13 @@ pub fn next_keys(
         .iter()
         .filter_map(|k| key_bit(k))
         .fold(0, |a, b| a | b);
+    let policy = engine
+        .policies
+        .get(evaluation.decisions.first().map_or(policy_index, |d| d.0));
     let next = if decision.outcome == Outcome::Incomplete {
-        missing_keys(decision.missing & !skip).collect()
+        policy.map_or_else(Vec::new, |p| {
+            p.missing_keys(decision.missing & !skip).collect()
+        })
     } else {
         vec![]
     };

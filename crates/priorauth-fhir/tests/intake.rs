@@ -333,6 +333,7 @@ fn every_fact_of_every_example_case_survives_the_questionnaire_round_trip() {
 
 #[test]
 fn each_policys_questionnaire_asks_only_case_keys_and_its_conditions_point_at_its_questions() {
+    // Case keys, and the facts the policy declares in data (facts.toml), by name.
     let (engine, map) = setup();
     let canonical = Canonical {
         base: "http://payer.example/fhir".into(),
@@ -348,8 +349,9 @@ fn each_policys_questionnaire_asks_only_case_keys_and_its_conditions_point_at_it
         assert!(!links.is_empty());
         for item in items {
             let link = item["linkId"].as_str().unwrap();
+            let declared = policy.declared.iter().any(|id| id.def().name == link);
             assert!(
-                questionnaire::is_case_key(link) || link == "history.tkis.tried",
+                questionnaire::is_case_key(link) || declared || link == "history.tkis.tried",
                 "{}: {link}",
                 policy.id
             );
@@ -369,4 +371,34 @@ fn each_policys_questionnaire_asks_only_case_keys_and_its_conditions_point_at_it
             policy.id
         );
     }
+}
+
+/// Answers keyed by a renamed case key (forms generated before the rename) count under the
+/// new name, and declared facts go in the case's `facts` object.
+#[test]
+fn answers_to_renamed_keys_and_declared_facts_reach_the_case() {
+    let (case, problems) = case_of(vec![json!({
+        "resourceType": "QuestionnaireResponse", "status": "completed",
+        "item": [
+            {"linkId": "history.blinatumomab_cycles", "answer": [{"valueInteger": 2}]},
+            {"linkId": "labs.qtc_ms", "answer": [{"valueDecimal": 452.5}]},
+            {"linkId": "labs.liver_tests_date", "answer": [{"valueDate": "2026-05-01"}]},
+            {"linkId": "diagnosis.cd22_method", "answer": [{"valueCoding": {"code": "flow_cytometry"}}]}
+        ]
+    })]);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(case["history"]["cycles_given"], json!(2), "{case}");
+    assert_eq!(case["facts"]["labs.qtc_ms"], json!(452.5), "{case}");
+    assert_eq!(
+        case["facts"]["labs.liver_tests_date"],
+        json!("2026-05-01"),
+        "{case}"
+    );
+    assert_eq!(
+        case["facts"]["diagnosis.cd22_method"],
+        json!("flow_cytometry"),
+        "{case}"
+    );
+    let (engine, _) = setup();
+    engine.parse_case(&case.to_string()).unwrap();
 }

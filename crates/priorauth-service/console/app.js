@@ -134,7 +134,10 @@ function readCase(form, questions) {
     else if (question.kind === 'number') value = parseFloat(input.value);
     else if (question.kind === 'dose') value = { value: parseFloat(input.value), unit: form.querySelector('#' + id + '-unit').value };
     else value = input.value;
-    if (value !== null && !(typeof value === 'number' && Number.isNaN(value))) kase[section][key] = value;
+    if (value === null || (typeof value === 'number' && Number.isNaN(value))) continue;
+    // Facts declared in data by the policies (facts.toml) go in `facts`, by their full name.
+    if (question.declared) (kase.facts = kase.facts || {})[question.key] = value;
+    else kase[section][key] = value;
   }
   return kase;
 }

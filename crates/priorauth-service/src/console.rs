@@ -74,7 +74,9 @@ fn question_json(q: &questions::Question) -> Value {
             .map(|(value, label)| json!({"value": value, "label": label}))
             .collect::<Vec<_>>()
     };
-    json!({"key": q.key, "label": q.label, "kind": q.kind.as_str(), "choices": pairs(&q.choices), "outcomes": pairs(&q.outcomes)})
+    // A fact declared in data (facts.toml) goes in the case's `facts` object, by its name.
+    let declared = !priorauth_core::facts::CASE_KEYS.contains(&q.key);
+    json!({"key": q.key, "label": q.label, "kind": q.kind.as_str(), "choices": pairs(&q.choices), "outcomes": pairs(&q.outcomes), "declared": declared})
 }
 
 #[utoipa::path(get, path = "/v1/questions", responses((status = 200, description = "every case key as the intake form asks it")))]
@@ -125,7 +127,7 @@ pub(crate) async fn source(
         .policy_index(&id)
         .and_then(|i| state.service.engine.policies.get(i))
         .ok_or(AppError::NotFound)?;
-    let text = Engine::bundled_source(&policy.source_file).ok_or(AppError::NotFound)?;
+    let text = Engine::source_document(policy).ok_or(AppError::NotFound)?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 

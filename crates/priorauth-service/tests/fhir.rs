@@ -625,6 +625,91 @@ async fn the_adaptive_form_asks_only_what_can_change_the_outcome() {
     .await;
 }
 
+/// A policy and the facts it declares, loaded from a directory (not bundled), decided by
+/// the service and asked by DTR as the bundled ones are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_policy_with_declared_facts_from_a_directory_is_decided_and_asked_by_dtr() {
+    for_each_backend(|url| async move {
+        let authored = repo().join("tests/authoring/acme");
+        let dir = emitted_dir("authored-policy").join("policies");
+        std::fs::create_dir_all(dir.join("sources")).unwrap();
+        for name in ["acme-widget.toml", "facts.toml", "sources/acme-widget.txt"] {
+            std::fs::copy(authored.join(name), dir.join(name)).unwrap();
+        }
+        let engine = priorauth_core::Engine::from_dir(&dir).unwrap();
+        let plans = std::fs::read_to_string(repo().join("tests/authoring/acme-plans.toml")).unwrap();
+        let server = Server::start_engine(&url, engine, Some(&plans), priorauth_service::admission::Limits::UNLIMITED, priorauth_service::connections::ConnectionLimits::DEFAULT).await;
+        let (_, ehr) = server.key("clinic-a", Role::Submitter, "EHR", "").await;
+        let today = support::days_after_receipt(0);
+        let ecg = priorauth_core::date::Date::parse(&today).unwrap().add_days(-8).unwrap().to_string();
+        let mut case = read(&repo().join("tests/authoring/acme-case.json"));
+        case["request"]["date"] = json!(today);
+        case["facts"] = json!({"labs.qtc": 452, "labs.ecg_date": ecg, "diagnosis.tp53": "wild_type"});
+
+        // The service decides by the declared facts; an unknown one is asked for by name.
+        let approved = server.submitted(&ehr, "acme-commercial", case.clone()).await;
+        assert_eq!(approved["status"], "approved", "{approved}");
+        let mut partial = case.clone();
+        partial["facts"]["labs.qtc"] = Value::Null;
+        let pending = server.submitted(&ehr, "acme-commercial", partial).await;
+        assert_eq!(pending["status"], "pending_information", "{pending}");
+        assert!(pending.to_string().contains("labs.qtc"), "{pending}");
+        let mut wrong = case.clone();
+        wrong["facts"]["labs.qtc"] = json!("high");
+        server.submit(&ehr, "acme-commercial", wrong).await.expect_problem(422, "case.facts.labs.qtc");
+
+        // DTR: the policy's Questionnaire asks the declared facts with their types.
+        let form = server.get("/fhir/Questionnaire/acme-widget", &ehr).await;
+        assert_eq!(form.status, 200, "{}", form.body);
+        let item = |key: &str| form.body["item"].as_array().unwrap().iter().find(|i| i["linkId"] == key).cloned().unwrap_or_else(|| panic!("no item {key}: {}", form.body));
+        assert_eq!(item("labs.qtc")["type"], "decimal");
+        assert_eq!(item("labs.ecg_date")["type"], "date");
+        assert_eq!(item("diagnosis.tp53")["type"], "choice");
+        // The adaptive form asks them one by one and ends decided.
+        let coverage = json!({"resourceType": "Coverage", "id": "cov", "status": "active", "beneficiary": {"reference": "Patient/pat"}, "payor": [{"reference": "Organization/payer"}],
+            "class": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": "plan"}]}, "value": "acme-commercial"}]});
+        let order = json!({"resourceType": "MedicationRequest", "id": "ino", "status": "draft", "intent": "order", "subject": {"reference": "Patient/pat"}, "authoredOn": today,
+            "medicationCodeableConcept": {"coding": [{"system": "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "code": "J9229"}]}});
+        let package = server.post("/fhir/Questionnaire/$questionnaire-package", &ehr, &json!({"resourceType": "Parameters", "parameter": [
+            {"name": "coverage", "resource": coverage}, {"name": "order", "resource": order},
+            {"name": "questionnaire", "valueCanonical": "http://localhost/fhir/Questionnaire/acme-widget-adaptive"}]})).await;
+        assert_eq!(package.status, 200, "{}", package.body);
+        let mut response = package.body["parameter"][0]["resource"]["entry"][1]["resource"].clone();
+        let engine = server.state.service.engine.clone();
+        let map = priorauth_fhir::map::Map::load(priorauth_fhir::map::BUNDLED, &engine).unwrap();
+        let canonical = priorauth_fhir::questionnaire::Canonical { base: "http://localhost/fhir".into() };
+        let mut asked = Vec::new();
+        for _ in 0..30 {
+            if response["status"] == "completed" {
+                break;
+            }
+            let contained = response["contained"][0]["item"].as_array().cloned().unwrap_or_default();
+            let answered: Vec<String> = response["item"].as_array().map(|a| a.iter().map(|i| i["linkId"].as_str().unwrap().to_string()).collect()).unwrap_or_default();
+            let mut items = response["item"].as_array().cloned().unwrap_or_default();
+            for item in contained {
+                let key = item["linkId"].as_str().unwrap();
+                if answered.iter().any(|a| a == key) {
+                    continue;
+                }
+                asked.push(key.to_string());
+                let question = priorauth_core::questions::all(&engine).into_iter().find(|q| q.key == key).unwrap();
+                let Some(value) = priorauth_fhir::questionnaire::case_value(&case, key).cloned() else { continue };
+                items.extend(priorauth_fhir::questionnaire::answer_items(&question, &value, &canonical, &map));
+            }
+            response["item"] = json!(items);
+            let next = server.post("/fhir/Questionnaire/$next-question", &ehr, &response).await;
+            assert_eq!(next.status, 200, "{}", next.body);
+            response = next.body;
+        }
+        assert_eq!(response["status"], "completed", "{response}");
+        for key in ["labs.qtc", "labs.ecg_date", "diagnosis.tp53"] {
+            assert!(asked.iter().any(|k| k == key), "{key} was not asked: {asked:?}");
+        }
+        server.stop().await;
+    })
+    .await;
+}
+
 /// Text that would show the service's insides.
 const INTERNALS: &[&str] = &[
     "panicked",

@@ -2,7 +2,9 @@
 //! facts of a decision and recomputes its explanation under the version that made it, so a
 //! version changed in place would explain old decisions with words they were not given
 //! (reads would show them as unverified). `policies/versions.lock` records the SHA-256 of
-//! every version's file and of the drug catalog; this test fails when one changes.
+//! every version's file, of the drug catalog and of each declared fact (`facts.toml`: a
+//! declaration's type, bounds or meaning read stored cases); this test fails when one
+//! changes. Declaring a new fact adds a line; changing a declared one is a new name.
 //!
 //! A new version (a new file, or a new `version` in a new file) is added to the lock with
 //! `UPDATE_POLICY_LOCK=1 cargo test -p priorauth-service --test policy_versions`, which
@@ -39,6 +41,15 @@ fn versions() -> BTreeMap<String, String> {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
+        if path.file_stem().is_some_and(|s| s == "facts") {
+            for (name, hash) in declarations(&text) {
+                assert!(
+                    versions.insert(name.clone(), hash).is_none(),
+                    "{name}: twice"
+                );
+            }
+            continue;
+        }
         let name = if path.file_stem().is_some_and(|s| s == "drugs") {
             "drugs catalog".to_string()
         } else {
@@ -53,6 +64,27 @@ fn versions() -> BTreeMap<String, String> {
         );
     }
     versions
+}
+
+/// (`fact NAME`, SHA-256 of its `[[fact]]` block) of each declaration of a facts.toml.
+fn declarations(text: &str) -> Vec<(String, String)> {
+    text.split("\n[[fact]]")
+        .skip(1)
+        .map(|block| {
+            let name = block
+                .lines()
+                .filter_map(|line| line.split_once('='))
+                .find(|(k, _)| k.trim() == "name")
+                .map(|(_, v)| v.trim().trim_matches('"').to_string())
+                .expect("a declared fact's name");
+            // A comment after the last declaration is not part of it.
+            let block = block.trim_end();
+            (
+                format!("fact {name}"),
+                hex(&Sha256::digest(block.as_bytes())),
+            )
+        })
+        .collect()
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -224,7 +224,19 @@ impl Server {
     /// A server with these shares per key and organization, and these connection limits.
     pub async fn start_with(url: &str, limits: Limits, connections: ConnectionLimits) -> Server {
         let engine = Engine::bundled().expect("the bundled policies load");
-        let mut state = priorauth_service::state(engine, None, url)
+        Server::start_engine(url, engine, None, limits, connections).await
+    }
+
+    /// A server deciding by `engine` (policies of a directory) and these plans.
+    #[allow(dead_code)]
+    pub async fn start_engine(
+        url: &str,
+        engine: Engine,
+        plans: Option<&str>,
+        limits: Limits,
+        connections: ConnectionLimits,
+    ) -> Server {
+        let mut state = priorauth_service::state(engine, plans, url)
             .await
             .expect("the state builds");
         // Most tests send faster than a clinic would; the limits have their own tests.
