@@ -186,8 +186,10 @@ enum KeysCommand {
         #[arg(long, default_value = "")]
         credentials: String,
     },
-    /// Revoke a key by its id.
+    /// Revoke a key by its id: refused from the next call on.
     Revoke { id: String },
+    /// Every key: id, organization, role, name, created and revoked times (never a secret).
+    List,
 }
 
 #[derive(Debug, Subcommand)]

@@ -124,6 +124,25 @@ pub fn keys(command: KeysCommand) -> Result<(), String> {
                 );
                 Ok(())
             }
+            KeysCommand::List => {
+                let listed = keys::list(&store).await.map_err(|e| e.to_string())?;
+                let time = priorauth_service::lifecycle::timestamp;
+                let mut out =
+                    String::from("id\torganization\trole\tname\tcredentials\tcreated\trevoked\n");
+                for key in &listed {
+                    out.push_str(&format!(
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                        key.id,
+                        key.organization,
+                        key.role,
+                        key.name,
+                        key.credentials,
+                        time(key.created_at),
+                        key.revoked_at.map_or_else(|| "-".to_string(), time)
+                    ));
+                }
+                crate::write_stdout(&out)
+            }
             KeysCommand::Revoke { id } => {
                 match keys::revoke(&store, &id).await.map_err(|e| e.to_string())? {
                     true => Ok(()),

@@ -666,3 +666,56 @@ fn the_policy_format_lists_every_fact_as_policy_facts_prints_it() {
         "docs/policy-format.md is stale: put the output of `priorauth policy facts` between its markers"
     );
 }
+
+/// Keys as an administrator manages them from the command line: created, listed (never a
+/// secret), revoked once.
+#[test]
+fn keys_are_created_listed_and_revoked() {
+    let dir = std::env::temp_dir().join(format!("priorauth-keys-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("keys.sqlite").display());
+    let keys = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_priorauth"))
+            .arg("keys")
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        (output.status.code(), stdout(&output), stderr(&output))
+    };
+    let (code, created, _) = keys(&[
+        "create",
+        "--organization",
+        "payer",
+        "--role",
+        "admin",
+        "--name",
+        "First admin",
+    ]);
+    assert_eq!(code, Some(0));
+    let id = created
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .unwrap()
+        .to_string();
+    let secret = created
+        .lines()
+        .find_map(|l| l.strip_prefix("key: "))
+        .unwrap()
+        .to_string();
+    let (code, listed, _) = keys(&["list"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        listed.contains(&format!("{id}\tpayer\tadmin\tFirst admin\t")),
+        "{listed}"
+    );
+    assert!(!listed.contains(&secret), "a secret is never listed");
+    assert!(listed.trim_end().ends_with("\t-"), "not revoked: {listed}");
+    assert_eq!(keys(&["revoke", &id]).0, Some(0));
+    let (_, listed, _) = keys(&["list"]);
+    assert!(!listed.trim_end().ends_with("\t-"), "revoked: {listed}");
+    let (code, _, message) = keys(&["revoke", &id]);
+    assert_eq!(code, Some(1));
+    assert!(message.contains("no active key"), "{message}");
+}

@@ -381,6 +381,7 @@ impl Engine {
                     number(FactId::RequestInfusionDays),
                     number(FactId::RequestCycleLengthDays),
                     number(FactId::PatientBsaM2),
+                    number(FactId::RequestDoseMgPerM2),
                 ) {
                     Some(units) => Value::Number(units),
                     // Only a dose per m² needs the body surface area.

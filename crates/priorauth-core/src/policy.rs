@@ -1187,6 +1187,7 @@ impl Drug {
         infusion_days: Option<f64>,
         cycle_length: Option<f64>,
         bsa_m2: Option<f64>,
+        requested_mg_per_m2: Option<f64>,
     ) -> Option<f64> {
         let limits = &self.limits;
         // A cycle holds no more infusion days than it has days.
@@ -1205,7 +1206,10 @@ impl Drug {
         }
         let bsa = bsa_m2?;
         let units_per_vial = (self.vial_amount / self.hcpcs_unit_amount).round();
-        // A dose that needs exactly whole vials takes no more (1e-9 absorbs rounding).
+        // A dose that needs exactly whole vials takes no more (1e-9 absorbs rounding). No
+        // dose is above the requested highest single dose: a cycle of Besponsa at 0.5 mg/m²
+        // (the label's dose in remission from cycle 2) needs 0.5 on each of its days, not the
+        // label's 0.8 on day 1.
         let vials: f64 = limits
             .doses_mg_per_m2
             .iter()
@@ -1216,7 +1220,10 @@ impl Drug {
                     .get(*i)
                     .is_none_or(|day| f64::from(*day) <= cycle)
             })
-            .map(|(_, dose)| (dose * bsa / self.vial_amount - 1e-9).ceil().max(1.0))
+            .map(|(_, dose)| {
+                let dose = requested_mg_per_m2.map_or(*dose, |requested| dose.min(requested));
+                (dose * bsa / self.vial_amount - 1e-9).ceil().max(1.0)
+            })
             .sum();
         Some(vials * units_per_vial)
     }

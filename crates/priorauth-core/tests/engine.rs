@@ -324,3 +324,32 @@ fn case_keys_are_unique() {
     keys.dedup();
     assert_eq!(keys.len(), CASE_KEYS.len());
 }
+
+/// A drug dosed per m² is approved for the vials its requested dose needs: Besponsa at
+/// 0.5 mg/m² (the label's dose in remission from cycle 2) needs one 0.9 mg vial on each of
+/// its three days for 1.66 m², not the two of the label's 0.8 mg/m² on day 1.
+#[test]
+fn a_dose_per_m2_below_the_label_is_approved_for_its_own_vials() {
+    let engine = engine();
+    let table: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../policies/northwind-rx-onc-118.cases.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let index = engine.policy_index("northwind-rx-onc-118").unwrap();
+    let granted = |dose: f64| {
+        let mut case = table["bases"]["initial"].clone();
+        case["patient"]["weight_kg"] = serde_json::json!(60);
+        case["patient"]["height_cm"] = serde_json::json!(165);
+        case["request"]["dose"]["value"] = serde_json::json!(dose);
+        let case = engine.parse_case(&case.to_string()).unwrap();
+        let (_, decision) = engine.evaluate(&case, &[index]).decisions[0];
+        assert_eq!(decision.outcome, Outcome::Approve, "{dose}: {decision:?}");
+        decision.quantity.unwrap().units_per_cycle
+    };
+    assert_eq!(granted(0.8), 36, "2 + 1 + 1 vials of 9 units");
+    assert_eq!(granted(0.5), 27, "1 + 1 + 1 vials");
+}

@@ -86,6 +86,40 @@ pub async fn create(
     Ok((id, secret))
 }
 
+/// A key as an administrator sees it: never its secret nor its hash.
+#[derive(Debug, Clone)]
+pub struct KeyListing {
+    pub id: String,
+    pub organization: String,
+    pub role: String,
+    pub name: String,
+    pub credentials: String,
+    /// Milliseconds since the epoch.
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// Every key, oldest first.
+pub async fn list(store: &Store) -> Result<Vec<KeyListing>, StoreError> {
+    let rows = sqlx::query("SELECT id, organization, role, name, credentials, created_at, revoked_at FROM api_keys ORDER BY created_at, id")
+        .fetch_all(&store.pool)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(KeyListing {
+                id: row.try_get("id")?,
+                organization: row.try_get("organization")?,
+                role: row.try_get("role")?,
+                name: row.try_get("name")?,
+                credentials: row.try_get("credentials")?,
+                created_at: row.try_get("created_at")?,
+                revoked_at: row.try_get("revoked_at")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StoreError::from)
+}
+
 pub async fn revoke(store: &Store, id: &str) -> Result<bool, StoreError> {
     let done =
         sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
