@@ -96,7 +96,7 @@ test('the console, end to end', async () => {
     // Compare payers.
     await page.click('text=Compare payers');
     await page.waitForSelector('#compare tbody tr');
-    assert.equal(await page.locator('#compare tbody tr').count(), 5);
+    assert.equal(await page.locator('#compare tbody tr').count(), 6, 'a row per policy in effect');
     assert.ok(await page.locator('#compare td.separates').count() >= 1, 'MassHealth alone governs… or differs');
     if (shots) await page.screenshot({ path: path.join(shots, 'compare.png'), fullPage: true });
 

@@ -49,7 +49,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Decide cases (spec/case-format.md) against every policy, or the ones named.
+    /// Decide cases (docs/case-format.md) against every policy, or the ones named.
     Evaluate {
         /// Case files; `-` reads standard input.
         #[arg(value_name = "CASE.json", required_unless_present = "batch")]
@@ -329,9 +329,22 @@ fn main() -> ExitCode {
 /// head`) has all it wanted: the command ends quietly with success, as Unix tools do.
 fn write_error(error: io::Error) -> String {
     if error.kind() == io::ErrorKind::BrokenPipe {
-        std::process::exit(0);
+        // Bad input already reported keeps its status: `… | grep -q` must not hide it.
+        let status = if INVALID_SEEN.load(std::sync::atomic::Ordering::Relaxed) {
+            EXIT_BAD_INPUT
+        } else {
+            0
+        };
+        std::process::exit(i32::from(status));
     }
     format!("cannot write: {error}")
+}
+
+/// Set when an invalid case file or line has been reported, for [`write_error`].
+static INVALID_SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn invalid_seen() {
+    INVALID_SEEN.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 fn json_write_error(error: serde_json::Error) -> String {
@@ -427,6 +440,7 @@ fn evaluate(
                     eprintln!("error: {}: {message}", path.display());
                 }
                 invalid.push(path.display().to_string());
+                invalid_seen();
                 continue;
             }
         };
@@ -522,6 +536,7 @@ fn run_batch(
             Ok(()) => tally.decided(&evaluation),
             Err(error) => {
                 tally.invalid += 1;
+                invalid_seen();
                 let problems: Vec<_> = error
                     .problems
                     .iter()

@@ -287,7 +287,7 @@ pub fn facts(engine: &Engine) -> Result<(), String> {
                 declared.unit.map_or(String::new(), |u| format!(" {u}"))
             ),
             priorauth_core::facts::DeclaredType::Date => {
-                "date (read as days before request.date)".to_string()
+                "date (read as days before the day of receipt)".to_string()
             }
             _ => type_of(declared.def.fact_type),
         };

@@ -570,6 +570,24 @@ fn a_closed_pipe_ends_the_command_quietly() {
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
+    // Bad input reported before the reader went keeps its status: `… | grep -q` must not
+    // hide it.
+    let bad = std::env::temp_dir().join(format!("priorauth-pipe-{}.json", std::process::id()));
+    std::fs::write(&bad, "{\"x\": 1}").unwrap();
+    let mut args = vec!["evaluate".to_string(), bad.to_str().unwrap().to_string()];
+    args.extend(std::iter::repeat_n(
+        case("E01.json").to_str().unwrap().to_string(),
+        200,
+    ));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_priorauth"))
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
 }
 
 #[test]

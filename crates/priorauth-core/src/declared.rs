@@ -154,7 +154,7 @@ pub fn load(file: &str, text: &str) -> Result<Vec<FactId>, LoadError> {
         };
         let description = match value_type {
             DeclaredType::Date => format!(
-                "declared: days from this date to request.date: {}",
+                "declared: days from this date to the day of receipt (request.date without one): {}",
                 fact.meaning.trim()
             ),
             _ => format!("declared: {}", fact.meaning.trim()),
@@ -312,8 +312,12 @@ fn read(id: FactId, value: &Json, request_date: Option<Date>) -> Result<Value, S
 /// Sets the declared facts of a case: unknown unless the case gives them (the bit naming an
 /// absent one is the policy's, set by [`tag`] before each policy decides). The case was
 /// checked by [`check_case`]; a value that fails the check reads as unknown.
-pub fn fill(facts: &mut Facts, case: &Case, declared: &[FactId]) {
-    let request_date = case.request.as_ref().and_then(|r| r.date);
+///
+/// A date is read as the days from it to the day of receipt (`as_of`) when there is one, else
+/// to `request.date`: "within 30 days of the request" is counted to the day the payer has the
+/// request, not to a clinical date that may be up to 90 days before it.
+pub fn fill(facts: &mut Facts, case: &Case, declared: &[FactId], as_of: Option<Date>) {
+    let request_date = as_of.or_else(|| case.request.as_ref().and_then(|r| r.date));
     for id in declared {
         let unknown = Value::Unknown(0);
         let given = case
@@ -464,7 +468,7 @@ question = "Done"
             case(r#"{"labs.seen_on": "2026-05-08", "labs.grade": "high", "labs.done": null}"#);
         check_case(&given, &ids).unwrap();
         let mut facts = Facts::default();
-        fill(&mut facts, &given, &ids);
+        fill(&mut facts, &given, &ids, None);
         assert_eq!(facts.get(ids[0]), Value::Number(10.0));
         assert_eq!(facts.get(ids[1]), Value::Symbol(1));
         assert_eq!(facts.get(ids[2]), Value::Unknown(0));
@@ -517,7 +521,7 @@ question = "Done"
         )
         .unwrap();
         let mut facts = Facts::default();
-        fill(&mut facts, &undated, &ids);
+        fill(&mut facts, &undated, &ids, None);
         assert_eq!(
             facts.get(ids[0]),
             Value::Unknown(key_bit("request.date").unwrap())

@@ -232,6 +232,7 @@ facts! {
     HistoryMedicationsAdded = "history.medications_added", Bool, "other medications are added to this continuation request";
     HistoryAuthorizationCount = "history.authorization_count", Number, "derived: earlier authorizations of the requested drug in the current course: the latest one, if it ended at most COURSE_GAP_DAYS before request.date, and those before it, each ending at most COURSE_GAP_DAYS before the next began";
     HistoryRenewalCount = "history.renewal_count", Number, "derived: renewals already granted in the current course: its authorizations after the first, whatever their `renewal` flags say";
+    HistoryAuthorizationsEver = "history.authorizations_ever", Number, "derived: earlier authorizations of the requested drug in the records (history.authorizations), in any course, begun on or before request.date: the records' answer to whether the drug was given before";
     HistoryLapseDays = "history.lapse_days", Number, "derived: the longest run of days without an active authorization in the year before request.date, between authorizations or from the latest one's end to request.date (0 or less when contiguous or still active; unbounded when none was active in that year)";
     PrescriberSpecialty = "prescriber.specialty", Enum(Specialty::VARIANTS), "the prescriber's specialty";
     PrescriberConsultingSpecialty = "prescriber.consulting_specialty", Enum(Specialty::VARIANTS), "specialty of a physician the prescriber consulted";
@@ -310,7 +311,8 @@ pub enum DeclaredType {
     /// One of the declared values.
     Enum,
     /// A date (`YYYY-MM-DD`) no later than `request.date`; policies read the days from it to
-    /// `request.date`, so that "within 30 days of the request" is `le = 30`.
+    /// the day of receipt (`request.date` without one), so that "within 30 days of the
+    /// request" is `le = 30`.
     Date,
 }
 
@@ -793,6 +795,20 @@ impl Facts {
                 Ok(course)
             }
         };
+        self.set(
+            HistoryAuthorizationsEver,
+            match &history.authorizations {
+                None => Value::Unknown(AUTHORIZATIONS_KEY),
+                Some(past) => {
+                    let on = as_of.or(request.date);
+                    let count = past
+                        .iter()
+                        .filter(|a| on.is_none_or(|date| a.start <= date))
+                        .count();
+                    Value::Number(count as f64)
+                }
+            },
+        );
         let first_cycle = course_position(self.get(RequestFirstCycle), course);
         self.set(RequestFirstCycle, first_cycle);
 

@@ -310,7 +310,7 @@ impl Engine {
                 .map(|p| p as u8)
         };
         facts.fill_as_of(case, drug_index, as_of);
-        declared::fill(facts, case, &self.declared);
+        declared::fill(facts, case, &self.declared, as_of);
         let on_label = match facts.get(FactId::RequestDrug) {
             facts::Value::Symbol(drug) => {
                 let label = self

@@ -307,7 +307,7 @@ pub fn fact_value(engine: &Engine, fact: crate::FactId, facts: &crate::Facts) ->
             let number = text.trim_end_matches('0').trim_end_matches('.').to_string();
             match fact.declaration() {
                 Some(d) if d.value_type == crate::facts::DeclaredType::Date => {
-                    format!("{number} days before request.date")
+                    format!("{number} days before receipt")
                 }
                 Some(crate::facts::Declared {
                     unit: Some(unit), ..
@@ -620,7 +620,19 @@ pub fn summary(engine: &Engine, case: &Case, evaluation: &Evaluation, color: boo
                         q.total_units
                     )
                 });
-                format!("{period}{quantity}")
+                // A partial approval: the cycles beyond it are a recommended denial.
+                let partial = result
+                    .quantity
+                    .as_ref()
+                    .and_then(|q| Some((q.requested_cycles?, q.cycles?)))
+                    .filter(|(requested, approved)| requested > approved)
+                    .map_or(String::new(), |(requested, approved)| {
+                        format!(
+                            "; the other {} of {requested} cycles: denial recommended, a clinician must confirm",
+                            requested - approved
+                        )
+                    });
+                format!("{period}{quantity}{partial}")
             }
             Outcome::Incomplete => format!("missing: {}", result.missing.join(", ")),
             Outcome::NotApplicable => first("not_met").map_or_else(
@@ -640,10 +652,15 @@ pub fn summary(engine: &Engine, case: &Case, evaluation: &Evaluation, color: boo
                 };
                 format!("recommended, a clinician must confirm a denial; {why}")
             }
-            Outcome::Review => match (result.pathway, first("met")) {
-                (Some(pathway), _) => format!("pathway {pathway}"),
-                (None, Some(r)) => r.criterion.to_string(),
-                (None, None) => "clinical review".to_string(),
+            // Reviewed by a pathway that sends it to a clinician, or because an approving
+            // pathway's dose or quantity is outside the policy: the criterion says which.
+            Outcome::Review => match (result.pathway, first("not_met"), first("met")) {
+                (Some(pathway), Some(r), _) => {
+                    format!("pathway {pathway}; not met: {}", r.criterion)
+                }
+                (Some(pathway), None, _) => format!("pathway {pathway}"),
+                (None, _, Some(r)) => r.criterion.to_string(),
+                (None, _, None) => "clinical review".to_string(),
             },
         };
         let _ = writeln!(

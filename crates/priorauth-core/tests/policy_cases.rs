@@ -61,9 +61,17 @@ struct TestRow {
 fn apply(base: &Value, set: &BTreeMap<String, Value>) -> Value {
     let mut case = base.clone();
     for (key, value) in set {
-        let mut parts = key.split('.');
-        let (Some(section), Some(field), None) = (parts.next(), parts.next(), parts.next()) else {
-            panic!("`{key}` is not a section.key");
+        // A declared fact is `facts.<its name>`, itself a `section.key`.
+        let (section, field) = match key.strip_prefix("facts.") {
+            Some(name) => ("facts", name),
+            None => {
+                let mut parts = key.split('.');
+                let (Some(section), Some(field), None) = (parts.next(), parts.next(), parts.next())
+                else {
+                    panic!("`{key}` is not a section.key");
+                };
+                (section, field)
+            }
         };
         let object = case.as_object_mut().expect("a case is an object");
         let section = object

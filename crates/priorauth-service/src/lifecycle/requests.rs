@@ -119,10 +119,8 @@ async fn history_from_records(
                 ));
             }
         }
-        // The course continues where the records say it stands.
-        if drug == "blinatumomab" {
-            request.insert("first_cycle".into(), Value::from(cycles_given + 1));
-        }
+        // The course continues where the records say it stands, whichever the drug.
+        request.insert("first_cycle".into(), Value::from(cycles_given + 1));
     }
     let history = object.entry("history").or_insert_with(|| json!({}));
     if history.is_null() {
@@ -130,12 +128,19 @@ async fn history_from_records(
     }
     if let Some(history) = history.as_object_mut() {
         history.insert("authorizations".into(), Value::Array(past));
+        // The records' counts, under the keys' current names: what the request declared,
+        // under either name, gives way to them.
+        history.remove("blinatumomab_cycles");
+        history.remove("blinatumomab_continued_cycles");
+        history.insert("cycles_given".into(), Value::from(cycles_given));
+        // Continued-therapy cycles are Blincyto's (cycles 6 and later).
         if drug == "blinatumomab" {
-            history.insert("blinatumomab_cycles".into(), Value::from(cycles_given));
             history.insert(
-                "blinatumomab_continued_cycles".into(),
+                "continued_cycles_given".into(),
                 Value::from(continued_given),
             );
+        } else {
+            history.remove("continued_cycles_given");
         }
     }
     Ok(())
