@@ -58,6 +58,17 @@ test('the console, end to end', async () => {
     await page.locator('#api-key').fill(process.env.SUBMITTER_KEY);
     await page.keyboard.press('Enter');
 
+    // Facts a policy declares in data (facts.toml) are asked like the case format's:
+    // Northwind's QTc, a number with its unit in the question, decides the preview.
+    await page.waitForSelector('#plan option[value="northwind-commercial"]', { state: 'attached' });
+    await page.selectOption('#plan', 'northwind-commercial');
+    await page.waitForSelector('#intake-form .field[data-key="labs.qtc_ms"]');
+    assert.match(await page.locator('#intake-form .field[data-key="labs.qtc_ms"] label').innerText(), /QTc interval .*\(ms\)/);
+    await fill(page, 'labs.qtc_ms', '512');
+    // The preview reads it: the criterion is not met at 512 ms.
+    await page.waitForFunction(() => [...document.querySelectorAll('#preview li')]
+      .some(li => li.textContent.includes('QTc below 500 ms') && li.querySelector('.mark.not_met')), null, { timeout: 10000 });
+
     // Intake: only the questions MassHealth's policy needs; the outcome follows the answers.
     await page.selectOption('#plan', 'masshealth');
     await page.waitForSelector('#intake-form .field');

@@ -579,41 +579,13 @@ async fn the_adaptive_form_asks_only_what_can_change_the_outcome() {
             {"name": "coverage", "resource": coverage}, {"name": "order", "resource": order},
             {"name": "questionnaire", "valueCanonical": "http://localhost/fhir/Questionnaire/eocco-0382-adaptive"}]})).await;
         assert_eq!(package.status, 200, "{}", package.body);
-        let mut response = package.body["parameter"][0]["resource"]["entry"][1]["resource"].clone();
+        let response = package.body["parameter"][0]["resource"]["entry"][1]["resource"].clone();
         let whole = server.get("/fhir/Questionnaire/eocco-0382", &ehr).await;
         keep(&dir, "questionnaire", &whole.body);
         let total = whole.body["item"].as_array().unwrap().len();
-        let engine = server.state.service.engine.clone();
-        let map = priorauth_fhir::map::Map::load(priorauth_fhir::map::BUNDLED, &engine).unwrap();
-        let canonical = priorauth_fhir::questionnaire::Canonical { base: "http://localhost/fhir".into() };
         // Questions asked beyond what the order already answered.
         let prefilled = response["item"].as_array().map_or(0, Vec::len);
-        let mut rounds = 0;
-        for _ in 0..60 {
-            if response["status"] == "completed" {
-                break;
-            }
-            // Answer the questions added last, from the case.
-            let contained = response["contained"][0]["item"].as_array().cloned().unwrap_or_default();
-            let answered: Vec<String> = response["item"].as_array().map(|a| a.iter().map(|i| i["linkId"].as_str().unwrap().to_string()).collect()).unwrap_or_default();
-            let mut items = response["item"].as_array().cloned().unwrap_or_default();
-            for item in contained {
-                let key = item["linkId"].as_str().unwrap();
-                if answered.iter().any(|a| a == key) || key.starts_with("history.tkis") && key != "history.tkis.tried" {
-                    continue;
-                }
-                let question_key = if key == "history.tkis.tried" { "history.tkis" } else { key };
-                let question = priorauth_core::questions::all(&engine).into_iter().find(|q| q.key == question_key).unwrap();
-                // What the case does not say, the clinician leaves unanswered.
-                let Some(value) = priorauth_fhir::questionnaire::case_value(&case, question_key).cloned() else { continue };
-                items.extend(priorauth_fhir::questionnaire::answer_items(&question, &value, &canonical, &map));
-            }
-            response["item"] = json!(items);
-            rounds += 1;
-            let next = server.post("/fhir/Questionnaire/$next-question", &ehr, &response).await;
-            assert_eq!(next.status, 200, "{}", next.body);
-            response = next.body;
-        }
+        let (response, _, rounds) = answer_adaptive_form(&server, &ehr, response, &case, 60).await;
         keep(&dir, "adaptive-final", &response);
         assert_eq!(response["status"], "completed", "{response}");
         let asked = response["contained"][0]["item"].as_array().unwrap().len() - prefilled;
@@ -674,33 +646,8 @@ async fn a_policy_with_declared_facts_from_a_directory_is_decided_and_asked_by_d
             {"name": "coverage", "resource": coverage}, {"name": "order", "resource": order},
             {"name": "questionnaire", "valueCanonical": "http://localhost/fhir/Questionnaire/acme-widget-adaptive"}]})).await;
         assert_eq!(package.status, 200, "{}", package.body);
-        let mut response = package.body["parameter"][0]["resource"]["entry"][1]["resource"].clone();
-        let engine = server.state.service.engine.clone();
-        let map = priorauth_fhir::map::Map::load(priorauth_fhir::map::BUNDLED, &engine).unwrap();
-        let canonical = priorauth_fhir::questionnaire::Canonical { base: "http://localhost/fhir".into() };
-        let mut asked = Vec::new();
-        for _ in 0..30 {
-            if response["status"] == "completed" {
-                break;
-            }
-            let contained = response["contained"][0]["item"].as_array().cloned().unwrap_or_default();
-            let answered: Vec<String> = response["item"].as_array().map(|a| a.iter().map(|i| i["linkId"].as_str().unwrap().to_string()).collect()).unwrap_or_default();
-            let mut items = response["item"].as_array().cloned().unwrap_or_default();
-            for item in contained {
-                let key = item["linkId"].as_str().unwrap();
-                if answered.iter().any(|a| a == key) {
-                    continue;
-                }
-                asked.push(key.to_string());
-                let question = priorauth_core::questions::all(&engine).into_iter().find(|q| q.key == key).unwrap();
-                let Some(value) = priorauth_fhir::questionnaire::case_value(&case, key).cloned() else { continue };
-                items.extend(priorauth_fhir::questionnaire::answer_items(&question, &value, &canonical, &map));
-            }
-            response["item"] = json!(items);
-            let next = server.post("/fhir/Questionnaire/$next-question", &ehr, &response).await;
-            assert_eq!(next.status, 200, "{}", next.body);
-            response = next.body;
-        }
+        let response = package.body["parameter"][0]["resource"]["entry"][1]["resource"].clone();
+        let (response, asked, _) = answer_adaptive_form(&server, &ehr, response, &case, 30).await;
         assert_eq!(response["status"], "completed", "{response}");
         for key in ["labs.qtc", "labs.ecg_date", "diagnosis.tp53"] {
             assert!(asked.iter().any(|k| k == key), "{key} was not asked: {asked:?}");
@@ -708,6 +655,73 @@ async fn a_policy_with_declared_facts_from_a_directory_is_decided_and_asked_by_d
         server.stop().await;
     })
     .await;
+}
+
+/// Answers an adaptive DTR form from `case` until it is completed (at most `rounds` rounds):
+/// each round answers the questions added last and leaves unanswered what the case does not
+/// say, as a clinician would. Answers the last response, the keys asked and the rounds.
+async fn answer_adaptive_form(
+    server: &Server,
+    key: &str,
+    mut response: Value,
+    case: &Value,
+    rounds: usize,
+) -> (Value, Vec<String>, usize) {
+    let engine = server.state.service.engine.clone();
+    let map = priorauth_fhir::map::Map::load(priorauth_fhir::map::BUNDLED, &engine).unwrap();
+    let canonical = priorauth_fhir::questionnaire::Canonical {
+        base: "http://localhost/fhir".into(),
+    };
+    let questions = priorauth_core::questions::all(&engine);
+    let mut asked = Vec::new();
+    let mut done = 0;
+    while done < rounds && response["status"] != "completed" {
+        let contained = response["contained"][0]["item"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let answered: Vec<String> = response["item"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|i| i["linkId"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut items = response["item"].as_array().cloned().unwrap_or_default();
+        for item in contained {
+            let link = item["linkId"].as_str().unwrap();
+            // The TKI list is answered as a whole, through its `tried` item.
+            if answered.iter().any(|a| a == link)
+                || link.starts_with("history.tkis") && link != "history.tkis.tried"
+            {
+                continue;
+            }
+            asked.push(link.to_string());
+            let question_key = if link == "history.tkis.tried" {
+                "history.tkis"
+            } else {
+                link
+            };
+            let question = questions.iter().find(|q| q.key == question_key).unwrap();
+            let Some(value) =
+                priorauth_fhir::questionnaire::case_value(case, question_key).cloned()
+            else {
+                continue;
+            };
+            items.extend(priorauth_fhir::questionnaire::answer_items(
+                question, &value, &canonical, &map,
+            ));
+        }
+        response["item"] = json!(items);
+        done += 1;
+        let next = server
+            .post("/fhir/Questionnaire/$next-question", key, &response)
+            .await;
+        assert_eq!(next.status, 200, "{}", next.body);
+        response = next.body;
+    }
+    (response, asked, done)
 }
 
 /// Text that would show the service's insides.
