@@ -282,11 +282,11 @@ pub fn facts(engine: &Engine) -> Result<(), String> {
             .map(|(_, k)| *k)
             .collect();
         let shape = match declared.value_type {
-            priorauth_core::facts::DeclaredType::Number { min, max } => format!(
+            priorauth_core::declared::DeclaredType::Number { min, max } => format!(
                 "number {min} to {max}{}",
                 declared.unit.map_or(String::new(), |u| format!(" {u}"))
             ),
-            priorauth_core::facts::DeclaredType::Date => {
+            priorauth_core::declared::DeclaredType::Date => {
                 "date (read as days before the day of receipt)".to_string()
             }
             _ => type_of(declared.def.fact_type),

@@ -16,8 +16,8 @@ use toml::Spanned;
 use crate::case::{CaseError, CaseProblem, EARLIEST_DATE, LATEST_DATE, RequestKind};
 use crate::date::Date;
 use crate::facts::{
-    CASE_KEYS, CASE_KEYS_MASK, Declared, DeclaredType, FACTS, FIRST_DECLARED_BIT, FactDef, FactId,
-    FactType, Facts, Value, declare, intern, intern_list, key_bit,
+    CASE_KEYS, CASE_KEYS_MASK, FACTS, FIRST_DECLARED_BIT, FactDef, FactId, FactType, Facts,
+    MAX_DECLARED, Value, key_bit,
 };
 use crate::policy::LoadError;
 use crate::{Case, case};
@@ -25,6 +25,100 @@ use serde_json::Value as Json;
 
 /// The declarations' file name in a policy directory.
 pub const FACTS_FILE: &str = "facts.toml";
+
+/// How a declared fact is given in a case's `facts` object.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DeclaredType {
+    Bool,
+    /// A number within `min..=max`, in the declaration's `unit`.
+    Number {
+        min: f64,
+        max: f64,
+    },
+    /// One of the declared values.
+    Enum,
+    /// A date (`YYYY-MM-DD`) no later than `request.date`; policies read the days from it to
+    /// the day of receipt (`request.date` without one), so that "within 30 days of the
+    /// request" is `le = 30`.
+    Date,
+}
+
+/// A fact declared in data: a policy directory's `facts.toml` (docs/policy-format.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Declared {
+    /// Name (the case key in `facts`), type and meaning, as policies read it.
+    pub def: FactDef,
+    pub value_type: DeclaredType,
+    /// The unit of a number (`ms`, `x ULN`, `%`), shown with its question.
+    pub unit: Option<&'static str>,
+    /// The question as a requester is asked it.
+    pub question: &'static str,
+    /// The request kinds that ask it (bit per `RequestKind` index).
+    pub kinds: u32,
+}
+
+static DECLARED: std::sync::RwLock<Vec<&'static Declared>> = std::sync::RwLock::new(Vec::new());
+
+/// The process's declarations, by place.
+pub(crate) fn table() -> std::sync::RwLockReadGuard<'static, Vec<&'static Declared>> {
+    DECLARED
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Gives a declared fact its id and case key bit. A declaration equal to one already made in
+/// this process keeps that one's; another declaration of the same name takes a new place (so
+/// two policy directories loaded side by side each keep their own). The table lives as long
+/// as the process: a fact's definition is `'static`, as the case format's are.
+pub fn declare(declared: Declared) -> Result<FactId, String> {
+    let mut table = DECLARED
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let position = match table.iter().position(|d| **d == declared) {
+        Some(position) => position,
+        None => {
+            if table.len() >= MAX_DECLARED {
+                return Err(format!(
+                    "more than {MAX_DECLARED} distinct facts declared in this process"
+                ));
+            }
+            table.push(Box::leak(Box::new(declared)));
+            table.len() - 1
+        }
+    };
+    FactId::declared_place(position).ok_or_else(|| "too many facts".to_string())
+}
+
+/// A text kept for the life of the process, once per distinct text: declared facts' names,
+/// meanings and values are `'static` like the case format's.
+pub fn intern(text: &str) -> &'static str {
+    static TEXTS: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut texts = TEXTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(known) = texts.iter().find(|t| **t == text) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(text.to_string().into_boxed_str());
+    texts.push(leaked);
+    leaked
+}
+
+/// A list of texts kept for the life of the process, as [`intern`].
+pub fn intern_list(list: &[String]) -> &'static [&'static str] {
+    static LISTS: std::sync::Mutex<Vec<&'static [&'static str]>> =
+        std::sync::Mutex::new(Vec::new());
+    let wanted: Vec<&'static str> = list.iter().map(|t| intern(t)).collect();
+    let mut lists = LISTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(known) = lists.iter().find(|l| **l == wanted.as_slice()) {
+        return known;
+    }
+    let leaked: &'static [&'static str] = Box::leak(wanted.into_boxed_slice());
+    lists.push(leaked);
+    leaked
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

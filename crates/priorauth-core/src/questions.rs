@@ -4,9 +4,8 @@
 
 use crate::Engine;
 use crate::case;
-use crate::facts::{
-    CASE_KEYS, DeclaredType, FactId, FactType, Missing, Value as FactValue, key_bit,
-};
+use crate::declared::DeclaredType;
+use crate::facts::{CASE_KEYS, FactId, FactType, Missing, Value as FactValue, key_bit};
 use crate::policy::{CriterionIdx, Node, Outcome, Policy};
 
 /// How a question is answered.

@@ -306,10 +306,10 @@ pub fn fact_value(engine: &Engine, fact: crate::FactId, facts: &crate::Facts) ->
             let text = format!("{n:.2}");
             let number = text.trim_end_matches('0').trim_end_matches('.').to_string();
             match fact.declaration() {
-                Some(d) if d.value_type == crate::facts::DeclaredType::Date => {
+                Some(d) if d.value_type == crate::declared::DeclaredType::Date => {
                     format!("{number} days before receipt")
                 }
-                Some(crate::facts::Declared {
+                Some(crate::declared::Declared {
                     unit: Some(unit), ..
                 }) => {
                     format!("{number} {unit}")

@@ -123,7 +123,7 @@ impl Map {
                     .is_some_and(|d| {
                         matches!(
                             d.value_type,
-                            priorauth_core::facts::DeclaredType::Number { .. }
+                            priorauth_core::declared::DeclaredType::Number { .. }
                         )
                     });
             if declared_number && observation.answers.is_empty() && !observation.units.is_empty() {
