@@ -38,9 +38,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         ))
 }
 
-#[utoipa::path(post, path = "/v1/requests", request_body = SubmitBody,
+#[utoipa::path(post, path = "/v1/requests", summary = "Submit a request for a member of a plan; it is decided and stored", request_body = SubmitBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "a retried submission with the same key returns the first answer")),
-    responses((status = 201, description = "decided and stored"), (status = 200, description = "the first answer to this Idempotency-Key"), (status = 422, description = "invalid, naming the field")))]
+    responses((status = 401, description = "no API key, or not a valid one"), (status = 201, description = "decided and stored"), (status = 200, description = "the first answer to this Idempotency-Key"), (status = 422, description = "invalid, naming the field")))]
 pub(crate) async fn submit(
     State(state): State<AppState>,
     caller: Caller,
@@ -73,8 +73,8 @@ pub(crate) async fn submit(
         .into_response())
 }
 
-#[utoipa::path(get, path = "/v1/requests/{id}", params(("id" = String, Path)),
-    responses((status = 200, description = "the request with its history"), (status = 404, description = "no such request, or another organization's")))]
+#[utoipa::path(get, path = "/v1/requests/{id}", summary = "Read a request with its history and decision", params(("id" = String, Path)),
+    responses((status = 401, description = "no API key, or not a valid one"), (status = 200, description = "the request with its history"), (status = 404, description = "no such request, or another organization's")))]
 pub(crate) async fn read_request(
     State(state): State<AppState>,
     caller: Caller,
@@ -83,8 +83,8 @@ pub(crate) async fn read_request(
     Ok(Json(requests::read(&state.service, &caller, &id).await?))
 }
 
-#[utoipa::path(patch, path = "/v1/requests/{id}", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body is given the first answer again (200, `idempotent-replayed: true`); the key on another call is refused 422")), request_body(content = Object, description = "the missing facts, by section: {\"diagnosis\": {\"mrd_percent\": 0.8}}"),
-    responses((status = 200, description = "re-evaluated"), (status = 409, description = "the request is not waiting for information")))]
+#[utoipa::path(patch, path = "/v1/requests/{id}", summary = "Give the missing facts of an incomplete request; it is decided again", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body is given the first answer again (200, `idempotent-replayed: true`); the key on another call is refused 422")), request_body(content = Object, description = "the missing facts, by section: {\"diagnosis\": {\"mrd_percent\": 0.8}}"),
+    responses((status = 401, description = "no API key, or not a valid one"), (status = 200, description = "re-evaluated"), (status = 409, description = "the request is not waiting for information")))]
 pub(crate) async fn complete_request(
     State(state): State<AppState>,
     caller: Caller,
@@ -120,12 +120,12 @@ fn answered(status: StatusCode, replayed: bool, body: Value) -> Response {
     }
 }
 
-#[utoipa::path(get, path = "/v1/queue",
+#[utoipa::path(get, path = "/v1/queue", summary = "The review queue, most urgent first (reviewers)",
     params(("limit" = Option<u32>, Query, description = "rows per page, 1 to 500 (100)"),
         ("after" = Option<String>, Query, description = "the `next` of the page before"),
         ("organization" = Option<String>, Query, description = "only this organization's requests"),
         ("urgency" = Option<String>, Query, description = "`standard` or `expedited`")),
-    responses((status = 200, description = "one page of the requests awaiting a clinician, most urgent first, with `next` when more may follow")))]
+    responses((status = 401, description = "no API key, or not a valid one"), (status = 200, description = "one page of the requests awaiting a clinician, most urgent first, with `next` when more may follow")))]
 pub(crate) async fn queue(
     State(state): State<AppState>,
     caller: Caller,
@@ -134,8 +134,8 @@ pub(crate) async fn queue(
     Ok(Json(review::queue(&state.service, &caller, &query).await?))
 }
 
-#[utoipa::path(post, path = "/v1/requests/{id}/determination", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body is given the first answer again (200, `idempotent-replayed: true`); the key on another call is refused 422")), request_body = DeterminationBody,
-    responses((status = 200, description = "recorded"), (status = 403, description = "not a reviewer"), (status = 409, description = "the request is not in review")))]
+#[utoipa::path(post, path = "/v1/requests/{id}/determination", summary = "Record a reviewer's determination", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body is given the first answer again (200, `idempotent-replayed: true`); the key on another call is refused 422")), request_body = DeterminationBody,
+    responses((status = 401, description = "no API key, or not a valid one"), (status = 200, description = "recorded"), (status = 403, description = "not a reviewer"), (status = 409, description = "the request is not in review")))]
 pub(crate) async fn determine(
     State(state): State<AppState>,
     caller: Caller,
@@ -154,8 +154,8 @@ pub(crate) async fn determine(
     Ok(answered(StatusCode::OK, replayed, answer))
 }
 
-#[utoipa::path(get, path = "/v1/requests/{id}/denial-letter", params(("id" = String, Path)),
-    responses((status = 200, description = "the data of the denial notice"), (status = 409, description = "the request is not denied")))]
+#[utoipa::path(get, path = "/v1/requests/{id}/denial-letter", summary = "The data of a denial notice", params(("id" = String, Path)),
+    responses((status = 401, description = "no API key, or not a valid one"), (status = 200, description = "the data of the denial notice"), (status = 409, description = "the request is not denied")))]
 pub(crate) async fn denial_letter(
     State(state): State<AppState>,
     caller: Caller,
@@ -166,7 +166,7 @@ pub(crate) async fn denial_letter(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/authorizations/{number}", params(("number" = String, Path)), responses((status = 200, description = "the authorization with units used and left")))]
+#[utoipa::path(get, path = "/v1/authorizations/{number}", summary = "Read an authorization with units used and left", params(("number" = String, Path)), responses((status = 401, description = "no API key, or not a valid one"), (status = 200, description = "the authorization with units used and left")))]
 pub(crate) async fn read_authorization(
     State(state): State<AppState>,
     caller: Caller,
@@ -177,8 +177,8 @@ pub(crate) async fn read_authorization(
     ))
 }
 
-#[utoipa::path(post, path = "/v1/authorizations/{number}/usage", params(("number" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body is given the first answer again (200, `idempotent-replayed: true`); the key on another call is refused 422")), request_body = UsageBody,
-    responses((status = 201, description = "recorded"), (status = 409, description = "beyond the approved units"), (status = 422, description = "outside the authorization period")))]
+#[utoipa::path(post, path = "/v1/authorizations/{number}/usage", summary = "Spend units of an authorization", params(("number" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body is given the first answer again (200, `idempotent-replayed: true`); the key on another call is refused 422")), request_body = UsageBody,
+    responses((status = 401, description = "no API key, or not a valid one"), (status = 201, description = "recorded"), (status = 409, description = "beyond the approved units"), (status = 422, description = "outside the authorization period")))]
 pub(crate) async fn record_usage(
     State(state): State<AppState>,
     caller: Caller,
@@ -198,8 +198,8 @@ pub(crate) async fn record_usage(
     Ok(answered(StatusCode::CREATED, replayed, answer))
 }
 
-#[utoipa::path(get, path = "/v1/notifications/dead",
-    responses((status = 200, description = "PAS notifications no longer retried (their schedule spent), the latest first, with their last error"), (status = 403, description = "not an admin")))]
+#[utoipa::path(get, path = "/v1/notifications/dead", summary = "Dead-lettered PAS notifications (admins)",
+    responses((status = 401, description = "no API key, or not a valid one"), (status = 200, description = "PAS notifications no longer retried (their schedule spent), the latest first, with their last error"), (status = 403, description = "not an admin")))]
 pub(crate) async fn dead_notifications(
     State(state): State<AppState>,
     caller: Caller,
