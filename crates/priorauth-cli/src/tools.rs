@@ -25,7 +25,7 @@ pub fn lint(engine: &Engine, files: &[PathBuf]) -> Result<bool, String> {
             .map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
         match engine.load_policy(&file.display().to_string(), &text) {
             Ok(policy) => {
-                let source = source_text(file, &policy.source_file);
+                let source = Engine::source_document(&policy);
                 findings.extend(no_source(&policy, source.as_deref()));
                 findings.extend(lint::lint(
                     &policy,
@@ -65,14 +65,6 @@ pub fn lint(engine: &Engine, files: &[PathBuf]) -> Result<bool, String> {
     let open = findings.iter().filter(|f| !f.acknowledged).count();
     outln!("{} findings, {open} not acknowledged", findings.len());
     Ok(clean)
-}
-
-/// The document beside a policy file (`sources/<name>`), else the bundled one.
-pub fn source_text(file: &Path, name: &str) -> Option<String> {
-    let beside = file.parent().map(|dir| dir.join("sources").join(name));
-    beside
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .or_else(|| Engine::bundled_source(name).map(str::to_string))
 }
 
 /// A finding when a policy's source document cannot be found: its quotes cannot be checked,

@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::Case;
 use crate::case::{CaseError, CaseProblem, EARLIEST_DATE, LATEST_DATE, RequestKind};
 use crate::date::Date;
 use crate::facts::{
@@ -20,7 +21,6 @@ use crate::facts::{
     MAX_DECLARED, Value, key_bit,
 };
 use crate::policy::LoadError;
-use crate::{Case, case};
 use serde_json::Value as Json;
 
 /// The declarations' file name in a policy directory.
@@ -440,12 +440,6 @@ pub fn tag(facts: &mut Facts, policy_declared: &[FactId]) {
             }
         }
     }
-}
-
-/// Whether a request of this kind asks a declared fact (`None`: a fact of the case format).
-pub fn asked_for(id: FactId, kind: Option<case::RequestKind>) -> Option<bool> {
-    let declared = id.declaration()?;
-    Some(kind.is_none_or(|kind| declared.kinds & (1 << kind.index()) != 0))
 }
 
 #[cfg(test)]

@@ -250,7 +250,7 @@ impl FactId {
     }
 
     /// A fact of the case format by name (declared facts are found through their engine,
-    /// [`crate::Engine::fact_by_name`]).
+    /// [`crate::declared::find`] among an engine's `declared`).
     pub fn by_name(name: &str) -> Option<FactId> {
         // Deprecated names, which policy files written before them may read.
         let name = match name {

@@ -79,10 +79,10 @@ impl Engine {
     /// A policy's source document: `sources/<source_file>` beside its file (a policy loaded
     /// from a directory), else the bundled one.
     pub fn source_document(policy: &Policy) -> Option<String> {
-        // A bundled policy's file is a bare name: its document is the bundled one.
-        Path::new(&policy.file)
-            .parent()
-            .filter(|dir| !dir.as_os_str().is_empty())
+        // A bundled policy's file is a name on no disk: its document is the bundled one.
+        let file = Path::new(&policy.file);
+        file.is_file()
+            .then(|| file.parent().unwrap_or(Path::new("")))
             .map(|dir| dir.join("sources").join(&policy.source_file))
             .and_then(|path| std::fs::read_to_string(path).ok())
             .or_else(|| Engine::bundled_source(&policy.source_file).map(str::to_string))
@@ -215,11 +215,6 @@ impl Engine {
     /// Loads one more policy file as this engine would: its drugs and declared facts.
     pub fn load_policy(&self, file: &str, text: &str) -> Result<Policy, LoadError> {
         policy::load_policy_declared(file, text, &self.drug_names, &self.declared)
-    }
-
-    /// A fact by name: the case format's or one this engine's policies declared.
-    pub fn fact_by_name(&self, name: &str) -> Option<FactId> {
-        FactId::by_name(name).or_else(|| declared::find(&self.declared, name))
     }
 
     pub fn drug_names(&self) -> &[String] {
