@@ -14,7 +14,7 @@ const shots = process.env.SCREENSHOTS_DIR;
 const factsDate = new Date(Date.now() - 12 * 86_400_000).toISOString().slice(0, 10);
 const answers = {
   'request.kind': 'initial', 'request.date': factsDate, 'request.regimen': 'single_agent', 'request.phase': '',
-  'request.dose': ['28', 'mcg/day'], 'request.infusion_days': '28', 'request.cycle_length_days': '42', 'request.cycles': '2',
+  'request.dose': ['28', 'mcg/day'], 'request.dose_days': '28', 'request.cycle_length_days': '42', 'request.cycles': '2',
   'request.first_cycle': '1', 'request.hcpcs': 'J9039', 'request.units': '980', 'request.units_period_days': '42', 'request.drug_source': 'plan',
   'patient.birth_date': '1966-02-11', 'patient.weight_kg': '71', 'patient.height_cm': '168', 'patient.new_to_plan_on_treatment': 'false',
   'diagnosis.condition': 'acute_lymphoblastic_leukemia', 'diagnosis.lineage': 'b_cell_precursor', 'diagnosis.cd19_positive': 'true',

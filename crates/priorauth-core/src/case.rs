@@ -56,6 +56,11 @@ pub struct Request {
     pub regimen: Option<Regimen>,
     #[serde(default)]
     pub dose: Option<Dose>,
+    /// Days of a cycle on which the drug is given: each day of Blincyto's continuous
+    /// infusion, each of Besponsa's dose days. Read it with [`Request::dose_days`].
+    #[serde(default)]
+    pub dose_days: Option<u32>,
+    /// Deprecated name of `dose_days` (docs/case-format.md): the same for every drug.
     #[serde(default)]
     pub infusion_days: Option<u32>,
     #[serde(default)]
@@ -195,6 +200,14 @@ pub struct Prescriber {
     pub specialty: Option<Specialty>,
     #[serde(default)]
     pub consulting_specialty: Option<Specialty>,
+}
+
+impl Request {
+    /// Days of a cycle on which the drug is given: `dose_days`, or its deprecated name
+    /// `infusion_days`.
+    pub fn dose_days(&self) -> Option<u32> {
+        self.dose_days.or(self.infusion_days)
+    }
 }
 
 impl History {
@@ -526,7 +539,18 @@ pub fn validate(case: &Case, known_drugs: &[impl AsRef<str>]) -> Result<(), Case
                 );
             }
         }
+        if let (Some(new), Some(old)) = (request.dose_days, request.infusion_days) {
+            if new != old {
+                problem(
+                    "request.dose_days",
+                    format!(
+                        "{new} differs from {old} given under its deprecated name (request.infusion_days): give one"
+                    ),
+                );
+            }
+        }
         for (key, value, max) in [
+            ("request.dose_days", request.dose_days, MAX_CYCLE_DAYS),
             (
                 "request.infusion_days",
                 request.infusion_days,
@@ -577,12 +601,17 @@ pub fn validate(case: &Case, known_drugs: &[impl AsRef<str>]) -> Result<(), Case
                 );
             }
         }
-        if let (Some(infusion), Some(cycle)) = (request.infusion_days, request.cycle_length_days) {
-            if infusion > cycle {
+        if let (Some(days), Some(cycle)) = (request.dose_days(), request.cycle_length_days) {
+            if days > cycle {
+                let key = if request.dose_days.is_some() {
+                    "request.dose_days"
+                } else {
+                    "request.infusion_days"
+                };
                 problem(
-                    "request.infusion_days",
+                    key,
                     format!(
-                        "{infusion} infusion days do not fit in a cycle of {cycle} days (request.cycle_length_days)"
+                        "{days} dose days do not fit in a cycle of {cycle} days (request.cycle_length_days)"
                     ),
                 );
             }
@@ -927,6 +956,40 @@ mod tests {
     use super::*;
 
     const DRUGS: &[&str] = &["blinatumomab", "inotuzumab_ozogamicin"];
+
+    /// `request.infusion_days` is the deprecated name of `request.dose_days` for every drug
+    /// (Besponsa's three dose days are infusion days too); the two must not disagree.
+    #[test]
+    fn dose_days_reads_its_deprecated_name_for_every_drug() {
+        let request = |fields: &str| {
+            parse_case(&format!(r#"{{"request": {{{fields}}}}}"#), DRUGS)
+                .map(|c| c.request.and_then(|r| r.dose_days()))
+        };
+        for drug in DRUGS {
+            let drug = format!(r#""drug": "{drug}""#);
+            assert_eq!(
+                request(&format!(r#"{drug}, "dose_days": 3"#)).unwrap(),
+                Some(3)
+            );
+            assert_eq!(
+                request(&format!(r#"{drug}, "infusion_days": 3"#)).unwrap(),
+                Some(3)
+            );
+            assert_eq!(
+                request(&format!(r#"{drug}, "dose_days": 3, "infusion_days": 3"#)).unwrap(),
+                Some(3)
+            );
+            let error =
+                request(&format!(r#"{drug}, "dose_days": 3, "infusion_days": 28"#)).unwrap_err();
+            assert_eq!(error.problems[0].key, "request.dose_days", "{error}");
+            assert!(error.problems[0].message.contains("deprecated"), "{error}");
+            let error = request(&format!(
+                r#"{drug}, "infusion_days": 30, "cycle_length_days": 21"#
+            ))
+            .unwrap_err();
+            assert_eq!(error.problems[0].key, "request.infusion_days", "{error}");
+        }
+    }
 
     #[test]
     fn cycles_given_reads_its_deprecated_blincyto_name_only_for_blincyto() {

@@ -27,7 +27,7 @@ pub const CASE_KEYS: [&str; 50] = [
     "request.phase",
     "request.regimen",
     "request.dose",
-    "request.infusion_days",
+    "request.dose_days",
     "request.cycle_length_days",
     "request.cycles",
     "request.first_cycle",
@@ -181,20 +181,20 @@ facts! {
     RequestDoseMcgPerDay = "request.dose_mcg_per_day", Number, "derived: the highest daily dose in mcg/day; a dose in mcg/m²/day times the body surface area";
     RequestDoseMcgPerM2Day = "request.dose_mcg_per_m2_day", Number, "derived: the highest daily dose in mcg/m²/day; a dose in mcg/day divided by the body surface area";
     RequestDoseMgPerM2 = "request.dose_mg_per_m2", Number, "derived: the highest single dose in mg/m²";
-    RequestInfusionDays = "request.infusion_days", Number, "infusion days per cycle";
+    RequestDoseDays = "request.dose_days", Number, "days of a cycle on which the drug is given (each infusion day of Blincyto, each dose day of Besponsa; deprecated name: request.infusion_days)";
     RequestCycleLengthDays = "request.cycle_length_days", Number, "days per cycle";
-    RequestTreatmentFreeDays = "request.treatment_free_days", Number, "derived: cycle length minus infusion days";
+    RequestTreatmentFreeDays = "request.treatment_free_days", Number, "derived: cycle length minus dose days";
     RequestCycles = "request.cycles", Number, "cycles requested in this authorization";
     RequestFirstCycle = "request.first_cycle", Number, "number in the whole course of the first requested cycle: request.first_cycle, or history.cycles_given + 1; never before the cycles the current course's authorizations already cover (history.authorizations and their cycles: the records outrank the request; unknown when they contradict it without saying how many)";
     RequestLastCycle = "request.last_cycle", Number, "derived: number in the whole course of the last requested cycle: first_cycle + cycles - 1, or, without first_cycle, history.cycles_given + cycles";
     RequestContinuedCycles = "request.continued_cycles", Number, "derived: continued-therapy cycles (cycle 6 and later of relapsed/refractory therapy) given and requested, through the last requested cycle";
     RequestUnits = "request.units", Number, "billable units requested per request.units_period_days; a test with `per_days` rescales it to that period";
-    RequestUnitsPerCycle = "request.units_per_cycle", Number, "derived: billable units requested for each cycle (docs/case-format.md, Quantities): request.units when they cover one cycle (request.units_period_days absent or the cycle length, or a period between the infusion days and the cycle length), else rescaled from their period to the cycle's infusion days or its length";
+    RequestUnitsPerCycle = "request.units_per_cycle", Number, "derived: billable units requested for each cycle (docs/case-format.md, Quantities): request.units when they cover one cycle (request.units_period_days absent or the cycle length, or a period between the dose days and the cycle length), else rescaled from their period to the cycle's dose days or its length";
     RequestUnitsPeriodDays = "request.units_period_days", Number, "the period the units cover";
     RequestDrugSource = "request.drug_source", Enum(DrugSource::VARIANTS), "where the drug the member receives now comes from";
     RequestSetting = "request.setting", Enum(Setting::VARIANTS), "what the course of therapy treats: frontline or relapsed/refractory (salvage) disease";
     RequestRelapsedRefractoryCourse = "request.relapsed_refractory_course", Bool, "derived: the course treats relapsed or refractory disease: request.setting when given, else diagnosis.disease_status is relapsed or refractory, or a second or later remission without MRD reached during this course of the drug";
-    RequestLabelUnitsPerCycle = "request.label_units_per_cycle", Number, "derived: the drug label's most billable units in one cycle (drug catalog `limits`): whole vials of the highest daily dose per infusion day, or each dose of the cycle per m² of body surface area in whole vials, none above the requested highest single dose (request.dose in mg/m²)";
+    RequestLabelUnitsPerCycle = "request.label_units_per_cycle", Number, "derived: the drug label's most billable units in one cycle (drug catalog `limits`): whole vials of the highest daily dose per dose day, or each dose of the cycle per m² of body surface area in whole vials, none above the requested highest single dose (request.dose in mg/m²)";
     RequestLabelCourseCycles = "request.label_course_cycles", Number, "derived: the drug label's most cycles in one course (drug catalog `limits`)";
     RequestOnLabel = "request.on_label", Bool, "derived: the request falls within a labeled indication of the drug (drug catalog)";
     PatientWeightKg = "patient.weight_kg", Number, "body weight";
@@ -256,6 +256,7 @@ impl FactId {
         let name = match name {
             "history.blinatumomab_cycles" => "history.cycles_given",
             "history.blinatumomab_continued_cycles" => "history.continued_cycles_given",
+            "request.infusion_days" => "request.dose_days",
             name => name,
         };
         FACTS
@@ -394,7 +395,7 @@ impl Facts {
             6,
             request.dose.map(|d| sym(d.unit.index())),
         );
-        put(RequestInfusionDays, 7, request.infusion_days.map(num));
+        put(RequestDoseDays, 7, request.dose_days().map(num));
         put(
             RequestCycleLengthDays,
             8,
@@ -651,7 +652,7 @@ impl Facts {
 
         self.set(
             RequestTreatmentFreeDays,
-            match (request.cycle_length_days, request.infusion_days) {
+            match (request.cycle_length_days, request.dose_days()) {
                 (Some(cycle), Some(infusion)) => {
                     Value::Number(f64::from(cycle) - f64::from(infusion))
                 }
@@ -731,7 +732,7 @@ impl Facts {
                 request.units,
                 request.units_period_days,
                 request.cycle_length_days,
-                request.infusion_days,
+                request.dose_days(),
             ),
         );
 
@@ -997,9 +998,9 @@ impl Periods {
 
 /// Billable units for each cycle, from units given for `period` days (the case format's
 /// quantity rule): a period absent or equal to the cycle is one cycle; a period that holds
-/// the cycle's infusion days but is shorter than the cycle is one cycle too (no drug is
-/// given in the treatment-free interval: 784 units per 28 days is one 28-day infusion); a
-/// shorter period is a rate over the infusion days (35 units per day for 28 days is 980);
+/// the cycle's dose days but is shorter than the cycle is one cycle too (no drug is given
+/// in the treatment-free interval: 784 units per 28 days is one 28-day infusion); a shorter
+/// period is a rate over the dose days (35 units per day for 28 days is 980);
 /// a longer one a rate over the cycle (1,960 units per 84 days is 980 per 42-day cycle).
 /// Rescaled figures round up, in the requester's favour only by a fraction of a unit. Absent
 /// units are unknown with `request.units` alone, which the engine reads as "the policy's
@@ -1008,7 +1009,7 @@ pub fn units_per_cycle(
     units: Option<u32>,
     period: Option<u32>,
     cycle_length: Option<u32>,
-    infusion_days: Option<u32>,
+    dose_days: Option<u32>,
 ) -> Value {
     const UNITS: Missing = UNITS_KEY;
     const INFUSION: Missing = bit(7);
@@ -1025,14 +1026,12 @@ pub fn units_per_cycle(
         (None, _) => Value::Number(f64::from(units)),
         (Some(period), Some(cycle)) if period == cycle => Value::Number(f64::from(units)),
         (Some(period), Some(cycle)) if period > cycle => rescale(cycle, period),
-        (Some(period), Some(_)) => match infusion_days {
-            Some(infusion) if period >= infusion => Value::Number(f64::from(units)),
-            Some(infusion) => rescale(infusion, period),
+        (Some(period), Some(_)) => match dose_days {
+            Some(days) if period >= days => Value::Number(f64::from(units)),
+            Some(days) => rescale(days, period),
             None => Value::Unknown(INFUSION),
         },
-        (Some(_), None) => {
-            Value::Unknown(CYCLE | if infusion_days.is_none() { INFUSION } else { 0 })
-        }
+        (Some(_), None) => Value::Unknown(CYCLE | if dose_days.is_none() { INFUSION } else { 0 }),
     }
 }
 

@@ -159,7 +159,7 @@ pub fn case(rng: &mut Rng, index: u64, unknown_percent: u64) -> Value {
             "phase": if in_remission { Value::from(*rng.pick(&["consolidation", "consolidation", "maintenance"]).unwrap_or(&"consolidation")) } else if status == "newly_diagnosed" { Value::from("induction") } else { Value::Null },
             "regimen": rng.weighted(&[(80, "single_agent"), (5, "inotuzumab_mini_hypercvd"), (3, "interfant"), (5, "tki_combination"), (7, "chemotherapy_combination")]),
             "dose": {"value": dose, "unit": unit},
-            "infusion_days": if drug == "blinatumomab" { 28 } else { 3 },
+            "dose_days": if drug == "blinatumomab" { 28 } else { 3 },
             "cycle_length_days": cycle_length,
             "cycles": 1 + rng.below(if drug == "blinatumomab" { 4 } else { 3 }),
             "first_cycle": first_cycle,

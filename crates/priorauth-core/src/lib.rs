@@ -373,7 +373,7 @@ impl Engine {
                     _ => None,
                 };
                 let units = match drug.label_units_per_cycle(
-                    number(FactId::RequestInfusionDays),
+                    number(FactId::RequestDoseDays),
                     number(FactId::RequestCycleLengthDays),
                     number(FactId::PatientBsaM2),
                     number(FactId::RequestDoseMgPerM2),

@@ -285,7 +285,7 @@ pub struct Pathway {
 }
 
 /// The quantity ceiling of an approving pathway. The lower of it and the label's limits (the
-/// drug catalog's `units_per_infusion_day`, `doses_mg_per_m2` and `course_cycles`) applies.
+/// drug catalog's `units_per_dose_day`, `doses_mg_per_m2` and `course_cycles`) applies.
 #[derive(Debug, Clone)]
 pub struct QuantityLimit {
     /// Most cycles one authorization covers.
@@ -1160,12 +1160,14 @@ pub struct Drug {
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LabelLimits {
-    /// Billable units per infusion day: the highest daily dose in whole vials.
-    #[serde(default)]
-    pub units_per_infusion_day: Option<u32>,
-    /// Most infusion days in a cycle.
-    #[serde(default)]
-    pub infusion_days_per_cycle: Option<u32>,
+    /// Billable units per dose day, for a drug given at a fixed daily dose: the highest
+    /// daily dose in whole vials. `units_per_infusion_day` is its deprecated name.
+    #[serde(default, alias = "units_per_infusion_day")]
+    pub units_per_dose_day: Option<u32>,
+    /// Most dose days in a cycle (with `units_per_dose_day`). `infusion_days_per_cycle` is
+    /// its deprecated name.
+    #[serde(default, alias = "infusion_days_per_cycle")]
+    pub dose_days_per_cycle: Option<u32>,
     /// The doses of one cycle in mg per m² of body surface area, each given from whole vials.
     #[serde(default)]
     pub doses_mg_per_m2: Vec<f64>,
@@ -1178,25 +1180,23 @@ pub struct LabelLimits {
 }
 
 impl Drug {
-    /// The label's most billable units in one cycle: whole vials per infusion day times the
-    /// infusion days (the request's, at most the label's), or, for a drug dosed per m², each
-    /// dose of the cycle times the body surface area in whole vials. `None` when the body
+    /// The label's most billable units in one cycle: whole vials per dose day times the dose
+    /// days (the request's, at most the label's), or, for a drug dosed per m², each dose of
+    /// the cycle times the body surface area in whole vials. `None` when the body
     /// surface area it needs is not known.
     pub fn label_units_per_cycle(
         &self,
-        infusion_days: Option<f64>,
+        dose_days: Option<f64>,
         cycle_length: Option<f64>,
         bsa_m2: Option<f64>,
         requested_mg_per_m2: Option<f64>,
     ) -> Option<f64> {
         let limits = &self.limits;
-        // A cycle holds no more infusion days than it has days.
+        // A cycle holds no more dose days than it has days.
         let cycle = cycle_length.unwrap_or(f64::INFINITY);
-        if let (Some(per_day), Some(days)) = (
-            limits.units_per_infusion_day,
-            limits.infusion_days_per_cycle,
-        ) {
-            let days = infusion_days
+        if let (Some(per_day), Some(days)) = (limits.units_per_dose_day, limits.dose_days_per_cycle)
+        {
+            let days = dose_days
                 .map_or(f64::from(days), |given| given.min(f64::from(days)))
                 .min(cycle);
             return Some(f64::from(per_day) * days);
@@ -1352,8 +1352,8 @@ pub fn load_catalog(file: &str, text: &str) -> Result<Catalog, LoadError> {
                 })
                 .collect::<Result<_, _>>()?;
             let limits = &drug.limits;
-            let per_day = limits.units_per_infusion_day.is_some()
-                && limits.infusion_days_per_cycle.is_some();
+            let per_day =
+                limits.units_per_dose_day.is_some() && limits.dose_days_per_cycle.is_some();
             let per_m2 = !limits.doses_mg_per_m2.is_empty()
                 && limits
                     .doses_mg_per_m2
@@ -1361,15 +1361,15 @@ pub fn load_catalog(file: &str, text: &str) -> Result<Catalog, LoadError> {
                     .all(|d| d.is_finite() && *d > 0.0 && *d < 100.0);
             if per_day == per_m2
                 || limits.course_cycles == 0
-                || limits.units_per_infusion_day == Some(0)
-                || limits.infusion_days_per_cycle == Some(0)
+                || limits.units_per_dose_day == Some(0)
+                || limits.dose_days_per_cycle == Some(0)
                 || !(drug.vial_amount.is_finite() && drug.vial_amount > 0.0)
                 || !(drug.hcpcs_unit_amount.is_finite() && drug.hcpcs_unit_amount > 0.0)
             {
                 return Err(loader.error(
                     0,
                     format!(
-                        "drug `{}`: `limits` needs `course_cycles` of at least 1 and either `units_per_infusion_day` with `infusion_days_per_cycle` or positive `doses_mg_per_m2`, and positive vial and unit amounts",
+                        "drug `{}`: `limits` needs `course_cycles` of at least 1 and either `units_per_dose_day` with `dose_days_per_cycle` or positive `doses_mg_per_m2`, and positive vial and unit amounts",
                         drug.id
                     ),
                 ));

@@ -104,7 +104,11 @@ pub fn question(key: &'static str, engine: &Engine) -> Option<Question> {
             Kind::Dose,
             named(case::DoseUnit::VARIANTS),
         ),
-        "request.infusion_days" => ("Infusion days per cycle", Kind::Integer, vec![]),
+        "request.dose_days" => (
+            "Days of a cycle the drug is given (infusion or dose days)",
+            Kind::Integer,
+            vec![],
+        ),
         "request.cycle_length_days" => (
             "Days per cycle, infusion and treatment-free interval",
             Kind::Integer,
@@ -330,7 +334,7 @@ pub fn policy_keys(engine: &Engine, policy: &Policy) -> Vec<&'static str> {
             "request.units",
             "request.units_period_days",
             "request.cycle_length_days",
-            "request.infusion_days",
+            "request.dose_days",
             "request.cycles",
             "request.first_cycle",
         ] {

@@ -87,7 +87,7 @@ const KEYS: [(&str, &[f64]); 10] = [
     ("request.units_period_days", &[1.0, 3.0, 7.0, 21.0, 366.0]),
     ("request.cycles", &[3.0, 4.0, 5.0, 6.0, 9.0, 24.0, 25.0]),
     ("request.first_cycle", &[3.0, 5.0, 6.0, 9.0, 10.0, 100.0]),
-    ("request.infusion_days", &[3.0, 7.0, 14.0, 366.0]),
+    ("request.dose_days", &[3.0, 7.0, 14.0, 366.0]),
     ("request.cycle_length_days", &[21.0, 56.0, 366.0]),
     (
         "patient.weight_kg",
@@ -234,7 +234,7 @@ fn units_per_cycle(case: &Case) -> Option<u64> {
         (Some(period), Some(cycle)) if period == cycle => Some(units),
         (Some(period), Some(cycle)) if period > cycle => Some((units * cycle).div_ceil(period)),
         (Some(period), Some(_)) => {
-            let infusion = days(request.infusion_days)?;
+            let infusion = days(request.dose_days())?;
             Some(if period >= infusion {
                 units
             } else {
@@ -251,7 +251,7 @@ fn label_limits(case: &Case) -> (u64, u64) {
     match request.drug.as_deref() {
         Some("blinatumomab") => {
             // One 35 mcg vial per infusion day, at most 28 days.
-            let days = request.infusion_days.map_or(28, |d| u64::from(d).min(28));
+            let days = request.dose_days().map_or(28, |d| u64::from(d).min(28));
             (35 * days, 9)
         }
         Some("inotuzumab_ozogamicin") => {
@@ -543,7 +543,7 @@ fn units_per_cycle_follows_the_case_format() {
                     request.units = Some(units);
                     request.units_period_days = Some(period);
                     request.cycle_length_days = Some(cycle);
-                    request.infusion_days = Some(infusion);
+                    request.dose_days = Some(infusion);
                     let expected = units_per_cycle(&case).unwrap();
                     let actual =
                         engine_units(Some(units), Some(period), Some(cycle), Some(infusion));

@@ -312,16 +312,19 @@ pub fn case_value<'c>(case: &'c Value, key: &str) -> Option<&'c Value> {
     };
     match value.filter(|v| !v.is_null()) {
         Some(value) => Some(value),
-        // A case written with a key's deprecated name, for the drug it applies to.
+        // A case written with a key's deprecated name, for the drug it applies to: the
+        // `history.blinatumomab_*` names describe a Blincyto course only, `infusion_days`
+        // means the same for every drug.
         None => {
             let old = deprecated_name(key)?;
-            let blincyto = case["request"]["drug"]
-                .as_str()
-                .is_none_or(|drug| drug == "blinatumomab");
+            let applies = !old.starts_with("history.blinatumomab")
+                || case["request"]["drug"]
+                    .as_str()
+                    .is_none_or(|drug| drug == "blinatumomab");
             let (section, name) = old.split_once('.')?;
             case.get(section)?
                 .get(name)
-                .filter(|v| blincyto && !v.is_null())
+                .filter(|v| applies && !v.is_null())
         }
     }
 }
@@ -332,6 +335,7 @@ pub fn deprecated_name(key: &str) -> Option<&'static str> {
     match key {
         "history.cycles_given" => Some("history.blinatumomab_cycles"),
         "history.continued_cycles_given" => Some("history.blinatumomab_continued_cycles"),
+        "request.dose_days" => Some("request.infusion_days"),
         _ => None,
     }
 }

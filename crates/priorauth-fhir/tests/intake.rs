@@ -381,6 +381,7 @@ fn answers_to_renamed_keys_and_declared_facts_reach_the_case() {
         "resourceType": "QuestionnaireResponse", "status": "completed",
         "item": [
             {"linkId": "history.blinatumomab_cycles", "answer": [{"valueInteger": 2}]},
+            {"linkId": "request.infusion_days", "answer": [{"valueInteger": 3}]},
             {"linkId": "labs.qtc_ms", "answer": [{"valueDecimal": 452.5}]},
             {"linkId": "labs.liver_tests_date", "answer": [{"valueDate": "2026-05-01"}]},
             {"linkId": "diagnosis.cd22_method", "answer": [{"valueCoding": {"code": "flow_cytometry"}}]}
@@ -388,6 +389,7 @@ fn answers_to_renamed_keys_and_declared_facts_reach_the_case() {
     })]);
     assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(case["history"]["cycles_given"], json!(2), "{case}");
+    assert_eq!(case["request"]["dose_days"], json!(3), "{case}");
     assert_eq!(case["facts"]["labs.qtc_ms"], json!(452.5), "{case}");
     assert_eq!(
         case["facts"]["labs.liver_tests_date"],

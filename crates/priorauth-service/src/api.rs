@@ -38,9 +38,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         ))
 }
 
-#[utoipa::path(post, path = "/v1/requests", summary = "Submit a request for a member of a plan; it is decided and stored", request_body = SubmitBody,
+#[utoipa::path(post, path = "/v1/requests", operation_id = "submit_request", tag = "Requests", summary = "Submit a request for a member of a plan; it is decided and stored", request_body = SubmitBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "a retried submission with the same key returns the first answer")),
-    responses((status = 401, description = "no API key, or not a valid one"), (status = 201, description = "decided and stored"), (status = 200, description = "the first answer to this Idempotency-Key"), (status = 422, description = "invalid, naming the field")))]
+    responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 201, description = "decided and stored", body = crate::answers::Submitted, headers(("Location" = String, description = "the request's address"))), (status = 200, description = "the first answer to this Idempotency-Key", body = crate::answers::Submitted), (status = 422, description = "invalid, naming the field", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 429, description = "over the key's or the organization's rate; `Retry-After` says when to try again", body = crate::answers::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn submit(
     State(state): State<AppState>,
     caller: Caller,
@@ -73,8 +73,8 @@ pub(crate) async fn submit(
         .into_response())
 }
 
-#[utoipa::path(get, path = "/v1/requests/{id}", summary = "Read a request with its history and decision", params(("id" = String, Path)),
-    responses((status = 401, description = "no API key, or not a valid one"), (status = 200, description = "the request with its history"), (status = 404, description = "no such request, or another organization's")))]
+#[utoipa::path(get, path = "/v1/requests/{id}", operation_id = "read_request", tag = "Requests", summary = "Read a request with its history and decision", params(("id" = String, Path)),
+    responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "the request with its history", body = crate::answers::RequestRecord), (status = 404, description = "no such request, or another organization's", body = crate::answers::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn read_request(
     State(state): State<AppState>,
     caller: Caller,
@@ -83,8 +83,8 @@ pub(crate) async fn read_request(
     Ok(Json(requests::read(&state.service, &caller, &id).await?))
 }
 
-#[utoipa::path(patch, path = "/v1/requests/{id}", summary = "Give the missing facts of an incomplete request; it is decided again", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body is given the first answer again (200, `idempotent-replayed: true`); the key on another call is refused 422")), request_body(content = Object, description = "the missing facts, by section: {\"diagnosis\": {\"mrd_percent\": 0.8}}"),
-    responses((status = 401, description = "no API key, or not a valid one"), (status = 200, description = "re-evaluated"), (status = 409, description = "the request is not waiting for information")))]
+#[utoipa::path(patch, path = "/v1/requests/{id}", operation_id = "complete_request", tag = "Requests", summary = "Give the missing facts of an incomplete request; it is decided again", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body is given the first answer again (200, `idempotent-replayed: true`); the key on another call is refused 422")), request_body(content = Object, description = "the missing facts, by section: {\"diagnosis\": {\"mrd_percent\": 0.8}}"),
+    responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "re-evaluated", body = crate::answers::RequestRecord), (status = 404, description = "no such request, or another organization's", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 409, description = "the request is not waiting for information", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid, naming the field", body = crate::answers::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn complete_request(
     State(state): State<AppState>,
     caller: Caller,
@@ -120,12 +120,12 @@ fn answered(status: StatusCode, replayed: bool, body: Value) -> Response {
     }
 }
 
-#[utoipa::path(get, path = "/v1/queue", summary = "The review queue, most urgent first (reviewers)",
+#[utoipa::path(get, path = "/v1/queue", operation_id = "review_queue", tag = "Review", summary = "The review queue, most urgent first (reviewers)",
     params(("limit" = Option<u32>, Query, description = "rows per page, 1 to 500 (100)"),
         ("after" = Option<String>, Query, description = "the `next` of the page before"),
         ("organization" = Option<String>, Query, description = "only this organization's requests"),
         ("urgency" = Option<String>, Query, description = "`standard` or `expedited`")),
-    responses((status = 401, description = "no API key, or not a valid one"), (status = 200, description = "one page of the requests awaiting a clinician, most urgent first, with `next` when more may follow")))]
+    responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "one page of the requests awaiting a clinician, most urgent first, with `next` when more may follow", body = crate::answers::QueuePage), (status = 403, description = "not a reviewer or an admin", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 422, description = "a bad parameter, named", body = crate::answers::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn queue(
     State(state): State<AppState>,
     caller: Caller,
@@ -134,8 +134,8 @@ pub(crate) async fn queue(
     Ok(Json(review::queue(&state.service, &caller, &query).await?))
 }
 
-#[utoipa::path(post, path = "/v1/requests/{id}/determination", summary = "Record a reviewer's determination", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body is given the first answer again (200, `idempotent-replayed: true`); the key on another call is refused 422")), request_body = DeterminationBody,
-    responses((status = 401, description = "no API key, or not a valid one"), (status = 200, description = "recorded"), (status = 403, description = "not a reviewer"), (status = 409, description = "the request is not in review")))]
+#[utoipa::path(post, path = "/v1/requests/{id}/determination", operation_id = "record_determination", tag = "Review", summary = "Record a reviewer's determination", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body is given the first answer again (200, `idempotent-replayed: true`); the key on another call is refused 422")), request_body = DeterminationBody,
+    responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "recorded; the request as it now is", body = crate::answers::RequestRecord), (status = 403, description = "not a reviewer", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 404, description = "no such request", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 409, description = "the request is not in review", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid, naming the field", body = crate::answers::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn determine(
     State(state): State<AppState>,
     caller: Caller,
@@ -154,8 +154,8 @@ pub(crate) async fn determine(
     Ok(answered(StatusCode::OK, replayed, answer))
 }
 
-#[utoipa::path(get, path = "/v1/requests/{id}/denial-letter", summary = "The data of a denial notice", params(("id" = String, Path)),
-    responses((status = 401, description = "no API key, or not a valid one"), (status = 200, description = "the data of the denial notice"), (status = 409, description = "the request is not denied")))]
+#[utoipa::path(get, path = "/v1/requests/{id}/denial-letter", operation_id = "read_denial_letter", tag = "Review", summary = "The data of a denial notice", params(("id" = String, Path)),
+    responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "the data of the denial notice", body = crate::answers::DenialLetter), (status = 404, description = "no such request, or another organization's", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 409, description = "the request is not denied", body = crate::answers::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn denial_letter(
     State(state): State<AppState>,
     caller: Caller,
@@ -166,7 +166,7 @@ pub(crate) async fn denial_letter(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/authorizations/{number}", summary = "Read an authorization with units used and left", params(("number" = String, Path)), responses((status = 401, description = "no API key, or not a valid one"), (status = 200, description = "the authorization with units used and left")))]
+#[utoipa::path(get, path = "/v1/authorizations/{number}", operation_id = "read_authorization", tag = "Authorizations", summary = "Read an authorization with units used and left", params(("number" = String, Path)), responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "the authorization with units used and left", body = crate::answers::AuthorizationRecord), (status = 404, description = "no such authorization, or another organization's", body = crate::answers::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn read_authorization(
     State(state): State<AppState>,
     caller: Caller,
@@ -177,8 +177,8 @@ pub(crate) async fn read_authorization(
     ))
 }
 
-#[utoipa::path(post, path = "/v1/authorizations/{number}/usage", summary = "Spend units of an authorization", params(("number" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body is given the first answer again (200, `idempotent-replayed: true`); the key on another call is refused 422")), request_body = UsageBody,
-    responses((status = 401, description = "no API key, or not a valid one"), (status = 201, description = "recorded"), (status = 409, description = "beyond the approved units"), (status = 422, description = "outside the authorization period")))]
+#[utoipa::path(post, path = "/v1/authorizations/{number}/usage", operation_id = "record_usage", tag = "Authorizations", summary = "Spend units of an authorization", params(("number" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body is given the first answer again (200, `idempotent-replayed: true`); the key on another call is refused 422")), request_body = UsageBody,
+    responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 201, description = "recorded", body = crate::answers::Usage), (status = 200, description = "the first answer to this Idempotency-Key", body = crate::answers::Usage), (status = 404, description = "no such authorization, or another organization's", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 409, description = "beyond the approved units", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 422, description = "outside the authorization period, or invalid, naming the field", body = crate::answers::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn record_usage(
     State(state): State<AppState>,
     caller: Caller,
@@ -198,8 +198,8 @@ pub(crate) async fn record_usage(
     Ok(answered(StatusCode::CREATED, replayed, answer))
 }
 
-#[utoipa::path(get, path = "/v1/notifications/dead", summary = "Dead-lettered PAS notifications (admins)",
-    responses((status = 401, description = "no API key, or not a valid one"), (status = 200, description = "PAS notifications no longer retried (their schedule spent), the latest first, with their last error"), (status = 403, description = "not an admin")))]
+#[utoipa::path(get, path = "/v1/notifications/dead", operation_id = "list_dead_notifications", tag = "Operations", summary = "Dead-lettered PAS notifications (admins)",
+    responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "PAS notifications no longer retried (their schedule spent), the latest first, with their last error", body = crate::answers::DeadLetters), (status = 403, description = "not an admin", body = crate::answers::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn dead_notifications(
     State(state): State<AppState>,
     caller: Caller,

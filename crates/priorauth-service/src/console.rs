@@ -79,7 +79,7 @@ fn question_json(q: &questions::Question) -> Value {
     json!({"key": q.key, "label": q.label, "kind": q.kind.as_str(), "choices": pairs(&q.choices), "outcomes": pairs(&q.outcomes), "declared": declared})
 }
 
-#[utoipa::path(get, path = "/v1/questions", summary = "Every question of the intake form", responses((status = 401, description = "no API key, or not a valid one"), (status = 200, description = "every case key as the intake form asks it")))]
+#[utoipa::path(get, path = "/v1/questions", operation_id = "list_questions", tag = "Console", summary = "Every question of the intake form", responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "every case key as the intake form asks it", body = Vec<crate::answers::Question>)))]
 pub(crate) async fn questions(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
     Json(Value::Array(
         questions::all(&state.service.engine)
@@ -89,12 +89,12 @@ pub(crate) async fn questions(State(state): State<AppState>, _caller: Caller) ->
     ))
 }
 
-#[utoipa::path(get, path = "/v1/plans", summary = "The plans: line of business, policy per drug, clocks", responses((status = 401, description = "no API key, or not a valid one"), (status = 200, description = "the plans with their line of business and policy per drug")))]
+#[utoipa::path(get, path = "/v1/plans", operation_id = "list_plans", tag = "Console", summary = "The plans: line of business, policy per drug, clocks", responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "the plans with their line of business and policy per drug", body = Vec<crate::answers::Plan>)))]
 pub(crate) async fn plans(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
     Json(json!(state.service.plans.plans.iter().map(|p| json!({"id": p.id, "name": p.name, "line_of_business": p.line_of_business, "policies": p.policies})).collect::<Vec<_>>()))
 }
 
-#[utoipa::path(get, path = "/v1/policies", summary = "The policies in effect, with their criteria and the keys they read", responses((status = 401, description = "no API key, or not a valid one"), (status = 200, description = "the policies in effect, with their criteria and the case keys they read")))]
+#[utoipa::path(get, path = "/v1/policies", operation_id = "list_policies", tag = "Console", summary = "The policies in effect, with their criteria and the keys they read", responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "the policies in effect, with their criteria and the case keys they read", body = Vec<crate::answers::PolicySummary>)))]
 pub(crate) async fn policies(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
     let engine = &state.service.engine;
     let list: Vec<Value> = engine
@@ -114,8 +114,8 @@ pub(crate) async fn policies(State(state): State<AppState>, _caller: Caller) -> 
     Json(Value::Array(list))
 }
 
-#[utoipa::path(get, path = "/v1/policies/{id}/source", summary = "A policy's source document", params(("id" = String, Path)),
-    responses((status = 401, description = "no API key, or not a valid one"), (status = 200, description = "the policy's source document as text"), (status = 404, description = "no such policy")))]
+#[utoipa::path(get, path = "/v1/policies/{id}/source", operation_id = "read_policy_source", tag = "Console", summary = "A policy's source document", params(("id" = String, Path)),
+    responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "the policy's source document as text", body = String, content_type = "text/plain"), (status = 404, description = "no such policy", body = crate::answers::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn source(
     State(state): State<AppState>,
     _caller: Caller,
@@ -143,8 +143,8 @@ pub(crate) struct EvaluateBody {
 
 /// Every policy's decision with its full criterion trees, the payer comparison, and the body
 /// surface area and label dose: for the intake form and the decision views. Nothing is stored.
-#[utoipa::path(post, path = "/v1/evaluate", summary = "Decide a case under every policy without storing it", request_body = EvaluateBody,
-    responses((status = 401, description = "no API key, or not a valid one"), (status = 200, description = "every policy's decision with its criterion trees; nothing is stored"), (status = 422, description = "invalid, naming the field")))]
+#[utoipa::path(post, path = "/v1/evaluate", operation_id = "evaluate_case", tag = "Console", summary = "Decide a case under every policy without storing it", request_body = EvaluateBody,
+    responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "every policy's decision with its criterion trees; nothing is stored", body = crate::answers::Evaluation), (status = 422, description = "invalid, naming the field", body = crate::answers::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn evaluate(
     State(state): State<AppState>,
     _caller: Caller,
@@ -223,7 +223,7 @@ pub(crate) async fn evaluate(
 }
 
 /// Authorizations with units used and left, the nearest end first.
-#[utoipa::path(get, path = "/v1/authorizations", summary = "Authorizations, the nearest end first", responses((status = 401, description = "no API key, or not a valid one"), (status = 200, description = "authorizations (a submitter's own organization's only), the nearest end first")))]
+#[utoipa::path(get, path = "/v1/authorizations", operation_id = "list_authorizations", tag = "Authorizations", summary = "Authorizations, the nearest end first", responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "authorizations (a submitter's own organization's only), the nearest end first", body = Vec<crate::answers::AuthorizationRow>)))]
 pub(crate) async fn authorizations(
     State(state): State<AppState>,
     caller: Caller,

@@ -191,7 +191,9 @@ async fn bare_errors_as_outcomes(response: Response) -> Response {
 }
 
 /// What this server supports, for clients that look before they call.
-async fn capability_statement() -> Response {
+#[utoipa::path(get, path = "/fhir/metadata", operation_id = "fhir_capabilities", tag = "FHIR", summary = "The server's CapabilityStatement (FHIR R4, Da Vinci PAS, DTR)", security(()),
+    responses((status = 200, description = "the CapabilityStatement", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 431, description = "request headers too large")))]
+pub(crate) async fn capability_statement() -> Response {
     fhir_json(
         StatusCode::OK,
         json!({
@@ -421,11 +423,15 @@ fn dated_on_receipt(mut case: Value) -> Value {
 
 // ---- CRD ----
 
-async fn discovery(State(state): State<AppState>) -> Json<Value> {
+#[utoipa::path(get, path = "/cds-services", operation_id = "cds_discovery", tag = "CDS Hooks", summary = "CDS Hooks discovery: the CRD services offered", security(()),
+    responses((status = 200, description = "the services", body = crate::answers::CdsServices), (status = 431, description = "request headers too large")))]
+pub(crate) async fn discovery(State(state): State<AppState>) -> Json<Value> {
     Json(crd::discovery(&state.fhir))
 }
 
-async fn hook(
+#[utoipa::path(post, path = "/cds-services/{id}", operation_id = "cds_hook", tag = "CDS Hooks", summary = "Da Vinci CRD: coverage requirements for an order (order-select, order-sign)", params(("id" = String, Path, description = "`order-select-crd` or `order-sign-crd`")), request_body = crate::answers::CdsHookRequest,
+    responses((status = 200, description = "cards, and coverage information as a systemAction", body = crate::answers::CdsHookResponse), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 404, description = "no such service: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 422, description = "not a valid resource, naming the element: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
+pub(crate) async fn hook(
     State(state): State<AppState>,
     who: Result<Caller, AppError>,
     headers: HeaderMap,
@@ -528,7 +534,9 @@ async fn hook(
 
 // ---- DTR ----
 
-async fn read_questionnaire(
+#[utoipa::path(get, path = "/fhir/Questionnaire/{id}", operation_id = "dtr_read_questionnaire", tag = "FHIR", summary = "Da Vinci DTR: a policy's Questionnaire (`-adaptive` for the adaptive form)", params(("id" = String, Path)),
+    responses((status = 200, description = "the Questionnaire", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 404, description = "no such Questionnaire: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
+pub(crate) async fn read_questionnaire(
     State(state): State<AppState>,
     who: Result<Caller, AppError>,
     headers: HeaderMap,
@@ -576,7 +584,9 @@ fn parameter_strings(parameters: &Value, name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn questionnaire_package(
+#[utoipa::path(post, path = "/fhir/Questionnaire/$questionnaire-package", operation_id = "dtr_questionnaire_package", tag = "FHIR", summary = "Da Vinci DTR $questionnaire-package: the Questionnaires for a coverage and an order", request_body(content = crate::answers::FhirResource, content_type = "application/fhir+json", description = "a Parameters resource (coverage, order)"),
+    responses((status = 200, description = "a Parameters resource holding each package Bundle", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 422, description = "not a valid resource, naming the element: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
+pub(crate) async fn questionnaire_package(
     State(state): State<AppState>,
     who: Result<Caller, AppError>,
     headers: HeaderMap,
@@ -679,7 +689,9 @@ async fn questionnaire_package(
     ))
 }
 
-async fn next_question(
+#[utoipa::path(post, path = "/fhir/Questionnaire/$next-question", operation_id = "dtr_next_question", tag = "FHIR", summary = "Da Vinci DTR adaptive $next-question", request_body(content = crate::answers::FhirResource, content_type = "application/fhir+json", description = "a QuestionnaireResponse of the adaptive form, or Parameters holding one"),
+    responses((status = 200, description = "the QuestionnaireResponse with the next questions, or completed", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 422, description = "not a valid resource, naming the element: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
+pub(crate) async fn next_question(
     State(state): State<AppState>,
     who: Result<Caller, AppError>,
     headers: HeaderMap,
@@ -754,7 +766,9 @@ async fn next_question(
 
 // ---- PAS ----
 
-async fn submit(
+#[utoipa::path(post, path = "/fhir/Claim/$submit", operation_id = "pas_submit", tag = "FHIR", summary = "Da Vinci PAS $submit: a prior-authorization request Bundle", request_body(content = crate::answers::FhirResource, content_type = "application/fhir+json", description = "a PAS Request Bundle (Claim, Patient, Coverage, ...)"),
+    responses((status = 200, description = "a PAS Response Bundle with the ClaimResponse", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 403, description = "not a submitter: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 422, description = "not a valid resource, naming the element: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 429, description = "over the rate; Retry-After says when: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
+pub(crate) async fn submit(
     State(state): State<AppState>,
     who: Result<Caller, AppError>,
     headers: HeaderMap,
@@ -931,7 +945,9 @@ pub async fn notification_payload(
     ))
 }
 
-async fn inquire(
+#[utoipa::path(post, path = "/fhir/Claim/$inquire", operation_id = "pas_inquire", tag = "FHIR", summary = "Da Vinci PAS $inquire: the status of a submitted request", request_body(content = crate::answers::FhirResource, content_type = "application/fhir+json", description = "a PAS Inquiry Request Bundle"),
+    responses((status = 200, description = "a PAS Inquiry Response Bundle", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 404, description = "no such request: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 422, description = "not a valid resource, naming the element: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
+pub(crate) async fn inquire(
     State(state): State<AppState>,
     who: Result<Caller, AppError>,
     headers: HeaderMap,
@@ -964,7 +980,9 @@ async fn inquire(
     ))
 }
 
-async fn create_subscription(
+#[utoipa::path(post, path = "/fhir/Subscription", operation_id = "pas_create_subscription", tag = "FHIR", summary = "Subscribe to notifications of pended PAS requests (rest-hook)", request_body(content = crate::answers::FhirResource, content_type = "application/fhir+json", description = "a Subscription"),
+    responses((status = 201, description = "created", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 200, description = "the organization's subscription, replaced", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 403, description = "not a submitter: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 422, description = "not a valid resource, naming the element: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
+pub(crate) async fn create_subscription(
     State(state): State<AppState>,
     who: Result<Caller, AppError>,
     body: Bytes,
@@ -997,7 +1015,9 @@ async fn create_subscription(
     Ok(answer)
 }
 
-async fn read_subscription(
+#[utoipa::path(get, path = "/fhir/Subscription/{id}", operation_id = "pas_read_subscription", tag = "FHIR", summary = "Read a subscription", params(("id" = String, Path)),
+    responses((status = 200, description = "the Subscription", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 404, description = "no such subscription, or another organization's: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
+pub(crate) async fn read_subscription(
     State(state): State<AppState>,
     who: Result<Caller, AppError>,
     Path(id): Path<String>,
@@ -1009,7 +1029,9 @@ async fn read_subscription(
     Ok(fhir_json(StatusCode::OK, resource))
 }
 
-async fn delete_subscription(
+#[utoipa::path(delete, path = "/fhir/Subscription/{id}", operation_id = "pas_delete_subscription", tag = "FHIR", summary = "End a subscription", params(("id" = String, Path)),
+    responses((status = 204, description = "ended"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 404, description = "no such subscription, or another organization's: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
+pub(crate) async fn delete_subscription(
     State(state): State<AppState>,
     who: Result<Caller, AppError>,
     Path(id): Path<String>,

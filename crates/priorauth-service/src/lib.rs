@@ -10,6 +10,7 @@
 //! them into one router.
 
 pub mod admission;
+pub mod answers;
 pub mod api;
 pub mod connections;
 pub mod console;

@@ -18,11 +18,15 @@ pub fn routes() -> Router<AppState> {
         .route("/openapi.json", get(openapi))
 }
 
-async fn healthz() -> &'static str {
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "Operations", summary = "Liveness: the process answers", security(()),
+    responses((status = 200, description = "`ok`", body = String, content_type = "text/plain"), (status = 431, description = "request headers too large")))]
+pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
-async fn readyz(State(state): State<AppState>) -> Result<&'static str, AppError> {
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "Operations", summary = "Readiness: the database answers", security(()),
+    responses((status = 200, description = "`ready`", body = String, content_type = "text/plain"), (status = 431, description = "request headers too large"), (status = 500, description = "the database does not answer", body = crate::answers::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn readyz(State(state): State<AppState>) -> Result<&'static str, AppError> {
     state.service.store.ping().await?;
     Ok("ready")
 }
@@ -50,7 +54,30 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, AppError>
         crate::console::policies,
         crate::console::source,
         crate::console::evaluate,
-        crate::console::authorizations
+        crate::console::authorizations,
+        crate::fhir::discovery,
+        crate::fhir::hook,
+        crate::fhir::capability_statement,
+        crate::fhir::read_questionnaire,
+        crate::fhir::questionnaire_package,
+        crate::fhir::next_question,
+        crate::fhir::submit,
+        crate::fhir::inquire,
+        crate::fhir::create_subscription,
+        crate::fhir::read_subscription,
+        crate::fhir::delete_subscription,
+        healthz,
+        readyz,
+        openapi
+    ),
+    tags(
+        (name = "Requests", description = "Submit, read and complete prior-authorization requests"),
+        (name = "Review", description = "The review queue, determinations and denial notices (reviewers)"),
+        (name = "Authorizations", description = "Authorizations and the units spent on them"),
+        (name = "Console", description = "What the web console reads: plans, policies, questions, decisions without storing"),
+        (name = "FHIR", description = "FHIR R4 (4.0.1): Da Vinci DTR and PAS, with the same API keys"),
+        (name = "CDS Hooks", description = "Da Vinci CRD over CDS Hooks 2.0"),
+        (name = "Operations", description = "Liveness, readiness and this document, without a key")
     ),
     components(schemas(
         SubmitBody,
@@ -85,8 +112,85 @@ impl utoipa::Modify for ApiKeyScheme {
     }
 }
 
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+#[utoipa::path(get, path = "/openapi.json", operation_id = "openapi", tag = "Operations", summary = "This document", security(()),
+    responses((status = 200, description = "the OpenAPI document", body = Object), (status = 431, description = "request headers too large")))]
+pub(crate) async fn openapi() -> Json<serde_json::Value> {
+    Json(document())
+}
+
+/// The JSON Schema of the case format (docs/case-format.md), the `Case` of the document.
+const CASE_SCHEMA: &str = include_str!("../../../docs/case.schema.json");
+/// The first example case (an adult with relapsed B-ALL asking for Blincyto), the document's
+/// example of a case.
+const EXAMPLE_CASE: &str = include_str!("../../../tests/cases/E01.json");
+
+/// The OpenAPI document as JSON, as `/openapi.json` serves it: the routes' document with the
+/// case format's own JSON Schema as the `Case` component (inserted as JSON: the schema is
+/// JSON Schema 2020-12, which OpenAPI 3.1 takes as it is).
+pub fn document() -> serde_json::Value {
+    let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let mut case: serde_json::Value = serde_json::from_str(CASE_SCHEMA).unwrap_or_default();
+    if let Some(object) = case.as_object_mut() {
+        object.remove("$schema");
+        // A short name for the generated clients' model (the file's title has a version).
+        object.insert("title".into(), "Case".into());
+        object.insert(
+            "description".into(),
+            "A prior-authorization case: docs/case-format.md. Unknown keys are refused.".into(),
+        );
+    }
+    if let Some(schemas) = document
+        .pointer_mut("/components/schemas")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        let example: serde_json::Value = serde_json::from_str(EXAMPLE_CASE).unwrap_or_default();
+        if let Some(object) = case.as_object_mut() {
+            object.insert("examples".into(), serde_json::json!([example]));
+        }
+        schemas.insert("Case".into(), case);
+        // Examples for the bodies a client writes and the problem it reads.
+        let examples = [
+            (
+                "SubmitBody",
+                serde_json::json!({"plan": "masshealth", "case": example, "urgency": "standard"}),
+            ),
+            ("EvaluateBody", serde_json::json!({"case": example})),
+            (
+                "DeterminationBody",
+                serde_json::json!({"decision": "deny", "criterion": "ph-negative-after-prior-therapy",
+                    "reason": "The records sent show no earlier line of systemic therapy."}),
+            ),
+            (
+                "UsageBody",
+                serde_json::json!({"units": 35, "date_of_service": "2026-05-19"}),
+            ),
+            ("Changes", serde_json::json!({"cycles": 1})),
+            (
+                "Problem",
+                serde_json::json!({"type": "about:blank", "title": "invalid request", "status": 422,
+                    "detail": "`case.patient.weight_kg`: -3 is not a possible weight",
+                    "errors": [{"field": "case.patient.weight_kg", "message": "-3 is not a possible weight"}]}),
+            ),
+        ];
+        for (name, example) in examples {
+            if let Some(schema) = schemas.get_mut(name).and_then(|s| s.as_object_mut()) {
+                schema.insert("examples".into(), serde_json::json!([example]));
+            }
+        }
+        // The bodies that carry a case point to it (the lifecycle's types know only JSON).
+        for body in ["SubmitBody", "EvaluateBody"] {
+            if let Some(property) = schemas
+                .get_mut(body)
+                .and_then(|schema| schema.pointer_mut("/properties/case"))
+            {
+                *property = serde_json::json!({
+                    "$ref": "#/components/schemas/Case",
+                    "description": "The case, in the case format (docs/case-format.md)."
+                });
+            }
+        }
+    }
+    document
 }
 
 #[cfg(test)]
@@ -97,7 +201,7 @@ mod tests {
     /// operation, kept true as routes are added: a summary, a 4XX answer, the key scheme.
     #[test]
     fn the_openapi_document_describes_every_operation_and_its_key() {
-        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        let doc = document();
         assert_eq!(
             doc["components"]["securitySchemes"]["api_key"]["scheme"],
             "bearer"
@@ -105,7 +209,15 @@ mod tests {
         assert_eq!(doc["security"][0]["api_key"], serde_json::json!([]));
         assert!(doc["servers"].as_array().is_some_and(|s| !s.is_empty()));
         let paths = doc["paths"].as_object().cloned().unwrap_or_default();
-        assert!(paths.len() >= 14, "{} paths", paths.len());
+        assert!(paths.len() >= 27, "{} paths", paths.len());
+        for route in ["/fhir/Claim/$submit", "/cds-services/{id}", "/v1/requests"] {
+            assert!(paths.contains_key(route), "{route} is not listed");
+        }
+        assert!(
+            doc.pointer("/components/schemas/Case/properties/request")
+                .is_some()
+        );
+        let mut ids = std::collections::BTreeSet::new();
         for (path, item) in paths {
             for (method, operation) in item.as_object().cloned().unwrap_or_default() {
                 assert!(
@@ -120,6 +232,20 @@ mod tests {
                     responses.keys().any(|code| code.starts_with('4')),
                     "{method} {path}: no 4XX answer"
                 );
+                // Every answer with a body says what the body is.
+                for (code, response) in &responses {
+                    if code != "204" {
+                        let content = response["content"].as_object().cloned().unwrap_or_default();
+                        assert!(
+                            content.values().all(|c| c.get("schema").is_some())
+                                && !content.is_empty()
+                                || code == "431",
+                            "{method} {path} {code}: no schema"
+                        );
+                    }
+                }
+                let operation_id = operation["operationId"].as_str().unwrap_or_default();
+                assert!(ids.insert(operation_id.to_string()), "{operation_id} twice");
             }
         }
     }

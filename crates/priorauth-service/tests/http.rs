@@ -1552,3 +1552,56 @@ async fn an_admins_completion_leaves_the_authorization_with_the_requester() {
     })
     .await;
 }
+
+/// The case format's JSON Schema, as the OpenAPI document carries it, takes every example
+/// case and refuses a key the format does not have.
+#[test]
+fn every_example_case_matches_the_documents_case_schema() {
+    let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/cases");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&directory).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !name.starts_with('E') || !name.ends_with(".json") {
+            continue;
+        }
+        let case: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        support::contract::verify_case(&case).unwrap_or_else(|e| panic!("{name}: {e}"));
+        checked += 1;
+    }
+    assert!(checked >= 13, "{checked} cases");
+    let mut case = support::case("E01");
+    case["patient"]["shoe_size"] = json!(9);
+    assert!(support::contract::verify_case(&case).is_err());
+
+    // The contract every harnessed answer is held to catches a wrong shape, an undocumented
+    // success and a wrong content type.
+    use support::contract::verify;
+    let json_type = Some("application/json");
+    assert!(
+        verify(
+            "GET",
+            "/v1/queue",
+            200,
+            json_type,
+            &json!({"items": [], "next": null})
+        )
+        .is_ok()
+    );
+    assert!(verify("GET", "/v1/queue", 200, json_type, &json!({"items": 3})).is_err());
+    assert!(verify("GET", "/v1/queue", 202, json_type, &json!({})).is_err());
+    assert!(verify("GET", "/v1/queue", 200, Some("text/plain"), &json!("x")).is_err());
+    assert!(
+        verify(
+            "GET",
+            "/v1/requests/req_1",
+            404,
+            json_type,
+            &json!({"title": 1})
+        )
+        .is_err()
+    );
+    // The document's examples are valid instances of their schemas.
+    let examples = support::contract::verify_examples().unwrap();
+    assert!(examples >= 7, "{examples} examples");
+}

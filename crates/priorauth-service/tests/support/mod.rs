@@ -4,6 +4,8 @@
 // Shared by several test crates; each uses part of it.
 #![allow(dead_code)]
 
+pub mod contract;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -387,6 +389,7 @@ pub async fn call(
     body: Option<&Value>,
     headers: &[(&str, &str)],
 ) -> Reply {
+    let method_name = method.as_str().to_string();
     let mut request = client.request(method, format!("{base}{path}"));
     if let Some(key) = key {
         request = request.bearer_auth(key);
@@ -398,7 +401,20 @@ pub async fn call(
         request = request.header(*name, *value);
     }
     let response = request.send().await.expect("the server answers");
-    reply(response).await
+    let reply = reply(response).await;
+    if let Err(problem) = contract::verify(
+        &method_name,
+        path,
+        reply.status,
+        reply.header("content-type"),
+        &reply.body,
+    ) {
+        panic!(
+            "the answer breaks the OpenAPI document: {problem}\nbody: {}",
+            reply.body
+        );
+    }
+    reply
 }
 
 pub async fn reply(response: reqwest::Response) -> Reply {

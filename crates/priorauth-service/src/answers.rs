@@ -1,0 +1,484 @@
+//! The shapes of the HTTP API's answers, for the OpenAPI document (`/openapi.json`) and the
+//! clients generated from it. The handlers build their answers as JSON; these types describe
+//! them, and the service's tests validate every answer they receive against these schemas
+//! (`tests/http.rs`, `answers_match_the_openapi_document`), so the document cannot drift
+//! from what is sent. Nothing here is constructed at run time.
+
+// Descriptions only: the fields are read by the schema derive, never by code.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// An RFC 9457 problem: every error answer, naming each field at fault.
+#[derive(Debug, ToSchema)]
+pub struct Problem {
+    /// `about:blank`.
+    r#type: String,
+    /// A short summary of the kind of problem ("invalid request", "not found", "conflict").
+    title: String,
+    /// The HTTP status code.
+    status: u16,
+    /// The first problem in a sentence, naming its field.
+    detail: String,
+    /// Every problem with its field (`case.request.date`, `decision`, a header's name).
+    errors: Vec<FieldProblem>,
+}
+
+#[derive(Debug, ToSchema)]
+pub struct FieldProblem {
+    field: String,
+    message: String,
+}
+
+/// A request's status (see ARCHITECTURE.md, "The request lifecycle").
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum Status {
+    PendingInformation,
+    PendingReview,
+    Approved,
+    Denied,
+    NotApplicable,
+}
+
+/// The engine's outcome under a policy (docs/case-format.md, "The decision"). `deny` is a
+/// recommendation: only a clinician denies.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum Outcome {
+    Approve,
+    Deny,
+    Review,
+    Incomplete,
+    NotApplicable,
+}
+
+/// One policy's decision on a case: the decision contract of docs/case-format.md.
+#[derive(Debug, ToSchema)]
+pub struct Decision {
+    /// The policy's id.
+    policy: String,
+    /// The version of the policy that decided: the one in effect on the request's date.
+    version: String,
+    outcome: Outcome,
+    /// The pathway that decided, when one did.
+    pathway: Option<String>,
+    /// The approved period, when the policy states one.
+    authorization: Option<Period>,
+    /// What an approval covers, never beyond the pathway's and the label's ceilings.
+    quantity: Option<Quantity>,
+    /// The dotted keys of the facts the outcome turns on and the case did not give.
+    missing: Vec<String>,
+    /// Every criterion that decided the outcome, with the passage of the policy it encodes.
+    reasons: Vec<Reason>,
+}
+
+/// Inclusive first and last covered days, `YYYY-MM-DD`.
+#[derive(Debug, ToSchema)]
+pub struct Period {
+    #[schema(format = Date)]
+    start: String,
+    #[schema(format = Date)]
+    end: String,
+}
+
+/// The quantity of an approval (docs/case-format.md, "Quantities").
+#[derive(Debug, ToSchema)]
+pub struct Quantity {
+    /// The drug's billing code.
+    hcpcs: String,
+    /// Billable units per cycle.
+    units: u32,
+    /// Days of a cycle, when the request gave them.
+    period_days: Option<u32>,
+    /// Whole vials the units per cycle take.
+    vials: u32,
+    /// Cycles approved.
+    cycles: Option<u32>,
+    /// Billable units of the whole authorization.
+    total_units: u64,
+    /// `requested` or `policy_maximum`.
+    units_basis: String,
+    ceiling: Ceiling,
+    /// Cycles requested, when only a part of them is approved.
+    requested_cycles: Option<u32>,
+}
+
+/// The most units per cycle and cycles the pathway and the drug's label allow.
+#[derive(Debug, ToSchema)]
+pub struct Ceiling {
+    units_per_cycle: u32,
+    cycles: u32,
+}
+
+/// A criterion that decided, tied to its source.
+#[derive(Debug, ToSchema)]
+pub struct Reason {
+    /// The criterion as the policy states it.
+    criterion: String,
+    /// The criterion's id (what a determination cites).
+    id: String,
+    /// `met`, `not met` or `unknown`.
+    status: String,
+    /// Where in the source document the criterion is.
+    source: String,
+    /// How unclear text was read, in the policy file next to the criterion.
+    interpretation: Option<String>,
+    pathway: Option<String>,
+    /// Depth in the criterion tree (0 for a pathway's top).
+    depth: u8,
+    /// The case's value that decided a criterion testing one fact.
+    value: Option<String>,
+}
+
+/// The answer to a submission.
+#[derive(Debug, ToSchema)]
+pub struct Submitted {
+    id: String,
+    status: Status,
+    outcome: Outcome,
+    plan: String,
+    policy: String,
+    policy_version: String,
+    /// `standard` or `expedited`.
+    urgency: String,
+    /// When a clinician's determination is due by the plan's clock (pending requests).
+    #[schema(format = DateTime)]
+    due_at: Option<String>,
+    /// The authorization an approval created.
+    authorization: Option<NewAuthorization>,
+    decision: Decision,
+}
+
+/// A stored request with its history, as a reader sees it.
+#[derive(Debug, ToSchema)]
+pub struct RequestRecord {
+    id: String,
+    plan: String,
+    policy: String,
+    policy_version: String,
+    status: Status,
+    outcome: Outcome,
+    urgency: String,
+    #[schema(format = DateTime)]
+    due_at: Option<String>,
+    /// The authorization this request renews.
+    renews: Option<String>,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+    /// The case as decided last, in the case format.
+    #[schema(value_type = Object)]
+    case: Value,
+    /// The last decision, recomputed from the case and the policy version it was made under.
+    #[schema(value_type = Object)]
+    decision: Value,
+    authorization: Option<AuthorizationRecord>,
+    determination: Option<Determination>,
+    /// Every event, the first first.
+    history: Vec<HistoryEvent>,
+}
+
+/// One event of a request's history.
+#[derive(Debug, ToSchema)]
+pub struct HistoryEvent {
+    seq: i64,
+    /// `submitted`, `completed`, `determination`, …
+    kind: String,
+    /// The id of the key that acted.
+    actor: String,
+    #[schema(format = DateTime)]
+    at: String,
+    outcome: String,
+    #[schema(value_type = Object)]
+    case: Value,
+    #[schema(value_type = Object)]
+    decision: Value,
+    /// Whether the decision recomputed from the records is the one answered at the time.
+    decision_verified: Option<bool>,
+}
+
+/// A clinician's determination.
+#[derive(Debug, ToSchema)]
+pub struct Determination {
+    /// `approve`, `approve_with_changes` or `deny`.
+    decision: String,
+    reason: String,
+    /// The criterion it rests on.
+    criterion: String,
+    reviewer: Reviewer,
+    /// What an approval with changes granted instead.
+    #[schema(value_type = Object)]
+    changes: Value,
+    #[schema(format = DateTime)]
+    at: String,
+}
+
+#[derive(Debug, ToSchema)]
+pub struct Reviewer {
+    name: String,
+    credentials: String,
+}
+
+/// An authorization as its request's answer shows it.
+#[derive(Debug, ToSchema)]
+pub struct NewAuthorization {
+    /// `PA-…`.
+    number: String,
+    drug: String,
+    hcpcs: String,
+    #[schema(format = Date)]
+    start: String,
+    /// The last covered day.
+    #[schema(format = Date)]
+    end: String,
+    units_per_period: i64,
+    period_days: i64,
+    cycles: i64,
+    first_cycle: i64,
+    approved_units: i64,
+    used_units: i64,
+    /// The authorization it renews.
+    renews: Option<String>,
+}
+
+/// An authorization with the units used and left.
+#[derive(Debug, ToSchema)]
+pub struct AuthorizationRecord {
+    number: String,
+    request_id: String,
+    drug: String,
+    hcpcs: String,
+    #[schema(format = Date)]
+    start: String,
+    #[schema(format = Date)]
+    end: String,
+    units_per_period: i64,
+    period_days: i64,
+    cycles: i64,
+    first_cycle: i64,
+    approved_units: i64,
+    used_units: i64,
+    remaining_units: i64,
+    renews: Option<String>,
+}
+
+/// A row of the authorizations list.
+#[derive(Debug, ToSchema)]
+pub struct AuthorizationRow {
+    number: String,
+    request_id: String,
+    organization: String,
+    drug: String,
+    hcpcs: String,
+    #[schema(format = Date)]
+    start: String,
+    #[schema(format = Date)]
+    end: String,
+    approved_units: i64,
+    used_units: i64,
+    remaining_units: i64,
+    cycles: i64,
+    /// Days from today to the last covered day.
+    days_left: Option<i64>,
+    /// Ends within 30 days.
+    renewal_due: bool,
+}
+
+/// Units spent on a date of service.
+#[derive(Debug, ToSchema)]
+pub struct Usage {
+    id: String,
+    authorization: String,
+    units: u32,
+    #[schema(format = Date)]
+    date_of_service: String,
+    used_units: i64,
+    remaining_units: i64,
+}
+
+/// One page of the review queue.
+#[derive(Debug, ToSchema)]
+pub struct QueuePage {
+    items: Vec<QueueItem>,
+    /// Give as `after` for the next page; null on the last.
+    next: Option<String>,
+}
+
+#[derive(Debug, ToSchema)]
+pub struct QueueItem {
+    id: String,
+    organization: String,
+    plan: String,
+    policy: String,
+    /// The engine's outcome: `review` or a recommended `deny`.
+    recommendation: String,
+    urgency: String,
+    #[schema(format = DateTime)]
+    received_at: String,
+    #[schema(format = DateTime)]
+    due_at: String,
+    /// Negative when late.
+    minutes_left: i64,
+}
+
+/// The data of a clinician's denial notice.
+#[derive(Debug, ToSchema)]
+pub struct DenialLetter {
+    request_id: String,
+    /// `denied`.
+    decision: String,
+    /// The drug, code, dose and date of the request.
+    #[schema(value_type = Object)]
+    service: Value,
+    /// The specific reason, in plain language.
+    reason: String,
+    /// The criterion, its text, source and interpretation, the policy and its version.
+    #[schema(value_type = Object)]
+    criterion: Value,
+    /// Name and credentials of the clinician, and how to ask for a peer-to-peer discussion.
+    #[schema(value_type = Object)]
+    reviewer: Value,
+    #[schema(format = DateTime)]
+    decided_at: String,
+    /// The plan's appeal rights and clocks, in words.
+    appeal: Option<String>,
+    /// That software evaluated and a clinician decided.
+    automation: String,
+}
+
+/// PAS notifications no longer retried.
+#[derive(Debug, ToSchema)]
+pub struct DeadLetters {
+    items: Vec<DeadLetter>,
+}
+
+#[derive(Debug, ToSchema)]
+pub struct DeadLetter {
+    id: String,
+    request_id: String,
+    organization: String,
+    endpoint: String,
+    attempts: i64,
+    last_error: String,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    dead_at: String,
+}
+
+/// A question of the intake form.
+#[derive(Debug, ToSchema)]
+pub struct Question {
+    /// The case key (`patient.weight_kg`) or a declared fact's name.
+    key: String,
+    label: String,
+    /// `bool`, `number`, `enum`, `date`, `text`, …
+    kind: String,
+    choices: Vec<Choice>,
+    /// The answers that change an outcome.
+    outcomes: Vec<Choice>,
+    /// A fact declared in data: it goes in the case's `facts` object.
+    declared: bool,
+}
+
+#[derive(Debug, ToSchema)]
+pub struct Choice {
+    value: String,
+    label: String,
+}
+
+/// A plan: its line of business and its policy per drug.
+#[derive(Debug, ToSchema)]
+pub struct Plan {
+    id: String,
+    name: String,
+    line_of_business: String,
+    /// Policy id by drug.
+    policies: std::collections::BTreeMap<String, String>,
+}
+
+/// A policy in effect.
+#[derive(Debug, ToSchema)]
+pub struct PolicySummary {
+    id: String,
+    title: String,
+    payer: String,
+    document: String,
+    version: String,
+    #[schema(format = Date)]
+    effective: Option<String>,
+    drugs: Vec<String>,
+    /// The case keys it reads.
+    questions: Vec<String>,
+    criteria: Vec<CriterionText>,
+}
+
+#[derive(Debug, ToSchema)]
+pub struct CriterionText {
+    id: String,
+    text: String,
+}
+
+/// Every policy's decision on a case, nothing stored.
+#[derive(Debug, ToSchema)]
+pub struct Evaluation {
+    results: Vec<EvaluatedPolicy>,
+    /// The payer comparison: one cell per policy.
+    #[schema(value_type = Vec<Object>)]
+    compare: Vec<Value>,
+    /// Body surface area from height and weight.
+    bsa_m2: Option<f64>,
+    /// The label's dose for this patient.
+    #[schema(value_type = Option<Object>)]
+    allowed_dose: Option<Value>,
+}
+
+#[derive(Debug, ToSchema)]
+pub struct EvaluatedPolicy {
+    result: Decision,
+    title: String,
+    /// Each pathway not ruled out, with its criterion tree.
+    #[schema(value_type = Vec<Object>)]
+    pathways: Vec<Value>,
+}
+
+/// A FHIR R4 (4.0.1) resource in JSON (`application/fhir+json`), under the Da Vinci profile
+/// each operation names; an error is an `OperationOutcome` naming the element at fault.
+#[derive(Debug, ToSchema)]
+pub struct FhirResource {
+    /// `Bundle`, `Parameters`, `Questionnaire`, `QuestionnaireResponse`, `Subscription`,
+    /// `CapabilityStatement`, `OperationOutcome`, …
+    #[schema(rename = "resourceType")]
+    resource_type: String,
+}
+
+/// The CDS services this server offers (CDS Hooks 2.0 discovery).
+#[derive(Debug, ToSchema)]
+pub struct CdsServices {
+    #[schema(value_type = Vec<Object>)]
+    services: Vec<Value>,
+}
+
+/// A CDS Hooks call (`order-select`, `order-sign`) with its context and prefetch.
+#[derive(Debug, ToSchema)]
+pub struct CdsHookRequest {
+    hook: String,
+    #[schema(rename = "hookInstance")]
+    hook_instance: String,
+    #[schema(value_type = Object)]
+    context: Value,
+    #[schema(value_type = Option<Object>)]
+    prefetch: Option<Value>,
+}
+
+/// A CDS Hooks answer: cards, and CRD's coverage information as system actions.
+#[derive(Debug, ToSchema)]
+pub struct CdsHookResponse {
+    #[schema(value_type = Vec<Object>)]
+    cards: Vec<Value>,
+    #[schema(rename = "systemActions", value_type = Option<Vec<Object>>)]
+    system_actions: Option<Vec<Value>>,
+}
