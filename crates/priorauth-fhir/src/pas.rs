@@ -166,6 +166,8 @@ fn review_action(record: &Value) -> (&'static str, &'static str) {
         }
         ("approved", _) => ("A1", "Certified in total"),
         ("denied", true) => ("A3", "Not certified"),
+        // X12 306 `C`: the requester withdrew it before a decision.
+        ("withdrawn", _) => ("C", "Cancelled"),
         _ => ("A4", "Pending"),
     }
 }
@@ -536,4 +538,35 @@ pub fn notification(
              "request": {"method": "GET", "url": bundle_url}, "response": {"status": "200"}},
         ],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Each state of a request answers its X12 306 review action; a withdrawn one is
+    /// cancelled, not pending.
+    #[test]
+    fn each_state_has_its_review_action() {
+        let decision = json!({"outcome": "review", "quantity": null});
+        let cases = [
+            (
+                json!({"status": "pending_review", "decision": decision}),
+                "A4",
+            ),
+            (json!({"status": "withdrawn", "decision": decision}), "C"),
+            (
+                json!({"status": "denied", "decision": decision, "determination": {"decision": "deny"}}),
+                "A3",
+            ),
+            (
+                json!({"status": "approved", "decision": {"outcome": "approve"}}),
+                "A1",
+            ),
+        ];
+        for (record, code) in cases {
+            assert_eq!(review_action(&record).0, code, "{record}");
+        }
+    }
 }

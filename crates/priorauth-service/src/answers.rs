@@ -40,6 +40,8 @@ pub enum Status {
     Approved,
     Denied,
     NotApplicable,
+    /// By the requester, while it was pending.
+    Withdrawn,
 }
 
 /// The engine's outcome under a policy (docs/case-format.md, "The decision"). `deny` is a
@@ -198,6 +200,8 @@ pub struct HistoryEvent {
     decision: Value,
     /// Whether the decision recomputed from the records is the one answered at the time.
     decision_verified: Option<bool>,
+    /// A withdrawal's reason.
+    reason: Option<String>,
 }
 
 /// A clinician's determination.

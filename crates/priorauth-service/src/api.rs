@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::keys::Caller;
 use crate::lifecycle::authorizations::{self, UsageBody};
-use crate::lifecycle::requests::{self, SubmitBody};
+use crate::lifecycle::requests::{self, SubmitBody, WithdrawalBody};
 use crate::lifecycle::retries::Retry;
 use crate::lifecycle::review::{self, DeterminationBody, QueueQuery};
 use crate::web::{AppError, AppJson, AppState};
@@ -25,6 +25,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         )
         .route("/v1/requests/{id}/determination", post(determine))
         .route("/v1/requests/{id}/denial-letter", get(denial_letter))
+        .route("/v1/requests/{id}/withdrawal", post(withdraw))
         .route("/v1/queue", get(queue))
         .route("/v1/authorizations/{number}", get(read_authorization))
         .route("/v1/authorizations/{number}/usage", post(record_usage))
@@ -151,6 +152,21 @@ pub(crate) async fn determine(
     )?;
     let (answer, replayed) =
         review::determine(&state.service, &caller, &id, &body, retry.as_ref()).await?;
+    Ok(answered(StatusCode::OK, replayed, answer))
+}
+
+#[utoipa::path(post, path = "/v1/requests/{id}/withdrawal", operation_id = "withdraw_request", tag = "Requests", summary = "Withdraw a pending request (the requester)", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body is given the first answer again (200, `idempotent-replayed: true`); the key on another call is refused 422")), request_body = WithdrawalBody,
+    responses((status = 200, description = "withdrawn; the request as it now is", body = crate::answers::RequestRecord), (status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 403, description = "not a submitter or an admin", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 404, description = "no such request, or another organization's", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 409, description = "the request is no longer pending", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid, naming the field", body = crate::answers::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn withdraw(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<WithdrawalBody>,
+) -> Result<Response, AppError> {
+    let retry = Retry::new(idempotency_key(&headers), "request.withdraw", &id, &body)?;
+    let (answer, replayed) =
+        requests::withdraw(&state.service, &caller, &id, &body, retry.as_ref()).await?;
     Ok(answered(StatusCode::OK, replayed, answer))
 }
 

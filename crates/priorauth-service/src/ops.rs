@@ -46,6 +46,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<&'static str
         crate::api::queue,
         crate::api::determine,
         crate::api::denial_letter,
+        crate::api::withdraw,
         crate::api::read_authorization,
         crate::api::record_usage,
         crate::api::dead_notifications,

@@ -50,6 +50,7 @@ enum Body {
     Determination,
     Usage,
     Evaluation,
+    Withdrawal,
 }
 
 #[derive(Debug)]
@@ -102,6 +103,13 @@ const ROUTES: &[Route] = &[
         roles: ANY_ROLE,
         scope: Scope::Request,
         body: Body::Empty,
+    },
+    Route {
+        method: "post",
+        path: "/v1/requests/{id}/withdrawal",
+        roles: SUBMITTING,
+        scope: Scope::Request,
+        body: Body::Withdrawal,
     },
     Route {
         method: "get",
@@ -348,6 +356,7 @@ impl World {
                 Some(json!({"units": 1, "date_of_service": support::days_after_receipt(0)}))
             }
             Body::Evaluation => Some(json!({"case": case("E01")})),
+            Body::Withdrawal => Some(json!({"reason": "The order was cancelled."})),
         };
         Probe { path, body }
     }

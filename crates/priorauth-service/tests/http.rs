@@ -822,6 +822,81 @@ async fn a_tampered_audit_log_is_detected() {
 
 // ---- Review, letters, completion, renewal ----
 
+/// A requester withdraws a pending request: it leaves the queue, keeps its history with the
+/// reason, and nothing decides it afterwards; a decided request, another organization's and a
+/// reviewer's call are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pending_request_is_withdrawn_by_its_requester_only() {
+    for_each_backend(|url| async move {
+        let (server, submitter, reviewer) = server_with_keys(&url).await;
+        let (_, other) = server
+            .key("clinic-b", Role::Submitter, "Clinic B EHR", "")
+            .await;
+        let queued = server
+            .submitted(&submitter, "masshealth", case("E12"))
+            .await;
+        let id = queued["id"].as_str().unwrap().to_string();
+        assert_eq!(queued["status"], "pending_review");
+        let path = format!("/v1/requests/{id}/withdrawal");
+        let reason = json!({"reason": "The order was cancelled: the member moved to hospice."});
+
+        server.post(&path, &other, &reason).await.expect(404);
+        server.post(&path, &reviewer, &reason).await.expect(403);
+        server
+            .post(&path, &submitter, &json!({"reason": "  "}))
+            .await
+            .expect_problem(422, "reason");
+
+        let withdrawn = server.post(&path, &submitter, &reason).await;
+        withdrawn.expect(200);
+        assert_eq!(withdrawn.body["status"], "withdrawn");
+        let history = withdrawn.body["history"].as_array().unwrap();
+        let last = history.last().unwrap();
+        assert_eq!(last["kind"], "withdrawn");
+        assert_eq!(last["reason"], reason["reason"]);
+        // The case is carried, not replaced by the reason.
+        assert_eq!(last["case"], withdrawn.body["case"]);
+
+        // Out of the queue; nothing decides it now; a second withdrawal is a conflict.
+        let queue = server.get("/v1/queue", &reviewer).await;
+        queue.expect(200);
+        assert!(
+            queue.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|item| item["id"] != json!(id)),
+            "{}",
+            queue.body
+        );
+        let criterion = queued["decision"]["reasons"][0]["id"].as_str().unwrap();
+        server
+            .determine(&reviewer, &id, "deny", criterion, "x")
+            .await
+            .expect(409);
+        server.post(&path, &submitter, &reason).await.expect(409);
+
+        // A decided request is not withdrawn.
+        let approved = server
+            .submitted(&submitter, "masshealth", case("E01"))
+            .await;
+        assert_eq!(approved["status"], "approved");
+        let approved_path = format!(
+            "/v1/requests/{}/withdrawal",
+            approved["id"].as_str().unwrap()
+        );
+        server
+            .post(&approved_path, &submitter, &reason)
+            .await
+            .expect(409);
+
+        let report = verify_audit(server.store()).await.unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        server.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_review_queue_is_most_urgent_first_with_the_plans_clocks() {
     for_each_backend(|url| async move {

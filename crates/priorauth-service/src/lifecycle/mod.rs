@@ -15,6 +15,7 @@
 //! | `approved`            | by the policy's criteria, or by a clinician; holds an authorization |
 //! | `denied`              | by a clinician only: software never denies                    |
 //! | `not_applicable`      | no pathway of the policy concerns the request                 |
+//! | `withdrawn`           | by its requester while it was pending; nothing decides it now |
 //!
 //! An authorization is created with an approval, holds approved units over a period, and is
 //! spent by usage; it is renewed at most once (the renewal is a new request naming it).
@@ -27,6 +28,7 @@
 //! | [`requests::submit_for_review`] | submitter, admin | — → `pending_review` | request, first event, PAS link |
 //! | [`requests::complete`] | submitter, admin | `pending_information` → any status | request's facts and decision, `completed` event, authorization if approved, PAS notification |
 //! | [`review::determine`] | reviewer | `pending_review` → `approved` / `denied` | status, determination, authorization if approved, `determination` event, PAS notification (a request no policy governs: the basis named by the reviewer, and an approval states its units, cycles and period) |
+//! | [`requests::withdraw`] | submitter, admin | `pending_information` / `pending_review` → `withdrawn` | status, `withdrawn` event with the reason, PAS notification (review action `C`, cancelled) |
 //! | [`authorizations::record_usage`] | submitter, admin | authorization → units spent | used units, usage row |
 //! | [`subscriptions::save`], [`subscriptions::delete`] | submitter, admin | — | the organization's subscription |
 //! | [`requests::read`], [`review::queue`], [`review::denial_letter`], [`authorizations::read`], [`subscriptions::read`], [`subscriptions::dead_letters`] | by visibility, reviewer for the queue, admin for dead letters | none | the audit entry of the read (the queue's and the dead letters' with the ids shown) |

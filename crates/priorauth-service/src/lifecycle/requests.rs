@@ -574,6 +574,70 @@ pub async fn complete(
     Ok((view, false))
 }
 
+/// Why a requester withdraws a pending request.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WithdrawalBody {
+    /// In plain language: the order was cancelled, the member changed plans, …
+    pub reason: String,
+}
+
+/// The most characters of a withdrawal's reason.
+const REASON_MAX: usize = 2_000;
+
+/// A requester withdraws a request still pending (waiting for information or for a
+/// clinician): it leaves the queue, keeps its history, and no decision is made on it. A
+/// decided request is not withdrawn (its authorization simply goes unused).
+pub async fn withdraw(
+    service: &Service,
+    caller: &Caller,
+    id: &str,
+    body: &WithdrawalBody,
+    retry: Option<&Retry>,
+) -> Result<(Value, bool), Error> {
+    require(caller, &[Role::Submitter, Role::Admin])?;
+    let reason = body.reason.trim();
+    if reason.is_empty() || reason.chars().count() > REASON_MAX {
+        return Err(invalid(
+            "reason",
+            format!("give the reason in 1 to {REASON_MAX} characters"),
+        ));
+    }
+    let mut tx = service.store.pool.begin().await?;
+    if let Some(retry) = retry {
+        if let Some(answer) = retry.replay(&mut tx, caller).await? {
+            tx.commit().await?;
+            return Ok((answer, true));
+        }
+    }
+    let row = fetch(&mut tx, caller, id).await?;
+    let now = now_ms();
+    // One statement decides it against a concurrent completion or determination: whichever
+    // commits first wins, the other finds the request no longer pending.
+    if !requests::withdraw(&mut tx, id, now).await? {
+        return Err(Error::Conflict(format!(
+            "the request is `{}`: only a pending request is withdrawn",
+            row.status
+        )));
+    }
+    requests::add_event(
+        &mut tx,
+        id,
+        &NewEvent {
+            kind: "withdrawn",
+            actor: &caller.key_id,
+            at: now,
+            outcome: &row.outcome,
+            case_json: &json!({"reason": reason}).to_string(),
+            decision_json: "",
+            decision_sha256: None,
+        },
+    )
+    .await?;
+    let view = finish_decision(service, tx, caller, id, "request.withdraw", retry).await?;
+    Ok((view, false))
+}
+
 /// The end of a transition that decides a request: its audit entry, the PAS notification
 /// (an outbox row in the same transaction), the commit, then the request as it now stands.
 pub(super) async fn finish_decision(
@@ -639,7 +703,9 @@ pub(super) async fn view(service: &Service, tx: &mut Tx, row: &Request) -> Resul
             )?;
             verified = Some(decision_sha256(&decision) == *sha256);
         }
-        let case = if decides {
+        // A withdrawal stores its reason where a deciding event stores its case.
+        let withdrawal = e.kind == "withdrawn";
+        let case = if decides || withdrawal {
             parse(&case_json)
         } else {
             parse(&e.case_json)
@@ -653,6 +719,12 @@ pub(super) async fn view(service: &Service, tx: &mut Tx, row: &Request) -> Resul
             "case": case,
             "decision": decision,
         });
+        if withdrawal {
+            if let Some(event) = event.as_object_mut() {
+                let reason = parse(&e.case_json).get("reason").cloned();
+                event.insert("reason".into(), reason.unwrap_or(Value::Null));
+            }
+        }
         if let Some(verified) = verified {
             if !verified {
                 // The request id only: never patient data in the log.

@@ -354,6 +354,19 @@ pub async fn close_review(
     Ok(updated.rows_affected() == 1)
 }
 
+/// A request withdrawn by its requester, only while it is still pending (waiting for
+/// information or for a clinician); false when it is not.
+pub async fn withdraw(tx: &mut Tx, id: &str, at: i64) -> Result<bool, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE requests SET status = 'withdrawn', updated_at = $1 WHERE id = $2 AND status IN ('pending_information', 'pending_review')",
+    )
+    .bind(at)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
 /// Records a clinician's determination.
 pub async fn insert_determination(
     tx: &mut Tx,
