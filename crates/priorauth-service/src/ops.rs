@@ -116,8 +116,11 @@ impl utoipa::Modify for ApiKeyScheme {
 #[utoipa::path(get, path = "/openapi.json", operation_id = "openapi", tag = "Operations", summary = "This document", security(()),
     responses((status = 200, description = "the OpenAPI document", body = Object), (status = 431, description = "request headers too large")))]
 pub(crate) async fn openapi() -> Json<serde_json::Value> {
-    Json(document())
+    Json(SERVED.clone())
 }
+
+/// The document is the same for the life of the process: built once, on first ask.
+static SERVED: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(document);
 
 /// The JSON Schema of the case format (docs/case-format.md), the `Case` of the document.
 const CASE_SCHEMA: &str = include_str!("../../../docs/case.schema.json");
