@@ -1,6 +1,7 @@
 // The reviewer console in Chromium: intake through the form, the decision view with a
 // source passage highlighted, the payer comparison, a queued request worked through a
-// determination, the authorizations list; no request may leave the machine.
+// determination, the authorizations list, the denial appealed by the clinic with a file and
+// overturned by a second reviewer, the UM report; no request may leave the machine.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -132,6 +133,45 @@ test('the console, end to end', async () => {
     await page.waitForSelector('#authorizations tbody tr');
     assert.match(await page.locator('#authorizations tbody tr').first().innerText(), /1960/);
     if (shots) await page.screenshot({ path: path.join(shots, 'authorizations.png'), fullPage: true });
+
+    // The clinic appeals the denial, with a letter attached.
+    await page.click('#signout');
+    await page.locator('#api-key').fill(process.env.SUBMITTER_KEY);
+    await page.keyboard.press('Enter');
+    await page.goto(base + '/console/#request/' + process.env.REVIEW_ID);
+    await page.waitForSelector('#appeal');
+    await page.selectOption('#appellant', 'prescriber');
+    await page.locator('#grounds').fill('The member began blinatumomab at the previous plan; the attached letter shows the dates.');
+    await page.setInputFiles('#appeal-files', { name: 'letter.txt', mimeType: 'text/plain', buffer: Buffer.from('Letter of medical necessity') });
+    await page.click('#appeal button[type=submit]');
+    await page.waitForSelector('#appeal-status');
+    assert.equal(await page.locator('#appeal-status').innerText(), 'pending');
+    assert.match(await page.locator('#attachments').innerText(), /letter\.txt/);
+
+    // A second reviewer, who did not deny it, finds it among the open appeals and overturns it.
+    await page.click('#signout');
+    await page.locator('#api-key').fill(process.env.SECOND_REVIEWER_KEY);
+    await page.keyboard.press('Enter');
+    await page.goto(base + '/console/#appeals');
+    await page.waitForSelector('#appeals tbody tr');
+    if (shots) await page.screenshot({ path: path.join(shots, 'appeals.png'), fullPage: true });
+    await page.click('#appeals tbody tr a[href^="#appeal/"]');
+    await page.waitForSelector('#appeal-decide');
+    await page.selectOption('#appeal-decision', 'overturn');
+    await page.locator('#appeal-reason').fill('The letter shows therapy began before enrollment; the policy covers continuing it.');
+    await page.click('#appeal-decide button[type=submit]');
+    await page.waitForSelector('#notice');
+    assert.equal(await page.locator('#appeal-status').innerText(), 'overturned');
+    assert.match(await page.locator('#notice').innerText(), /Authorization PA-/);
+    if (shots) await page.screenshot({ path: path.join(shots, 'appeal.png'), fullPage: true });
+
+    // The UM report counts what happened, with its charts.
+    await page.goto(base + '/console/#report');
+    await page.waitForSelector('#report-groups tbody tr');
+    assert.match(await page.locator('#report-groups').innerText(), /masshealth/);
+    assert.ok(await page.locator('#report-charts .bar span').count() > 0, 'the charts are drawn');
+    assert.match(await page.locator('#report-appeals').innerText(), /masshealth/);
+    if (shots) await page.screenshot({ path: path.join(shots, 'report.png'), fullPage: true });
 
     assert.deepEqual(offsite, [], 'no request leaves the machine');
     assert.deepEqual(errors, [], 'no script errors');

@@ -127,6 +127,29 @@ enum Command {
         #[command(subcommand)]
         command: CasesCommand,
     },
+    /// A realistic past in DATABASE_URL's (fresh) database, for reports.
+    History {
+        #[command(subcommand)]
+        command: HistoryCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HistoryCommand {
+    /// Fill a fresh database with DAYS of requests up to today, and what followed them
+    /// (completions, withdrawals, determinations, extensions, peer-to-peer discussions,
+    /// appeals, reopenings), each written through the service's own lifecycle at its time.
+    Generate {
+        #[arg(long, default_value_t = 10_000)]
+        requests: u64,
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Plans file (default: the bundled config/plans.toml).
+        #[arg(long, value_name = "FILE")]
+        plans: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,6 +191,22 @@ enum ReportCommand {
         cases: PathBuf,
         #[arg(long, default_value = "report")]
         out: PathBuf,
+    },
+    /// The UM program's record for the requests received from FROM to TO (UTC, inclusive) in
+    /// DATABASE_URL's database: outcomes, turnaround, timeliness, appeals, CMS-0057-F metrics.
+    Um {
+        /// First day, YYYY-MM-DD.
+        #[arg(long)]
+        from: String,
+        /// Last day, YYYY-MM-DD.
+        #[arg(long)]
+        to: String,
+        /// markdown, csv, html or json.
+        #[arg(long, default_value = "markdown")]
+        format: String,
+        /// Plans file (default: the bundled config/plans.toml).
+        #[arg(long, value_name = "FILE")]
+        plans: Option<PathBuf>,
     },
 }
 
@@ -263,6 +302,15 @@ fn main() -> ExitCode {
             }
         }
         Command::Policies => list_policies(&engine),
+        Command::History {
+            command:
+                HistoryCommand::Generate {
+                    requests,
+                    days,
+                    seed,
+                    plans,
+                },
+        } => service::generate_history(engine, requests, days, seed, plans.as_deref()),
         Command::Cases {
             command:
                 CasesCommand::Generate {
@@ -301,6 +349,15 @@ fn main() -> ExitCode {
                     out,
                 },
         } => tools::coverage(&engine, &scenarios, &cases, &out),
+        Command::Report {
+            command:
+                ReportCommand::Um {
+                    from,
+                    to,
+                    format,
+                    plans,
+                },
+        } => service::um_report(engine, &from, &to, &format, plans.as_deref()),
         Command::Impact {
             from,
             to,

@@ -1,4 +1,4 @@
-//! The service commands: `serve`, `keys`, `audit verify`. Each runs its own async runtime;
+//! The service commands: `serve`, `keys`, `audit verify`, `report um`, `history generate`. Each runs its own async runtime;
 //! the rest of the CLI stays synchronous.
 
 use std::path::Path;
@@ -176,5 +176,97 @@ pub fn verify() -> Result<bool, String> {
             );
             Ok(false)
         }
+    })
+}
+
+/// Prints the UM report of DATABASE_URL's records; its reading is audited as the operator's.
+pub fn um_report(
+    engine: Engine,
+    from: &str,
+    to: &str,
+    format: &str,
+    plans: Option<&Path>,
+) -> Result<(), String> {
+    use priorauth_service::lifecycle::report::{self, Format, UmQuery};
+    let plans_text = plans
+        .map(|p| {
+            std::fs::read_to_string(p).map_err(|e| format!("cannot read `{}`: {e}", p.display()))
+        })
+        .transpose()?;
+    let problem = |error: priorauth_service::lifecycle::Error| match error {
+        priorauth_service::lifecycle::Error::Invalid(problems) => problems
+            .iter()
+            .map(|(field, message)| format!("--{field}: {message}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        other => format!("{other:?}"),
+    };
+    let format = Format::parse(Some(format)).map_err(problem)?;
+    runtime()?.block_on(async {
+        let state =
+            priorauth_service::state(engine, plans_text.as_deref(), &database_url()).await?;
+        // The operator at the database's machine, as `keys` is: an admin of the payer.
+        let operator = priorauth_service::keys::Caller {
+            key_id: "cli".into(),
+            organization: "payer".into(),
+            role: Role::Admin,
+            name: "priorauth report um".into(),
+            credentials: String::new(),
+        };
+        let query = UmQuery {
+            from: Some(from.to_string()),
+            to: Some(to.to_string()),
+            format: None,
+        };
+        let report = report::um(&state.service, &operator, &query)
+            .await
+            .map_err(problem)?;
+        let text = match format {
+            Format::Json => serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?,
+            Format::Markdown => report.to_markdown(),
+            Format::Csv => report.to_csv(),
+            Format::Html => report.to_html(),
+        };
+        print!("{text}");
+        state.service.store.pool.close().await;
+        Ok(())
+    })
+}
+
+/// Fills a fresh database with a generated past (`priorauth_service::history`).
+pub fn generate_history(
+    engine: Engine,
+    requests: u64,
+    days: i64,
+    seed: u64,
+    plans: Option<&Path>,
+) -> Result<(), String> {
+    if !(1..=3_650).contains(&days) {
+        return Err("--days: from 1 to 3650".into());
+    }
+    let plans_text = plans
+        .map(|p| {
+            std::fs::read_to_string(p).map_err(|e| format!("cannot read `{}`: {e}", p.display()))
+        })
+        .transpose()?;
+    runtime()?.block_on(async {
+        let state =
+            priorauth_service::state(engine, plans_text.as_deref(), &database_url()).await?;
+        let started = std::time::Instant::now();
+        let spec = priorauth_service::history::Spec {
+            requests,
+            days,
+            seed,
+        };
+        let summary = priorauth_service::history::generate(&state.service, spec).await?;
+        for (what, n) in &summary.done {
+            println!("{n:>9} {what}");
+        }
+        for (why, n) in &summary.refused {
+            println!("{n:>9} refused: {why}");
+        }
+        println!("written in {:.1} s", started.elapsed().as_secs_f64());
+        state.service.store.pool.close().await;
+        Ok(())
     })
 }

@@ -1,5 +1,6 @@
-// The priorauth console: intake, decision view, payer comparison, review queue and
-// authorizations, over the service's own API. No framework, no other origin.
+// The priorauth console: intake, decision view, payer comparison, review queue,
+// authorizations, appeals and the UM report, over the service's own API. No framework, no
+// other origin.
 'use strict';
 
 const state = { key: sessionStorage.getItem('priorauth-key'), questions: null, plans: null, policies: null, sources: {}, navigation: 0 };
@@ -279,6 +280,14 @@ async function requestView(id) {
     decisionTree(mine, request.policy),
   ];
   if (request.status === 'pending_review') parts.push(determinationForm(request));
+  const record = await api('GET', `/v1/requests/${id}/appeals`);
+  if (record.appeals.length) parts.push(appealsTable('Appeals of this request', record.appeals, 'request-appeals'));
+  if (record.peer_to_peer.length) {
+    parts.push(el('h3', {}, 'Peer-to-peer discussions'), el('ul', {}, record.peer_to_peer.map(p =>
+      el('li', {}, `${new Date(p.held_at).toLocaleString()}: ${p.prescriber} with ${p.reviewer.name}: ${p.outcome.replace(/_/g, ' ')}${p.notes ? ' (' + p.notes + ')' : ''}`))));
+  }
+  const adverse = request.status === 'denied' || (request.status === 'approved' && request.determination?.decision === 'approve_with_changes');
+  if (adverse && !record.appeals.some(a => a.status === 'pending')) parts.push(appealForm(request));
   show(navigation, ...parts);
 }
 
@@ -329,6 +338,213 @@ async function compareView(id) {
     el('p', {}, el('a', { href: '#request/' + id }, 'Back to the request')));
 }
 
+// ---- Appeals ----
+
+/// A file chosen in the form, as the API takes it (base64).
+function fileAsAttachment(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve({ title: file.name, content_type: file.type || 'application/pdf', data: String(reader.result).split(',')[1] || '' });
+    reader.onerror = () => reject(new Error('The file could not be read.'));
+    reader.readAsDataURL(file);
+  });
+}
+
+function appealForm(request) {
+  const appellant = el('select', { id: 'appellant' }, [['prescriber', 'the prescriber'], ['member', 'the member'], ['clinic', 'the clinic, for the member']].map(([v, l]) => el('option', { value: v }, l)));
+  const urgency = el('select', { id: 'appeal-urgency' }, el('option', { value: 'standard' }, 'standard'), el('option', { value: 'expedited' }, 'expedited: waiting could seriously harm the member'));
+  const grounds = el('textarea', { id: 'grounds', rows: '4', cols: '60', required: true });
+  const files = el('input', { id: 'appeal-files', type: 'file', multiple: true, accept: 'application/pdf,image/png,image/jpeg,text/plain' });
+  const message = el('p', { role: 'status' });
+  const form = el('form', { class: 'panel', id: 'appeal' },
+    el('h3', {}, 'Appeal this determination'),
+    el('p', { class: 'hint' }, 'A reviewer who did not make the determination decides the appeal, within the plan\'s appeal clock.'),
+    el('div', { class: 'field' }, el('label', { for: 'appellant' }, 'Appealed by'), appellant),
+    el('div', { class: 'field' }, el('label', { for: 'appeal-urgency' }, 'Urgency'), urgency),
+    el('div', { class: 'field' }, el('label', { for: 'grounds' }, 'Why another decision, and the new information'), grounds),
+    el('div', { class: 'field' }, el('label', { for: 'appeal-files' }, 'Attachments (PDF, PNG, JPEG or text)'), files),
+    el('button', { type: 'submit', class: 'primary' }, 'File the appeal'), message);
+  form.addEventListener('submit', async event => {
+    event.preventDefault();
+    try {
+      const attachments = await Promise.all([...files.files].map(fileAsAttachment));
+      const appeal = await api('POST', `/v1/requests/${request.id}/appeals`, { appellant: appellant.value, urgency: urgency.value, grounds: grounds.value, attachments });
+      location.hash = '#appeal/' + appeal.id;
+    } catch (error) {
+      setChildren(message, el('span', { class: 'error' }, error.message));
+    }
+  });
+  return form;
+}
+
+function timeLeft(appeal) {
+  if (appeal.status !== 'pending') return appeal.late ? 'decided late' : 'decided on time';
+  const m = appeal.minutes_left;
+  return m < 0 ? `late by ${Math.floor(-m / 60)} h` : `${Math.floor(m / 60)} h ${m % 60} min left`;
+}
+
+function appealsTable(title, appeals, id) {
+  const rows = appeals.map(a => el('tr', {},
+    el('td', {}, el('a', { href: '#appeal/' + a.id }, a.id)),
+    el('td', {}, el('a', { href: '#request/' + a.request_id }, a.request_id)),
+    el('td', {}, a.plan), el('td', {}, a.appellant), el('td', {}, a.urgency), el('td', {}, a.status),
+    el('td', {}, new Date(a.due_at).toLocaleString()),
+    el('td', { class: a.late ? 'due-soon' : null }, timeLeft(a))));
+  return [el('h3', {}, title), el('table', { id }, el('thead', {}, el('tr', {}, ['Appeal', 'Request', 'Plan', 'By', 'Urgency', 'Status', 'Due', 'Clock'].map(h => el('th', { scope: 'col' }, h)))), el('tbody', {}, rows))];
+}
+
+async function appealsView() {
+  const navigation = state.navigation;
+  const answer = await api('GET', '/v1/appeals');
+  show(navigation, el('h2', {}, 'Open appeals'),
+    el('p', { class: 'hint' }, 'Soonest due first. Late ones are marked.'),
+    answer.items.length ? appealsTable('Awaiting a decision', answer.items, 'appeals') : el('p', {}, 'No appeal awaits a decision.'));
+}
+
+async function download(appeal, attachment) {
+  const response = await fetch(`/v1/appeals/${appeal.id}/attachments/${attachment.n}`, { headers: { 'Authorization': 'Bearer ' + state.key } });
+  if (!response.ok) throw new Error('HTTP ' + response.status);
+  const link = el('a', { href: URL.createObjectURL(await response.blob()), download: attachment.title });
+  link.click();
+}
+
+async function appealView(id) {
+  const navigation = state.navigation;
+  const appeal = await api('GET', '/v1/appeals/' + id);
+  const parts = [
+    el('h2', {}, `Appeal ${appeal.id}`),
+    el('p', {}, 'Of request ', el('a', { href: '#request/' + appeal.request_id }, appeal.request_id), `, plan ${appeal.plan}; filed by the ${appeal.appellant}, ${appeal.urgency}; status `, el('strong', { id: 'appeal-status' }, appeal.status)),
+    el('p', { class: appeal.late ? 'due-soon' : null }, `Received ${new Date(appeal.received_at).toLocaleString()}; due ${new Date(appeal.due_at).toLocaleString()} (${timeLeft(appeal)})`),
+    appeal.extension ? el('p', {}, `Extended by ${appeal.extension.days} days: ${appeal.extension.reason}`) : null,
+    el('div', { class: 'panel' }, el('h3', {}, 'Grounds'), el('p', {}, appeal.grounds)),
+    appeal.attachments.length ? el('ul', { id: 'attachments' }, appeal.attachments.map(a => el('li', {},
+      el('button', { type: 'button', onclick: () => download(appeal, a).catch(() => {}) }, a.title), ` ${a.content_type}, ${a.bytes} bytes`))) : null,
+  ];
+  if (appeal.status === 'pending') parts.push(appealDecisionForm(appeal));
+  else parts.push(await noticePanel(appeal));
+  show(navigation, ...parts);
+}
+
+function appealDecisionForm(appeal) {
+  const decision = el('select', { id: 'appeal-decision' }, el('option', { value: 'uphold' }, 'uphold the determination'), el('option', { value: 'overturn' }, 'overturn: approve the request'));
+  const reason = el('textarea', { id: 'appeal-reason', rows: '3', cols: '60', required: true });
+  const message = el('p', { role: 'status' });
+  const form = el('form', { class: 'panel', id: 'appeal-decide' },
+    el('h3', {}, 'Decide the appeal'),
+    el('p', { class: 'hint' }, 'Not the reviewer of the determination appealed. Upholding a medical-necessity denial needs a physician of the same or a similar specialty; anyone entitled may overturn.'),
+    el('div', { class: 'field' }, el('label', { for: 'appeal-decision' }, 'Decision'), decision),
+    el('div', { class: 'field' }, el('label', { for: 'appeal-reason' }, 'Specific reason'), reason),
+    el('button', { type: 'submit', class: 'primary' }, 'Record the decision'), message);
+  form.addEventListener('submit', async event => {
+    event.preventDefault();
+    try {
+      await api('POST', `/v1/appeals/${appeal.id}/decision`, { decision: decision.value, reason: reason.value });
+      await appealView(appeal.id);
+    } catch (error) {
+      setChildren(message, el('span', { class: 'error' }, error.message));
+    }
+  });
+  return form;
+}
+
+async function noticePanel(appeal) {
+  const notice = await api('GET', `/v1/appeals/${appeal.id}/notice`);
+  return el('div', { class: 'panel', id: 'notice' },
+    el('h3', {}, `Notice: the appeal is ${notice.decision}`),
+    el('p', {}, notice.reason),
+    notice.criterion ? el('p', {}, `Criterion: ${notice.criterion.text || notice.criterion.id} (${notice.criterion.source || ''})`) : null,
+    el('p', {}, `Decided by ${notice.reviewer.name} (${notice.reviewer.credentials}) on ${new Date(notice.decided_at).toLocaleString()}, ${notice.on_time ? 'within' : 'after'} the appeal clock.`),
+    notice.authorization ? el('p', {}, `Authorization ${notice.authorization.number}: ${notice.authorization.approved_units} units, ${notice.authorization.start} to ${notice.authorization.end}.`) : null,
+    notice.further_rights ? el('p', {}, notice.further_rights) : null);
+}
+
+// ---- The UM report ----
+
+/// A horizontal bar of segments [class, share in percent, label] (widths set through the
+/// CSSOM, which the console's content security policy allows).
+function bar(segments, label) {
+  const node = el('div', { class: 'bar', role: 'img', 'aria-label': label });
+  for (const [kind, share, title] of segments) {
+    const part = el('span', { class: kind, title });
+    part.style.width = `${Math.max(0, Math.min(100, share))}%`;
+    node.append(part);
+  }
+  return node;
+}
+
+/// A table in a box that scrolls sideways when it is wider than the screen.
+function table(id, headers, rows) {
+  return el('div', { class: 'scroll' }, el('table', { id }, el('thead', {}, el('tr', {}, headers.map(h => el('th', { scope: 'col' }, h)))),
+    el('tbody', {}, rows.map(cells => el('tr', {}, cells.map(c => el('td', {}, c ?? '–')))))));
+}
+
+function reportTables(report) {
+  const outcomes = [['touchless', 'approved_touchless', 'touchless'], ['reviewer', 'approved_by_reviewer', 'by a reviewer'], ['changes', 'approved_with_changes', 'with changes'],
+    ['appeal', 'approved_on_appeal', 'on appeal'], ['denied', 'denied', 'denied']];
+  const charts = report.groups.map(g => {
+    const share = n => n * 100 / Math.max(1, g.requests);
+    const label = `${g.plan} · ${g.drug} · ${g.urgency}`;
+    return el('tr', {}, el('th', { scope: 'row' }, label),
+      el('td', {}, g.on_time_percent ?? '–', g.on_time_percent !== null && g.on_time_percent < 90 ? el('span', { class: 'due-soon' }, ' below 90%') : null),
+      el('td', {}, bar([['ontime', g.on_time_percent ?? 0, 'on time']], `${label}: ${g.on_time_percent ?? 0}% on time`)),
+      el('td', {}, bar(outcomes.map(([kind, field, title]) => [kind, share(g[field]), `${title}: ${g[field]}`]),
+        outcomes.map(([, field, title]) => `${title} ${g[field]}`).join(', '))));
+  });
+  const t = g => g.turnaround_hours;
+  return [
+    el('h3', {}, 'Decided within the plan\'s clock, and how'),
+    el('p', { class: 'hint' }, 'NCQA expects at least 90% on time. Outcomes: ',
+      outcomes.flatMap(([kind, , title]) => [el('span', { class: 'swatch ' + kind }), ` ${title} `])),
+    el('table', { id: 'report-charts' }, el('thead', {}, el('tr', {}, ['Plan · drug · urgency', 'On time %', '', 'Outcomes'].map(h => el('th', { scope: 'col' }, h)))), el('tbody', {}, charts)),
+    el('h3', {}, 'Requests'),
+    table('report-groups', ['Plan', 'Drug', 'Urgency', 'Requests', 'Touchless', 'By a reviewer', 'With changes', 'On appeal', 'Denied', 'Withdrawn', 'Pending', 'Appealed', 'Overturned', 'Extended', 'Late open', 'Median h', 'p90 h', 'Max h'],
+      report.groups.map(g => [g.plan, g.drug, g.urgency, g.requests, g.approved_touchless, g.approved_by_reviewer, g.approved_with_changes, g.approved_on_appeal, g.denied, g.withdrawn, g.pending, g.appealed, g.overturned, g.extended, g.late_open, t(g).median, t(g).p90, t(g).max])),
+    el('h3', {}, 'Appeals'),
+    table('report-appeals', ['Plan', 'Urgency', 'Filed', 'Upheld', 'Overturned', 'Pending', 'Extended', 'On time %', 'Late open'],
+      report.appeals.map(a => [a.plan, a.urgency, a.filed, a.upheld, a.overturned, a.pending, a.extended, a.on_time_percent, a.late_open])),
+    el('h3', {}, 'CMS-0057-F prior-authorization metrics'),
+    table('report-cms', ['Plan', 'Standard decided', 'Approved %', 'Denied %', 'Approved after appeal %', 'Median h', 'Expedited decided', 'Approved %', 'Denied %', 'Median h', 'Extended and approved %'],
+      report.cms_0057_f.map(m => [m.plan, m.standard.decided, m.standard.approved_percent, m.standard.denied_percent, m.standard.approved_after_appeal_percent, m.standard.median_hours,
+        m.expedited.decided, m.expedited.approved_percent, m.expedited.denied_percent, m.expedited.median_hours, m.extended_and_approved_percent])),
+    el('details', {}, el('summary', {}, 'How each figure is counted'), el('ul', {}, report.definitions.map(d => el('li', {}, d)))),
+  ];
+}
+
+async function reportView() {
+  const navigation = state.navigation;
+  const today = new Date().toISOString().slice(0, 10);
+  const yearAgo = new Date(Date.now() - 365 * 86_400_000).toISOString().slice(0, 10);
+  const from = el('input', { id: 'report-from', type: 'date', value: yearAgo });
+  const to = el('input', { id: 'report-to', type: 'date', value: today });
+  const output = el('div', { id: 'report' });
+  async function refresh() {
+    try {
+      const query = `/v1/reports/um?from=${from.value}&to=${to.value}`;
+      const report = await api('GET', query);
+      const save = async (format, name) => {
+        const blob = new Blob([await api('GET', `${query}&format=${format}`)], { type: 'text/plain' });
+        el('a', { href: URL.createObjectURL(blob), download: name }).click();
+      };
+      setChildren(output, el('p', {}, `Requests received ${report.from} to ${report.to} (UTC); generated ${new Date(report.generated_at).toLocaleString()}. Download: `,
+        el('button', { type: 'button', onclick: () => save('csv', 'um-report.csv') }, 'CSV'), ' ',
+        el('button', { type: 'button', onclick: () => save('markdown', 'um-report.md') }, 'Markdown'), ' ',
+        el('button', { type: 'button', onclick: () => save('html', 'um-report.html') }, 'HTML')),
+        report.groups.length ? reportTables(report) : el('p', {}, 'No request was received in this period.'));
+    } catch (error) {
+      setChildren(output, el('p', { class: 'error', role: 'alert' }, error.message));
+    }
+  }
+  const form = el('form', { class: 'panel', id: 'report-period' },
+    el('div', { class: 'field' }, el('label', { for: 'report-from' }, 'From'), from),
+    el('div', { class: 'field' }, el('label', { for: 'report-to' }, 'To (inclusive)'), to),
+    el('button', { type: 'submit', class: 'primary' }, 'Show'));
+  form.addEventListener('submit', event => { event.preventDefault(); refresh(); });
+  show(navigation, el('h2', {}, 'UM report'),
+    el('p', { class: 'hint' }, 'Outcomes, turnaround and timeliness per plan, drug and urgency; appeals; the CMS-0057-F metrics. Counted from the records.'),
+    form, output);
+  await refresh();
+}
+
 // ---- Queue and authorizations ----
 
 async function queueView() {
@@ -372,6 +588,9 @@ async function route() {
     else if (name === 'compare') await compareView(arg);
     else if (name === 'queue') await queueView();
     else if (name === 'authorizations') await authorizationsView();
+    else if (name === 'appeals') await appealsView();
+    else if (name === 'appeal') await appealView(arg);
+    else if (name === 'report') await reportView();
     else await intake();
     $('#main').focus();
   } catch (error) {

@@ -165,6 +165,8 @@ pub struct RequestRecord {
     urgency: String,
     #[schema(format = DateTime)]
     due_at: Option<String>,
+    /// Decided after its due time, or pending past it.
+    late: bool,
     /// The authorization this request renews.
     renews: Option<String>,
     #[schema(format = DateTime)]
@@ -200,8 +202,16 @@ pub struct HistoryEvent {
     decision: Value,
     /// Whether the decision recomputed from the records is the one answered at the time.
     decision_verified: Option<bool>,
-    /// A withdrawal's reason.
+    /// The reason of a withdrawal, an extension or a reopening.
     reason: Option<String>,
+    /// An extension's hours.
+    extension_hours: Option<i64>,
+    /// The appeal an `appealed`, `appeal_extended` or `appeal_decided` event is of.
+    appeal: Option<String>,
+    /// An `appeal_decided` event's `uphold` or `overturn`.
+    appeal_decision: Option<String>,
+    /// The determination a reopening or an overturn replaced.
+    superseded_determination: Option<Determination>,
 }
 
 /// A clinician's determination.
@@ -326,6 +336,8 @@ pub struct QueueItem {
     due_at: String,
     /// Negative when late.
     minutes_left: i64,
+    /// Past its due time.
+    late: bool,
 }
 
 /// The data of a clinician's denial notice.
@@ -485,4 +497,140 @@ pub struct CdsHookResponse {
     cards: Vec<Value>,
     #[schema(rename = "systemActions", value_type = Option<Vec<Object>>)]
     system_actions: Option<Vec<Value>>,
+}
+
+/// An appeal of a clinician's adverse determination, with its clock.
+#[derive(Debug, ToSchema)]
+pub struct AppealRecord {
+    /// `apl_…`.
+    id: String,
+    request_id: String,
+    organization: String,
+    plan: String,
+    /// `member`, `prescriber` or `clinic`.
+    appellant: String,
+    /// `standard` or `expedited`.
+    urgency: String,
+    /// `pending`, `upheld` or `overturned`.
+    status: String,
+    /// Why another decision is asked for, with the new information.
+    grounds: String,
+    /// Each file sent: `n` (its address under `attachments/`), title, content type, size and SHA-256.
+    #[schema(value_type = Vec<Object>)]
+    attachments: Value,
+    #[schema(format = DateTime)]
+    received_at: String,
+    /// By the plan's appeal clock for its urgency, with an extension if one was made.
+    #[schema(format = DateTime)]
+    due_at: String,
+    /// Open past its due time, or decided after it.
+    late: bool,
+    /// While open; negative when late.
+    minutes_left: Option<i64>,
+    /// The extension's reason and days.
+    #[schema(value_type = Option<Object>)]
+    extension: Option<Value>,
+    /// `uphold` or `overturn`, the reason, the reviewer and when.
+    #[schema(value_type = Option<Object>)]
+    decision: Option<Value>,
+    /// After a write: the request's status as the write left it.
+    request_status: Option<String>,
+    /// After a write: the request's authorization, if it holds one.
+    #[schema(value_type = Option<Object>)]
+    authorization: Option<Value>,
+}
+
+/// A page of open appeals, soonest due first.
+#[derive(Debug, ToSchema)]
+pub struct AppealPage {
+    items: Vec<AppealRecord>,
+    /// Give as `after` for the next page; null on the last.
+    next: Option<String>,
+}
+
+/// A peer-to-peer discussion between the prescriber and a reviewer.
+#[derive(Debug, ToSchema)]
+pub struct PeerToPeerRecord {
+    /// `p2p_…`.
+    id: String,
+    request_id: String,
+    /// The appeal it was held during.
+    appeal: Option<String>,
+    prescriber: String,
+    #[schema(format = DateTime)]
+    held_at: String,
+    /// `agreed_to_approve`, `determination_stands`, `information_requested`, `prescriber_unavailable`.
+    outcome: String,
+    notes: String,
+    reviewer: Reviewer,
+    #[schema(format = DateTime)]
+    recorded_at: String,
+}
+
+/// A request's appeals and peer-to-peer discussions.
+#[derive(Debug, ToSchema)]
+pub struct RequestAppeals {
+    request_id: String,
+    appeals: Vec<AppealRecord>,
+    peer_to_peer: Vec<PeerToPeerRecord>,
+}
+
+/// The data of an appeal's notice: of its decision, or of its extension while open.
+#[derive(Debug, ToSchema)]
+pub struct AppealNotice {
+    /// `appeal_decision` or `appeal_extension`.
+    kind: String,
+    request_id: String,
+    appeal_id: String,
+    /// `upheld` or `overturned` (a decision's notice).
+    decision: Option<String>,
+    /// The drug, code, dose and date of the request.
+    #[schema(value_type = Object)]
+    service: Value,
+    /// The specific reason (of the decision, or of the extension).
+    reason: Option<String>,
+    /// A denial upheld: the criterion, its text and source, the policy and its version.
+    #[schema(value_type = Option<Object>)]
+    criterion: Option<Value>,
+    /// Name and credentials of the clinician who decided the appeal.
+    #[schema(value_type = Option<Object>)]
+    reviewer: Option<Value>,
+    #[schema(format = DateTime)]
+    received_at: String,
+    #[schema(format = DateTime)]
+    due_at: String,
+    #[schema(format = DateTime)]
+    decided_at: Option<String>,
+    /// Whether the decision came within the appeal's clock.
+    on_time: Option<bool>,
+    /// An overturn: the authorization granted.
+    #[schema(value_type = Option<Object>)]
+    authorization: Option<Value>,
+    /// A denial upheld: external review, fair hearing or the independent review entity.
+    further_rights: Option<String>,
+    /// An extension: its days and the right to file a grievance.
+    extension_days: Option<i64>,
+    rights: Option<String>,
+    automation: Option<String>,
+}
+
+/// The UM report (`crate::lifecycle::report::UmReport`): per plan, drug and urgency the
+/// requests and how they were decided, turnaround hours (mean, median, 90th percentile,
+/// maximum) and the share decided on time; the appeals per plan and urgency; CMS-0057-F's
+/// metrics per plan; how each figure is counted.
+#[derive(Debug, ToSchema)]
+pub struct UmReport {
+    #[schema(format = Date)]
+    from: String,
+    #[schema(format = Date)]
+    to: String,
+    #[schema(format = DateTime)]
+    generated_at: String,
+    #[schema(value_type = Vec<Object>)]
+    groups: Value,
+    #[schema(value_type = Vec<Object>)]
+    appeals: Value,
+    #[schema(value_type = Vec<Object>)]
+    cms_0057_f: Value,
+    definitions: Vec<String>,
 }

@@ -15,6 +15,7 @@ pub mod api;
 pub mod connections;
 pub mod console;
 pub mod fhir;
+pub mod history;
 pub mod keys;
 pub mod lifecycle;
 pub mod notify;

@@ -21,6 +21,104 @@ pub struct Plan {
     pub clocks: Clocks,
     /// How to appeal, as the denial notice states it.
     pub appeal: String,
+    /// The clocks of this plan's appeals; without them, its line of business's regulatory
+    /// defaults (`AppealClocks::default_for`).
+    #[serde(default)]
+    pub appeal_clocks: Option<AppealClocks>,
+    /// The rights left after an appeal is decided, as its notice states them; without it, its
+    /// line of business's (`further_rights_for`).
+    #[serde(default)]
+    pub further_rights: Option<String>,
+}
+
+impl Plan {
+    pub fn appeal_clocks(&self) -> AppealClocks {
+        self.appeal_clocks
+            .unwrap_or_else(|| AppealClocks::default_for(&self.line_of_business))
+    }
+
+    pub fn further_rights(&self) -> String {
+        self.further_rights
+            .clone()
+            .unwrap_or_else(|| further_rights_for(&self.line_of_business).to_string())
+    }
+}
+
+/// Within how long an appeal of an adverse determination is filed and decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppealClocks {
+    /// Days after the determination within which an appeal is filed.
+    pub filing_days: i64,
+    pub standard_hours: i64,
+    pub expedited_hours: i64,
+    /// Days a standard or expedited appeal may be extended by, once, with a reason (0: none).
+    #[serde(default)]
+    pub extension_days: i64,
+}
+
+impl AppealClocks {
+    /// The regulatory defaults of a line of business, for a plan that states none.
+    pub fn default_for(line_of_business: &str) -> AppealClocks {
+        match line_of_business {
+            // Reconsideration of a Part B drug request: 7 calendar days (42 CFR 422.590(c)),
+            // expedited 72 hours (422.590(e)(1)), no extension for a Part B drug
+            // (422.590(f), as CMS-4180-F amended it); filed within 65 days of the notice (422.582(b)).
+            "medicare_advantage" => AppealClocks {
+                filing_days: 65,
+                standard_hours: 7 * 24,
+                expedited_hours: 72,
+                extension_days: 0,
+            },
+            // Medicaid managed care: 30 calendar days (42 CFR 438.408(b)(2)), expedited
+            // 72 hours (438.408(b)(3)), extended by up to 14 days (438.408(c)(1)); filed within
+            // 60 days (438.402(c)(2)(ii)). CHIP managed care follows them (457.1260).
+            "medicaid" | "chip" => AppealClocks {
+                filing_days: 60,
+                standard_hours: 30 * 24,
+                expedited_hours: 72,
+                extension_days: 14,
+            },
+            // Group health plans (ERISA) and individual coverage: a pre-service appeal with one
+            // level, 30 days (29 CFR 2560.503-1(i)(2)(ii)), urgent 72 hours ((i)(2)(i)), no
+            // extension; filed within 180 days ((h)(3)(i); 45 CFR 147.136(b) for the
+            // individual market and the exchanges).
+            _ => AppealClocks {
+                filing_days: 180,
+                standard_hours: 30 * 24,
+                expedited_hours: 72,
+                extension_days: 0,
+            },
+        }
+    }
+
+    /// When an appeal received at `received_ms` is due.
+    pub fn due(&self, expedited: bool, received_ms: i64) -> i64 {
+        let hours = if expedited {
+            self.expedited_hours
+        } else {
+            self.standard_hours
+        };
+        received_ms + hours * 3_600_000
+    }
+}
+
+/// The rights left after an appeal upholds a denial, by line of business.
+pub fn further_rights_for(line_of_business: &str) -> &'static str {
+    match line_of_business {
+        "medicare_advantage" => {
+            "If the plan does not decide fully in your favor, it sends your case to the Independent Review Entity automatically (42 CFR 422.592); you need not ask for it."
+        }
+        "medicaid" => {
+            "You may ask for a State fair hearing within 120 days of this notice (42 CFR 438.408(f)); ask for an expedited hearing if waiting could seriously harm your health."
+        }
+        "chip" => {
+            "You may ask the State for an external review of this decision (42 CFR 457.1260, 457.1120)."
+        }
+        _ => {
+            "You may ask for an external review by an independent review organization within 4 months of this notice (45 CFR 147.136(d)); an urgent external review may be asked for at the same time as an urgent appeal."
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -28,6 +126,9 @@ pub struct Plan {
 pub struct Clocks {
     pub standard_hours: i64,
     pub expedited_hours: i64,
+    /// Hours a standard request's clock may be extended by, once, with a reason (0: none).
+    #[serde(default)]
+    pub extension_hours: i64,
 }
 
 impl Clocks {
@@ -45,12 +146,18 @@ impl Clocks {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PlansFile {
+    /// Drug id -> the specialties of a physician who may uphold a denial of it on appeal.
+    #[serde(default)]
+    appeal_specialties: BTreeMap<String, Vec<String>>,
     plan: Vec<Plan>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Plans {
     pub plans: Vec<Plan>,
+    /// Drug id -> specialties (lowercase) of the same or a similar specialty: who may uphold a
+    /// medical-necessity denial of it on appeal.
+    pub appeal_specialties: BTreeMap<String, Vec<String>>,
 }
 
 impl Plans {
@@ -73,7 +180,34 @@ impl Plans {
                 }
             }
         }
-        Ok(Plans { plans: file.plan })
+        for drug in file.appeal_specialties.keys() {
+            if !engine.drug_names().contains(drug) {
+                return Err(format!("appeal_specialties: unknown drug `{drug}`"));
+            }
+        }
+        for plan in &file.plan {
+            let clocks = plan.appeal_clocks();
+            let sane = |n: i64, most: i64| (1..=most).contains(&n);
+            if !sane(clocks.filing_days, 3_650)
+                || !sane(clocks.standard_hours, 24 * 365)
+                || !sane(clocks.expedited_hours, 24 * 365)
+                || !(0..=365).contains(&clocks.extension_days)
+            {
+                return Err(format!("plan `{}`: appeal_clocks out of range", plan.id));
+            }
+        }
+        let appeal_specialties = file
+            .appeal_specialties
+            .into_iter()
+            .map(|(drug, names)| {
+                let names = names.iter().map(|n| n.trim().to_lowercase()).collect();
+                (drug, names)
+            })
+            .collect();
+        Ok(Plans {
+            plans: file.plan,
+            appeal_specialties,
+        })
     }
 
     pub fn get(&self, id: &str) -> Option<&Plan> {

@@ -34,6 +34,8 @@ enum Scope {
     Request,
     /// `{number}` is an authorization: likewise.
     Authorization,
+    /// `{id}` is an appeal (and `{n}` its first file): likewise.
+    Appeal,
     /// `{id}` is a policy: public data, the same for every key.
     Policy,
     /// The body's `renews` names an authorization: another organization's answers as an
@@ -51,6 +53,12 @@ enum Body {
     Usage,
     Evaluation,
     Withdrawal,
+    Reopening,
+    RequestExtension,
+    Appeal,
+    PeerToPeer,
+    AppealDecision,
+    Extension,
 }
 
 #[derive(Debug)]
@@ -110,6 +118,90 @@ const ROUTES: &[Route] = &[
         roles: SUBMITTING,
         scope: Scope::Request,
         body: Body::Withdrawal,
+    },
+    Route {
+        method: "post",
+        path: "/v1/requests/{id}/reopening",
+        roles: &[Role::Reviewer],
+        scope: Scope::Request,
+        body: Body::Reopening,
+    },
+    Route {
+        method: "post",
+        path: "/v1/requests/{id}/extension",
+        roles: &[Role::Reviewer, Role::Admin],
+        scope: Scope::Request,
+        body: Body::RequestExtension,
+    },
+    Route {
+        method: "get",
+        path: "/v1/reports/um",
+        roles: &[Role::Reviewer, Role::Admin],
+        scope: Scope::Unscoped,
+        body: Body::Empty,
+    },
+    Route {
+        method: "post",
+        path: "/v1/requests/{id}/appeals",
+        roles: SUBMITTING,
+        scope: Scope::Request,
+        body: Body::Appeal,
+    },
+    Route {
+        method: "get",
+        path: "/v1/requests/{id}/appeals",
+        roles: ANY_ROLE,
+        scope: Scope::Request,
+        body: Body::Empty,
+    },
+    Route {
+        method: "post",
+        path: "/v1/requests/{id}/peer-to-peer",
+        roles: &[Role::Reviewer],
+        scope: Scope::Request,
+        body: Body::PeerToPeer,
+    },
+    Route {
+        method: "get",
+        path: "/v1/appeals",
+        roles: ANY_ROLE,
+        scope: Scope::Unscoped,
+        body: Body::Empty,
+    },
+    Route {
+        method: "get",
+        path: "/v1/appeals/{id}",
+        roles: ANY_ROLE,
+        scope: Scope::Appeal,
+        body: Body::Empty,
+    },
+    Route {
+        method: "post",
+        path: "/v1/appeals/{id}/decision",
+        roles: &[Role::Reviewer],
+        scope: Scope::Appeal,
+        body: Body::AppealDecision,
+    },
+    Route {
+        method: "post",
+        path: "/v1/appeals/{id}/extension",
+        roles: &[Role::Reviewer, Role::Admin],
+        scope: Scope::Appeal,
+        body: Body::Extension,
+    },
+    Route {
+        method: "get",
+        path: "/v1/appeals/{id}/notice",
+        roles: ANY_ROLE,
+        scope: Scope::Appeal,
+        body: Body::Empty,
+    },
+    Route {
+        method: "get",
+        path: "/v1/appeals/{id}/attachments/{n}",
+        roles: ANY_ROLE,
+        scope: Scope::Appeal,
+        body: Body::Empty,
     },
     Route {
         method: "get",
@@ -218,6 +310,7 @@ const INTERNALS: &[&str] = &[
 const MISSING_REQUEST: &str = "req_00000000000000000000000000000000";
 const MISSING_AUTHORIZATION: &str = "PA-000000000000";
 const MISSING_POLICY: &str = "no-such-policy";
+const MISSING_APPEAL: &str = "apl_00000000000000000000000000000000";
 
 /// A server with keys of every kind and one approved request of `clinic-a`.
 struct World {
@@ -233,6 +326,8 @@ struct World {
     request: String,
     authorization: String,
     policy: String,
+    /// An appeal (with a file) of another `clinic-a` request, denied.
+    appeal: String,
     /// Text of `clinic-a`'s record that nobody else's answer may contain.
     record_text: Vec<String>,
 }
@@ -291,6 +386,30 @@ impl World {
             .unwrap()
             .to_string();
         let policy = record["policy"].as_str().unwrap().to_string();
+        let reviewed = server
+            .submitted(&submitter, "masshealth", support::case("E12"))
+            .await;
+        let denied = reviewed["id"].as_str().unwrap();
+        server
+            .determine(
+                &reviewer,
+                denied,
+                "deny",
+                "new-to-plan-on-treatment",
+                "Not on therapy.",
+            )
+            .await
+            .expect(200);
+        let filed = server
+            .post(
+                &format!("/v1/requests/{denied}/appeals"),
+                &submitter,
+                &json!({"appellant": "member", "grounds": "Records attached.",
+                        "attachments": [{"title": "Letter", "content_type": "text/plain", "data": "TGV0dGVy"}]}),
+            )
+            .await;
+        filed.expect(201);
+        let appeal = filed.body["id"].as_str().unwrap().to_string();
         let record_text = vec![
             request.clone(),
             authorization.clone(),
@@ -308,6 +427,7 @@ impl World {
             request,
             authorization,
             policy,
+            appeal,
             record_text,
         }
     }
@@ -323,19 +443,30 @@ impl World {
     /// The route's call naming `target`, with a valid body.
     fn probe(&self, route: &Route, target: Target) -> Probe {
         let existing = target == Target::Existing;
-        let (request, authorization, policy) = if existing {
+        let (request, authorization, policy, appeal) = if existing {
             (
                 self.request.as_str(),
                 self.authorization.as_str(),
                 self.policy.as_str(),
+                self.appeal.as_str(),
             )
         } else {
-            (MISSING_REQUEST, MISSING_AUTHORIZATION, MISSING_POLICY)
+            (
+                MISSING_REQUEST,
+                MISSING_AUTHORIZATION,
+                MISSING_POLICY,
+                MISSING_APPEAL,
+            )
         };
         let path = match route.scope {
             Scope::Request => route.path.replace("{id}", request),
             Scope::Authorization => route.path.replace("{number}", authorization),
             Scope::Policy => route.path.replace("{id}", policy),
+            Scope::Appeal => route.path.replace("{id}", appeal).replace("{n}", "1"),
+            // The report's period is required.
+            Scope::Unscoped if route.path == "/v1/reports/um" => {
+                format!("{}?from=2026-01-01&to=2026-12-31", route.path)
+            }
             Scope::Unscoped | Scope::Renewal => route.path.to_string(),
         };
         assert!(!path.contains('{'), "{}: a parameter is left", route.path);
@@ -357,6 +488,18 @@ impl World {
             }
             Body::Evaluation => Some(json!({"case": case("E01")})),
             Body::Withdrawal => Some(json!({"reason": "The order was cancelled."})),
+            Body::Reopening => Some(json!({"reason": "New pathology."})),
+            Body::RequestExtension => Some(json!({"reason": "Awaiting the notes."})),
+            Body::Appeal => Some(json!({"appellant": "member", "grounds": "New records."})),
+            Body::PeerToPeer => Some(json!({
+                "prescriber": "Dr. Alvarez",
+                "held_at": "2026-01-05T10:00:00Z",
+                "outcome": "determination_stands",
+            })),
+            Body::AppealDecision => {
+                Some(json!({"decision": "overturn", "reason": "Records show therapy began."}))
+            }
+            Body::Extension => Some(json!({"reason": "Awaiting records."})),
         };
         Probe { path, body }
     }
@@ -364,7 +507,7 @@ impl World {
     /// What a caller allowed on the route is answered for a record that does not exist.
     fn missing_status(route: &Route) -> u16 {
         match route.scope {
-            Scope::Request | Scope::Authorization | Scope::Policy => 404,
+            Scope::Request | Scope::Authorization | Scope::Policy | Scope::Appeal => 404,
             // `renews` names no authorization of the caller's.
             Scope::Renewal => 422,
             Scope::Unscoped => 200,
@@ -615,7 +758,7 @@ async fn every_route_refuses_what_it_must_and_leaks_nothing() {
             let other = bearer(&world.other_organization);
             let theirs = send(&world, route.method, &existing, &other).await;
             match route.scope {
-                Scope::Request | Scope::Authorization | Scope::Renewal => {
+                Scope::Request | Scope::Authorization | Scope::Appeal | Scope::Renewal => {
                     let made_up = send(&world, route.method, &missing, &other).await;
                     let case = "another organization's record";
                     let status = if route.roles.contains(&Role::Submitter) {
@@ -626,6 +769,7 @@ async fn every_route_refuses_what_it_must_and_leaks_nothing() {
                     assert_problem(&theirs, status, &world, &sent, &what(case));
                     let (ours, missing_id) = match route.scope {
                         Scope::Request => (&world.request, MISSING_REQUEST),
+                        Scope::Appeal => (&world.appeal, MISSING_APPEAL),
                         _ => (&world.authorization, MISSING_AUTHORIZATION),
                     };
                     assert_eq!(
@@ -680,7 +824,8 @@ async fn every_route_refuses_what_it_must_and_leaks_nothing() {
         ) {
             let concrete = path
                 .replace("{id}", MISSING_REQUEST)
-                .replace("{number}", MISSING_AUTHORIZATION);
+                .replace("{number}", MISSING_AUTHORIZATION)
+                .replace("{n}", "1");
             for method in METHODS.iter().filter(|m| !methods.contains(m)) {
                 let reply = send_raw(&world, method, &concrete, &reviewer, None).await;
                 let what = format!("{method} {path}");
@@ -688,7 +833,10 @@ async fn every_route_refuses_what_it_must_and_leaks_nothing() {
                 assert!(reply.header("allow").is_some(), "{what}: no Allow header");
             }
             if path.contains('{') {
-                let unparsable = path.replace("{id}", "%FF").replace("{number}", "%FF");
+                let unparsable = path
+                    .replace("{id}", "%FF")
+                    .replace("{number}", "%FF")
+                    .replace("{n}", "1");
                 let method = methods[0];
                 let reply = send_raw(&world, method, &unparsable, &reviewer, None).await;
                 assert_problem(
@@ -704,9 +852,14 @@ async fn every_route_refuses_what_it_must_and_leaks_nothing() {
         assert_problem(&reply, 404, &world, "", "an unknown route");
 
         // Nothing above changed a record, and the audit chain is whole.
-        assert_eq!(world.server.count("requests").await, 1);
+        assert_eq!(world.server.count("requests").await, 2);
         assert_eq!(world.server.count("usage").await, 0);
-        assert_eq!(world.server.count("determinations").await, 0);
+        assert_eq!(world.server.count("determinations").await, 1);
+        assert_eq!(
+            world.server.count("appeals WHERE status = 'pending'").await,
+            1
+        );
+        assert_eq!(world.server.count("peer_to_peer").await, 0);
         assert_eq!(
             world
                 .server
@@ -869,7 +1022,7 @@ async fn hostile_bodies_are_refused_without_harm() {
             );
         }
 
-        assert_eq!(world.server.count("requests").await, 1);
+        assert_eq!(world.server.count("requests").await, 2);
         assert_eq!(world.server.count("usage").await, 0);
         let report = verify_audit(world.server.store()).await.unwrap();
         assert!(report.problems.is_empty(), "{:?}", report.problems);

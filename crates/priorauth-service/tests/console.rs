@@ -50,6 +50,15 @@ async fn the_console_in_a_real_browser() {
             "MD, Hematology/Oncology",
         )
         .await;
+    // Decides the appeal of the first reviewer's denial.
+    let (_, second_reviewer) = server
+        .key(
+            "payer",
+            Role::Reviewer,
+            "Dr. Sam Park",
+            "MD, Internal Medicine",
+        )
+        .await;
     // A request waiting for a clinician: new to MassHealth and already on therapy.
     let queued = server
         .submitted(&submitter, "masshealth", case("E12"))
@@ -69,6 +78,7 @@ async fn the_console_in_a_real_browser() {
         .env("PRIORAUTH_URL", &server.base)
         .env("SUBMITTER_KEY", &submitter)
         .env("REVIEWER_KEY", &reviewer)
+        .env("SECOND_REVIEWER_KEY", &second_reviewer)
         .env("REVIEW_ID", queued["id"].as_str().unwrap())
         .env("CHROMIUM", &chromium)
         .env("SCREENSHOTS_DIR", &screenshots);

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::evaluate::Evaluated;
-use super::retries::Retry;
+use super::retries::{Begun, Retry, begin};
 use super::{Error, Service, invalid, require, visible};
 use crate::keys::{Caller, Role};
 use crate::store::authorizations::{self as records, Authorization, NewAuthorization, NewUsage};
@@ -219,15 +219,13 @@ pub fn plan(
 /// so nothing is taken from what the request declares: the reviewer states all of it, the
 /// units per cycle, the cycles, and the last day or the days of a cycle; the period starts
 /// on the day of receipt, as every authorization's does.
-pub(super) async fn create_stated(
-    tx: &mut Tx,
-    caller: &Caller,
+pub(super) fn stated(
     organization: &str,
     request_id: &str,
     case: &Value,
     received: Date,
     changes: &Changes,
-) -> Result<Value, Error> {
+) -> Result<NewAuthorization, Error> {
     const WHY: &str = "no policy governs this request, so the approval states what it covers";
     let units = changes.units.filter(|u| *u > 0).ok_or_else(|| {
         invalid(
@@ -286,8 +284,7 @@ pub(super) async fn create_stated(
         renews: None,
         created_at: now_ms(),
     };
-    insert(tx, caller, &authorization).await?;
-    Ok(answer(&authorization))
+    Ok(authorization)
 }
 
 /// A new authorization as the answer to its request shows it.
@@ -356,13 +353,10 @@ pub async fn record_usage(
     }
     let date = Date::parse(&body.date_of_service)
         .ok_or_else(|| invalid("date_of_service", "must be a date as YYYY-MM-DD"))?;
-    let mut tx = service.store.pool.begin().await?;
-    if let Some(retry) = retry {
-        if let Some(answer) = retry.replay(&mut tx, caller).await? {
-            tx.commit().await?;
-            return Ok((answer, true));
-        }
-    }
+    let mut tx = match begin(service, caller, retry).await? {
+        Begun::Fresh(tx) => tx,
+        Begun::Replayed(answer) => return Ok((answer, true)),
+    };
     let authorization = fetch(&mut tx, caller, number).await?;
     let (start, end) = (&authorization.start_date, &authorization.end_date);
     if date < Date::parse(start).unwrap_or(date) || date > Date::parse(end).unwrap_or(date) {

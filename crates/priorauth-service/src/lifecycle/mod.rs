@@ -17,6 +17,10 @@
 //! | `not_applicable`      | no pathway of the policy concerns the request                 |
 //! | `withdrawn`           | by its requester while it was pending; nothing decides it now |
 //!
+//! An appeal of a clinician's denial or approval with changes is `pending` until a reviewer
+//! decides it `upheld` or `overturned`; its request keeps its status meanwhile, and the
+//! appeal's rows are part of the request's audited state.
+//!
 //! An authorization is created with an approval, holds approved units over a period, and is
 //! spent by usage; it is renewed at most once (the renewal is a new request naming it).
 //!
@@ -28,18 +32,25 @@
 //! | [`requests::submit_for_review`] | submitter, admin | — → `pending_review` | request, first event, PAS link |
 //! | [`requests::complete`] | submitter, admin | `pending_information` → any status | request's facts and decision, `completed` event, authorization if approved, PAS notification |
 //! | [`review::determine`] | reviewer | `pending_review` → `approved` / `denied` | status, determination, authorization if approved, `determination` event, PAS notification (a request no policy governs: the basis named by the reviewer, and an approval states its units, cycles and period) |
+//! | [`review::reopen`] | reviewer | `denied` (no appeal open) → `pending_review` | status and due time, the determination moved into a `reopened` event with the reason, PAS notification |
+//! | [`appeals::file`] | submitter, admin | a clinician's `denied`, or `approved` with changes, within the plan's filing window | appeal (pending, due by the plan's appeal clock) and its files, `appealed` event |
+//! | [`appeals::decide`] | reviewer not involved in the determination or an earlier appeal; to uphold, a physician of the drug's specialty | appeal pending → upheld / overturned; an overturn: request → `approved` | appeal decision, `appeal_decided` event; an overturn: the authorization (or the approval with changes' one given new terms), the determination replaced (the old one kept in the event), PAS notification |
+//! | [`appeals::extend`] | reviewer, admin | appeal pending, not extended, the plan allows it | due time and the reason, `appeal_extended` event |
+//! | [`appeals::record_peer_to_peer`] | reviewer | any | the discussion (prescriber, when, outcome, notes) |
 //! | [`requests::withdraw`] | submitter, admin | `pending_information` / `pending_review` → `withdrawn` | status, `withdrawn` event with the reason, PAS notification (review action `C`, cancelled) |
 //! | [`authorizations::record_usage`] | submitter, admin | authorization → units spent | used units, usage row |
 //! | [`subscriptions::save`], [`subscriptions::delete`] | submitter, admin | — | the organization's subscription |
-//! | [`requests::read`], [`review::queue`], [`review::denial_letter`], [`authorizations::read`], [`subscriptions::read`], [`subscriptions::dead_letters`] | by visibility, reviewer for the queue, admin for dead letters | none | the audit entry of the read (the queue's and the dead letters' with the ids shown) |
+//! | [`requests::read`], [`review::queue`], [`review::denial_letter`], [`appeals::read`], [`appeals::open`], [`appeals::of_request`], [`appeals::notice`], [`appeals::attachment`], [`authorizations::read`], [`subscriptions::read`], [`subscriptions::dead_letters`] | by visibility, reviewer for the queue, admin for dead letters | none | the audit entry of the read (the queue's and the dead letters' with the ids shown) |
 //!
 //! Completions, determinations and usage sent with an `Idempotency-Key` store their first
 //! answer in their own transaction and give it again to a retry ([`retries`]).
 //!
 //! A submitter sees only its own organization's records; to anyone else they do not exist.
 
+pub mod appeals;
 pub mod authorizations;
 pub mod evaluate;
+pub mod report;
 pub mod requests;
 pub mod retries;
 pub mod review;

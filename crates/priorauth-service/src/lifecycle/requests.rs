@@ -8,11 +8,11 @@ use utoipa::ToSchema;
 
 use super::authorizations::{self, Changes};
 use super::evaluate::{Version, decision_record, decision_sha256, evaluate, recompute};
-use super::retries::Retry;
+use super::retries::{Begun, Retry, begin};
 use super::{Error, Service, day_of, invalid, require, status_of, timestamp, visible};
 use crate::keys::{Caller, Role};
 use crate::store::authorizations as records;
-use crate::store::requests::{self, NewEvent, NewRequest, Request};
+use crate::store::requests::{self, Determination, NewEvent, NewRequest, Request};
 pub use crate::store::requests::{ClaimLink, StoredClaim};
 use crate::store::writer::{self, Write, Written};
 use crate::store::{self, Tx, notifications, now_ms, random_id, sha256_hex};
@@ -233,6 +233,12 @@ pub async fn submit(
         organization: caller.organization.clone(),
         submitted_by: caller.key_id.clone(),
         plan: plan.id.clone(),
+        drug: evaluated
+            .case
+            .request
+            .as_ref()
+            .and_then(|r| r.drug.clone())
+            .unwrap_or_default(),
         policy: policy.id.clone(),
         policy_version: policy.version.clone(),
         idempotency_key: idempotency_key.clone(),
@@ -406,6 +412,11 @@ pub async fn submit_for_review(
         organization: caller.organization.clone(),
         submitted_by: caller.key_id.clone(),
         plan: plan.map(|p| p.id.clone()).unwrap_or_default(),
+        drug: case
+            .pointer("/request/drug")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
         policy: String::new(),
         policy_version: String::new(),
         idempotency_key: Some(key.to_string()),
@@ -455,13 +466,10 @@ pub async fn complete(
     let Some(sections) = facts.as_object() else {
         return Err(invalid("body", "must be an object of case sections"));
     };
-    let mut tx = service.store.pool.begin().await?;
-    if let Some(retry) = retry {
-        if let Some(answer) = retry.replay(&mut tx, caller).await? {
-            tx.commit().await?;
-            return Ok((answer, true));
-        }
-    }
+    let mut tx = match begin(service, caller, retry).await? {
+        Begun::Fresh(tx) => tx,
+        Begun::Replayed(answer) => return Ok((answer, true)),
+    };
     let row = fetch(&mut tx, caller, id).await?;
     if row.status != "pending_information" {
         return Err(Error::Conflict(format!(
@@ -603,13 +611,10 @@ pub async fn withdraw(
             format!("give the reason in 1 to {REASON_MAX} characters"),
         ));
     }
-    let mut tx = service.store.pool.begin().await?;
-    if let Some(retry) = retry {
-        if let Some(answer) = retry.replay(&mut tx, caller).await? {
-            tx.commit().await?;
-            return Ok((answer, true));
-        }
-    }
+    let mut tx = match begin(service, caller, retry).await? {
+        Begun::Fresh(tx) => tx,
+        Begun::Replayed(answer) => return Ok((answer, true)),
+    };
     let row = fetch(&mut tx, caller, id).await?;
     let now = now_ms();
     // One statement decides it against a concurrent completion or determination: whichever
@@ -666,6 +671,43 @@ pub(super) async fn finish_decision(
     Ok(view)
 }
 
+/// Whether a request is past its clock: decided after its due time, or still pending after it.
+pub(super) fn late(row: &Request, now: i64) -> bool {
+    let Some(due) = row.due_at else { return false };
+    match row.decided_at {
+        Some(decided) => decided > due,
+        None => {
+            matches!(
+                row.status.as_str(),
+                "pending_information" | "pending_review"
+            ) && now > due
+        }
+    }
+}
+
+/// A clinician's determination as a reader sees it.
+pub(super) fn determination_view(d: &Determination) -> Value {
+    json!({
+        "decision": d.decision,
+        "reason": d.reason,
+        "criterion": d.criterion,
+        "reviewer": {"name": d.reviewer_name, "credentials": d.reviewer_credentials},
+        "changes": serde_json::from_str::<Value>(&d.changes_json).unwrap_or(Value::Null),
+        "at": timestamp(d.at),
+    })
+}
+
+/// The kinds of event whose stored case is their detail (`reason`, `appeal`, `appeal_decision`,
+/// `superseded_determination`), shown as fields of the event.
+pub(super) const DETAILED_EVENTS: &[&str] = &[
+    "withdrawn",
+    "extended",
+    "appealed",
+    "appeal_extended",
+    "appeal_decided",
+    "reopened",
+];
+
 /// A request, or NotFound when it does not exist or the caller may not see it.
 pub(super) async fn fetch(tx: &mut Tx, caller: &Caller, id: &str) -> Result<Request, Error> {
     let request = requests::fetch(tx, id).await?.ok_or(Error::NotFound)?;
@@ -703,9 +745,10 @@ pub(super) async fn view(service: &Service, tx: &mut Tx, row: &Request) -> Resul
             )?;
             verified = Some(decision_sha256(&decision) == *sha256);
         }
-        // A withdrawal stores its reason where a deciding event stores its case.
-        let withdrawal = e.kind == "withdrawn";
-        let case = if decides || withdrawal {
+        // An event that neither decides nor determines (a withdrawal, an appeal, a
+        // reopening) stores its detail where a deciding event stores its case.
+        let detailed = DETAILED_EVENTS.contains(&e.kind.as_str());
+        let case = if decides || detailed {
             parse(&case_json)
         } else {
             parse(&e.case_json)
@@ -719,10 +762,11 @@ pub(super) async fn view(service: &Service, tx: &mut Tx, row: &Request) -> Resul
             "case": case,
             "decision": decision,
         });
-        if withdrawal {
-            if let Some(event) = event.as_object_mut() {
-                let reason = parse(&e.case_json).get("reason").cloned();
-                event.insert("reason".into(), reason.unwrap_or(Value::Null));
+        if detailed {
+            if let (Some(event), Value::Object(detail)) =
+                (event.as_object_mut(), parse(&e.case_json))
+            {
+                event.extend(detail);
             }
         }
         if let Some(verified) = verified {
@@ -742,16 +786,9 @@ pub(super) async fn view(service: &Service, tx: &mut Tx, row: &Request) -> Resul
     let authorization = records::of_request(tx, &row.id)
         .await?
         .map(|a| authorizations::view(&a));
-    let determination = requests::determination(tx, &row.id).await?.map(|d| {
-        json!({
-            "decision": d.decision,
-            "reason": d.reason,
-            "criterion": d.criterion,
-            "reviewer": {"name": d.reviewer_name, "credentials": d.reviewer_credentials},
-            "changes": parse(&d.changes_json),
-            "at": timestamp(d.at),
-        })
-    });
+    let determination = requests::determination(tx, &row.id)
+        .await?
+        .map(|d| determination_view(&d));
     Ok(json!({
         "id": row.id,
         "plan": row.plan,
@@ -761,6 +798,7 @@ pub(super) async fn view(service: &Service, tx: &mut Tx, row: &Request) -> Resul
         "outcome": row.outcome,
         "urgency": row.urgency,
         "due_at": row.due_at.map(timestamp),
+        "late": late(row, now_ms()),
         "renews": row.renews,
         "created_at": timestamp(row.created_at),
         "updated_at": timestamp(row.updated_at),

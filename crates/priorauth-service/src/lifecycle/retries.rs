@@ -8,7 +8,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Error, invalid};
+use super::{Error, Service, invalid};
 use crate::keys::Caller;
 use crate::store::idempotency::{self, FirstAnswer};
 use crate::store::{self, Tx, now_ms, sha256_hex};
@@ -102,4 +102,29 @@ impl Retry {
                 _ => error.into(),
             })
     }
+}
+
+/// A write's transaction begun, unless the call is a retry of one already answered.
+#[allow(missing_debug_implementations)] // a transaction has nothing to show
+pub enum Begun {
+    /// Go on with the write in this transaction.
+    Fresh(Tx),
+    /// The first answer, given again (its reading audited and committed).
+    Replayed(Value),
+}
+
+/// Begins a write's transaction; a retry of a call already answered gets its first answer.
+pub async fn begin(
+    service: &Service,
+    caller: &Caller,
+    retry: Option<&Retry>,
+) -> Result<Begun, Error> {
+    let mut tx = service.store.pool.begin().await?;
+    if let Some(retry) = retry {
+        if let Some(answer) = retry.replay(&mut tx, caller).await? {
+            tx.commit().await?;
+            return Ok(Begun::Replayed(answer));
+        }
+    }
+    Ok(Begun::Fresh(tx))
 }

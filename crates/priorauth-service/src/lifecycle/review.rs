@@ -8,12 +8,14 @@ use utoipa::ToSchema;
 
 use super::authorizations::{self, Changes};
 use super::evaluate::{Version, evaluate};
-use super::requests::{fetch, finish_decision};
-use super::retries::Retry;
+use super::requests::{determination_view, fetch, finish_decision};
+use super::retries::{Begun, Retry, begin};
 use super::{Error, Service, day_of, invalid, require, timestamp};
 use crate::keys::{Caller, Role};
-use crate::store::requests::{self, Determination, NewEvent};
-use crate::store::{self, now_ms};
+use crate::store::appeals as appeal_records;
+use crate::store::authorizations as authorization_records;
+use crate::store::requests::{self, Determination, NewEvent, Request};
+use crate::store::{self, Tx, now_ms};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -84,6 +86,7 @@ pub async fn queue(service: &Service, caller: &Caller, query: &QueueQuery) -> Re
                 "received_at": timestamp(r.created_at),
                 "due_at": timestamp(due),
                 "minutes_left": (due - now) / 60_000,
+                "late": now > due,
             })
         })
         .collect();
@@ -180,13 +183,10 @@ pub async fn determine(
             "only an approval with changes has changes",
         ));
     }
-    let mut tx = service.store.pool.begin().await?;
-    if let Some(retry) = retry {
-        if let Some(answer) = retry.replay(&mut tx, caller).await? {
-            tx.commit().await?;
-            return Ok((answer, true));
-        }
-    }
+    let mut tx = match begin(service, caller, retry).await? {
+        Begun::Fresh(tx) => tx,
+        Begun::Replayed(answer) => return Ok((answer, true)),
+    };
     let row = fetch(&mut tx, caller, id).await?;
     if row.status != "pending_review" {
         return Err(Error::Conflict(format!(
@@ -225,33 +225,7 @@ pub async fn determine(
         return Err(Error::Conflict("the request was decided meanwhile".into()));
     }
     if new_status == "approved" {
-        let current = requests::current_case(&mut tx, &row).await?;
-        let case: Value = serde_json::from_str(&current).unwrap_or(json!({}));
-        if governed {
-            let plan = service
-                .plans
-                .get(&row.plan)
-                .ok_or_else(|| Error::Internal("plan".into()))?
-                .clone();
-            let stored = Version::Stored {
-                policy: &row.policy,
-                version: &row.policy_version,
-                check_date: false,
-            };
-            let evaluated = evaluate(service, &plan, case, day_of(row.created_at), stored)?;
-            authorizations::create(&mut tx, service, caller, &row, &evaluated, &changes).await?;
-        } else {
-            authorizations::create_stated(
-                &mut tx,
-                caller,
-                &row.organization,
-                id,
-                &case,
-                day_of(row.created_at),
-                &changes,
-            )
-            .await?;
-        }
+        grant(&mut tx, service, caller, &row, &changes, Grant::New).await?;
     }
     let determination = Determination {
         decision: body.decision.as_str().to_string(),
@@ -286,6 +260,214 @@ pub async fn determine(
     .await?;
     let view = finish_decision(service, tx, caller, id, "request.determination", retry).await?;
     Ok((view, false))
+}
+
+/// Why a reviewer reopens a decided request.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReopeningBody {
+    /// The new information, in plain language.
+    pub reason: String,
+}
+
+/// A reviewer reopens a clinician's denial on new information: the request is in review
+/// again, due by the plan's clock from now, and its determination moves into its history.
+/// An approval is not reopened here (taking an authorization back is a termination with its
+/// own notice), nor a denial under appeal (the appeal decides it).
+pub async fn reopen(
+    service: &Service,
+    caller: &Caller,
+    id: &str,
+    body: &ReopeningBody,
+    retry: Option<&Retry>,
+) -> Result<(Value, bool), Error> {
+    require(caller, &[Role::Reviewer])?;
+    let reason = body.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 2_000 {
+        return Err(invalid(
+            "reason",
+            "give the new information in 1 to 2000 characters",
+        ));
+    }
+    let mut tx = match begin(service, caller, retry).await? {
+        Begun::Fresh(tx) => tx,
+        Begun::Replayed(answer) => return Ok((answer, true)),
+    };
+    let row = fetch(&mut tx, caller, id).await?;
+    if row.status != "denied" {
+        return Err(Error::Conflict(format!(
+            "the request is `{}`: only a clinician's denial is reopened",
+            row.status
+        )));
+    }
+    let appeals = appeal_records::of_request(&mut tx, id).await?;
+    if appeals.iter().any(|a| a.status == "pending") {
+        return Err(Error::Conflict(
+            "the request has an appeal not yet decided: the appeal decides it".into(),
+        ));
+    }
+    let plan = service
+        .plans
+        .get(&row.plan)
+        .ok_or_else(|| Error::Internal(format!("plan {} is not loaded", row.plan)))?;
+    let now = now_ms();
+    let due = plan.clocks.due(row.urgency == "expedited", now);
+    if !requests::reopen(&mut tx, id, due, now).await? {
+        return Err(Error::Conflict("the request changed meanwhile".into()));
+    }
+    let superseded = requests::take_determination(&mut tx, id).await?;
+    let detail = json!({
+        "reason": reason,
+        "superseded_determination": superseded.as_ref().map(determination_view),
+    });
+    requests::add_event(
+        &mut tx,
+        id,
+        &NewEvent {
+            kind: "reopened",
+            actor: &caller.key_id,
+            at: now,
+            outcome: &row.outcome,
+            case_json: &detail.to_string(),
+            decision_json: "",
+            decision_sha256: None,
+        },
+    )
+    .await?;
+    let view = finish_decision(service, tx, caller, id, "request.reopen", retry).await?;
+    Ok((view, false))
+}
+
+/// Why a request's clock is extended.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestExtensionBody {
+    /// What is awaited, and why the delay is in the member's interest.
+    pub reason: String,
+}
+
+/// Extends a pending standard request's clock once, by the plan's `extension_hours`, with the
+/// reason, which the request's history shows (the notice to the requester).
+pub async fn extend(
+    service: &Service,
+    caller: &Caller,
+    id: &str,
+    body: &RequestExtensionBody,
+    retry: Option<&Retry>,
+) -> Result<(Value, bool), Error> {
+    require(caller, &[Role::Reviewer, Role::Admin])?;
+    let reason = body.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 2_000 {
+        return Err(invalid("reason", "give the reason in 1 to 2000 characters"));
+    }
+    let mut tx = match begin(service, caller, retry).await? {
+        Begun::Fresh(tx) => tx,
+        Begun::Replayed(answer) => return Ok((answer, true)),
+    };
+    let row = fetch(&mut tx, caller, id).await?;
+    let hours = service
+        .plans
+        .get(&row.plan)
+        .map(|p| p.clocks.extension_hours)
+        .unwrap_or(0);
+    if hours == 0 {
+        return Err(Error::Conflict(format!(
+            "plan `{}` does not extend its decision clock",
+            row.plan
+        )));
+    }
+    let now = now_ms();
+    let due = row.due_at.unwrap_or(now) + hours * 3_600_000;
+    if !requests::extend(&mut tx, id, due, reason, now).await? {
+        return Err(Error::Conflict(format!(
+            "the request is `{}` ({}): only a pending standard request is extended, once",
+            row.status, row.urgency
+        )));
+    }
+    requests::add_event(
+        &mut tx,
+        id,
+        &NewEvent {
+            kind: "extended",
+            actor: &caller.key_id,
+            at: now,
+            outcome: &row.outcome,
+            case_json: &json!({"reason": reason, "extension_hours": hours}).to_string(),
+            decision_json: "",
+            decision_sha256: None,
+        },
+    )
+    .await?;
+    let view = finish_decision(service, tx, caller, id, "request.extend", retry).await?;
+    Ok((view, false))
+}
+
+/// Whether an approval creates its request's authorization or gives the one it has new terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Grant {
+    New,
+    /// An approval with changes overturned on appeal: the authorization it holds (its number,
+    /// units used and usage kept) takes the terms the new approval grants.
+    Replace,
+}
+
+/// What a clinician's approval grants, in review or on appeal: under the policy's and the
+/// label's bounds for a request a policy governs (its case evaluated again under the stored
+/// version as of the day of receipt), as the reviewer states it otherwise.
+pub(super) async fn grant(
+    tx: &mut Tx,
+    service: &Service,
+    caller: &Caller,
+    row: &Request,
+    changes: &Changes,
+    grant: Grant,
+) -> Result<(), Error> {
+    let current = requests::current_case(tx, row).await?;
+    let case: Value = serde_json::from_str(&current).unwrap_or(json!({}));
+    let terms = if row.policy.is_empty() {
+        authorizations::stated(
+            &row.organization,
+            &row.id,
+            &case,
+            day_of(row.created_at),
+            changes,
+        )?
+    } else {
+        let plan = service
+            .plans
+            .get(&row.plan)
+            .ok_or_else(|| Error::Internal("plan".into()))?
+            .clone();
+        let stored = Version::Stored {
+            policy: &row.policy,
+            version: &row.policy_version,
+            check_date: false,
+        };
+        let evaluated = evaluate(service, &plan, case, day_of(row.created_at), stored)?;
+        authorizations::plan(
+            service,
+            &row.organization,
+            &row.id,
+            &evaluated,
+            changes,
+            row.renews.as_deref(),
+        )?
+    };
+    match grant {
+        Grant::New => authorizations::insert(tx, caller, &terms).await,
+        Grant::Replace => {
+            let held = authorization_records::of_request(tx, &row.id)
+                .await?
+                .ok_or_else(|| Error::Internal("an approval without its authorization".into()))?;
+            if !authorization_records::replace_terms(tx, &held.number, &terms).await? {
+                return Err(Error::Conflict(format!(
+                    "authorization `{}` has {} units used, more than the {} the new terms approve",
+                    held.number, held.used_units, terms.approved_units
+                )));
+            }
+            Ok(())
+        }
+    }
 }
 
 /// The data of a clinician's denial notice: the service, the specific reason and the

@@ -201,3 +201,28 @@ pub async fn list(
         .map(Authorization::from_row)
         .collect::<Result<_, sqlx::Error>>()?)
 }
+
+/// New terms for an authorization (an approval with changes overturned on appeal grants what
+/// the approval would have), keeping its number, units used and usage; false when the units
+/// already used exceed the new approved units.
+pub async fn replace_terms(
+    tx: &mut Tx,
+    number: &str,
+    terms: &NewAuthorization,
+) -> Result<bool, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE authorizations SET start_date = $1, end_date = $2, units_per_period = $3, period_days = $4, cycles = $5, first_cycle = $6, approved_units = $7 \
+         WHERE number = $8 AND used_units <= $7",
+    )
+    .bind(&terms.start_date)
+    .bind(&terms.end_date)
+    .bind(terms.units_per_period)
+    .bind(terms.period_days)
+    .bind(terms.cycles)
+    .bind(terms.first_cycle)
+    .bind(terms.approved_units)
+    .bind(number)
+    .execute(&mut **tx)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}

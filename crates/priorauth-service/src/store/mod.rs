@@ -3,11 +3,13 @@
 //! dialect both accept: `$n` parameters, `ON CONFLICT`, `RETURNING`, integers for flags and
 //! times (milliseconds since the epoch), text for JSON.
 
+pub mod appeals;
 pub mod audit;
 pub mod authorizations;
 pub mod idempotency;
 pub mod notifications;
 pub mod packed;
+pub mod report;
 pub mod requests;
 pub mod writer;
 
@@ -52,6 +54,14 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0008_audit_binds_records.sql",
         include_str!("../../migrations/0008_audit_binds_records.sql"),
+    ),
+    (
+        "0009_appeals_and_peer_to_peer.sql",
+        include_str!("../../migrations/0009_appeals_and_peer_to_peer.sql"),
+    ),
+    (
+        "0010_requests_report_columns.sql",
+        include_str!("../../migrations/0010_requests_report_columns.sql"),
     ),
 ];
 
@@ -290,7 +300,23 @@ impl Store {
     }
 }
 
+/// The time `history::generate` writes at, in milliseconds since 1970; 0 (always, but in
+/// that command's own process) for the system clock.
+static SIMULATED_NOW: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Sets the time every record is written at, for `priorauth history generate`, which fills a
+/// fresh database with a past year through the lifecycle in its own process. The server never
+/// calls it: its records carry the system's time.
+pub fn simulate_clock(ms: i64) {
+    SIMULATED_NOW.store(ms, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The time now in milliseconds since 1970 (the simulated time, in the history generator).
 pub fn now_ms() -> i64 {
+    let simulated = SIMULATED_NOW.load(std::sync::atomic::Ordering::Relaxed);
+    if simulated != 0 {
+        return simulated;
+    }
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

@@ -31,6 +31,8 @@ pub struct NewRequest {
     /// The submitting key, also the first event's and the audit entry's actor.
     pub submitted_by: String,
     pub plan: String,
+    /// The drug asked for (empty when the case names none), which reports read.
+    pub drug: String,
     pub policy: String,
     pub policy_version: String,
     pub idempotency_key: Option<String>,
@@ -74,6 +76,8 @@ pub struct Request {
     pub renews: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// When it was decided (approved, denied, not applicable); none while pending again after a reopening.
+    pub decided_at: Option<i64>,
 }
 
 impl Request {
@@ -93,6 +97,7 @@ impl Request {
             renews: row.try_get("renews")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
+            decided_at: row.try_get("decided_at")?,
         })
     }
 }
@@ -164,12 +169,17 @@ pub struct StoredClaim {
     pub base: String,
 }
 
+/// Whether a status is a decision (the report's turnaround ends at the first).
+fn is_decided(status: &str) -> bool {
+    matches!(status, "approved" | "denied" | "not_applicable")
+}
+
 /// Inserts a new request with its first event and PAS link; false (nothing written) when the
 /// organization already used its idempotency key.
 pub async fn insert(tx: &mut Tx, request: &NewRequest) -> Result<bool, StoreError> {
     let inserted = sqlx::query(
-        "INSERT INTO requests (id, organization, submitted_by, plan, policy, policy_version, idempotency_key, body_hash, status, outcome, urgency, due_at, case_json, decision_json, response_json, renews, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) ON CONFLICT DO NOTHING",
+        "INSERT INTO requests (id, organization, submitted_by, plan, policy, policy_version, idempotency_key, body_hash, status, outcome, urgency, due_at, case_json, decision_json, response_json, renews, created_at, updated_at, drug, decided_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $19) ON CONFLICT DO NOTHING",
     )
     .bind(&request.id)
     .bind(&request.organization)
@@ -188,6 +198,8 @@ pub async fn insert(tx: &mut Tx, request: &NewRequest) -> Result<bool, StoreErro
     .bind(pack(&request.response_json))
     .bind(&request.renews)
     .bind(request.created_at)
+    .bind(&request.drug)
+    .bind(is_decided(request.status).then_some(request.created_at))
     .execute(&mut **tx)
     .await?;
     if inserted.rows_affected() != 1 {
@@ -223,7 +235,7 @@ pub async fn insert(tx: &mut Tx, request: &NewRequest) -> Result<bool, StoreErro
 
 /// A request by id.
 pub async fn fetch(tx: &mut Tx, id: &str) -> Result<Option<Request>, StoreError> {
-    let row = sqlx::query("SELECT id, organization, plan, policy, policy_version, status, outcome, urgency, due_at, case_json, decision_json, renews, created_at, updated_at FROM requests WHERE id = $1")
+    let row = sqlx::query("SELECT id, organization, plan, policy, policy_version, status, outcome, urgency, due_at, case_json, decision_json, renews, created_at, updated_at, decided_at FROM requests WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut **tx)
         .await?;
@@ -323,13 +335,14 @@ pub async fn complete(
     decision_json: &str,
     at: i64,
 ) -> Result<bool, StoreError> {
-    let updated = sqlx::query("UPDATE requests SET status = $1, outcome = $2, due_at = $3, decision_json = $4, updated_at = $5 WHERE id = $6 AND status = 'pending_information'")
+    let updated = sqlx::query("UPDATE requests SET status = $1, outcome = $2, due_at = $3, decision_json = $4, updated_at = $5, decided_at = COALESCE(decided_at, $7) WHERE id = $6 AND status = 'pending_information'")
         .bind(status)
         .bind(outcome)
         .bind(due_at)
         .bind(pack(decision_json))
         .bind(at)
         .bind(id)
+        .bind(is_decided(status).then_some(at))
         .execute(&mut **tx)
         .await?;
     Ok(updated.rows_affected() == 1)
@@ -344,7 +357,7 @@ pub async fn close_review(
     at: i64,
 ) -> Result<bool, StoreError> {
     let updated = sqlx::query(
-        "UPDATE requests SET status = $1, updated_at = $2 WHERE id = $3 AND status = 'pending_review'",
+        "UPDATE requests SET status = $1, updated_at = $2, decided_at = COALESCE(decided_at, $2) WHERE id = $3 AND status = 'pending_review'",
     )
     .bind(status)
     .bind(at)
@@ -365,6 +378,75 @@ pub async fn withdraw(tx: &mut Tx, id: &str, at: i64) -> Result<bool, StoreError
     .execute(&mut **tx)
     .await?;
     Ok(updated.rows_affected() == 1)
+}
+
+/// A pending standard request's clock extended once, with the reason; false when it is
+/// decided, expedited, or extended already.
+pub async fn extend(
+    tx: &mut Tx,
+    id: &str,
+    due_at: i64,
+    reason: &str,
+    at: i64,
+) -> Result<bool, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE requests SET due_at = $1, extension_reason = $2, updated_at = $3 WHERE id = $4 \
+         AND status IN ('pending_information', 'pending_review') AND urgency = 'standard' AND extension_reason IS NULL",
+    )
+    .bind(due_at)
+    .bind(reason)
+    .bind(at)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// A denied request reopened for a clinician on new information, with its new due time (its
+/// decision to come is measured against it, from receipt); false when it is no longer denied.
+pub async fn reopen(tx: &mut Tx, id: &str, due_at: i64, at: i64) -> Result<bool, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE requests SET status = 'pending_review', due_at = $1, updated_at = $2, decided_at = NULL WHERE id = $3 AND status = 'denied'",
+    )
+    .bind(due_at)
+    .bind(at)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// A request approved on appeal, from `status` (denied, or approved with changes); false
+/// when its status changed meanwhile.
+pub async fn approve_on_appeal(
+    tx: &mut Tx,
+    id: &str,
+    status: &str,
+    at: i64,
+) -> Result<bool, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE requests SET status = 'approved', updated_at = $1 WHERE id = $2 AND status = $3",
+    )
+    .bind(at)
+    .bind(id)
+    .bind(status)
+    .execute(&mut **tx)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Removes a request's determination, answering it, so that a new one can be recorded (an
+/// appeal's overturn, a reopening); the caller keeps it in the request's history.
+pub async fn take_determination(
+    tx: &mut Tx,
+    id: &str,
+) -> Result<Option<Determination>, StoreError> {
+    let determination = determination(tx, id).await?;
+    sqlx::query("DELETE FROM determinations WHERE request_id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(determination)
 }
 
 /// Records a clinician's determination.

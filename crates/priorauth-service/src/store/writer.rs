@@ -160,6 +160,7 @@ mod tests {
             organization: "clinic-a".into(),
             submitted_by: "key_a".into(),
             plan: "masshealth".into(),
+            drug: "blinatumomab".into(),
             policy: "masshealth-all-single-agent".into(),
             policy_version: "2025-09-01".into(),
             idempotency_key: Some(format!("key-{id}")),

@@ -1,5 +1,5 @@
 //! The `/v1` API: requests, the review queue, determinations, denial letters,
-//! authorizations and their usage, each handler a translation to and from
+//! authorizations and their usage, appeals (`appeals.rs`), each handler a translation to and from
 //! `crate::lifecycle`. Errors are RFC 9457 problem+json naming the field.
 
 use axum::extract::{Path, Query, State};
@@ -8,6 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::Value;
+
+pub(crate) mod appeals;
+pub(crate) mod report;
 
 use crate::keys::Caller;
 use crate::lifecycle::authorizations::{self, UsageBody};
@@ -26,10 +29,27 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/requests/{id}/determination", post(determine))
         .route("/v1/requests/{id}/denial-letter", get(denial_letter))
         .route("/v1/requests/{id}/withdrawal", post(withdraw))
+        .route("/v1/requests/{id}/reopening", post(appeals::reopen))
+        .route("/v1/requests/{id}/extension", post(appeals::extend_request))
+        .route(
+            "/v1/requests/{id}/appeals",
+            post(appeals::file).get(appeals::of_request),
+        )
+        .route(
+            "/v1/requests/{id}/peer-to-peer",
+            post(appeals::peer_to_peer),
+        )
+        .route("/v1/appeals", get(appeals::open))
+        .route("/v1/appeals/{id}", get(appeals::read))
+        .route("/v1/appeals/{id}/decision", post(appeals::decide))
+        .route("/v1/appeals/{id}/extension", post(appeals::extend))
+        .route("/v1/appeals/{id}/notice", get(appeals::notice))
+        .route("/v1/appeals/{id}/attachments/{n}", get(appeals::attachment))
         .route("/v1/queue", get(queue))
         .route("/v1/authorizations/{number}", get(read_authorization))
         .route("/v1/authorizations/{number}/usage", post(record_usage))
         .route("/v1/notifications/dead", get(dead_notifications))
+        .route("/v1/reports/um", get(report::um))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::web::admit,
