@@ -588,3 +588,79 @@ async fn an_appeal_past_the_plans_filing_window_is_refused_naming_it() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_filings_and_decisions_of_one_appeal_have_one_winner() {
+    for_each_backend(|url| async move {
+        let server = std::sync::Arc::new(Server::start(&url).await);
+        let cast = std::sync::Arc::new(cast(&server).await);
+        let id = masshealth_denial(&server, &cast).await;
+
+        // Eight filings at once: one appeal.
+        let mut filings = tokio::task::JoinSet::new();
+        for n in 0..8 {
+            let (server, cast, id) = (server.clone(), cast.clone(), id.clone());
+            filings.spawn(async move {
+                server
+                    .post(
+                        &format!("/v1/requests/{id}/appeals"),
+                        &cast.clinic,
+                        &json!({"appellant": "member", "grounds": format!("Filing {n}.")}),
+                    )
+                    .await
+                    .status
+            });
+        }
+        let mut statuses = Vec::new();
+        while let Some(status) = filings.join_next().await {
+            statuses.push(status.unwrap());
+        }
+        statuses.sort_unstable();
+        assert_eq!(statuses, [201, 409, 409, 409, 409, 409, 409, 409]);
+        let appeal: (String,) = sqlx::query_as("SELECT id FROM appeals")
+            .fetch_one(&server.store().pool)
+            .await
+            .unwrap();
+
+        // Upholds and overturns at once, by four reviewers: one decision, at most one
+        // authorization.
+        let mut decisions = tokio::task::JoinSet::new();
+        for round in 0..2 {
+            for (key, decision) in [
+                (cast.hematologist.clone(), "uphold"),
+                (cast.internist.clone(), "overturn"),
+                (cast.pharmacist.clone(), "overturn"),
+            ] {
+                let (server, appeal) = (server.clone(), appeal.0.clone());
+                decisions.spawn(async move {
+                    server
+                        .post(
+                            &format!("/v1/appeals/{appeal}/decision"),
+                            &key,
+                            &json!({"decision": decision, "reason": format!("Round {round}.")}),
+                        )
+                        .await
+                        .status
+                });
+            }
+        }
+        let mut statuses = Vec::new();
+        while let Some(status) = decisions.join_next().await {
+            statuses.push(status.unwrap());
+        }
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            1,
+            "{statuses:?}"
+        );
+        assert!(
+            statuses.iter().all(|s| *s == 200 || *s == 409),
+            "{statuses:?}"
+        );
+        assert_eq!(server.count("appeals WHERE status = 'pending'").await, 0);
+        assert!(server.count("authorizations").await <= 1);
+        let report = verify_audit(server.store()).await.unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+    })
+    .await;
+}

@@ -175,6 +175,11 @@ pub async fn file(
     };
     let row = fetch(&mut tx, caller, request_id).await?;
     let determination = adverse_determination(&mut tx, &row).await?;
+    // The request's row lock, held to the commit: a reopening or an overturn of it waits,
+    // then finds the appeal (or this filing finds the request changed).
+    if !requests::lock_in(&mut tx, &row.id, &row.status).await? {
+        return Err(Error::Conflict("the request changed meanwhile".into()));
+    }
     let plan = plan_of(service, &row)?;
     let clocks = plan.appeal_clocks();
     let now = now_ms();

@@ -300,12 +300,6 @@ pub async fn reopen(
             row.status
         )));
     }
-    let appeals = appeal_records::of_request(&mut tx, id).await?;
-    if appeals.iter().any(|a| a.status == "pending") {
-        return Err(Error::Conflict(
-            "the request has an appeal not yet decided: the appeal decides it".into(),
-        ));
-    }
     let plan = service
         .plans
         .get(&row.plan)
@@ -314,6 +308,14 @@ pub async fn reopen(
     let due = plan.clocks.due(row.urgency == "expedited", now);
     if !requests::reopen(&mut tx, id, due, now).await? {
         return Err(Error::Conflict("the request changed meanwhile".into()));
+    }
+    // Read after the update, which holds the request's row lock: an appeal filed meanwhile
+    // (which takes the same lock) is seen, and this reopening rolled back.
+    let appeals = appeal_records::of_request(&mut tx, id).await?;
+    if appeals.iter().any(|a| a.status == "pending") {
+        return Err(Error::Conflict(
+            "the request has an appeal not yet decided: the appeal decides it".into(),
+        ));
     }
     let superseded = requests::take_determination(&mut tx, id).await?;
     let detail = json!({
