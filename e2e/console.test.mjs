@@ -155,6 +155,17 @@ test('the console, end to end', async () => {
     await page.goto(base + '/console/#appeals');
     await page.waitForSelector('#appeals tbody tr');
     if (shots) await page.screenshot({ path: path.join(shots, 'appeals.png'), fullPage: true });
+    // First, a peer-to-peer discussion with the prescriber, recorded on the request.
+    await page.goto(base + '/console/#request/' + process.env.REVIEW_ID);
+    await page.waitForSelector('#peer-to-peer');
+    await page.locator('#p2p-prescriber').fill('Dr. Alvarez (NPI 1234567893)');
+    await page.selectOption('#p2p-outcome', 'agreed_to_approve');
+    await page.locator('#p2p-notes').fill('Therapy began at the previous plan.');
+    await page.click('#peer-to-peer button[type=submit]');
+    await page.waitForSelector('#discussions li');
+    assert.match(await page.locator('#discussions').innerText(), /Dr\. Alvarez .* agreed to approve/);
+    await page.goto(base + '/console/#appeals');
+    await page.waitForSelector('#appeals tbody tr');
     await page.click('#appeals tbody tr a[href^="#appeal/"]');
     await page.waitForSelector('#appeal-decide');
     await page.selectOption('#appeal-decision', 'overturn');

@@ -283,12 +283,67 @@ async function requestView(id) {
   const record = await api('GET', `/v1/requests/${id}/appeals`);
   if (record.appeals.length) parts.push(appealsTable('Appeals of this request', record.appeals, 'request-appeals'));
   if (record.peer_to_peer.length) {
-    parts.push(el('h3', {}, 'Peer-to-peer discussions'), el('ul', {}, record.peer_to_peer.map(p =>
+    parts.push(el('h3', {}, 'Peer-to-peer discussions'), el('ul', { id: 'discussions' }, record.peer_to_peer.map(p =>
       el('li', {}, `${new Date(p.held_at).toLocaleString()}: ${p.prescriber} with ${p.reviewer.name}: ${p.outcome.replace(/_/g, ' ')}${p.notes ? ' (' + p.notes + ')' : ''}`))));
   }
   const adverse = request.status === 'denied' || (request.status === 'approved' && request.determination?.decision === 'approve_with_changes');
-  if (adverse && !record.appeals.some(a => a.status === 'pending')) parts.push(appealForm(request));
+  const appealOpen = record.appeals.some(a => a.status === 'pending');
+  if (adverse && !appealOpen) parts.push(appealForm(request));
+  const pending = request.status === 'pending_information' || request.status === 'pending_review';
+  if (pending) parts.push(reasonForm(request, 'withdraw', 'Withdraw the request', 'The requester withdraws it; it leaves the queue and keeps its history.', `/v1/requests/${id}/withdrawal`));
+  if (pending && request.urgency === 'standard' && !request.history.some(e => e.kind === 'extended')) {
+    parts.push(reasonForm(request, 'extend', 'Extend the decision clock', 'Once, where the plan allows it; the reason is the requester\'s notice.', `/v1/requests/${id}/extension`));
+  }
+  if (request.status === 'denied' && !appealOpen) parts.push(reasonForm(request, 'reopen', 'Reopen on new information', 'The request is in review again, due by the plan\'s clock; the determination stays in its history.', `/v1/requests/${id}/reopening`));
+  if (request.determination || request.status === 'pending_review') parts.push(peerToPeerForm(request, record.appeals.find(a => a.status === 'pending')));
   show(navigation, ...parts);
+}
+
+/// A form of one reason that posts to `path`, then shows the request again.
+function reasonForm(request, name, title, hint, path) {
+  const reason = el('textarea', { id: name + '-reason', rows: '2', cols: '60', required: true });
+  const message = el('p', { role: 'status' });
+  const form = el('form', { class: 'panel', id: name },
+    el('h3', {}, title), el('p', { class: 'hint' }, hint),
+    el('div', { class: 'field' }, el('label', { for: name + '-reason' }, 'Reason'), reason),
+    el('button', { type: 'submit' }, title), message);
+  form.addEventListener('submit', async event => {
+    event.preventDefault();
+    try {
+      await api('POST', path, { reason: reason.value });
+      await requestView(request.id);
+    } catch (error) {
+      setChildren(message, el('span', { class: 'error' }, error.message));
+    }
+  });
+  return form;
+}
+
+function peerToPeerForm(request, openAppeal) {
+  const prescriber = el('input', { id: 'p2p-prescriber', required: true, size: '40' });
+  const held = el('input', { id: 'p2p-held', type: 'datetime-local', required: true, value: new Date(Date.now() - new Date().getTimezoneOffset() * 60000).toISOString().slice(0, 16) });
+  const outcome = el('select', { id: 'p2p-outcome' }, [['determination_stands', 'the determination stands'], ['agreed_to_approve', 'agreed to approve'],
+    ['information_requested', 'more information requested'], ['prescriber_unavailable', 'prescriber unavailable']].map(([v, l]) => el('option', { value: v }, l)));
+  const notes = el('textarea', { id: 'p2p-notes', rows: '2', cols: '60' });
+  const message = el('p', { role: 'status' });
+  const form = el('form', { class: 'panel', id: 'peer-to-peer' },
+    el('h3', {}, 'Record a peer-to-peer discussion'),
+    el('div', { class: 'field' }, el('label', { for: 'p2p-prescriber' }, 'Prescriber'), prescriber),
+    el('div', { class: 'field' }, el('label', { for: 'p2p-held' }, 'When'), held),
+    el('div', { class: 'field' }, el('label', { for: 'p2p-outcome' }, 'Outcome'), outcome),
+    el('div', { class: 'field' }, el('label', { for: 'p2p-notes' }, 'Notes'), notes),
+    el('button', { type: 'submit' }, 'Record the discussion'), message);
+  form.addEventListener('submit', async event => {
+    event.preventDefault();
+    try {
+      await api('POST', `/v1/requests/${request.id}/peer-to-peer`, { prescriber: prescriber.value, held_at: new Date(held.value).toISOString(),
+        outcome: outcome.value, notes: notes.value, appeal: openAppeal?.id });
+      await requestView(request.id);
+    } catch (error) {
+      setChildren(message, el('span', { class: 'error' }, error.message));
+    }
+  });
+  return form;
 }
 
 function determinationForm(request) {

@@ -94,12 +94,12 @@ impl AppealClocks {
 
     /// When an appeal received at `received_ms` is due.
     pub fn due(&self, expedited: bool, received_ms: i64) -> i64 {
-        let hours = if expedited {
-            self.expedited_hours
-        } else {
-            self.standard_hours
-        };
-        received_ms + hours * 3_600_000
+        due_by(
+            self.standard_hours,
+            self.expedited_hours,
+            expedited,
+            received_ms,
+        )
     }
 }
 
@@ -134,13 +134,23 @@ pub struct Clocks {
 impl Clocks {
     /// When a decision received at `received_ms` is due, by the clock for its urgency.
     pub fn due(&self, expedited: bool, received_ms: i64) -> i64 {
-        let hours = if expedited {
-            self.expedited_hours
-        } else {
-            self.standard_hours
-        };
-        received_ms + hours * 3_600_000
+        due_by(
+            self.standard_hours,
+            self.expedited_hours,
+            expedited,
+            received_ms,
+        )
     }
+}
+
+/// Receipt plus the hours of the clock for the urgency.
+fn due_by(standard_hours: i64, expedited_hours: i64, expedited: bool, received_ms: i64) -> i64 {
+    let hours = if expedited {
+        expedited_hours
+    } else {
+        standard_hours
+    };
+    received_ms + hours * 3_600_000
 }
 
 #[derive(Debug, Deserialize)]

@@ -32,6 +32,7 @@
 //! | [`requests::submit_for_review`] | submitter, admin | — → `pending_review` | request, first event, PAS link |
 //! | [`requests::complete`] | submitter, admin | `pending_information` → any status | request's facts and decision, `completed` event, authorization if approved, PAS notification |
 //! | [`review::determine`] | reviewer | `pending_review` → `approved` / `denied` | status, determination, authorization if approved, `determination` event, PAS notification (a request no policy governs: the basis named by the reviewer, and an approval states its units, cycles and period) |
+//! | [`review::extend`] | reviewer, admin | pending standard request, not extended, the plan allows it | due time and the reason, `extended` event |
 //! | [`review::reopen`] | reviewer | `denied` (no appeal open) → `pending_review` | status and due time, the determination moved into a `reopened` event with the reason, PAS notification |
 //! | [`appeals::file`] | submitter, admin | a clinician's `denied`, or `approved` with changes, within the plan's filing window | appeal (pending, due by the plan's appeal clock) and its files, `appealed` event |
 //! | [`appeals::decide`] | reviewer not involved in the determination or an earlier appeal; to uphold, a physician of the drug's specialty | appeal pending → upheld / overturned; an overturn: request → `approved` | appeal decision, `appeal_decided` event; an overturn: the authorization (or the approval with changes' one given new terms), the determination replaced (the old one kept in the event), PAS notification |
@@ -40,7 +41,7 @@
 //! | [`requests::withdraw`] | submitter, admin | `pending_information` / `pending_review` → `withdrawn` | status, `withdrawn` event with the reason, PAS notification (review action `C`, cancelled) |
 //! | [`authorizations::record_usage`] | submitter, admin | authorization → units spent | used units, usage row |
 //! | [`subscriptions::save`], [`subscriptions::delete`] | submitter, admin | — | the organization's subscription |
-//! | [`requests::read`], [`review::queue`], [`review::denial_letter`], [`appeals::read`], [`appeals::open`], [`appeals::of_request`], [`appeals::notice`], [`appeals::attachment`], [`authorizations::read`], [`subscriptions::read`], [`subscriptions::dead_letters`] | by visibility, reviewer for the queue, admin for dead letters | none | the audit entry of the read (the queue's and the dead letters' with the ids shown) |
+//! | [`requests::read`], [`review::queue`], [`review::denial_letter`], [`report::um`], [`appeals::read`], [`appeals::open`], [`appeals::of_request`], [`appeals::notice`], [`appeals::attachment`], [`authorizations::read`], [`subscriptions::read`], [`subscriptions::dead_letters`] | by visibility, reviewer for the queue, admin for dead letters | none | the audit entry of the read (the queue's and the dead letters' with the ids shown) |
 //!
 //! Completions, determinations and usage sent with an `Idempotency-Key` store their first
 //! answer in their own transaction and give it again to a retry ([`retries`]).

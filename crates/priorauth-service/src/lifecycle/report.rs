@@ -60,35 +60,11 @@ fn percent(part: i64, whole: i64) -> Option<f64> {
 #[derive(Debug, Clone, Serialize)]
 pub struct Group {
     #[serde(flatten)]
-    pub counts: Counts,
+    pub counts: GroupCounts,
     /// From receipt to the decision, in hours.
     pub turnaround_hours: TurnaroundHours,
     /// Decided within the plan's clock, of those decided, in percent (NCQA: at least 90).
     pub on_time_percent: Option<f64>,
-}
-
-/// `GroupCounts` as the report shows them.
-#[derive(Debug, Clone, Serialize)]
-pub struct Counts {
-    pub plan: String,
-    /// `unrecorded` for requests stored before the drug was recorded.
-    pub drug: String,
-    pub urgency: String,
-    pub requests: i64,
-    pub approved_touchless: i64,
-    pub approved_by_reviewer: i64,
-    pub approved_with_changes: i64,
-    pub approved_on_appeal: i64,
-    pub denied: i64,
-    pub withdrawn: i64,
-    pub not_applicable: i64,
-    pub pending: i64,
-    pub appealed: i64,
-    pub overturned: i64,
-    pub extended: i64,
-    pub decided: i64,
-    pub decided_on_time: i64,
-    pub late_open: i64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -127,22 +103,9 @@ pub struct CmsUrgency {
 #[derive(Debug, Clone, Serialize)]
 pub struct Appeals {
     #[serde(flatten)]
-    pub counts: AppealFigures,
+    pub counts: AppealCounts,
     /// Decided within the appeal clock, of those decided, in percent.
     pub on_time_percent: Option<f64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct AppealFigures {
-    pub plan: String,
-    pub urgency: String,
-    pub filed: i64,
-    pub upheld: i64,
-    pub overturned: i64,
-    pub pending: i64,
-    pub extended: i64,
-    pub decided_on_time: i64,
-    pub late_open: i64,
 }
 
 /// The report.
@@ -208,7 +171,7 @@ pub async fn um(service: &Service, caller: &Caller, query: &UmQuery) -> Result<U
                 .iter()
                 .find(|t| t.plan == c.plan && t.drug == c.drug && t.urgency == c.urgency);
             Group {
-                counts: shown(c),
+                counts: c.clone(),
                 turnaround_hours: TurnaroundHours {
                     mean: (c.decided > 0).then(|| hours(c.turnaround_ms_total / c.decided)),
                     median: percentiles.map(|t| hours(t.median_ms)),
@@ -228,7 +191,7 @@ pub async fn um(service: &Service, caller: &Caller, query: &UmQuery) -> Result<U
     let appeals = appeals
         .iter()
         .map(|a| Appeals {
-            counts: appeal_figures(a),
+            counts: a.clone(),
             on_time_percent: percent(a.decided_on_time, a.upheld + a.overturned),
         })
         .collect();
@@ -241,47 +204,6 @@ pub async fn um(service: &Service, caller: &Caller, query: &UmQuery) -> Result<U
         cms_0057_f: cms,
         definitions: DEFINITIONS.to_vec(),
     })
-}
-
-fn shown(c: &GroupCounts) -> Counts {
-    Counts {
-        plan: c.plan.clone(),
-        drug: if c.drug.is_empty() {
-            "unrecorded".into()
-        } else {
-            c.drug.clone()
-        },
-        urgency: c.urgency.clone(),
-        requests: c.requests,
-        approved_touchless: c.approved_touchless,
-        approved_by_reviewer: c.approved_by_reviewer,
-        approved_with_changes: c.approved_with_changes,
-        approved_on_appeal: c.approved_on_appeal,
-        denied: c.denied,
-        withdrawn: c.withdrawn,
-        not_applicable: c.not_applicable,
-        pending: c.pending,
-        appealed: c.appealed,
-        overturned: c.overturned,
-        extended: c.extended,
-        decided: c.decided,
-        decided_on_time: c.decided_on_time,
-        late_open: c.late_open,
-    }
-}
-
-fn appeal_figures(a: &AppealCounts) -> AppealFigures {
-    AppealFigures {
-        plan: a.plan.clone(),
-        urgency: a.urgency.clone(),
-        filed: a.filed,
-        upheld: a.upheld,
-        overturned: a.overturned,
-        pending: a.pending,
-        extended: a.extended,
-        decided_on_time: a.decided_on_time,
-        late_open: a.late_open,
-    }
 }
 
 fn cms_metrics(

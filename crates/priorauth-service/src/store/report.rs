@@ -6,11 +6,11 @@ use sqlx::Row;
 
 use super::{StoreError, Tx};
 
-/// The figures of one plan, drug and urgency.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The figures of one plan, drug and urgency (as the report shows them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GroupCounts {
     pub plan: String,
-    /// Empty for requests stored before the drug was recorded.
+    /// `unrecorded` for requests stored before the drug was recorded.
     pub drug: String,
     pub urgency: String,
     pub requests: i64,
@@ -34,13 +34,15 @@ pub struct GroupCounts {
     /// Requests whose clock was extended.
     pub extended: i64,
     /// Extended and approved.
+    #[serde(skip)]
     pub extended_approved: i64,
     /// Decided (approved, denied, not applicable), and of those within their clock.
     pub decided: i64,
     pub decided_on_time: i64,
     /// Still pending past their clock at the time of the report.
     pub late_open: i64,
-    /// Sum of receipt-to-first-decision times of the decided, in milliseconds.
+    /// Sum of receipt-to-decision times of the decided, in milliseconds.
+    #[serde(skip)]
     pub turnaround_ms_total: i64,
 }
 
@@ -92,9 +94,14 @@ pub async fn counts(tx: &mut Tx, period: Period) -> Result<Vec<GroupCounts>, Sto
             // SUM of integers is a bigint on PostgreSQL (of bigints a numeric, hence the CAST
             // above), an integer on SQLite: each reads as i64.
             let n = |column: &str| row.try_get::<i64, _>(column);
+            let drug: String = row.try_get("drug")?;
             Ok(GroupCounts {
                 plan: row.try_get("plan")?,
-                drug: row.try_get("drug")?,
+                drug: if drug.is_empty() {
+                    "unrecorded".into()
+                } else {
+                    drug
+                },
                 urgency: row.try_get("urgency")?,
                 requests: n("requests")?,
                 approved_touchless: n("approved_touchless")?,
@@ -170,7 +177,10 @@ pub async fn turnaround(
     let mut figures: Vec<Turnaround> = Vec::new();
     for row in &rows {
         let plan: String = row.try_get("plan")?;
-        let drug: String = row.try_get("drug")?;
+        let drug: String = match row.try_get::<String, _>("drug")? {
+            drug if drug.is_empty() && grouping == Grouping::PlanDrugUrgency => "unrecorded".into(),
+            drug => drug,
+        };
         let urgency: String = row.try_get("urgency")?;
         let n: i64 = row.try_get("n")?;
         let k: i64 = row.try_get("k")?;
@@ -203,7 +213,7 @@ pub async fn turnaround(
 }
 
 /// The appeals of a plan received in the period.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct AppealCounts {
     pub plan: String,
     pub urgency: String,
