@@ -147,6 +147,8 @@ test('the console, end to end', async () => {
     await page.waitForSelector('#appeal-status');
     assert.equal(await page.locator('#appeal-status').innerText(), 'pending');
     assert.match(await page.locator('#attachments').innerText(), /letter\.txt/);
+    // Its times in MassHealth's time zone (stored in UTC).
+    assert.match(await page.locator('#appeal-clock').innerText(), /E[SD]T/);
 
     // A second reviewer, who did not deny it, finds it among the open appeals and overturns it.
     await page.click('#signout');

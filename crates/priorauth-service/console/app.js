@@ -44,6 +44,16 @@ async function api(method, path, body) {
   return data;
 }
 
+/// A time (stored and answered in UTC) as the plan's people read it: in the plan's time zone.
+function when(iso, planId) {
+  const zone = state.plans?.find(p => p.id === planId)?.time_zone || 'UTC';
+  try {
+    return new Date(iso).toLocaleString(undefined, { timeZone: zone, timeZoneName: 'short' });
+  } catch {
+    return new Date(iso).toISOString();
+  }
+}
+
 function outcomeBadge(outcome) {
   return el('span', { class: 'outcome ' + outcome }, outcome.replace('_', ' '));
 }
@@ -274,7 +284,7 @@ async function requestView(id) {
     el('p', {}, 'Recommendation: ', outcomeBadge(d.outcome), d.authorization ? ` authorized ${d.authorization.start} to ${d.authorization.end}` : ''),
     d.quantity ? el('p', {}, `Quantity: ${d.quantity.hcpcs} × ${d.quantity.units} units per ${d.quantity.period_days} days (${d.quantity.vials} vials), ${d.quantity.cycles} cycles`) : null,
     d.missing.length ? el('p', {}, 'Missing: ' + d.missing.join(', ')) : null,
-    request.due_at ? el('p', {}, `Due by ${new Date(request.due_at).toLocaleString()}`) : null,
+    request.due_at ? el('p', { class: request.late ? 'due-soon' : null }, `Due by ${when(request.due_at, request.plan)}${request.late ? ' (late)' : ''}`) : null,
     request.determination ? el('p', { class: 'panel' }, `Determination: ${request.determination.decision} by ${request.determination.reviewer.name} (${request.determination.reviewer.credentials}): ${request.determination.reason}`) : null,
     el('p', {}, el('a', { href: '#compare/' + id }, 'Compare payers')),
     decisionTree(mine, request.policy),
@@ -284,7 +294,7 @@ async function requestView(id) {
   if (record.appeals.length) parts.push(appealsTable('Appeals of this request', record.appeals, 'request-appeals'));
   if (record.peer_to_peer.length) {
     parts.push(el('h3', {}, 'Peer-to-peer discussions'), el('ul', { id: 'discussions' }, record.peer_to_peer.map(p =>
-      el('li', {}, `${new Date(p.held_at).toLocaleString()}: ${p.prescriber} with ${p.reviewer.name}: ${p.outcome.replace(/_/g, ' ')}${p.notes ? ' (' + p.notes + ')' : ''}`))));
+      el('li', {}, `${when(p.held_at, request.plan)}: ${p.prescriber} with ${p.reviewer.name}: ${p.outcome.replace(/_/g, ' ')}${p.notes ? ' (' + p.notes + ')' : ''}`))));
   }
   const adverse = request.status === 'denied' || (request.status === 'approved' && request.determination?.decision === 'approve_with_changes');
   const appealOpen = record.appeals.some(a => a.status === 'pending');
@@ -443,13 +453,14 @@ function appealsTable(title, appeals, id) {
     el('td', {}, el('a', { href: '#appeal/' + a.id }, a.id)),
     el('td', {}, el('a', { href: '#request/' + a.request_id }, a.request_id)),
     el('td', {}, a.plan), el('td', {}, a.appellant), el('td', {}, a.urgency), el('td', {}, a.status),
-    el('td', {}, new Date(a.due_at).toLocaleString()),
+    el('td', {}, when(a.due_at, a.plan)),
     el('td', { class: a.late ? 'due-soon' : null }, timeLeft(a))));
   return [el('h3', {}, title), el('table', { id }, el('thead', {}, el('tr', {}, ['Appeal', 'Request', 'Plan', 'By', 'Urgency', 'Status', 'Due', 'Clock'].map(h => el('th', { scope: 'col' }, h)))), el('tbody', {}, rows))];
 }
 
 async function appealsView() {
   const navigation = state.navigation;
+  await load();
   const answer = await api('GET', '/v1/appeals');
   show(navigation, el('h2', {}, 'Open appeals'),
     el('p', { class: 'hint' }, 'Soonest due first. Late ones are marked.'),
@@ -465,11 +476,12 @@ async function download(appeal, attachment) {
 
 async function appealView(id) {
   const navigation = state.navigation;
+  await load();
   const appeal = await api('GET', '/v1/appeals/' + id);
   const parts = [
     el('h2', {}, `Appeal ${appeal.id}`),
     el('p', {}, 'Of request ', el('a', { href: '#request/' + appeal.request_id }, appeal.request_id), `, plan ${appeal.plan}; filed by the ${appeal.appellant}, ${appeal.urgency}; status `, el('strong', { id: 'appeal-status' }, appeal.status)),
-    el('p', { class: appeal.late ? 'due-soon' : null }, `Received ${new Date(appeal.received_at).toLocaleString()}; due ${new Date(appeal.due_at).toLocaleString()} (${timeLeft(appeal)})`),
+    el('p', { id: 'appeal-clock', class: appeal.late ? 'due-soon' : null }, `Received ${when(appeal.received_at, appeal.plan)}; due ${when(appeal.due_at, appeal.plan)} (${timeLeft(appeal)})`),
     appeal.extension ? el('p', {}, `Extended by ${appeal.extension.days} days: ${appeal.extension.reason}`) : null,
     el('div', { class: 'panel' }, el('h3', {}, 'Grounds'), el('p', {}, appeal.grounds)),
     appeal.attachments.length ? el('ul', { id: 'attachments' }, appeal.attachments.map(a => el('li', {},
@@ -508,7 +520,7 @@ async function noticePanel(appeal) {
     el('h3', {}, `Notice: the appeal is ${notice.decision}`),
     el('p', {}, notice.reason),
     notice.criterion ? el('p', {}, `Criterion: ${notice.criterion.text || notice.criterion.id} (${notice.criterion.source || ''})`) : null,
-    el('p', {}, `Decided by ${notice.reviewer.name} (${notice.reviewer.credentials}) on ${new Date(notice.decided_at).toLocaleString()}, ${notice.on_time ? 'within' : 'after'} the appeal clock.`),
+    el('p', {}, `Decided by ${notice.reviewer.name} (${notice.reviewer.credentials}) on ${when(notice.decided_at, appeal.plan)}, ${notice.on_time ? 'within' : 'after'} the appeal clock.`),
     notice.authorization ? el('p', {}, `Authorization ${notice.authorization.number}: ${notice.authorization.approved_units} units, ${notice.authorization.start} to ${notice.authorization.end}.`) : null,
     notice.further_rights ? el('p', {}, notice.further_rights) : null);
 }
@@ -604,11 +616,12 @@ async function reportView() {
 
 async function queueView() {
   const navigation = state.navigation;
+  await load();
   const answer = await api('GET', '/v1/queue');
   const rows = answer.items.map(item => el('tr', {},
     el('td', {}, el('a', { href: '#request/' + item.id }, item.id)),
     el('td', {}, item.plan), el('td', {}, outcomeBadge(item.recommendation)), el('td', {}, item.urgency),
-    el('td', {}, new Date(item.due_at).toLocaleString()),
+    el('td', {}, when(item.due_at, item.plan)),
     el('td', { class: item.minutes_left < 240 ? 'due-soon' : null }, `${Math.floor(item.minutes_left / 60)} h ${Math.abs(item.minutes_left % 60)} min`)));
   show(navigation, el('h2', {}, 'Review queue'),
     el('p', { class: 'hint' }, 'Requests awaiting a clinician, most urgent first.'),

@@ -359,6 +359,8 @@ pub struct DenialLetter {
     reviewer: Value,
     #[schema(format = DateTime)]
     decided_at: String,
+    /// The plan's time zone, in which a letter shows its times (they are given in UTC).
+    time_zone: Option<String>,
     /// The plan's appeal rights and clocks, in words.
     appeal: Option<String>,
     /// That software evaluated and a clinician decided.
@@ -414,6 +416,8 @@ pub struct Plan {
     line_of_business: String,
     /// Policy id by drug.
     policies: std::collections::BTreeMap<String, String>,
+    /// The IANA time zone its times are shown in (they are stored and answered in UTC).
+    time_zone: String,
 }
 
 /// A policy in effect.
@@ -581,6 +585,8 @@ pub struct AppealNotice {
     /// `appeal_decision` or `appeal_extension`.
     kind: String,
     request_id: String,
+    /// The plan's time zone, in which the notice shows its times (they are given in UTC).
+    time_zone: String,
     appeal_id: String,
     /// `upheld` or `overturned` (a decision's notice).
     decision: Option<String>,

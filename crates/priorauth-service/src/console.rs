@@ -89,9 +89,9 @@ pub(crate) async fn questions(State(state): State<AppState>, _caller: Caller) ->
     ))
 }
 
-#[utoipa::path(get, path = "/v1/plans", operation_id = "list_plans", tag = "Console", summary = "The plans: line of business, policy per drug, clocks", responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "the plans with their line of business and policy per drug", body = Vec<crate::answers::Plan>)))]
+#[utoipa::path(get, path = "/v1/plans", operation_id = "list_plans", tag = "Console", summary = "The plans: line of business, policy per drug, time zone", responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "the plans with their line of business and policy per drug", body = Vec<crate::answers::Plan>)))]
 pub(crate) async fn plans(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
-    Json(json!(state.service.plans.plans.iter().map(|p| json!({"id": p.id, "name": p.name, "line_of_business": p.line_of_business, "policies": p.policies})).collect::<Vec<_>>()))
+    Json(json!(state.service.plans.plans.iter().map(|p| json!({"id": p.id, "name": p.name, "line_of_business": p.line_of_business, "policies": p.policies, "time_zone": p.time_zone})).collect::<Vec<_>>()))
 }
 
 #[utoipa::path(get, path = "/v1/policies", operation_id = "list_policies", tag = "Console", summary = "The policies in effect, with their criteria and the keys they read", responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "the policies in effect, with their criteria and the case keys they read", body = Vec<crate::answers::PolicySummary>)))]

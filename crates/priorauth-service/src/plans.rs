@@ -21,6 +21,10 @@ pub struct Plan {
     pub clocks: Clocks,
     /// How to appeal, as the denial notice states it.
     pub appeal: String,
+    /// The IANA time zone (`America/New_York`) its members' and providers' times are shown in;
+    /// times are stored and answered in UTC.
+    #[serde(default = "utc")]
+    pub time_zone: String,
     /// The clocks of this plan's appeals; without them, its line of business's regulatory
     /// defaults (`AppealClocks::default_for`).
     #[serde(default)]
@@ -29,6 +33,22 @@ pub struct Plan {
     /// line of business's (`further_rights_for`).
     #[serde(default)]
     pub further_rights: Option<String>,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+/// An IANA time zone name as written (`UTC`, `America/Argentina/Buenos_Aires`, `Etc/GMT+5`):
+/// the console's browser resolves it, so only its form is checked here.
+fn is_time_zone_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.split('/').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+'))
+        })
 }
 
 impl Plan {
@@ -196,6 +216,12 @@ impl Plans {
             }
         }
         for plan in &file.plan {
+            if !is_time_zone_name(&plan.time_zone) {
+                return Err(format!(
+                    "plan `{}`: `{}` is not a time zone name (`America/New_York`)",
+                    plan.id, plan.time_zone
+                ));
+            }
             let clocks = plan.appeal_clocks();
             let sane = |n: i64, most: i64| (1..=most).contains(&n);
             if !sane(clocks.filing_days, 3_650)
@@ -222,5 +248,66 @@ impl Plans {
 
     pub fn get(&self, id: &str) -> Option<&Plan> {
         self.plans.iter().find(|p| p.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_zone_names_are_checked_for_their_form() {
+        for name in [
+            "UTC",
+            "America/New_York",
+            "America/Argentina/Buenos_Aires",
+            "Etc/GMT+5",
+        ] {
+            assert!(is_time_zone_name(name), "{name}");
+        }
+        for name in [
+            "",
+            "America/",
+            "/UTC",
+            "America/New York",
+            "Europe/../etc",
+            "x\n",
+        ] {
+            assert!(!is_time_zone_name(name), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn each_line_of_business_has_its_regulatory_appeal_clocks() {
+        let ma = AppealClocks::default_for("medicare_advantage");
+        assert_eq!(
+            (
+                ma.standard_hours,
+                ma.expedited_hours,
+                ma.filing_days,
+                ma.extension_days
+            ),
+            (168, 72, 65, 0)
+        );
+        let medicaid = AppealClocks::default_for("medicaid");
+        assert_eq!(
+            (
+                medicaid.standard_hours,
+                medicaid.filing_days,
+                medicaid.extension_days
+            ),
+            (720, 60, 14)
+        );
+        assert_eq!(AppealClocks::default_for("chip"), medicaid);
+        let commercial = AppealClocks::default_for("commercial");
+        assert_eq!(
+            (
+                commercial.standard_hours,
+                commercial.filing_days,
+                commercial.extension_days
+            ),
+            (720, 180, 0)
+        );
+        assert_eq!(AppealClocks::default_for("exchange"), commercial);
     }
 }

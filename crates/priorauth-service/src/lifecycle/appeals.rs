@@ -831,6 +831,7 @@ pub async fn notice(service: &Service, caller: &Caller, id: &str) -> Result<Valu
             json!({
                 "kind": "appeal_extension",
                 "request_id": row.id,
+                "time_zone": plan.time_zone,
                 "appeal_id": appeal.id,
                 "service": service_json,
                 "received_at": timestamp(appeal.received_at),
@@ -863,6 +864,7 @@ pub async fn notice(service: &Service, caller: &Caller, id: &str) -> Result<Valu
             json!({
                 "kind": "appeal_decision",
                 "request_id": row.id,
+                "time_zone": plan.time_zone,
                 "appeal_id": appeal.id,
                 "decision": if upheld { "upheld" } else { "overturned" },
                 "service": service_json,

@@ -520,6 +520,7 @@ pub async fn denial_letter(service: &Service, caller: &Caller, id: &str) -> Resu
             "peer_to_peer": "The prescriber may discuss this decision with the reviewer (peer-to-peer) by contacting the plan.",
         },
         "decided_at": timestamp(d.at),
+        "time_zone": plan.map(|p| p.time_zone.clone()),
         "appeal": plan.map(|p| p.appeal.clone()),
         "automation": "Software evaluated the request against the policy; a licensed clinician reviewed the request and made this decision.",
     });
