@@ -182,6 +182,9 @@ async fn a_denial_is_appealed_by_the_clinic_and_overturned_by_another_reviewer_i
             file.body,
             json!("The member started blinatumomab before enrolling.")
         );
+        assert_eq!(file.header("content-type"), Some("text/plain"));
+        assert_eq!(file.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(file.header("content-disposition"), Some("attachment"));
         server.get(&file_path, &cast.other_clinic).await.expect(404);
         server
             .get(&format!("/v1/appeals/{appeal}/attachments/2"), &cast.clinic)

@@ -168,6 +168,8 @@ pub(crate) async fn attachment(
         [
             (header::CONTENT_TYPE, content_type),
             (header::CONTENT_DISPOSITION, "attachment".to_string()),
+            // A file is what it was declared as: a browser must not sniff text as a page.
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
         ],
         bytes,
     )
