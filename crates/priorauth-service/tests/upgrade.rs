@@ -310,6 +310,46 @@ async fn a_database_of_the_previous_release_upgrades_with_every_record_intact() 
         // The old keys still authenticate, with their roles.
         let reviewer = expected["keys"]["reviewer"].as_str().unwrap();
         server.get("/v1/queue", reviewer).await.expect(200);
+        // The UM report counts the old records, whose drug was not recorded, by their status
+        // and their determinations (looked up: no copy on the old rows).
+        let um = server
+            .get("/v1/reports/um?from=2000-01-01&to=2100-12-31", reviewer)
+            .await;
+        um.expect(200);
+        let groups = um.body["groups"].as_array().unwrap();
+        let sum = |figure: &str| {
+            groups
+                .iter()
+                .map(|g| g[figure].as_i64().unwrap())
+                .sum::<i64>()
+        };
+        assert_eq!(sum("requests"), saved["requests"]);
+        assert!(groups.iter().all(|g| g["drug"] == "unrecorded"));
+        let by_status = |status: &str| {
+            let n = expected["requests"]
+                .as_object()
+                .unwrap()
+                .values()
+                .filter(|r| r["status"] == status)
+                .count();
+            i64::try_from(n).unwrap()
+        };
+        assert_eq!(sum("denied"), by_status("denied"));
+        let approved = sum("approved_touchless")
+            + sum("approved_by_reviewer")
+            + sum("approved_with_changes")
+            + sum("approved_on_appeal");
+        assert_eq!(approved, by_status("approved"));
+        let determined = expected["requests"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter(|r| r["status"] == "approved" && !r["determination"].is_null())
+            .count();
+        assert_eq!(
+            sum("approved_by_reviewer") + sum("approved_with_changes"),
+            i64::try_from(determined).unwrap()
+        );
         server.stop().await;
 
         // Opened again: nothing to apply, nothing changed.

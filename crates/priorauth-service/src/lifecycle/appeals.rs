@@ -449,11 +449,8 @@ pub async fn decide(
         Begun::Replayed(answer) => return Ok((answer, true)),
     };
     let appeal = fetch_appeal(&mut tx, caller, id).await?;
-    if appeal.status != "pending" {
-        return Err(Error::Conflict(format!(
-            "the appeal is `{}`, decided already",
-            appeal.status
-        )));
+    if appeal.status != "pending" || !records::lock_pending(&mut tx, id).await? {
+        return Err(Error::Conflict("the appeal is decided already".into()));
     }
     let row = fetch(&mut tx, caller, &appeal.request_id).await?;
     let appealed = adverse_determination(&mut tx, &row).await?;
@@ -652,6 +649,9 @@ pub async fn extend(
         Begun::Replayed(answer) => return Ok((answer, true)),
     };
     let appeal = fetch_appeal(&mut tx, caller, id).await?;
+    if !records::lock_pending(&mut tx, id).await? {
+        return Err(Error::Conflict("the appeal is decided".into()));
+    }
     let row = fetch(&mut tx, caller, &appeal.request_id).await?;
     let days = plan_of(service, &row)?.appeal_clocks().extension_days;
     if days == 0 {

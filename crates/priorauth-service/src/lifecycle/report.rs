@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Error, Service, invalid, require, timestamp};
 use crate::keys::{Caller, Role};
-use crate::store::report::{self as records, AppealCounts, GroupCounts, Grouping, Period};
+use std::collections::HashMap;
+
+use crate::store::report::{self as records, AppealCounts, GroupCounts, Period};
 use crate::store::{self, now_ms};
 
 /// What a caller asks: `GET /v1/reports/um?from=&to=&format=`.
@@ -152,8 +154,7 @@ pub async fn um(service: &Service, caller: &Caller, query: &UmQuery) -> Result<U
     };
     let mut tx = service.store.reads.begin().await?;
     let counts = records::counts(&mut tx, period).await?;
-    let by_group = records::turnaround(&mut tx, period, Grouping::PlanDrugUrgency).await?;
-    let by_plan = records::turnaround(&mut tx, period, Grouping::PlanUrgency).await?;
+    let decided = records::decided(&mut tx, period).await?;
     let appeals = records::appeals(&mut tx, period).await?;
     tx.commit().await?;
     let mut audit = service.store.pool.begin().await?;
@@ -164,12 +165,12 @@ pub async fn um(service: &Service, caller: &Caller, query: &UmQuery) -> Result<U
     .await?;
     audit.commit().await?;
 
+    let by_group = percentiles(&decided, |(plan, drug, urgency)| (plan, drug, urgency));
+    let by_plan = percentiles(&decided, |(plan, _, urgency)| (plan, "", urgency));
     let groups = counts
         .iter()
         .map(|c| {
-            let percentiles = by_group
-                .iter()
-                .find(|t| t.plan == c.plan && t.drug == c.drug && t.urgency == c.urgency);
+            let percentiles = by_group.get(&(c.plan.as_str(), c.drug.as_str(), c.urgency.as_str()));
             Group {
                 counts: c.clone(),
                 turnaround_hours: TurnaroundHours {
@@ -210,7 +211,7 @@ fn cms_metrics(
     service: &Service,
     plan: &str,
     counts: &[GroupCounts],
-    by_plan: &[records::Turnaround],
+    by_plan: &HashMap<(&str, &str, &str), Percentiles>,
 ) -> CmsMetrics {
     let of = |urgency: &str| -> CmsUrgency {
         let rows: Vec<&GroupCounts> = counts
@@ -227,9 +228,7 @@ fn cms_metrics(
         let denied = sum(|c| c.denied);
         let decided = approved + denied;
         let all_decided = sum(|c| c.decided);
-        let percentiles = by_plan
-            .iter()
-            .find(|t| t.plan == plan && t.urgency == urgency);
+        let percentiles = by_plan.get(&(plan, "", urgency));
         CmsUrgency {
             decided,
             approved_percent: percent(approved, decided),
@@ -277,6 +276,47 @@ fn cms_metrics(
         expedited: of("expedited"),
         extended_and_approved_percent: percent(extended_approved, decided),
     }
+}
+
+/// The median, 90th percentile and maximum of a group's turnaround, by nearest rank (the
+/// smallest time that at least that share of the group is at or under).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Percentiles {
+    median_ms: i64,
+    p90_ms: i64,
+    max_ms: i64,
+}
+
+/// The percentiles of each group that `key` makes of the report's groups (itself, or plan
+/// and urgency).
+fn percentiles<'a>(
+    decided: &'a [(records::GroupKey, Vec<i64>)],
+    key: impl Fn((&'a str, &'a str, &'a str)) -> (&'a str, &'a str, &'a str),
+) -> HashMap<(&'a str, &'a str, &'a str), Percentiles> {
+    let mut times: HashMap<(&str, &str, &str), Vec<i64>> = HashMap::new();
+    for ((plan, drug, urgency), group) in decided {
+        times
+            .entry(key((plan, drug, urgency)))
+            .or_default()
+            .extend_from_slice(group);
+    }
+    times
+        .into_iter()
+        .filter_map(|(group, mut t)| {
+            t.sort_unstable();
+            let n = t.len();
+            // Rank k (1-based) of share p is ceil(p·n): (n + 1) / 2 and (9n + 9) / 10.
+            let at = |k: usize| t.get(k.max(1) - 1).copied();
+            Some((
+                group,
+                Percentiles {
+                    median_ms: at(n.div_ceil(2))?,
+                    p90_ms: at((9 * n).div_ceil(10))?,
+                    max_ms: at(n)?,
+                },
+            ))
+        })
+        .collect()
 }
 
 fn cell<T: std::fmt::Display>(value: Option<T>) -> String {

@@ -162,6 +162,18 @@ pub async fn open(tx: &mut Tx, page: &OpenPage) -> Result<Vec<Appeal>, StoreErro
         .collect::<Result<_, _>>()?)
 }
 
+/// Takes an open appeal's row lock (until commit); false when it is no longer open. A decision
+/// and an extension take it before anything else, so that they queue on it in one order (an
+/// overturn also locks its request and the audit head: taken after, never before).
+pub async fn lock_pending(tx: &mut Tx, id: &str) -> Result<bool, StoreError> {
+    let locked =
+        sqlx::query("UPDATE appeals SET status = status WHERE id = $1 AND status = 'pending'")
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    Ok(locked.rows_affected() == 1)
+}
+
 /// A reviewer's decision on an appeal.
 #[derive(Debug, Clone)]
 pub struct AppealDecision<'a> {

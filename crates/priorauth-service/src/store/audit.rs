@@ -90,8 +90,8 @@ impl Binds {
     /// Every row of the record, each column as text, in one query: the request's row, its
     /// events in order, its determination, its authorization's terms (not its units used,
     /// which usage changes under the authorization's own entries), its appeals with their
-    /// attachments, its peer-to-peer records, its drug and decision's time (for a
-    /// request stored with its drug), and the reason its clock was extended (parts a request
+    /// attachments, its peer-to-peer records, its drug, decision's time and
+    /// determination's decision (for a request stored with its drug), and the reason its clock was extended (parts a request
     /// without them does not have, so states
     /// bound before they existed compute as they did); or the authorization's
     /// units used and its usage rows.
@@ -104,7 +104,7 @@ impl Binds {
                  UNION ALL SELECT 4, 0, number, organization, drug, hcpcs, start_date, end_date, CAST(units_per_period AS TEXT), CAST(period_days AS TEXT), CAST(cycles AS TEXT), CAST(first_cycle AS TEXT), CAST(approved_units AS TEXT), renews, CAST(created_at AS TEXT), NULL, NULL, NULL, NULL, NULL FROM authorizations WHERE request_id = $1 \
                  UNION ALL SELECT 5, received_at, id, filed_by, appellant, urgency, status, grounds, attachments_json, CAST(received_at AS TEXT), CAST(due_at AS TEXT), extension_reason, decision_reason, reviewer_key, reviewer_name, reviewer_credentials, CAST(decided_at AS TEXT), NULL, NULL, NULL FROM appeals WHERE request_id = $1 \
                  UNION ALL SELECT 6, recorded_at, id, appeal_id, prescriber, CAST(held_at AS TEXT), outcome, notes, reviewer_key, reviewer_name, reviewer_credentials, CAST(recorded_at AS TEXT), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM peer_to_peer WHERE request_id = $1 \
-                 UNION ALL SELECT 8, 0, drug, CAST(decided_at AS TEXT), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM requests WHERE id = $1 AND drug IS NOT NULL \
+                 UNION ALL SELECT 8, 0, drug, CAST(decided_at AS TEXT), determination, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM requests WHERE id = $1 AND drug IS NOT NULL \
                  UNION ALL SELECT 9, 0, extension_reason, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM requests WHERE id = $1 AND extension_reason IS NOT NULL \
                  UNION ALL SELECT 7, a.n, a.appeal_id, a.content_type, a.data, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM appeal_attachments a JOIN appeals p ON p.id = a.appeal_id WHERE p.request_id = $1 \
                  ORDER BY 1, 2, 3"

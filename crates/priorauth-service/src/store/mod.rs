@@ -63,6 +63,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0010_requests_report_columns.sql",
         include_str!("../../migrations/0010_requests_report_columns.sql"),
     ),
+    (
+        "0011_requests_report_index.sql",
+        include_str!("../../migrations/0011_requests_report_index.sql"),
+    ),
 ];
 
 /// `MIGRATIONS` as sqlx's migrator takes them: version, description, type and the no-transaction

@@ -446,6 +446,10 @@ pub async fn take_determination(
         .bind(id)
         .execute(&mut **tx)
         .await?;
+    sqlx::query("UPDATE requests SET determination = NULL WHERE id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
     Ok(determination)
 }
 
@@ -465,6 +469,12 @@ pub async fn insert_determination(
         .bind(&determination.reviewer_credentials)
         .bind(&determination.changes_json)
         .bind(determination.at)
+        .execute(&mut **tx)
+        .await?;
+    // Its decision kept with the request, which the report reads without a lookup.
+    sqlx::query("UPDATE requests SET determination = $1 WHERE id = $2")
+        .bind(&determination.decision)
+        .bind(request_id)
         .execute(&mut **tx)
         .await?;
     Ok(())
