@@ -667,3 +667,102 @@ async fn concurrent_filings_and_decisions_of_one_appeal_have_one_winner() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pending_standard_request_is_extended_once_where_its_plan_allows_and_late_shows() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let cast = cast(&server).await;
+        // MassHealth (Medicaid): a standard request in review may be extended by 14 days.
+        let reviewed = server
+            .submitted(&cast.clinic, "masshealth", case("E12"))
+            .await;
+        let id = id_of(&reviewed);
+        let path = format!("/v1/requests/{id}/extension");
+        let why = json!({"reason": "Awaiting the previous plan's infusion records."});
+        server.post(&path, &cast.clinic, &why).await.expect(403);
+        server
+            .post(&path, &cast.hematologist, &json!({"reason": " "}))
+            .await
+            .expect_problem(422, "reason");
+        let extended = server.post(&path, &cast.hematologist, &why).await;
+        extended.expect(200);
+        assert_eq!(
+            millis(&extended.body["due_at"]) - millis(&reviewed["due_at"]),
+            336 * HOUR_MS
+        );
+        let last = extended.body["history"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
+        assert_eq!(last["kind"], "extended");
+        assert_eq!(last["reason"], why["reason"]);
+        assert_eq!(last["extension_hours"], 336);
+        // Once only.
+        server
+            .post(&path, &cast.hematologist, &why)
+            .await
+            .expect(409);
+
+        // Not an expedited request, and not where the plan allows none (Medicare Part B).
+        let expedited = server
+            .post(
+                "/v1/requests",
+                &cast.clinic,
+                &json!({"plan": "masshealth", "case": case("E12"), "urgency": "expedited"}),
+            )
+            .await;
+        expedited.expect(201);
+        server
+            .post(
+                &format!("/v1/requests/{}/extension", id_of(&expedited.body)),
+                &cast.hematologist,
+                &why,
+            )
+            .await
+            .expect(409);
+        let mut part_b = case("E05");
+        part_b["request"]
+            .as_object_mut()
+            .unwrap()
+            .remove("line_of_business");
+        let medicare = server
+            .submitted(&cast.clinic, "express-scripts-medicare-advantage", part_b)
+            .await;
+        assert_eq!(medicare["status"], "pending_review", "{medicare}");
+        server
+            .post(
+                &format!("/v1/requests/{}/extension", id_of(&medicare)),
+                &cast.hematologist,
+                &why,
+            )
+            .await
+            .expect(409);
+
+        // Past its due time (moved back by SQL, as time would), it shows late in its answer
+        // and in the queue.
+        assert_eq!(extended.body["late"], false);
+        sqlx::query("UPDATE requests SET due_at = created_at - 1 WHERE id = $1")
+            .bind(&id)
+            .execute(&server.store().pool)
+            .await
+            .unwrap();
+        let late = server
+            .get(&format!("/v1/requests/{id}"), &cast.clinic)
+            .await;
+        assert_eq!(late.body["late"], true);
+        let queue = server.get("/v1/queue", &cast.hematologist).await;
+        let item = queue.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == json!(id))
+            .unwrap()
+            .clone();
+        assert_eq!(item["late"], true);
+        server.stop().await;
+    })
+    .await;
+}

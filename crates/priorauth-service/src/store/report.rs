@@ -136,9 +136,9 @@ pub type GroupKey = (String, String, String);
 
 /// The receipt-to-decision times of the requests decided in the period, unsorted, per group,
 /// read in one pass over the report index and streamed (eight bytes a request are kept, not
-/// the rows): ranking them per group here costs less than the database's window functions,
-/// which sort the whole period once per window (measured on a year of a million requests on
-/// SQLite: the report took 18 s with them).
+/// the rows): ranking them per group in the service (`lifecycle::report`) costs less than the
+/// database's window functions, which sort the whole period once per window (measured on a
+/// year of a million requests on SQLite: the report took 18 s with them).
 pub async fn decided(tx: &mut Tx, period: Period) -> Result<Vec<(GroupKey, Vec<i64>)>, StoreError> {
     use futures_util::TryStreamExt;
     let mut rows = sqlx::query(
