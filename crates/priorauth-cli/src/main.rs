@@ -112,6 +112,12 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         plans: Option<PathBuf>,
     },
+    /// The payer's eligibility in DATABASE_URL's database, by which CRD and PAS find a
+    /// member's plan from the member id on the EHR's Coverage.
+    Members {
+        #[command(subcommand)]
+        command: MembersCommand,
+    },
     /// Manage API keys in DATABASE_URL's database.
     Keys {
         #[command(subcommand)]
@@ -229,6 +235,21 @@ enum KeysCommand {
     Revoke { id: String },
     /// Every key: id, organization, role, name, created and revoked times (never a secret).
     List,
+}
+
+#[derive(Debug, Subcommand)]
+enum MembersCommand {
+    /// Load enrolments from a CSV file with the header
+    /// `member_id,plan,effective_from,effective_to,birth_date` (the last two may be empty;
+    /// `effective_to` is the last day covered). Every row is checked before any is written;
+    /// a row with the same member, plan and first day replaces the stored one.
+    Import {
+        #[arg(value_name = "FILE.csv")]
+        file: PathBuf,
+        /// Plans file (default: the bundled config/plans.toml).
+        #[arg(long, value_name = "FILE")]
+        plans: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -368,6 +389,9 @@ fn main() -> ExitCode {
             service::serve(engine, &listen, plans.as_deref(), cli.policies.as_deref())
         }
         Command::Keys { command } => service::keys(command),
+        Command::Members {
+            command: MembersCommand::Import { file, plans },
+        } => service::import_members(engine, &file, plans.as_deref()),
         Command::Audit {
             command: AuditCommand::Verify,
         } => match service::verify() {

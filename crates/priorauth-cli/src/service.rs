@@ -180,6 +180,48 @@ pub fn verify() -> Result<bool, String> {
 }
 
 /// Prints the UM report of DATABASE_URL's records; its reading is audited as the operator's.
+/// `priorauth members import`: the payer's eligibility, checked whole, then written in one
+/// transaction with one audit entry.
+pub fn import_members(engine: Engine, file: &Path, plans: Option<&Path>) -> Result<(), String> {
+    use priorauth_service::lifecycle::members;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
+    let plans_text = plans
+        .map(|p| {
+            std::fs::read_to_string(p).map_err(|e| format!("cannot read `{}`: {e}", p.display()))
+        })
+        .transpose()?;
+    let problem = |error: priorauth_service::lifecycle::Error| match error {
+        priorauth_service::lifecycle::Error::Invalid(problems) => problems
+            .iter()
+            .map(|(field, message)| format!("{}: {field}: {message}", file.display()))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        other => format!("{other:?}"),
+    };
+    runtime()?.block_on(async {
+        let state =
+            priorauth_service::state(engine, plans_text.as_deref(), &database_url()).await?;
+        let rows = members::parse(&state.service, &text).map_err(problem)?;
+        members::import(&state.service, &operator("priorauth members import"), &rows)
+            .await
+            .map_err(problem)?;
+        eprintln!("imported {} enrolments", rows.len());
+        Ok(())
+    })
+}
+
+/// The operator at the database's machine, as `keys` is: an admin of the payer.
+fn operator(name: &str) -> priorauth_service::keys::Caller {
+    priorauth_service::keys::Caller {
+        key_id: "cli".into(),
+        organization: "payer".into(),
+        role: Role::Admin,
+        name: name.into(),
+        credentials: String::new(),
+    }
+}
+
 pub fn um_report(
     engine: Engine,
     from: &str,
@@ -205,14 +247,7 @@ pub fn um_report(
     runtime()?.block_on(async {
         let state =
             priorauth_service::state(engine, plans_text.as_deref(), &database_url()).await?;
-        // The operator at the database's machine, as `keys` is: an admin of the payer.
-        let operator = priorauth_service::keys::Caller {
-            key_id: "cli".into(),
-            organization: "payer".into(),
-            role: Role::Admin,
-            name: "priorauth report um".into(),
-            credentials: String::new(),
-        };
+        let operator = operator("priorauth report um");
         let query = UmQuery {
             from: Some(from.to_string()),
             to: Some(to.to_string()),

@@ -737,3 +737,59 @@ fn keys_are_created_listed_and_revoked() {
     assert_eq!(code, Some(1));
     assert!(message.contains("no active key"), "{message}");
 }
+
+/// The payer's eligibility loaded from a file: every row checked before any is written, each
+/// problem naming its line and field; a good file written whole, and again without doubling.
+#[test]
+fn eligibility_is_imported_whole_or_not_at_all() {
+    let dir = std::env::temp_dir().join(format!("priorauth-members-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.join("members.sqlite").display());
+    let import = |text: &str| {
+        let file = dir.join("eligibility.csv");
+        std::fs::write(&file, text).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_priorauth"))
+            .args(["members", "import"])
+            .arg(&file)
+            .env("DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        (output.status.code(), stderr(&output))
+    };
+    let header = "member_id,plan,effective_from,effective_to,birth_date\n";
+    let (code, message) = import(&format!(
+        "{header}M-1,eocco-medicaid,2026-01-01,,\nM-2,no-such-plan,2026-02-30,,\n"
+    ));
+    assert_eq!(code, Some(1), "{message}");
+    assert!(
+        message.contains("line 3: plan: `no-such-plan` is not a plan"),
+        "{message}"
+    );
+    assert!(message.contains("line 3: effective_from"), "{message}");
+    let count = || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let store = priorauth_service::Store::connect(&url).await.unwrap();
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM members")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+            store.pool.close().await;
+            n
+        })
+    };
+    assert_eq!(count(), 0, "nothing of a refused file is written");
+    let good = format!(
+        "{header}M-1,eocco-medicaid,2026-01-01,,\nM-2,eocco-medicaid,2025-01-01,2025-12-31,1980-04-05\n"
+    );
+    let (code, message) = import(&good);
+    assert_eq!(code, Some(0), "{message}");
+    assert!(message.contains("imported 2 enrolments"), "{message}");
+    assert_eq!(import(&good).0, Some(0));
+    assert_eq!(
+        count(),
+        2,
+        "a row with the same member, plan and first day is replaced"
+    );
+}

@@ -75,6 +75,28 @@ impl Resources {
     }
 }
 
+/// The member ids a Coverage carries: its `subscriberId`, then each identifier's value (US
+/// Core and CARIN give the member id as an identifier of type `MB`; any identifier is tried,
+/// since an id that is no member's matches nothing).
+pub fn member_ids(coverage: &Coverage) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    let subscriber = coverage
+        .subscriber_id
+        .as_ref()
+        .and_then(|s| s.value.clone());
+    let identifiers = coverage
+        .identifier
+        .iter()
+        .filter_map(|i| i.value.as_ref()?.value.clone());
+    for id in subscriber.into_iter().chain(identifiers) {
+        let id = id.trim().to_string();
+        if !id.is_empty() && !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    ids
+}
+
 fn resource_id(resource: &Resource) -> Option<&str> {
     resource.id().and_then(|id| id.value.as_deref())
 }
@@ -143,8 +165,11 @@ pub struct CaseBuilder<'a> {
     /// Date of the observation each observed fact came from (the newest wins).
     observed: BTreeMap<String, String>,
     icd10: Vec<String>,
-    /// The plan id on the member's coverage.
+    /// The plan id on the member's coverage, as the EHR declares it (`Coverage.class` plan).
     pub plan: Option<String>,
+    /// The member ids on the coverage (`subscriberId`, then each identifier), by which the
+    /// service finds the member's plan in the payer's eligibility.
+    pub member_ids: Vec<String>,
     /// Expedited review asked for (PAS level of service `U`, or priority `urgent`/`stat`).
     pub expedited: bool,
     /// The authorization this request continues (PAS item authorizationNumber).
@@ -161,6 +186,7 @@ impl<'a> CaseBuilder<'a> {
             observed: BTreeMap::new(),
             icd10: Vec::new(),
             plan: None,
+            member_ids: Vec::new(),
             expedited: false,
             renews: None,
             problems: Vec::new(),
@@ -315,6 +341,11 @@ impl<'a> CaseBuilder<'a> {
                 self.plan = class.value.value.clone();
             }
         }
+        for id in member_ids(coverage) {
+            if !self.member_ids.contains(&id) {
+                self.member_ids.push(id);
+            }
+        }
     }
 
     pub fn practitioner_role(&mut self, role: &PractitionerRole) {
@@ -350,6 +381,23 @@ impl<'a> CaseBuilder<'a> {
 
     /// The order: drug, dose, date and quantity. Resolves the requester's role.
     pub fn medication_request(&mut self, order: &MedicationRequest, resources: &Resources) {
+        if let MedicationRequestMedication::Reference(reference) = &order.medication {
+            // A Medication contained in the order (`#id`) or among the request's resources.
+            let target = reference
+                .reference
+                .as_ref()
+                .and_then(|r| r.value.as_deref());
+            let contained = order
+                .contained
+                .iter()
+                .find(|r| target.is_some_and(|t| t.strip_prefix('#') == resource_id(r)));
+            let medication = contained.or_else(|| resources.resolve(reference));
+            if let Some(Resource::Medication(medication)) = medication {
+                if let Some(code) = &medication.code {
+                    self.drug_codes(code, "Medication.code");
+                }
+            }
+        }
         if let MedicationRequestMedication::CodeableConcept(concept) = &order.medication {
             self.drug_codes(concept, "MedicationRequest.medicationCodeableConcept");
             // CRD 2.2 carries the expected billing code next to the clinical one.

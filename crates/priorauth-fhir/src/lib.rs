@@ -50,6 +50,21 @@ impl Problem {
 /// first, naming the element, and any other panic of the reader is caught and answered as
 /// invalid input.
 pub fn parse(json: &str) -> Result<fhirbolt::model::r4::Resource, Problem> {
+    parse_in(json, DeserializationMode::Strict)
+}
+
+/// Reads a FHIR resource as R4, leaving out what does not read (unknown elements, an element
+/// of the wrong shape where the reader can skip it). Only for advice that decides nothing: a
+/// CDS Hooks draft order an EHR sends as it is being written (`crd`), never for a request
+/// that could be approved.
+pub fn parse_lax(json: &str) -> Result<fhirbolt::model::r4::Resource, Problem> {
+    parse_in(json, DeserializationMode::Lax)
+}
+
+fn parse_in(
+    json: &str,
+    mode: DeserializationMode,
+) -> Result<fhirbolt::model::r4::Resource, Problem> {
     let value: Value =
         serde_json::from_str(json).map_err(|e| Problem::new("", format!("not JSON: {e}")))?;
     let root = value
@@ -65,12 +80,7 @@ pub fn parse(json: &str) -> Result<fhirbolt::model::r4::Resource, Problem> {
         ));
     }
     let read = std::panic::catch_unwind(|| {
-        fhirbolt::json::from_str(
-            json,
-            Some(DeserializationConfig {
-                mode: DeserializationMode::Strict,
-            }),
-        )
+        fhirbolt::json::from_str(json, Some(DeserializationConfig { mode }))
     });
     match read {
         Ok(resource) => {

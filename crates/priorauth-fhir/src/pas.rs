@@ -124,7 +124,9 @@ impl ClaimRequest {
 #[derive(Debug)]
 pub struct Intake {
     pub case: Value,
+    /// The plan the Coverage declares; the service finds the member's plan by `member_ids`.
     pub plan: Option<String>,
+    pub member_ids: Vec<String>,
     pub expedited: bool,
     pub renews: Option<String>,
     /// Sequence of the Claim item the decision answers.
@@ -142,6 +144,7 @@ pub fn intake(map: &Map, engine: &Engine, request: &ClaimRequest) -> Intake {
     Intake {
         case: builder.case(),
         plan: builder.plan.clone(),
+        member_ids: builder.member_ids.clone(),
         expedited: builder.expedited,
         renews: builder.renews.clone(),
         item_sequence,

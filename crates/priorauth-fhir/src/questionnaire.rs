@@ -13,6 +13,7 @@ use priorauth_core::questions::{self, Kind, Question};
 use priorauth_core::{Engine, Outcome, Policy};
 use serde_json::{Value, json};
 
+use crate::DTR;
 use crate::map::Map;
 
 const UCUM: &str = "http://unitsofmeasure.org";
@@ -42,10 +43,11 @@ impl Canonical {
     }
 }
 
-/// The policy id a Questionnaire canonical names (`…/Questionnaire/ID[-adaptive][|version]`).
+/// The policy id a Questionnaire canonical names (`…/Questionnaire/ID[-adaptive][|version]`),
+/// or an adaptive response's reference to its contained form (`#ID-adaptive`).
 pub fn policy_of(canonical: &str) -> Option<&str> {
     let url = canonical.split('|').next()?;
-    let last = url.rsplit('/').next()?;
+    let last = url.rsplit('/').next()?.trim_start_matches('#');
     Some(last.strip_suffix("-adaptive").unwrap_or(last))
 }
 
@@ -212,6 +214,8 @@ pub fn questionnaire(engine: &Engine, policy: &Policy, canonical: &Canonical, ma
     json!({
         "resourceType": "Questionnaire",
         "id": policy.id,
+        "meta": {"profile": [format!("{DTR}/StructureDefinition/dtr-std-questionnaire")]},
+        "text": narrative(&format!("{}: prior authorization questions", policy.title), &items),
         "url": canonical.questionnaire(&policy.id),
         "version": policy.version,
         "name": policy.id.replace(['-', '.'], "_"),
@@ -225,17 +229,47 @@ pub fn questionnaire(engine: &Engine, policy: &Policy, canonical: &Canonical, ma
 
 /// The adaptive Questionnaire of a policy: no items yet; `$next-question` adds them.
 pub fn adaptive_questionnaire(policy: &Policy, canonical: &Canonical) -> Value {
+    let title = format!(
+        "{}: prior authorization questions, asked one at a time",
+        policy.title
+    );
     json!({
         "resourceType": "Questionnaire",
         "id": format!("{}-adaptive", policy.id),
+        "meta": {"profile": [format!("{DTR}/StructureDefinition/dtr-questionnaire-adapt")]},
+        "text": narrative(&title, &[]),
         "url": canonical.adaptive(&policy.id),
+        // The adaptive form asks the standard form's questions.
+        "derivedFrom": [canonical.questionnaire(&policy.id)],
         "version": policy.version,
         "name": format!("{}_adaptive", policy.id.replace(['-', '.'], "_")),
-        "title": format!("{}: prior authorization questions, asked one at a time", policy.title),
+        "title": title,
         "status": "active",
         "subjectType": ["Patient"],
-        "extension": [{"url": ADAPTIVE, "valueBoolean": true}],
+        // SDC: the base of the service whose `Questionnaire/$next-question` asks the next
+        // questions (a client posts to `{valueUrl}/Questionnaire/$next-question`).
+        "extension": [{"url": ADAPTIVE, "valueUrl": canonical.base}],
     })
+}
+
+/// A Questionnaire's narrative: its title and each question's text, escaped for XHTML.
+fn narrative(title: &str, items: &[Value]) -> Value {
+    let escape = |text: &str| {
+        text.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let rows: String = items
+        .iter()
+        .filter_map(|item| item["text"].as_str())
+        .map(|text| format!("<li>{}</li>", escape(text)))
+        .collect();
+    let list = if rows.is_empty() {
+        String::new()
+    } else {
+        format!("<ul>{rows}</ul>")
+    };
+    json!({"status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>{}</p>{list}</div>", escape(title))})
 }
 
 /// The answer items of a case value, for a draft or an adaptive response.
@@ -347,24 +381,80 @@ pub fn draft_response(
     case: &Value,
     canonical: &Canonical,
     map: &Map,
-    subject: Option<&str>,
+    context: &DraftContext,
 ) -> Value {
     let asked = asked_keys(engine, policy);
-    let items: Vec<Value> = asked
+    let mut items: Vec<Value> = asked
         .iter()
         .filter_map(|key| Some((questions::question(key, engine)?, case_value(case, key)?)))
         .flat_map(|(q, value)| answer_items(&q, value, canonical, map))
         .collect();
+    for item in &mut items {
+        mark_prefilled(item);
+    }
     let mut response = json!({
         "resourceType": "QuestionnaireResponse",
+        "meta": {"profile": [format!("{DTR}/StructureDefinition/dtr-questionnaireresponse")]},
+        "extension": context.extensions(),
         "questionnaire": format!("{}|{}", canonical.questionnaire(&policy.id), policy.version),
         "status": "in-progress",
+        "authored": context.authored,
         "item": items,
     });
-    if let Some(subject) = subject {
+    if let Some(subject) = &context.subject {
         response["subject"] = json!({"reference": subject});
     }
+    drop_empty(&mut response, "item");
     response
+}
+
+/// FHIR leaves out an element with no value: an empty list is removed.
+fn drop_empty(resource: &mut Value, key: &str) {
+    if resource[key].as_array().is_some_and(Vec::is_empty) || resource[key].is_null() {
+        if let Some(object) = resource.as_object_mut() {
+            object.remove(key);
+        }
+    }
+}
+
+/// What a draft response is about: DTR's QuestionnaireResponse names its patient, when it was
+/// written, what it is for (prior authorization) and its context (the order and the coverage,
+/// or the CRD coverage assertion).
+#[derive(Debug, Clone, Default)]
+pub struct DraftContext {
+    /// `Patient/{id}`.
+    pub subject: Option<String>,
+    /// RFC 3339.
+    pub authored: String,
+    /// `qr-context` references: `{"reference": "MedicationRequest/…"}`, `{"reference":
+    /// "Coverage/…"}`, or a CRD assertion as `{"identifier": …}`.
+    pub references: Vec<Value>,
+}
+
+impl DraftContext {
+    fn extensions(&self) -> Value {
+        let mut extensions: Vec<Value> = self
+            .references
+            .iter()
+            .map(|r| json!({"url": format!("{DTR}/StructureDefinition/qr-context"), "valueReference": r}))
+            .collect();
+        extensions.push(json!({"url": format!("{DTR}/StructureDefinition/intendedUse"), "valueCodeableConcept": {"coding": [{"system": "http://hl7.org/fhir/us/davinci-crd/CodeSystem/temp", "code": "withpa", "display": "Include with prior authorization"}]}}));
+        json!(extensions)
+    }
+}
+
+/// Marks each answer of an item (and of its nested items) as filled in by the payer's
+/// service from the records (DTR's `information-origin`, source `auto`).
+fn mark_prefilled(item: &mut Value) {
+    // `get_mut`, not `item["…"]`: indexing a missing key mutably would insert a null.
+    let answers = item.get_mut("answer").and_then(Value::as_array_mut);
+    for answer in answers.into_iter().flatten() {
+        answer["extension"] = json!([{"url": format!("{DTR}/StructureDefinition/information-origin"), "extension": [{"url": "source", "valueCode": "auto"}]}]);
+    }
+    let nested = item.get_mut("item").and_then(Value::as_array_mut);
+    for nested in nested.into_iter().flatten() {
+        mark_prefilled(nested);
+    }
 }
 
 /// Where an adaptive form stands: the outcome so far and the facts that can still change it
@@ -431,13 +521,18 @@ pub fn adaptive_start(
     canonical: &Canonical,
     map: &Map,
     questionnaire: &Value,
+    context: &DraftContext,
 ) -> Value {
-    let draft = draft_response(engine, policy, case, canonical, map, None);
+    let draft = draft_response(engine, policy, case, canonical, map, context);
     let known: Vec<&'static str> = asked_keys(engine, policy)
         .into_iter()
         .filter(|k| case_value(case, k).is_some())
         .collect();
     let mut contained = questionnaire.clone();
+    // A contained resource is known by its local id; its canonical is the standalone form's.
+    if let Some(object) = contained.as_object_mut() {
+        object.remove("url");
+    }
     contained["item"] = json!(
         known
             .iter()
@@ -447,11 +542,21 @@ pub fn adaptive_start(
     );
     let mut response = json!({
         "resourceType": "QuestionnaireResponse",
+        "meta": draft["meta"],
         "contained": [contained],
+        "extension": draft["extension"],
         "questionnaire": "#".to_string() + contained_id(questionnaire),
         "status": "in-progress",
+        "authored": draft["authored"],
         "item": draft["item"],
     });
+    if !draft["subject"].is_null() {
+        response["subject"] = draft["subject"].clone();
+    }
+    drop_empty(&mut response, "item");
+    if let Some(contained) = response["contained"].get_mut(0) {
+        drop_empty(contained, "item");
+    }
     if let Some(index) = engine.policy_index(&policy.id) {
         if let Ok(step) = next_keys(engine, index, case) {
             adaptive_step(engine, policy, &mut response, &step, canonical, map);
@@ -490,8 +595,8 @@ pub fn append_questions(
         .filter(|item| !present.iter().any(|p| item["linkId"] == p.as_str()))
         .collect();
     let added = new.len();
-    if let Some(contained) = response["contained"].get_mut(0) {
-        match contained["item"].as_array_mut() {
+    if let (Some(contained), false) = (response["contained"].get_mut(0), new.is_empty()) {
+        match contained.get_mut("item").and_then(Value::as_array_mut) {
             Some(list) => list.extend(new),
             None => contained["item"] = json!(new),
         }

@@ -12,6 +12,7 @@
 pub mod admission;
 pub mod answers;
 pub mod api;
+pub mod chart;
 pub mod connections;
 pub mod console;
 pub mod fhir;
@@ -84,6 +85,7 @@ pub async fn state(
             notify: Arc::new(tokio::sync::Notify::new()),
         },
         fhir: Arc::new(fhir),
+        chart: Arc::new(chart::Chart::from_env()),
         admission: Arc::new(admission::Admission::new(admission::Limits::from_env()?)),
     })
 }

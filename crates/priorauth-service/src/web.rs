@@ -32,6 +32,8 @@ pub struct AppState {
     pub fhir: Arc<priorauth_fhir::map::Map>,
     /// Who may call, and each key's and organization's share of the service.
     pub admission: Arc<Admission>,
+    /// Reads an EHR's FHIR server for CDS Hooks calls.
+    pub chart: Arc<crate::chart::Chart>,
 }
 
 /// Every failure, answered as problem+json.

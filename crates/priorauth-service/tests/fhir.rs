@@ -937,3 +937,136 @@ async fn a_request_the_policy_covers_in_part_is_answered_modified() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pas_request_is_decided_under_the_plan_the_payers_eligibility_gives() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, ehr) = server.key("clinic-a", Role::Submitter, "Clinic A EHR", "").await;
+        let (_, reviewer) = server.key("payer", Role::Reviewer, "Dr. Rivera", "MD, Hematology").await;
+        let admin = priorauth_service::keys::Caller {
+            key_id: "test".into(),
+            organization: "payer".into(),
+            role: Role::Admin,
+            name: "eligibility load".into(),
+            credentials: String::new(),
+        };
+        let service = &server.state.service;
+        let rows = priorauth_service::lifecycle::members::parse(
+            service,
+            "member_id,plan,effective_from,effective_to,birth_date\nM-100,eocco-medicaid,2026-01-01,,\n",
+        )
+        .unwrap();
+        priorauth_service::lifecycle::members::import(service, &admin, &rows).await.unwrap();
+        let case = support::recorded_case("E01");
+        // The EHR's own plan code on the Coverage, with the member's id.
+        let submit = |identifier: &'static str, member: &'static str, declared: &'static str| {
+            let mut bundle = pas_bundle(&case, declared, identifier, &service.engine);
+            for entry in bundle["entry"].as_array_mut().unwrap() {
+                if entry["resource"]["resourceType"] == "Coverage" {
+                    entry["resource"]["subscriberId"] = json!(member);
+                }
+            }
+            bundle
+        };
+        let member = server.post("/fhir/Claim/$submit", &ehr, &submit("elig-1", "M-100", "EHR-PLAN-7")).await;
+        assert_eq!(member.status, 200, "{}", member.body);
+        // Approved by the plan's policy, with an authorization number.
+        assert_eq!(review_action(&member.body), "A1", "{}", member.body);
+        let request_id = |body: &Value| body["entry"][0]["resource"]["id"].as_str().unwrap().replacen("req-", "req_", 1);
+        let id = request_id(&member.body);
+        let record = server.get(&format!("/v1/requests/{id}"), &reviewer).await;
+        assert_eq!(record.body["plan"], "eocco-medicaid", "{}", record.body);
+        // An id no member has goes to a clinician undecided, though it declares a plan of
+        // the service's: the payer's records outrank the Coverage.
+        let stranger = server.post("/fhir/Claim/$submit", &ehr, &submit("elig-2", "M-999", "eocco-medicaid")).await;
+        assert_eq!(review_action(&stranger.body), "A4", "{}", stranger.body);
+        let id = request_id(&stranger.body);
+        let record = server.get(&format!("/v1/requests/{id}"), &reviewer).await;
+        assert_eq!(record.body["status"], "pending_review", "{}", record.body);
+        assert!(record.body["authorization"].is_null(), "{}", record.body);
+        assert_eq!(record.body["plan"], "", "no plan is taken from the Coverage: {}", record.body);
+        server.stop().await;
+    })
+    .await;
+}
+
+/// DTR as a client reads it after CRD: the package asked for with the coverage, the
+/// Questionnaire CRD named and the coverage assertion (no order), under the profile's names;
+/// the Questionnaire with its narrative; the draft response with its patient, time, context,
+/// intended use and the origin of each pre-filled answer; the adaptive form's service found
+/// from `questionnaireAdaptive` at the path SDC gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_dtr_package_is_as_dtr_clients_read_it() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, ehr) = server.key("clinic-a", Role::Submitter, "EHR", "").await;
+        let dir = emitted_dir("dtr-package");
+        let coverage = json!({"resourceType": "Coverage", "id": "cov", "status": "active", "beneficiary": {"reference": "Patient/pat"}, "payor": [{"reference": "Organization/payer"}],
+            "class": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": "plan"}]}, "value": "eocco-medicaid"}]});
+        let package = server.post("/fhir/Questionnaire/$questionnaire-package", &ehr, &json!({"resourceType": "Parameters", "parameter": [
+            {"name": "coverage", "resource": coverage},
+            {"name": "questionnaire", "valueCanonical": "http://localhost/fhir/Questionnaire/eocco-0382|2025-03"},
+            {"name": "context", "valueString": "cra_0123456789abcdef"}]})).await;
+        assert_eq!(package.status, 200, "{}", package.body);
+        keep(&dir, "package", &package.body);
+        let parameter = &package.body["parameter"][0];
+        assert_eq!(parameter["name"], "PackageBundle");
+        let bundle = &parameter["resource"];
+        assert!(bundle["meta"]["profile"][0].as_str().unwrap().ends_with("DTR-QPackageBundle"));
+        let form = &bundle["entry"][0]["resource"];
+        assert_eq!(form["resourceType"], "Questionnaire");
+        let narrative = form["text"]["div"].as_str().unwrap();
+        assert!(narrative.starts_with("<div xmlns=\"http://www.w3.org/1999/xhtml\">") && narrative.contains("<li>"), "{narrative}");
+        let draft = &bundle["entry"][1]["resource"];
+        assert_eq!(draft["subject"]["reference"], "Patient/pat");
+        assert!(draft["authored"].as_str().unwrap().contains('T'));
+        let extensions = draft["extension"].as_array().unwrap();
+        let named = |end: &str| extensions.iter().filter(|e| e["url"].as_str().unwrap().ends_with(end)).cloned().collect::<Vec<_>>();
+        let contexts = named("/qr-context");
+        assert_eq!(contexts.len(), 2, "{extensions:?}");
+        assert_eq!(contexts[0]["valueReference"]["reference"], "Coverage/cov");
+        assert_eq!(contexts[1]["valueReference"]["identifier"]["value"], "cra_0123456789abcdef");
+        assert_eq!(named("/intendedUse")[0]["valueCodeableConcept"]["coding"][0]["code"], "withpa");
+        // With the order, what the payer filled in from it says so.
+        let order = json!({"resourceType": "MedicationRequest", "id": "blin", "status": "draft", "intent": "order", "subject": {"reference": "Patient/pat"}, "authoredOn": "2026-05-18",
+            "medicationCodeableConcept": {"coding": [{"system": "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "code": "J9039"}]}});
+        let with_order = server.post("/fhir/Questionnaire/$questionnaire-package", &ehr, &json!({"resourceType": "Parameters", "parameter": [
+            {"name": "coverage", "resource": coverage}, {"name": "order", "resource": order}]})).await;
+        assert_eq!(with_order.status, 200, "{}", with_order.body);
+        keep(&dir, "package-with-order", &with_order.body);
+        let draft = &with_order.body["parameter"][0]["resource"]["entry"][1]["resource"];
+        let contexts: Vec<&Value> = draft["extension"].as_array().unwrap().iter().filter(|e| e["url"].as_str().unwrap().ends_with("/qr-context")).collect();
+        assert_eq!(contexts[0]["valueReference"]["reference"], "MedicationRequest/blin");
+        let answered: Vec<&Value> = draft["item"].as_array().unwrap().iter().flat_map(|i| i["answer"].as_array().into_iter().flatten()).collect();
+        assert!(!answered.is_empty(), "{draft}");
+        for answer in answered {
+            assert_eq!(answer["extension"][0]["extension"][0]["valueCode"], "auto", "{answer}");
+        }
+
+        // The adaptive form: its service is found at `{valueUrl}/Questionnaire/$next-question`,
+        // and its contained Questionnaire is known by its local id only.
+        let adaptive = server.post("/fhir/Questionnaire/$questionnaire-package", &ehr, &json!({"resourceType": "Parameters", "parameter": [
+            {"name": "coverage", "resource": coverage},
+            {"name": "questionnaire", "valueCanonical": "http://localhost/fhir/Questionnaire/eocco-0382-adaptive"},
+            {"name": "context", "valueString": "cra_0123456789abcdef"}]})).await;
+        assert_eq!(adaptive.status, 200, "{}", adaptive.body);
+        let bundle = &adaptive.body["parameter"][0]["resource"];
+        let base = bundle["entry"][0]["resource"]["extension"][0]["valueUrl"].as_str().unwrap().to_string();
+        let response = bundle["entry"][1]["resource"].clone();
+        assert!(response["contained"][0].get("url").is_none(), "{response}");
+        keep(&dir, "adaptive-start", &response);
+        let path = format!("{}/Questionnaire/$next-question", base.trim_start_matches(&server.base));
+        assert!(path.starts_with("/fhir/"), "{base} is this server's FHIR base");
+        let next = server.post(&path, &ehr, &json!({"resourceType": "Parameters", "parameter": [{"name": "questionnaire-response", "resource": response}]})).await;
+        assert_eq!(next.status, 200, "{}", next.body);
+
+        // Neither an order nor a Questionnaire: nothing to package.
+        let neither = server.post("/fhir/Questionnaire/$questionnaire-package", &ehr, &json!({"resourceType": "Parameters", "parameter": [
+            {"name": "coverage", "resource": coverage}]})).await;
+        assert_eq!(neither.status, 422, "{}", neither.body);
+        validate(&dir);
+        server.stop().await;
+    })
+    .await;
+}

@@ -41,6 +41,7 @@
 //! | [`requests::withdraw`] | submitter, admin | `pending_information` / `pending_review` → `withdrawn` | status, `withdrawn` event with the reason, PAS notification (review action `C`, cancelled) |
 //! | [`authorizations::record_usage`] | submitter, admin | authorization → units spent | used units, usage row |
 //! | [`subscriptions::save`], [`subscriptions::delete`] | submitter, admin | — | the organization's subscription |
+//! | [`members::import`] | admin (the CLI's operator) | — | enrolments (eligibility), one audit entry naming how many |
 //! | [`requests::read`], [`review::queue`], [`review::denial_letter`], [`report::um`], [`appeals::read`], [`appeals::open`], [`appeals::of_request`], [`appeals::notice`], [`appeals::attachment`], [`authorizations::read`], [`subscriptions::read`], [`subscriptions::dead_letters`] | by visibility, reviewer for the queue, admin for dead letters | none | the audit entry of the read (the queue's and the dead letters' with the ids shown) |
 //!
 //! Completions, determinations and usage sent with an `Idempotency-Key` store their first
@@ -51,6 +52,7 @@
 pub mod appeals;
 pub mod authorizations;
 pub mod evaluate;
+pub mod members;
 pub mod report;
 pub mod requests;
 pub mod retries;
@@ -68,7 +70,7 @@ use crate::plans::Plans;
 use crate::store::writer::Writer;
 use crate::store::{Store, StoreError};
 /// The clock and the ids every record uses, for the adapters too.
-pub use crate::store::{now_ms, random_id};
+pub use crate::store::{now_ms, random_id, sha256_hex};
 
 /// What the lifecycle works with: the engine and its policies, the plans, the records.
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@ pub mod appeals;
 pub mod audit;
 pub mod authorizations;
 pub mod idempotency;
+pub mod members;
 pub mod notifications;
 pub mod packed;
 pub mod report;
@@ -66,6 +67,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0011_requests_report_index.sql",
         include_str!("../../migrations/0011_requests_report_index.sql"),
+    ),
+    (
+        "0012_members.sql",
+        include_str!("../../migrations/0012_members.sql"),
     ),
 ];
 

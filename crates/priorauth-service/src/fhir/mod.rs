@@ -17,17 +17,20 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use fhirbolt::model::r4::Resource;
 use fhirbolt::model::r4::resources::Parameters;
-use priorauth_core::Outcome;
 use priorauth_fhir::intake::{CaseBuilder, Resources};
 use priorauth_fhir::questionnaire::{self as dtr, Canonical};
-use priorauth_fhir::{Problem, crd, operation_outcome, pas};
+use priorauth_fhir::{Problem, operation_outcome, pas};
 use serde_json::{Value, json};
 
 use crate::keys::{Caller, Role};
+use crate::lifecycle::members::{self, Membership};
 use crate::lifecycle::requests::{self as lifecycle_requests, ClaimLink, SubmitBody, Urgency};
 use crate::lifecycle::subscriptions::{self, SubscriptionInput};
-use crate::lifecycle::{self, now_ms, random_id, timestamp};
+use crate::lifecycle::{self, now_ms, timestamp};
 use crate::web::{self, AppError, AppState};
+
+mod crd;
+pub(crate) use crd::{__path_discovery, __path_hook, discovery, hook};
 
 /// Largest FHIR body accepted: PAS Bundles may carry documents.
 pub const FHIR_BODY_LIMIT: usize = 4 * 1024 * 1024;
@@ -421,117 +424,6 @@ fn dated_on_receipt(mut case: Value) -> Value {
     case
 }
 
-// ---- CRD ----
-
-#[utoipa::path(get, path = "/cds-services", operation_id = "cds_discovery", tag = "CDS Hooks", summary = "CDS Hooks discovery: the CRD services offered", security(()),
-    responses((status = 200, description = "the services", body = crate::answers::CdsServices), (status = 431, description = "request headers too large")))]
-pub(crate) async fn discovery(State(state): State<AppState>) -> Json<Value> {
-    Json(crd::discovery(&state.fhir))
-}
-
-#[utoipa::path(post, path = "/cds-services/{id}", operation_id = "cds_hook", tag = "CDS Hooks", summary = "Da Vinci CRD: coverage requirements for an order (order-select, order-sign)", params(("id" = String, Path, description = "`order-select-crd` or `order-sign-crd`")), request_body = crate::answers::CdsHookRequest,
-    responses((status = 200, description = "cards, and coverage information as a systemAction", body = crate::answers::CdsHookResponse), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 404, description = "no such service: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 422, description = "not a valid resource, naming the element: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
-pub(crate) async fn hook(
-    State(state): State<AppState>,
-    who: Result<Caller, AppError>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> FhirResult {
-    let caller = caller(who)?;
-    submitter(&caller)?;
-    let Some((hook_name, _)) = crd::SERVICES.iter().find(|(_, service)| *service == id) else {
-        return Err(FhirError::not_found("no such CDS service"));
-    };
-    let request: crd::HookRequest = serde_json::from_str(text(&body)?).map_err(|e| {
-        FhirError::structure(&[Problem::new("", format!("not a CDS Hooks request: {e}"))])
-    })?;
-    if request.hook != *hook_name {
-        return Err(FhirError::invalid(&[Problem::new(
-            "hook",
-            format!("this service answers `{hook_name}`"),
-        )]));
-    }
-    let orders = crd::order_cases(&state.fhir, &state.service.engine, &request)
-        .map_err(|p| FhirError::structure(&p))?;
-    let canonical = canonical(&headers);
-    let primary = *hook_name == "order-sign";
-    let today = lifecycle::today();
-    let (mut cards, mut actions) = (Vec::new(), Vec::new());
-    for order in orders {
-        let mut assertion = crd::Assertion {
-            id: random_id("cra_"),
-            date: today.clone(),
-            coverage: order.coverage.clone(),
-            outcome: None,
-            satisfied_pa_id: None,
-            questionnaire: None,
-            primary,
-        };
-        let drug = order.case["request"]["drug"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let plan = order
-            .plan
-            .clone()
-            .filter(|p| state.service.plans.get(p).is_some());
-        if let Some(plan) = &plan {
-            let Some((policy_index, policy)) = governing(&state, plan, &order.case) else {
-                continue; // this plan has no policy for the drug
-            };
-            let case = dated_on_receipt(with_plan(&state, plan, order.case.clone()));
-            let outcome = dtr::next_keys(&state.service.engine, policy_index, &case)
-                .map_err(|e| FhirError::from(AppError::from(lifecycle::case_invalid(e))))?
-                .outcome;
-            assertion.outcome = Some(outcome);
-            assertion.questionnaire = Some(format!(
-                "{}|{}",
-                canonical.questionnaire(&policy),
-                state
-                    .service
-                    .engine
-                    .policies
-                    .get(policy_index)
-                    .map(|p| p.version.as_str())
-                    .unwrap_or_default()
-            ));
-            if outcome == Outcome::Approve {
-                // The facts meet the policy: the authorization is issued now (stored like any
-                // request) and its number travels with the order.
-                let order_id = order.order["id"].as_str().unwrap_or_default();
-                let body = SubmitBody {
-                    plan: plan.clone(),
-                    case,
-                    urgency: if order.expedited {
-                        Urgency::Expedited
-                    } else {
-                        Urgency::Standard
-                    },
-                    renews: None,
-                };
-                let key = format!("crd:{}:{order_id}", request.hook_instance);
-                let (_, response) =
-                    lifecycle_requests::submit(&state.service, &caller, body, Some(key), None)
-                        .await?;
-                assertion.satisfied_pa_id = response["authorization"]["number"]
-                    .as_str()
-                    .map(str::to_string);
-                if assertion.satisfied_pa_id.is_none() {
-                    assertion.outcome = Some(Outcome::Review);
-                }
-            }
-        }
-        cards.push(crd::card(
-            &assertion,
-            &drug,
-            plan.as_deref().unwrap_or("no plan"),
-        ));
-        actions.push(crd::system_action(&order.order, &assertion));
-    }
-    Ok(Json(json!({"cards": cards, "systemActions": actions})).into_response())
-}
-
 // ---- DTR ----
 
 #[utoipa::path(get, path = "/fhir/Questionnaire/{id}", operation_id = "dtr_read_questionnaire", tag = "FHIR", summary = "Da Vinci DTR: a policy's Questionnaire (`-adaptive` for the adaptive form)", params(("id" = String, Path)),
@@ -606,14 +498,21 @@ pub(crate) async fn questionnaire_package(
     .await??;
     let coverage = parameter_resources(&parameters, "coverage");
     let orders = parameter_resources(&parameters, "order");
-    if coverage.is_empty() || orders.is_empty() {
+    let asked_for = parameter_strings(&raw, "questionnaire");
+    let Some(Resource::Coverage(member_coverage)) = coverage.first() else {
         return Err(FhirError::invalid(&[Problem::new(
             "Parameters.parameter",
-            "give a `coverage` and at least one `order`",
+            "give the member's `coverage`, and an `order` or the `questionnaire` CRD named",
+        )]));
+    };
+    if orders.is_empty() && asked_for.is_empty() {
+        return Err(FhirError::invalid(&[Problem::new(
+            "Parameters.parameter",
+            "give an `order`, or the `questionnaire` CRD named (with its `context`)",
         )]));
     }
     let mut resources = Resources::default();
-    for resource in coverage.into_iter().chain(orders.iter().cloned()) {
+    for resource in coverage.iter().chain(orders.iter()).cloned() {
         resources.add(None, resource);
     }
     let mut builder = CaseBuilder::new(&state.fhir, &state.service.engine);
@@ -623,21 +522,42 @@ pub(crate) async fn questionnaire_package(
             builder.medication_request(order, &resources);
         }
     }
-    let Some(plan) = builder
-        .plan
-        .clone()
-        .filter(|p| state.service.plans.get(p).is_some())
-    else {
+    let membership = members::find(
+        &state.service,
+        &builder.member_ids,
+        builder.plan.as_deref(),
+        &lifecycle::today(),
+    )
+    .await
+    .map_err(|e| FhirError::from(AppError::from(e)))?;
+    let Membership::Member { plan } = membership else {
         return Err(FhirError::invalid(&[Problem::new(
-            "Coverage.class",
-            "the coverage names no plan this payer has (class `plan`)",
+            "Coverage",
+            "no member of this payer's plans has this coverage's member id on this day",
         )]));
     };
     let case = with_plan(&state, &plan, builder.case());
-    let (policy_index, _) = governing(&state, &plan, &case).ok_or_else(|| {
+    // The policy: the plan's for the order's drug, else the one of the Questionnaire CRD named.
+    let from_order = governing(&state, &plan, &case).map(|(index, _)| index);
+    let from_questionnaire = asked_for
+        .iter()
+        .filter_map(|q| dtr::policy_of(q))
+        .find(|id| {
+            state
+                .service
+                .plans
+                .get(&plan)
+                .is_some_and(|p| p.policies.values().any(|v| v == id))
+        })
+        .and_then(|id| state.service.engine.policy_index(id));
+    let policy_index = from_order.or(from_questionnaire).ok_or_else(|| {
         FhirError::invalid(&[Problem::new(
-            "MedicationRequest.medicationCodeableConcept",
-            format!("plan `{plan}` has no policy for this drug"),
+            if orders.is_empty() {
+                "questionnaire"
+            } else {
+                "MedicationRequest.medicationCodeableConcept"
+            },
+            format!("plan `{plan}` has no policy for this drug or Questionnaire"),
         )])
     })?;
     let policy = state
@@ -647,9 +567,26 @@ pub(crate) async fn questionnaire_package(
         .get(policy_index)
         .ok_or_else(|| FhirError::not_found("policy"))?;
     let canonical = canonical(&headers);
-    let adaptive = parameter_strings(&raw, "questionnaire")
-        .iter()
-        .any(|q| q.contains("-adaptive"));
+    let reference = |resource: &Resource| {
+        let id = resource.id()?.value.clone()?;
+        Some(json!({"reference": format!("{}/{id}", priorauth_fhir::intake::type_name(resource))}))
+    };
+    let mut references: Vec<Value> = orders.iter().filter_map(reference).collect();
+    references.extend(coverage.first().and_then(reference));
+    // A call after CRD names the coverage assertion instead of the order.
+    for context in parameter_strings(&raw, "context") {
+        references.push(json!({"identifier": {"system": "http://hl7.org/fhir/us/davinci-crd/coverage-assertion-id", "value": context}, "display": "CRD coverage assertion"}));
+    }
+    let draft_context = dtr::DraftContext {
+        subject: member_coverage
+            .beneficiary
+            .reference
+            .as_ref()
+            .and_then(|r| r.value.clone()),
+        authored: timestamp(now_ms()),
+        references,
+    };
+    let adaptive = asked_for.iter().any(|q| q.contains("-adaptive"));
     let (questionnaire, response) = if adaptive {
         let questionnaire = dtr::adaptive_questionnaire(policy, &canonical);
         let response = dtr::adaptive_start(
@@ -659,6 +596,7 @@ pub(crate) async fn questionnaire_package(
             &canonical,
             &state.fhir,
             &questionnaire,
+            &draft_context,
         );
         (questionnaire, response)
     } else {
@@ -670,12 +608,13 @@ pub(crate) async fn questionnaire_package(
             &case,
             &canonical,
             &state.fhir,
-            None,
+            &draft_context,
         );
         (questionnaire, response)
     };
     let bundle = json!({
         "resourceType": "Bundle",
+        "meta": {"profile": ["http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/DTR-QPackageBundle"]},
         "type": "collection",
         "timestamp": timestamp(now_ms()),
         "entry": [
@@ -685,7 +624,7 @@ pub(crate) async fn questionnaire_package(
     });
     Ok(fhir_json(
         StatusCode::OK,
-        json!({"resourceType": "Parameters", "parameter": [{"name": "packagebundle", "resource": bundle}]}),
+        json!({"resourceType": "Parameters", "meta": {"profile": ["http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-qpackage-output-parameters"]}, "parameter": [{"name": "PackageBundle", "resource": bundle}]}),
     ))
 }
 
@@ -793,14 +732,23 @@ pub(crate) async fn submit(
         bundle_json: bundle_json.to_string(),
     };
     let key = format!("pas:{}", request.bundle_identifier);
-    let plan = intake
-        .plan
-        .clone()
-        .filter(|p| state.service.plans.get(p).is_some());
+    // The member's plan by the payer's eligibility (the declared one until any is loaded).
+    let plan = match members::find(
+        &state.service,
+        &intake.member_ids,
+        intake.plan.as_deref(),
+        &lifecycle::today(),
+    )
+    .await
+    .map_err(|e| FhirError::from(AppError::from(e)))?
+    {
+        Membership::Member { plan } => Some(plan),
+        Membership::Inactive | Membership::Unknown => None,
+    };
     let governed = plan
         .as_ref()
         .and_then(|p| governing(&state, p, &intake.case));
-    let record_id = match (plan, governed) {
+    let record_id = match (plan.clone(), governed) {
         (Some(plan), Some(_)) => {
             if !intake.problems.is_empty() {
                 return Err(FhirError::invalid(&intake.problems));
@@ -826,7 +774,7 @@ pub(crate) async fn submit(
                 &state.service,
                 &caller,
                 &intake.case,
-                intake.plan.as_deref(),
+                plan.as_deref(),
                 intake.expedited,
                 &key,
                 link,

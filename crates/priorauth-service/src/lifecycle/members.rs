@@ -1,0 +1,248 @@
+//! The payer's eligibility: importing it, and finding a request's member and plan in it.
+//!
+//! The EHR's Coverage says who the member is (its member ids); the payer's records say which
+//! plan covers them and on which days. Once eligibility is loaded, the plan a Coverage
+//! declares decides nothing: a member id no record holds is no member, whatever plan it
+//! names. Before any is loaded, the declared plan is taken (the service's behaviour before
+//! this table), so that a payer who sends no eligibility keeps working.
+
+use priorauth_core::date::Date;
+
+use super::{Error, Service, now_ms};
+use crate::keys::{Caller, Role};
+use crate::store::members::{self, Enrolment};
+use crate::store::{self, AuditRecord};
+
+/// Fields of an eligibility file, in this order (a header line names them).
+pub const COLUMNS: [&str; 5] = [
+    "member_id",
+    "plan",
+    "effective_from",
+    "effective_to",
+    "birth_date",
+];
+
+/// The most rows one import takes: a larger file is split.
+pub const MAX_ROWS: usize = 1_000_000;
+
+/// Reads an eligibility file: a header line naming [`COLUMNS`] (the last two may be left
+/// empty in a row), then one enrolment per line, comma-separated, no quoting. Every row is
+/// checked (a known plan, real dates, the span in order) before any is written; each problem
+/// names its line and field.
+pub fn parse(service: &Service, text: &str) -> Result<Vec<Enrolment>, Error> {
+    parse_rows(text, &|plan| service.plans.get(plan).is_some())
+}
+
+fn parse_rows(text: &str, known_plan: &dyn Fn(&str) -> bool) -> Result<Vec<Enrolment>, Error> {
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let header: Vec<&str> = match lines.next() {
+        Some((_, header)) => header.split(',').map(str::trim).collect(),
+        None => {
+            return Err(invalid(
+                "line 1",
+                "the file is empty: a header line is expected",
+            ));
+        }
+    };
+    if header != COLUMNS {
+        return Err(invalid(
+            "line 1",
+            format!("the header must be `{}`", COLUMNS.join(",")),
+        ));
+    }
+    let mut rows = Vec::new();
+    let mut problems = Vec::new();
+    for (index, line) in lines {
+        let at = |field: &str| format!("line {}: {field}", index + 1);
+        if rows.len() >= MAX_ROWS {
+            return Err(invalid(at("line"), format!("more than {MAX_ROWS} rows")));
+        }
+        if line.contains('"') {
+            problems.push((
+                at("line"),
+                "quoted fields are not read: no field holds a comma".into(),
+            ));
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        if fields.len() != COLUMNS.len() {
+            problems.push((
+                at("line"),
+                format!(
+                    "{} fields where {} are expected",
+                    fields.len(),
+                    COLUMNS.len()
+                ),
+            ));
+            continue;
+        }
+        let field = |n: usize| fields.get(n).copied().unwrap_or_default();
+        let member_id = field(0);
+        if member_id.is_empty() || member_id.len() > 64 || member_id.chars().any(char::is_control) {
+            problems.push((at("member_id"), "1 to 64 printable characters".into()));
+        }
+        let plan = field(1);
+        if !known_plan(plan) {
+            problems.push((
+                at("plan"),
+                format!("`{plan}` is not a plan of this service"),
+            ));
+        }
+        let date = |n: usize, required: bool, problems: &mut Vec<(String, String)>| {
+            let text = field(n);
+            if text.is_empty() && !required {
+                return None;
+            }
+            match Date::parse(text) {
+                Some(_) => Some(text.to_string()),
+                None => {
+                    problems.push((
+                        at(COLUMNS.get(n).copied().unwrap_or("field")),
+                        format!("`{text}` is not a date (YYYY-MM-DD)"),
+                    ));
+                    None
+                }
+            }
+        };
+        let from = date(2, true, &mut problems);
+        let to = date(3, false, &mut problems);
+        let birth_date = date(4, false, &mut problems);
+        if let (Some(from), Some(to)) = (&from, &to) {
+            if to < from {
+                problems.push((at("effective_to"), "is before effective_from".into()));
+            }
+        }
+        if let Some(from) = from {
+            rows.push(Enrolment {
+                member_id: member_id.to_string(),
+                plan: plan.to_string(),
+                effective_from: from,
+                effective_to: to,
+                birth_date,
+            });
+        }
+    }
+    if !problems.is_empty() {
+        problems.truncate(50);
+        return Err(Error::Invalid(problems));
+    }
+    Ok(rows)
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
+    Error::Invalid(vec![(field.into(), message.into())])
+}
+
+/// Writes an eligibility file's rows in one transaction, with one audit entry naming how many.
+pub async fn import(service: &Service, caller: &Caller, rows: &[Enrolment]) -> Result<(), Error> {
+    if caller.role != Role::Admin {
+        return Err(Error::Forbidden("only an admin imports eligibility".into()));
+    }
+    let mut tx = service
+        .store
+        .pool
+        .begin()
+        .await
+        .map_err(store::StoreError)?;
+    members::upsert(&mut tx, rows, now_ms()).await?;
+    let mut record: AuditRecord =
+        caller.audit_record("members.import", &format!("{} enrolments", rows.len()));
+    record.binds = None;
+    store::audit(&mut tx, &record).await?;
+    tx.commit().await.map_err(store::StoreError)?;
+    Ok(())
+}
+
+/// Who a request's Coverage names, by the payer's records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Membership {
+    /// A member whose enrolment in `plan` covers the day.
+    Member { plan: String },
+    /// A member, but no enrolment covers the day.
+    Inactive,
+    /// No member has these ids (or the Coverage gave none).
+    Unknown,
+}
+
+/// The member of `member_ids` and the plan covering them on `day` (`YYYY-MM-DD`). Where two
+/// plans cover the day, the one the Coverage declares is taken, else the earliest enrolled.
+/// With no eligibility loaded, the declared plan (if it is one of the service's).
+pub async fn find(
+    service: &Service,
+    member_ids: &[String],
+    declared_plan: Option<&str>,
+    day: &str,
+) -> Result<Membership, Error> {
+    if !members::any(&service.store).await? {
+        return Ok(
+            match declared_plan.filter(|p| service.plans.get(p).is_some()) {
+                Some(plan) => Membership::Member {
+                    plan: plan.to_string(),
+                },
+                None => Membership::Unknown,
+            },
+        );
+    }
+    let enrolments = members::of_members(&service.store, member_ids).await?;
+    if enrolments.is_empty() {
+        return Ok(Membership::Unknown);
+    }
+    let covering: Vec<&Enrolment> = enrolments
+        .iter()
+        .filter(|e| {
+            e.effective_from.as_str() <= day && e.effective_to.as_deref().is_none_or(|to| day <= to)
+        })
+        .collect();
+    let chosen = covering
+        .iter()
+        .find(|e| Some(e.plan.as_str()) == declared_plan)
+        .or_else(|| covering.first());
+    Ok(match chosen {
+        Some(enrolment) => Membership::Member {
+            plan: enrolment.plan.clone(),
+        },
+        None => Membership::Inactive,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_and_every_field_are_checked_naming_the_line() {
+        let plan = "eocco-medicaid";
+        let check = |text: &str| -> Result<usize, Vec<(String, String)>> {
+            parse_rows(text, &|p| p == plan)
+                .map(|r| r.len())
+                .map_err(|e| match e {
+                    Error::Invalid(problems) => problems,
+                    other => vec![("?".into(), format!("{other:?}"))],
+                })
+        };
+        assert_eq!(
+            check(&format!(
+                "member_id,plan,effective_from,effective_to,birth_date\nM1,{plan},2026-01-01,,\nM2,{plan},2026-01-01,2026-12-31,1970-02-03\n"
+            )),
+            Ok(2)
+        );
+        let wrong = check("id,plan\nM1,x").unwrap_err();
+        assert_eq!(wrong[0].0, "line 1");
+        let bad = check(&format!("member_id,plan,effective_from,effective_to,birth_date\nM1,nope,2026-13-01,2025-01-01,\n,{plan},2026-01-01,2025-01-01,x\n\"M,3\",{plan},2026-01-01,,\n")).unwrap_err();
+        let fields: Vec<&str> = bad.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "line 2: plan",
+                "line 2: effective_from",
+                "line 3: member_id",
+                "line 3: birth_date",
+                "line 3: effective_to",
+                "line 4: line"
+            ]
+        );
+    }
+}

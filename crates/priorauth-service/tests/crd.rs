@@ -1,0 +1,387 @@
+//! CRD as an unchanged EHR calls it: the guide's own order-sign request, records read from the
+//! EHR's FHIR server with the token it hands over, members found in the payer's eligibility
+//! by the EHR's member ids, every order answered, and the per-call configuration honoured.
+//! On SQLite and PostgreSQL.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::IntoResponse;
+use priorauth_service::keys::{Caller, Role};
+use priorauth_service::lifecycle::members;
+use serde_json::{Value, json};
+use support::{Server, for_each_backend};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The CRD guide's `order_sign_hook_request.json`, as published.
+fn official_order_sign() -> Value {
+    let text = std::fs::read_to_string(repo().join("tests/fhir/order_sign_hook_request.json"))
+        .expect("read");
+    serde_json::from_str(&text).expect("JSON")
+}
+
+/// What the EHR's FHIR server was asked: (path and query, Authorization header).
+type Asked = Arc<Mutex<Vec<(String, String)>>>;
+
+/// An EHR's FHIR server on loopback holding one patient's chart, answering only the bearer
+/// token `SAMPLE_TOKEN`. Answers its base URL and what it was asked.
+async fn ehr_fhir_server(coverage: Value) -> (String, Asked) {
+    let asked: Asked = Arc::default();
+    let chart = Arc::new(coverage);
+    let app = axum::Router::new()
+        .fallback(
+            |State((asked, coverage)): State<(Asked, Arc<Value>)>,
+             uri: Uri,
+             headers: HeaderMap| async move {
+                let authorization = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let path = uri
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_default();
+                asked.lock().unwrap().push((path.clone(), authorization.clone()));
+                if authorization != "Bearer SAMPLE_TOKEN" {
+                    return StatusCode::UNAUTHORIZED.into_response();
+                }
+                let searchset = |resources: Vec<Value>| {
+                    json!({"resourceType": "Bundle", "type": "searchset",
+                        "entry": resources.into_iter().map(|r| json!({"resource": r})).collect::<Vec<_>>()})
+                };
+                let path = path.trim_start_matches("/r4/");
+                let body = if path.starts_with("Patient/") {
+                    json!({"resourceType": "Patient", "id": path.trim_start_matches("Patient/"), "birthDate": "1966-02-11"})
+                } else if path.starts_with("Coverage?") {
+                    searchset(vec![(*coverage).clone()])
+                } else if path.starts_with("Condition?") {
+                    searchset(vec![json!({"resourceType": "Condition", "id": "c1",
+                        "subject": {"reference": "Patient/example"},
+                        "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "C91.02"}]}})])
+                } else if path.starts_with("Observation?") {
+                    searchset(vec![json!({"resourceType": "Observation", "id": "w", "status": "final",
+                        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]}, "effectiveDateTime": "2026-05-10",
+                        "valueQuantity": {"value": 71, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}})])
+                } else if path.starts_with("PractitionerRole?") {
+                    searchset(vec![json!({"resourceType": "PractitionerRole", "id": "r1",
+                        "specialty": [{"coding": [{"system": "http://nucc.org/provider-taxonomy", "code": "207RH0000X"}]}]})])
+                } else {
+                    return StatusCode::NOT_FOUND.into_response();
+                };
+                ([("content-type", "application/fhir+json")], body.to_string()).into_response()
+            },
+        )
+        .with_state((asked.clone(), chart));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{address}/r4"), asked)
+}
+
+fn coverage(member_id: &str, declared_plan: &str) -> Value {
+    json!({"resourceType": "Coverage", "id": "cov", "status": "active",
+        "subscriberId": member_id,
+        "beneficiary": {"reference": "Patient/example"},
+        "payor": [{"reference": "Organization/payer"}],
+        "class": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": "plan"}]}, "value": declared_plan}]})
+}
+
+/// The coverage information of each systemAction's order, by the order's `Type/id`.
+fn answers(body: &Value) -> Vec<(String, Value)> {
+    body["systemActions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|action| {
+            let order = &action["resource"];
+            let info = order["extension"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| {
+                    e["url"]
+                        .as_str()
+                        .unwrap()
+                        .ends_with("ext-coverage-information")
+                })
+                .cloned()
+                .expect("coverage information on every order");
+            (
+                format!(
+                    "{}/{}",
+                    order["resourceType"].as_str().unwrap(),
+                    order["id"].as_str().unwrap()
+                ),
+                info,
+            )
+        })
+        .collect()
+}
+
+fn part(info: &Value, name: &str) -> Value {
+    info["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["url"] == name)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn code(info: &Value, name: &str) -> String {
+    part(info, name)["valueCode"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn reason(info: &Value) -> String {
+    part(info, "reason")["valueCodeableConcept"]["coding"][0]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_guides_order_sign_request_is_answered_from_the_ehrs_own_fhir_server() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, ehr) = server
+            .key("clinic-a", Role::Submitter, "Clinic A EHR", "")
+            .await;
+        let (base, asked) = ehr_fhir_server(coverage("M-1", "eocco-medicaid")).await;
+
+        // As published: no prefetch, a NutritionOrder with non-URI extension urls, and an
+        // amoxicillin order whose `doseAndRate` is an object where R4 has an array.
+        let mut hook = official_order_sign();
+        hook["fhirServer"] = json!(base);
+        let answer = server
+            .post("/cds-services/order-sign-crd", &ehr, &hook)
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(
+            answer.body["cards"],
+            json!([]),
+            "no card repeats the coverage information"
+        );
+        let answered = answers(&answer.body);
+        let orders: Vec<&str> = answered.iter().map(|(o, _)| o.as_str()).collect();
+        assert_eq!(
+            orders,
+            [
+                "NutritionOrder/pureeddiet-simple",
+                "MedicationRequest/smart-MedicationRequest-103"
+            ]
+        );
+        for (order, info) in &answered {
+            // Neither is a drug a policy governs: no rule known, said in the guide's codes.
+            assert_eq!(code(info, "covered"), "conditional", "{order}: {info}");
+            assert_eq!(code(info, "pa-needed"), "conditional", "{order}");
+            assert_eq!(code(info, "info-needed"), "OTH", "{order}");
+            assert!(
+                part(info, "reason")["valueCodeableConcept"]["text"]
+                    .as_str()
+                    .unwrap()
+                    .contains("No prior authorization rule known")
+            );
+            assert_eq!(
+                part(info, "coverage")["valueReference"]["reference"],
+                "Coverage/cov"
+            );
+        }
+        // The order's own extensions are kept beside the payer's.
+        let nutrition = &answer.body["systemActions"][0]["resource"];
+        assert!(
+            nutrition["extension"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["url"] == "existing_extension")
+        );
+
+        // The patient and the coverage were read with the EHR's token; no laboratory search
+        // was made for orders no policy governs.
+        let asked_now = asked.lock().unwrap().clone();
+        let paths: Vec<&str> = asked_now.iter().map(|(p, _)| p.as_str()).collect();
+        assert!(paths.contains(&"/r4/Patient/example"), "{paths:?}");
+        assert!(
+            paths.contains(&"/r4/Coverage?patient=example&status=active"),
+            "{paths:?}"
+        );
+        assert!(
+            !paths.iter().any(|p| p.contains("Observation")),
+            "{paths:?}"
+        );
+        assert!(
+            asked_now
+                .iter()
+                .all(|(_, token)| token == "Bearer SAMPLE_TOKEN")
+        );
+
+        // Without a server it can read, the coverage is missing: 412, for every kind of
+        // unreadable server alike.
+        for unreadable in [
+            "http://127.0.0.1:9/r4",
+            "http://169.254.169.254/latest",
+            "https://example/r4",
+        ] {
+            hook["fhirServer"] = json!(unreadable);
+            let refused = server
+                .post("/cds-services/order-sign-crd", &ehr, &hook)
+                .await;
+            assert_eq!(refused.status, 412, "{unreadable}: {}", refused.body);
+            assert_eq!(refused.body["resourceType"], "OperationOutcome");
+            assert_eq!(
+                refused.body["issue"][0]["expression"][0],
+                "prefetch.coverage"
+            );
+        }
+        // A wrong token is the EHR server's to refuse; the hook is then 412 as well.
+        hook["fhirServer"] = json!(base);
+        hook["fhirAuthorization"]["access_token"] = json!("WRONG");
+        let refused = server
+            .post("/cds-services/order-sign-crd", &ehr, &hook)
+            .await;
+        assert_eq!(refused.status, 412, "{}", refused.body);
+        server.stop().await;
+    })
+    .await;
+}
+
+/// An order-sign call with these orders and the member's Coverage prefetched; the clinical
+/// records come from `fhir_server`.
+fn hook_call(instance: &str, coverage: Value, orders: Vec<Value>, fhir_server: &str) -> Value {
+    json!({
+        "hook": "order-sign", "hookInstance": instance,
+        "fhirServer": fhir_server,
+        "fhirAuthorization": {"access_token": "SAMPLE_TOKEN", "token_type": "Bearer", "expires_in": 300, "scope": "user/*.read", "subject": "cds-service"},
+        "context": {"userId": "Practitioner/doc", "patientId": "example",
+            "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": orders.into_iter().map(|r| json!({"resource": r})).collect::<Vec<_>>()}},
+        "prefetch": {"patient": {"resourceType": "Patient", "id": "example", "birthDate": "1966-02-11"}, "coverage": coverage},
+    })
+}
+
+fn blincyto_order(id: &str) -> Value {
+    json!({"resourceType": "MedicationRequest", "id": id, "status": "draft", "intent": "order",
+        "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1597262"}]},
+        "subject": {"reference": "Patient/example"}, "authoredOn": "2026-05-18",
+        "dosageInstruction": [{"doseAndRate": [{"doseQuantity": {"value": 28, "unit": "mcg/day", "system": "http://unitsofmeasure.org", "code": "ug/d"}}]}]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn members_are_found_in_the_payers_eligibility_and_every_order_is_answered() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, ehr) = server.key("clinic-a", Role::Submitter, "Clinic A EHR", "").await;
+        let (base, asked) = ehr_fhir_server(json!({})).await;
+        let admin = Caller {
+            key_id: "test".into(),
+            organization: "payer".into(),
+            role: Role::Admin,
+            name: "eligibility load".into(),
+            credentials: String::new(),
+        };
+        let rows = members::parse(
+            &server.state.service,
+            "member_id,plan,effective_from,effective_to,birth_date\nM-100,eocco-medicaid,2026-01-01,,1966-02-11\nM-200,eocco-medicaid,2020-01-01,2020-12-31,\n",
+        )
+        .unwrap();
+        members::import(&server.state.service, &admin, &rows).await.unwrap();
+
+        // The EHR's own plan code, and its member id: the plan is the payer's record.
+        let other_drug = json!({"resourceType": "MedicationRequest", "id": "amox", "status": "draft", "intent": "order",
+            "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "617993"}]},
+            "subject": {"reference": "Patient/example"}});
+        let by_reference = json!({"resourceType": "MedicationRequest", "id": "byref", "status": "draft", "intent": "order",
+            "contained": [{"resourceType": "Medication", "id": "med", "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1597262"}]}}],
+            "medicationReference": {"reference": "#med"},
+            "subject": {"reference": "Patient/example"}});
+        let unreadable = json!({"resourceType": "MedicationRequest", "id": "broken", "status": {"not": "a code"}, "intent": 7});
+        let orders = vec![blincyto_order("blin"), other_drug, by_reference, unreadable];
+        let call = hook_call("a0b1c2d3-0000-4000-8000-000000000001", coverage("M-100", "EHR-PLAN-7"), orders.clone(), &base);
+        let answer = server.post("/cds-services/order-sign-crd", &ehr, &call).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let answered = answers(&answer.body);
+        let by_order: std::collections::BTreeMap<String, Value> = answered.iter().cloned().collect();
+        assert_eq!(by_order.len(), 3, "the order that does not read is left out, the others answered: {:?}", by_order.keys());
+        let blin = &by_order["MedicationRequest/blin"];
+        assert_eq!(code(blin, "covered"), "covered");
+        assert_eq!(code(blin, "pa-needed"), "auth-needed");
+        assert_eq!(code(blin, "doc-needed"), "clinical");
+        assert!(part(blin, "questionnaire")["valueCanonical"].as_str().unwrap().contains("/Questionnaire/eocco-0382"));
+        assert_eq!(code(&by_order["MedicationRequest/byref"], "pa-needed"), "auth-needed", "a Medication by reference is read");
+        assert_eq!(code(&by_order["MedicationRequest/amox"], "covered"), "conditional");
+        // A governed drug's records were read from the EHR's server: conditions, laboratory
+        // results, the prescriber's roles.
+        let paths: Vec<String> = asked.lock().unwrap().iter().map(|(p, _)| p.clone()).collect();
+        for kind in ["/r4/Condition?patient=example", "/r4/Observation?patient=example", "/r4/PractitionerRole?practitioner=doc"] {
+            assert!(paths.iter().any(|p| p.starts_with(kind)), "{kind} in {paths:?}");
+        }
+        assert!(!paths.iter().any(|p| p.starts_with("/r4/Coverage") || p.starts_with("/r4/Patient")), "prefetched records are not read again: {paths:?}");
+
+        // A re-sign (a new hook instance) keeps each order's assertion id.
+        let again = server.post("/cds-services/order-sign-crd", &ehr,
+            &hook_call("a0b1c2d3-0000-4000-8000-000000000002", coverage("M-100", "EHR-PLAN-7"), orders.clone(), &base)).await;
+        let ids = |answered: &[(String, Value)]| -> Vec<Value> { answered.iter().map(|(_, i)| part(i, "coverage-assertion-id")["valueString"].clone()).collect() };
+        assert_eq!(ids(&answers(&again.body)), ids(&answered));
+        let first_ids = ids(&answered);
+        assert_eq!(first_ids.len(), 3);
+        assert!(first_ids[0] != first_ids[1], "each order has its own");
+
+        // A member whose enrolment has ended, and an id no member has (though the Coverage
+        // names a plan of the service's): not covered, with the 2.2 reason codes.
+        let ended = server.post("/cds-services/order-sign-crd", &ehr,
+            &hook_call("a0b1c2d3-0000-4000-8000-000000000003", coverage("M-200", "eocco-medicaid"), vec![blincyto_order("blin")], &base)).await;
+        let ended = &answers(&ended.body)[0].1;
+        assert_eq!((code(ended, "covered"), reason(ended)), ("not-covered".into(), "no-active-coverage".into()));
+        assert_eq!(code(ended, "pa-needed"), "", "not-covered says nothing of authorization");
+        let stranger = server.post("/cds-services/order-sign-crd", &ehr,
+            &hook_call("a0b1c2d3-0000-4000-8000-000000000004", coverage("M-999", "eocco-medicaid"), vec![blincyto_order("blin")], &base)).await;
+        let stranger = &answers(&stranger.body)[0].1;
+        assert_eq!((code(stranger, "covered"), reason(stranger)), ("not-covered".into(), "no-member-found".into()));
+        // The EHR answered the coverage search with no Coverage: no member.
+        let none = json!({"resourceType": "Bundle", "type": "searchset"});
+        let uncovered = server.post("/cds-services/order-sign-crd", &ehr,
+            &hook_call("a0b1c2d3-0000-4000-8000-000000000005", none, vec![blincyto_order("blin")], &base)).await;
+        assert_eq!(uncovered.status, 200, "{}", uncovered.body);
+        let uncovered = &answers(&uncovered.body)[0].1;
+        assert_eq!(code(uncovered, "covered"), "not-covered");
+        assert!(part(uncovered, "coverage")["valueReference"]["display"].is_string());
+
+        // Per-call configuration: coverage information can be turned off; a known option of
+        // the wrong type is refused naming it; an unknown one is ignored.
+        let mut quiet = call.clone();
+        quiet["extension"] = json!({"davinci-crd.configuration": {"coverage-info": false, "max-cards": 3}});
+        let quiet_answer = server.post("/cds-services/order-sign-crd", &ehr, &quiet).await;
+        assert_eq!(quiet_answer.status, 200, "{}", quiet_answer.body);
+        assert_eq!(quiet_answer.body, json!({"cards": [], "systemActions": []}));
+        quiet["extension"] = json!({"davinci-crd.configuration": {"coverage-info": "no"}});
+        let wrong = server.post("/cds-services/order-sign-crd", &ehr, &quiet).await;
+        assert_eq!(wrong.status, 400, "{}", wrong.body);
+        assert_eq!(wrong.body["issue"][0]["expression"][0], "extension.davinci-crd.configuration.coverage-info");
+
+        // The discovery document offers that option and prefetches no laboratory search.
+        let discovery = server.get("/cds-services", &ehr).await;
+        let service = &discovery.body["services"][0];
+        assert_eq!(service["extension"]["davinci-crd.configuration-options"][0]["code"], "coverage-info");
+        assert!(service["prefetch"].get("observations").is_none(), "{service}");
+        server.stop().await;
+    })
+    .await;
+}
