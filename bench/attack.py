@@ -60,11 +60,17 @@ def create_key(binary, env, cwd, organization, role, name, credentials=""):
     return next(line[5:].strip() for line in out.splitlines() if line.startswith("key: "))
 
 
+# The hostile organization calls from its own loopback address, as an attacker on the network
+# would: the service limits calls without a valid key per source address.
+HOSTILE_SOURCE = ("127.0.0.66", 0)
+
+
 class Connection:
     """One keep-alive HTTP/1.1 connection; reopened when the server closes it."""
 
-    def __init__(self, port):
+    def __init__(self, port, source=None):
         self.port = port
+        self.source = source
         self.reader = None
         self.writer = None
 
@@ -72,7 +78,8 @@ class Connection:
         for attempt in range(2):
             try:
                 if self.writer is None:
-                    self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+                    self.reader, self.writer = await asyncio.open_connection(
+                        "127.0.0.1", self.port, local_addr=self.source)
                 head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {len(body)}\r\n"
                 head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
                 self.writer.write(head.encode() + body)
@@ -133,7 +140,7 @@ async def clinic(port, key, bodies, rate, until, results):
 
 async def flood(port, method, path, headers, body, until, counts, what):
     """As fast as the server answers."""
-    connection = Connection(port)
+    connection = Connection(port, HOSTILE_SOURCE)
     while time.monotonic() < until:
         status, _ = await connection.call(method, path, headers, body)
         counts[(what, status)] = counts.get((what, status), 0) + 1
@@ -148,7 +155,7 @@ async def half_open(port, count, until, counts):
     async def hold():
         while time.monotonic() < until:
             try:
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=HOSTILE_SOURCE)
                 writer.write(b"POST /v1/requests HTTP/1.1\r\nHost: bench\r\nContent-Le")
                 await writer.drain()
                 counts[("half-open", "opened")] = counts.get(("half-open", "opened"), 0) + 1

@@ -118,6 +118,12 @@ enum Command {
         #[command(subcommand)]
         command: MembersCommand,
     },
+    /// Clients that sign their own credentials (SMART Backend Services, CDS Hooks JWTs), in
+    /// DATABASE_URL's database.
+    Clients {
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
     /// Manage API keys in DATABASE_URL's database.
     Keys {
         #[command(subcommand)]
@@ -234,6 +240,30 @@ enum KeysCommand {
     /// Revoke a key by its id: refused from the next call on.
     Revoke { id: String },
     /// Every key: id, organization, role, name, created and revoked times (never a secret).
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientsCommand {
+    /// Register a client (or replace its keys): its id is the `iss` of the JWTs it signs
+    /// (for SMART, its `client_id`); its calls act as the organization and role given.
+    Register {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        organization: String,
+        /// submitter, reviewer or admin.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        name: String,
+        /// The client's public keys: a JWKS file (`{"keys": [...]}`; RS384 or ES384 keys).
+        #[arg(long, value_name = "FILE")]
+        jwks: PathBuf,
+    },
+    /// Revoke a client: its JWTs and access tokens are refused from the next call on.
+    Revoke { id: String },
+    /// Every client: id, organization, role, name, revoked (never a key).
     List,
 }
 
@@ -389,6 +419,7 @@ fn main() -> ExitCode {
             service::serve(engine, &listen, plans.as_deref(), cli.policies.as_deref())
         }
         Command::Keys { command } => service::keys(command),
+        Command::Clients { command } => service::clients(command),
         Command::Members {
             command: MembersCommand::Import { file, plans },
         } => service::import_members(engine, &file, plans.as_deref()),

@@ -7,7 +7,7 @@ use priorauth_core::Engine;
 use priorauth_service::keys::{self, Role};
 use priorauth_service::{Store, database_url, store};
 
-use crate::KeysCommand;
+use crate::{ClientsCommand, KeysCommand};
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
@@ -28,11 +28,7 @@ pub fn serve(
     plans: Option<&Path>,
     policies: Option<&Path>,
 ) -> Result<(), String> {
-    let plans_text = plans
-        .map(|p| {
-            std::fs::read_to_string(p).map_err(|e| format!("cannot read `{}`: {e}", p.display()))
-        })
-        .transpose()?;
+    let plans_text = read_plans(plans)?;
     // Policies of a directory need plans naming them: the bundled plans name the bundled ones.
     let plans_hint = |error: String| match (policies, plans) {
         (Some(dir), None) => format!(
@@ -179,18 +175,57 @@ pub fn verify() -> Result<bool, String> {
     })
 }
 
-/// Prints the UM report of DATABASE_URL's records; its reading is audited as the operator's.
+/// `priorauth clients`: register, revoke and list the clients that sign their own
+/// credentials (SMART Backend Services, CDS Hooks).
+pub fn clients(command: ClientsCommand) -> Result<(), String> {
+    use priorauth_service::trust;
+    runtime()?.block_on(async {
+        let store = connect().await?;
+        match command {
+            ClientsCommand::Register {
+                id,
+                organization,
+                role,
+                name,
+                jwks,
+            } => {
+                let role = Role::parse(&role).ok_or_else(|| {
+                    format!("unknown role `{role}` (submitter, reviewer or admin)")
+                })?;
+                let jwks = std::fs::read_to_string(&jwks)
+                    .map_err(|e| format!("cannot read `{}`: {e}", jwks.display()))?;
+                trust::register(&store, &id, &organization, role, &name, &jwks).await?;
+                println!("client: {id}");
+            }
+            ClientsCommand::Revoke { id } => {
+                if !trust::revoke(&store, &id)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    return Err(format!("no active client `{id}`"));
+                }
+            }
+            ClientsCommand::List => {
+                for (id, organization, role, name, revoked) in
+                    trust::list(&store).await.map_err(|e| e.to_string())?
+                {
+                    let state = if revoked { "revoked" } else { "-" };
+                    println!("{id}\t{organization}\t{role}\t{name}\t{state}");
+                }
+            }
+        }
+        store.pool.close().await;
+        Ok(())
+    })
+}
+
 /// `priorauth members import`: the payer's eligibility, checked whole, then written in one
 /// transaction with one audit entry.
 pub fn import_members(engine: Engine, file: &Path, plans: Option<&Path>) -> Result<(), String> {
     use priorauth_service::lifecycle::members;
     let text = std::fs::read_to_string(file)
         .map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
-    let plans_text = plans
-        .map(|p| {
-            std::fs::read_to_string(p).map_err(|e| format!("cannot read `{}`: {e}", p.display()))
-        })
-        .transpose()?;
+    let plans_text = read_plans(plans)?;
     let problem = |error: priorauth_service::lifecycle::Error| match error {
         priorauth_service::lifecycle::Error::Invalid(problems) => problems
             .iter()
@@ -211,6 +246,15 @@ pub fn import_members(engine: Engine, file: &Path, plans: Option<&Path>) -> Resu
     })
 }
 
+/// The text of a plans file, when one is given.
+fn read_plans(plans: Option<&Path>) -> Result<Option<String>, String> {
+    plans
+        .map(|p| {
+            std::fs::read_to_string(p).map_err(|e| format!("cannot read `{}`: {e}", p.display()))
+        })
+        .transpose()
+}
+
 /// The operator at the database's machine, as `keys` is: an admin of the payer.
 fn operator(name: &str) -> priorauth_service::keys::Caller {
     priorauth_service::keys::Caller {
@@ -222,6 +266,7 @@ fn operator(name: &str) -> priorauth_service::keys::Caller {
     }
 }
 
+/// Prints the UM report of DATABASE_URL's records; its reading is audited as the operator's.
 pub fn um_report(
     engine: Engine,
     from: &str,
@@ -230,11 +275,7 @@ pub fn um_report(
     plans: Option<&Path>,
 ) -> Result<(), String> {
     use priorauth_service::lifecycle::report::{self, Format, UmQuery};
-    let plans_text = plans
-        .map(|p| {
-            std::fs::read_to_string(p).map_err(|e| format!("cannot read `{}`: {e}", p.display()))
-        })
-        .transpose()?;
+    let plans_text = read_plans(plans)?;
     let problem = |error: priorauth_service::lifecycle::Error| match error {
         priorauth_service::lifecycle::Error::Invalid(problems) => problems
             .iter()
@@ -279,11 +320,7 @@ pub fn generate_history(
     if !(1..=3_650).contains(&days) {
         return Err("--days: from 1 to 3650".into());
     }
-    let plans_text = plans
-        .map(|p| {
-            std::fs::read_to_string(p).map_err(|e| format!("cannot read `{}`: {e}", p.display()))
-        })
-        .transpose()?;
+    let plans_text = read_plans(plans)?;
     runtime()?.block_on(async {
         let state =
             priorauth_service::state(engine, plans_text.as_deref(), &database_url()).await?;

@@ -499,6 +499,17 @@ impl<'a> CaseBuilder<'a> {
     /// A PAS Claim: the drug item, its quantity and dates, diagnoses, request kind, the
     /// requested order, the provider's role and the attached questionnaire answers.
     pub fn claim(&mut self, claim: &Claim, resources: &Resources) -> Option<u32> {
+        self.claim_item(claim, resources, None)
+    }
+
+    /// As [`CaseBuilder::claim`], for the item at `only` (its index) alone when given: each
+    /// item of a Claim with several is a request of its own.
+    pub fn claim_item(
+        &mut self,
+        claim: &Claim,
+        resources: &Resources,
+        only: Option<usize>,
+    ) -> Option<u32> {
         for diagnosis in &claim.diagnosis {
             match &diagnosis.diagnosis {
                 ClaimDiagnosisDiagnosis::CodeableConcept(c) => self.diagnosis_code(c),
@@ -510,10 +521,19 @@ impl<'a> CaseBuilder<'a> {
                 _ => {}
             }
         }
-        if let Some(level) = extension(
+        // PAS 2.2.1 names the extension `levelOfServiceCode` (its slice is
+        // `levelOfServiceType`, the name earlier versions' URL had): both are read.
+        let level = extension(
             &claim.extension,
-            &format!("{PAS}/StructureDefinition/extension-levelOfServiceType"),
-        ) {
+            &format!("{PAS}/StructureDefinition/extension-levelOfServiceCode"),
+        )
+        .or_else(|| {
+            extension(
+                &claim.extension,
+                &format!("{PAS}/StructureDefinition/extension-levelOfServiceType"),
+            )
+        });
+        if let Some(level) = level {
             if let Some(fhirbolt::model::r4::types::ExtensionValue::CodeableConcept(c)) =
                 &level.value
             {
@@ -544,6 +564,9 @@ impl<'a> CaseBuilder<'a> {
         // The first item a policy governs is the request; its sequence is returned.
         let mut sequence = None;
         for (index, item) in claim.item.iter().enumerate() {
+            if only.is_some_and(|only| only != index) {
+                continue;
+            }
             let path = format!("Claim.item[{index}].productOrService");
             let before = self.problems.len();
             if !self.drug_codes(&item.product_or_service, &path) {

@@ -120,6 +120,194 @@ impl ClaimRequest {
     }
 }
 
+/// What a PAS request asks of an earlier one (PAS 2.2.1, *Updates and cancellations*).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intent {
+    /// A request of its own.
+    New,
+    /// Replaces the request of the Claim it names (`Claim.related`, `system|value` of that
+    /// Claim's identifier).
+    Update { prior: String },
+    /// Cancels a request (every item's certification type `3`): the one `Claim.related`
+    /// names, else the one with this Claim's own identifier.
+    Cancel { prior: String },
+}
+
+impl ClaimRequest {
+    /// What this request asks of an earlier one.
+    pub fn intent(&self) -> Intent {
+        let Some(claim) = self.claim() else {
+            return Intent::New;
+        };
+        // The prior Claim: by identifier, or by reference to a Claim in this Bundle.
+        let prior = claim.related.iter().find_map(|related| {
+            let reference = related.claim.as_ref()?;
+            identifier_text(reference.identifier.as_deref()).or_else(|| {
+                match self.resources.resolve(reference)? {
+                    Resource::Claim(prior) => identifier_text(prior.identifier.first()),
+                    _ => None,
+                }
+            })
+        });
+        let certification = format!("{PAS}/StructureDefinition/extension-certificationType");
+        let cancelled = |item: &fhirbolt::model::r4::resources::ClaimItem| {
+            let coded_cancel = crate::intake::extension(&item.extension, &certification)
+                .and_then(|e| match &e.value {
+                    Some(fhirbolt::model::r4::types::ExtensionValue::CodeableConcept(c)) => {
+                        Some(crate::intake::codings(c).any(|(_, code)| code == "3"))
+                    }
+                    _ => None,
+                })
+                .unwrap_or(false);
+            let flagged = item.modifier_extension.iter().any(|e| {
+                e.url.ends_with("/modifierextension-infoCancelled")
+                    && matches!(
+                        &e.value,
+                        Some(fhirbolt::model::r4::types::ExtensionValue::Boolean(b)) if b.value == Some(true)
+                    )
+            });
+            coded_cancel || flagged
+        };
+        if !claim.item.is_empty() && claim.item.iter().all(cancelled) {
+            return Intent::Cancel {
+                prior: prior.unwrap_or_else(|| self.claim_identifier.clone()),
+            };
+        }
+        match prior {
+            Some(prior) => Intent::Update { prior },
+            None => Intent::New,
+        }
+    }
+}
+
+/// Who a PAS Bundle is about, as its Claim's patient and focal coverage say.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Member {
+    subscriber_id: Option<String>,
+    identifiers: Vec<String>,
+    birth_date: Option<String>,
+    family: Option<String>,
+}
+
+fn member_of(bundle: &Value) -> Member {
+    let entries = bundle["entry"].as_array().cloned().unwrap_or_default();
+    let find = |reference: &str| {
+        entries
+            .iter()
+            .map(|e| &e["resource"])
+            .find(|r| {
+                let typed = format!(
+                    "{}/{}",
+                    r["resourceType"].as_str().unwrap_or_default(),
+                    r["id"].as_str().unwrap_or_default()
+                );
+                !reference.is_empty()
+                    && (reference == typed || reference.ends_with(&format!("/{typed}")))
+            })
+            .cloned()
+    };
+    let claim = entries
+        .first()
+        .map(|e| e["resource"].clone())
+        .unwrap_or(Value::Null);
+    let patient =
+        find(claim["patient"]["reference"].as_str().unwrap_or_default()).unwrap_or(Value::Null);
+    let coverage = claim["insurance"]
+        .as_array()
+        .and_then(|list| list.iter().find(|i| i["focal"] == true).or(list.first()))
+        .and_then(|i| find(i["coverage"]["reference"].as_str().unwrap_or_default()))
+        .unwrap_or(Value::Null);
+    let values = |resource: &Value| -> Vec<String> {
+        resource["identifier"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["value"].as_str().map(str::to_string))
+            .collect()
+    };
+    let mut identifiers = values(&patient);
+    identifiers.extend(values(&coverage));
+    Member {
+        subscriber_id: coverage["subscriberId"].as_str().map(str::to_string),
+        identifiers,
+        birth_date: patient["birthDate"].as_str().map(str::to_string),
+        family: patient["name"][0]["family"]
+            .as_str()
+            .map(str::to_ascii_lowercase),
+    }
+}
+
+/// Whether an inquiry is about the member of a stored request (PAS: an inquiry matches on
+/// the trace number and the member): the subscriber ids where both give one, else a member
+/// identifier in common, else the birth date and family name where both give them.
+pub fn same_member(stored: &Value, inquiry: &Value) -> bool {
+    let (a, b) = (member_of(stored), member_of(inquiry));
+    if let (Some(x), Some(y)) = (&a.subscriber_id, &b.subscriber_id) {
+        return x == y;
+    }
+    if !a.identifiers.is_empty() && !b.identifiers.is_empty() {
+        return a.identifiers.iter().any(|i| b.identifiers.contains(i));
+    }
+    let birth = match (&a.birth_date, &b.birth_date) {
+        (Some(x), Some(y)) => x == y,
+        _ => true,
+    };
+    let family = match (&a.family, &b.family) {
+        (Some(x), Some(y)) => x == y,
+        _ => true,
+    };
+    birth && family
+}
+
+/// One answer for a Claim whose items are requests of their own: the first item's response
+/// Bundle, its ClaimResponse holding every item's `item` (each with its review action) and
+/// process notes, and every item's other entries (a Task asking for information).
+pub fn merge_responses(mut responses: Vec<Value>) -> Value {
+    if responses.is_empty() {
+        return Value::Null;
+    }
+    let mut first = responses.remove(0);
+    for other in responses {
+        let entries = other["entry"].as_array().cloned().unwrap_or_default();
+        let Some(response) = entries.first().map(|e| e["resource"].clone()) else {
+            continue;
+        };
+        if let Some(items) = first["entry"][0]["resource"]["item"].as_array_mut() {
+            items.extend(response["item"].as_array().cloned().unwrap_or_default());
+        }
+        let notes = response["processNote"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if let Some(list) = first["entry"][0]["resource"]["processNote"].as_array_mut() {
+            for mut note in notes {
+                note["number"] = json!(list.len() + 1);
+                list.push(note);
+            }
+        }
+        if let Some(list) = first["entry"].as_array_mut() {
+            for entry in entries.into_iter().skip(1) {
+                if !list.iter().any(|e| e["fullUrl"] == entry["fullUrl"]) {
+                    list.push(entry);
+                }
+            }
+        }
+    }
+    first
+}
+
+/// An inquiry's answer Bundle: the response to the request found, under PAS's inquiry
+/// response profiles.
+pub fn as_inquiry_response(mut bundle: Value) -> Value {
+    bundle["meta"] = json!({"profile": [format!("{PAS}/StructureDefinition/profile-pas-inquiry-response-bundle")]});
+    if let Some(first) = bundle["entry"].get_mut(0) {
+        if first["resource"]["resourceType"] == "ClaimResponse" {
+            first["resource"]["meta"] = json!({"profile": [format!("{PAS}/StructureDefinition/profile-claiminquiryresponse")]});
+        }
+    }
+    bundle
+}
+
 /// What a PAS request says, as a case and the service's submission details.
 #[derive(Debug)]
 pub struct Intake {
@@ -136,11 +324,34 @@ pub struct Intake {
 
 /// The case a PAS request states: its records, the Claim and the attached answers.
 pub fn intake(map: &Map, engine: &Engine, request: &ClaimRequest) -> Intake {
+    intake_of(map, engine, request, None)
+}
+
+/// How many items the request's Claim has.
+pub fn item_count(request: &ClaimRequest) -> usize {
+    request.claim().map_or(0, |claim| claim.item.len())
+}
+
+/// The case of one item (by index) of a Claim with several: the records and answers, with
+/// that item's service, quantity, period and certification. Its `item_sequence` is the
+/// item's whether or not a policy governs what it asks.
+pub fn item_intake(map: &Map, engine: &Engine, request: &ClaimRequest, index: usize) -> Intake {
+    let mut intake = intake_of(map, engine, request, Some(index));
+    if intake.item_sequence.is_none() {
+        intake.item_sequence = request
+            .claim()
+            .and_then(|claim| claim.item.get(index))
+            .and_then(|item| item.sequence.value);
+    }
+    intake
+}
+
+fn intake_of(map: &Map, engine: &Engine, request: &ClaimRequest, only: Option<usize>) -> Intake {
     let mut builder = CaseBuilder::new(map, engine);
     builder.records(&request.resources);
     let item_sequence = request
         .claim()
-        .and_then(|claim| builder.claim(claim, &request.resources));
+        .and_then(|claim| builder.claim_item(claim, &request.resources, only));
     Intake {
         case: builder.case(),
         plan: builder.plan.clone(),
@@ -176,7 +387,7 @@ fn review_action(record: &Value) -> (&'static str, &'static str) {
 }
 
 /// The specific reasons of a state, in plain language, each with the criterion it rests on.
-fn notes(record: &Value) -> Vec<(String, Option<(String, String)>)> {
+fn notes(record: &Value, context: &ResponseContext) -> Vec<(String, Option<(String, String)>)> {
     let mut notes = Vec::new();
     let policy = record["policy"].as_str().unwrap_or_default();
     if let Some(determination) = record["determination"].as_object() {
@@ -218,11 +429,27 @@ fn notes(record: &Value) -> Vec<(String, Option<(String, String)>)> {
         return notes;
     }
     if outcome == "incomplete" {
+        // In plain words (the questions' labels), never the case format's keys.
         let missing: Vec<&str> = decision["missing"]
             .as_array()
-            .map(|m| m.iter().filter_map(Value::as_str).collect())
+            .map(|m| {
+                m.iter()
+                    .filter_map(Value::as_str)
+                    .map(|key| {
+                        context
+                            .questions
+                            .iter()
+                            .find(|(k, _)| k == key)
+                            .map_or(key, |(_, label)| label.as_str())
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
-        notes.push((format!("{lead}. Still needed: {}. Answer them through the DTR questionnaire of {policy} and resubmit.", missing.join(", ")), None));
+        let due = record["due_at"]
+            .as_str()
+            .map(|d| format!(" by {}", d.get(..10).unwrap_or(d)))
+            .unwrap_or_default();
+        notes.push((format!("{lead}. Still needed{due}: {}. Answer them in the questionnaire of {policy} (DTR) and submit an update of this request.", missing.join("; ")), None));
         return notes;
     }
     // The deciding criteria: for an approval those met, otherwise those not met.
@@ -265,6 +492,8 @@ pub struct ResponseContext<'a> {
     /// The response's creation time (RFC 3339).
     pub created: &'a str,
     pub item_sequence: u32,
+    /// Each question of the case format in plain words (key, label), for what is missing.
+    pub questions: &'a [(String, String)],
 }
 
 /// The PAS response Bundle for a stored request Bundle and the service's record of it
@@ -298,7 +527,7 @@ pub fn response_bundle(request_bundle: &Value, record: &Value, context: &Respons
         // A pended item: the number to follow it by.
         item_extensions.push(json!({"url": format!("{PAS}/StructureDefinition/extension-administrationReferenceNumber"), "valueString": id}));
     }
-    let notes = notes(record);
+    let notes = notes(record, context);
     let mut adjudication = json!({
         "extension": [{"url": format!("{PAS}/StructureDefinition/extension-reviewAction"), "extension": review_extensions}],
         "category": {"coding": [{"system": SUBMITTED, "code": "submitted"}]},
@@ -374,7 +603,13 @@ pub fn response_bundle(request_bundle: &Value, record: &Value, context: &Respons
             resource["id"].as_str().unwrap_or_default()
         )
     };
+    // The request for the information travels with the answer (PAS's Task).
+    let task = (record["status"] == "pending_information")
+        .then(|| information_task(claim, record, context));
     let mut entries = vec![json!({"fullUrl": full_url(&response), "resource": response})];
+    if let Some(task) = task {
+        entries.push(json!({"fullUrl": full_url(&task), "resource": task}));
+    }
     // The resources the ClaimResponse references, as the request carried them.
     for reference in [&claim["patient"], &claim["insurer"], &claim["provider"]] {
         if let Some(entry) = find_entry(
@@ -395,6 +630,45 @@ pub fn response_bundle(request_bundle: &Value, record: &Value, context: &Respons
         "timestamp": context.created,
         "entry": entries,
     })
+}
+
+/// The request for what a pended request still needs (PAS's Task, code
+/// `attachment-request-questionnaire`): the questionnaire to answer (by the request's id as
+/// its context, at the service's `$questionnaire-package`), for the Claim's patient, owned by
+/// its provider, due when the plan's clock runs out.
+fn information_task(claim: &Value, record: &Value, context: &ResponseContext) -> Value {
+    let id = record["id"].as_str().unwrap_or_default();
+    let line = json!([{"url": format!("{PAS}/StructureDefinition/extension-serviceLineNumber"), "valuePositiveInt": context.item_sequence}]);
+    let provider_identifier = claim["provider"]["identifier"].clone();
+    let owner = if provider_identifier.is_object() {
+        provider_identifier
+    } else {
+        json!({"system": format!("{}/organization", context.base), "value": record["organization"].as_str().unwrap_or("provider")})
+    };
+    let mut task = json!({
+        "resourceType": "Task",
+        "id": format!("{}-information", id.replace('_', "-")),
+        "meta": {"profile": [format!("{PAS}/StructureDefinition/profile-task")]},
+        "identifier": [{"system": format!("{}/information-request", context.base), "value": id}],
+        "status": "requested",
+        "intent": "order",
+        "code": {"coding": [{"system": format!("{PAS}/CodeSystem/PASTempCodes"), "code": "attachment-request-questionnaire"}]},
+        "for": claim["patient"],
+        "requester": {"identifier": {"system": format!("{}/payer", context.base), "value": record["plan"].as_str().unwrap_or("payer")}},
+        "owner": {"identifier": owner},
+        "reasonCode": {"coding": [{"system": format!("{PAS}/CodeSystem/PASTempCodes"), "code": "priorAuthorization"}]},
+        "reasonReference": {"identifier": claim["identifier"][0]},
+        "input": [
+            {"type": {"coding": [{"system": format!("{PAS}/CodeSystem/PASTempCodes"), "code": "payer-url"}]},
+             "valueUrl": format!("{}/Questionnaire/$questionnaire-package", context.base)},
+            {"extension": line, "type": {"coding": [{"system": format!("{PAS}/CodeSystem/PASTempCodes"), "code": "questionnaire-context"}]},
+             "valueString": id},
+        ],
+    });
+    if let Some(due) = record["due_at"].as_str() {
+        task["restriction"] = json!({"period": {"end": due}});
+    }
+    task
 }
 
 /// The entry a reference names within a Bundle (by full URL or `Type/id`).
@@ -502,6 +776,31 @@ pub fn read_subscription(json: &str) -> Result<(SubscriptionRequest, Value), Vec
 
 /// A notification: a history Bundle whose first entry is the subscription status and whose
 /// next is the full PAS response Bundle (the PAS guide's example shape).
+/// The handshake a new or updated subscription's endpoint is sent (Subscriptions Backport):
+/// a history Bundle holding only its status, of type `handshake`.
+pub fn handshake(base: &str, subscription_id: &str, timestamp: &str) -> Value {
+    let status = json!({
+        "resourceType": "Parameters",
+        "id": format!("{subscription_id}-handshake"),
+        "parameter": [
+            {"name": "subscription", "valueReference": {"reference": format!("Subscription/{subscription_id}")}},
+            {"name": "topic", "valueCanonical": TOPIC},
+            {"name": "status", "valueCode": "requested"},
+            {"name": "type", "valueCode": "handshake"},
+            {"name": "events-since-subscription-start", "valueString": "0"},
+        ],
+    });
+    json!({
+        "resourceType": "Bundle",
+        "type": "history",
+        "timestamp": timestamp,
+        "entry": [
+            {"fullUrl": format!("{base}/Parameters/{subscription_id}-handshake"), "resource": status,
+             "request": {"method": "GET", "url": format!("{base}/Subscription/{subscription_id}/$status")}, "response": {"status": "200"}},
+        ],
+    })
+}
+
 pub fn notification(
     base: &str,
     subscription_id: &str,

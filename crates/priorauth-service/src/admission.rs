@@ -5,6 +5,7 @@
 //! take the capacity another's calls need. Refusals are 401 and 429 with `Retry-After`.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
@@ -13,9 +14,10 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::keys::{self, Caller};
+use crate::keys::Caller;
 use crate::store::Store;
 use crate::store::audit::AuditRecord;
+use crate::trust;
 use crate::web::AppError;
 
 /// Each organization's and each key's share. A rate of 0, or an in-flight count of 0, is no
@@ -38,6 +40,10 @@ pub struct Limits {
     /// Bundle costs the service CPU and memory by its size (about 40 ms of a core per MB to
     /// read), far more than its count says.
     pub fhir_kilobytes_per_organization_per_second: u32,
+    /// Calls without a valid credential one source address (an IPv6 /64) may make per
+    /// second, burst twice that; past it, its calls are refused 429 before any key is looked
+    /// up, until its rate allows again. A flood without a key costs one lookup each no more.
+    pub unauthenticated_per_address_per_second: u32,
 }
 
 impl Limits {
@@ -51,6 +57,7 @@ impl Limits {
         rate_wait: std::time::Duration::from_secs(2),
         // 1 MB a second is 86 GB a day: a clinic's PAS requests with their attachments.
         fhir_kilobytes_per_organization_per_second: 1024,
+        unauthenticated_per_address_per_second: 20,
     };
 
     pub const UNLIMITED: Limits = Limits {
@@ -59,6 +66,7 @@ impl Limits {
         in_flight_per_organization: 0,
         rate_wait: std::time::Duration::ZERO,
         fhir_kilobytes_per_organization_per_second: 0,
+        unauthenticated_per_address_per_second: 0,
     };
 
     /// The defaults, each replaced by its environment variable when set:
@@ -92,6 +100,10 @@ impl Limits {
                 "PRIORAUTH_FHIR_KB_PER_ORGANIZATION",
                 d.fhir_kilobytes_per_organization_per_second,
             )?,
+            unauthenticated_per_address_per_second: read(
+                "PRIORAUTH_UNAUTHENTICATED_PER_ADDRESS",
+                d.unauthenticated_per_address_per_second,
+            )?,
         })
     }
 }
@@ -114,6 +126,34 @@ pub struct Admission {
     /// Refused calls not yet written to the audit log, and how often they are written.
     refused: Mutex<HashMap<(String, String, &'static str), Refused>>,
     refusals_flushed_every: std::time::Duration,
+    /// Calls without a valid credential, per source address; and the addresses refused
+    /// until a time, found before any lookup. Both bounded (`SOURCES_KEPT`).
+    unauthenticated: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    blocked: Mutex<HashMap<IpAddr, std::time::Instant>>,
+}
+
+/// Where a call comes from: its connection's peer, put in each request's extensions by
+/// `connections::serve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub IpAddr);
+
+/// The most source addresses whose unauthenticated calls are counted or refused at once;
+/// past it the oldest counts are forgotten (a botnet's addresses cannot grow the maps).
+const SOURCES_KEPT: usize = 65_536;
+
+/// A source address as limits count it: an IPv6 address by its /64, which one host commonly
+/// holds whole.
+fn source_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
 }
 
 /// Refused calls of one caller for one reason since the last flush: how many, and the first
@@ -203,6 +243,13 @@ impl Admission {
             memory_by_organization: Mutex::new(HashMap::new()),
             refused: Mutex::new(HashMap::new()),
             refusals_flushed_every: REFUSALS_FLUSHED_EVERY,
+            unauthenticated: NonZeroU32::new(limits.unauthenticated_per_address_per_second).map(
+                |rate| {
+                    let burst = NonZeroU32::new(rate.get().saturating_mul(2)).unwrap_or(rate);
+                    DefaultKeyedRateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+                },
+            ),
+            blocked: Mutex::new(HashMap::new()),
         }
     }
 
@@ -331,13 +378,37 @@ impl Admission {
         store: &Store,
         headers: &HeaderMap,
         target: &str,
+        peer: Option<Peer>,
     ) -> Result<Admitted, AppError> {
+        let source = peer.map(|p| source_of(p.0));
+        if let Some(wait) = source.and_then(|s| self.blocked_for(s)) {
+            self.record_refusal(None, "refused.unauthenticated_flood", target);
+            return Err(AppError::TooManyRequests {
+                retry_after_seconds: wait.as_secs() + 1,
+                wait,
+                detail: "too many calls without a valid credential from this address; retry after the time given".into(),
+            });
+        }
+        let (method, path) = target.split_once(' ').unwrap_or(("", target));
+        let path = path.split('?').next().unwrap_or(path);
         let caller = match secret(headers) {
-            Some(secret) => keys::authenticate(store, secret).await?,
+            Some(secret) => {
+                let audiences = trust::hook_audiences(headers, path);
+                match trust::authenticate(store, secret, method, &audiences).await {
+                    Ok(caller) => caller,
+                    Err(trust::Refused::Store(error)) => return Err(error.into()),
+                    // Recorded as a refused call by the 403's own audit (`refusal_action`).
+                    Err(trust::Refused::Scope(why)) => return Err(AppError::Forbidden(why)),
+                    Err(trust::Refused::Invalid(_)) => None,
+                }
+            }
             None => None,
         };
         let Some(caller) = caller else {
             self.record_refusal(None, "refused.unauthenticated", target);
+            if let Some(source) = source {
+                self.count_unauthenticated(source);
+            }
             return Err(AppError::Unauthorized);
         };
         let in_flight = match self.in_flight_permit(&caller.organization) {
@@ -378,6 +449,36 @@ impl Admission {
                 return Err(refusal);
             }
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// How long a source address is still refused, if it is.
+    fn blocked_for(&self, source: IpAddr) -> Option<std::time::Duration> {
+        let blocked = self.blocked.lock().ok()?;
+        let until = *blocked.get(&source)?;
+        until.checked_duration_since(std::time::Instant::now())
+    }
+
+    /// Counts a call without a valid credential; past the address's rate, refuses the
+    /// address until the rate allows again.
+    fn count_unauthenticated(&self, source: IpAddr) {
+        let Some(limiter) = &self.unauthenticated else {
+            return;
+        };
+        if limiter.len() > SOURCES_KEPT {
+            limiter.retain_recent();
+        }
+        if let Err(not_until) = limiter.check_key(&source) {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            if let Ok(mut blocked) = self.blocked.lock() {
+                let now = std::time::Instant::now();
+                if blocked.len() >= SOURCES_KEPT {
+                    blocked.retain(|_, until| *until > now);
+                }
+                if blocked.len() < SOURCES_KEPT {
+                    blocked.insert(source, now + wait);
+                }
+            }
         }
     }
 

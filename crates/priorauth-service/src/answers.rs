@@ -640,3 +640,36 @@ pub struct UmReport {
     cms_0057_f: Value,
     definitions: Vec<String>,
 }
+
+/// SMART App Launch's discovery document for Backend Services.
+#[derive(Debug, ToSchema)]
+pub struct SmartConfiguration {
+    token_endpoint: String,
+    grant_types_supported: Vec<String>,
+    token_endpoint_auth_methods_supported: Vec<String>,
+    token_endpoint_auth_signing_alg_values_supported: Vec<String>,
+    scopes_supported: Vec<String>,
+    capabilities: Vec<String>,
+}
+
+/// An access token (RFC 6749 §5.1).
+#[derive(Debug, ToSchema)]
+pub struct AccessToken {
+    /// `sat_…`, sent as `Authorization: Bearer sat_…` to the FHIR endpoints.
+    access_token: String,
+    /// `bearer`.
+    token_type: String,
+    /// Seconds.
+    expires_in: i64,
+    /// The scopes granted (the `system/` ones asked for).
+    scope: String,
+}
+
+/// An OAuth 2.0 error (RFC 6749 §5.2).
+#[derive(Debug, ToSchema)]
+pub struct OAuthError {
+    /// `invalid_request`, `invalid_client`, `unsupported_grant_type`, `invalid_scope`,
+    /// `temporarily_unavailable`.
+    error: String,
+    error_description: String,
+}

@@ -15,6 +15,9 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+use crate::admission::Peer;
 
 /// How many connections the service holds, and how long a request's headers may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,8 +96,19 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        // Each request knows its connection's peer (`admission::Peer`): calls without a key
+        // are counted per source address.
+        let peer = stream.peer_addr().ok().map(|a| Peer(a.ip()));
+        let service = app.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                if let Some(peer) = peer {
+                    request.extensions_mut().insert(peer);
+                }
+                request
+            },
+        );
         let connection =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             // A connection's errors (a reset, a header timeout) concern only it.

@@ -23,6 +23,7 @@ pub mod notify;
 pub mod ops;
 pub mod plans;
 pub mod store;
+pub mod trust;
 pub mod web;
 
 use std::sync::Arc;

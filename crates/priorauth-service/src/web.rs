@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::admission::{self, Admission};
-use crate::keys::{self, Caller};
+use crate::keys::Caller;
 use crate::lifecycle::{self, Service};
 use crate::store::StoreError;
 
@@ -458,7 +458,12 @@ pub(crate) async fn admit_with(
     let target = format!("{} {}", request.method(), request.uri().path());
     match state
         .admission
-        .admit(&state.service.store, request.headers(), &target)
+        .admit(
+            &state.service.store,
+            request.headers(),
+            &target,
+            request.extensions().get::<admission::Peer>().copied(),
+        )
         .await
     {
         Ok(admitted) => {
@@ -516,9 +521,20 @@ impl FromRequestParts<AppState> for Caller {
             return Ok(caller.clone());
         }
         let secret = admission::secret(&parts.headers).ok_or(AppError::Unauthorized)?;
-        keys::authenticate(&state.service.store, secret)
-            .await?
-            .ok_or(AppError::Unauthorized)
+        let audiences = crate::trust::hook_audiences(&parts.headers, parts.uri.path());
+        match crate::trust::authenticate(
+            &state.service.store,
+            secret,
+            parts.method.as_str(),
+            &audiences,
+        )
+        .await
+        {
+            Ok(caller) => caller.ok_or(AppError::Unauthorized),
+            Err(crate::trust::Refused::Scope(why)) => Err(AppError::Forbidden(why)),
+            Err(crate::trust::Refused::Invalid(_)) => Err(AppError::Unauthorized),
+            Err(crate::trust::Refused::Store(error)) => Err(error.into()),
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use axum::response::IntoResponse;
 use priorauth_service::keys::{Caller, Role};
 use priorauth_service::lifecycle::members;
 use serde_json::{Value, json};
-use support::{Server, for_each_backend};
+use support::{Server, emitted_dir, for_each_backend, keep, validate};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -175,6 +175,10 @@ async fn the_guides_order_sign_request_is_answered_from_the_ehrs_own_fhir_server
             .post("/cds-services/order-sign-crd", &ehr, &hook)
             .await;
         assert_eq!(answer.status, 200, "{}", answer.body);
+        // (Its orders are the guide's, which R4 does not read strictly, echoed with the
+        // payer's extension: the coverage information is checked on this test's own orders
+        // in the next test.)
+        let dir = emitted_dir("crd-official");
         assert_eq!(
             answer.body["cards"],
             json!([]),
@@ -259,6 +263,8 @@ async fn the_guides_order_sign_request_is_answered_from_the_ehrs_own_fhir_server
             .post("/cds-services/order-sign-crd", &ehr, &hook)
             .await;
         assert_eq!(refused.status, 412, "{}", refused.body);
+        keep(&dir, "refused", &refused.body);
+        validate(&dir);
         server.stop().await;
     })
     .await;
@@ -317,6 +323,8 @@ async fn members_are_found_in_the_payers_eligibility_and_every_order_is_answered
         let call = hook_call("a0b1c2d3-0000-4000-8000-000000000001", coverage("M-100", "EHR-PLAN-7"), orders.clone(), &base);
         let answer = server.post("/cds-services/order-sign-crd", &ehr, &call).await;
         assert_eq!(answer.status, 200, "{}", answer.body);
+        let dir = emitted_dir("crd-members");
+        keep(&dir, "answer", &answer.body);
         let answered = answers(&answer.body);
         let by_order: std::collections::BTreeMap<String, Value> = answered.iter().cloned().collect();
         assert_eq!(by_order.len(), 3, "the order that does not read is left out, the others answered: {:?}", by_order.keys());
@@ -353,6 +361,7 @@ async fn members_are_found_in_the_payers_eligibility_and_every_order_is_answered
         assert_eq!(code(ended, "pa-needed"), "", "not-covered says nothing of authorization");
         let stranger = server.post("/cds-services/order-sign-crd", &ehr,
             &hook_call("a0b1c2d3-0000-4000-8000-000000000004", coverage("M-999", "eocco-medicaid"), vec![blincyto_order("blin")], &base)).await;
+        keep(&dir, "stranger", &stranger.body);
         let stranger = &answers(&stranger.body)[0].1;
         assert_eq!((code(stranger, "covered"), reason(stranger)), ("not-covered".into(), "no-member-found".into()));
         // The EHR answered the coverage search with no Coverage: no member.
@@ -360,6 +369,7 @@ async fn members_are_found_in_the_payers_eligibility_and_every_order_is_answered
         let uncovered = server.post("/cds-services/order-sign-crd", &ehr,
             &hook_call("a0b1c2d3-0000-4000-8000-000000000005", none, vec![blincyto_order("blin")], &base)).await;
         assert_eq!(uncovered.status, 200, "{}", uncovered.body);
+        keep(&dir, "uncovered", &uncovered.body);
         let uncovered = &answers(&uncovered.body)[0].1;
         assert_eq!(code(uncovered, "covered"), "not-covered");
         assert!(part(uncovered, "coverage")["valueReference"]["display"].is_string());
@@ -381,6 +391,7 @@ async fn members_are_found_in_the_payers_eligibility_and_every_order_is_answered
         let service = &discovery.body["services"][0];
         assert_eq!(service["extension"]["davinci-crd.configuration-options"][0]["code"], "coverage-info");
         assert!(service["prefetch"].get("observations").is_none(), "{service}");
+        validate(&dir);
         server.stop().await;
     })
     .await;

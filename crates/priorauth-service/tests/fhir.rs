@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use priorauth_service::keys::Role;
 use serde_json::{Value, json};
-use support::{Server, for_each_backend};
+use support::{Server, emitted_dir, for_each_backend, keep, validate};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -26,45 +26,6 @@ fn repo() -> PathBuf {
 
 fn read(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("JSON")
-}
-
-/// Where this run keeps what the service emitted, for the validator.
-fn emitted_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("priorauth-fhir-{test}-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(&dir);
-    dir
-}
-
-fn keep(dir: &Path, name: &str, body: &Value) {
-    std::fs::write(dir.join(format!("{name}.json")), body.to_string()).expect("write");
-}
-
-/// Runs the independent validator over a folder. Without it installed (`.ci/run` installs
-/// it), the check is skipped with a note, unless `REQUIRE_FHIR_VALIDATOR` is set.
-fn validate(dir: &Path) {
-    let python = std::env::var("FHIR_VALIDATOR_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo().join("target/fhir-validator/bin/python"));
-    if !python.exists() {
-        assert!(
-            std::env::var("REQUIRE_FHIR_VALIDATOR").is_err(),
-            "the FHIR validator is required and not installed at {}",
-            python.display()
-        );
-        eprintln!(
-            "note: no FHIR validator at {}; validation skipped",
-            python.display()
-        );
-        return;
-    }
-    let out = std::process::Command::new(&python)
-        .arg(repo().join("tests/fhir/validate.py"))
-        .arg(dir)
-        .output()
-        .expect("run the validator");
-    let text = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{text}");
-    assert!(out.status.success(), "FHIR validation failed:\n{text}");
 }
 
 fn review_action(bundle: &Value) -> String {
@@ -425,7 +386,8 @@ async fn the_official_pas_examples_get_well_formed_responses() {
     .await;
 }
 
-/// A subscriber's endpoint: records every notification posted to it.
+/// A subscriber's endpoint: records every notification posted to it (the handshakes of its
+/// subscription too).
 async fn subscriber() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -459,6 +421,11 @@ async fn an_ehr_goes_from_order_to_a_clinicians_decision() {
         let created = server.post("/fhir/Subscription", &ehr, &subscription).await;
         assert_eq!(created.status, 201, "{}", created.body);
         keep(&dir, "subscription", &created.body);
+        // The endpoint is sent the handshake first, and answered it: the subscription is active.
+        let handshake = notifications.recv().await.unwrap();
+        assert!(support::is_handshake(&handshake), "{handshake}");
+        keep(&dir, "handshake", &handshake);
+        assert_eq!(created.body["status"], "active");
 
         // CRD: a Blincyto order for a member of the EOCCO plan, with what the chart holds.
         let coverage = json!({"resourceType": "Coverage", "id": "cov", "status": "active", "beneficiary": {"reference": "Patient/pat"},
@@ -660,6 +627,21 @@ async fn a_policy_with_declared_facts_from_a_directory_is_decided_and_asked_by_d
 /// Answers an adaptive DTR form from `case` until it is completed (at most `rounds` rounds):
 /// each round answers the questions added last and leaves unanswered what the case does not
 /// say, as a clinician would. Answers the last response, the keys asked and the rounds.
+/// Marks each answer of an item (nested ones too) as DTR's `information-origin` `manual`, by
+/// the clinician answering.
+fn entered_by_user(item: &mut Value) {
+    if let Some(answers) = item.get_mut("answer").and_then(Value::as_array_mut) {
+        for answer in answers {
+            answer["extension"] = json!([{"url": "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/information-origin",
+                "extension": [{"url": "source", "valueCode": "manual"},
+                    {"url": "author", "extension": [{"url": "practitioner", "valueReference": {"reference": "Practitioner/doc"}}]}]}]);
+        }
+    }
+    if let Some(nested) = item.get_mut("item").and_then(Value::as_array_mut) {
+        nested.iter_mut().for_each(entered_by_user);
+    }
+}
+
 async fn answer_adaptive_form(
     server: &Server,
     key: &str,
@@ -709,9 +691,13 @@ async fn answer_adaptive_form(
             else {
                 continue;
             };
-            items.extend(priorauth_fhir::questionnaire::answer_items(
-                question, &value, &canonical, &map,
-            ));
+            // As a DTR client answers: each answer says it was entered by the user.
+            let mut answered =
+                priorauth_fhir::questionnaire::answer_items(question, &value, &canonical, &map);
+            for item in &mut answered {
+                entered_by_user(item);
+            }
+            items.extend(answered);
         }
         response["item"] = json!(items);
         done += 1;
@@ -1065,6 +1051,280 @@ async fn the_dtr_package_is_as_dtr_clients_read_it() {
         let neither = server.post("/fhir/Questionnaire/$questionnaire-package", &ehr, &json!({"resourceType": "Parameters", "parameter": [
             {"name": "coverage", "resource": coverage}]})).await;
         assert_eq!(neither.status, 422, "{}", neither.body);
+        validate(&dir);
+        server.stop().await;
+    })
+    .await;
+}
+
+/// PAS 2.2.1's updates and cancellations: an update (`Claim.related`) replaces the pending
+/// request it names and is decided on its own; a cancellation (certification type `3`)
+/// withdraws the request and never authorizes anything; a decided request is neither
+/// updated nor cancelled; urgency comes from `levelOfServiceCode`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn updates_and_cancellations_act_on_the_request_they_name() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, ehr) = server.key("clinic-a", Role::Submitter, "Clinic A EHR", "").await;
+        let (_, other) = server.key("clinic-b", Role::Submitter, "Clinic B EHR", "").await;
+        let (_, reviewer) = server.key("payer", Role::Reviewer, "Dr. Rivera", "MD, Hematology").await;
+        let engine = &server.state.service.engine;
+        let full = support::recorded_case("E01");
+        let mut partial = full.clone();
+        partial["diagnosis"].as_object_mut().unwrap().remove("lineage");
+        let request_id = |body: &Value| body["entry"][0]["resource"]["id"].as_str().unwrap().replacen("req-", "req_", 1);
+        let status = |id: String| {
+            let server = &server;
+            let reviewer = reviewer.clone();
+            async move { server.get(&format!("/v1/requests/{id}"), &reviewer).await.body["status"].as_str().unwrap_or_default().to_string() }
+        };
+        let relate = |bundle: &mut Value, prior: &str| {
+            bundle["entry"][0]["resource"]["related"] = json!([{"claim": {"identifier": {"system": "urn:trnorg:1234567890", "value": prior}},
+                "relationship": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/ex-relatedclaimrelationship", "code": "prior"}]}}]);
+            bundle["entry"][0]["resource"]["meta"] = json!({"profile": ["http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-claim-update"]});
+        };
+        let cancel_items = |bundle: &mut Value| {
+            for item in bundle["entry"][0]["resource"]["item"].as_array_mut().unwrap() {
+                item["extension"][0]["valueCodeableConcept"]["coding"][0]["code"] = json!("3");
+                item["modifierExtension"] = json!([{"url": "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/modifierextension-infoCancelled", "valueBoolean": true}]);
+            }
+        };
+
+        // A request pended for a missing fact, then updated with it: the update is approved,
+        // the original withdrawn (not left pending).
+        let pended = server.post("/fhir/Claim/$submit", &ehr, &pas_bundle(&partial, "eocco-medicaid", "orig-1", engine)).await;
+        assert_eq!(review_action(&pended.body), "A4", "{}", pended.body);
+        let original = request_id(&pended.body);
+        let dir = emitted_dir("pas-lifecycle");
+        keep(&dir, "pended-for-information", &pended.body);
+        // What is missing, in plain words and with the date it is due, and PAS's request for
+        // it: the questionnaire to answer, with this request as its context.
+        let note = pended.body["entry"][0]["resource"]["processNote"][0]["text"].as_str().unwrap().to_string();
+        assert!(!note.contains("diagnosis.lineage") && note.contains("Still needed by 20"), "{note}");
+        let task = pended.body["entry"].as_array().unwrap().iter().map(|e| &e["resource"]).find(|r| r["resourceType"] == "Task").expect("a Task asks for the information");
+        assert_eq!(task["code"]["coding"][0]["code"], "attachment-request-questionnaire");
+        assert!(task["restriction"]["period"]["end"].is_string(), "{task}");
+        assert_eq!(task["input"][1]["valueString"], original);
+        let record = server.get(&format!("/v1/requests/{original}"), &reviewer).await;
+        assert!(record.body["due_at"].is_string(), "a request pended for information runs on the plan's clock: {}", record.body);
+        let mut update = pas_bundle(&full, "eocco-medicaid", "upd-1", engine);
+        relate(&mut update, "orig-1");
+        let updated = server.post("/fhir/Claim/$submit", &ehr, &update).await;
+        assert_eq!(updated.status, 200, "{}", updated.body);
+        assert_eq!(review_action(&updated.body), "A1", "{}", updated.body);
+        assert_eq!(status(original.clone()).await, "withdrawn");
+        // Sent again: the same answer, nothing more withdrawn or approved.
+        let again = server.post("/fhir/Claim/$submit", &ehr, &update).await;
+        assert_eq!(request_id(&again.body), request_id(&updated.body));
+        // An approved request is not updated.
+        let mut late = pas_bundle(&full, "eocco-medicaid", "upd-2", engine);
+        relate(&mut late, "upd-1");
+        let refused = server.post("/fhir/Claim/$submit", &ehr, &late).await;
+        assert_eq!(refused.status, 409, "{}", refused.body);
+        assert_eq!(refused.body["issue"][0]["expression"][0], "Claim.related");
+
+        // A cancellation withdraws the pending request it names and authorizes nothing.
+        let pended = server.post("/fhir/Claim/$submit", &ehr, &pas_bundle(&partial, "eocco-medicaid", "orig-2", engine)).await;
+        let original = request_id(&pended.body);
+        let authorizations = server.count("authorizations").await;
+        let mut cancel = pas_bundle(&full, "eocco-medicaid", "cancel-2", engine);
+        relate(&mut cancel, "orig-2");
+        cancel_items(&mut cancel);
+        let cancelled = server.post("/fhir/Claim/$submit", &ehr, &cancel).await;
+        assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+        assert_eq!(request_id(&cancelled.body), original, "the answer is the cancelled request's");
+        assert_eq!(review_action(&cancelled.body), "C", "{}", cancelled.body);
+        assert_eq!(status(original.clone()).await, "withdrawn");
+        assert_eq!(server.count("authorizations").await, authorizations, "a cancellation authorizes nothing");
+        // A cancellation of a Claim no request of this clinic has, or another clinic's: 404.
+        let mut stray = pas_bundle(&full, "eocco-medicaid", "cancel-3", engine);
+        relate(&mut stray, "never-sent");
+        cancel_items(&mut stray);
+        assert_eq!(server.post("/fhir/Claim/$submit", &ehr, &stray).await.status, 404);
+        let pended = server.post("/fhir/Claim/$submit", &ehr, &pas_bundle(&partial, "eocco-medicaid", "orig-4", engine)).await;
+        let mut foreign = pas_bundle(&full, "eocco-medicaid", "cancel-4", engine);
+        relate(&mut foreign, "orig-4");
+        cancel_items(&mut foreign);
+        assert_eq!(server.post("/fhir/Claim/$submit", &other, &foreign).await.status, 404);
+        assert_eq!(status(request_id(&pended.body)).await, "pending_information");
+
+        // Urgency from PAS 2.2.1's `levelOfServiceCode`: U is expedited.
+        let mut urgent = pas_bundle(&partial, "eocco-medicaid", "urgent-1", engine);
+        urgent["entry"][0]["resource"]["extension"] = json!([{"url": "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-levelOfServiceCode",
+            "valueCodeableConcept": {"coding": [{"system": "https://codesystem.x12.org/005010/1338", "code": "U"}]}}]);
+        let answered = server.post("/fhir/Claim/$submit", &ehr, &urgent).await;
+        assert_eq!(answered.status, 200, "{}", answered.body);
+        let record = server.get(&format!("/v1/requests/{}", request_id(&answered.body)), &reviewer).await;
+        assert_eq!(record.body["urgency"], "expedited", "{}", record.body);
+        validate(&dir);
+        server.stop().await;
+    })
+    .await;
+}
+
+/// An inquiry finds a request by its trace number for the same member only, and answers
+/// under PAS's inquiry-response profiles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_inquiry_matches_the_trace_number_and_the_member() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, ehr) = server
+            .key("clinic-a", Role::Submitter, "Clinic A EHR", "")
+            .await;
+        let dir = emitted_dir("inquiry");
+        let engine = &server.state.service.engine;
+        let case = support::recorded_case("E01");
+        let bundle = pas_bundle(&case, "eocco-medicaid", "trace-1", engine);
+        assert_eq!(
+            server
+                .post("/fhir/Claim/$submit", &ehr, &bundle)
+                .await
+                .status,
+            200
+        );
+        let inquiry = server.post("/fhir/Claim/$inquire", &ehr, &bundle).await;
+        assert_eq!(inquiry.status, 200, "{}", inquiry.body);
+        let answer = &inquiry.body["parameter"][0]["resource"];
+        keep(&dir, "inquiry-response", answer);
+        assert!(
+            answer["meta"]["profile"][0]
+                .as_str()
+                .unwrap()
+                .ends_with("profile-pas-inquiry-response-bundle")
+        );
+        assert!(
+            answer["entry"][0]["resource"]["meta"]["profile"][0]
+                .as_str()
+                .unwrap()
+                .ends_with("profile-claiminquiryresponse")
+        );
+        // The same trace number for another member finds nothing.
+        let mut stranger = bundle.clone();
+        for entry in stranger["entry"].as_array_mut().unwrap() {
+            if entry["resource"]["resourceType"] == "Patient" {
+                entry["resource"]["birthDate"] = json!("1999-09-09");
+                entry["resource"]["name"] = json!([{"family": "Other", "given": ["Person"]}]);
+            }
+        }
+        assert_eq!(
+            server
+                .post("/fhir/Claim/$inquire", &ehr, &stranger)
+                .await
+                .status,
+            404
+        );
+        validate(&dir);
+        server.stop().await;
+    })
+    .await;
+}
+
+/// A subscription is updated in place (`PUT`), only by its organization; each save sends the
+/// endpoint the handshake, and an endpoint that does not answer it leaves it in `error`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_subscription_is_updated_and_handshaken() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, ehr) = server
+            .key("clinic-a", Role::Submitter, "Clinic A EHR", "")
+            .await;
+        let (_, other) = server
+            .key("clinic-b", Role::Submitter, "Clinic B EHR", "")
+            .await;
+        let (endpoint, mut received) = subscriber().await;
+        let mut subscription =
+            read(&repo().join("tests/fhir/pas-examples/Subscription-PASSubscriptionExample.json"));
+        subscription["channel"]["endpoint"] = json!("http://127.0.0.1:9/closed");
+        let created = server.post("/fhir/Subscription", &ehr, &subscription).await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        assert_eq!(
+            created.body["status"], "error",
+            "no handshake answered: {}",
+            created.body
+        );
+        let id = created.body["id"].as_str().unwrap().to_string();
+
+        subscription["channel"]["endpoint"] = json!(endpoint);
+        subscription["id"] = json!(id);
+        let updated = server
+            .call(
+                reqwest::Method::PUT,
+                &format!("/fhir/Subscription/{id}"),
+                Some(&ehr),
+                Some(&subscription),
+                &[],
+            )
+            .await;
+        assert_eq!(updated.status, 200, "{}", updated.body);
+        assert_eq!(updated.body["status"], "active");
+        assert!(updated.body.get("error").is_none(), "{}", updated.body);
+        let handshake = received.recv().await.unwrap();
+        assert!(support::is_handshake(&handshake), "{handshake}");
+        assert_eq!(
+            handshake["entry"][0]["resource"]["parameter"][0]["valueReference"]["reference"],
+            format!("Subscription/{id}")
+        );
+        assert_eq!(
+            server
+                .get(&format!("/fhir/Subscription/{id}"), &ehr)
+                .await
+                .body["channel"]["endpoint"],
+            json!(endpoint)
+        );
+
+        // Another id, or another organization's: as if it did not exist.
+        let wrong = server
+            .call(
+                reqwest::Method::PUT,
+                "/fhir/Subscription/sub-nothere",
+                Some(&ehr),
+                Some(&subscription),
+                &[],
+            )
+            .await;
+        assert_eq!(wrong.status, 404, "{}", wrong.body);
+        let foreign = server
+            .call(
+                reqwest::Method::PUT,
+                &format!("/fhir/Subscription/{id}"),
+                Some(&other),
+                Some(&subscription),
+                &[],
+            )
+            .await;
+        assert_eq!(foreign.status, 404, "{}", foreign.body);
+        server.stop().await;
+    })
+    .await;
+}
+
+/// A Claim of several items is answered item by item: each item is a request of its own,
+/// decided by its own policy (or sent to a clinician), and the one ClaimResponse holds every
+/// item's review action.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_item_of_a_claim_gets_its_own_answer() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, ehr) = server.key("clinic-a", Role::Submitter, "Clinic A EHR", "").await;
+        let dir = emitted_dir("multi-item");
+        let case = support::recorded_case("E01");
+        let mut bundle = pas_bundle(&case, "eocco-medicaid", "multi-1", &server.state.service.engine);
+        let mut oxygen = bundle["entry"][0]["resource"]["item"][0].clone();
+        oxygen["sequence"] = json!(2);
+        oxygen["productOrService"] = json!({"coding": [{"system": "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "code": "E0431"}]});
+        bundle["entry"][0]["resource"]["item"].as_array_mut().unwrap().push(oxygen);
+        let answered = server.post("/fhir/Claim/$submit", &ehr, &bundle).await;
+        assert_eq!(answered.status, 200, "{}", answered.body);
+        keep(&dir, "answer", &answered.body);
+        let items = answered.body["entry"][0]["resource"]["item"].as_array().unwrap().clone();
+        let actions: Vec<(Value, Value)> = items
+            .iter()
+            .map(|i| (i["itemSequence"].clone(), i["adjudication"][0]["extension"][0]["extension"].as_array().unwrap().iter().find(|e| e["url"].as_str().unwrap().ends_with("reviewActionCode")).unwrap()["valueCodeableConcept"]["coding"][0]["code"].clone()))
+            .collect();
+        assert_eq!(actions, [(json!(1), json!("A1")), (json!(2), json!("A4"))], "{}", answered.body);
+        // Sent again: the same answer.
+        let again = server.post("/fhir/Claim/$submit", &ehr, &bundle).await;
+        assert_eq!(again.body["entry"][0]["resource"]["item"], json!(items));
         validate(&dir);
         server.stop().await;
     })

@@ -92,7 +92,8 @@ async fn a_request_no_policy_governs_is_determined_like_any_other() {
             .iter()
             .map(|i| i["id"].as_str().unwrap().to_string())
             .collect();
-        assert_eq!(ids.len(), 2, "{}", queue.body);
+        // The homecare Claim has two items, each a request of its own.
+        assert_eq!(ids.len(), 3, "{}", queue.body);
         assert_eq!(queue.body["items"][0]["policy"], "");
         let (approve, deny) = (&ids[0], &ids[1]);
         let path = |id: &str| format!("/v1/requests/{id}/determination");
@@ -178,7 +179,8 @@ async fn a_request_no_policy_governs_is_determined_like_any_other() {
         );
         assert_eq!(letter.body["criterion"]["policy"], Value::Null);
         assert_eq!(letter.body["reviewer"]["credentials"], CREDENTIALS);
-        assert_eq!(server.count("requests WHERE status = 'pending_review'").await, 0);
+        // The third (the homecare Claim's second item) still waits for its clinician.
+        assert_eq!(server.count("requests WHERE status = 'pending_review'").await, 1);
         server.stop().await;
     })
     .await;
@@ -594,10 +596,12 @@ async fn subscriber(
         axum::routing::post(move |body: axum::body::Bytes| {
             let sender = sender.clone();
             async move {
-                let _ = sender.send((
-                    Instant::now(),
-                    serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
-                ));
+                let body = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
+                // The handshake of the subscription's creation is answered at once.
+                if support::is_handshake(&body) {
+                    return axum::http::StatusCode::OK;
+                }
+                let _ = sender.send((Instant::now(), body));
                 tokio::time::sleep(delay).await;
                 axum::http::StatusCode::from_u16(status).unwrap()
             }
@@ -831,6 +835,62 @@ async fn fhir_bytes_are_limited_per_organization_before_they_are_read() {
         // Another organization's Bundle is read as usual.
         let theirs = server.post("/fhir/Claim/$submit", &other, &bundle).await;
         assert_eq!(theirs.status, 200);
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_without_a_key_is_refused_per_address_before_any_lookup() {
+    for_each_backend(|url| async move {
+        let limits = Limits {
+            unauthenticated_per_address_per_second: 5,
+            ..Limits::UNLIMITED
+        };
+        let server = Server::start_with(&url, limits, ConnectionLimits::DEFAULT).await;
+        let (_, key) = server.key("clinic-a", Role::Submitter, "EHR", "").await;
+        // The flood comes from 127.0.0.1; a clinic calls from 127.0.0.2.
+        let clinic = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+            .build()
+            .unwrap();
+        let get = |client: reqwest::Client, key: String| {
+            let url = format!("{}/v1/plans", server.base);
+            async move {
+                let response = client.get(url).bearer_auth(key).send().await.unwrap();
+                let retry = response
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_string());
+                (response.status().as_u16(), retry)
+            }
+        };
+        let mut statuses = Vec::new();
+        for n in 0..30 {
+            statuses.push(get(server.client.clone(), format!("pak_guess{n}")).await);
+        }
+        let unauthorized = statuses.iter().filter(|(s, _)| *s == 401).count();
+        let refused: Vec<&(u16, Option<String>)> =
+            statuses.iter().filter(|(s, _)| *s == 429).collect();
+        assert!(
+            (10..=12).contains(&unauthorized),
+            "the burst is looked up, then refused: {statuses:?}"
+        );
+        assert_eq!(unauthorized + refused.len(), 30, "{statuses:?}");
+        assert!(
+            refused.iter().all(|(_, retry)| retry.is_some()),
+            "429 says when to retry"
+        );
+        // Refused before any lookup, whatever the credential, from that address only.
+        assert_eq!(get(server.client.clone(), key.clone()).await.0, 429);
+        assert_eq!(
+            get(clinic.clone(), key.clone()).await.0,
+            200,
+            "another address is not affected"
+        );
+        // Its rate allows again after the time given.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(get(server.client.clone(), key.clone()).await.0, 200);
         server.stop().await;
     })
     .await;

@@ -24,22 +24,32 @@ use serde_json::{Value, json};
 
 use crate::keys::{Caller, Role};
 use crate::lifecycle::members::{self, Membership};
-use crate::lifecycle::requests::{self as lifecycle_requests, ClaimLink, SubmitBody, Urgency};
+use crate::lifecycle::requests as lifecycle_requests;
 use crate::lifecycle::subscriptions::{self, SubscriptionInput};
 use crate::lifecycle::{self, now_ms, timestamp};
 use crate::web::{self, AppError, AppState};
 
+mod claims;
 mod crd;
+mod smart;
+pub(crate) use claims::{__path_submit, submit};
 pub(crate) use crd::{__path_discovery, __path_hook, discovery, hook};
+pub(crate) use smart::{__path_configuration, __path_token};
 
 /// Largest FHIR body accepted: PAS Bundles may carry documents.
 pub const FHIR_BODY_LIMIT: usize = 4 * 1024 * 1024;
 
 pub fn routes(state: &AppState) -> Router<AppState> {
-    // What a client reads before it has a key: the services and the server's capabilities.
+    // What a client reads before it has a key: the services and the server's capabilities,
+    // and where a SMART client gets its access token.
     let public = Router::new()
         .route("/cds-services", get(discovery))
-        .route("/fhir/metadata", get(capability_statement));
+        .route("/fhir/metadata", get(capability_statement))
+        .route(
+            "/fhir/.well-known/smart-configuration",
+            get(smart::configuration),
+        )
+        .route(smart::TOKEN_PATH, post(smart::token));
     Router::new()
         .route("/cds-services/{id}", post(hook))
         .route("/fhir/Questionnaire/{id}", get(read_questionnaire))
@@ -53,7 +63,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/fhir/Subscription", post(create_subscription))
         .route(
             "/fhir/Subscription/{id}",
-            get(read_subscription).delete(delete_subscription),
+            get(read_subscription)
+                .put(update_subscription)
+                .delete(delete_subscription),
         )
         // The key is checked before the body (up to FHIR_BODY_LIMIT) is read, and the body
         // waits for its share of memory before it is read.
@@ -115,22 +127,7 @@ async fn within_memory_budget(
     };
     match admitted {
         Ok(_memory) => next.run(request).await,
-        Err(refusal) => {
-            let retry_after = match &refusal {
-                AppError::TooManyRequests {
-                    retry_after_seconds,
-                    ..
-                } => Some(*retry_after_seconds),
-                _ => None,
-            };
-            let mut response = FhirError::from(refusal).into_response();
-            if let Some(seconds) = retry_after {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
-            }
-            response
-        }
+        Err(refusal) => refusal_outcome(refusal),
     }
 }
 
@@ -140,23 +137,25 @@ async fn admit(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    web::admit_with(&state, request, next, |error| {
-        let retry_after = match &error {
-            AppError::TooManyRequests {
-                retry_after_seconds,
-                ..
-            } => Some(*retry_after_seconds),
-            _ => None,
-        };
-        let mut response = FhirError::from(error).into_response();
-        if let Some(seconds) = retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
-        }
+    web::admit_with(&state, request, next, refusal_outcome).await
+}
+
+/// A refusal before the handler as an OperationOutcome, with `Retry-After` on a 429.
+fn refusal_outcome(refusal: AppError) -> Response {
+    let retry_after = match &refusal {
+        AppError::TooManyRequests {
+            retry_after_seconds,
+            ..
+        } => Some(*retry_after_seconds),
+        _ => None,
+    };
+    let mut response = FhirError::from(refusal).into_response();
+    if let Some(seconds) = retry_after {
         response
-    })
-    .await
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+    }
+    response
 }
 
 /// `web::control_characters_in` as a route layer answering an OperationOutcome.
@@ -209,7 +208,10 @@ pub(crate) async fn capability_statement() -> Response {
             "implementation": {"description": "priorauth: prior authorization decisions (Da Vinci CRD, DTR, PAS)"},
             "rest": [{
                 "mode": "server",
-                "security": {"description": "API keys: Authorization: Bearer <key>"},
+                "security": {
+                    "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}],
+                    "description": "SMART Backend Services (client credentials with private_key_jwt; see .well-known/smart-configuration), or an API key: Authorization: Bearer <token or key>",
+                },
                 "resource": [
                     {"type": "Claim", "operation": [
                         {"name": "submit", "definition": "http://hl7.org/fhir/us/davinci-pas/OperationDefinition/Claim-submit"},
@@ -705,87 +707,6 @@ pub(crate) async fn next_question(
 
 // ---- PAS ----
 
-#[utoipa::path(post, path = "/fhir/Claim/$submit", operation_id = "pas_submit", tag = "FHIR", summary = "Da Vinci PAS $submit: a prior-authorization request Bundle", request_body(content = crate::answers::FhirResource, content_type = "application/fhir+json", description = "a PAS Request Bundle (Claim, Patient, Coverage, ...)"),
-    responses((status = 200, description = "a PAS Response Bundle with the ClaimResponse", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 403, description = "not a submitter: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 422, description = "not a valid resource, naming the element: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 429, description = "over the rate; Retry-After says when: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
-pub(crate) async fn submit(
-    State(state): State<AppState>,
-    who: Result<Caller, AppError>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> FhirResult {
-    let caller = caller(who)?;
-    submitter(&caller)?;
-    let (map, engine) = (state.fhir.clone(), state.service.engine.clone());
-    let (request, intake, bundle_json) = parsed(move || {
-        let (text, bundle_json) = bundle_text(text(&body)?)?;
-        drop(body);
-        let request = pas::read_request(&text).map_err(|p| FhirError::structure(&p))?;
-        drop(text);
-        let intake = pas::intake(&map, &engine, &request);
-        Ok::<_, FhirError>((request, intake, bundle_json))
-    })
-    .await??;
-    let link = ClaimLink {
-        base: canonical(&headers).base,
-        claim_identifier: request.claim_identifier.clone(),
-        item_sequence: intake.item_sequence.unwrap_or(1),
-        bundle_json: bundle_json.to_string(),
-    };
-    let key = format!("pas:{}", request.bundle_identifier);
-    // The member's plan by the payer's eligibility (the declared one until any is loaded).
-    let plan = match members::find(
-        &state.service,
-        &intake.member_ids,
-        intake.plan.as_deref(),
-        &lifecycle::today(),
-    )
-    .await
-    .map_err(|e| FhirError::from(AppError::from(e)))?
-    {
-        Membership::Member { plan } => Some(plan),
-        Membership::Inactive | Membership::Unknown => None,
-    };
-    let governed = plan
-        .as_ref()
-        .and_then(|p| governing(&state, p, &intake.case));
-    let record_id = match (plan.clone(), governed) {
-        (Some(plan), Some(_)) => {
-            if !intake.problems.is_empty() {
-                return Err(FhirError::invalid(&intake.problems));
-            }
-            let body = SubmitBody {
-                plan,
-                case: dated_on_receipt(intake.case.clone()),
-                urgency: if intake.expedited {
-                    Urgency::Expedited
-                } else {
-                    Urgency::Standard
-                },
-                renews: intake.renews.clone(),
-            };
-            let (_, response) =
-                lifecycle_requests::submit(&state.service, &caller, body, Some(key), Some(link))
-                    .await?;
-            response["id"].as_str().unwrap_or_default().to_string()
-        }
-        // No plan of this payer, or no policy for what is asked: a clinician handles it.
-        _ => {
-            lifecycle_requests::submit_for_review(
-                &state.service,
-                &caller,
-                &intake.case,
-                plan.as_deref(),
-                intake.expedited,
-                &key,
-                link,
-            )
-            .await?
-        }
-    };
-    let response = response_for(&state, &caller, &record_id, &canonical(&headers)).await?;
-    Ok(fhir_json(StatusCode::OK, response))
-}
-
 /// Parsing a FHIR body is the service's heaviest work per byte: a 3.7 MB Bundle took tens of
 /// MB and most of a core while typed. It runs on the blocking pool, at most one per core at
 /// a time, so that it never holds the async workers that answer `/healthz` and everyone
@@ -842,6 +763,24 @@ async fn response_for(
     id: &str,
     canonical: &Canonical,
 ) -> Result<Value, FhirError> {
+    Ok(response_and_request(state, caller, id, canonical).await?.0)
+}
+
+/// Each question of the case format in plain words, for what a pended request still needs.
+fn question_labels(state: &AppState) -> Vec<(String, String)> {
+    priorauth_core::questions::all(&state.service.engine)
+        .into_iter()
+        .map(|q| (q.key.to_string(), q.label.to_string()))
+        .collect()
+}
+
+/// The PAS response Bundle of a stored request, and the request Bundle it came in.
+async fn response_and_request(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    canonical: &Canonical,
+) -> Result<(Value, Value), FhirError> {
     let (record, claim) = lifecycle_requests::read_with_claim(&state.service, caller, id).await?;
     let Some(claim) = claim else {
         return Err(FhirError::not_found(
@@ -851,15 +790,17 @@ async fn response_for(
     let bundle: Value = serde_json::from_str(&claim.bundle_json).unwrap_or(Value::Null);
     let sequence = u32::try_from(claim.item_sequence).unwrap_or(1);
     let created = timestamp(now_ms());
-    Ok(pas::response_bundle(
+    let response = pas::response_bundle(
         &bundle,
         &record,
         &pas::ResponseContext {
             base: &canonical.base,
             created: &created,
             item_sequence: sequence,
+            questions: &question_labels(state),
         },
-    ))
+    );
+    Ok((response, bundle))
 }
 
 /// A notification's payload: the subscription status and the request's PAS response.
@@ -882,6 +823,7 @@ pub async fn notification_payload(
             base: &base,
             created: &created,
             item_sequence: sequence,
+            questions: &question_labels(state),
         },
     );
     Ok(pas::notification(
@@ -902,20 +844,25 @@ pub(crate) async fn inquire(
     body: Bytes,
 ) -> FhirResult {
     let caller = caller(who)?;
-    let request = parsed(move || {
-        let (text, _) = bundle_text(text(&body)?)?;
-        pas::read_request(&text).map_err(|p| FhirError::structure(&p))
+    let (request, inquiry) = parsed(move || {
+        let (text, inquiry) = bundle_text(text(&body)?)?;
+        let request = pas::read_request(&text).map_err(|p| FhirError::structure(&p))?;
+        Ok::<_, FhirError>((request, inquiry))
     })
     .await??;
     // Query by example: the Claim's trace number (identifier value) finds the request, whatever
-    // system the inquiring system writes it under.
+    // system the inquiring system writes it under, for the same member.
     let found =
         lifecycle_requests::find_by_claim(&state.service, &caller, &request.claim_identifier)
             .await?;
     let canonical = canonical(&headers);
     let mut bundles = Vec::new();
     for id in found {
-        bundles.push(json!({"name": "return", "resource": response_for(&state, &caller, &id, &canonical).await?}));
+        let (response, stored) = response_and_request(&state, &caller, &id, &canonical).await?;
+        if pas::same_member(&stored, &inquiry) {
+            let response = pas::as_inquiry_response(response);
+            bundles.push(json!({"name": "return", "resource": response}));
+        }
     }
     if bundles.is_empty() {
         return Err(FhirError::not_found(
@@ -933,23 +880,59 @@ pub(crate) async fn inquire(
 pub(crate) async fn create_subscription(
     State(state): State<AppState>,
     who: Result<Caller, AppError>,
+    headers: HeaderMap,
     body: Bytes,
+) -> FhirResult {
+    save_subscription(&state, who, &headers, &body, None).await
+}
+
+#[utoipa::path(put, path = "/fhir/Subscription/{id}", operation_id = "pas_update_subscription", tag = "FHIR", summary = "Update the organization's subscription", params(("id" = String, Path)), request_body(content = crate::answers::FhirResource, content_type = "application/fhir+json", description = "a Subscription"),
+    responses((status = 200, description = "the Subscription as saved; `status` is `error` when the endpoint did not answer the handshake", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 404, description = "no such subscription, or another organization's: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 422, description = "not a valid resource, naming the element: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
+pub(crate) async fn update_subscription(
+    State(state): State<AppState>,
+    who: Result<Caller, AppError>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> FhirResult {
+    save_subscription(&state, who, &headers, &body, Some(id)).await
+}
+
+/// Saves the organization's subscription (one per organization: a new one replaces the old),
+/// then sends its endpoint the handshake; an endpoint that does not answer it 2xx leaves the
+/// subscription in `error` (notifications are still queued, and retried).
+async fn save_subscription(
+    state: &AppState,
+    who: Result<Caller, AppError>,
+    headers: &HeaderMap,
+    body: &Bytes,
+    updates: Option<String>,
 ) -> FhirResult {
     let caller = caller(who)?;
     submitter(&caller)?;
     let (subscription, resource) =
-        pas::read_subscription(text(&body)?).map_err(|p| FhirError::invalid(&p))?;
-    // One subscription per organization: a second one replaces the first.
-    let saved = subscriptions::save(
-        &state.service,
-        &caller,
-        SubscriptionInput {
-            endpoint: subscription.endpoint.clone(),
-            headers: subscription.headers.clone(),
-            resource,
-        },
-    )
-    .await?;
+        pas::read_subscription(text(body)?).map_err(|p| FhirError::invalid(&p))?;
+    let input = |status: &'static str| SubscriptionInput {
+        endpoint: subscription.endpoint.clone(),
+        headers: subscription.headers.clone(),
+        resource: resource.clone(),
+        status,
+        updates: updates.clone(),
+    };
+    let saved = subscriptions::save(&state.service, &caller, input("active"))
+        .await
+        .map_err(subscription_error)?;
+    let handshake = pas::handshake(&canonical(headers).base, &saved.id, &timestamp(now_ms()));
+    let answered = send_handshake(&subscription.endpoint, &subscription.headers, &handshake).await;
+    let saved = if answered {
+        saved
+    } else {
+        let created = saved.created;
+        let again = subscriptions::save(&state.service, &caller, input("error"))
+            .await
+            .map_err(subscription_error)?;
+        subscriptions::Saved { created, ..again }
+    };
     let (id, resource) = (saved.id, saved.resource);
     let status = if saved.created {
         StatusCode::CREATED
@@ -990,6 +973,30 @@ pub(crate) async fn delete_subscription(
         .await
         .map_err(subscription_error)?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Posts a handshake to a subscriber's endpoint with its headers; whether it answered 2xx
+/// within 5 s.
+async fn send_handshake(endpoint: &str, headers: &[String], handshake: &Value) -> bool {
+    let Ok(client) = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    else {
+        return false;
+    };
+    let mut call = client
+        .post(endpoint)
+        .header("content-type", "application/fhir+json")
+        .body(handshake.to_string());
+    for header in headers {
+        if let Some((name, value)) = header.split_once(':') {
+            call = call.header(name.trim(), value.trim());
+        }
+    }
+    call.send()
+        .await
+        .is_ok_and(|response| response.status().is_success())
 }
 
 fn subscription_error(error: lifecycle::Error) -> FhirError {

@@ -10,7 +10,7 @@
 //!
 //! | request status        | meaning                                                        |
 //! |-----------------------|----------------------------------------------------------------|
-//! | `pending_information` | the policy needs facts the request did not give               |
+//! | `pending_information` | the policy needs facts the request did not give; due by the plan's clock like a review |
 //! | `pending_review`      | a clinician decides (a `review` outcome or a recommended denial; also a PAS request no policy governs) |
 //! | `approved`            | by the policy's criteria, or by a clinician; holds an authorization |
 //! | `denied`              | by a clinician only: software never denies                    |

@@ -199,8 +199,10 @@ pub async fn submit(
         .ok_or_else(|| Error::Internal("policy".into()))?;
     let id = random_id("req_");
     let status = status_of(evaluated.outcome);
-    let due_at = (status == "pending_review")
-        .then(|| plan.clocks.due(body.urgency == Urgency::Expedited, now));
+    // The plan's clock runs from receipt whether a clinician reviews the request or the
+    // provider owes information: the payer must decide by then either way.
+    let due_at =
+        is_pending(status).then(|| plan.clocks.due(body.urgency == Urgency::Expedited, now));
     let authorization = if evaluated.outcome == Outcome::Approve {
         Some(authorizations::plan(
             service,
@@ -534,8 +536,8 @@ pub async fn complete(
             other => other,
         })?;
     let status = status_of(evaluated.outcome);
-    let due_at = (status == "pending_review")
-        .then(|| plan.clocks.due(row.urgency == "expedited", row.created_at));
+    let due_at =
+        is_pending(status).then(|| plan.clocks.due(row.urgency == "expedited", row.created_at));
     let now = now_ms();
     let completed = requests::complete(
         &mut tx,
@@ -857,6 +859,12 @@ pub async fn read_for_notification(
     store::audit(&mut tx, &system.audit_record("request.notify", id)).await?;
     tx.commit().await?;
     Ok((view, claim))
+}
+
+/// Whether a status waits on someone: a clinician (`pending_review`) or the provider
+/// (`pending_information`). Both run on the plan's clock.
+fn is_pending(status: &str) -> bool {
+    matches!(status, "pending_review" | "pending_information")
 }
 
 /// The requests a PAS Claim identifier finds (`$inquire`) that the caller may see: by the

@@ -17,6 +17,11 @@ pub struct SubscriptionInput {
     pub endpoint: String,
     pub headers: Vec<String>,
     pub resource: Value,
+    /// `active`, or `error` when the endpoint did not answer the handshake.
+    pub status: &'static str,
+    /// The subscription this input updates (`PUT /Subscription/{id}`): it must be the
+    /// organization's; `None` creates or replaces it.
+    pub updates: Option<String>,
 }
 
 /// A subscription as saved.
@@ -37,11 +42,26 @@ pub async fn save(
     require(caller, &[Role::Submitter, Role::Admin])?;
     let existing =
         notifications::subscription_of(&service.store.pool, &caller.organization).await?;
+    if input
+        .updates
+        .as_ref()
+        .is_some_and(|asked| existing.as_ref() != Some(asked))
+    {
+        return Err(Error::NotFound);
+    }
     let id = existing.clone().unwrap_or_else(|| random_id("sub-"));
     let mut resource = without_secrets(input.resource);
     if let Some(object) = resource.as_object_mut() {
         object.insert("id".into(), json!(id));
-        object.insert("status".into(), json!("active"));
+        object.insert("status".into(), json!(input.status));
+        if input.status == "error" {
+            object.insert(
+                "error".into(),
+                json!("the endpoint did not answer the handshake with a 2xx status"),
+            );
+        } else {
+            object.remove("error");
+        }
     }
     let mut tx = service.store.pool.begin().await?;
     notifications::save_subscription(

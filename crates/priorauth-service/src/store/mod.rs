@@ -72,6 +72,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0012_members.sql",
         include_str!("../../migrations/0012_members.sql"),
     ),
+    (
+        "0013_clients.sql",
+        include_str!("../../migrations/0013_clients.sql"),
+    ),
 ];
 
 /// `MIGRATIONS` as sqlx's migrator takes them: version, description, type and the no-transaction

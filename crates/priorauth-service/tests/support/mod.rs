@@ -7,7 +7,7 @@
 pub mod contract;
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use priorauth_core::Engine;
@@ -436,6 +436,74 @@ pub fn millis(value: &Value) -> i64 {
         .and_then(|text| text.parse::<jiff::Timestamp>().ok())
         .unwrap_or_else(|| panic!("not a timestamp: {value}"))
         .as_millisecond()
+}
+
+/// The repository's root.
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Where this run keeps what the service emitted, for the validator.
+pub fn emitted_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("priorauth-fhir-{test}-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+pub fn keep(dir: &Path, name: &str, body: &Value) {
+    std::fs::write(dir.join(format!("{name}.json")), body.to_string()).expect("write");
+}
+
+/// Runs the independent validator over a folder. Without it installed (`.ci/run` installs
+/// it), the check is skipped with a note, unless `REQUIRE_FHIR_VALIDATOR` is set.
+pub fn validate(dir: &Path) {
+    let python = std::env::var("FHIR_VALIDATOR_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("target/fhir-validator/bin/python"));
+    if !python.exists() {
+        assert!(
+            std::env::var("REQUIRE_FHIR_VALIDATOR").is_err(),
+            "the FHIR validator is required and not installed at {}",
+            python.display()
+        );
+        eprintln!(
+            "note: no FHIR validator at {}; validation skipped",
+            python.display()
+        );
+        return;
+    }
+    let out = std::process::Command::new(&python)
+        .arg(repo_root().join("tests/fhir/validate.py"))
+        .arg(dir)
+        .output()
+        .expect("run the validator");
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}");
+    assert!(out.status.success(), "FHIR validation failed:\n{text}");
+    // And by the guides' own rules: each profile a resource claims, CRD's coverage
+    // information (`tests/fhir/profile_check.py`, with the IG packages' profiles).
+    let out = std::process::Command::new(&python)
+        .arg(repo_root().join("tests/fhir/profile_check.py"))
+        .arg(dir)
+        .output()
+        .expect("run the profile check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}");
+    assert!(
+        out.status.success(),
+        "the guides' profiles are not met:\n{text}"
+    );
+}
+
+/// Whether a body posted to a subscriber is the Subscriptions Backport's handshake (sent when
+/// a subscription is saved), not a notification.
+pub fn is_handshake(body: &Value) -> bool {
+    body["entry"][0]["resource"]["parameter"]
+        .as_array()
+        .is_some_and(|p| {
+            p.iter()
+                .any(|p| p["name"] == "type" && p["valueCode"] == "handshake")
+        })
 }
 
 #[cfg(test)]

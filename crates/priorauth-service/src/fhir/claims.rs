@@ -1,0 +1,225 @@
+//! PAS `Claim/$submit`: a new request for each item of the Claim (one answer holding every
+//! item's), an update that replaces the pending requests of the Claim it names, and a
+//! cancellation that withdraws them (PAS 2.2.1, *Updates and cancellations*).
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use priorauth_fhir::{Problem, operation_outcome, pas};
+
+use super::{
+    FhirError, FhirResult, bundle_text, caller, canonical, dated_on_receipt, fhir_json, governing,
+    parsed, response_for, submitter, text,
+};
+use crate::keys::{Caller, Role};
+use crate::lifecycle::members::{self, Membership};
+use crate::lifecycle::requests::{self as lifecycle_requests, ClaimLink, SubmitBody, Urgency};
+use crate::lifecycle::{self};
+use crate::web::{AppError, AppState};
+
+#[utoipa::path(post, path = "/fhir/Claim/$submit", operation_id = "pas_submit", tag = "FHIR", summary = "Da Vinci PAS $submit: a prior-authorization request Bundle", request_body(content = crate::answers::FhirResource, content_type = "application/fhir+json", description = "a PAS Request Bundle (Claim, Patient, Coverage, ...)"),
+    responses((status = 200, description = "a PAS Response Bundle with the ClaimResponse", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 404, description = "an update or cancellation names no request of the caller's: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 409, description = "an update or cancellation of a request already decided: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 403, description = "not a submitter: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 422, description = "not a valid resource, naming the element: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 429, description = "over the rate; Retry-After says when: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
+pub(crate) async fn submit(
+    State(state): State<AppState>,
+    who: Result<Caller, AppError>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> FhirResult {
+    let caller = caller(who)?;
+    submitter(&caller)?;
+    let (map, engine) = (state.fhir.clone(), state.service.engine.clone());
+    let (request, intakes, bundle_json) = parsed(move || {
+        let (text, bundle_json) = bundle_text(text(&body)?)?;
+        drop(body);
+        let request = pas::read_request(&text).map_err(|p| FhirError::structure(&p))?;
+        drop(text);
+        // A Claim of several items: each item is a request of its own.
+        let intakes = match pas::item_count(&request) {
+            0 | 1 => vec![pas::intake(&map, &engine, &request)],
+            n => (0..n)
+                .map(|i| pas::item_intake(&map, &engine, &request, i))
+                .collect(),
+        };
+        Ok::<_, FhirError>((request, intakes, bundle_json))
+    })
+    .await??;
+    let canonical = canonical(&headers);
+    if let pas::Intent::Cancel { prior } = request.intent() {
+        let ids = prior_requests(&state, &caller, &prior).await?;
+        for id in &ids {
+            let reason = "Cancelled by the provider (PAS certification type 3)";
+            withdraw_prior(&state, &caller, id, reason, "cancelled").await?;
+        }
+        return answer(&state, &caller, &ids, &canonical).await;
+    }
+    // Each item's plan (the member's, by the payer's eligibility; the declared one until any
+    // is loaded) and whether a policy of it governs what the item asks.
+    let mut items = Vec::new();
+    for intake in intakes {
+        let plan = match members::find(
+            &state.service,
+            &intake.member_ids,
+            intake.plan.as_deref(),
+            &lifecycle::today(),
+        )
+        .await
+        .map_err(|e| FhirError::from(AppError::from(e)))?
+        {
+            Membership::Member { plan } => Some(plan),
+            Membership::Inactive | Membership::Unknown => None,
+        };
+        let governed = plan
+            .as_ref()
+            .is_some_and(|p| governing(&state, p, &intake.case).is_some());
+        if governed && !intake.problems.is_empty() {
+            return Err(FhirError::invalid(&intake.problems));
+        }
+        items.push((intake, plan, governed));
+    }
+    // An update is decided as a request of its own; the requests it replaces, still pending,
+    // are withdrawn first, once the update is known to be readable. A decided request is
+    // not updated (PAS: after a denial, a new request; after an approval, an extension
+    // naming the authorization).
+    if let pas::Intent::Update { prior } = request.intent() {
+        let reason = format!(
+            "Replaced by an update (PAS Claim {})",
+            request.claim_identifier
+        );
+        for id in prior_requests(&state, &caller, &prior).await? {
+            withdraw_prior(&state, &caller, &id, &reason, "updated").await?;
+        }
+    }
+    let several = items.len() > 1;
+    let mut ids = Vec::new();
+    for (intake, plan, governed) in items {
+        let sequence = intake.item_sequence.unwrap_or(1);
+        let link = ClaimLink {
+            base: canonical.base.clone(),
+            claim_identifier: request.claim_identifier.clone(),
+            item_sequence: sequence,
+            bundle_json: bundle_json.to_string(),
+        };
+        // The Bundle's identifier makes a submission sent again the same one; an item of a
+        // Claim with several is told apart by its sequence.
+        let key = if several {
+            format!("pas:{}#{sequence}", request.bundle_identifier)
+        } else {
+            format!("pas:{}", request.bundle_identifier)
+        };
+        let id = match plan {
+            Some(plan) if governed => {
+                let body = SubmitBody {
+                    plan,
+                    case: dated_on_receipt(intake.case.clone()),
+                    urgency: if intake.expedited {
+                        Urgency::Expedited
+                    } else {
+                        Urgency::Standard
+                    },
+                    renews: intake.renews.clone(),
+                };
+                let (_, response) = lifecycle_requests::submit(
+                    &state.service,
+                    &caller,
+                    body,
+                    Some(key),
+                    Some(link),
+                )
+                .await?;
+                response["id"].as_str().unwrap_or_default().to_string()
+            }
+            // No plan of this payer, or no policy for what is asked: a clinician handles it.
+            plan => {
+                lifecycle_requests::submit_for_review(
+                    &state.service,
+                    &caller,
+                    &intake.case,
+                    plan.as_deref(),
+                    intake.expedited,
+                    &key,
+                    link,
+                )
+                .await?
+            }
+        };
+        ids.push(id);
+    }
+    answer(&state, &caller, &ids, &canonical).await
+}
+
+/// One response Bundle for the requests of a Claim's items.
+async fn answer(
+    state: &AppState,
+    caller: &Caller,
+    ids: &[String],
+    canonical: &priorauth_fhir::questionnaire::Canonical,
+) -> FhirResult {
+    let mut responses = Vec::new();
+    for id in ids {
+        responses.push(response_for(state, caller, id, canonical).await?);
+    }
+    Ok(fhir_json(StatusCode::OK, pas::merge_responses(responses)))
+}
+
+/// The requests of the Claim an update or a cancellation names (one per item), among the
+/// caller's own.
+async fn prior_requests(
+    state: &AppState,
+    caller: &Caller,
+    prior: &str,
+) -> Result<Vec<String>, FhirError> {
+    let mut own = caller.clone();
+    // Even an admin cancels or updates only its own organization's requests here.
+    own.role = Role::Submitter;
+    let found = lifecycle_requests::find_by_claim(&state.service, &own, prior).await?;
+    if !found.is_empty() {
+        return Ok(found);
+    }
+    Err(FhirError(
+        StatusCode::NOT_FOUND,
+        operation_outcome(
+            "not-found",
+            &[Problem::new(
+                "Claim.related",
+                "no prior authorization request of yours has the Claim this one updates or cancels",
+            )],
+        ),
+    ))
+}
+
+/// Withdraws the request an update replaces or a cancellation cancels. Sent again (the
+/// request already withdrawn), it is done; a request already decided is a conflict.
+async fn withdraw_prior(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    reason: &str,
+    verb: &str,
+) -> Result<(), FhirError> {
+    let body = lifecycle_requests::WithdrawalBody {
+        reason: reason.to_string(),
+    };
+    match lifecycle_requests::withdraw(&state.service, caller, id, &body, None).await {
+        Ok(_) => Ok(()),
+        Err(lifecycle::Error::Conflict(_)) => {
+            let view = lifecycle_requests::read(&state.service, caller, id).await?;
+            let status = view["status"].as_str().unwrap_or_default();
+            if status == "withdrawn" {
+                return Ok(());
+            }
+            Err(FhirError(
+                StatusCode::CONFLICT,
+                operation_outcome(
+                    "business-rule",
+                    &[Problem::new(
+                        "Claim.related",
+                        format!(
+                            "the request is `{status}`: only a pending request is {verb}; after a decision, submit a new request (or an extension naming the authorization)"
+                        ),
+                    )],
+                ),
+            ))
+        }
+        Err(other) => Err(other.into()),
+    }
+}
