@@ -107,8 +107,10 @@ pub async fn serve(
                 request
             },
         );
-        let connection =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection = http.serve_connection(
+            TokioIo::new(ErrorBodies::new(stream)),
+            TowerToHyperService::new(service),
+        );
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             // A connection's errors (a reset, a header timeout) concern only it.
@@ -119,6 +121,139 @@ pub async fn serve(
     drop(listener);
     let _ = tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await;
     Ok(())
+}
+
+/// A connection whose bare error answers get a body. hyper answers a request it cannot read
+/// (headers over its limits: 431; a malformed request: 400) itself, before the router sees
+/// it, with no body at all. Those answers are the only ones that start `HTTP/1.1 431` or
+/// `HTTP/1.1 400` with `content-length: 0` (the service's own 400s always say why); each is
+/// written as a problem+json saying the same, and the connection closes as hyper's would.
+#[derive(Debug)]
+struct ErrorBodies<S> {
+    inner: S,
+    /// A replacement being written: its bytes and how many are written.
+    pending: Option<(Vec<u8>, usize)>,
+}
+
+impl<S> ErrorBodies<S> {
+    fn new(inner: S) -> ErrorBodies<S> {
+        ErrorBodies {
+            inner,
+            pending: None,
+        }
+    }
+}
+
+/// The problem+json answer for hyper's bare one, if `written` is one.
+fn with_body(written: &[u8]) -> Option<Vec<u8>> {
+    let (status, title, detail) = if written.starts_with(b"HTTP/1.1 431 ") {
+        (
+            431,
+            "request header fields too large",
+            "the request's headers are over the service's limits (at most 100 headers)",
+        )
+    } else if written.starts_with(b"HTTP/1.1 400 ") {
+        (
+            400,
+            "bad request",
+            "the request is not HTTP/1.1 the service can read",
+        )
+    } else {
+        return None;
+    };
+    let head_end = written.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(written.get(..head_end)?).to_ascii_lowercase();
+    if head_end != written.len() || !head.contains("\r\ncontent-length: 0\r\n") {
+        return None;
+    }
+    let body = format!(
+        r#"{{"type":"about:blank","title":"{title}","status":{status},"detail":"{detail}","errors":[]}}"#
+    );
+    let reason = if status == 431 {
+        "Request Header Fields Too Large"
+    } else {
+        "Bad Request"
+    };
+    Some(format!("HTTP/1.1 {status} {reason}\r\ncontent-type: application/problem+json\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}", body.len()).into_bytes())
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> ErrorBodies<S> {
+    /// Writes what is left of a replacement; ready when none is left.
+    fn drain(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        while let Some((bytes, written)) = &mut self.pending {
+            let rest = bytes.get(*written..).unwrap_or_default();
+            if rest.is_empty() {
+                self.pending = None;
+                break;
+            }
+            match std::pin::Pin::new(&mut self.inner).poll_write(cx, rest) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => *written += n,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for ErrorBodies<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for ErrorBodies<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        match self.drain(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+            Poll::Pending => return Poll::Pending,
+        }
+        if let Some(replacement) = with_body(buf) {
+            // The bare answer counts as written; its replacement goes out instead.
+            self.pending = Some((replacement, 0));
+            return match self.drain(cx) {
+                Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+                _ => Poll::Ready(Ok(buf.len())),
+            };
+        }
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        match self.drain(cx) {
+            Poll::Ready(Ok(())) => std::pin::Pin::new(&mut self.inner).poll_flush(cx),
+            other => other,
+        }
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        match self.drain(cx) {
+            Poll::Ready(Ok(())) => std::pin::Pin::new(&mut self.inner).poll_shutdown(cx),
+            other => other,
+        }
+    }
 }
 
 /// The answer to a connection over the cap: a 503 problem saying to retry, then close.

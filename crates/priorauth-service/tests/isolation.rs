@@ -895,3 +895,46 @@ async fn a_flood_without_a_key_is_refused_per_address_before_any_lookup() {
     })
     .await;
 }
+
+/// What hyper answers itself (headers over its limits, a request it cannot read) carries a
+/// problem+json body like every other error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_http_layers_own_errors_have_bodies() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let address = server.base.trim_start_matches("http://").to_string();
+        let ask = |request: Vec<u8>| {
+            let address = address.clone();
+            async move {
+                let mut stream = TcpStream::connect(&address).await.unwrap();
+                stream.write_all(&request).await.unwrap();
+                let mut answer = Vec::new();
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+                        .await;
+                String::from_utf8_lossy(&answer).into_owned()
+            }
+        };
+        let mut crowded = b"GET /healthz HTTP/1.1\r\nHost: x\r\n".to_vec();
+        for n in 0..150 {
+            crowded.extend_from_slice(format!("X-Header-{n}: v\r\n").as_bytes());
+        }
+        crowded.extend_from_slice(b"\r\n");
+        let answer = ask(crowded).await;
+        assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+        assert!(
+            answer.contains("content-type: application/problem+json"),
+            "{answer}"
+        );
+        assert!(answer.contains(r#""status":431"#), "{answer}");
+        let answer = ask(b"NOT HTTP AT ALL\r\n\r\n".to_vec()).await;
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+        assert!(answer.contains(r#""status":400"#), "{answer}");
+        // An ordinary call on the same kind of connection is answered as ever.
+        let answer =
+            ask(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec()).await;
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        server.stop().await;
+    })
+    .await;
+}
