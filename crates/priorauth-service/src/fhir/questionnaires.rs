@@ -1,0 +1,299 @@
+//! DTR over HTTP: a policy's Questionnaire (whole or adaptive), `$questionnaire-package` for
+//! a coverage and an order (or the Questionnaire CRD named), and the adaptive form's
+//! `$next-question`.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use fhirbolt::model::r4::Resource;
+use fhirbolt::model::r4::resources::Parameters;
+use priorauth_fhir::Problem;
+use priorauth_fhir::intake::{CaseBuilder, Resources};
+use priorauth_fhir::questionnaire as dtr;
+use serde_json::{Value, json};
+
+use super::{
+    FhirError, FhirResult, caller, canonical, fhir_json, governing, parse_error, parsed, text,
+    uuid, with_plan,
+};
+use crate::keys::Caller;
+use crate::lifecycle::members::{self, Membership};
+use crate::lifecycle::{self, now_ms, timestamp};
+use crate::web::{AppError, AppState};
+
+#[utoipa::path(get, path = "/fhir/Questionnaire/{id}", operation_id = "dtr_read_questionnaire", tag = "FHIR", summary = "Da Vinci DTR: a policy's Questionnaire (`-adaptive` for the adaptive form)", params(("id" = String, Path)),
+    responses((status = 200, description = "the Questionnaire", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 404, description = "no such Questionnaire: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
+pub(crate) async fn read_questionnaire(
+    State(state): State<AppState>,
+    who: Result<Caller, AppError>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> FhirResult {
+    caller(who)?;
+    let canonical = canonical(&headers);
+    let adaptive = id.ends_with("-adaptive");
+    let policy = dtr::policy_of(&id)
+        .and_then(|p| state.service.engine.policy_index(p))
+        .and_then(|i| state.service.engine.policies.get(i))
+        .ok_or_else(|| FhirError::not_found("no such Questionnaire"))?;
+    let questionnaire = if adaptive {
+        dtr::adaptive_questionnaire(policy, &canonical)
+    } else {
+        dtr::questionnaire(&state.service.engine, policy, &canonical, &state.fhir)
+    };
+    Ok(fhir_json(StatusCode::OK, questionnaire))
+}
+
+/// The resources of a Parameters' named parameters.
+fn parameter_resources(parameters: &Parameters, name: &str) -> Vec<Resource> {
+    parameters
+        .parameter
+        .iter()
+        .filter(|p| p.name.value.as_deref() == Some(name))
+        .filter_map(|p| p.resource.clone())
+        .collect()
+}
+
+fn parameter_strings(parameters: &Value, name: &str) -> Vec<String> {
+    parameters["parameter"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter(|p| p["name"] == name)
+                .filter_map(|p| {
+                    p["valueCanonical"]
+                        .as_str()
+                        .or(p["valueString"].as_str())
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[utoipa::path(post, path = "/fhir/Questionnaire/$questionnaire-package", operation_id = "dtr_questionnaire_package", tag = "FHIR", summary = "Da Vinci DTR $questionnaire-package: the Questionnaires for a coverage and an order", request_body(content = crate::answers::FhirResource, content_type = "application/fhir+json", description = "a Parameters resource (coverage, order)"),
+    responses((status = 200, description = "a Parameters resource holding each package Bundle", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 422, description = "not a valid resource, naming the element: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
+pub(crate) async fn questionnaire_package(
+    State(state): State<AppState>,
+    who: Result<Caller, AppError>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> FhirResult {
+    caller(who)?;
+    let (parameters, raw) = parsed(move || {
+        let text = text(&body)?;
+        let parameters: Parameters = priorauth_fhir::parse_as(text, "Parameters", |r| match r {
+            Resource::Parameters(p) => Some(*p),
+            _ => None,
+        })
+        .map_err(parse_error)?;
+        let raw: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+        Ok::<_, FhirError>((parameters, raw))
+    })
+    .await??;
+    let coverage = parameter_resources(&parameters, "coverage");
+    let orders = parameter_resources(&parameters, "order");
+    let asked_for = parameter_strings(&raw, "questionnaire");
+    let Some(Resource::Coverage(member_coverage)) = coverage.first() else {
+        return Err(FhirError::invalid(&[Problem::new(
+            "Parameters.parameter",
+            "give the member's `coverage`, and an `order` or the `questionnaire` CRD named",
+        )]));
+    };
+    if orders.is_empty() && asked_for.is_empty() {
+        return Err(FhirError::invalid(&[Problem::new(
+            "Parameters.parameter",
+            "give an `order`, or the `questionnaire` CRD named (with its `context`)",
+        )]));
+    }
+    let mut resources = Resources::default();
+    for resource in coverage.iter().chain(orders.iter()).cloned() {
+        resources.add(None, resource);
+    }
+    let mut builder = CaseBuilder::new(&state.fhir, &state.service.engine);
+    builder.records(&resources);
+    for order in &orders {
+        if let Resource::MedicationRequest(order) = order {
+            builder.medication_request(order, &resources);
+        }
+    }
+    let membership = members::find(
+        &state.service,
+        &builder.member_ids,
+        builder.plan.as_deref(),
+        &lifecycle::today(),
+    )
+    .await
+    .map_err(|e| FhirError::from(AppError::from(e)))?;
+    let Membership::Member { plan } = membership else {
+        return Err(FhirError::invalid(&[Problem::new(
+            "Coverage",
+            "no member of this payer's plans has this coverage's member id on this day",
+        )]));
+    };
+    let case = with_plan(&state, &plan, builder.case());
+    // The policy: the plan's for the order's drug, else the one of the Questionnaire CRD named.
+    let from_order = governing(&state, &plan, &case).map(|(index, _)| index);
+    let from_questionnaire = asked_for
+        .iter()
+        .filter_map(|q| dtr::policy_of(q))
+        .find(|id| {
+            state
+                .service
+                .plans
+                .get(&plan)
+                .is_some_and(|p| p.policies.values().any(|v| v == id))
+        })
+        .and_then(|id| state.service.engine.policy_index(id));
+    let policy_index = from_order.or(from_questionnaire).ok_or_else(|| {
+        FhirError::invalid(&[Problem::new(
+            if orders.is_empty() {
+                "questionnaire"
+            } else {
+                "MedicationRequest.medicationCodeableConcept"
+            },
+            format!("plan `{plan}` has no policy for this drug or Questionnaire"),
+        )])
+    })?;
+    let policy = state
+        .service
+        .engine
+        .policies
+        .get(policy_index)
+        .ok_or_else(|| FhirError::not_found("policy"))?;
+    let canonical = canonical(&headers);
+    let reference = |resource: &Resource| {
+        let id = resource.id()?.value.clone()?;
+        Some(json!({"reference": format!("{}/{id}", priorauth_fhir::intake::type_name(resource))}))
+    };
+    let mut references: Vec<Value> = orders.iter().filter_map(reference).collect();
+    references.extend(coverage.first().and_then(reference));
+    // A call after CRD names the coverage assertion instead of the order.
+    for context in parameter_strings(&raw, "context") {
+        references.push(json!({"identifier": {"system": "http://hl7.org/fhir/us/davinci-crd/coverage-assertion-id", "value": context}, "display": "CRD coverage assertion"}));
+    }
+    let draft_context = dtr::DraftContext {
+        subject: member_coverage
+            .beneficiary
+            .reference
+            .as_ref()
+            .and_then(|r| r.value.clone()),
+        authored: timestamp(now_ms()),
+        references,
+    };
+    let adaptive = asked_for.iter().any(|q| q.contains("-adaptive"));
+    let (questionnaire, response) = if adaptive {
+        let questionnaire = dtr::adaptive_questionnaire(policy, &canonical);
+        let response = dtr::adaptive_start(
+            &state.service.engine,
+            policy,
+            &case,
+            &canonical,
+            &state.fhir,
+            &questionnaire,
+            &draft_context,
+        );
+        (questionnaire, response)
+    } else {
+        let questionnaire =
+            dtr::questionnaire(&state.service.engine, policy, &canonical, &state.fhir);
+        let response = dtr::draft_response(
+            &state.service.engine,
+            policy,
+            &case,
+            &canonical,
+            &state.fhir,
+            &draft_context,
+        );
+        (questionnaire, response)
+    };
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "meta": {"profile": ["http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/DTR-QPackageBundle"]},
+        "type": "collection",
+        "timestamp": timestamp(now_ms()),
+        "entry": [
+            {"fullUrl": format!("{}/Questionnaire/{}", canonical.base, questionnaire["id"].as_str().unwrap_or_default()), "resource": questionnaire},
+            {"fullUrl": format!("urn:uuid:{}", uuid()), "resource": response},
+        ],
+    });
+    Ok(fhir_json(
+        StatusCode::OK,
+        json!({"resourceType": "Parameters", "meta": {"profile": ["http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-qpackage-output-parameters"]}, "parameter": [{"name": "PackageBundle", "resource": bundle}]}),
+    ))
+}
+
+#[utoipa::path(post, path = "/fhir/Questionnaire/$next-question", operation_id = "dtr_next_question", tag = "FHIR", summary = "Da Vinci DTR adaptive $next-question", request_body(content = crate::answers::FhirResource, content_type = "application/fhir+json", description = "a QuestionnaireResponse of the adaptive form, or Parameters holding one"),
+    responses((status = 200, description = "the QuestionnaireResponse with the next questions, or completed", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 422, description = "not a valid resource, naming the element: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
+pub(crate) async fn next_question(
+    State(state): State<AppState>,
+    who: Result<Caller, AppError>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> FhirResult {
+    caller(who)?;
+    let (mut response, typed) = parsed(move || {
+        let raw: Value = serde_json::from_str(text(&body)?)
+            .map_err(|e| FhirError::structure(&[Problem::new("", e.to_string())]))?;
+        // The response itself, or Parameters holding it.
+        let response = if raw["resourceType"] == "Parameters" {
+            raw["parameter"]
+                .as_array()
+                .and_then(|p| p.iter().find(|p| p["name"] == "questionnaire-response"))
+                .map(|p| p["resource"].clone())
+                .unwrap_or(Value::Null)
+        } else {
+            raw
+        };
+        let typed =
+            priorauth_fhir::parse_as(
+                &response.to_string(),
+                "QuestionnaireResponse",
+                |r| match r {
+                    Resource::QuestionnaireResponse(q) => Some(*q),
+                    _ => None,
+                },
+            )
+            .map_err(parse_error)?;
+        Ok::<_, FhirError>((response, typed))
+    })
+    .await??;
+    let canonical_url = response["contained"][0]["url"]
+        .as_str()
+        .or(response["questionnaire"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let policy_index = dtr::policy_of(&canonical_url)
+        .and_then(|p| state.service.engine.policy_index(p))
+        .ok_or_else(|| {
+            FhirError::invalid(&[Problem::new(
+                "QuestionnaireResponse.questionnaire",
+                "not a Questionnaire of this service",
+            )])
+        })?;
+    let policy = state
+        .service
+        .engine
+        .policies
+        .get(policy_index)
+        .ok_or_else(|| FhirError::not_found("policy"))?;
+    let mut builder = CaseBuilder::new(&state.fhir, &state.service.engine);
+    builder.answers(&typed);
+    if !builder.problems.is_empty() {
+        return Err(FhirError::invalid(&builder.problems));
+    }
+    let case = builder.case();
+    let step = dtr::next_keys(&state.service.engine, policy_index, &case)
+        .map_err(|e| FhirError::from(AppError::from(lifecycle::case_invalid(e))))?;
+    let canonical = canonical(&headers);
+    let complete = dtr::adaptive_step(
+        &state.service.engine,
+        policy,
+        &mut response,
+        &step,
+        &canonical,
+        &state.fhir,
+    );
+    response["status"] = json!(if complete { "completed" } else { "in-progress" });
+    Ok(fhir_json(StatusCode::OK, response))
+}
