@@ -4,8 +4,21 @@
 // overturned by a second reviewer, the UM report; no request may leave the machine.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { createRequire } from 'node:module';
+
+const axePath = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+
+/// axe-core's findings of a page that are serious or critical (WCAG 2.1 A and AA rules).
+async function accessibilityFindings(page) {
+  await page.addScriptTag({ path: axePath });
+  const result = await page.evaluate(() => window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } }));
+  return result.violations
+    .filter(v => v.impact === 'serious' || v.impact === 'critical')
+    .map(v => `${v.id}: ${v.help} (${v.nodes.slice(0, 3).map(n => n.target.join(' ')).join('; ')})`);
+}
 
 const base = process.env.PRIORAUTH_URL;
 const shots = process.env.SCREENSHOTS_DIR;
@@ -54,10 +67,19 @@ test('the console, end to end', async () => {
     const errors = [];
     page.on('pageerror', error => errors.push(error.message));
 
-    // Sign in with the keyboard.
+    // A wrong key says so.
     await page.goto(base + '/console/');
+    await page.locator('#api-key').fill('pak_not_a_key');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => document.querySelector('#signin-error')?.textContent.includes('not accepted'));
+
+    // Sign in with the keyboard: the clinic lands on its own requests, its name in the header.
     await page.locator('#api-key').fill(process.env.SUBMITTER_KEY);
     await page.keyboard.press('Enter');
+    await page.waitForSelector('#request-filters');
+    assert.match(await page.locator('#whoami').innerText(), /submitter · clinic-a/);
+    assert.equal(await page.locator('nav a[href="#queue"]').isVisible(), false, 'a clinic has no review queue');
+    await page.goto(base + '/console/#intake');
 
     // Facts a policy declares in data (facts.toml) are asked like the case format's:
     // Northwind's QTc, a number with its unit in the question, decides the preview.
@@ -91,15 +113,29 @@ test('the console, end to end', async () => {
     await small.goto(base + '/console/');
     await small.locator('#api-key').fill(process.env.SUBMITTER_KEY);
     await small.keyboard.press('Enter');
+    await small.waitForSelector('#request-filters');
+    await small.goto(base + '/console/#intake');
     await small.waitForSelector('#intake-form .field');
     const overflow = await small.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     assert.ok(overflow <= 1, `horizontal overflow of ${overflow}px at 200% zoom`);
     await zoomed.close();
 
-    // Submit, then the decision view with its criteria and their source.
+    // Nothing is sent until the form says who the request is for.
+    await page.click('#intake-form button[type=submit]');
+    await page.waitForTimeout(300);
+    assert.ok(page.url().endsWith('#intake'), 'an unnamed member keeps the form open');
+    await page.locator('#member-id').fill('MH-100234');
+    await page.locator('#member-name').fill('Ana Diaz');
+    await page.locator('#prescriber-name').fill('Dr. Alvarez');
+    await page.locator('#prescriber-npi').fill('1234567893');
+    await page.selectOption('#urgency', 'expedited');
+
+    // Submit, then the decision view with who it is for, its PA number, criteria and their source.
     await page.click('#intake-form button[type=submit]');
     await page.waitForSelector('#status');
     assert.equal(await page.locator('#status').innerText(), 'approved');
+    assert.match(await page.locator('#identity').innerText(), /Ana Diaz[\s\S]*MH-100234[\s\S]*Dr\. Alvarez[\s\S]*1234567893/);
+    assert.match(await page.locator('#pa-number').innerText(), /Authorization PA-/);
     await page.click('button.criterion >> nth=0');
     await page.waitForSelector('.source mark');
     assert.ok((await page.locator('.source mark').innerText()).length > 5, 'the passage is highlighted');
@@ -112,21 +148,74 @@ test('the console, end to end', async () => {
     assert.ok(await page.locator('#compare td.separates').count() >= 1, 'MassHealth alone governs… or differs');
     if (shots) await page.screenshot({ path: path.join(shots, 'compare.png'), fullPage: true });
 
-    // A reviewer works the queue through a determination.
+    // The clinic's own list shows it, with its PA number.
+    await page.goto(base + '/console/#requests');
+    await page.waitForSelector('#requests tbody tr');
+    assert.match(await page.locator('#requests tbody tr').first().innerText(), /Ana Diaz[\s\S]*PA-/);
+    if (shots) await page.screenshot({ path: path.join(shots, 'my-requests.png'), fullPage: true });
+
+    // A reviewer lands on the queue and works it through a determination: clicks counted from
+    // the queue to the recorded decision.
     await page.click('#signout');
     await page.locator('#api-key').fill(process.env.REVIEWER_KEY);
     await page.keyboard.press('Enter');
-    await page.goto(base + '/console/#queue');
     await page.waitForSelector('#queue tbody tr');
+    assert.match(await page.locator('#whoami').innerText(), /Dr\. Jane Roe · reviewer/);
+    const queued = page.locator(`#queue tbody tr:has(a[href="#request/${process.env.REVIEW_ID}"])`);
+    assert.match(await queued.innerText(), /Bo Chen[\s\S]*blinatumomab[\s\S]*clinic-a/);
+    assert.doesNotMatch(await page.locator('#queue').innerText(), /-\d+ h/, 'no negative clocks');
     if (shots) await page.screenshot({ path: path.join(shots, 'queue.png'), fullPage: true });
-    await page.click(`a[href="#request/${process.env.REVIEW_ID}"]`);
+    let clicks = 0;
+    await page.click(`a[href="#request/${process.env.REVIEW_ID}"]`); clicks++;
     await page.waitForSelector('#determination');
-    await page.selectOption('#decision', 'deny');
-    await page.selectOption('#criterion', 'one-of-the-following');
+    // Who, what and why on one screen; nothing chosen for the reviewer.
+    assert.match(await page.locator('#identity').innerText(), /Bo Chen/);
+    assert.match(await page.locator('#why').innerText(), /not met/);
+    assert.equal(await page.locator('#decision').inputValue(), '');
+    await page.selectOption('#decision', 'deny'); clicks++;
+    // A denial is offered only the criteria that fail the request.
+    const offered = await page.locator('#criterion option').allTextContents();
+    assert.ok(!offered.some(t => t.startsWith('new to the plan')), 'a met criterion is not offered to deny');
+    await page.selectOption('#criterion', 'one-of-the-following'); clicks++;
     await page.locator('#reason').focus();
     await page.keyboard.type('Newly diagnosed ALL in induction is not one of the covered settings (criterion 5).');
-    await page.click('#determination button[type=submit]');
+    await page.click('#determination button[type=submit]'); clicks++;
+    await page.waitForSelector('#determination-preview:not([hidden])');
+    assert.match(await page.locator('#determination-preview').innerText(), /Deny[\s\S]*Dr\. Jane Roe, MD, Hematology/);
+    if (shots) await page.screenshot({ path: path.join(shots, 'determination-preview.png'), fullPage: true });
+    await page.click('#confirm-determination'); clicks++;
     await page.waitForFunction(() => document.querySelector('#status')?.innerText === 'denied');
+    assert.ok(clicks <= 5, `${clicks} clicks from the queue to a recorded denial`);
+    console.log(`clicks from the queue to a recorded denial: ${clicks}`);
+
+    // The notice, as a page a person could print and send.
+    await page.click('#letter-link');
+    await page.waitForSelector('#letter');
+    const letter = await page.locator('#letter').innerText();
+    for (const part of [/Bo Chen/, /M-2002/, /Dr\. Lee/, /received/i, /Dr\. Jane Roe, MD, Hematology/, /appeal/i, /Newly diagnosed ALL/]) assert.match(letter, part);
+    if (shots) await page.screenshot({ path: path.join(shots, 'denial-notice.png'), fullPage: true });
+    // And as PDF, with the same words.
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#letter-pdf')]);
+    const pdf = fs.readFileSync(await download.path()).toString('latin1');
+    assert.ok(pdf.startsWith('%PDF-'), 'a PDF');
+    // Each line is `x y Td`, its string (literal, or hex where it holds bytes outside ASCII), ` Tj`.
+    const shown = pdf.split(' Td\n').slice(1).map(chunk => chunk.slice(0, chunk.indexOf(' Tj'))).map(s => s.startsWith('<')
+      ? Buffer.from(s.slice(1, -1), 'hex').toString('latin1') : s.slice(1, -1).replace(/\\(.)/g, '$1')).join(' ');
+    for (const part of ['Bo Chen', 'M-2002', 'Jane Roe', 'appeal']) assert.ok(shown.includes(part), `${part} in the PDF: ${shown}`);
+
+    // The queue at a phone's width: no sideways scrolling.
+    const phone = await browser.newContext({ viewport: { width: 375, height: 740 } });
+    const handset = await phone.newPage();
+    await handset.goto(base + '/console/');
+    await handset.locator('#api-key').fill(process.env.REVIEWER_KEY);
+    await handset.keyboard.press('Enter');
+    await handset.waitForSelector('#requests, #queue, #queue-urgency');
+    await handset.goto(base + '/console/#requests');
+    await handset.waitForSelector('#requests tbody tr');
+    const sideways = await handset.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(sideways <= 1, `horizontal overflow of ${sideways}px at 375 px`);
+    if (shots) await handset.screenshot({ path: path.join(shots, 'phone-requests.png'), fullPage: true });
+    await phone.close();
 
     // Authorizations: the approval above, with units used and left.
     await page.goto(base + '/console/#authorizations');
@@ -185,6 +274,29 @@ test('the console, end to end', async () => {
     assert.ok(await page.locator('#report-charts .bar span').count() > 0, 'the charts are drawn');
     assert.match(await page.locator('#report-appeals').innerText(), /masshealth/);
     if (shots) await page.screenshot({ path: path.join(shots, 'report.png'), fullPage: true });
+
+    // An automated accessibility check of each working screen: no serious findings. axe is
+    // added to the page, which the console's own policy forbids, so this context bypasses it.
+    const audit = await browser.newContext({ viewport: { width: 1366, height: 900 }, bypassCSP: true });
+    const audited = await audit.newPage();
+    const findings = {};
+    for (const [key, screens] of [[process.env.SUBMITTER_KEY, ['#requests', '#intake', '#request/' + process.env.REVIEW_ID]], [process.env.REVIEWER_KEY, ['#queue', '#requests', '#letter/' + process.env.REVIEW_ID, '#appeals', '#report']]]) {
+      await audited.goto(base + '/console/');
+      await audited.evaluate(() => sessionStorage.clear());
+      await audited.goto(base + '/console/');
+      await audited.locator('#api-key').fill(key);
+      await audited.keyboard.press('Enter');
+      await audited.waitForSelector('#whoami:not([hidden])');
+      for (const screen of screens) {
+        await audited.goto(base + '/console/' + screen);
+        await audited.waitForFunction(() => document.querySelector('#view')?.children.length > 0);
+        await audited.waitForTimeout(300);
+        const found = await accessibilityFindings(audited);
+        if (found.length) findings[screen] = found;
+      }
+    }
+    await audit.close();
+    assert.deepEqual(findings, {}, 'no serious accessibility findings');
 
     assert.deepEqual(offsite, [], 'no request leaves the machine');
     assert.deepEqual(errors, [], 'no script errors');

@@ -16,7 +16,7 @@ from priorauth_client.api.authorizations import read_authorization, record_usage
 from priorauth_client.api.console import evaluate_case, list_plans
 from priorauth_client.api.fhir import fhir_capabilities
 from priorauth_client.api.operations import healthz
-from priorauth_client.api.requests import read_request, submit_request
+from priorauth_client.api.requests import list_requests, read_request, submit_request
 from priorauth_client.api.review import read_denial_letter, record_determination, review_queue
 from priorauth_client.models import (
     DeterminationBody,
@@ -85,13 +85,18 @@ queued = submit_request.sync(client=clinic, body=SubmitBody.from_dict({"plan": "
 check(queued.status.value == "pending_review", "a request for review waits for a clinician")
 page = review_queue.sync(client=reviewer)
 check(isinstance(page, QueuePage) and any(i.id == queued.id for i in page.items), "the reviewer's queue holds it")
-criterion = queued.decision.reasons[0].id
+# The reviewer is offered what a denial may cite: the criteria that fail the request.
+in_review = read_request.sync(queued.id, client=reviewer)
+check(isinstance(in_review, RequestRecord) and in_review.denial_grounds, "the reviewer is offered the grounds of a denial")
+criterion = in_review.denial_grounds[0].id
 decided = record_determination.sync(
     queued.id,
     client=reviewer,
     body=DeterminationBody(decision=DeterminationDecision.DENY, reason="Not supported by the records sent.", criterion=criterion),
 )
 check(isinstance(decided, RequestRecord) and decided.status.value == "denied", "the clinician's denial is recorded")
+mine = list_requests.sync(client=clinic, status="denied")
+check(mine is not None and any(item.id == queued.id for item in mine.items), "the clinic finds the denial in its own list")
 letter = read_denial_letter.sync(queued.id, client=clinic)
 check(letter.criterion.additional_properties["id"] == criterion, "the denial notice cites the criterion")
 

@@ -127,11 +127,22 @@ async fn concurrency_run(url: String) {
         let name = if i % 2 == 0 { "E12" } else { "E05" };
         let body = submitted(first, &keys, "masshealth", support::case(name)).await;
         assert_eq!(body["status"], "pending_review");
-        let criterion = body["decision"]["reasons"][0]["id"].as_str().unwrap();
-        in_review.push((
-            body["id"].as_str().unwrap().to_string(),
-            criterion.to_string(),
-        ));
+        let id = body["id"].as_str().unwrap().to_string();
+        // A denial cites what fails the request, as the reviewer reading it is offered; an
+        // approval may cite it too.
+        let read = harness::try_call(
+            &harness::client(),
+            first,
+            Method::GET,
+            &format!("/v1/requests/{id}"),
+            &keys.reviewer,
+            None,
+            &[],
+        )
+        .await
+        .unwrap();
+        let criterion = read.body["denial_grounds"][0]["id"].as_str().unwrap();
+        in_review.push((id, criterion.to_string()));
     }
     let approved = submitted(first, &keys, "masshealth", support::case("E01")).await;
     let number = approved["authorization"]["number"]

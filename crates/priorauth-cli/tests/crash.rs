@@ -252,13 +252,27 @@ impl Client {
                     } else {
                         "approve"
                     };
-                    let criterion = tracked.submitted.body["decision"]["reasons"][0]["id"].clone();
+                    // A denial cites what fails the request, as the reviewer reading it is
+                    // offered; an approval may cite any criterion.
+                    let reviewer = self.shared.reviewer.clone();
+                    let read = self.call(Method::GET, &path, &reviewer, None, &[]).await;
+                    let ground = read.as_ref().and_then(|r| {
+                        r.body["denial_grounds"][0]["id"]
+                            .as_str()
+                            .map(str::to_string)
+                    });
+                    let (decision, criterion) = match (decision, ground) {
+                        ("deny", Some(ground)) => ("deny", json!(ground)),
+                        _ => (
+                            "approve",
+                            tracked.submitted.body["decision"]["reasons"][0]["id"].clone(),
+                        ),
+                    };
                     let determination = json!({
                         "decision": decision,
                         "criterion": criterion,
                         "reason": "Reviewed against the policy's criteria.",
                     });
-                    let reviewer = self.shared.reviewer.clone();
                     let answer = self
                         .call(
                             Method::POST,

@@ -91,6 +91,12 @@ pub struct Dose {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Patient {
+    /// The member's id on the plan's card. Identity, not a clinical fact: no policy reads it.
+    #[serde(default)]
+    pub member_id: Option<String>,
+    /// The member's name as the clinic records it. Identity: no policy reads it.
+    #[serde(default)]
+    pub name: Option<String>,
     #[serde(default)]
     pub birth_date: Option<Date>,
     #[serde(default)]
@@ -196,6 +202,13 @@ pub struct PastAuthorization {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Prescriber {
+    /// The prescriber's name. Identity: no policy reads it.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The prescriber's National Provider Identifier, its check digit verified. Identity: no
+    /// policy reads it.
+    #[serde(default)]
+    pub npi: Option<String>,
     #[serde(default)]
     pub specialty: Option<Specialty>,
     #[serde(default)]
@@ -689,6 +702,13 @@ pub fn validate(case: &Case, known_drugs: &[impl AsRef<str>]) -> Result<(), Case
         );
     }
     if let Some(patient) = &case.patient {
+        check_identity(
+            &mut problem,
+            "patient.member_id",
+            patient.member_id.as_deref(),
+            64,
+        );
+        check_identity(&mut problem, "patient.name", patient.name.as_deref(), 200);
         // From a very premature newborn to the heaviest and tallest people recorded.
         check_measure(
             &mut problem,
@@ -723,6 +743,24 @@ pub fn validate(case: &Case, known_drugs: &[impl AsRef<str>]) -> Result<(), Case
                     "patient.birth_date",
                     format!(
                         "{birth} makes the patient older than {MAX_AGE_YEARS} years on the request date {date}"
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(prescriber) = &case.prescriber {
+        check_identity(
+            &mut problem,
+            "prescriber.name",
+            prescriber.name.as_deref(),
+            200,
+        );
+        if let Some(npi) = &prescriber.npi {
+            if !is_npi(npi) {
+                problem(
+                    "prescriber.npi",
+                    format!(
+                        "`{npi}` is not an NPI: ten digits whose last is the check digit of the other nine"
                     ),
                 );
             }
@@ -891,6 +929,52 @@ pub fn validate(case: &Case, known_drugs: &[impl AsRef<str>]) -> Result<(), Case
     }
 }
 
+/// An identity text: 1 to `max` characters, no control characters, not only spaces.
+fn check_identity(
+    problem: &mut impl FnMut(&str, String),
+    key: &str,
+    value: Option<&str>,
+    max: usize,
+) {
+    let Some(value) = value else { return };
+    if value.trim().is_empty() {
+        problem(key, "must not be empty".to_string());
+    } else if value.chars().count() > max {
+        problem(key, format!("must be at most {max} characters"));
+    } else if value.chars().any(char::is_control) {
+        problem(key, "must not hold control characters".to_string());
+    }
+}
+
+/// A National Provider Identifier: ten digits whose last is the Luhn check digit of the first
+/// nine prefixed by 80840, the health industry's card issuer number (CMS, "Requirements for
+/// National Provider Identifier (NPI) and NPI Enumeration", check digit section).
+pub fn is_npi(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let (Some(first_nine), Some(check)) = (bytes.get(..9), bytes.get(9)) else {
+        return false;
+    };
+    if bytes.len() != 10 || !bytes.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    // Luhn over "80840" + the first nine digits, doubling every second digit from the right
+    // of that 14-digit number (its last digit is doubled, as the check digit is not in it).
+    let digits = b"80840"
+        .iter()
+        .chain(first_nine)
+        .map(|b| u32::from(b - b'0'));
+    let sum: u32 = digits
+        .rev()
+        .enumerate()
+        .map(|(i, d)| match (i % 2 == 0, d * 2) {
+            (true, doubled) if doubled > 9 => doubled - 9,
+            (true, doubled) => doubled,
+            (false, _) => d,
+        })
+        .sum();
+    u32::from(check - b'0') == (10 - sum % 10) % 10
+}
+
 fn check_measure(
     problem: &mut impl FnMut(&str, String),
     key: &str,
@@ -1039,6 +1123,51 @@ mod tests {
 
     fn first_key(json: &str) -> String {
         parse_case(json, DRUGS).unwrap_err().problems[0].key.clone()
+    }
+
+    #[test]
+    fn an_npi_is_ten_digits_with_its_check_digit() {
+        // The example of CMS's NPI check-digit paper, and two real-format numbers.
+        for npi in ["1234567893", "1245319599", "1003000126"] {
+            assert!(is_npi(npi), "{npi}");
+        }
+        for npi in [
+            "1234567890",
+            "123456789",
+            "12345678931",
+            "123456789a",
+            "",
+            "１234567893",
+        ] {
+            assert!(!is_npi(npi), "{npi}");
+        }
+    }
+
+    #[test]
+    fn identity_is_optional_and_checked_where_given() {
+        let case = parse_case(
+            r#"{"patient": {"member_id": "M-1001", "name": "Ana Diaz"}, "prescriber": {"name": "Dr. Lee", "npi": "1234567893"}}"#,
+            DRUGS,
+        )
+        .unwrap();
+        assert_eq!(case.patient.unwrap().member_id.as_deref(), Some("M-1001"));
+        assert_eq!(
+            first_key(r#"{"prescriber": {"npi": "1234567890"}}"#),
+            "prescriber.npi"
+        );
+        assert_eq!(
+            first_key(r#"{"patient": {"member_id": "  "}}"#),
+            "patient.member_id"
+        );
+        assert_eq!(
+            first_key(r#"{"patient": {"name": "a\u0007b"}}"#),
+            "patient.name"
+        );
+        let long = "x".repeat(201);
+        assert_eq!(
+            first_key(&format!(r#"{{"prescriber": {{"name": "{long}"}}}}"#)),
+            "prescriber.name"
+        );
     }
 
     #[test]

@@ -705,6 +705,70 @@ pub fn explain(policy: &Policy, facts: &Facts, decision: &Decision) -> Vec<Reaso
     out
 }
 
+/// The criteria a clinician's denial may rest on, for one request: those whose truth fails
+/// it. A requirement fails when it is not met; an exclusion when it applies (is met); either
+/// when the case cannot settle it (the clinician settles it on the records). Under a `not`
+/// the sense turns over. A part of a group is a ground only when the group is one, so that an
+/// unmet test inside a met requirement (`samples-or-assistance` unmet inside a met
+/// `not-samples-or-assistance`) cannot be cited. Requirements count only in pathways that
+/// serve the request's kind: an initial request is not denied on a renewal's criteria.
+pub fn denial_grounds(policy: &Policy, facts: &Facts) -> Vec<Reason> {
+    let mut out = Vec::new();
+    for &idx in &policy.exclusions {
+        grounds_under(policy, idx, facts, true, 0, None, &mut out);
+    }
+    for (index, pathway) in policy.pathways.iter().enumerate() {
+        if pathway_kind(facts, pathway.kinds) == Truth::False {
+            continue;
+        }
+        let index = u16::try_from(index).ok();
+        for &idx in pathway.criteria.iter().chain(&pathway.dosing) {
+            grounds_under(policy, idx, facts, false, 0, index, &mut out);
+        }
+    }
+    out
+}
+
+/// Appends `idx` and its failing parts when `idx` fails (`inverted`: met fails).
+fn grounds_under(
+    policy: &Policy,
+    idx: CriterionIdx,
+    facts: &Facts,
+    inverted: bool,
+    depth: u8,
+    pathway: Option<u16>,
+    out: &mut Vec<Reason>,
+) {
+    let truth = eval(&policy.arena, idx, facts);
+    let fails = match truth {
+        Truth::Unknown(_) => true,
+        Truth::True => inverted,
+        Truth::False => !inverted,
+    };
+    if !fails {
+        return;
+    }
+    out.push(Reason {
+        criterion: idx,
+        truth,
+        depth,
+        pathway,
+    });
+    let Some(criterion) = policy.criteria.get(usize::from(idx)) else {
+        return;
+    };
+    let depth = depth.saturating_add(1);
+    match &criterion.node {
+        Node::Test(_) => {}
+        Node::All(list) | Node::Any(list) => {
+            for child in list {
+                grounds_under(policy, *child, facts, inverted, depth, pathway, out);
+            }
+        }
+        Node::Not(inner) => grounds_under(policy, *inner, facts, !inverted, depth, pathway, out),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

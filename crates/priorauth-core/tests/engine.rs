@@ -353,3 +353,72 @@ fn a_dose_per_m2_below_the_label_is_approved_for_its_own_vials() {
     assert_eq!(granted(0.8), 36, "2 + 1 + 1 vials of 9 units");
     assert_eq!(granted(0.5), 27, "1 + 1 + 1 vials");
 }
+
+/// The grounds a clinician's denial may cite: what fails the request, never what it meets.
+#[test]
+fn denial_grounds_are_what_fails_the_request() {
+    let engine = engine();
+    let grounds = |name: &str, policy: &str| -> Vec<(String, &'static str)> {
+        let text =
+            std::fs::read_to_string(root().join(format!("tests/cases/{name}.json"))).unwrap();
+        let case = engine.parse_case(&text).unwrap();
+        let index = engine.policy_index(policy).unwrap();
+        let evaluation = engine.evaluate(&case, &[index]);
+        let policy = &engine.policies[index];
+        priorauth_core::eval::denial_grounds(policy, &evaluation.facts)
+            .into_iter()
+            .map(|r| {
+                (
+                    policy.criteria[usize::from(r.criterion)].id.clone(),
+                    r.truth.as_str(),
+                )
+            })
+            .collect()
+    };
+    // An exclusion that applies is a ground, as met.
+    let hypersensitive = grounds("E13", "evolent-cg-3258");
+    assert!(
+        hypersensitive.contains(&("hypersensitivity".to_string(), "met")),
+        "{hypersensitive:?}"
+    );
+    // A dose above the limit: the dosing criterion, not met.
+    let overdosed = grounds("E08", "evolent-cg-3258");
+    assert!(
+        overdosed.contains(&("dose-at-most-28-mcg-per-day".to_string(), "not_met")),
+        "{overdosed:?}"
+    );
+    // Case-by-case review of a member new to the plan: the criteria it meets are no ground,
+    // nor an unmet test inside a met `not` (drug from samples or assistance).
+    let new_to_plan = grounds("E12", "masshealth-all-single-agent");
+    let ids: Vec<&str> = new_to_plan.iter().map(|(id, _)| id.as_str()).collect();
+    for met in [
+        "new-to-plan-on-treatment",
+        "not-samples-or-assistance",
+        "samples-or-assistance",
+    ] {
+        assert!(!ids.contains(&met), "{met} in {ids:?}");
+    }
+    assert!(!new_to_plan.is_empty());
+    // A pathway's own requirement is a ground only unmet or unknown; a met test is one only
+    // under a `not` or in an exclusion (relapsed disease fails `not-relapsed-or-refractory`).
+    for name in ["E01", "E05", "E08", "E12", "E13"] {
+        for policy in ["evolent-cg-3258", "masshealth-all-single-agent"] {
+            let index = engine.policy_index(policy).unwrap();
+            let evaluation = engine.evaluate(
+                &engine
+                    .parse_case(
+                        &std::fs::read_to_string(root().join(format!("tests/cases/{name}.json")))
+                            .unwrap(),
+                    )
+                    .unwrap(),
+                &[index],
+            );
+            let policy = &engine.policies[index];
+            for reason in priorauth_core::eval::denial_grounds(policy, &evaluation.facts) {
+                if reason.pathway.is_some() && reason.depth == 0 {
+                    assert_ne!(reason.truth.as_str(), "met", "{name}");
+                }
+            }
+        }
+    }
+}

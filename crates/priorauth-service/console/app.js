@@ -39,7 +39,7 @@ async function api(method, path, body) {
   });
   const text = await response.text();
   const data = text && response.headers.get('content-type')?.includes('json') ? JSON.parse(text) : text;
-  if (response.status === 401) { signOut(); throw new Error('Your key was not accepted.'); }
+  if (response.status === 401) { signOut('That key was not accepted: check it and sign in again.'); throw new Error('Your key was not accepted.'); }
   if (!response.ok) throw new Error(data?.detail || ('HTTP ' + response.status));
   return data;
 }
@@ -58,16 +58,38 @@ function outcomeBadge(outcome) {
   return el('span', { class: 'outcome ' + outcome }, outcome.replace('_', ' '));
 }
 
-function signOut() {
+function signOut(message) {
   sessionStorage.removeItem('priorauth-key');
   state.key = null;
+  state.me = null;
+  state.questions = null;
+  $('#signin-error').textContent = typeof message === 'string' ? message : '';
   route();
 }
 
 async function load() {
   if (!state.questions) {
-    [state.questions, state.plans, state.policies] = await Promise.all([api('GET', '/v1/questions'), api('GET', '/v1/plans'), api('GET', '/v1/policies')]);
+    [state.me, state.questions, state.plans, state.policies] = await Promise.all([api('GET', '/v1/me'), api('GET', '/v1/questions'), api('GET', '/v1/plans'), api('GET', '/v1/policies')]);
+    const who = $('#whoami');
+    who.textContent = `${state.me.name} · ${state.me.role} · ${state.me.organization}`;
+    who.hidden = false;
+    // Each role sees the views it works in.
+    for (const link of document.querySelectorAll('nav a[data-roles]')) link.hidden = !link.dataset.roles.split(' ').includes(state.me.role);
   }
+}
+
+/// Minutes left on a clock in words: "3 h 5 min", or "overdue by 1 h 1 min".
+function timeLeft(minutes) {
+  if (minutes === null || minutes === undefined) return '';
+  const m = Math.abs(minutes);
+  const text = `${Math.floor(m / 60)} h ${m % 60} min`;
+  return minutes < 0 ? 'overdue by ' + text : text;
+}
+
+/// A member as the lists show them: name and id, or what is known.
+function memberText(member) {
+  if (!member || (!member.name && !member.id)) return 'not named';
+  return [member.name, member.id ? `(${member.id})` : null].filter(Boolean).join(' ');
 }
 
 // ---- Intake ----
@@ -157,6 +179,13 @@ async function intake() {
   const navigation = state.navigation;
   await load();
   const plan = el('select', { id: 'plan' }, state.plans.map(p => el('option', { value: p.id }, p.name)));
+  const urgency = el('select', { id: 'urgency' }, el('option', { value: 'standard' }, 'standard'), el('option', { value: 'expedited' }, 'expedited: waiting could seriously harm the member'));
+  const identity = [
+    ['member-id', 'Member id (on the plan\'s card)', { required: true, maxlength: '64' }],
+    ['member-name', 'Member name', { required: true, maxlength: '200' }],
+    ['prescriber-name', 'Prescriber name', { maxlength: '200' }],
+    ['prescriber-npi', 'Prescriber NPI (10 digits)', { pattern: '\\d{10}', inputmode: 'numeric', maxlength: '10' }],
+  ].map(([id, label, attrs]) => el('div', { class: 'field' }, el('label', { for: id }, label), el('input', { id, ...attrs })));
   const drug = el('select', { id: 'drug' });
   const form = el('form', { id: 'intake-form', novalidate: true });
   const preview = el('div', { class: 'panel', id: 'preview' }, el('p', {}, 'Answer the questions; the outcome and the questions that can still change it update as you go.'));
@@ -216,8 +245,14 @@ async function intake() {
     const chosen = state.plans.find(p => p.id === plan.value);
     const kase = readCase(form, questions);
     kase.request.drug = drug.value;
+    // Nothing is sent until the form is valid: who the request is for, and answers of the right form.
+    const invalid = [...document.querySelectorAll('#identity-fields input'), ...form.querySelectorAll('input, select')].find(i => !i.checkValidity());
+    if (invalid) { invalid.reportValidity(); invalid.focus(); return; }
+    const value = id => $('#' + id).value.trim() || undefined;
+    Object.assign(kase.patient, { member_id: value('member-id'), name: value('member-name') });
+    Object.assign(kase.prescriber, { name: value('prescriber-name'), npi: value('prescriber-npi') });
     try {
-      const answer = await api('POST', '/v1/requests', { plan: chosen.id, case: kase });
+      const answer = await api('POST', '/v1/requests', { plan: chosen.id, case: kase, urgency: urgency.value });
       location.hash = '#request/' + answer.id;
     } catch (error) {
       preview.prepend(el('p', { class: 'error', role: 'alert' }, error.message));
@@ -227,6 +262,8 @@ async function intake() {
   drug.addEventListener('change', build);
   show(navigation,
     el('h2', {}, 'New request'),
+    el('fieldset', { id: 'identity-fields' }, el('legend', {}, 'Who the request is for'), identity),
+    el('div', { class: 'field' }, el('label', { for: 'urgency' }, 'Urgency'), urgency),
     el('div', { class: 'field' }, el('label', { for: 'plan' }, 'Plan'), plan),
     el('div', { class: 'field' }, el('label', { for: 'drug' }, 'Drug'), drug),
     el('div', { class: 'layout' }, form, preview),
@@ -278,10 +315,34 @@ async function requestView(id) {
   const answer = await api('POST', '/v1/evaluate', { case: request.case });
   const mine = answer.results.find(r => r.result.policy === request.policy);
   const d = request.decision;
+  const c = request.case || {};
+  const patient = c.patient || {}, prescriber = c.prescriber || {}, asked = c.request || {};
+  const dose = asked.dose ? `${asked.dose.value} ${asked.dose.unit}` : 'not given';
+  // The criteria that keep the request from approval, with the case's value beside each.
+  // To a reviewer: every criterion that fails it (what a denial may cite); else those of the decision.
+  const valueOf = id => (d.reasons || []).find(r => r.id === id)?.value;
+  const failing = request.denial_grounds
+    ? request.denial_grounds.map(g => ({ status: g.status === 'met' ? 'applies' : g.status, criterion: g.text, value: valueOf(g.id) }))
+    : (d.reasons || []).filter(r => r.status !== 'met' && r.depth === 0);
+  const routed = d.outcome === 'review' && d.pathway ? `Its pathway "${d.pathway.replace(/-/g, ' ')}" asks for a clinician's review.` : null;
   const parts = [
-    el('h2', {}, `Request ${request.id}`),
+    el('h2', {}, `Request for ${memberText({ id: patient.member_id, name: patient.name })}`),
+    el('div', { class: 'layout', id: 'identity' },
+      el('div', { class: 'panel' }, el('h3', {}, 'Member'),
+        el('p', {}, patient.name || 'name not given', el('br'), 'Member id ', patient.member_id || 'not given', el('br'), 'Born ', patient.birth_date || 'not given')),
+      el('div', { class: 'panel' }, el('h3', {}, 'Prescriber'),
+        el('p', {}, prescriber.name || 'name not given', el('br'), 'NPI ', prescriber.npi || 'not given', el('br'), (prescriber.specialty || 'specialty not given').replace(/_/g, ' '))),
+      el('div', { class: 'panel' }, el('h3', {}, 'Clinic and request'),
+        el('p', {}, request.organization, el('br'), `${(asked.drug || '').replace(/_/g, ' ')} ${dose}`, el('br'),
+          `${asked.cycles ?? '?'} cycles of ${asked.cycle_length_days ?? '?'} days; ${asked.units ?? '?'} units per ${asked.units_period_days ?? '?'} days`, el('br'),
+          `Received ${when(request.created_at, request.plan)}; ${request.urgency}`))),
+    failing.length || routed ? el('div', { class: 'panel', id: 'why' }, el('h3', {}, 'Why it is not approved'),
+      routed ? el('p', {}, routed) : null,
+      el('ul', {}, failing.map(r => el('li', {}, el('strong', {}, r.status.replace('_', ' ')), `: ${r.criterion}`, r.value ? ` (the request: ${r.value})` : '')))) : null,
+    el('p', { class: 'hint' }, `Request ${request.id}`),
     el('p', {}, `Plan ${request.plan}, policy ${request.policy} (version ${request.policy_version}); status `, el('strong', { id: 'status' }, request.status.replace('_', ' '))),
     el('p', {}, 'Recommendation: ', outcomeBadge(d.outcome), d.authorization ? ` authorized ${d.authorization.start} to ${d.authorization.end}` : ''),
+    request.authorization ? el('p', { id: 'pa-number', class: 'panel' }, el('strong', {}, `Authorization ${request.authorization.number}`), `: ${request.authorization.start} to ${request.authorization.end}, ${request.authorization.approved_units} units`) : null,
     d.quantity ? el('p', {}, `Quantity: ${d.quantity.hcpcs} × ${d.quantity.units} units per ${d.quantity.period_days} days (${d.quantity.vials} vials), ${d.quantity.cycles} cycles`) : null,
     d.missing.length ? el('p', {}, 'Missing: ' + d.missing.join(', ')) : null,
     request.due_at ? el('p', { class: request.late ? 'due-soon' : null }, `Due by ${when(request.due_at, request.plan)}${request.late ? ' (late)' : ''}`) : null,
@@ -289,7 +350,9 @@ async function requestView(id) {
     el('p', {}, el('a', { href: '#compare/' + id }, 'Compare payers')),
     decisionTree(mine, request.policy),
   ];
-  if (request.status === 'pending_review') parts.push(determinationForm(request));
+  if (request.status === 'pending_review' && state.me.role === 'reviewer') parts.push(determinationForm(request));
+  if (request.status === 'pending_information' && state.me.role !== 'reviewer') parts.push(completionForm(request));
+  if (request.status === 'denied') parts.push(el('p', {}, el('a', { href: '#letter/' + id, id: 'letter-link' }, 'The denial notice')));
   const record = await api('GET', `/v1/requests/${id}/appeals`);
   if (record.appeals.length) parts.push(appealsTable('Appeals of this request', record.appeals, 'request-appeals'));
   if (record.peer_to_peer.length) {
@@ -298,15 +361,73 @@ async function requestView(id) {
   }
   const adverse = request.status === 'denied' || (request.status === 'approved' && request.determination?.decision === 'approve_with_changes');
   const appealOpen = record.appeals.some(a => a.status === 'pending');
-  if (adverse && !appealOpen) parts.push(appealForm(request));
+  // Each form is offered to the roles that may use it (the service checks again).
+  const role = state.me.role;
+  const clinic = role !== 'reviewer', payer = role !== 'submitter';
+  if (adverse && !appealOpen && clinic) parts.push(appealForm(request));
   const pending = request.status === 'pending_information' || request.status === 'pending_review';
-  if (pending) parts.push(reasonForm(request, 'withdraw', 'Withdraw the request', 'The requester withdraws it; it leaves the queue and keeps its history.', `/v1/requests/${id}/withdrawal`));
-  if (pending && request.urgency === 'standard' && !request.history.some(e => e.kind === 'extended')) {
+  if (pending && clinic) parts.push(reasonForm(request, 'withdraw', 'Withdraw the request', 'The requester withdraws it; it leaves the queue and keeps its history.', `/v1/requests/${id}/withdrawal`));
+  if (pending && payer && request.urgency === 'standard' && !request.history.some(e => e.kind === 'extended')) {
     parts.push(reasonForm(request, 'extend', 'Extend the decision clock', 'Once, where the plan allows it; the reason is the requester\'s notice.', `/v1/requests/${id}/extension`));
   }
-  if (request.status === 'denied' && !appealOpen) parts.push(reasonForm(request, 'reopen', 'Reopen on new information', 'The request is in review again, due by the plan\'s clock; the determination stays in its history.', `/v1/requests/${id}/reopening`));
-  if (request.determination || request.status === 'pending_review') parts.push(peerToPeerForm(request, record.appeals.find(a => a.status === 'pending')));
+  if (request.status === 'denied' && !appealOpen && role === 'reviewer') parts.push(reasonForm(request, 'reopen', 'Reopen on new information', 'The request is in review again, due by the plan\'s clock; the determination stays in its history.', `/v1/requests/${id}/reopening`));
+  if ((request.determination || request.status === 'pending_review') && role === 'reviewer') parts.push(peerToPeerForm(request, record.appeals.find(a => a.status === 'pending')));
   show(navigation, ...parts);
+}
+
+/// The questions an incomplete request still asks, answered in the page: the request is
+/// decided again on the answers.
+function completionForm(request) {
+  const missing = new Set(request.decision.missing || []);
+  const questions = state.questions.filter(q => missing.has(q.key));
+  const message = el('p', { role: 'status' });
+  const form = el('form', { class: 'panel', id: 'completion', novalidate: true },
+    el('h3', {}, 'Information the plan needs'),
+    el('p', { class: 'hint' }, `Due by ${request.due_at ? when(request.due_at, request.plan) : 'the plan\'s clock'}. Answer what you can; the request is decided again on your answers.`),
+    questions.map(q => fieldFor(q, () => {})),
+    el('button', { type: 'submit', class: 'primary' }, 'Send the answers'), message);
+  form.addEventListener('submit', async event => {
+    event.preventDefault();
+    const kase = readCase(form, questions);
+    const answers = Object.fromEntries(Object.entries(kase).filter(([, v]) => v && Object.keys(v).length));
+    if (!Object.keys(answers).length) { setChildren(message, el('span', { class: 'error' }, 'Answer at least one question.')); return; }
+    try {
+      await api('PATCH', '/v1/requests/' + request.id, answers);
+      await requestView(request.id);
+    } catch (error) {
+      setChildren(message, el('span', { class: 'error' }, error.message));
+    }
+  });
+  return form;
+}
+
+/// A clinician's denial notice as a printable page, in the service's own words (the PDF
+/// says the same).
+async function letterView(id) {
+  const navigation = state.navigation;
+  await load();
+  const letter = await api('GET', `/v1/requests/${id}/denial-letter`);
+  const [heading, ...paragraphs] = letter.paragraphs;
+  const message = el('p', { role: 'status' });
+  const download = async () => {
+    try {
+      const response = await fetch(`/v1/requests/${id}/denial-letter.pdf`, { headers: { 'Authorization': 'Bearer ' + state.key } });
+      if (!response.ok) throw new Error('The PDF could not be made (HTTP ' + response.status + ').');
+      const link = el('a', { href: URL.createObjectURL(await response.blob()), download: `denial-${id}.pdf` });
+      document.body.append(link);
+      link.click();
+      link.remove();
+    } catch (error) {
+      setChildren(message, el('span', { class: 'error' }, error.message));
+    }
+  };
+  show(navigation, el('article', { id: 'letter', class: 'letter' },
+    el('h2', {}, heading),
+    paragraphs.map(text => el('p', {}, text)),
+    el('p', { class: 'no-print' }, el('button', { type: 'button', onclick: () => window.print() }, 'Print'), ' ',
+      el('button', { type: 'button', id: 'letter-pdf', onclick: download }, 'Download as PDF'), ' ',
+      el('a', { href: '#request/' + id }, 'Back to the request')),
+    message));
 }
 
 /// A form of one reason that posts to `path`, then shows the request again.
@@ -356,27 +477,82 @@ function peerToPeerForm(request, openAppeal) {
   return form;
 }
 
+/// The determination: nothing chosen for the reviewer. A denial offers only the criteria
+/// that fail the request (the service refuses any other); an approval with changes asks what
+/// changes; the reviewer sees what will be recorded, and the notice, before it is.
 function determinationForm(request) {
   const policy = state.policies.find(p => p.id === request.policy);
-  const decision = el('select', { id: 'decision' }, ['deny', 'approve', 'approve_with_changes'].map(v => el('option', { value: v }, v.replace(/_/g, ' '))));
-  const criterion = el('select', { id: 'criterion' }, policy.criteria.map(c => el('option', { value: c.id }, c.text)));
+  const grounds = request.denial_grounds || [];
+  const groundIds = new Set(grounds.map(g => g.id));
+  const decision = el('select', { id: 'decision', required: true },
+    el('option', { value: '' }, 'Choose…'),
+    [['approve', 'approve as asked'], ['approve_with_changes', 'approve with changes'], ['deny', 'deny']].map(([v, l]) => el('option', { value: v }, l)));
+  const criterion = el('select', { id: 'criterion', required: true });
+  const statusWords = { not_met: 'not met', unknown: 'not settled by the case', met: 'applies' };
+  const fillCriteria = () => {
+    const failing = el('optgroup', { label: 'Fail the request' }, grounds.map(g => el('option', { value: g.id }, `${g.text} (${statusWords[g.status] || g.status})`)));
+    const others = policy ? el('optgroup', { label: 'Met by the request' }, policy.criteria.filter(c => !groundIds.has(c.id)).map(c => el('option', { value: c.id }, c.text))) : null;
+    setChildren(criterion, el('option', { value: '' }, 'Choose…'), failing, decision.value === 'deny' ? null : others);
+  };
+  const units = el('input', { id: 'change-units', type: 'number', min: '1', step: '1' });
+  const cycles = el('input', { id: 'change-cycles', type: 'number', min: '1', step: '1' });
+  const end = el('input', { id: 'change-end', type: 'date' });
+  const changes = el('fieldset', { id: 'changes', hidden: true },
+    el('legend', {}, 'What the approval changes (at least one; the service holds it to the policy\'s limits)'),
+    el('div', { class: 'field' }, el('label', { for: 'change-units' }, 'Units per cycle'), units),
+    el('div', { class: 'field' }, el('label', { for: 'change-cycles' }, 'Cycles'), cycles),
+    el('div', { class: 'field' }, el('label', { for: 'change-end' }, 'Last day'), end));
+  decision.addEventListener('change', () => { changes.hidden = decision.value !== 'approve_with_changes'; fillCriteria(); });
+  fillCriteria();
   const reason = el('textarea', { id: 'reason', rows: '3', cols: '60', required: true });
   const message = el('p', { role: 'status' });
+  const preview = el('div', { id: 'determination-preview', class: 'panel', hidden: true });
+  const review = el('button', { type: 'submit', class: 'primary' }, 'Review before recording');
   const form = el('form', { class: 'panel', id: 'determination' },
     el('h3', {}, 'Determination'),
     el('p', { class: 'hint' }, 'A recommended denial becomes final only by a clinician\'s determination, recorded with your name and credentials.'),
     el('div', { class: 'field' }, el('label', { for: 'decision' }, 'Decision'), decision),
     el('div', { class: 'field' }, el('label', { for: 'criterion' }, 'Criterion it rests on'), criterion),
-    el('div', { class: 'field' }, el('label', { for: 'reason' }, 'Specific reason'), reason),
-    el('button', { type: 'submit', class: 'primary' }, 'Record the determination'), message);
-  form.addEventListener('submit', async event => {
-    event.preventDefault();
-    try {
-      await api('POST', `/v1/requests/${request.id}/determination`, { decision: decision.value, criterion: criterion.value, reason: reason.value });
-      await requestView(request.id);
-    } catch (error) {
-      setChildren(message, el('span', { class: 'error' }, error.message));
+    changes,
+    el('div', { class: 'field' }, el('label', { for: 'reason' }, 'Specific reason, in words the member can read'), reason),
+    review, message, preview);
+  const body = () => {
+    const b = { decision: decision.value, criterion: criterion.value, reason: reason.value };
+    if (decision.value === 'approve_with_changes') {
+      b.changes = {};
+      if (units.value) b.changes.units = Number(units.value);
+      if (cycles.value) b.changes.cycles = Number(cycles.value);
+      if (end.value) b.changes.end = end.value;
     }
+    return b;
+  };
+  form.addEventListener('submit', event => {
+    event.preventDefault();
+    setChildren(message);
+    if (!form.checkValidity()) { form.reportValidity(); return; }
+    const b = body();
+    if (b.changes && !Object.keys(b.changes).length) { setChildren(message, el('span', { class: 'error' }, 'Name what the approval changes: units, cycles or the last day.')); units.focus(); return; }
+    const chosen = criterion.selectedOptions[0]?.textContent || b.criterion;
+    const words = { approve: 'Approve as asked', approve_with_changes: 'Approve with changes', deny: 'Deny' }[b.decision];
+    const changed = b.changes ? Object.entries(b.changes).map(([k, v]) => `${k.replace('_', ' ')} ${v}`).join(', ') : null;
+    const confirm = el('button', { type: 'button', id: 'confirm-determination', class: 'primary' }, 'Record the determination');
+    const back = el('button', { type: 'button', onclick: () => { preview.hidden = true; decision.focus(); } }, 'Change it');
+    setChildren(preview,
+      el('h4', {}, 'What will be recorded'),
+      el('p', {}, el('strong', {}, words), changed ? ` (${changed})` : '', `, resting on: ${chosen}.`),
+      el('p', {}, 'Reason: ', b.reason),
+      b.decision === 'deny' ? el('p', { class: 'hint' }, `The denial notice will state this reason and criterion with its source, name you (${state.me.name}, ${state.me.credentials || 'no credentials'}), and the member's appeal rights.`) : null,
+      confirm, ' ', back);
+    preview.hidden = false;
+    confirm.addEventListener('click', async () => {
+      try {
+        await api('POST', `/v1/requests/${request.id}/determination`, b);
+        await requestView(request.id);
+      } catch (error) {
+        setChildren(message, el('span', { class: 'error' }, error.message));
+      }
+    });
+    confirm.focus();
   });
   return form;
 }
@@ -442,10 +618,10 @@ function appealForm(request) {
   return form;
 }
 
-function timeLeft(appeal) {
+function appealTimeLeft(appeal) {
   if (appeal.status !== 'pending') return appeal.late ? 'decided late' : 'decided on time';
-  const m = appeal.minutes_left;
-  return m < 0 ? `late by ${Math.floor(-m / 60)} h` : `${Math.floor(m / 60)} h ${m % 60} min left`;
+  const left = timeLeft(appeal.minutes_left);
+  return appeal.minutes_left < 0 ? left : left + ' left';
 }
 
 function appealsTable(title, appeals, id) {
@@ -454,7 +630,7 @@ function appealsTable(title, appeals, id) {
     el('td', {}, el('a', { href: '#request/' + a.request_id }, a.request_id)),
     el('td', {}, a.plan), el('td', {}, a.appellant), el('td', {}, a.urgency), el('td', {}, a.status),
     el('td', {}, when(a.due_at, a.plan)),
-    el('td', { class: a.late ? 'due-soon' : null }, timeLeft(a))));
+    el('td', { class: a.late ? 'due-soon' : null }, appealTimeLeft(a))));
   return [el('h3', {}, title), el('table', { id }, el('thead', {}, el('tr', {}, ['Appeal', 'Request', 'Plan', 'By', 'Urgency', 'Status', 'Due', 'Clock'].map(h => el('th', { scope: 'col' }, h)))), el('tbody', {}, rows))];
 }
 
@@ -481,7 +657,7 @@ async function appealView(id) {
   const parts = [
     el('h2', {}, `Appeal ${appeal.id}`),
     el('p', {}, 'Of request ', el('a', { href: '#request/' + appeal.request_id }, appeal.request_id), `, plan ${appeal.plan}; filed by the ${appeal.appellant}, ${appeal.urgency}; status `, el('strong', { id: 'appeal-status' }, appeal.status)),
-    el('p', { id: 'appeal-clock', class: appeal.late ? 'due-soon' : null }, `Received ${when(appeal.received_at, appeal.plan)}; due ${when(appeal.due_at, appeal.plan)} (${timeLeft(appeal)})`),
+    el('p', { id: 'appeal-clock', class: appeal.late ? 'due-soon' : null }, `Received ${when(appeal.received_at, appeal.plan)}; due ${when(appeal.due_at, appeal.plan)} (${appealTimeLeft(appeal)})`),
     appeal.extension ? el('p', {}, `Extended by ${appeal.extension.days} days: ${appeal.extension.reason}`) : null,
     el('div', { class: 'panel' }, el('h3', {}, 'Grounds'), el('p', {}, appeal.grounds)),
     appeal.attachments.length ? el('ul', { id: 'attachments' }, appeal.attachments.map(a => el('li', {},
@@ -541,7 +717,7 @@ function bar(segments, label) {
 
 /// A table in a box that scrolls sideways when it is wider than the screen.
 function table(id, headers, rows) {
-  return el('div', { class: 'scroll' }, el('table', { id }, el('thead', {}, el('tr', {}, headers.map(h => el('th', { scope: 'col' }, h)))),
+  return el('div', { class: 'scroll', tabindex: '0', role: 'region', 'aria-label': id.replace(/^report-/, '').replace(/-/g, ' ') }, el('table', { id }, el('thead', {}, el('tr', {}, headers.map(h => el('th', { scope: 'col' }, h)))),
     el('tbody', {}, rows.map(cells => el('tr', {}, cells.map(c => el('td', {}, c ?? '–')))))));
 }
 
@@ -614,19 +790,88 @@ async function reportView() {
 
 // ---- Queue and authorizations ----
 
-async function queueView() {
+/// A table that fits a phone: on a narrow screen each row reads as a card, its cells labelled.
+function workTable(id, headers, rows) {
+  for (const row of rows) [...row.children].forEach((cell, i) => cell.setAttribute('data-label', headers[i]));
+  return el('div', { class: 'scroll', tabindex: '0', role: 'region', 'aria-label': id }, el('table', { id, class: 'cards' },
+    el('thead', {}, el('tr', {}, headers.map(h => el('th', { scope: 'col' }, h)))), el('tbody', {}, rows)));
+}
+
+/// A page of a work list and a link to the next, whose cursor the service gave.
+function pager(next, onNext) {
+  return next ? el('p', {}, el('button', { type: 'button', id: 'next-page', onclick: () => onNext(next) }, 'Next page')) : null;
+}
+
+async function queueView(after) {
   const navigation = state.navigation;
   await load();
-  const answer = await api('GET', '/v1/queue');
+  const urgency = new URLSearchParams(location.hash.split('?')[1] || '').get('urgency') || '';
+  const query = new URLSearchParams();
+  if (urgency) query.set('urgency', urgency);
+  if (after) query.set('after', after);
+  const answer = await api('GET', '/v1/queue?' + query);
   const rows = answer.items.map(item => el('tr', {},
-    el('td', {}, el('a', { href: '#request/' + item.id }, item.id)),
-    el('td', {}, item.plan), el('td', {}, outcomeBadge(item.recommendation)), el('td', {}, item.urgency),
+    el('td', {}, el('a', { href: '#request/' + item.id }, memberText(item.member))),
+    el('td', {}, item.drug || ''), el('td', {}, item.organization), el('td', {}, item.plan),
+    el('td', {}, outcomeBadge(item.recommendation)), el('td', {}, item.urgency),
     el('td', {}, when(item.due_at, item.plan)),
-    el('td', { class: item.minutes_left < 240 ? 'due-soon' : null }, `${Math.floor(item.minutes_left / 60)} h ${Math.abs(item.minutes_left % 60)} min`)));
+    el('td', { class: item.minutes_left < 240 ? 'due-soon' : null }, timeLeft(item.minutes_left))));
+  const filter = el('select', { id: 'queue-urgency', onchange: event => { location.hash = event.target.value ? '#queue?urgency=' + event.target.value : '#queue'; } },
+    [['', 'every urgency'], ['expedited', 'expedited only'], ['standard', 'standard only']].map(([v, l]) => el('option', { value: v, selected: v === urgency || undefined }, l)));
   show(navigation, el('h2', {}, 'Review queue'),
-    el('p', { class: 'hint' }, 'Requests awaiting a clinician, most urgent first.'),
-    rows.length ? el('table', { id: 'queue' }, el('thead', {}, el('tr', {}, ['Request', 'Plan', 'Recommendation', 'Urgency', 'Due', 'Time left'].map(h => el('th', { scope: 'col' }, h)))), el('tbody', {}, rows))
-      : el('p', {}, 'Nothing awaits review.'));
+    el('p', { class: 'hint' }, 'Requests awaiting a clinician, most urgent first. Open one by the member\'s name.'),
+    el('div', { class: 'field' }, el('label', { for: 'queue-urgency' }, 'Show'), filter),
+    rows.length ? workTable('queue', ['Member', 'Drug', 'Clinic', 'Plan', 'Recommendation', 'Urgency', 'Due', 'Time left'], rows)
+      : el('p', {}, 'Nothing awaits review.'),
+    pager(answer.next, next => queueView(next)));
+}
+
+const STATUS_WORDS = { pending_information: 'information requested', pending_review: 'in review', approved: 'approved', denied: 'denied', not_applicable: 'not applicable', withdrawn: 'withdrawn' };
+
+async function requestsView(after) {
+  const navigation = state.navigation;
+  await load();
+  const params = new URLSearchParams(location.hash.split('?')[1] || '');
+  const payer = state.me.role !== 'submitter';
+  const query = new URLSearchParams();
+  for (const [name, value] of params) if (value) query.set(name, value);
+  if (after) query.set('after', after);
+  const answer = await api('GET', '/v1/requests?' + query);
+  const built = answer.items.map(item => {
+    const cells = [
+      el('td', {}, el('a', { href: '#request/' + item.id }, memberText(item.member))),
+      el('td', {}, item.drug || ''),
+      payer ? el('td', {}, item.organization) : null,
+      el('td', {}, STATUS_WORDS[item.status] || item.status),
+      el('td', {}, item.urgency),
+      el('td', {}, when(item.received_at, item.plan)),
+      el('td', { class: item.late ? 'due-soon' : null }, item.authorization ? item.authorization : timeLeft(item.minutes_left)),
+    ].filter(Boolean);
+    return el('tr', {}, cells);
+  });
+  const status = el('select', { id: 'filter-status' }, el('option', { value: '' }, 'any status'),
+    Object.entries(STATUS_WORDS).map(([v, l]) => el('option', { value: v, selected: params.get('status') === v || undefined }, l)));
+  const member = el('input', { id: 'filter-member', value: params.get('member') || '', size: '20' });
+  const organization = payer ? el('input', { id: 'filter-organization', value: params.get('organization') || '', size: '16' }) : null;
+  const form = el('form', { class: 'filters', id: 'request-filters' },
+    el('div', { class: 'field' }, el('label', { for: 'filter-status' }, 'Status'), status),
+    el('div', { class: 'field' }, el('label', { for: 'filter-member' }, 'Member (id or name)'), member),
+    organization ? el('div', { class: 'field' }, el('label', { for: 'filter-organization' }, 'Clinic'), organization) : null,
+    el('button', { type: 'submit' }, 'Filter'));
+  form.addEventListener('submit', event => {
+    event.preventDefault();
+    const next = new URLSearchParams();
+    if (status.value) next.set('status', status.value);
+    if (member.value.trim()) next.set('member', member.value.trim());
+    if (organization?.value.trim()) next.set('organization', organization.value.trim());
+    location.hash = '#requests' + (next.toString() ? '?' + next : '');
+  });
+  const headers = ['Member', 'Drug', ...(payer ? ['Clinic'] : []), 'Status', 'Urgency', 'Received', 'PA number or time left'];
+  show(navigation, el('h2', {}, payer ? 'Requests' : 'My requests'),
+    el('p', { class: 'hint' }, payer ? 'Every clinic\'s requests, newest first.' : `${state.me.organization}'s requests, newest first. Open one to answer what it asks or to see its decision.`),
+    form,
+    built.length ? workTable('requests', headers, built) : el('p', {}, 'No requests match.'),
+    pager(answer.next, next => requestsView(next)));
 }
 
 async function authorizationsView() {
@@ -648,18 +893,24 @@ async function route() {
   $('#signin').hidden = signedIn;
   $('#signout').hidden = !signedIn;
   view().hidden = !signedIn;
+  $('#whoami').hidden = !signedIn || !state.me;
   if (!signedIn) { $('#api-key').focus(); return; }
   const navigation = ++state.navigation;
-  const [name, arg] = location.hash.replace(/^#/, '').split('/');
+  const [name, arg] = location.hash.replace(/^#/, '').split('?')[0].split('/');
   try {
+    await load();
     if (name === 'request') await requestView(arg);
+    else if (name === 'letter') await letterView(arg);
+    else if (name === 'requests') await requestsView();
     else if (name === 'compare') await compareView(arg);
     else if (name === 'queue') await queueView();
     else if (name === 'authorizations') await authorizationsView();
     else if (name === 'appeals') await appealsView();
     else if (name === 'appeal') await appealView(arg);
     else if (name === 'report') await reportView();
-    else await intake();
+    else if (name === 'intake') await intake();
+    // Each role lands on its own work list.
+    else location.hash = state.me.role === 'submitter' ? '#requests' : '#queue';
     $('#main').focus();
   } catch (error) {
     show(navigation, el('p', { class: 'error', role: 'alert' }, error.message));
@@ -670,6 +921,10 @@ document.addEventListener('DOMContentLoaded', () => {
   $('#signin-form').addEventListener('submit', event => {
     event.preventDefault();
     state.key = $('#api-key').value.trim();
+    $('#signin-error').textContent = '';
+    // A link to a record is followed after signing in; any other view gives way to the
+    // signed-in role's own work list.
+    if (!/^#(request|appeal|letter)\//.test(location.hash)) history.replaceState(null, '', location.pathname);
     sessionStorage.setItem('priorauth-key', state.key);
     route();
   });

@@ -157,6 +157,8 @@ pub struct Submitted {
 #[derive(Debug, ToSchema)]
 pub struct RequestRecord {
     id: String,
+    /// The requesting organization (the submitting key's).
+    organization: String,
     plan: String,
     policy: String,
     policy_version: String,
@@ -183,6 +185,19 @@ pub struct RequestRecord {
     determination: Option<Determination>,
     /// Every event, the first first.
     history: Vec<HistoryEvent>,
+    /// To a reviewer, while the request is in review: the criteria a denial may cite (not
+    /// met, not settled by the case, or an exclusion that applies), each once.
+    denial_grounds: Option<Vec<DenialGround>>,
+}
+
+#[derive(Debug, ToSchema)]
+pub struct DenialGround {
+    id: String,
+    text: String,
+    /// `not_met`, `unknown`, or `met` for an exclusion that applies.
+    status: String,
+    /// The pathway whose requirement it is; null for an exclusion.
+    pathway: Option<String>,
 }
 
 /// One event of a request's history.
@@ -313,6 +328,66 @@ pub struct Usage {
     remaining_units: i64,
 }
 
+/// A PDF file.
+#[derive(Debug, ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct PdfFile(Vec<u8>);
+
+/// The holder of the key that calls.
+#[derive(Debug, ToSchema)]
+pub struct Me {
+    name: String,
+    organization: String,
+    /// `submitter`, `reviewer` or `admin`.
+    role: String,
+    /// A reviewer's licence and degree; empty otherwise.
+    credentials: String,
+}
+
+/// Who a request is for, as its case names them (PHI).
+#[derive(Debug, ToSchema)]
+pub struct MemberIdentity {
+    /// `patient.member_id`.
+    id: Option<String>,
+    /// `patient.name`.
+    name: Option<String>,
+}
+
+/// One page of the work list.
+#[derive(Debug, ToSchema)]
+pub struct RequestList {
+    items: Vec<ListedRequest>,
+    /// Give as `after` for the next page; null on the last.
+    next: Option<String>,
+}
+
+#[derive(Debug, ToSchema)]
+pub struct ListedRequest {
+    id: String,
+    status: String,
+    /// The engine's outcome.
+    outcome: String,
+    organization: String,
+    plan: String,
+    /// Empty for a request no policy governs.
+    policy: String,
+    drug: Option<String>,
+    urgency: String,
+    member: MemberIdentity,
+    #[schema(format = DateTime)]
+    received_at: String,
+    /// While pending: when the plan's clock runs out.
+    #[schema(format = DateTime)]
+    due_at: Option<String>,
+    /// While pending; negative when late.
+    minutes_left: Option<i64>,
+    late: Option<bool>,
+    #[schema(format = DateTime)]
+    decided_at: Option<String>,
+    /// The number of the authorization an approval holds.
+    authorization: Option<String>,
+}
+
 /// One page of the review queue.
 #[derive(Debug, ToSchema)]
 pub struct QueuePage {
@@ -327,6 +402,9 @@ pub struct QueueItem {
     organization: String,
     plan: String,
     policy: String,
+    /// The drug asked for; null for requests stored before it was recorded.
+    drug: Option<String>,
+    member: MemberIdentity,
     /// The engine's outcome: `review` or a recommended `deny`.
     recommendation: String,
     urgency: String,
@@ -344,6 +422,21 @@ pub struct QueueItem {
 #[derive(Debug, ToSchema)]
 pub struct DenialLetter {
     request_id: String,
+    /// The plan's id, name and how to contact it.
+    #[schema(value_type = Object)]
+    plan: Value,
+    /// The member's id, name and birth date, as the case names them.
+    #[schema(value_type = Object)]
+    member: Value,
+    /// The prescriber's name and NPI, as the case names them.
+    #[schema(value_type = Object)]
+    prescriber: Value,
+    /// The requesting organization.
+    organization: String,
+    #[schema(format = DateTime)]
+    received_at: String,
+    /// The notice in words, its heading first: what the printable page and the PDF say.
+    paragraphs: Vec<String>,
     /// `denied`.
     decision: String,
     /// The drug, code, dose and date of the request.

@@ -31,6 +31,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/policies/{id}/source", get(source))
         .route("/v1/evaluate", post(evaluate))
         .route("/v1/authorizations", get(authorizations))
+        .route("/v1/me", get(me))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::web::admit,
@@ -65,6 +66,18 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
         body,
     )
         .into_response()
+}
+
+#[utoipa::path(get, path = "/v1/me", operation_id = "who_am_i", tag = "Console", summary = "The key's holder: name, organization, role", responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "the name, organization, role and credentials of the key", body = crate::answers::Me)))]
+/// Who the key is: the console names the signed-in person and their role in its header, and
+/// opens each role's own work list.
+pub(crate) async fn me(caller: Caller) -> Json<Value> {
+    Json(json!({
+        "name": caller.name,
+        "organization": caller.organization,
+        "role": caller.role.as_str(),
+        "credentials": caller.credentials,
+    }))
 }
 
 /// A question as the intake form reads it.

@@ -21,6 +21,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod notify;
 pub mod ops;
+pub mod pdf;
 pub mod plans;
 pub mod store;
 pub mod trust;

@@ -33,6 +33,10 @@ pub struct Plan {
     /// line of business's (`further_rights_for`).
     #[serde(default)]
     pub further_rights: Option<String>,
+    /// How members and providers reach the plan about a decision, as its notices state it;
+    /// without it, the notices point to the member's ID card.
+    #[serde(default)]
+    pub contact: Option<String>,
 }
 
 fn utc() -> String {

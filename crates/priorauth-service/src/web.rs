@@ -331,6 +331,30 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for AppJson<
     }
 }
 
+/// Query strings whose errors are problem+json: an unknown or malformed parameter is named
+/// (a misspelt filter must not silently widen a list).
+#[derive(Debug)]
+pub struct AppQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S>
+    for AppQuery<T>
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(AppQuery(value)),
+            Err(rejection) => Err(AppError::Invalid(vec![(
+                "query".into(),
+                rejection.body_text(),
+            )])),
+        }
+    }
+}
+
 /// `application/json` or any `application/…+json`, as axum's own `Json` accepts.
 fn json_content_type(headers: &HeaderMap) -> bool {
     let Some(value) = headers

@@ -107,6 +107,13 @@ const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/v1/requests/{id}/denial-letter.pdf",
+        roles: ANY_ROLE,
+        scope: Scope::Request,
+        body: Body::Empty,
+    },
+    Route {
+        method: "get",
         path: "/v1/requests/{id}/denial-letter",
         roles: ANY_ROLE,
         scope: Scope::Request,
@@ -241,6 +248,20 @@ const ROUTES: &[Route] = &[
     Route {
         method: "get",
         path: "/v1/questions",
+        roles: ANY_ROLE,
+        scope: Scope::Unscoped,
+        body: Body::Empty,
+    },
+    Route {
+        method: "get",
+        path: "/v1/requests",
+        roles: ANY_ROLE,
+        scope: Scope::Unscoped,
+        body: Body::Empty,
+    },
+    Route {
+        method: "get",
+        path: "/v1/me",
         roles: ANY_ROLE,
         scope: Scope::Unscoped,
         body: Body::Empty,
@@ -395,7 +416,7 @@ impl World {
                 &reviewer,
                 denied,
                 "deny",
-                "new-to-plan-on-treatment",
+                "one-of-the-following",
                 "Not on therapy.",
             )
             .await

@@ -77,7 +77,7 @@ async fn masshealth_denial(server: &Server, cast: &Cast) -> String {
             &cast.denier,
             &id,
             "deny",
-            "new-to-plan-on-treatment",
+            "one-of-the-following",
             "Not on therapy when the member joined the plan.",
         )
         .await;

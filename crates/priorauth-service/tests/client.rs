@@ -53,10 +53,11 @@ async fn a_generated_client_compiles_and_carries_a_days_calls() {
         .await
         .unwrap();
     std::fs::write(directory.join("openapi.json"), document).unwrap();
-    // No formatter runs after generating (the generator's default calls ruff).
+    // No formatter runs after generating (the generator's default calls ruff); a PDF is read
+    // as the generator reads any file.
     std::fs::write(
         directory.join("generator.yaml"),
-        "post_hooks: []\npackage_name_override: priorauth_client\nproject_name_override: priorauth-client\n",
+        "post_hooks: []\npackage_name_override: priorauth_client\nproject_name_override: priorauth-client\ncontent_type_overrides:\n  application/pdf: application/octet-stream\n",
     )
     .unwrap();
     let generated = Command::new(environment.join("openapi-python-client"))

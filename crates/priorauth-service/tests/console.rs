@@ -60,9 +60,12 @@ async fn the_console_in_a_real_browser() {
         )
         .await;
     // A request waiting for a clinician: new to MassHealth and already on therapy.
-    let queued = server
-        .submitted(&submitter, "masshealth", case("E12"))
-        .await;
+    let mut for_member = case("E12");
+    for_member["patient"]["member_id"] = serde_json::json!("M-2002");
+    for_member["patient"]["name"] = serde_json::json!("Bo Chen");
+    for_member["prescriber"]["name"] = serde_json::json!("Dr. Lee");
+    for_member["prescriber"]["npi"] = serde_json::json!("1245319599");
+    let queued = server.submitted(&submitter, "masshealth", for_member).await;
     let screenshots = if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
         root.join("docs/screenshots")
     } else {

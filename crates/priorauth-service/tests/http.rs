@@ -232,7 +232,10 @@ async fn retried_writes_with_one_idempotency_key_are_applied_once() {
             .await;
         let number = authorization_number(&approved);
         let path = format!("/v1/authorizations/{number}/usage");
-        let start = approved["authorization"]["start"].as_str().unwrap().to_string();
+        let start = approved["authorization"]["start"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let usage = json!({"units": 100, "date_of_service": start});
 
         // A usage sent ten times at once with one key (a client retrying on timeouts) is
@@ -269,7 +272,13 @@ async fn retried_writes_with_one_idempotency_key_are_applied_once() {
         assert_eq!(server.count("usage").await, 1);
         // Sent again: the first answer, marked as such.
         let again = server
-            .call(Method::POST, &path, Some(&submitter), Some(&usage), &[("Idempotency-Key", "usage-1")])
+            .call(
+                Method::POST,
+                &path,
+                Some(&submitter),
+                Some(&usage),
+                &[("Idempotency-Key", "usage-1")],
+            )
             .await;
         again.expect(200);
         assert_eq!(again.header("idempotent-replayed"), Some("true"));
@@ -277,7 +286,13 @@ async fn retried_writes_with_one_idempotency_key_are_applied_once() {
         assert_eq!(server.count("usage").await, 1);
         // The key with another body, or on another write, is refused naming the header.
         server
-            .call(Method::POST, &path, Some(&submitter), Some(&json!({"units": 50, "date_of_service": start})), &[("Idempotency-Key", "usage-1")])
+            .call(
+                Method::POST,
+                &path,
+                Some(&submitter),
+                Some(&json!({"units": 50, "date_of_service": start})),
+                &[("Idempotency-Key", "usage-1")],
+            )
             .await
             .expect_problem(422, "Idempotency-Key");
         // Without a key, each call is a new use.
@@ -289,9 +304,11 @@ async fn retried_writes_with_one_idempotency_key_are_applied_once() {
             .submitted(&submitter, "masshealth", case("E05"))
             .await;
         let id = id_of(&recommended);
-        let determination = json!({"decision": "deny", "criterion": "new-to-plan-on-treatment", "reason": "T-cell ALL."});
+        let determination =
+            json!({"decision": "deny", "criterion": "b-cell-precursor", "reason": "T-cell ALL."});
         let determine = |key: &'static str| {
-            let (server, reviewer, id, determination) = (&server, reviewer.clone(), id.clone(), determination.clone());
+            let (server, reviewer, id, determination) =
+                (&server, reviewer.clone(), id.clone(), determination.clone());
             async move {
                 server
                     .call(
@@ -312,7 +329,12 @@ async fn retried_writes_with_one_idempotency_key_are_applied_once() {
         assert_eq!(retried.body["status"], "denied");
         // Another key is another determination: the request is decided already.
         determine("det-2").await.expect(409);
-        assert_eq!(server.count(&format!("determinations WHERE request_id = '{id}'")).await, 1);
+        assert_eq!(
+            server
+                .count(&format!("determinations WHERE request_id = '{id}'"))
+                .await,
+            1
+        );
 
         // A completion retried likewise.
         let incomplete = server
@@ -324,7 +346,13 @@ async fn retried_writes_with_one_idempotency_key_are_applied_once() {
         for _ in 0..2 {
             completions.push(
                 server
-                    .call(Method::PATCH, &request_path, Some(&submitter), Some(&facts), &[("Idempotency-Key", "complete-1")])
+                    .call(
+                        Method::PATCH,
+                        &request_path,
+                        Some(&submitter),
+                        Some(&facts),
+                        &[("Idempotency-Key", "complete-1")],
+                    )
                     .await,
             );
         }
@@ -334,7 +362,10 @@ async fn retried_writes_with_one_idempotency_key_are_applied_once() {
         assert_eq!(completions[1].body["status"], completions[0].body["status"]);
         assert_eq!(
             server
-                .count(&format!("authorizations WHERE request_id = '{}'", id_of(&incomplete)))
+                .count(&format!(
+                    "authorizations WHERE request_id = '{}'",
+                    id_of(&incomplete)
+                ))
                 .await,
             1
         );
@@ -664,7 +695,7 @@ async fn an_edit_to_a_record_is_found_by_audit_verify() {
             .await;
         let denied_id = id_of(&denied);
         server
-            .determine(&reviewer, &denied_id, "deny", "new-to-plan-on-treatment", "T-cell ALL.")
+            .determine(&reviewer, &denied_id, "deny", "b-cell-precursor", "T-cell ALL.")
             .await
             .expect(200);
         let store = server.store();

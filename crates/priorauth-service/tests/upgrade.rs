@@ -107,6 +107,8 @@ const ADDED_SINCE: &[&str] = &[
     // Whether the request is past its clock (a request of the fixture decided on receipt
     // has no due time, so `false`).
     "/late",
+    // The requesting organization, shown with the request since the console names the clinic.
+    "/organization",
 ];
 
 /// The JSON pointers at which two values differ (at most a few), for a readable failure.

@@ -17,17 +17,22 @@ use crate::lifecycle::authorizations::{self, UsageBody};
 use crate::lifecycle::requests::{self, SubmitBody, WithdrawalBody};
 use crate::lifecycle::retries::Retry;
 use crate::lifecycle::review::{self, DeterminationBody, QueueQuery};
-use crate::web::{AppError, AppJson, AppState};
+use crate::lifecycle::worklist::{self, ListQuery};
+use crate::web::{AppError, AppJson, AppQuery, AppState};
 
 pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
-        .route("/v1/requests", post(submit))
+        .route("/v1/requests", post(submit).get(list_requests))
         .route(
             "/v1/requests/{id}",
             get(read_request).patch(complete_request),
         )
         .route("/v1/requests/{id}/determination", post(determine))
         .route("/v1/requests/{id}/denial-letter", get(denial_letter))
+        .route(
+            "/v1/requests/{id}/denial-letter.pdf",
+            get(denial_letter_pdf),
+        )
         .route("/v1/requests/{id}/withdrawal", post(withdraw))
         .route("/v1/requests/{id}/reopening", post(appeals::reopen))
         .route("/v1/requests/{id}/extension", post(appeals::extend_request))
@@ -141,6 +146,25 @@ fn answered(status: StatusCode, replayed: bool, body: Value) -> Response {
     }
 }
 
+#[utoipa::path(get, path = "/v1/requests", operation_id = "list_requests", tag = "Requests", summary = "The requests the caller may see, newest first (a submitter: its own organization's)",
+    params(("status" = Option<String>, Query, description = "`pending_information`, `pending_review`, `approved`, `denied`, `not_applicable` or `withdrawn`"),
+        ("plan" = Option<String>, Query, description = "a plan id"),
+        ("drug" = Option<String>, Query, description = "a drug id"),
+        ("urgency" = Option<String>, Query, description = "`standard` or `expedited`"),
+        ("due_before" = Option<String>, Query, description = "pending requests due before this day (`YYYY-MM-DD`, UTC) or time (RFC 3339)"),
+        ("member" = Option<String>, Query, description = "a member id, or part of a member's name"),
+        ("organization" = Option<String>, Query, description = "reviewers and admins: one organization's requests"),
+        ("limit" = Option<u32>, Query, description = "rows per page, 1 to 500 (50)"),
+        ("after" = Option<String>, Query, description = "the `next` of the page before")),
+    responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "one page, with `next` when more may follow", body = crate::answers::RequestList), (status = 422, description = "a bad or unknown parameter, named", body = crate::answers::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn list_requests(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppQuery(query): AppQuery<ListQuery>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(worklist::list(&state.service, &caller, &query).await?))
+}
+
 #[utoipa::path(get, path = "/v1/queue", operation_id = "review_queue", tag = "Review", summary = "The review queue, most urgent first (reviewers)",
     params(("limit" = Option<u32>, Query, description = "rows per page, 1 to 500 (100)"),
         ("after" = Option<String>, Query, description = "the `next` of the page before"),
@@ -200,6 +224,37 @@ pub(crate) async fn denial_letter(
     Ok(Json(
         review::denial_letter(&state.service, &caller, &id).await?,
     ))
+}
+
+#[utoipa::path(get, path = "/v1/requests/{id}/denial-letter.pdf", operation_id = "read_denial_letter_pdf", tag = "Review", summary = "The denial notice as PDF, in the words of its `paragraphs`", params(("id" = String, Path)),
+    responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "the notice, a PDF", body = crate::answers::PdfFile, content_type = "application/pdf"), (status = 404, description = "no such request, or another organization's", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 409, description = "the request is not denied", body = crate::answers::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn denial_letter_pdf(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let letter = review::denial_letter(&state.service, &caller, &id).await?;
+    let paragraphs: Vec<String> = letter
+        .get("paragraphs")
+        .and_then(Value::as_array)
+        .map(|p| {
+            p.iter()
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let pdf = crate::pdf::notice(&format!("Notice of denial, request {id}"), &paragraphs);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/pdf".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("inline; filename=\"denial-{id}.pdf\""),
+            ),
+        ],
+        pdf,
+    )
+        .into_response())
 }
 
 #[utoipa::path(get, path = "/v1/authorizations/{number}", operation_id = "read_authorization", tag = "Authorizations", summary = "Read an authorization with units used and left", params(("number" = String, Path)), responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "the authorization with units used and left", body = crate::answers::AuthorizationRecord), (status = 404, description = "no such authorization, or another organization's", body = crate::answers::Problem, content_type = "application/problem+json")))]

@@ -25,6 +25,16 @@ pub struct Changes {
     pub end: Option<String>,
 }
 
+impl Changes {
+    /// Names nothing to change.
+    pub fn is_empty(&self) -> bool {
+        self.units.is_none()
+            && self.period_days.is_none()
+            && self.cycles.is_none()
+            && self.end.is_none()
+    }
+}
+
 /// Units used on a date of service.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -154,6 +164,11 @@ pub fn plan(
             ),
         ));
     }
+    if let Some(days) = changes.period_days {
+        if !(1..=366).contains(&days) {
+            return Err(invalid("changes.period_days", "from 1 to 366 days"));
+        }
+    }
     let period_days = changes
         .period_days
         .or(request.cycle_length_days)
@@ -170,14 +185,22 @@ pub fn plan(
         let days = i64::from(length).checked_mul(i64::from(cycles))?;
         start.add_days(days - 1)
     });
+    // The period the policy allows (its stated duration, else the cycles approved, else a
+    // year): a reviewer may shorten it, never lengthen it.
+    let allowed_end = stated_end
+        .or(course_end)
+        .or_else(|| start.inclusive_end(priorauth_core::date::Duration::Years(1)))
+        .unwrap_or(start);
     let end = match &changes.end {
         Some(text) => Date::parse(text)
-            .filter(|end| *end >= start)
-            .ok_or_else(|| invalid("changes.end", "must be a date on or after the start"))?,
-        None => stated_end
-            .or(course_end)
-            .or_else(|| start.inclusive_end(priorauth_core::date::Duration::Years(1)))
-            .unwrap_or(start),
+            .filter(|end| (start..=allowed_end).contains(end))
+            .ok_or_else(|| {
+                invalid(
+                    "changes.end",
+                    format!("must be a date from the start {start} to {allowed_end}, the end the policy allows"),
+                )
+            })?,
+        None => allowed_end,
     };
     let first_cycle = request
         .first_cycle

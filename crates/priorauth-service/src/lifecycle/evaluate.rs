@@ -240,6 +240,58 @@ pub fn recompute(
         .unwrap_or(Value::Null))
 }
 
+/// A criterion a clinician's denial may cite ([`priorauth_core::eval::denial_grounds`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Ground {
+    pub id: String,
+    pub text: String,
+    /// `not_met`, `unknown`, or `met` for an exclusion that applies.
+    pub status: &'static str,
+    /// The pathway whose requirement it is; none for an exclusion.
+    pub pathway: Option<String>,
+}
+
+/// The grounds a denial of a stored request may rest on, each criterion once, in the
+/// policy's order: the case as it now is, by the version that decided it, as of receipt.
+pub fn denial_grounds(
+    service: &Service,
+    case_json: &str,
+    policy: &str,
+    version: &str,
+    received: Date,
+) -> Result<Vec<Ground>, Error> {
+    let index = version_index(service, policy, version)?;
+    let case = service
+        .engine
+        .parse_case(case_json)
+        .map_err(|_| Error::Internal("a stored case no longer parses".into()))?;
+    let evaluation = service.engine.evaluate_version(&case, index, received);
+    let policy = service
+        .engine
+        .policies
+        .get(index)
+        .ok_or_else(|| Error::Internal("policy version".into()))?;
+    let mut grounds: Vec<Ground> = Vec::new();
+    for reason in priorauth_core::eval::denial_grounds(policy, &evaluation.facts) {
+        let Some(criterion) = policy.criteria.get(usize::from(reason.criterion)) else {
+            continue;
+        };
+        if grounds.iter().any(|g| g.id == criterion.id) {
+            continue;
+        }
+        grounds.push(Ground {
+            id: criterion.id.clone(),
+            text: criterion.text.clone(),
+            status: reason.truth.as_str(),
+            pathway: reason
+                .pathway
+                .and_then(|p| policy.pathways.get(usize::from(p)))
+                .map(|p| p.id.clone()),
+        });
+    }
+    Ok(grounds)
+}
+
 /// The index of a stored policy version in the engine.
 fn version_index(service: &Service, policy: &str, version: &str) -> Result<usize, Error> {
     service

@@ -42,7 +42,7 @@
 //! | [`authorizations::record_usage`] | submitter, admin | authorization → units spent | used units, usage row |
 //! | [`subscriptions::save`], [`subscriptions::delete`] | submitter, admin | — | the organization's subscription |
 //! | [`members::import`] | admin (the CLI's operator) | — | enrolments (eligibility), one audit entry naming how many |
-//! | [`requests::read`], [`review::queue`], [`review::denial_letter`], [`report::um`], [`appeals::read`], [`appeals::open`], [`appeals::of_request`], [`appeals::notice`], [`appeals::attachment`], [`authorizations::read`], [`subscriptions::read`], [`subscriptions::dead_letters`] | by visibility, reviewer for the queue, admin for dead letters | none | the audit entry of the read (the queue's and the dead letters' with the ids shown) |
+//! | [`requests::read`], [`worklist::list`], [`review::queue`], [`review::denial_letter`], [`report::um`], [`appeals::read`], [`appeals::open`], [`appeals::of_request`], [`appeals::notice`], [`appeals::attachment`], [`authorizations::read`], [`subscriptions::read`], [`subscriptions::dead_letters`] | by visibility, reviewer for the queue, admin for dead letters | none | the audit entry of the read (the work list's, the queue's and the dead letters' with the ids shown) |
 //!
 //! Completions, determinations and usage sent with an `Idempotency-Key` store their first
 //! answer in their own transaction and give it again to a retry ([`retries`]).
@@ -58,6 +58,7 @@ pub mod requests;
 pub mod retries;
 pub mod review;
 pub mod subscriptions;
+pub mod worklist;
 
 use std::sync::Arc;
 

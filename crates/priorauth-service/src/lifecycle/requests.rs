@@ -12,7 +12,7 @@ use super::retries::{Begun, Retry, begin};
 use super::{Error, Service, day_of, invalid, require, status_of, timestamp, visible};
 use crate::keys::{Caller, Role};
 use crate::store::authorizations as records;
-use crate::store::requests::{self, Determination, NewEvent, NewRequest, Request};
+use crate::store::requests::{self, Determination, Member, NewEvent, NewRequest, Request};
 pub use crate::store::requests::{ClaimLink, StoredClaim};
 use crate::store::writer::{self, Write, Written};
 use crate::store::{self, Tx, notifications, now_ms, random_id, sha256_hex};
@@ -241,6 +241,7 @@ pub async fn submit(
             .as_ref()
             .and_then(|r| r.drug.clone())
             .unwrap_or_default(),
+        member: Member::of_case(&evaluated.case_json),
         policy: policy.id.clone(),
         policy_version: policy.version.clone(),
         idempotency_key: idempotency_key.clone(),
@@ -419,6 +420,7 @@ pub async fn submit_for_review(
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string(),
+        member: Member::of_case(case),
         policy: String::new(),
         policy_version: String::new(),
         idempotency_key: Some(key.to_string()),
@@ -793,6 +795,7 @@ pub(super) async fn view(service: &Service, tx: &mut Tx, row: &Request) -> Resul
         .map(|d| determination_view(&d));
     Ok(json!({
         "id": row.id,
+        "organization": row.organization,
         "plan": row.plan,
         "policy": row.policy,
         "policy_version": row.policy_version,
@@ -829,7 +832,24 @@ pub async fn read_with_claim(
     // not audited.
     let mut tx = service.store.reads.begin().await?;
     let row = fetch(&mut tx, caller, id).await?;
-    let view = view(service, &mut tx, &row).await?;
+    let mut view = view(service, &mut tx, &row).await?;
+    // What a reviewer may cite to deny, offered before the criteria the request meets.
+    if row.status == "pending_review" && caller.role == Role::Reviewer && !row.policy.is_empty() {
+        let case = requests::current_case(&mut tx, &row).await?;
+        let grounds = super::evaluate::denial_grounds(
+            service,
+            &case,
+            &row.policy,
+            &row.policy_version,
+            day_of(row.created_at),
+        )?;
+        if let Some(view) = view.as_object_mut() {
+            view.insert(
+                "denial_grounds".into(),
+                serde_json::to_value(grounds).unwrap_or_default(),
+            );
+        }
+    }
     let claim = requests::claim(&mut tx, id).await?;
     tx.commit().await?;
     service

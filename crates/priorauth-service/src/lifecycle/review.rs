@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::authorizations::{self, Changes};
-use super::evaluate::{Version, evaluate};
+use super::evaluate::{Version, denial_grounds, evaluate};
 use super::requests::{determination_view, fetch, finish_decision};
 use super::retries::{Begun, Retry, begin};
 use super::{Error, Service, day_of, invalid, require, timestamp};
@@ -81,6 +81,8 @@ pub async fn queue(service: &Service, caller: &Caller, query: &QueueQuery) -> Re
                 "organization": r.organization,
                 "plan": r.plan,
                 "policy": r.policy,
+                "drug": r.drug,
+                "member": {"id": r.member.id, "name": r.member.name},
                 "recommendation": r.outcome,
                 "urgency": r.urgency,
                 "received_at": timestamp(r.created_at),
@@ -183,6 +185,14 @@ pub async fn determine(
             "only an approval with changes has changes",
         ));
     }
+    if body.decision == DeterminationDecision::ApproveWithChanges
+        && body.changes.as_ref().is_none_or(Changes::is_empty)
+    {
+        return Err(invalid(
+            "changes",
+            "an approval with changes names what changes: `units`, `cycles`, `period_days` or `end`",
+        ));
+    }
     let mut tx = match begin(service, caller, retry).await? {
         Begun::Fresh(tx) => tx,
         Begun::Replayed(answer) => return Ok((answer, true)),
@@ -209,6 +219,31 @@ pub async fn determine(
                 format!("`{}` is not a criterion of {}", body.criterion, row.policy),
             ));
         }
+        if body.decision == DeterminationDecision::Deny {
+            let case = requests::current_case(&mut tx, &row).await?;
+            let grounds = denial_grounds(
+                service,
+                &case,
+                &row.policy,
+                &row.policy_version,
+                day_of(row.created_at),
+            )?;
+            if !grounds.iter().any(|g| g.id == body.criterion) {
+                let offered: Vec<&str> = grounds.iter().map(|g| g.id.as_str()).collect();
+                return Err(invalid(
+                    "criterion",
+                    format!(
+                        "`{}` does not fail this request (it is met, or not one its pathways ask): a denial cites a criterion that is not met, cannot be settled from the case, or an exclusion that applies; this request's are {}",
+                        body.criterion,
+                        if offered.is_empty() {
+                            "none".to_string()
+                        } else {
+                            offered.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
     } else if body.criterion.trim().is_empty() || body.criterion.len() > 200 {
         return Err(invalid(
             "criterion",
@@ -216,6 +251,33 @@ pub async fn determine(
         ));
     }
     let changes = body.changes.clone().unwrap_or_default();
+    // An approval with changes must change what the request as asked would be granted: one
+    // that does not is an approval, and a notice of changes that changed nothing misleads.
+    if body.decision == DeterminationDecision::ApproveWithChanges && governed {
+        let changed = terms(&mut tx, service, &row, &changes).await?;
+        if let Ok(asked) = terms(&mut tx, service, &row, &Changes::default()).await {
+            let same = (
+                asked.units_per_period,
+                asked.cycles,
+                asked.period_days,
+                &asked.end_date,
+            ) == (
+                changed.units_per_period,
+                changed.cycles,
+                changed.period_days,
+                &changed.end_date,
+            );
+            if same {
+                return Err(invalid(
+                    "changes",
+                    format!(
+                        "these are the terms of the request as asked ({} units per cycle, {} cycles, to {}): record `approve`, or change one",
+                        asked.units_per_period, asked.cycles, asked.end_date
+                    ),
+                ));
+            }
+        }
+    }
     let new_status = match body.decision {
         DeterminationDecision::Deny => "denied",
         _ => "approved",
@@ -424,6 +486,32 @@ pub(super) async fn grant(
     changes: &Changes,
     grant: Grant,
 ) -> Result<(), Error> {
+    let terms = terms(tx, service, row, changes).await?;
+    match grant {
+        Grant::New => authorizations::insert(tx, caller, &terms).await,
+        Grant::Replace => {
+            let held = authorization_records::of_request(tx, &row.id)
+                .await?
+                .ok_or_else(|| Error::Internal("an approval without its authorization".into()))?;
+            if !authorization_records::replace_terms(tx, &held.number, &terms).await? {
+                return Err(Error::Conflict(format!(
+                    "authorization `{}` has {} units used, more than the {} the new terms approve",
+                    held.number, held.used_units, terms.approved_units
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The terms an approval of a stored request with `changes` gives, by the policy version that
+/// decided it (a request no policy governs: as the reviewer states them).
+async fn terms(
+    tx: &mut Tx,
+    service: &Service,
+    row: &Request,
+    changes: &Changes,
+) -> Result<authorization_records::NewAuthorization, Error> {
     let current = requests::current_case(tx, row).await?;
     let case: Value = serde_json::from_str(&current).unwrap_or(json!({}));
     let terms = if row.policy.is_empty() {
@@ -455,21 +543,7 @@ pub(super) async fn grant(
             row.renews.as_deref(),
         )?
     };
-    match grant {
-        Grant::New => authorizations::insert(tx, caller, &terms).await,
-        Grant::Replace => {
-            let held = authorization_records::of_request(tx, &row.id)
-                .await?
-                .ok_or_else(|| Error::Internal("an approval without its authorization".into()))?;
-            if !authorization_records::replace_terms(tx, &held.number, &terms).await? {
-                return Err(Error::Conflict(format!(
-                    "authorization `{}` has {} units used, more than the {} the new terms approve",
-                    held.number, held.used_units, terms.approved_units
-                )));
-            }
-            Ok(())
-        }
-    }
+    Ok(terms)
 }
 
 /// The data of a clinician's denial notice: the service, the specific reason and the
@@ -495,9 +569,41 @@ pub async fn denial_letter(service: &Service, caller: &Caller, id: &str) -> Resu
     let case: Value =
         serde_json::from_str(&requests::current_case(&mut tx, &row).await?).unwrap_or(Value::Null);
     let plan = service.plans.get(&row.plan);
+    let text = |pointer: &str| {
+        case.pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let zone = plan.map_or("UTC", |p| p.time_zone.as_str());
+    let notice = DenialNotice {
+        plan: plan.map_or(row.plan.clone(), |p| p.name.clone()),
+        contact: plan
+            .and_then(|p| p.contact.clone())
+            .unwrap_or_else(|| "the member services number on the member's ID card".into()),
+        member: text("/patient/name"),
+        member_id: text("/patient/member_id"),
+        prescriber: text("/prescriber/name"),
+        npi: text("/prescriber/npi"),
+        organization: row.organization.clone(),
+        received: local_time(row.created_at, zone),
+        decided: local_time(d.at, zone),
+        service: service_words(&case),
+        reason: d.reason.clone(),
+        criterion: criterion.map_or_else(|| d.criterion.clone(), |c| c.text.clone()),
+        source: criterion.map(|c| c.source.to_string()),
+        policy: policy.map(|p| format!("{} (version {})", p.title, p.version)),
+        reviewer: format!("{}, {}", d.reviewer_name, d.reviewer_credentials),
+        appeal: plan.map(|p| p.appeal.clone()),
+    };
     let letter = json!({
         "request_id": id,
         "decision": "denied",
+        "plan": {"id": row.plan, "name": notice.plan, "contact": notice.contact},
+        "member": {"id": notice.member_id, "name": notice.member, "birth_date": text("/patient/birth_date")},
+        "prescriber": {"name": notice.prescriber, "npi": notice.npi},
+        "organization": row.organization,
+        "received_at": timestamp(row.created_at),
+        "paragraphs": notice.paragraphs(),
         "service": {
             "drug": case.pointer("/request/drug"),
             "hcpcs": case.pointer("/request/hcpcs"),
@@ -527,4 +633,107 @@ pub async fn denial_letter(service: &Service, caller: &Caller, id: &str) -> Resu
     store::audit(&mut tx, &caller.audit_record("request.denial_letter", id)).await?;
     tx.commit().await?;
     Ok(letter)
+}
+
+/// A denial notice in words, the same in every form it is given (JSON `paragraphs`, the
+/// console's printable page, PDF): who it is for, what was asked, the decision with the
+/// reason and the criterion and passage it rests on, who decided, and the appeal rights.
+struct DenialNotice {
+    plan: String,
+    contact: String,
+    member: Option<String>,
+    member_id: Option<String>,
+    prescriber: Option<String>,
+    npi: Option<String>,
+    organization: String,
+    received: String,
+    decided: String,
+    service: String,
+    reason: String,
+    criterion: String,
+    source: Option<String>,
+    policy: Option<String>,
+    reviewer: String,
+    appeal: Option<String>,
+}
+
+impl DenialNotice {
+    fn paragraphs(&self) -> Vec<String> {
+        let member = match (&self.member, &self.member_id) {
+            (Some(name), Some(id)) => format!("{name} (member id {id})"),
+            (Some(name), None) => name.clone(),
+            (None, Some(id)) => format!("the member with id {id}"),
+            (None, None) => "the member".into(),
+        };
+        let prescriber = match (&self.prescriber, &self.npi) {
+            (Some(name), Some(npi)) => format!("{name} (NPI {npi})"),
+            (Some(name), None) => name.clone(),
+            (None, _) => "the prescriber".into(),
+        };
+        let mut out = vec![
+            format!("Notice of denial from {}", self.plan),
+            format!("To {member}, and to {prescriber} at {}.", self.organization),
+            format!(
+                "We received the request for prior authorization on {} and decided it on {}.",
+                self.received, self.decided
+            ),
+            format!("What was asked: {}.", self.service),
+            format!(
+                "Our decision: we do not approve this request. {}",
+                self.reason
+            ),
+            match (&self.policy, &self.source) {
+                (Some(policy), Some(source)) => format!(
+                    "The decision rests on this criterion of {policy}: {}. Its source: {source}. A copy of the policy and the criteria used is free on request.",
+                    self.criterion
+                ),
+                _ => format!("The decision rests on: {}.", self.criterion),
+            },
+            format!(
+                "Decided by {}, a licensed clinician who reviewed the request; software evaluated it against the policy. The prescriber may discuss the decision with the reviewer (peer to peer) by contacting the plan.",
+                self.reviewer
+            ),
+        ];
+        if let Some(appeal) = &self.appeal {
+            out.push(format!("Your right to appeal: {appeal}"));
+        }
+        out.push(format!("Questions: contact {}.", self.contact));
+        out
+    }
+}
+
+/// What a request asked, in words: the drug, its code, dose, cycles and units.
+fn service_words(case: &Value) -> String {
+    let text = |pointer: &str| case.pointer(pointer).and_then(Value::as_str);
+    let number = |pointer: &str| case.pointer(pointer).and_then(Value::as_f64);
+    let mut parts = vec![
+        text("/request/drug")
+            .unwrap_or("the drug")
+            .replace('_', " "),
+    ];
+    if let Some(code) = text("/request/hcpcs") {
+        parts.push(format!("HCPCS {code}"));
+    }
+    if let (Some(value), Some(unit)) = (number("/request/dose/value"), text("/request/dose/unit")) {
+        parts.push(format!("{value} {unit}"));
+    }
+    if let Some(cycles) = number("/request/cycles") {
+        parts.push(format!("{cycles} cycles"));
+    }
+    if let (Some(units), Some(days)) = (
+        number("/request/units"),
+        number("/request/units_period_days"),
+    ) {
+        parts.push(format!("{units} units per {days} days"));
+    }
+    parts.join(", ")
+}
+
+/// A time in the plan's zone, as a notice states it (`2026-12-03 09:17 EST`).
+fn local_time(ms: i64, zone: &str) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .ok()
+        .and_then(|t| t.in_tz(zone).ok())
+        .map(|z| z.strftime("%Y-%m-%d %H:%M %Z").to_string())
+        .unwrap_or_else(|| timestamp(ms))
 }

@@ -76,6 +76,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0013_clients.sql",
         include_str!("../../migrations/0013_clients.sql"),
     ),
+    (
+        "0014_requests_member.sql",
+        include_str!("../../migrations/0014_requests_member.sql"),
+    ),
 ];
 
 /// `MIGRATIONS` as sqlx's migrator takes them: version, description, type and the no-transaction

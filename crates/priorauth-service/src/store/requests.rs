@@ -23,6 +23,28 @@ fn unpacked(row: &AnyRow, column: &str) -> Result<String, sqlx::Error> {
     unpack(row.try_get(column)?).map_err(|e| e.0)
 }
 
+/// A request's member as its case names them; either may be unknown.
+#[derive(Debug, Clone, Default)]
+pub struct Member {
+    pub id: Option<String>,
+    pub name: Option<String>,
+}
+
+impl Member {
+    /// The member a case (as JSON) names.
+    pub fn of_case(case: &serde_json::Value) -> Member {
+        let text = |pointer: &str| {
+            case.pointer(pointer)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+        };
+        Member {
+            id: text("/patient/member_id"),
+            name: text("/patient/name"),
+        }
+    }
+}
+
 /// A new request as it is stored.
 #[derive(Debug, Clone)]
 pub struct NewRequest {
@@ -33,6 +55,8 @@ pub struct NewRequest {
     pub plan: String,
     /// The drug asked for (empty when the case names none), which reports read.
     pub drug: String,
+    /// Who the request is for, as the case names them (`patient.member_id`, `patient.name`).
+    pub member: Member,
     pub policy: String,
     pub policy_version: String,
     pub idempotency_key: Option<String>,
@@ -142,6 +166,47 @@ pub struct Queued {
     pub urgency: String,
     pub due_at: Option<i64>,
     pub created_at: i64,
+    /// Null for a request stored before the drug was recorded.
+    pub drug: Option<String>,
+    pub member: Member,
+}
+
+/// Which page of the work list to read ([`list`]).
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub organization: Option<String>,
+    /// Matches nothing (a clinic naming another organization, whose requests it cannot see).
+    pub nothing: bool,
+    pub status: Option<String>,
+    pub plan: Option<String>,
+    pub drug: Option<String>,
+    pub urgency: Option<String>,
+    /// Pending requests due before this time (ms since 1970).
+    pub due_before: Option<i64>,
+    /// A member id, or part of a member's name.
+    pub member: Option<String>,
+    pub limit: i64,
+    /// The last row of the page before: (created_at, id).
+    pub after: Option<(i64, String)>,
+}
+
+/// A row of the work list.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub id: String,
+    pub organization: String,
+    pub plan: String,
+    pub policy: String,
+    pub drug: Option<String>,
+    pub status: String,
+    pub outcome: String,
+    pub urgency: String,
+    pub due_at: Option<i64>,
+    pub created_at: i64,
+    pub decided_at: Option<i64>,
+    pub member: Member,
+    /// The number of the authorization an approval holds.
+    pub authorization: Option<String>,
 }
 
 /// The first answer given to an idempotency key, and what its decision is recomputed from.
@@ -178,8 +243,8 @@ fn is_decided(status: &str) -> bool {
 /// organization already used its idempotency key.
 pub async fn insert(tx: &mut Tx, request: &NewRequest) -> Result<bool, StoreError> {
     let inserted = sqlx::query(
-        "INSERT INTO requests (id, organization, submitted_by, plan, policy, policy_version, idempotency_key, body_hash, status, outcome, urgency, due_at, case_json, decision_json, response_json, renews, created_at, updated_at, drug, decided_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $19) ON CONFLICT DO NOTHING",
+        "INSERT INTO requests (id, organization, submitted_by, plan, policy, policy_version, idempotency_key, body_hash, status, outcome, urgency, due_at, case_json, decision_json, response_json, renews, created_at, updated_at, drug, decided_at, member_id, member_name) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $19, $20, $21) ON CONFLICT DO NOTHING",
     )
     .bind(&request.id)
     .bind(&request.organization)
@@ -200,6 +265,8 @@ pub async fn insert(tx: &mut Tx, request: &NewRequest) -> Result<bool, StoreErro
     .bind(request.created_at)
     .bind(&request.drug)
     .bind(is_decided(request.status).then_some(request.created_at))
+    .bind(&request.member.id)
+    .bind(&request.member.name)
     .execute(&mut **tx)
     .await?;
     if inserted.rows_affected() != 1 {
@@ -526,7 +593,7 @@ pub async fn queue(tx: &mut Tx, page: &QueuePage) -> Result<Vec<Queued>, StoreEr
     // A request always has its due time (both submission paths set it); COALESCE keeps a
     // row without one in order rather than out of every page.
     let rows = sqlx::query(
-        "SELECT id, organization, plan, policy, outcome, urgency, due_at, created_at FROM requests \
+        "SELECT id, organization, plan, policy, outcome, urgency, due_at, created_at, drug, member_id, member_name FROM requests \
          WHERE status = 'pending_review' \
          AND ($1 IS NULL OR organization = $1) AND ($2 IS NULL OR urgency = $2) \
          AND (COALESCE(due_at, 0) > $3 OR (COALESCE(due_at, 0) = $3 AND (created_at > $4 OR (created_at = $4 AND id > $5)))) \
@@ -552,10 +619,82 @@ pub async fn queue(tx: &mut Tx, page: &QueuePage) -> Result<Vec<Queued>, StoreEr
                 urgency: r.try_get("urgency")?,
                 due_at: r.try_get("due_at")?,
                 created_at: r.try_get("created_at")?,
+                drug: r.try_get("drug")?,
+                member: Member {
+                    id: r.try_get("member_id")?,
+                    name: r.try_get("member_name")?,
+                },
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;
     Ok(queued)
+}
+
+/// The work list, newest first: by receipt, then id, so that a page starts exactly after the
+/// row the previous one ended on (keyset pagination, no offset). The member filter matches a
+/// member id exactly or a name containing the text (ASCII letters in any case).
+pub async fn list(tx: &mut Tx, filter: &ListFilter) -> Result<Vec<Listed>, StoreError> {
+    if filter.nothing {
+        return Ok(Vec::new());
+    }
+    let (created, id) = filter.after.clone().unwrap_or((i64::MAX, String::new()));
+    // With no cursor every row is before (i64::MAX, ""): the id comparison never decides.
+    let name_pattern = filter.member.as_ref().map(|m| {
+        let escaped = m
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        format!("%{escaped}%")
+    });
+    let rows = sqlx::query(
+        "SELECT r.id, r.organization, r.plan, r.policy, r.drug, r.status, r.outcome, r.urgency, r.due_at, r.created_at, r.decided_at, r.member_id, r.member_name, \
+         (SELECT a.number FROM authorizations a WHERE a.request_id = r.id ORDER BY a.created_at DESC LIMIT 1) AS authorization_number \
+         FROM requests r \
+         WHERE ($1 IS NULL OR r.organization = $1) AND ($2 IS NULL OR r.status = $2) \
+         AND ($3 IS NULL OR r.plan = $3) AND ($4 IS NULL OR r.drug = $4) AND ($5 IS NULL OR r.urgency = $5) \
+         AND ($6 IS NULL OR (r.status IN ('pending_review', 'pending_information') AND r.due_at < $6)) \
+         AND ($7 IS NULL OR r.member_id = $7 OR LOWER(r.member_name) LIKE $8 ESCAPE '\\') \
+         AND (r.created_at < $9 OR (r.created_at = $9 AND r.id < $10)) \
+         ORDER BY r.created_at DESC, r.id DESC LIMIT $11",
+    )
+    .bind(filter.organization.as_deref())
+    .bind(filter.status.as_deref())
+    .bind(filter.plan.as_deref())
+    .bind(filter.drug.as_deref())
+    .bind(filter.urgency.as_deref())
+    .bind(filter.due_before)
+    .bind(filter.member.as_deref())
+    .bind(name_pattern)
+    .bind(created)
+    .bind(id)
+    .bind(filter.limit)
+    .fetch_all(&mut **tx)
+    .await?;
+    let listed = rows
+        .iter()
+        .map(|r| {
+            Ok(Listed {
+                id: r.try_get("id")?,
+                organization: r.try_get("organization")?,
+                plan: r.try_get("plan")?,
+                policy: r.try_get("policy")?,
+                drug: r.try_get("drug")?,
+                status: r.try_get("status")?,
+                outcome: r.try_get("outcome")?,
+                urgency: r.try_get("urgency")?,
+                due_at: r.try_get("due_at")?,
+                created_at: r.try_get("created_at")?,
+                decided_at: r.try_get("decided_at")?,
+                member: Member {
+                    id: r.try_get("member_id")?,
+                    name: r.try_get("member_name")?,
+                },
+                authorization: r.try_get("authorization_number")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(listed)
 }
 
 /// The first answer an organization was given for an idempotency key.

@@ -161,6 +161,7 @@ mod tests {
             submitted_by: "key_a".into(),
             plan: "masshealth".into(),
             drug: "blinatumomab".into(),
+            member: Default::default(),
             policy: "masshealth-all-single-agent".into(),
             policy_version: "2025-09-01".into(),
             idempotency_key: Some(format!("key-{id}")),

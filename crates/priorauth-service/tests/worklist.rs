@@ -1,0 +1,384 @@
+//! A clinic's and a reviewer's day over HTTP, on SQLite and (with `DATABASE_URL`) on
+//! PostgreSQL: who a request is for (identity in the case, stored and searchable), the work
+//! list (`GET /v1/requests`: filters, pages, one organization's for a clinic), and
+//! determinations that cannot be wrong by default (a denial cites what fails the request; an
+//! approval with changes changes something, within what the policy allows).
+
+// Test code: a failed unwrap is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use priorauth_service::keys::Role;
+use serde_json::{Value, json};
+use support::{Server, case, for_each_backend};
+
+/// A server with submitters of two clinics and a credentialed reviewer.
+async fn server_with_keys(url: &str) -> (Server, String, String, String) {
+    let server = Server::start(url).await;
+    let (_, clinic_a) = server
+        .key("clinic-a", Role::Submitter, "Clinic A EHR", "")
+        .await;
+    let (_, clinic_b) = server
+        .key("clinic-b", Role::Submitter, "Clinic B EHR", "")
+        .await;
+    let (_, reviewer) = server
+        .key("payer", Role::Reviewer, "Dr. Rivera", "MD, Hematology")
+        .await;
+    (server, clinic_a, clinic_b, reviewer)
+}
+
+/// A case for a named member, prescribed by a named physician.
+fn for_member(name: &str, member_id: &str, member_name: &str) -> Value {
+    let mut case = case(name);
+    case["patient"]["member_id"] = json!(member_id);
+    case["patient"]["name"] = json!(member_name);
+    case["prescriber"]["name"] = json!("Dr. Lee");
+    case["prescriber"]["npi"] = json!("1234567893");
+    case
+}
+
+fn ids(list: &Value) -> Vec<String> {
+    list["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no items: {list}"))
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn identity_is_checked_stored_and_shown() {
+    for_each_backend(|url| async move {
+        let (server, clinic_a, _, reviewer) = server_with_keys(&url).await;
+        let mut bad = for_member("E01", "M-1", "Ana Diaz");
+        bad["prescriber"]["npi"] = json!("1234567890");
+        server
+            .submit(&clinic_a, "masshealth", bad)
+            .await
+            .expect_problem(422, "case.prescriber.npi");
+        let mut blank = for_member("E01", "M-1", "Ana Diaz");
+        blank["patient"]["member_id"] = json!(" ");
+        server
+            .submit(&clinic_a, "masshealth", blank)
+            .await
+            .expect_problem(422, "case.patient.member_id");
+
+        let approved = server
+            .submitted(
+                &clinic_a,
+                "masshealth",
+                for_member("E01", "M-1", "Ana Diaz"),
+            )
+            .await;
+        assert_eq!(approved["status"], "approved");
+        let id = approved["id"].as_str().unwrap();
+        // Identity changes nothing the engine decides, and reads back as sent.
+        let read = server.get(&format!("/v1/requests/{id}"), &reviewer).await;
+        assert_eq!(read.body["case"]["patient"]["member_id"], "M-1");
+        assert_eq!(read.body["case"]["prescriber"]["npi"], "1234567893");
+        let list = server.get("/v1/requests", &clinic_a).await;
+        list.expect(200);
+        assert_eq!(
+            list.body["items"][0]["member"],
+            json!({"id": "M-1", "name": "Ana Diaz"})
+        );
+        assert_eq!(list.body["items"][0]["drug"], "blinatumomab");
+        assert_eq!(
+            list.body["items"][0]["authorization"],
+            approved["authorization"]["number"]
+        );
+        // The queue shows who a request is for.
+        server
+            .submitted(&clinic_a, "masshealth", for_member("E12", "M-2", "Bo Chen"))
+            .await;
+        let queue = server.get("/v1/queue", &reviewer).await;
+        assert_eq!(queue.body["items"][0]["member"]["name"], "Bo Chen");
+        assert_eq!(queue.body["items"][0]["drug"], "blinatumomab");
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_work_list_filters_pages_and_keeps_to_the_organization() {
+    for_each_backend(|url| async move {
+        let (server, clinic_a, clinic_b, reviewer) = server_with_keys(&url).await;
+        let mut a_ids = Vec::new();
+        for n in 0..3 {
+            let r = server
+                .submitted(
+                    &clinic_a,
+                    "masshealth",
+                    for_member("E01", &format!("A-{n}"), "Ana Diaz"),
+                )
+                .await;
+            a_ids.push(r["id"].as_str().unwrap().to_string());
+        }
+        let review = server
+            .submitted(
+                &clinic_a,
+                "masshealth",
+                for_member("E12", "A-9", "Carla Gómez"),
+            )
+            .await;
+        let review_id = review["id"].as_str().unwrap().to_string();
+        let b = server
+            .submitted(&clinic_b, "masshealth", for_member("E01", "B-1", "Dan Ek"))
+            .await;
+        let b_id = b["id"].as_str().unwrap().to_string();
+
+        // A clinic sees its own, newest first, whatever organization it names.
+        let mine = server.get("/v1/requests", &clinic_a).await;
+        assert_eq!(ids(&mine.body).len(), 4);
+        assert_eq!(ids(&mine.body)[0], review_id);
+        assert!(!ids(&mine.body).contains(&b_id));
+        let theirs = server
+            .get("/v1/requests?organization=clinic-b", &clinic_a)
+            .await;
+        theirs.expect(200);
+        assert!(ids(&theirs.body).is_empty());
+        // A member of another clinic is not found by name either.
+        let searched = server.get("/v1/requests?member=dan", &clinic_a).await;
+        assert!(ids(&searched.body).is_empty());
+
+        // A reviewer sees every organization's, and filters.
+        let all = server.get("/v1/requests", &reviewer).await;
+        assert_eq!(ids(&all.body).len(), 5);
+        let b_only = server
+            .get("/v1/requests?organization=clinic-b", &reviewer)
+            .await;
+        assert_eq!(ids(&b_only.body), std::slice::from_ref(&b_id));
+        let pending = server
+            .get("/v1/requests?status=pending_review", &reviewer)
+            .await;
+        assert_eq!(ids(&pending.body), std::slice::from_ref(&review_id));
+        assert!(pending.body["items"][0]["minutes_left"].as_i64().unwrap() > 0);
+        assert_eq!(pending.body["items"][0]["late"], false);
+        let due_soon = server
+            .get("/v1/requests?due_before=2999-01-01", &reviewer)
+            .await;
+        assert_eq!(ids(&due_soon.body), std::slice::from_ref(&review_id));
+        let none_due = server
+            .get("/v1/requests?due_before=2000-01-01T00:00:00Z", &reviewer)
+            .await;
+        assert!(ids(&none_due.body).is_empty());
+        // By member id (exact) or part of a name, any case; `%` is a character, not a wildcard.
+        let by_id = server.get("/v1/requests?member=A-1", &reviewer).await;
+        assert_eq!(ids(&by_id.body), [a_ids[1].clone()]);
+        let by_name = server.get("/v1/requests?member=carla", &reviewer).await;
+        assert_eq!(ids(&by_name.body), std::slice::from_ref(&review_id));
+        let wildcard = server.get("/v1/requests?member=%25", &reviewer).await;
+        assert!(ids(&wildcard.body).is_empty());
+        let drug = server
+            .get("/v1/requests?drug=inotuzumab_ozogamicin", &reviewer)
+            .await;
+        assert!(ids(&drug.body).is_empty());
+
+        // Pages follow one another without a gap or a repeat.
+        let mut seen = Vec::new();
+        let mut path = "/v1/requests?limit=2".to_string();
+        loop {
+            let page = server.get(&path, &reviewer).await;
+            page.expect(200);
+            seen.extend(ids(&page.body));
+            match page.body["next"].as_str() {
+                Some(next) => path = format!("/v1/requests?limit=2&after={next}"),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ids(&all.body));
+
+        // Bad parameters are named; a misspelt one is not ignored.
+        for (query, field) in [
+            ("status=open", "status"),
+            ("urgency=urgent", "urgency"),
+            ("due_before=soon", "due_before"),
+            ("limit=0", "limit"),
+            ("after=nonsense", "after"),
+            ("stauts=approved", "query"),
+        ] {
+            server
+                .get(&format!("/v1/requests?{query}"), &reviewer)
+                .await
+                .expect_problem(422, field);
+        }
+        // Every page read is audited with the ids it showed.
+        let audited = server
+            .count(&format!(
+                "audit_log WHERE action = 'requests.list' AND target LIKE '%{b_id}%'"
+            ))
+            .await;
+        assert!(audited >= 2, "{audited}");
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_denial_cites_what_fails_the_request() {
+    for_each_backend(|url| async move {
+        let (server, clinic_a, clinic_b, reviewer) = server_with_keys(&url).await;
+        let reviewed = server
+            .submitted(&clinic_a, "masshealth", for_member("E12", "M-2", "Bo Chen"))
+            .await;
+        assert_eq!(reviewed["status"], "pending_review");
+        let id = reviewed["id"].as_str().unwrap();
+        let path = format!("/v1/requests/{id}");
+        // The reviewer is offered the grounds; the clinic is not.
+        let read = server.get(&path, &reviewer).await;
+        let grounds = read.body["denial_grounds"].as_array().unwrap().clone();
+        assert!(!grounds.is_empty());
+        let ground_ids: Vec<&str> = grounds.iter().map(|g| g["id"].as_str().unwrap()).collect();
+        assert!(!ground_ids.contains(&"new-to-plan-on-treatment"));
+        assert!(grounds.iter().any(|g| g["status"] == "not_met"));
+        let seen = server.get(&path, &clinic_a).await;
+        assert_eq!(seen.body.get("denial_grounds"), None);
+
+        // A criterion the member meets cannot be the reason for a denial.
+        let refused = server
+            .determine(
+                &reviewer,
+                id,
+                "deny",
+                "new-to-plan-on-treatment",
+                "Not met.",
+            )
+            .await;
+        refused.expect_problem(422, "criterion");
+        assert!(
+            refused.body["detail"].to_string().contains(ground_ids[0]),
+            "{}",
+            refused.body
+        );
+        let denied = server
+            .determine(
+                &reviewer,
+                id,
+                "deny",
+                ground_ids[0],
+                "The standard criteria are not met.",
+            )
+            .await;
+        denied.expect(200);
+        assert_eq!(denied.body["status"], "denied");
+        assert_eq!(denied.body["determination"]["criterion"], ground_ids[0]);
+
+        // The notice names who it is for, the plan, the dates, the reason, the criterion, the
+        // reviewer and the appeal rights; its PDF says the same words.
+        let letter = server
+            .get(&format!("{path}/denial-letter"), &clinic_a)
+            .await;
+        letter.expect(200);
+        assert_eq!(letter.body["member"]["name"], "Bo Chen");
+        assert_eq!(letter.body["prescriber"]["npi"], "1234567893");
+        let words = letter.body["paragraphs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect::<Vec<_>>()
+            .join("\n");
+        for part in [
+            "Notice of denial from MassHealth",
+            "Bo Chen (member id M-2)",
+            "Dr. Lee (NPI 1234567893)",
+            "We received the request",
+            "The standard criteria are not met.",
+            "Dr. Rivera, MD, Hematology",
+            "Your right to appeal",
+        ] {
+            assert!(words.contains(part), "{part} not in {words}");
+        }
+        // Its times in the plan's zone (MassHealth: New York), not in UTC.
+        assert!(words.contains(" EST") || words.contains(" EDT"), "{words}");
+        let pdf = reqwest::Client::new()
+            .get(format!("{}{path}/denial-letter.pdf", server.base))
+            .bearer_auth(&clinic_a)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pdf.status(), 200);
+        assert_eq!(pdf.headers()["content-type"], "application/pdf");
+        let bytes = pdf.bytes().await.unwrap();
+        assert!(bytes.starts_with(b"%PDF-"));
+        let shown = priorauth_service::pdf::shown_text(&bytes).replace('\n', " ");
+        for part in [
+            "Notice of denial from MassHealth",
+            "Bo Chen",
+            "Dr. Rivera",
+            "appeal",
+        ] {
+            assert!(shown.contains(part), "{part} not in the PDF: {shown}");
+        }
+        // Another organization's is not found, in either form.
+        let other = server
+            .get(&format!("{path}/denial-letter"), &clinic_b)
+            .await;
+        other.expect(404);
+        let other_pdf = reqwest::Client::new()
+            .get(format!("{}{path}/denial-letter.pdf", server.base))
+            .bearer_auth(&clinic_b)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(other_pdf.status(), 404);
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_approval_with_changes_changes_something_within_the_policy() {
+    for_each_backend(|url| async move {
+        let (server, clinic_a, _, reviewer) = server_with_keys(&url).await;
+        let reviewed = server
+            .submitted(&clinic_a, "masshealth", for_member("E12", "M-2", "Bo Chen"))
+            .await;
+        let id = reviewed["id"].as_str().unwrap();
+        let determine = |changes: Value| {
+            let path = format!("/v1/requests/{id}/determination");
+            let body = json!({
+                "decision": "approve_with_changes",
+                "criterion": "new-to-plan-on-treatment",
+                "reason": "One cycle now; the second on response.",
+                "changes": changes,
+            });
+            let server = &server;
+            let reviewer = reviewer.clone();
+            async move { server.post(&path, &reviewer, &body).await }
+        };
+        // Nothing named, the terms as asked (2 cycles), or past what the policy allows.
+        determine(Value::Null).await.expect_problem(422, "changes");
+        determine(json!({})).await.expect_problem(422, "changes");
+        determine(json!({"cycles": 2}))
+            .await
+            .expect_problem(422, "changes");
+        determine(json!({"end": "2999-12-31"}))
+            .await
+            .expect_problem(422, "changes.end");
+        determine(json!({"cycles": 25}))
+            .await
+            .expect_problem(422, "changes.cycles");
+        determine(json!({"period_days": 0}))
+            .await
+            .expect_problem(422, "changes.period_days");
+        let unchanged = server.get(&format!("/v1/requests/{id}"), &reviewer).await;
+        assert_eq!(unchanged.body["status"], "pending_review");
+
+        let approved = determine(json!({"cycles": 1})).await;
+        approved.expect(200);
+        assert_eq!(
+            approved.body["determination"]["decision"],
+            "approve_with_changes"
+        );
+        assert_eq!(approved.body["authorization"]["approved_units"], 980);
+        server.stop().await;
+    })
+    .await;
+}
