@@ -164,6 +164,10 @@ test('the console, end to end', async () => {
     const queued = page.locator(`#queue tbody tr:has(a[href="#request/${process.env.REVIEW_ID}"])`);
     assert.match(await queued.innerText(), /Bo Chen[\s\S]*blinatumomab[\s\S]*clinic-a/);
     assert.doesNotMatch(await page.locator('#queue').innerText(), /-\d+ h/, 'no negative clocks');
+    // The reviewer takes it, so that no colleague works it too.
+    await queued.locator('button.take').click();
+    await page.waitForFunction(id => [...document.querySelectorAll('#queue tbody tr')]
+      .some(tr => tr.querySelector(`a[href="#request/${id}"]`) && tr.querySelector('button.release')), process.env.REVIEW_ID);
     if (shots) await page.screenshot({ path: path.join(shots, 'queue.png'), fullPage: true });
     let clicks = 0;
     await page.click(`a[href="#request/${process.env.REVIEW_ID}"]`); clicks++;

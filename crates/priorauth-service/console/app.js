@@ -401,6 +401,20 @@ function completionForm(request) {
   return form;
 }
 
+/// Saves what an authenticated GET answers (a PDF, a CSV) as a file.
+async function downloadFile(path, name, message) {
+  try {
+    const response = await fetch(path, { headers: { 'Authorization': 'Bearer ' + state.key } });
+    if (!response.ok) throw new Error(`${name} could not be made (HTTP ${response.status}).`);
+    const link = el('a', { href: URL.createObjectURL(await response.blob()), download: name });
+    document.body.append(link);
+    link.click();
+    link.remove();
+  } catch (error) {
+    setChildren(message, el('span', { class: 'error' }, error.message));
+  }
+}
+
 /// A clinician's denial notice as a printable page, in the service's own words (the PDF
 /// says the same).
 async function letterView(id) {
@@ -409,18 +423,7 @@ async function letterView(id) {
   const letter = await api('GET', `/v1/requests/${id}/denial-letter`);
   const [heading, ...paragraphs] = letter.paragraphs;
   const message = el('p', { role: 'status' });
-  const download = async () => {
-    try {
-      const response = await fetch(`/v1/requests/${id}/denial-letter.pdf`, { headers: { 'Authorization': 'Bearer ' + state.key } });
-      if (!response.ok) throw new Error('The PDF could not be made (HTTP ' + response.status + ').');
-      const link = el('a', { href: URL.createObjectURL(await response.blob()), download: `denial-${id}.pdf` });
-      document.body.append(link);
-      link.click();
-      link.remove();
-    } catch (error) {
-      setChildren(message, el('span', { class: 'error' }, error.message));
-    }
-  };
+  const download = () => downloadFile(`/v1/requests/${id}/denial-letter.pdf`, `denial-${id}.pdf`, message);
   show(navigation, el('article', { id: 'letter', class: 'letter' },
     el('h2', {}, heading),
     paragraphs.map(text => el('p', {}, text)),
@@ -805,23 +808,46 @@ function pager(next, onNext) {
 async function queueView(after) {
   const navigation = state.navigation;
   await load();
-  const urgency = new URLSearchParams(location.hash.split('?')[1] || '').get('urgency') || '';
+  const params = new URLSearchParams(location.hash.split('?')[1] || '');
   const query = new URLSearchParams();
-  if (urgency) query.set('urgency', urgency);
+  for (const name of ['urgency', 'assigned']) if (params.get(name)) query.set(name, params.get(name));
   if (after) query.set('after', after);
   const answer = await api('GET', '/v1/queue?' + query);
+  const message = el('p', { role: 'status' });
+  const take = (item, assign) => async () => {
+    try {
+      await api('POST', `/v1/requests/${item.id}/assignment`, { assign });
+      await queueView(after);
+    } catch (error) {
+      setChildren(message, el('span', { class: 'error' }, error.message));
+    }
+  };
+  const reviewer = state.me.role === 'reviewer';
   const rows = answer.items.map(item => el('tr', {},
     el('td', {}, el('a', { href: '#request/' + item.id }, memberText(item.member))),
     el('td', {}, item.drug || ''), el('td', {}, item.organization), el('td', {}, item.plan),
     el('td', {}, outcomeBadge(item.recommendation)), el('td', {}, item.urgency),
     el('td', {}, when(item.due_at, item.plan)),
-    el('td', { class: item.minutes_left < 240 ? 'due-soon' : null }, timeLeft(item.minutes_left))));
-  const filter = el('select', { id: 'queue-urgency', onchange: event => { location.hash = event.target.value ? '#queue?urgency=' + event.target.value : '#queue'; } },
-    [['', 'every urgency'], ['expedited', 'expedited only'], ['standard', 'standard only']].map(([v, l]) => el('option', { value: v, selected: v === urgency || undefined }, l)));
+    el('td', { class: item.minutes_left < 240 ? 'due-soon' : null }, timeLeft(item.minutes_left)),
+    el('td', {}, item.assigned_to ? (item.assigned_to.me ? 'you' : item.assigned_to.name) : 'nobody',
+      reviewer ? ' ' : null,
+      reviewer ? (item.assigned_to?.me
+        ? el('button', { type: 'button', class: 'release', onclick: take(item, false) }, 'Release')
+        : el('button', { type: 'button', class: 'take', onclick: take(item, true), 'aria-label': `Assign ${memberText(item.member)} to me` }, 'Assign to me')) : null)));
+  const filter = (id, name, choices) => el('select', { id, onchange: () => {
+    const next = new URLSearchParams(params);
+    const value = $('#' + id).value;
+    if (value) next.set(name, value); else next.delete(name);
+    location.hash = '#queue' + (next.toString() ? '?' + next : '');
+  } }, choices.map(([v, l]) => el('option', { value: v, selected: v === (params.get(name) || '') || undefined }, l)));
   show(navigation, el('h2', {}, 'Review queue'),
-    el('p', { class: 'hint' }, 'Requests awaiting a clinician, most urgent first. Open one by the member\'s name.'),
-    el('div', { class: 'field' }, el('label', { for: 'queue-urgency' }, 'Show'), filter),
-    rows.length ? workTable('queue', ['Member', 'Drug', 'Clinic', 'Plan', 'Recommendation', 'Urgency', 'Due', 'Time left'], rows)
+    el('p', { class: 'hint' }, 'Requests awaiting a clinician, most urgent first. Open one by the member\'s name; take it so that no one else works it.'),
+    el('div', { class: 'filters' },
+      el('div', { class: 'field' }, el('label', { for: 'queue-urgency' }, 'Urgency'), filter('queue-urgency', 'urgency', [['', 'every urgency'], ['expedited', 'expedited only'], ['standard', 'standard only']])),
+      el('div', { class: 'field' }, el('label', { for: 'queue-assigned' }, 'Assigned'), filter('queue-assigned', 'assigned', [['', 'anyone or nobody'], ['me', 'to me'], ['nobody', 'to nobody']])),
+      el('button', { type: 'button', id: 'queue-csv', onclick: () => downloadFile('/v1/queue?' + new URLSearchParams([...query].filter(([n]) => n !== 'after')) + '&format=csv', 'queue.csv', message) }, 'Export CSV')),
+    message,
+    rows.length ? workTable('queue', ['Member', 'Drug', 'Clinic', 'Plan', 'Recommendation', 'Urgency', 'Due', 'Time left', 'Assigned'], rows)
       : el('p', {}, 'Nothing awaits review.'),
     pager(answer.next, next => queueView(next)));
 }
@@ -881,7 +907,9 @@ async function authorizationsView() {
     el('td', {}, a.number), el('td', {}, a.drug), el('td', {}, `${a.start} to ${a.end}`),
     el('td', {}, a.used_units), el('td', {}, a.remaining_units),
     el('td', { class: a.renewal_due ? 'due-soon' : null }, a.renewal_due ? `renewal due: ${a.days_left} days left` : (a.days_left < 0 ? 'ended' : `${a.days_left} days left`))));
+  const message = el('p', { role: 'status' });
   show(navigation, el('h2', {}, 'Authorizations'),
+    el('p', {}, el('button', { type: 'button', id: 'authorizations-csv', onclick: () => downloadFile('/v1/authorizations?format=csv', 'authorizations.csv', message) }, 'Export CSV')), message,
     rows.length ? el('table', { id: 'authorizations' }, el('thead', {}, el('tr', {}, ['Number', 'Drug', 'Period', 'Units used', 'Units left', 'Status'].map(h => el('th', { scope: 'col' }, h)))), el('tbody', {}, rows))
       : el('p', {}, 'No authorizations yet.'));
 }

@@ -328,6 +328,21 @@ pub struct Usage {
     remaining_units: i64,
 }
 
+/// The reviewer a request in review is assigned to.
+#[derive(Debug, ToSchema)]
+pub struct AssignedTo {
+    name: String,
+    /// The caller is that reviewer.
+    me: bool,
+}
+
+/// Who has a request in review now.
+#[derive(Debug, ToSchema)]
+pub struct Assignment {
+    id: String,
+    assigned_to: Option<AssignedTo>,
+}
+
 /// A PDF file.
 #[derive(Debug, ToSchema)]
 #[schema(value_type = String, format = Binary)]
@@ -405,6 +420,8 @@ pub struct QueueItem {
     /// The drug asked for; null for requests stored before it was recorded.
     drug: Option<String>,
     member: MemberIdentity,
+    /// The reviewer who took it; null when nobody has.
+    assigned_to: Option<AssignedTo>,
     /// The engine's outcome: `review` or a recommended `deny`.
     recommendation: String,
     urgency: String,

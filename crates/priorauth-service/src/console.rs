@@ -236,12 +236,45 @@ pub(crate) async fn evaluate(
 }
 
 /// Authorizations with units used and left, the nearest end first.
-#[utoipa::path(get, path = "/v1/authorizations", operation_id = "list_authorizations", tag = "Authorizations", summary = "Authorizations, the nearest end first", responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "authorizations (a submitter's own organization's only), the nearest end first", body = Vec<crate::answers::AuthorizationRow>)))]
+#[utoipa::path(get, path = "/v1/authorizations", operation_id = "list_authorizations", tag = "Authorizations", summary = "Authorizations, the nearest end first", params(("format" = Option<String>, Query, description = "`json` (the default) or `csv` (a spreadsheet)")), responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "authorizations (a submitter's own organization's only), the nearest end first", content((Vec<crate::answers::AuthorizationRow> = "application/json"), (String = "text/csv"))), (status = 422, description = "a bad or unknown parameter, named", body = crate::answers::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn authorizations(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Value>, AppError> {
-    Ok(Json(
-        crate::lifecycle::authorizations::list(&state.service, &caller).await?,
-    ))
+    crate::web::AppQuery(query): crate::web::AppQuery<ListFormat>,
+) -> Result<Response, AppError> {
+    let list = crate::lifecycle::authorizations::list(&state.service, &caller).await?;
+    match query.format.as_deref() {
+        None | Some("json") => Ok(Json(list).into_response()),
+        Some("csv") => {
+            let items = list.as_array().map_or(&[][..], Vec::as_slice);
+            let body = crate::csv::of_items(
+                items,
+                &[
+                    ("number", "/number"),
+                    ("request", "/request_id"),
+                    ("drug", "/drug"),
+                    ("hcpcs", "/hcpcs"),
+                    ("start", "/start"),
+                    ("end", "/end"),
+                    ("approved units", "/approved_units"),
+                    ("used units", "/used_units"),
+                    ("remaining units", "/remaining_units"),
+                    ("days left", "/days_left"),
+                    ("renewal due", "/renewal_due"),
+                ],
+            );
+            Ok(crate::csv::answer("authorizations.csv", body))
+        }
+        Some(_) => Err(AppError::Invalid(vec![(
+            "format".into(),
+            "`json` or `csv`".into(),
+        )])),
+    }
+}
+
+/// `?format=json|csv` of a list.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListFormat {
+    pub format: Option<String>,
 }

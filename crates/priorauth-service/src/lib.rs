@@ -15,6 +15,7 @@ pub mod api;
 pub mod chart;
 pub mod connections;
 pub mod console;
+pub mod csv;
 pub mod fhir;
 pub mod history;
 pub mod keys;

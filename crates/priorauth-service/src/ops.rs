@@ -8,7 +8,7 @@ use utoipa::OpenApi;
 
 use crate::lifecycle::authorizations::{Changes, UsageBody};
 use crate::lifecycle::requests::{SubmitBody, Urgency};
-use crate::lifecycle::review::{DeterminationBody, DeterminationDecision};
+use crate::lifecycle::review::{AssignmentBody, DeterminationBody, DeterminationDecision};
 use crate::web::{AppError, AppState};
 
 pub fn routes() -> Router<AppState> {
@@ -45,6 +45,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<&'static str
         crate::api::complete_request,
         crate::api::queue,
         crate::api::list_requests,
+        crate::api::assign,
         crate::api::denial_letter_pdf,
         crate::api::determine,
         crate::api::denial_letter,
@@ -105,6 +106,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<&'static str
         Urgency,
         DeterminationBody,
         DeterminationDecision,
+        AssignmentBody,
         Changes,
         UsageBody,
         crate::console::EvaluateBody

@@ -50,6 +50,7 @@ enum Body {
     Submission,
     Completion,
     Determination,
+    Assignment,
     Usage,
     Evaluation,
     Withdrawal,
@@ -104,6 +105,13 @@ const ROUTES: &[Route] = &[
         roles: &[Role::Reviewer],
         scope: Scope::Request,
         body: Body::Determination,
+    },
+    Route {
+        method: "post",
+        path: "/v1/requests/{id}/assignment",
+        roles: &[Role::Reviewer],
+        scope: Scope::Request,
+        body: Body::Assignment,
     },
     Route {
         method: "get",
@@ -504,6 +512,7 @@ impl World {
                 "criterion": "new-to-plan-on-treatment",
                 "reason": "Continuing therapy begun before enrollment.",
             })),
+            Body::Assignment => Some(json!({"assign": true})),
             Body::Usage => {
                 Some(json!({"units": 1, "date_of_service": support::days_after_receipt(0)}))
             }

@@ -382,3 +382,141 @@ async fn an_approval_with_changes_changes_something_within_the_policy() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reviewer_takes_a_request_and_the_queue_shows_who_has_it() {
+    for_each_backend(|url| async move {
+        let (server, clinic_a, _, reviewer) = server_with_keys(&url).await;
+        let (_, colleague) = server
+            .key("payer", Role::Reviewer, "Dr. Okafor", "MD, Oncology")
+            .await;
+        let queued = server
+            .submitted(&clinic_a, "masshealth", for_member("E12", "M-2", "Bo Chen"))
+            .await;
+        let id = queued["id"].as_str().unwrap();
+        let path = format!("/v1/requests/{id}/assignment");
+        server
+            .post(&path, &clinic_a, &json!({"assign": true}))
+            .await
+            .expect(403);
+        server
+            .post(&path, &reviewer, &json!({"assign": "yes"}))
+            .await
+            .expect_problem(422, "assign");
+        let taken = server
+            .post(&path, &reviewer, &json!({"assign": true}))
+            .await;
+        taken.expect(200);
+        assert_eq!(taken.body["assigned_to"]["me"], true);
+
+        let mine = server.get("/v1/queue?assigned=me", &reviewer).await;
+        assert_eq!(ids(&mine.body), [id.to_string()]);
+        assert_eq!(mine.body["items"][0]["assigned_to"]["name"], "Dr. Rivera");
+        let theirs = server.get("/v1/queue", &colleague).await;
+        assert_eq!(
+            theirs.body["items"][0]["assigned_to"],
+            json!({"name": "Dr. Rivera", "me": false})
+        );
+        let colleague_mine = server.get("/v1/queue?assigned=me", &colleague).await;
+        assert!(ids(&colleague_mine.body).is_empty());
+        let untaken = server.get("/v1/queue?assigned=nobody", &colleague).await;
+        assert!(ids(&untaken.body).is_empty());
+        server
+            .get("/v1/queue?assigned=them", &colleague)
+            .await
+            .expect_problem(422, "assigned");
+
+        // Given back, it is nobody's again.
+        server
+            .post(&path, &reviewer, &json!({"assign": false}))
+            .await
+            .expect(200);
+        let untaken = server.get("/v1/queue?assigned=nobody", &colleague).await;
+        assert_eq!(ids(&untaken.body), [id.to_string()]);
+
+        // Decided, it can no longer be taken.
+        let ground = server
+            .get(&format!("/v1/requests/{id}"), &reviewer)
+            .await
+            .body["denial_grounds"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        server
+            .determine(&reviewer, id, "deny", &ground, "Not met.")
+            .await
+            .expect(200);
+        server
+            .post(&path, &reviewer, &json!({"assign": true}))
+            .await
+            .expect(409);
+        // Every assignment is bound into the audit with the request.
+        let report = priorauth_service::store::verify_audit(server.store())
+            .await
+            .unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_queue_and_the_authorizations_export_as_csv_without_formulas() {
+    for_each_backend(|url| async move {
+        let (server, clinic_a, _, reviewer) = server_with_keys(&url).await;
+        server
+            .submitted(
+                &clinic_a,
+                "masshealth",
+                for_member("E12", "M-2", "=HYPERLINK(\"http://evil\")"),
+            )
+            .await;
+        let approved = server
+            .submitted(
+                &clinic_a,
+                "masshealth",
+                for_member("E01", "M-1", "Ana Diaz"),
+            )
+            .await;
+        let number = approved["authorization"]["number"].as_str().unwrap();
+        let get = |path: &str, key: &str| {
+            let request = reqwest::Client::new()
+                .get(format!("{}{path}", server.base))
+                .bearer_auth(key);
+            async move { request.send().await.unwrap() }
+        };
+        let queue = get("/v1/queue?format=csv", &reviewer).await;
+        assert_eq!(queue.status(), 200);
+        assert_eq!(queue.headers()["content-type"], "text/csv; charset=utf-8");
+        let text = queue.text().await.unwrap();
+        let mut lines = text.lines();
+        assert!(
+            lines
+                .next()
+                .unwrap()
+                .starts_with("request,member id,member,drug,clinic")
+        );
+        let row = lines.next().unwrap();
+        // The name a clinic sent cannot run as a formula in the payer's spreadsheet.
+        assert!(
+            row.contains(",\"'=HYPERLINK(\"\"http://evil\"\")\",blinatumomab,clinic-a,"),
+            "{row}"
+        );
+
+        let mine = get("/v1/authorizations?format=csv", &clinic_a).await;
+        assert_eq!(mine.status(), 200);
+        let text = mine.text().await.unwrap();
+        assert!(text.starts_with("number,request,drug"), "{text}");
+        assert!(text.contains(number));
+        server
+            .get("/v1/queue?format=xlsx", &reviewer)
+            .await
+            .expect_problem(422, "format");
+        server
+            .get("/v1/authorizations?format=pdf", &clinic_a)
+            .await
+            .expect_problem(422, "format");
+        server.stop().await;
+    })
+    .await;
+}

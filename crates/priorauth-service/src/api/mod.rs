@@ -2,7 +2,7 @@
 //! authorizations and their usage, appeals (`appeals.rs`), each handler a translation to and from
 //! `crate::lifecycle`. Errors are RFC 9457 problem+json naming the field.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,7 +16,7 @@ use crate::keys::Caller;
 use crate::lifecycle::authorizations::{self, UsageBody};
 use crate::lifecycle::requests::{self, SubmitBody, WithdrawalBody};
 use crate::lifecycle::retries::Retry;
-use crate::lifecycle::review::{self, DeterminationBody, QueueQuery};
+use crate::lifecycle::review::{self, AssignmentBody, DeterminationBody, QueueQuery};
 use crate::lifecycle::worklist::{self, ListQuery};
 use crate::web::{AppError, AppJson, AppQuery, AppState};
 
@@ -34,6 +34,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             get(denial_letter_pdf),
         )
         .route("/v1/requests/{id}/withdrawal", post(withdraw))
+        .route("/v1/requests/{id}/assignment", post(assign))
         .route("/v1/requests/{id}/reopening", post(appeals::reopen))
         .route("/v1/requests/{id}/extension", post(appeals::extend_request))
         .route(
@@ -169,14 +170,64 @@ pub(crate) async fn list_requests(
     params(("limit" = Option<u32>, Query, description = "rows per page, 1 to 500 (100)"),
         ("after" = Option<String>, Query, description = "the `next` of the page before"),
         ("organization" = Option<String>, Query, description = "only this organization's requests"),
-        ("urgency" = Option<String>, Query, description = "`standard` or `expedited`")),
-    responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "one page of the requests awaiting a clinician, most urgent first, with `next` when more may follow", body = crate::answers::QueuePage), (status = 403, description = "not a reviewer or an admin", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 422, description = "a bad parameter, named", body = crate::answers::Problem, content_type = "application/problem+json")))]
+        ("urgency" = Option<String>, Query, description = "`standard` or `expedited`"),
+        ("assigned" = Option<String>, Query, description = "`me`: those you have taken; `nobody`: those no reviewer has"),
+        ("format" = Option<String>, Query, description = "`json` (the default) or `csv` (the page as a spreadsheet)")),
+    responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "one page of the requests awaiting a clinician, most urgent first, with `next` when more may follow", content((crate::answers::QueuePage = "application/json"), (String = "text/csv"))), (status = 403, description = "not a reviewer or an admin", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 422, description = "a bad parameter, named", body = crate::answers::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn queue(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<QueueQuery>,
+    AppQuery(query): AppQuery<QueueQuery>,
+) -> Result<Response, AppError> {
+    let csv = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(_) => return Err(invalid_parameter("format", "`json` or `csv`")),
+    };
+    let page = review::queue(&state.service, &caller, &query).await?;
+    if !csv {
+        return Ok(Json(page).into_response());
+    }
+    let items = page
+        .get("items")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    let body = crate::csv::of_items(
+        items,
+        &[
+            ("request", "/id"),
+            ("member id", "/member/id"),
+            ("member", "/member/name"),
+            ("drug", "/drug"),
+            ("clinic", "/organization"),
+            ("plan", "/plan"),
+            ("recommendation", "/recommendation"),
+            ("urgency", "/urgency"),
+            ("received", "/received_at"),
+            ("due", "/due_at"),
+            ("minutes left", "/minutes_left"),
+            ("assigned to", "/assigned_to/name"),
+        ],
+    );
+    Ok(crate::csv::answer("queue.csv", body))
+}
+
+/// A query parameter refused, named.
+fn invalid_parameter(field: &str, message: &str) -> AppError {
+    AppError::Invalid(vec![(field.to_string(), message.to_string())])
+}
+
+#[utoipa::path(post, path = "/v1/requests/{id}/assignment", operation_id = "assign_request", tag = "Review", summary = "Take a request in review (assign it to yourself), or give it back to the queue (reviewers)", params(("id" = String, Path)), request_body = AssignmentBody,
+    responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "who has it now", body = crate::answers::Assignment), (status = 403, description = "not a reviewer", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 404, description = "no such request", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 409, description = "the request is not in review", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid, naming the field", body = crate::answers::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn assign(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<AssignmentBody>,
 ) -> Result<Json<Value>, AppError> {
-    Ok(Json(review::queue(&state.service, &caller, &query).await?))
+    Ok(Json(
+        review::assign(&state.service, &caller, &id, &body).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/v1/requests/{id}/determination", operation_id = "record_determination", tag = "Review", summary = "Record a reviewer's determination", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body is given the first answer again (200, `idempotent-replayed: true`); the key on another call is refused 422")), request_body = DeterminationBody,

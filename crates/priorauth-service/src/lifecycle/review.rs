@@ -53,7 +53,7 @@ pub struct DeterminationBody {
 const QUEUE_PAGE: i64 = 100;
 const QUEUE_PAGE_MAX: i64 = 500;
 
-/// What a reviewer asks of the queue: `GET /v1/queue?limit=&after=&organization=&urgency=`.
+/// What a reviewer asks of the queue: `GET /v1/queue?limit=&after=&organization=&urgency=&assigned=&format=`.
 #[derive(Debug, Default, Deserialize)]
 pub struct QueueQuery {
     pub limit: Option<String>,
@@ -61,6 +61,10 @@ pub struct QueueQuery {
     pub after: Option<String>,
     pub organization: Option<String>,
     pub urgency: Option<String>,
+    /// `me`: those assigned to the caller; `nobody`: those no reviewer has taken.
+    pub assigned: Option<String>,
+    /// `json` (the default) or `csv`, which the adapter writes.
+    pub format: Option<String>,
 }
 
 /// The requests awaiting a clinician, most urgent first, one page at a time: no number of
@@ -68,7 +72,13 @@ pub struct QueueQuery {
 /// filters by organization or urgency). The audit records the ids shown.
 pub async fn queue(service: &Service, caller: &Caller, query: &QueueQuery) -> Result<Value, Error> {
     require(caller, &[Role::Reviewer, Role::Admin])?;
-    let page = queue_page(query)?;
+    let mut page = queue_page(query)?;
+    page.assigned_to = match query.assigned.as_deref() {
+        None => None,
+        Some("me") => Some(caller.key_id.clone()),
+        Some("nobody") => Some(String::new()),
+        Some(_) => return Err(invalid("assigned", "`me` or `nobody`")),
+    };
     let mut tx = service.store.pool.begin().await?;
     let rows = requests::queue(&mut tx, &page).await?;
     let now = now_ms();
@@ -83,6 +93,10 @@ pub async fn queue(service: &Service, caller: &Caller, query: &QueueQuery) -> Re
                 "policy": r.policy,
                 "drug": r.drug,
                 "member": {"id": r.member.id, "name": r.member.name},
+                "assigned_to": r.assigned_name.as_ref().map(|name| json!({
+                    "name": name,
+                    "me": r.assigned_to.as_deref() == Some(caller.key_id.as_str()),
+                })),
                 "recommendation": r.outcome,
                 "urgency": r.urgency,
                 "received_at": timestamp(r.created_at),
@@ -146,6 +160,7 @@ fn queue_page(query: &QueueQuery) -> Result<requests::QueuePage, Error> {
         after,
         organization,
         urgency,
+        assigned_to: None,
     })
 }
 
@@ -159,6 +174,54 @@ fn parse_cursor(text: &str) -> Option<(i64, i64, String)> {
         && id.len() <= 64
         && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     plausible.then(|| (due, created, id.to_string()))
+}
+
+/// Who takes a request in review: `{"assign": true}` takes it (from whoever had it: a team
+/// lead may reassign), `false` releases it to the queue.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignmentBody {
+    pub assign: bool,
+}
+
+/// A reviewer takes a request in review, or gives it back: the queue shows who has it, so
+/// that two reviewers do not work the same request. The assignment is part of the request's
+/// audited state.
+pub async fn assign(
+    service: &Service,
+    caller: &Caller,
+    id: &str,
+    body: &AssignmentBody,
+) -> Result<Value, Error> {
+    require(caller, &[Role::Reviewer])?;
+    let mut tx = service.store.pool.begin().await?;
+    let row = fetch(&mut tx, caller, id).await?;
+    let to = body
+        .assign
+        .then_some((caller.key_id.as_str(), caller.name.as_str()));
+    if !requests::assign(&mut tx, &row.id, to).await? {
+        return Err(Error::Conflict(format!(
+            "the request is `{}`, not in review",
+            row.status
+        )));
+    }
+    let action = if body.assign {
+        "request.assign"
+    } else {
+        "request.release"
+    };
+    store::audit(
+        &mut tx,
+        &caller
+            .audit_record(action, &row.id)
+            .binding(store::Binds::Request),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(json!({
+        "id": row.id,
+        "assigned_to": body.assign.then(|| json!({"name": caller.name, "me": true})),
+    }))
 }
 
 /// A clinician's determination on a request in review: approve (as asked or with changes

@@ -91,7 +91,8 @@ impl Binds {
     /// events in order, its determination, its authorization's terms (not its units used,
     /// which usage changes under the authorization's own entries), its appeals with their
     /// attachments, its peer-to-peer records, its drug, decision's time and
-    /// determination's decision (for a request stored with its drug), and the reason its clock was extended (parts a request
+    /// determination's decision (for a request stored with its drug), the reason its clock was extended, its member
+    /// and the reviewer it is assigned to (parts a request
     /// without them does not have, so states
     /// bound before they existed compute as they did); or the authorization's
     /// units used and its usage rows.
@@ -106,6 +107,7 @@ impl Binds {
                  UNION ALL SELECT 6, recorded_at, id, appeal_id, prescriber, CAST(held_at AS TEXT), outcome, notes, reviewer_key, reviewer_name, reviewer_credentials, CAST(recorded_at AS TEXT), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM peer_to_peer WHERE request_id = $1 \
                  UNION ALL SELECT 8, 0, drug, CAST(decided_at AS TEXT), determination, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM requests WHERE id = $1 AND drug IS NOT NULL \
                  UNION ALL SELECT 9, 0, extension_reason, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM requests WHERE id = $1 AND extension_reason IS NOT NULL \
+                 UNION ALL SELECT 10, 0, member_id, member_name, assigned_to, assigned_name, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM requests WHERE id = $1 AND (member_id IS NOT NULL OR member_name IS NOT NULL OR assigned_to IS NOT NULL) \
                  UNION ALL SELECT 7, a.n, a.appeal_id, a.content_type, a.data, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM appeal_attachments a JOIN appeals p ON p.id = a.appeal_id WHERE p.request_id = $1 \
                  ORDER BY 1, 2, 3"
             }

@@ -80,6 +80,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0014_requests_member.sql",
         include_str!("../../migrations/0014_requests_member.sql"),
     ),
+    (
+        "0015_requests_assignment.sql",
+        include_str!("../../migrations/0015_requests_assignment.sql"),
+    ),
 ];
 
 /// `MIGRATIONS` as sqlx's migrator takes them: version, description, type and the no-transaction

@@ -169,6 +169,9 @@ pub struct Queued {
     /// Null for a request stored before the drug was recorded.
     pub drug: Option<String>,
     pub member: Member,
+    /// The reviewer who took it: key id and name.
+    pub assigned_to: Option<String>,
+    pub assigned_name: Option<String>,
 }
 
 /// Which page of the work list to read ([`list`]).
@@ -434,6 +437,20 @@ pub async fn close_review(
     Ok(updated.rows_affected() == 1)
 }
 
+/// A request in review assigned to a reviewer (`Some((key id, name))`) or released
+/// (`None`); false when it is not in review.
+pub async fn assign(tx: &mut Tx, id: &str, to: Option<(&str, &str)>) -> Result<bool, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE requests SET assigned_to = $1, assigned_name = $2 WHERE id = $3 AND status = 'pending_review'",
+    )
+    .bind(to.map(|(key, _)| key))
+    .bind(to.map(|(_, name)| name))
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
 /// A request withdrawn by its requester, only while it is still pending (waiting for
 /// information or for a clinician); false when it is not.
 pub async fn withdraw(tx: &mut Tx, id: &str, at: i64) -> Result<bool, StoreError> {
@@ -581,6 +598,8 @@ pub struct QueuePage {
     pub organization: Option<String>,
     /// Only requests of this urgency.
     pub urgency: Option<String>,
+    /// Only those assigned to this key id; `Some("")`: only those nobody has taken.
+    pub assigned_to: Option<String>,
 }
 
 /// The review queue, most urgent first: by due time, then receipt, then id, so that a page
@@ -593,9 +612,10 @@ pub async fn queue(tx: &mut Tx, page: &QueuePage) -> Result<Vec<Queued>, StoreEr
     // A request always has its due time (both submission paths set it); COALESCE keeps a
     // row without one in order rather than out of every page.
     let rows = sqlx::query(
-        "SELECT id, organization, plan, policy, outcome, urgency, due_at, created_at, drug, member_id, member_name FROM requests \
+        "SELECT id, organization, plan, policy, outcome, urgency, due_at, created_at, drug, member_id, member_name, assigned_to, assigned_name FROM requests \
          WHERE status = 'pending_review' \
          AND ($1 IS NULL OR organization = $1) AND ($2 IS NULL OR urgency = $2) \
+         AND ($7 IS NULL OR COALESCE(assigned_to, '') = $7) \
          AND (COALESCE(due_at, 0) > $3 OR (COALESCE(due_at, 0) = $3 AND (created_at > $4 OR (created_at = $4 AND id > $5)))) \
          ORDER BY COALESCE(due_at, 0), created_at, id LIMIT $6",
     )
@@ -605,6 +625,7 @@ pub async fn queue(tx: &mut Tx, page: &QueuePage) -> Result<Vec<Queued>, StoreEr
     .bind(created)
     .bind(id)
     .bind(page.limit)
+    .bind(page.assigned_to.as_deref())
     .fetch_all(&mut **tx)
     .await?;
     let queued = rows
@@ -624,6 +645,8 @@ pub async fn queue(tx: &mut Tx, page: &QueuePage) -> Result<Vec<Queued>, StoreEr
                     id: r.try_get("member_id")?,
                     name: r.try_get("member_name")?,
                 },
+                assigned_to: r.try_get("assigned_to")?,
+                assigned_name: r.try_get("assigned_name")?,
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;
