@@ -148,6 +148,14 @@ test('the console, end to end', async () => {
     assert.ok(await page.locator('#compare td.separates').count() >= 1, 'MassHealth alone governs… or differs');
     if (shots) await page.screenshot({ path: path.join(shots, 'compare.png'), fullPage: true });
 
+    // An incomplete request, answered in the page: the policy decides it on the answer.
+    await page.goto(base + '/console/#request/' + process.env.INCOMPLETE_ID);
+    await page.waitForSelector('#completion');
+    await page.locator('#q-diagnosis-mrd_percent').fill('0.8');
+    await page.click('#completion button[type=submit]');
+    await page.waitForFunction(() => document.querySelector('#status')?.innerText === 'approved');
+    assert.match(await page.locator('#pa-number').innerText(), /Authorization PA-/);
+
     // The clinic's own list shows it, with its PA number.
     await page.goto(base + '/console/#requests');
     await page.waitForSelector('#requests tbody tr');
@@ -192,6 +200,15 @@ test('the console, end to end', async () => {
     assert.ok(clicks <= 5, `${clicks} clicks from the queue to a recorded denial`);
     console.log(`clicks from the queue to a recorded denial: ${clicks}`);
 
+    // Another request: the reviewer asks the clinic in words.
+    await page.goto(base + '/console/#request/' + process.env.ASK_ID);
+    await page.waitForSelector('#ask');
+    await page.locator('#ask-questions').fill('When did the member start blinatumomab, and under which plan?');
+    await page.click('#ask button[type=submit]');
+    await page.waitForFunction(() => document.querySelector('#status')?.innerText === 'pending information');
+    await page.goto(base + '/console/#request/' + process.env.REVIEW_ID);
+    await page.waitForSelector('#letter-link');
+
     // The notice, as a page a person could print and send.
     await page.click('#letter-link');
     await page.waitForSelector('#letter');
@@ -224,13 +241,23 @@ test('the console, end to end', async () => {
     // Authorizations: the approval above, with units used and left.
     await page.goto(base + '/console/#authorizations');
     await page.waitForSelector('#authorizations tbody tr');
-    assert.match(await page.locator('#authorizations tbody tr').first().innerText(), /1960/);
+    assert.match((await page.locator('#authorizations tbody tr').allInnerTexts()).join('\n'), /1960/);
     if (shots) await page.screenshot({ path: path.join(shots, 'authorizations.png'), fullPage: true });
 
     // The clinic appeals the denial, with a letter attached.
     await page.click('#signout');
     await page.locator('#api-key').fill(process.env.SUBMITTER_KEY);
     await page.keyboard.press('Enter');
+    // It sees the reviewer's question among its requests, and answers it in the page.
+    await page.goto(base + '/console/#requests?status=pending_information');
+    await page.waitForSelector(`#requests a[href="#request/${process.env.ASK_ID}"]`);
+    await page.click(`#requests a[href="#request/${process.env.ASK_ID}"]`);
+    await page.waitForSelector('#reply-0');
+    assert.match(await page.locator('#completion').innerText(), /When did the member start blinatumomab/);
+    await page.locator('#reply-0').fill('On 2026-10-02, under her previous plan; the letter is in the chart.');
+    await page.click('#completion button[type=submit]');
+    await page.waitForFunction(() => document.querySelector('#status')?.innerText === 'pending review');
+
     await page.goto(base + '/console/#request/' + process.env.REVIEW_ID);
     await page.waitForSelector('#appeal');
     await page.selectOption('#appellant', 'prescriber');

@@ -350,7 +350,7 @@ async function requestView(id) {
     el('p', {}, el('a', { href: '#compare/' + id }, 'Compare payers')),
     decisionTree(mine, request.policy),
   ];
-  if (request.status === 'pending_review' && state.me.role === 'reviewer') parts.push(determinationForm(request));
+  if (request.status === 'pending_review' && state.me.role === 'reviewer') parts.push(determinationForm(request), askForm(request));
   if (request.status === 'pending_information' && state.me.role !== 'reviewer') parts.push(completionForm(request));
   if (request.status === 'denied') parts.push(el('p', {}, el('a', { href: '#letter/' + id, id: 'letter-link' }, 'The denial notice')));
   const record = await api('GET', `/v1/requests/${id}/appeals`);
@@ -380,16 +380,26 @@ async function requestView(id) {
 function completionForm(request) {
   const missing = new Set(request.decision.missing || []);
   const questions = state.questions.filter(q => missing.has(q.key));
+  // A reviewer's own questions, in words, when a reviewer sent the request back.
+  const last = request.history[request.history.length - 1];
+  const asked = last?.kind === 'information_requested' ? last.questions : [];
+  const replies = asked.map((question, i) => el('div', { class: 'field' },
+    el('label', { for: 'reply-' + i }, question), el('textarea', { id: 'reply-' + i, rows: '3', cols: '60', required: true, maxlength: '2000' })));
   const message = el('p', { role: 'status' });
   const form = el('form', { class: 'panel', id: 'completion', novalidate: true },
     el('h3', {}, 'Information the plan needs'),
-    el('p', { class: 'hint' }, `Due by ${request.due_at ? when(request.due_at, request.plan) : 'the plan\'s clock'}. Answer what you can; the request is decided again on your answers.`),
+    asked.length ? el('p', {}, `${last.reviewer} asks, by ${last.answer_by}:`) : null,
+    replies,
+    el('p', { class: 'hint' }, `The plan decides by ${request.due_at ? when(request.due_at, request.plan) : 'its clock'}. Answer what you can; the request is decided again on your answers.`),
     questions.map(q => fieldFor(q, () => {})),
     el('button', { type: 'submit', class: 'primary' }, 'Send the answers'), message);
   form.addEventListener('submit', async event => {
     event.preventDefault();
     const kase = readCase(form, questions);
     const answers = Object.fromEntries(Object.entries(kase).filter(([, v]) => v && Object.keys(v).length));
+    const words = replies.map(r => r.querySelector('textarea').value.trim());
+    if (words.some(w => !w)) { setChildren(message, el('span', { class: 'error' }, 'Answer each question the reviewer asked.')); return; }
+    if (words.length) answers.answers = words;
     if (!Object.keys(answers).length) { setChildren(message, el('span', { class: 'error' }, 'Answer at least one question.')); return; }
     try {
       await api('PATCH', '/v1/requests/' + request.id, answers);
@@ -413,6 +423,32 @@ async function downloadFile(path, name, message) {
   } catch (error) {
     setChildren(message, el('span', { class: 'error' }, error.message));
   }
+}
+
+/// A reviewer asks the requester in words, with the day the answers are wanted.
+function askForm(request) {
+  const today = new Date().toISOString().slice(0, 10);
+  const due = request.due_at ? request.due_at.slice(0, 10) : null;
+  const questions = el('textarea', { id: 'ask-questions', rows: '3', cols: '60', required: true });
+  const by = el('input', { id: 'ask-by', type: 'date', required: true, min: today, max: due || undefined, value: due || today });
+  const message = el('p', { role: 'status' });
+  const form = el('form', { class: 'panel', id: 'ask' },
+    el('h3', {}, 'Ask the provider'),
+    el('p', { class: 'hint' }, 'One question per line, in words the clinic can answer. The request waits for the answers, then comes back to review; the plan\'s clock keeps running.'),
+    el('div', { class: 'field' }, el('label', { for: 'ask-questions' }, 'Questions'), questions),
+    el('div', { class: 'field' }, el('label', { for: 'ask-by' }, 'Answers wanted by'), by),
+    el('button', { type: 'submit' }, 'Send the questions'), message);
+  form.addEventListener('submit', async event => {
+    event.preventDefault();
+    if (!form.checkValidity()) { form.reportValidity(); return; }
+    try {
+      await api('POST', `/v1/requests/${request.id}/information-request`, { questions: questions.value.split('\n').map(q => q.trim()).filter(Boolean), answer_by: by.value });
+      await requestView(request.id);
+    } catch (error) {
+      setChildren(message, el('span', { class: 'error' }, error.message));
+    }
+  });
+  return form;
 }
 
 /// A clinician's denial notice as a printable page, in the service's own words (the PDF
@@ -833,7 +869,7 @@ async function queueView(after) {
       reviewer ? ' ' : null,
       reviewer ? (item.assigned_to?.me
         ? el('button', { type: 'button', class: 'release', onclick: take(item, false) }, 'Release')
-        : el('button', { type: 'button', class: 'take', onclick: take(item, true), 'aria-label': `Assign ${memberText(item.member)} to me` }, 'Assign to me')) : null)));
+        : el('button', { type: 'button', class: 'take', onclick: take(item, true), 'aria-label': `Assign to me: ${memberText(item.member)}` }, 'Assign to me')) : null)));
   const filter = (id, name, choices) => el('select', { id, onchange: () => {
     const next = new URLSearchParams(params);
     const value = $('#' + id).value;

@@ -8,7 +8,9 @@ use utoipa::OpenApi;
 
 use crate::lifecycle::authorizations::{Changes, UsageBody};
 use crate::lifecycle::requests::{SubmitBody, Urgency};
-use crate::lifecycle::review::{AssignmentBody, DeterminationBody, DeterminationDecision};
+use crate::lifecycle::review::{
+    AssignmentBody, DeterminationBody, DeterminationDecision, InformationRequestBody,
+};
 use crate::web::{AppError, AppState};
 
 pub fn routes() -> Router<AppState> {
@@ -46,6 +48,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<&'static str
         crate::api::queue,
         crate::api::list_requests,
         crate::api::assign,
+        crate::api::ask_for_information,
         crate::api::denial_letter_pdf,
         crate::api::determine,
         crate::api::denial_letter,
@@ -107,6 +110,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<&'static str
         DeterminationBody,
         DeterminationDecision,
         AssignmentBody,
+        InformationRequestBody,
         Changes,
         UsageBody,
         crate::console::EvaluateBody

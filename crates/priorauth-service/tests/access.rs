@@ -51,6 +51,7 @@ enum Body {
     Completion,
     Determination,
     Assignment,
+    InformationRequest,
     Usage,
     Evaluation,
     Withdrawal,
@@ -105,6 +106,13 @@ const ROUTES: &[Route] = &[
         roles: &[Role::Reviewer],
         scope: Scope::Request,
         body: Body::Determination,
+    },
+    Route {
+        method: "post",
+        path: "/v1/requests/{id}/information-request",
+        roles: &[Role::Reviewer],
+        scope: Scope::Request,
+        body: Body::InformationRequest,
     },
     Route {
         method: "post",
@@ -513,6 +521,10 @@ impl World {
                 "reason": "Continuing therapy begun before enrollment.",
             })),
             Body::Assignment => Some(json!({"assign": true})),
+            Body::InformationRequest => Some(json!({
+                "questions": ["When did therapy start?"],
+                "answer_by": support::days_after_receipt(0),
+            })),
             Body::Usage => {
                 Some(json!({"units": 1, "date_of_service": support::days_after_receipt(0)}))
             }

@@ -66,6 +66,16 @@ async fn the_console_in_a_real_browser() {
     for_member["prescriber"]["name"] = serde_json::json!("Dr. Lee");
     for_member["prescriber"]["npi"] = serde_json::json!("1245319599");
     let queued = server.submitted(&submitter, "masshealth", for_member).await;
+    // A request the policy cannot decide without the MRD level, which the clinic answers in
+    // the page; and one a reviewer will ask the clinic about in words.
+    let incomplete = server
+        .submitted(&submitter, "eocco-medicaid", case("E06"))
+        .await;
+    assert_eq!(incomplete["status"], "pending_information");
+    let mut to_ask = case("E12");
+    to_ask["patient"]["member_id"] = serde_json::json!("M-3003");
+    to_ask["patient"]["name"] = serde_json::json!("Cy Diaz");
+    let to_ask = server.submitted(&submitter, "masshealth", to_ask).await;
     let screenshots = if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
         root.join("docs/screenshots")
     } else {
@@ -83,6 +93,8 @@ async fn the_console_in_a_real_browser() {
         .env("REVIEWER_KEY", &reviewer)
         .env("SECOND_REVIEWER_KEY", &second_reviewer)
         .env("REVIEW_ID", queued["id"].as_str().unwrap())
+        .env("INCOMPLETE_ID", incomplete["id"].as_str().unwrap())
+        .env("ASK_ID", to_ask["id"].as_str().unwrap())
         .env("CHROMIUM", &chromium)
         .env("SCREENSHOTS_DIR", &screenshots);
     // The server keeps serving on the runtime while the browser runs.

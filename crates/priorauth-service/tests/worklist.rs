@@ -520,3 +520,83 @@ async fn the_queue_and_the_authorizations_export_as_csv_without_formulas() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reviewer_asks_the_clinic_in_words_and_the_answers_come_back_to_review() {
+    for_each_backend(|url| async move {
+        let (server, clinic_a, _, reviewer) = server_with_keys(&url).await;
+        let queued = server
+            .submitted(&clinic_a, "masshealth", for_member("E12", "M-2", "Bo Chen"))
+            .await;
+        let id = queued["id"].as_str().unwrap();
+        let path = format!("/v1/requests/{id}");
+        let ask = format!("{path}/information-request");
+        let today = support::days_after_receipt(0);
+        let question = json!({
+            "questions": ["When did the member start blinatumomab, and under which plan?"],
+            "answer_by": today,
+        });
+        // The clinic cannot answer what nobody asked.
+        server
+            .patch(&path, &clinic_a, &json!({"answers": ["Unasked."]}))
+            .await
+            .expect(409);
+        server.post(&ask, &clinic_a, &question).await.expect(403);
+        for (body, field) in [
+            (json!({"questions": [], "answer_by": today}), "questions"),
+            (json!({"questions": ["  "], "answer_by": today}), "questions"),
+            (json!({"questions": ["Why?"], "answer_by": "2000-01-01"}), "answer_by"),
+            (json!({"questions": ["Why?"], "answer_by": "2999-01-01"}), "answer_by"),
+        ] {
+            server.post(&ask, &reviewer, &body).await.expect_problem(422, field);
+        }
+        let asked = server.post(&ask, &reviewer, &question).await;
+        asked.expect(200);
+        assert_eq!(asked.body["status"], "pending_information");
+        // The clinic sees the question, in its list and on the request.
+        let waiting = server
+            .get("/v1/requests?status=pending_information", &clinic_a)
+            .await;
+        assert_eq!(ids(&waiting.body), [id.to_string()]);
+        let read = server.get(&path, &clinic_a).await;
+        let last = read.body["history"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["kind"], "information_requested");
+        assert_eq!(last["questions"][0], question["questions"][0]);
+        assert_eq!(last["answer_by"], today.as_str());
+        // Asked once: a second question waits for the answers.
+        server.post(&ask, &reviewer, &question).await.expect(409);
+
+        // Answers in words beside a fact; the request is back in review, for the reviewer.
+        server
+            .patch(&path, &clinic_a, &json!({"answers": [42]}))
+            .await
+            .expect_problem(422, "answers");
+        let answered = server
+            .patch(
+                &path,
+                &clinic_a,
+                &json!({"answers": ["Started 2026-10-02 under her previous plan; letter attached to the chart."]}),
+            )
+            .await;
+        answered.expect(200);
+        assert_eq!(answered.body["status"], "pending_review");
+        let kinds: Vec<&str> = answered.body["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["submitted", "information_requested", "information_given", "completed"]
+        );
+        let queue = server.get("/v1/queue", &reviewer).await;
+        assert_eq!(ids(&queue.body), [id.to_string()]);
+        let report = priorauth_service::store::verify_audit(server.store())
+            .await
+            .unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        server.stop().await;
+    })
+    .await;
+}

@@ -16,7 +16,9 @@ use crate::keys::Caller;
 use crate::lifecycle::authorizations::{self, UsageBody};
 use crate::lifecycle::requests::{self, SubmitBody, WithdrawalBody};
 use crate::lifecycle::retries::Retry;
-use crate::lifecycle::review::{self, AssignmentBody, DeterminationBody, QueueQuery};
+use crate::lifecycle::review::{
+    self, AssignmentBody, DeterminationBody, InformationRequestBody, QueueQuery,
+};
 use crate::lifecycle::worklist::{self, ListQuery};
 use crate::web::{AppError, AppJson, AppQuery, AppState};
 
@@ -35,6 +37,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         )
         .route("/v1/requests/{id}/withdrawal", post(withdraw))
         .route("/v1/requests/{id}/assignment", post(assign))
+        .route(
+            "/v1/requests/{id}/information-request",
+            post(ask_for_information),
+        )
         .route("/v1/requests/{id}/reopening", post(appeals::reopen))
         .route("/v1/requests/{id}/extension", post(appeals::extend_request))
         .route(
@@ -215,6 +221,19 @@ pub(crate) async fn queue(
 /// A query parameter refused, named.
 fn invalid_parameter(field: &str, message: &str) -> AppError {
     AppError::Invalid(vec![(field.to_string(), message.to_string())])
+}
+
+#[utoipa::path(post, path = "/v1/requests/{id}/information-request", operation_id = "ask_for_information", tag = "Review", summary = "Send a request in review back to its requester with questions in plain words (reviewers); it is answered by `PATCH` with `answers`", params(("id" = String, Path)), request_body = InformationRequestBody,
+    responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "the request, waiting for information", body = crate::answers::RequestRecord), (status = 403, description = "not a reviewer", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 404, description = "no such request", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 409, description = "the request is not in review", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid, naming the field", body = crate::answers::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn ask_for_information(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<InformationRequestBody>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(
+        review::ask_for_information(&state.service, &caller, &id, &body).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/v1/requests/{id}/assignment", operation_id = "assign_request", tag = "Review", summary = "Take a request in review (assign it to yourself), or give it back to the queue (reviewers)", params(("id" = String, Path)), request_body = AssignmentBody,

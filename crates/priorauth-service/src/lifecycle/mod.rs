@@ -32,6 +32,7 @@
 //! | [`requests::submit_for_review`] | submitter, admin | — → `pending_review` | request, first event, PAS link |
 //! | [`requests::complete`] | submitter, admin | `pending_information` → any status | request's facts and decision, `completed` event, authorization if approved, PAS notification |
 //! | [`review::determine`] | reviewer | `pending_review` → `approved` / `denied` | status, determination, authorization if approved, `determination` event, PAS notification (a request no policy governs: the basis named by the reviewer, and an approval states its units, cycles and period) |
+//! | [`review::ask_for_information`] | reviewer | `pending_review` → `pending_information` | status (released by whoever had it), `information_requested` event with the questions and the day answers are asked by, PAS notification; answered by [`requests::complete`] with `answers` (an `information_given` event), the request returns to `pending_review` unless the policy then approves it |
 //! | [`review::assign`] | reviewer | `pending_review` (who has it) | the reviewer it is assigned to, or none (released); audited with the request's state |
 //! | [`review::extend`] | reviewer, admin | pending standard request, not extended, the plan allows it | due time and the reason, `extended` event |
 //! | [`review::reopen`] | reviewer | `denied` (no appeal open) → `pending_review` | status and due time, the determination moved into a `reopened` event with the reason, PAS notification |

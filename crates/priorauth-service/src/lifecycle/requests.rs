@@ -470,6 +470,27 @@ pub async fn complete(
     let Some(sections) = facts.as_object() else {
         return Err(invalid("body", "must be an object of case sections"));
     };
+    // Answers in words to a reviewer's questions come beside the facts, one per question.
+    let answers = match sections.get("answers") {
+        None => None,
+        Some(Value::Array(list))
+            if !list.is_empty()
+                && list.len() <= QUESTIONS_MAX
+                && list
+                    .iter()
+                    .all(|a| a.as_str().is_some_and(|t| t.chars().count() <= REASON_MAX)) =>
+        {
+            Some(list.clone())
+        }
+        Some(_) => {
+            return Err(invalid(
+                "answers",
+                format!(
+                    "a list of 1 to {QUESTIONS_MAX} answers in words, each at most {REASON_MAX} characters"
+                ),
+            ));
+        }
+    };
     let mut tx = match begin(service, caller, retry).await? {
         Begun::Fresh(tx) => tx,
         Begun::Replayed(answer) => return Ok((answer, true)),
@@ -487,9 +508,21 @@ pub async fn complete(
             "the request was completed meanwhile".into(),
         ));
     }
+    // A reviewer's questions, if a reviewer sent the request back: the answers go to them.
+    let events = requests::events(&mut tx, id).await?;
+    let asked = events
+        .last()
+        .filter(|e| e.kind == "information_requested")
+        .is_some();
+    if answers.is_some() && !asked {
+        return Err(invalid(
+            "answers",
+            "no reviewer asked questions of this request: give the missing facts",
+        ));
+    }
     let current = requests::current_case(&mut tx, &row).await?;
     let mut case: Value = serde_json::from_str(&current).unwrap_or(json!({}));
-    for (section, values) in sections {
+    for (section, values) in sections.iter().filter(|(s, _)| s.as_str() != "answers") {
         let Some(values) = values.as_object() else {
             return Err(invalid(section, "must be an object of facts"));
         };
@@ -537,10 +570,31 @@ pub async fn complete(
             ),
             other => other,
         })?;
-    let status = status_of(evaluated.outcome);
+    // Asked by a reviewer, the request goes back to them unless the policy now approves it.
+    let status = match status_of(evaluated.outcome) {
+        "approved" => "approved",
+        _ if asked => "pending_review",
+        other => other,
+    };
     let due_at =
         is_pending(status).then(|| plan.clocks.due(row.urgency == "expedited", row.created_at));
     let now = now_ms();
+    if let Some(answers) = &answers {
+        requests::add_event(
+            &mut tx,
+            id,
+            &NewEvent {
+                kind: "information_given",
+                actor: &caller.key_id,
+                at: now,
+                outcome: &row.outcome,
+                case_json: &json!({"answers": answers}).to_string(),
+                decision_json: "",
+                decision_sha256: None,
+            },
+        )
+        .await?;
+    }
     let completed = requests::complete(
         &mut tx,
         id,
@@ -596,6 +650,8 @@ pub struct WithdrawalBody {
 
 /// The most characters of a withdrawal's reason.
 const REASON_MAX: usize = 2_000;
+/// The most questions a reviewer asks at once, and answers a requester gives.
+pub(super) const QUESTIONS_MAX: usize = 10;
 
 /// A requester withdraws a request still pending (waiting for information or for a
 /// clinician): it leaves the queue, keeps its history, and no decision is made on it. A
@@ -702,9 +758,12 @@ pub(super) fn determination_view(d: &Determination) -> Value {
 }
 
 /// The kinds of event whose stored case is their detail (`reason`, `appeal`, `appeal_decision`,
-/// `superseded_determination`), shown as fields of the event.
+/// `superseded_determination`, `questions` and `answer_by`, `answers`), shown as fields of the
+/// event.
 pub(super) const DETAILED_EVENTS: &[&str] = &[
     "withdrawn",
+    "information_requested",
+    "information_given",
     "extended",
     "appealed",
     "appeal_extended",

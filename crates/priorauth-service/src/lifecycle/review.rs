@@ -176,6 +176,83 @@ fn parse_cursor(text: &str) -> Option<(i64, i64, String)> {
     plausible.then(|| (due, created, id.to_string()))
 }
 
+/// What a reviewer asks the requester, in plain words, and by when.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InformationRequestBody {
+    /// 1 to 10 questions, each in 1 to 2,000 characters.
+    pub questions: Vec<String>,
+    /// The day the answers are asked for, `YYYY-MM-DD`: from today to the plan's due time.
+    pub answer_by: String,
+}
+
+/// A reviewer sends a request in review back to its requester with questions in plain words
+/// and the day the answers are asked for (no later than the plan's clock, which keeps
+/// running). The requester answers them with the facts (`requests::complete`, `answers`), and
+/// the request comes back to review unless the policy then approves it.
+pub async fn ask_for_information(
+    service: &Service,
+    caller: &Caller,
+    id: &str,
+    body: &InformationRequestBody,
+) -> Result<Value, Error> {
+    require(caller, &[Role::Reviewer])?;
+    let questions: Vec<&str> = body.questions.iter().map(|q| q.trim()).collect();
+    if questions.is_empty()
+        || questions.len() > super::requests::QUESTIONS_MAX
+        || questions
+            .iter()
+            .any(|q| q.is_empty() || q.chars().count() > 2_000)
+    {
+        return Err(invalid(
+            "questions",
+            "1 to 10 questions in words, each in 1 to 2,000 characters",
+        ));
+    }
+    let answer_by = priorauth_core::date::Date::parse(&body.answer_by)
+        .ok_or_else(|| invalid("answer_by", "a date as YYYY-MM-DD"))?;
+    let mut tx = service.store.pool.begin().await?;
+    let row = fetch(&mut tx, caller, id).await?;
+    let today = day_of(now_ms());
+    let due = row.due_at.map(day_of);
+    if answer_by < today || due.is_some_and(|due| answer_by > due) {
+        return Err(invalid(
+            "answer_by",
+            format!(
+                "from today ({today}) to the plan's due day ({})",
+                due.map_or("none".to_string(), |d| d.to_string())
+            ),
+        ));
+    }
+    let now = now_ms();
+    if !requests::pend_for_information(&mut tx, id, now).await? {
+        return Err(Error::Conflict(format!(
+            "the request is `{}`, not in review",
+            row.status
+        )));
+    }
+    requests::add_event(
+        &mut tx,
+        id,
+        &NewEvent {
+            kind: "information_requested",
+            actor: &caller.key_id,
+            at: now,
+            outcome: &row.outcome,
+            case_json: &json!({
+                "questions": questions,
+                "answer_by": answer_by.to_string(),
+                "reviewer": caller.name,
+            })
+            .to_string(),
+            decision_json: "",
+            decision_sha256: None,
+        },
+    )
+    .await?;
+    finish_decision(service, tx, caller, id, "request.ask_for_information", None).await
+}
+
 /// Who takes a request in review: `{"assign": true}` takes it (from whoever had it: a team
 /// lead may reassign), `false` releases it to the queue.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

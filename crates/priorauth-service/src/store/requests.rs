@@ -464,6 +464,19 @@ pub async fn withdraw(tx: &mut Tx, id: &str, at: i64) -> Result<bool, StoreError
     Ok(updated.rows_affected() == 1)
 }
 
+/// A request in review sent back to its requester for information a reviewer asks; false
+/// when it is no longer in review. It leaves whoever had taken it.
+pub async fn pend_for_information(tx: &mut Tx, id: &str, at: i64) -> Result<bool, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE requests SET status = 'pending_information', updated_at = $1, assigned_to = NULL, assigned_name = NULL WHERE id = $2 AND status = 'pending_review'",
+    )
+    .bind(at)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
 /// A pending standard request's clock extended once, with the reason; false when it is
 /// decided, expedited, or extended already.
 pub async fn extend(
