@@ -413,6 +413,28 @@ fn notes(record: &Value, context: &ResponseContext) -> Vec<(String, Option<(Stri
         ));
         return notes;
     }
+    // A reviewer's own questions, in their words, while the request waits for the answers.
+    let last = record["history"]
+        .as_array()
+        .and_then(|h| h.last())
+        .filter(|e| {
+            e["kind"] == "information_requested" && record["status"] == "pending_information"
+        });
+    if let Some(asked) = last {
+        let questions: Vec<&str> = asked["questions"]
+            .as_array()
+            .map(|q| q.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        notes.push((
+            format!(
+                "Pended: the reviewer asks, by {}: {} Answer in an update of this request.",
+                asked["answer_by"].as_str().unwrap_or_default(),
+                questions.join(" ")
+            ),
+            None,
+        ));
+        return notes;
+    }
     let decision = &record["decision"];
     let outcome = decision["outcome"].as_str().unwrap_or_default();
     let lead = match outcome {
@@ -870,5 +892,33 @@ mod tests {
         for (record, code) in cases {
             assert_eq!(review_action(&record).0, code, "{record}");
         }
+    }
+
+    /// A request a reviewer sent back carries the reviewer's questions in the response.
+    #[test]
+    fn a_reviewers_questions_travel_in_the_notes() {
+        let record = json!({
+            "status": "pending_information",
+            "decision": {"outcome": "review", "reasons": []},
+            "history": [
+                {"kind": "submitted"},
+                {"kind": "information_requested", "questions": ["When did therapy start?"], "answer_by": "2026-12-05"},
+            ],
+        });
+        let context = ResponseContext {
+            base: "http://x/fhir",
+            created: "2026-12-03T00:00:00Z",
+            item_sequence: 1,
+            questions: &[],
+        };
+        let notes = notes(&record, &context);
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0]
+                .0
+                .contains("by 2026-12-05: When did therapy start?"),
+            "{}",
+            notes[0].0
+        );
     }
 }

@@ -311,8 +311,12 @@ pub async fn determine(
     retry: Option<&Retry>,
 ) -> Result<(Value, bool), Error> {
     require(caller, &[Role::Reviewer])?;
-    if body.reason.trim().is_empty() {
-        return Err(invalid("reason", "give the specific reason"));
+    // The notice states it whole: a reason a member can read, not a file.
+    if body.reason.trim().is_empty() || body.reason.chars().count() > 2_000 {
+        return Err(invalid(
+            "reason",
+            "give the specific reason, in 1 to 2,000 characters",
+        ));
     }
     if body.decision == DeterminationDecision::Deny && caller.credentials.trim().is_empty() {
         return Err(Error::Forbidden(
