@@ -226,12 +226,7 @@ pub fn recompute(
     version: &str,
     received: Date,
 ) -> Result<Value, Error> {
-    let index = version_index(service, policy, version)?;
-    let case = service
-        .engine
-        .parse_case(case_json)
-        .map_err(|_| Error::Internal("a stored case no longer parses".into()))?;
-    let evaluation = service.engine.evaluate_version(&case, index, received);
+    let (_, case, evaluation) = stored_evaluation(service, case_json, policy, version, received)?;
     let report = Report::new(&service.engine, &case, &evaluation);
     Ok(report
         .results
@@ -260,12 +255,7 @@ pub fn denial_grounds(
     version: &str,
     received: Date,
 ) -> Result<Vec<Ground>, Error> {
-    let index = version_index(service, policy, version)?;
-    let case = service
-        .engine
-        .parse_case(case_json)
-        .map_err(|_| Error::Internal("a stored case no longer parses".into()))?;
-    let evaluation = service.engine.evaluate_version(&case, index, received);
+    let (index, _, evaluation) = stored_evaluation(service, case_json, policy, version, received)?;
     let policy = service
         .engine
         .policies
@@ -290,6 +280,24 @@ pub fn denial_grounds(
         });
     }
     Ok(grounds)
+}
+
+/// A stored case evaluated again by the policy version that decided it, as of receipt: the
+/// version's index, the case and the evaluation.
+fn stored_evaluation(
+    service: &Service,
+    case_json: &str,
+    policy: &str,
+    version: &str,
+    received: Date,
+) -> Result<(usize, priorauth_core::Case, priorauth_core::Evaluation), Error> {
+    let index = version_index(service, policy, version)?;
+    let case = service
+        .engine
+        .parse_case(case_json)
+        .map_err(|_| Error::Internal("a stored case no longer parses".into()))?;
+    let evaluation = service.engine.evaluate_version(&case, index, received);
+    Ok((index, case, evaluation))
 }
 
 /// The index of a stored policy version in the engine.

@@ -894,14 +894,7 @@ pub async fn read_with_claim(
     let mut view = view(service, &mut tx, &row).await?;
     // What a reviewer may cite to deny, offered before the criteria the request meets.
     if row.status == "pending_review" && caller.role == Role::Reviewer && !row.policy.is_empty() {
-        let case = requests::current_case(&mut tx, &row).await?;
-        let grounds = super::evaluate::denial_grounds(
-            service,
-            &case,
-            &row.policy,
-            &row.policy_version,
-            day_of(row.created_at),
-        )?;
+        let grounds = super::review::grounds_of(&mut tx, service, &row).await?;
         if let Some(view) = view.as_object_mut() {
             view.insert(
                 "denial_grounds".into(),

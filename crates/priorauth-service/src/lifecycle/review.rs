@@ -176,6 +176,23 @@ fn parse_cursor(text: &str) -> Option<(i64, i64, String)> {
     plausible.then(|| (due, created, id.to_string()))
 }
 
+/// What a denial of a stored request may cite, its case as it now is
+/// ([`denial_grounds`]).
+pub(super) async fn grounds_of(
+    tx: &mut Tx,
+    service: &Service,
+    row: &Request,
+) -> Result<Vec<super::evaluate::Ground>, Error> {
+    let case = requests::current_case(tx, row).await?;
+    denial_grounds(
+        service,
+        &case,
+        &row.policy,
+        &row.policy_version,
+        day_of(row.created_at),
+    )
+}
+
 /// What a reviewer asks the requester, in plain words, and by when.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -364,14 +381,7 @@ pub async fn determine(
             ));
         }
         if body.decision == DeterminationDecision::Deny {
-            let case = requests::current_case(&mut tx, &row).await?;
-            let grounds = denial_grounds(
-                service,
-                &case,
-                &row.policy,
-                &row.policy_version,
-                day_of(row.created_at),
-            )?;
+            let grounds = grounds_of(&mut tx, service, &row).await?;
             if !grounds.iter().any(|g| g.id == body.criterion) {
                 let offered: Vec<&str> = grounds.iter().map(|g| g.id.as_str()).collect();
                 return Err(invalid(
