@@ -156,6 +156,11 @@ test('the console, end to end', async () => {
     await page.waitForFunction(() => document.querySelector('#status')?.innerText === 'approved');
     assert.match(await page.locator('#pa-number').innerText(), /Authorization PA-/);
 
+    // Its approval notice, in words a member can read.
+    await page.click('#approval-link');
+    await page.waitForSelector('#letter');
+    assert.match(await page.locator('#letter').innerText(), /Notice of approval[\s\S]*Authorization PA-/);
+
     // The clinic's own list shows it, with its PA number.
     await page.goto(base + '/console/#requests');
     await page.waitForSelector('#requests tbody tr');

@@ -353,6 +353,7 @@ async function requestView(id) {
   if (request.status === 'pending_review' && state.me.role === 'reviewer') parts.push(determinationForm(request), askForm(request));
   if (request.status === 'pending_information' && state.me.role !== 'reviewer') parts.push(completionForm(request));
   if (request.status === 'denied') parts.push(el('p', {}, el('a', { href: '#letter/' + id, id: 'letter-link' }, 'The denial notice')));
+  if (request.status === 'approved') parts.push(el('p', {}, el('a', { href: '#approval/' + id, id: 'approval-link' }, 'The approval notice')));
   const record = await api('GET', `/v1/requests/${id}/appeals`);
   if (record.appeals.length) parts.push(appealsTable('Appeals of this request', record.appeals, 'request-appeals'));
   if (record.peer_to_peer.length) {
@@ -453,13 +454,13 @@ function askForm(request) {
 
 /// A clinician's denial notice as a printable page, in the service's own words (the PDF
 /// says the same).
-async function letterView(id) {
+async function letterView(id, kind = 'denial-letter') {
   const navigation = state.navigation;
   await load();
-  const letter = await api('GET', `/v1/requests/${id}/denial-letter`);
+  const letter = await api('GET', `/v1/requests/${id}/${kind}`);
   const [heading, ...paragraphs] = letter.paragraphs;
   const message = el('p', { role: 'status' });
-  const download = () => downloadFile(`/v1/requests/${id}/denial-letter.pdf`, `denial-${id}.pdf`, message);
+  const download = () => downloadFile(`/v1/requests/${id}/${kind}.pdf`, `${kind}-${id}.pdf`, message);
   show(navigation, el('article', { id: 'letter', class: 'letter' },
     el('h2', {}, heading),
     paragraphs.map(text => el('p', {}, text)),
@@ -965,6 +966,7 @@ async function route() {
     await load();
     if (name === 'request') await requestView(arg);
     else if (name === 'letter') await letterView(arg);
+    else if (name === 'approval') await letterView(arg, 'approval-notice');
     else if (name === 'requests') await requestsView();
     else if (name === 'compare') await compareView(arg);
     else if (name === 'queue') await queueView();
@@ -988,7 +990,7 @@ document.addEventListener('DOMContentLoaded', () => {
     $('#signin-error').textContent = '';
     // A link to a record is followed after signing in; any other view gives way to the
     // signed-in role's own work list.
-    if (!/^#(request|appeal|letter)\//.test(location.hash)) history.replaceState(null, '', location.pathname);
+    if (!/^#(request|appeal|letter|approval)\//.test(location.hash)) history.replaceState(null, '', location.pathname);
     sessionStorage.setItem('priorauth-key', state.key);
     route();
   });

@@ -343,6 +343,22 @@ pub struct Assignment {
     assigned_to: Option<AssignedTo>,
 }
 
+/// An approval notice.
+#[derive(Debug, ToSchema)]
+pub struct ApprovalNotice {
+    request_id: String,
+    /// `approved`.
+    decision: String,
+    /// The authorization's number.
+    authorization: String,
+    #[schema(format = DateTime)]
+    received_at: String,
+    #[schema(format = DateTime)]
+    decided_at: String,
+    /// The notice in words, its heading first: what the printable page and the PDF say.
+    paragraphs: Vec<String>,
+}
+
 /// A PDF file.
 #[derive(Debug, ToSchema)]
 #[schema(value_type = String, format = Binary)]

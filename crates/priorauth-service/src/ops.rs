@@ -50,6 +50,8 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<&'static str
         crate::api::assign,
         crate::api::ask_for_information,
         crate::api::denial_letter_pdf,
+        crate::api::approval_notice,
+        crate::api::approval_notice_pdf,
         crate::api::determine,
         crate::api::denial_letter,
         crate::api::withdraw,

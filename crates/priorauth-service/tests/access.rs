@@ -123,6 +123,20 @@ const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/v1/requests/{id}/approval-notice",
+        roles: ANY_ROLE,
+        scope: Scope::Request,
+        body: Body::Empty,
+    },
+    Route {
+        method: "get",
+        path: "/v1/requests/{id}/approval-notice.pdf",
+        roles: ANY_ROLE,
+        scope: Scope::Request,
+        body: Body::Empty,
+    },
+    Route {
+        method: "get",
         path: "/v1/requests/{id}/denial-letter.pdf",
         roles: ANY_ROLE,
         scope: Scope::Request,

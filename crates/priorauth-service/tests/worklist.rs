@@ -600,3 +600,77 @@ async fn a_reviewer_asks_the_clinic_in_words_and_the_answers_come_back_to_review
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_approval_has_a_notice_that_states_what_it_covers() {
+    for_each_backend(|url| async move {
+        let (server, clinic_a, clinic_b, reviewer) = server_with_keys(&url).await;
+        let approved = server
+            .submitted(&clinic_a, "masshealth", for_member("E01", "M-1", "Ana Diaz"))
+            .await;
+        let id = approved["id"].as_str().unwrap();
+        let number = approved["authorization"]["number"].as_str().unwrap();
+        let notice = server
+            .get(&format!("/v1/requests/{id}/approval-notice"), &clinic_a)
+            .await;
+        notice.expect(200);
+        assert_eq!(notice.body["authorization"], number);
+        let words = notice.body["paragraphs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect::<Vec<_>>()
+            .join("\n");
+        for part in [
+            "Notice of approval from MassHealth",
+            "Ana Diaz (member id M-1)",
+            &format!("Authorization {number} covers blinatumomab (J9039): 980 units every 42 days, 2 cycles, 1960 units in all"),
+            "met the plan's policy criteria",
+        ] {
+            assert!(words.contains(part), "{part} not in {words}");
+        }
+        let pdf = reqwest::Client::new()
+            .get(format!("{}/v1/requests/{id}/approval-notice.pdf", server.base))
+            .bearer_auth(&clinic_a)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pdf.status(), 200);
+        let shown =
+            priorauth_service::pdf::shown_text(&pdf.bytes().await.unwrap()).replace('\n', " ");
+        assert!(shown.contains(number), "{shown}");
+        server
+            .get(&format!("/v1/requests/{id}/approval-notice"), &clinic_b)
+            .await
+            .expect(404);
+
+        // An approval with changes states the change and the right to appeal it.
+        let reviewed = server
+            .submitted(&clinic_a, "masshealth", for_member("E12", "M-2", "Bo Chen"))
+            .await;
+        let rid = reviewed["id"].as_str().unwrap();
+        server
+            .get(&format!("/v1/requests/{rid}/approval-notice"), &clinic_a)
+            .await
+            .expect(409);
+        server
+            .post(
+                &format!("/v1/requests/{rid}/determination"),
+                &reviewer,
+                &json!({"decision": "approve_with_changes", "criterion": "new-to-plan-on-treatment",
+                        "reason": "One cycle, then a response assessment.", "changes": {"cycles": 1}}),
+            )
+            .await
+            .expect(200);
+        let changed = server
+            .get(&format!("/v1/requests/{rid}/approval-notice"), &clinic_a)
+            .await;
+        let words = changed.body["paragraphs"].to_string();
+        assert!(words.contains("1 cycles, 980 units in all"), "{words}");
+        assert!(words.contains("A clinician changed what was asked: One cycle, then a response assessment. Decided by Dr. Rivera, MD, Hematology."), "{words}");
+        assert!(words.contains("Your right to appeal the change"), "{words}");
+        server.stop().await;
+    })
+    .await;
+}

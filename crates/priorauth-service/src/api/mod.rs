@@ -14,6 +14,7 @@ pub(crate) mod report;
 
 use crate::keys::Caller;
 use crate::lifecycle::authorizations::{self, UsageBody};
+use crate::lifecycle::notices;
 use crate::lifecycle::requests::{self, SubmitBody, WithdrawalBody};
 use crate::lifecycle::retries::Retry;
 use crate::lifecycle::review::{
@@ -34,6 +35,11 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route(
             "/v1/requests/{id}/denial-letter.pdf",
             get(denial_letter_pdf),
+        )
+        .route("/v1/requests/{id}/approval-notice", get(approval_notice))
+        .route(
+            "/v1/requests/{id}/approval-notice.pdf",
+            get(approval_notice_pdf),
         )
         .route("/v1/requests/{id}/withdrawal", post(withdraw))
         .route("/v1/requests/{id}/assignment", post(assign))
@@ -292,7 +298,7 @@ pub(crate) async fn denial_letter(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
     Ok(Json(
-        review::denial_letter(&state.service, &caller, &id).await?,
+        notices::denial_letter(&state.service, &caller, &id).await?,
     ))
 }
 
@@ -303,8 +309,36 @@ pub(crate) async fn denial_letter_pdf(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    let letter = review::denial_letter(&state.service, &caller, &id).await?;
-    let paragraphs: Vec<String> = letter
+    let letter = notices::denial_letter(&state.service, &caller, &id).await?;
+    Ok(notice_pdf(&letter, &format!("denial-{id}.pdf")))
+}
+
+#[utoipa::path(get, path = "/v1/requests/{id}/approval-notice", operation_id = "read_approval_notice", tag = "Review", summary = "The approval notice of an approved request, in words", params(("id" = String, Path)),
+    responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "the notice: its authorization and its paragraphs", body = crate::answers::ApprovalNotice), (status = 404, description = "no such request, or another organization's", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 409, description = "the request is not approved", body = crate::answers::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn approval_notice(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(
+        notices::approval_notice(&state.service, &caller, &id).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/requests/{id}/approval-notice.pdf", operation_id = "read_approval_notice_pdf", tag = "Review", summary = "The approval notice as PDF, in the words of its `paragraphs`", params(("id" = String, Path)),
+    responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "the notice, a PDF", body = crate::answers::PdfFile, content_type = "application/pdf"), (status = 404, description = "no such request, or another organization's", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 409, description = "the request is not approved", body = crate::answers::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn approval_notice_pdf(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let notice = notices::approval_notice(&state.service, &caller, &id).await?;
+    Ok(notice_pdf(&notice, &format!("approval-{id}.pdf")))
+}
+
+/// A notice's `paragraphs` as a PDF answer, named for saving.
+fn notice_pdf(notice: &Value, name: &str) -> Response {
+    let paragraphs: Vec<String> = notice
         .get("paragraphs")
         .and_then(Value::as_array)
         .map(|p| {
@@ -313,18 +347,19 @@ pub(crate) async fn denial_letter_pdf(
                 .collect()
         })
         .unwrap_or_default();
-    let pdf = crate::pdf::notice(&format!("Notice of denial, request {id}"), &paragraphs);
-    Ok((
+    let title = paragraphs.first().cloned().unwrap_or_default();
+    let pdf = crate::pdf::notice(&title, &paragraphs);
+    (
         [
             (header::CONTENT_TYPE, "application/pdf".to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("inline; filename=\"denial-{id}.pdf\""),
+                format!("inline; filename=\"{name}\""),
             ),
         ],
         pdf,
     )
-        .into_response())
+        .into_response()
 }
 
 #[utoipa::path(get, path = "/v1/authorizations/{number}", operation_id = "read_authorization", tag = "Authorizations", summary = "Read an authorization with units used and left", params(("number" = String, Path)), responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "the authorization with units used and left", body = crate::answers::AuthorizationRecord), (status = 404, description = "no such authorization, or another organization's", body = crate::answers::Problem, content_type = "application/problem+json")))]

@@ -44,7 +44,7 @@
 //! | [`authorizations::record_usage`] | submitter, admin | authorization → units spent | used units, usage row |
 //! | [`subscriptions::save`], [`subscriptions::delete`] | submitter, admin | — | the organization's subscription |
 //! | [`members::import`] | admin (the CLI's operator) | — | enrolments (eligibility), one audit entry naming how many |
-//! | [`requests::read`], [`worklist::list`], [`review::queue`], [`review::denial_letter`], [`report::um`], [`appeals::read`], [`appeals::open`], [`appeals::of_request`], [`appeals::notice`], [`appeals::attachment`], [`authorizations::read`], [`subscriptions::read`], [`subscriptions::dead_letters`] | by visibility, reviewer for the queue, admin for dead letters | none | the audit entry of the read (the work list's, the queue's and the dead letters' with the ids shown) |
+//! | [`requests::read`], [`worklist::list`], [`review::queue`], [`notices::denial_letter`], [`notices::approval_notice`], [`report::um`], [`appeals::read`], [`appeals::open`], [`appeals::of_request`], [`appeals::notice`], [`appeals::attachment`], [`authorizations::read`], [`subscriptions::read`], [`subscriptions::dead_letters`] | by visibility, reviewer for the queue, admin for dead letters | none | the audit entry of the read (the work list's, the queue's and the dead letters' with the ids shown) |
 //!
 //! Completions, determinations and usage sent with an `Idempotency-Key` store their first
 //! answer in their own transaction and give it again to a retry ([`retries`]).
@@ -55,6 +55,7 @@ pub mod appeals;
 pub mod authorizations;
 pub mod evaluate;
 pub mod members;
+pub mod notices;
 pub mod report;
 pub mod requests;
 pub mod retries;
