@@ -43,6 +43,27 @@ fn for_member(name: &str, member_id: &str, member_name: &str) -> Value {
     case
 }
 
+/// A notice's words, one paragraph per line.
+fn paragraphs(notice: &Value) -> String {
+    notice["paragraphs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no paragraphs: {notice}"))
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What `key` is answered at `path`, read as bytes (a PDF, a CSV).
+async fn fetch(server: &Server, path: &str, key: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{}{path}", server.base))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+}
+
 fn ids(list: &Value) -> Vec<String> {
     list["items"]
         .as_array()
@@ -277,13 +298,7 @@ async fn a_denial_cites_what_fails_the_request() {
         letter.expect(200);
         assert_eq!(letter.body["member"]["name"], "Bo Chen");
         assert_eq!(letter.body["prescriber"]["npi"], "1234567893");
-        let words = letter.body["paragraphs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p.as_str().unwrap())
-            .collect::<Vec<_>>()
-            .join("\n");
+        let words = paragraphs(&letter.body);
         for part in [
             "Notice of denial from MassHealth",
             "Bo Chen (member id M-2)",
@@ -297,12 +312,7 @@ async fn a_denial_cites_what_fails_the_request() {
         }
         // Its times in the plan's zone (MassHealth: New York), not in UTC.
         assert!(words.contains(" EST") || words.contains(" EDT"), "{words}");
-        let pdf = reqwest::Client::new()
-            .get(format!("{}{path}/denial-letter.pdf", server.base))
-            .bearer_auth(&clinic_a)
-            .send()
-            .await
-            .unwrap();
+        let pdf = fetch(&server, &format!("{path}/denial-letter.pdf"), &clinic_a).await;
         assert_eq!(pdf.status(), 200);
         assert_eq!(pdf.headers()["content-type"], "application/pdf");
         let bytes = pdf.bytes().await.unwrap();
@@ -321,12 +331,7 @@ async fn a_denial_cites_what_fails_the_request() {
             .get(&format!("{path}/denial-letter"), &clinic_b)
             .await;
         other.expect(404);
-        let other_pdf = reqwest::Client::new()
-            .get(format!("{}{path}/denial-letter.pdf", server.base))
-            .bearer_auth(&clinic_b)
-            .send()
-            .await
-            .unwrap();
+        let other_pdf = fetch(&server, &format!("{path}/denial-letter.pdf"), &clinic_b).await;
         assert_eq!(other_pdf.status(), 404);
         server.stop().await;
     })
@@ -479,13 +484,7 @@ async fn the_queue_and_the_authorizations_export_as_csv_without_formulas() {
             )
             .await;
         let number = approved["authorization"]["number"].as_str().unwrap();
-        let get = |path: &str, key: &str| {
-            let request = reqwest::Client::new()
-                .get(format!("{}{path}", server.base))
-                .bearer_auth(key);
-            async move { request.send().await.unwrap() }
-        };
-        let queue = get("/v1/queue?format=csv", &reviewer).await;
+        let queue = fetch(&server, "/v1/queue?format=csv", &reviewer).await;
         assert_eq!(queue.status(), 200);
         assert_eq!(queue.headers()["content-type"], "text/csv; charset=utf-8");
         let text = queue.text().await.unwrap();
@@ -503,7 +502,7 @@ async fn the_queue_and_the_authorizations_export_as_csv_without_formulas() {
             "{row}"
         );
 
-        let mine = get("/v1/authorizations?format=csv", &clinic_a).await;
+        let mine = fetch(&server, "/v1/authorizations?format=csv", &clinic_a).await;
         assert_eq!(mine.status(), 200);
         let text = mine.text().await.unwrap();
         assert!(text.starts_with("number,request,drug"), "{text}");
@@ -615,13 +614,7 @@ async fn an_approval_has_a_notice_that_states_what_it_covers() {
             .await;
         notice.expect(200);
         assert_eq!(notice.body["authorization"], number);
-        let words = notice.body["paragraphs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p.as_str().unwrap())
-            .collect::<Vec<_>>()
-            .join("\n");
+        let words = paragraphs(&notice.body);
         for part in [
             "Notice of approval from MassHealth",
             "Ana Diaz (member id M-1)",
@@ -630,12 +623,7 @@ async fn an_approval_has_a_notice_that_states_what_it_covers() {
         ] {
             assert!(words.contains(part), "{part} not in {words}");
         }
-        let pdf = reqwest::Client::new()
-            .get(format!("{}/v1/requests/{id}/approval-notice.pdf", server.base))
-            .bearer_auth(&clinic_a)
-            .send()
-            .await
-            .unwrap();
+        let pdf = fetch(&server, &format!("/v1/requests/{id}/approval-notice.pdf"), &clinic_a).await;
         assert_eq!(pdf.status(), 200);
         let shown =
             priorauth_service::pdf::shown_text(&pdf.bytes().await.unwrap()).replace('\n', " ");

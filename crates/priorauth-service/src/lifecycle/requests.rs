@@ -935,7 +935,7 @@ pub async fn read_for_notification(
 
 /// Whether a status waits on someone: a clinician (`pending_review`) or the provider
 /// (`pending_information`). Both run on the plan's clock.
-fn is_pending(status: &str) -> bool {
+pub(super) fn is_pending(status: &str) -> bool {
     matches!(status, "pending_review" | "pending_information")
 }
 

@@ -54,8 +54,7 @@ pub async fn list(service: &Service, caller: &Caller, query: &ListQuery) -> Resu
     let items: Vec<Value> = rows
         .iter()
         .map(|r| {
-            let pending = matches!(r.status.as_str(), "pending_review" | "pending_information");
-            let due = r.due_at.filter(|_| pending);
+            let due = r.due_at.filter(|_| super::requests::is_pending(&r.status));
             json!({
                 "id": r.id,
                 "status": r.status,
