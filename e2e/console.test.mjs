@@ -161,6 +161,19 @@ test('the console, end to end', async () => {
     await page.waitForSelector('#letter');
     assert.match(await page.locator('#letter').innerText(), /Notice of approval[\s\S]*Authorization PA-/);
 
+    // The clinic sends a clinical note with the request in review; a file that is not what
+    // it says is refused.
+    await page.goto(base + '/console/#request/' + process.env.REVIEW_ID);
+    await page.waitForSelector('#file-form');
+    await page.setInputFiles('#file', { name: 'note.pdf', mimeType: 'application/pdf', buffer: Buffer.from('<html>not a pdf</html>') });
+    await page.click('#file-form button[type=submit]');
+    await page.waitForFunction(() => document.querySelector('#files-panel .error')?.textContent.includes('not application/pdf'));
+    await page.setInputFiles('#file', { name: 'note.pdf', mimeType: 'application/pdf', buffer: Buffer.from('%PDF-1.4\n%%EOF\n') });
+    await page.locator('#file-title').fill('Clinic note 2026-11-30');
+    await page.click('#file-form button[type=submit]');
+    await page.waitForFunction(() => document.querySelector('#files')?.textContent.includes('Clinic note 2026-11-30'));
+    assert.equal(await page.locator('#comments').count(), 0, 'a clinic does not read reviewers\' comments');
+
     // The clinic's own list shows it, with its PA number.
     await page.goto(base + '/console/#requests');
     await page.waitForSelector('#requests tbody tr');
@@ -189,6 +202,14 @@ test('the console, end to end', async () => {
     assert.match(await page.locator('#identity').innerText(), /Bo Chen/);
     assert.match(await page.locator('#why').innerText(), /not met/);
     assert.equal(await page.locator('#decision').inputValue(), '');
+    // The clinic's note is there to open, and the reviewer leaves a comment on a criterion.
+    assert.match(await page.locator('#files').innerText(), /Clinic note 2026-11-30[\s\S]*Clinic A/);
+    const [file] = await Promise.all([page.waitForEvent('download'), page.click('#files button.link')]);
+    assert.match(file.suggestedFilename(), /^Clinic note 2026-11-30/);
+    await page.selectOption('#comment-criterion', 'one-of-the-following');
+    await page.locator('#comment-text').fill('Induction, not relapse: asked the office for the bone marrow report.');
+    await page.click('#comment-form button[type=submit]');
+    await page.waitForFunction(() => document.querySelector('#comments li')?.textContent.includes('asked the office'));
     await page.selectOption('#decision', 'deny'); clicks++;
     // A denial is offered only the criteria that fail the request.
     const offered = await page.locator('#criterion option').allTextContents();
@@ -199,6 +220,8 @@ test('the console, end to end', async () => {
     await page.click('#determination button[type=submit]'); clicks++;
     await page.waitForSelector('#determination-preview:not([hidden])');
     assert.match(await page.locator('#determination-preview').innerText(), /Deny[\s\S]*Dr\. Jane Roe, MD, Hematology/);
+    // The preview is the notice the member will be sent, in its words.
+    assert.match(await page.locator('#notice-preview').innerText(), /Notice of denial[\s\S]*Bo Chen[\s\S]*not one of the covered settings[\s\S]*right to appeal/);
     if (shots) await page.screenshot({ path: path.join(shots, 'determination-preview.png'), fullPage: true });
     await page.click('#confirm-determination'); clicks++;
     await page.waitForFunction(() => document.querySelector('#status')?.innerText === 'denied');

@@ -24,6 +24,7 @@ from priorauth_client.models import (
     EvaluateBody,
     Problem,
     QueuePage,
+    RequestFile,
     RequestRecord,
     SubmitBody,
     Submitted,
@@ -85,6 +86,11 @@ queued = submit_request.sync(client=clinic, body=SubmitBody.from_dict({"plan": "
 check(queued.status.value == "pending_review", "a request for review waits for a clinician")
 page = review_queue.sync(client=reviewer)
 check(isinstance(page, QueuePage) and any(i.id == queued.id for i in page.items), "the reviewer's queue holds it")
+# The clinic sends a clinical note with it: the file is the body, its type the Content-Type
+# (the generated function sends one type for all, so the file goes through its HTTP client).
+note = b"%PDF-1.4\n%%EOF\n"
+sent = clinic.get_httpx_client().post(f"/v1/requests/{queued.id}/attachments", params={"title": "Clinic note"}, content=note, headers={"Content-Type": "application/pdf"})
+check(sent.status_code == 201 and RequestFile.from_dict(sent.json()).bytes_ == len(note), "the clinic's note is stored")
 # The reviewer is offered what a denial may cite: the criteria that fail the request.
 in_review = read_request.sync(queued.id, client=reviewer)
 check(isinstance(in_review, RequestRecord) and in_review.denial_grounds, "the reviewer is offered the grounds of a denial")

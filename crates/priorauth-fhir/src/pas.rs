@@ -120,6 +120,98 @@ impl ClaimRequest {
     }
 }
 
+/// A document a PAS request sends for the reviewer (a clinical note, a pathology report): a
+/// `Claim.supportingInfo` whose value is an attachment, or a reference to a DocumentReference
+/// of the Bundle, with its data inline (a document only at a URL is not fetched).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    /// Where it is in the request, for a problem about it (`Claim.supportingInfo[0]`).
+    pub element: String,
+    pub title: String,
+    /// As declared, parameters aside (`text/plain; charset=utf-8` is `text/plain`).
+    pub content_type: String,
+    /// The bytes, base64, as sent.
+    pub data: String,
+}
+
+impl ClaimRequest {
+    /// The documents the request sends with its data, in the order of `Claim.supportingInfo`.
+    pub fn documents(&self) -> Vec<Document> {
+        use fhirbolt::model::r4::resources::ClaimSupportingInfoValue;
+        use fhirbolt::model::r4::types::Attachment;
+        let Some(claim) = self.claim() else {
+            return Vec::new();
+        };
+        let mut documents = Vec::new();
+        let mut push = |element: String, attachment: &Attachment, titles: &[Option<String>]| {
+            let Some(data) = attachment.data.as_ref().and_then(|d| d.value.clone()) else {
+                return;
+            };
+            let content_type = attachment
+                .content_type
+                .as_ref()
+                .and_then(|c| c.value.as_deref())
+                .and_then(|c| c.split(';').next())
+                .map(|c| c.trim().to_ascii_lowercase())
+                .unwrap_or_default();
+            let title = std::iter::once(attachment.title.as_ref().and_then(|t| t.value.clone()))
+                .chain(titles.iter().cloned())
+                .flatten()
+                .find(|t| !t.trim().is_empty())
+                .unwrap_or_else(|| "Document sent with the PAS request".to_string());
+            documents.push(Document {
+                element,
+                title: title.chars().take(200).collect(),
+                content_type,
+                data,
+            });
+        };
+        for (i, info) in claim.supporting_info.iter().enumerate() {
+            let element = format!("Claim.supportingInfo[{i}]");
+            // PAS's documentInformation extension describes the document in words.
+            let described = info
+                .extension
+                .iter()
+                .filter(|e| e.url.ends_with("extension-documentInformation"))
+                .flat_map(|e| e.extension.iter())
+                .find(|e| e.url == "description")
+                .and_then(|e| match &e.value {
+                    Some(fhirbolt::model::r4::types::ExtensionValue::String(s)) => s.value.clone(),
+                    _ => None,
+                });
+            match &info.value {
+                Some(ClaimSupportingInfoValue::Attachment(attachment)) => {
+                    push(element, attachment, &[described]);
+                }
+                Some(ClaimSupportingInfoValue::Reference(reference)) => {
+                    if let Some(Resource::DocumentReference(document)) =
+                        self.resources.resolve(reference)
+                    {
+                        let kind = document.r#type.as_ref().and_then(|t| {
+                            t.text.as_ref().and_then(|x| x.value.clone()).or_else(|| {
+                                t.coding
+                                    .iter()
+                                    .find_map(|c| c.display.as_ref().and_then(|d| d.value.clone()))
+                            })
+                        });
+                        let description =
+                            document.description.as_ref().and_then(|d| d.value.clone());
+                        for (j, content) in document.content.iter().enumerate() {
+                            push(
+                                format!("{element} (DocumentReference content[{j}])"),
+                                &content.attachment,
+                                &[description.clone(), described.clone(), kind.clone()],
+                            );
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        documents
+    }
+}
+
 /// What a PAS request asks of an earlier one (PAS 2.2.1, *Updates and cancellations*).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Intent {

@@ -31,11 +31,13 @@ function setChildren(node, ...children) {
   node.replaceChildren(...children.flat(Infinity).filter(child => child !== null && child !== undefined));
 }
 
-async function api(method, path, body) {
+/// A call of the API with the signed-in key: a JSON body, or a file sent as it is (`type`).
+async function api(method, path, body, type = 'application/json') {
+  const json = type === 'application/json';
   const response = await fetch(path, {
     method,
-    headers: { 'Authorization': 'Bearer ' + state.key, 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
+    headers: { 'Authorization': 'Bearer ' + state.key, 'Content-Type': type },
+    body: body === undefined || !json ? body : JSON.stringify(body),
   });
   const text = await response.text();
   const data = text && response.headers.get('content-type')?.includes('json') ? JSON.parse(text) : text;
@@ -324,6 +326,8 @@ async function requestView(id) {
   const failing = request.denial_grounds
     ? request.denial_grounds.map(g => ({ status: g.status === 'met' ? 'applies' : g.status, criterion: g.text, value: valueOf(g.id) }))
     : (d.reasons || []).filter(r => r.status !== 'met' && r.depth === 0);
+  // Files come while the request is pending, from its clinic or a reviewer (the service checks again).
+  const canSendFiles = ['pending_information', 'pending_review'].includes(request.status) && ['submitter', 'reviewer'].includes(state.me.role);
   const routed = d.outcome === 'review' && d.pathway ? `Its pathway "${d.pathway.replace(/-/g, ' ')}" asks for a clinician's review.` : null;
   const parts = [
     el('h2', {}, `Request for ${memberText({ id: patient.member_id, name: patient.name })}`),
@@ -336,9 +340,12 @@ async function requestView(id) {
         el('p', {}, request.organization, el('br'), `${(asked.drug || '').replace(/_/g, ' ')} ${dose}`, el('br'),
           `${asked.cycles ?? '?'} cycles of ${asked.cycle_length_days ?? '?'} days; ${asked.units ?? '?'} units per ${asked.units_period_days ?? '?'} days`, el('br'),
           `Received ${when(request.created_at, request.plan)}; ${request.urgency}`))),
+    clinicalPanel(c),
     failing.length || routed ? el('div', { class: 'panel', id: 'why' }, el('h3', {}, 'Why it is not approved'),
       routed ? el('p', {}, routed) : null,
       el('ul', {}, failing.map(r => el('li', {}, el('strong', {}, r.status.replace('_', ' ')), `: ${r.criterion}`, r.value ? ` (the request: ${r.value})` : '')))) : null,
+    filesPanel(request, canSendFiles),
+    request.comments ? commentsPanel(request) : null,
     el('p', { class: 'hint' }, `Request ${request.id}`),
     el('p', {}, `Plan ${request.plan}, policy ${request.policy} (version ${request.policy_version}); status `, el('strong', { id: 'status' }, request.status.replace('_', ' '))),
     el('p', {}, 'Recommendation: ', outcomeBadge(d.outcome), d.authorization ? ` authorized ${d.authorization.start} to ${d.authorization.end}` : ''),
@@ -374,6 +381,87 @@ async function requestView(id) {
   if (request.status === 'denied' && !appealOpen && role === 'reviewer') parts.push(reasonForm(request, 'reopen', 'Reopen on new information', 'The request is in review again, due by the plan\'s clock; the determination stays in its history.', `/v1/requests/${id}/reopening`));
   if ((request.determination || request.status === 'pending_review') && role === 'reviewer') parts.push(peerToPeerForm(request, record.appeals.find(a => a.status === 'pending')));
   show(navigation, ...parts);
+}
+
+/// The case's diagnosis and history in the words of the intake's questions.
+function clinicalPanel(c) {
+  const labels = new Map(state.questions.map(q => [q.key, q.label]));
+  const words = value => Array.isArray(value) ? (value.length ? value.map(words).join(', ') : 'none')
+    : value && typeof value === 'object' ? Object.entries(value).map(([k, v]) => `${k.replace(/_/g, ' ')} ${words(v)}`).join(', ')
+      : value === true ? 'yes' : value === false ? 'no' : String(value).replace(/_/g, ' ');
+  const rows = ['diagnosis', 'history', 'labs'].flatMap(section => Object.entries(c[section] || {}).map(([key, value]) =>
+    el('tr', {}, el('th', { scope: 'row' }, labels.get(`${section}.${key}`) || `${section} ${key}`.replace(/_/g, ' ')), el('td', {}, words(value)))));
+  return rows.length ? el('div', { class: 'panel', id: 'clinical' }, el('h3', {}, 'Diagnosis and history'), el('table', { class: 'facts' }, el('tbody', {}, rows))) : null;
+}
+
+const FILE_KINDS = { 'application/pdf': 'PDF', 'image/png': 'PNG', 'image/jpeg': 'JPEG', 'text/plain': 'text' };
+
+/// The files sent with the request (clinical notes, reports), each opened as a download; a
+/// pending request takes more.
+function filesPanel(request, canSend) {
+  const message = el('p', { role: 'status' });
+  const list = request.attachments.length
+    ? el('ul', { id: 'files' }, request.attachments.map(f => el('li', {},
+      el('button', { type: 'button', class: 'link', onclick: () => downloadFile(`/v1/requests/${request.id}/attachments/${f.n}`, f.title, message) }, f.title),
+      ` (${FILE_KINDS[f.content_type] || f.content_type}, ${Math.ceil(f.bytes / 1024)} KB), sent by ${f.added_by} ${when(f.added_at, request.plan)}`)))
+    : el('p', { class: 'hint' }, 'No files were sent with this request.');
+  const panel = el('section', { class: 'panel', id: 'files-panel' }, el('h3', {}, 'Files'), list, message);
+  if (!canSend) return panel;
+  const file = el('input', { id: 'file', type: 'file', required: true, accept: 'application/pdf,image/png,image/jpeg' });
+  const title = el('input', { id: 'file-title', type: 'text', required: true, maxlength: '200', placeholder: 'Clinic note, 2026-11-30' });
+  const form = el('form', { id: 'file-form' },
+    el('div', { class: 'field' }, el('label', { for: 'file' }, 'A clinical note or report (PDF, PNG or JPEG, at most 4 MB)'), file),
+    el('div', { class: 'field' }, el('label', { for: 'file-title' }, 'What it is'), title),
+    el('button', { type: 'submit' }, 'Send the file'));
+  file.addEventListener('change', () => { if (!title.value && file.files[0]) title.value = file.files[0].name.replace(/\.[^.]+$/, ''); });
+  form.addEventListener('submit', async event => {
+    event.preventDefault();
+    if (!form.checkValidity()) { form.reportValidity(); return; }
+    const chosen = file.files[0];
+    if (chosen.size > 4 * 1024 * 1024) { setChildren(message, el('span', { class: 'error' }, 'The file is over 4 MB.')); return; }
+    try {
+      await api('POST', `/v1/requests/${request.id}/attachments?title=${encodeURIComponent(title.value.trim())}`, chosen, chosen.type || 'application/octet-stream');
+      await requestView(request.id);
+    } catch (error) {
+      setChildren(message, el('span', { class: 'error' }, error.message));
+    }
+  });
+  panel.append(form);
+  return panel;
+}
+
+/// The reviewers' notes on the request and its criteria, which the clinic does not see.
+function commentsPanel(request) {
+  const policy = state.policies.find(p => p.id === request.policy);
+  const textOf = id => policy?.criteria.find(c => c.id === id)?.text || id;
+  const grounds = new Set((request.denial_grounds || []).map(g => g.id));
+  const criterion = el('select', { id: 'comment-criterion' },
+    el('option', { value: '' }, 'The request as a whole'),
+    policy ? [...policy.criteria].sort((a, b) => grounds.has(b.id) - grounds.has(a.id)).map(c => el('option', { value: c.id }, c.text)) : null);
+  const text = el('textarea', { id: 'comment-text', rows: '2', cols: '60', required: true, maxlength: '2000' });
+  const message = el('p', { role: 'status' });
+  const form = el('form', { id: 'comment-form' },
+    el('div', { class: 'field' }, el('label', { for: 'comment-criterion' }, 'About'), criterion),
+    el('div', { class: 'field' }, el('label', { for: 'comment-text' }, 'Comment'), text),
+    el('button', { type: 'submit' }, 'Add the comment'), message);
+  form.addEventListener('submit', async event => {
+    event.preventDefault();
+    if (!form.checkValidity()) { form.reportValidity(); return; }
+    const body = { text: text.value.trim() };
+    if (criterion.value) body.criterion = criterion.value;
+    try {
+      await api('POST', `/v1/requests/${request.id}/comments`, body);
+      await requestView(request.id);
+    } catch (error) {
+      setChildren(message, el('span', { class: 'error' }, error.message));
+    }
+  });
+  return el('section', { class: 'panel', id: 'comments' },
+    el('h3', {}, 'Reviewers\' comments'),
+    el('p', { class: 'hint' }, 'Seen by the plan\'s reviewers only; no notice quotes them.'),
+    request.comments.length ? el('ul', {}, request.comments.map(c => el('li', {},
+      el('strong', {}, c.criterion ? textOf(c.criterion) : 'The request'), `: ${c.text} (${c.by}, ${when(c.at, request.plan)})`))) : null,
+    state.me.role === 'reviewer' ? form : null);
 }
 
 /// The questions an incomplete request still asks, answered in the page: the request is
@@ -566,22 +654,31 @@ function determinationForm(request) {
     }
     return b;
   };
-  form.addEventListener('submit', event => {
+  form.addEventListener('submit', async event => {
     event.preventDefault();
     setChildren(message);
     if (!form.checkValidity()) { form.reportValidity(); return; }
     const b = body();
     if (b.changes && !Object.keys(b.changes).length) { setChildren(message, el('span', { class: 'error' }, 'Name what the approval changes: units, cycles or the last day.')); units.focus(); return; }
+    // The service checks it as it would the determination and composes the notice it would send.
+    let notice;
+    try {
+      notice = (await api('POST', `/v1/requests/${request.id}/determination/preview`, b)).notice;
+    } catch (error) {
+      setChildren(message, el('span', { class: 'error' }, error.message));
+      return;
+    }
     const chosen = criterion.selectedOptions[0]?.textContent || b.criterion;
     const words = { approve: 'Approve as asked', approve_with_changes: 'Approve with changes', deny: 'Deny' }[b.decision];
     const changed = b.changes ? Object.entries(b.changes).map(([k, v]) => `${k.replace('_', ' ')} ${v}`).join(', ') : null;
     const confirm = el('button', { type: 'button', id: 'confirm-determination', class: 'primary' }, 'Record the determination');
     const back = el('button', { type: 'button', onclick: () => { preview.hidden = true; decision.focus(); } }, 'Change it');
+    const [heading, ...paragraphs] = notice.paragraphs;
     setChildren(preview,
       el('h4', {}, 'What will be recorded'),
       el('p', {}, el('strong', {}, words), changed ? ` (${changed})` : '', `, resting on: ${chosen}.`),
-      el('p', {}, 'Reason: ', b.reason),
-      b.decision === 'deny' ? el('p', { class: 'hint' }, `The denial notice will state this reason and criterion with its source, name you (${state.me.name}, ${state.me.credentials || 'no credentials'}), and the member's appeal rights.`) : null,
+      el('h4', {}, 'The notice that will be sent'),
+      el('div', { class: 'notice', id: 'notice-preview' }, el('p', {}, el('strong', {}, heading)), paragraphs.map(text => el('p', {}, text))),
       confirm, ' ', back);
     preview.hidden = false;
     confirm.addEventListener('click', async () => {

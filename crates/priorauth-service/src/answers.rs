@@ -188,6 +188,61 @@ pub struct RequestRecord {
     /// To a reviewer, while the request is in review: the criteria a denial may cite (not
     /// met, not settled by the case, or an exclusion that applies), each once.
     denial_grounds: Option<Vec<DenialGround>>,
+    /// The files sent with the request, without their bytes
+    /// (`GET /v1/requests/{id}/attachments/{n}` reads one).
+    attachments: Vec<RequestFile>,
+    /// To the payer's readers only: the reviewers' comments.
+    comments: Option<Vec<Comment>>,
+}
+
+/// A file sent with a request, as checked when it came.
+#[derive(Debug, ToSchema)]
+pub struct RequestFile {
+    /// Its number among the request's files, from 1.
+    n: i64,
+    title: String,
+    /// `application/pdf`, `image/png` or `image/jpeg`, checked against the file's first bytes.
+    content_type: String,
+    bytes: i64,
+    sha256: String,
+    /// The name of the key holder who sent it.
+    added_by: String,
+    #[schema(format = DateTime)]
+    added_at: String,
+    /// In the answer to the upload only: the request it was sent with.
+    request_id: Option<String>,
+}
+
+/// A reviewer's comment on a request, or on one of its policy's criteria.
+#[derive(Debug, ToSchema)]
+pub struct Comment {
+    n: i64,
+    /// The criterion's id; null for the request as a whole.
+    criterion: Option<String>,
+    text: String,
+    /// The reviewer's name.
+    by: String,
+    #[schema(format = DateTime)]
+    at: String,
+}
+
+/// A request's comments, after one is added.
+#[derive(Debug, ToSchema)]
+pub struct Comments {
+    request_id: String,
+    comments: Vec<Comment>,
+}
+
+/// The notice a determination would send, recorded nowhere.
+#[derive(Debug, ToSchema)]
+pub struct DeterminationPreview {
+    request_id: String,
+    /// Always false: nothing was recorded.
+    recorded: bool,
+    /// The notice as `GET …/denial-letter` or `GET …/approval-notice` would give it once the
+    /// determination is recorded (its authorization's number not yet drawn: null).
+    #[schema(value_type = Object)]
+    notice: Value,
 }
 
 #[derive(Debug, ToSchema)]
@@ -358,6 +413,11 @@ pub struct ApprovalNotice {
     /// The notice in words, its heading first: what the printable page and the PDF say.
     paragraphs: Vec<String>,
 }
+
+/// A file's bytes, as sent (a PDF, a PNG or a JPEG).
+#[derive(Debug, ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct FileBytes(Vec<u8>);
 
 /// A PDF file.
 #[derive(Debug, ToSchema)]

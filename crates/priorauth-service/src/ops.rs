@@ -53,6 +53,10 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<&'static str
         crate::api::approval_notice,
         crate::api::approval_notice_pdf,
         crate::api::determine,
+        crate::api::preview_determination,
+        crate::api::attachments::add,
+        crate::api::attachments::read,
+        crate::api::attachments::comment,
         crate::api::denial_letter,
         crate::api::withdraw,
         crate::api::appeals::reopen,
@@ -113,6 +117,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<&'static str
         DeterminationDecision,
         AssignmentBody,
         InformationRequestBody,
+        crate::lifecycle::comments::CommentBody,
         Changes,
         UsageBody,
         crate::console::EvaluateBody

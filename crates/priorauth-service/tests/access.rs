@@ -47,6 +47,9 @@ enum Scope {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Body {
     Empty,
+    /// A file as the raw body (a clinic's note, a PDF), titled in the query.
+    File,
+    Comment,
     Submission,
     Completion,
     Determination,
@@ -113,6 +116,34 @@ const ROUTES: &[Route] = &[
         roles: &[Role::Reviewer],
         scope: Scope::Request,
         body: Body::InformationRequest,
+    },
+    Route {
+        method: "post",
+        path: "/v1/requests/{id}/determination/preview",
+        roles: &[Role::Reviewer],
+        scope: Scope::Request,
+        body: Body::Determination,
+    },
+    Route {
+        method: "post",
+        path: "/v1/requests/{id}/attachments",
+        roles: &[Role::Submitter, Role::Reviewer],
+        scope: Scope::Request,
+        body: Body::File,
+    },
+    Route {
+        method: "get",
+        path: "/v1/requests/{id}/attachments/{n}",
+        roles: ANY_ROLE,
+        scope: Scope::Request,
+        body: Body::Empty,
+    },
+    Route {
+        method: "post",
+        path: "/v1/requests/{id}/comments",
+        roles: &[Role::Reviewer],
+        scope: Scope::Request,
+        body: Body::Comment,
     },
     Route {
         method: "post",
@@ -510,7 +541,11 @@ impl World {
             )
         };
         let path = match route.scope {
-            Scope::Request => route.path.replace("{id}", request),
+            // A file is titled in the query; a request's first file is read.
+            Scope::Request if route.body == Body::File => {
+                format!("{}?title=Note", route.path.replace("{id}", request))
+            }
+            Scope::Request => route.path.replace("{id}", request).replace("{n}", "1"),
             Scope::Authorization => route.path.replace("{number}", authorization),
             Scope::Policy => route.path.replace("{id}", policy),
             Scope::Appeal => route.path.replace("{id}", appeal).replace("{n}", "1"),
@@ -523,6 +558,9 @@ impl World {
         assert!(!path.contains('{'), "{}: a parameter is left", route.path);
         let body = match route.body {
             Body::Empty => None,
+            // Sent raw (`send`): the bytes of a PDF.
+            Body::File => Some(json!("%PDF-1.4\n%%EOF\n")),
+            Body::Comment => Some(json!({"text": "Asked the office for the marrow report."})),
             // A renewal of the authorization: refused before anything is evaluated when the
             // number is not the caller's.
             Body::Submission => {
@@ -578,10 +616,11 @@ async fn send(
     probe: &Probe,
     headers: &[(HeaderName, HeaderValue)],
 ) -> Reply {
-    let body = probe
-        .body
-        .as_ref()
-        .map(|body| ("application/json", body.to_string().into_bytes()));
+    let body = probe.body.as_ref().map(|body| match body.as_str() {
+        // A file goes as its own bytes.
+        Some(file) => ("application/pdf", file.as_bytes().to_vec()),
+        None => ("application/json", body.to_string().into_bytes()),
+    });
     send_raw(world, method, &probe.path, headers, body).await
 }
 
@@ -942,7 +981,12 @@ async fn hostile_bodies_are_refused_without_harm() {
         // In the first key, so that no route refuses the key before reading it.
         let not_utf8 = b"{\"\xff\xfe\": 1}".to_vec();
 
-        for route in ROUTES.iter().filter(|r| r.body != Body::Empty) {
+        // JSON bodies; a file's route is attacked in tests/worklist.rs (its type, size and
+        // emptiness).
+        for route in ROUTES
+            .iter()
+            .filter(|r| r.body != Body::Empty && r.body != Body::File)
+        {
             // A caller the route lets through, on a record that does not exist: nothing is
             // written even if a body were wrongly accepted.
             let role = route.roles[0];

@@ -57,7 +57,7 @@ async fn a_generated_client_compiles_and_carries_a_days_calls() {
     // as the generator reads any file.
     std::fs::write(
         directory.join("generator.yaml"),
-        "post_hooks: []\npackage_name_override: priorauth_client\nproject_name_override: priorauth-client\ncontent_type_overrides:\n  application/pdf: application/octet-stream\n",
+        "post_hooks: []\npackage_name_override: priorauth_client\nproject_name_override: priorauth-client\ncontent_type_overrides:\n  application/pdf: application/octet-stream\n  image/png: application/octet-stream\n  image/jpeg: application/octet-stream\n",
     )
     .unwrap();
     let generated = Command::new(environment.join("openapi-python-client"))

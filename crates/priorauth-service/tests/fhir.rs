@@ -353,6 +353,13 @@ async fn the_official_pas_examples_get_well_formed_responses() {
                 again.body["entry"][0]["resource"]["preAuthRef"],
                 reply.body["entry"][0]["resource"]["preAuthRef"]
             );
+            // The documents it sends are kept for the reviewer, once.
+            let sent = documents_sent(&bundle);
+            let listed = server.get("/v1/requests", &key).await;
+            let id = listed.body["items"][0]["id"].as_str().unwrap();
+            let request = server.get(&format!("/v1/requests/{id}"), &key).await;
+            let files = request.body["attachments"].as_array().unwrap();
+            assert_eq!(files.len(), sent, "{name}: {}", request.body["attachments"]);
             answered += 1;
         }
         let (_, key) = server
@@ -381,6 +388,78 @@ async fn the_official_pas_examples_get_well_formed_responses() {
         keep(&dir, "error", &bad.body);
         assert_eq!(answered, 4);
         validate(&dir);
+        server.stop().await;
+    })
+    .await;
+}
+
+/// How many documents with inline data a PAS request Bundle sends in `Claim.supportingInfo`.
+fn documents_sent(bundle: &Value) -> usize {
+    let claim = &bundle["entry"][0]["resource"];
+    claim["supportingInfo"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|info| {
+            if info["valueAttachment"]["data"].is_string() {
+                return 1;
+            }
+            let reference = info["valueReference"]["reference"].as_str().unwrap_or("#");
+            priorauth_fhir::pas::find_entry(bundle, reference).map_or(0, |entry| {
+                entry["resource"]["content"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| c["attachment"]["data"].is_string())
+                    .count()
+            })
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pas_request_keeps_its_documents_and_refuses_one_it_cannot_keep() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, ehr) = server.key("clinic-a", Role::Submitter, "Clinic A EHR", "").await;
+        let (_, reviewer) = server.key("payer", Role::Reviewer, "Dr. Rivera", "MD, Hematology").await;
+        let mut bundle = read(&repo().join("tests/fhir/pas-examples/Bundle-ReferralAuthorizationBundleExample.json"));
+        assert_eq!(documents_sent(&bundle), 1, "the example sends its procedure note");
+        // A PDF as an attachment beside the example's DocumentReference.
+        let pdf = "JVBERi0xLjQKJSVFT0YK"; // "%PDF-1.4\n%%EOF\n"
+        bundle["entry"][0]["resource"]["supportingInfo"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({
+                "sequence": 2,
+                "category": {"coding": [{"system": "http://hl7.org/fhir/us/davinci-pas/CodeSystem/PASTempCodes", "code": "additionalInformation"}]},
+                "valueAttachment": {"contentType": "application/pdf", "data": pdf, "title": "Bone marrow report"}
+            }));
+        let reply = server.post("/fhir/Claim/$submit", &ehr, &bundle).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let listed = server.get("/v1/requests", &reviewer).await;
+        let id = listed.body["items"][0]["id"].as_str().unwrap().to_string();
+        let request = server.get(&format!("/v1/requests/{id}"), &reviewer).await;
+        let files = request.body["attachments"].as_array().unwrap().clone();
+        assert_eq!(files.len(), 2, "{}", request.body["attachments"]);
+        assert_eq!(files[0]["content_type"], "text/plain");
+        assert_eq!(files[1]["title"], "Bone marrow report");
+        assert_eq!(files[1]["added_by"], "Clinic A EHR");
+        let file = server.get(&format!("/v1/requests/{id}/attachments/2"), &reviewer).await;
+        assert_eq!(file.status, 200);
+        assert_eq!(file.body, json!("%PDF-1.4\n%%EOF\n"));
+
+        // A document it cannot keep (a Word file, or one that is not what it says) is refused
+        // before anything is stored, naming it.
+        let mut word = bundle.clone();
+        word["identifier"]["value"] = json!("another-bundle");
+        word["entry"][0]["resource"]["identifier"][0]["value"] = json!("another-claim");
+        word["entry"][0]["resource"]["supportingInfo"][1]["valueAttachment"]["contentType"] = json!("application/msword");
+        let refused = server.post("/fhir/Claim/$submit", &ehr, &word).await;
+        assert_eq!(refused.status, 422, "{}", refused.body);
+        assert_eq!(refused.body["resourceType"], "OperationOutcome");
+        assert!(refused.body.to_string().contains("Claim.supportingInfo[1]"), "{}", refused.body);
+        assert_eq!(server.count("requests").await, 1);
         server.stop().await;
     })
     .await;

@@ -15,6 +15,7 @@
 mod support;
 
 use priorauth_service::keys::Role;
+use priorauth_service::store::verify_audit;
 use serde_json::{Value, json};
 use support::{Server, case, for_each_backend};
 
@@ -658,6 +659,281 @@ async fn an_approval_has_a_notice_that_states_what_it_covers() {
         assert!(words.contains("1 cycles, 980 units in all"), "{words}");
         assert!(words.contains("A clinician changed what was asked: One cycle, then a response assessment. Decided by Dr. Rivera, MD, Hematology."), "{words}");
         assert!(words.contains("Your right to appeal the change"), "{words}");
+        server.stop().await;
+    })
+    .await;
+}
+
+/// A small PDF: what a clinic's note is, by its first bytes.
+fn note_pdf() -> Vec<u8> {
+    b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n".to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn files_are_checked_by_their_content_stored_and_every_read_audited() {
+    for_each_backend(|url| async move {
+        let (server, clinic_a, clinic_b, reviewer) = server_with_keys(&url).await;
+        let reviewed = server
+            .submitted(&clinic_a, "masshealth", for_member("E12", "M-7", "Cy Park"))
+            .await;
+        let id = reviewed["id"].as_str().unwrap();
+        let files = format!("/v1/requests/{id}/attachments");
+        let titled = format!("{files}?title=Clinic%20note%202026-11-30");
+
+        let sent = server
+            .upload(&titled, &clinic_a, "application/pdf", note_pdf(), &[])
+            .await;
+        sent.expect(201);
+        assert_eq!(sent.body["n"], 1);
+        assert_eq!(sent.body["title"], "Clinic note 2026-11-30");
+        assert_eq!(sent.body["bytes"], note_pdf().len());
+        assert_eq!(sent.body["added_by"], "Clinic A EHR");
+
+        // Each fault named: no title, a type not taken, a file that is not what it says, an
+        // empty file, a file over the limit.
+        server
+            .upload(&files, &clinic_a, "application/pdf", note_pdf(), &[])
+            .await
+            .expect_problem(422, "title");
+        server
+            .upload(&titled, &clinic_a, "text/html", b"<script>".to_vec(), &[])
+            .await
+            .expect_problem(422, "Content-Type");
+        server
+            .upload(
+                &titled,
+                &clinic_a,
+                "application/pdf",
+                b"<html><script>".to_vec(),
+                &[],
+            )
+            .await
+            .expect_problem(422, "Content-Type");
+        server
+            .upload(&titled, &clinic_a, "image/png", Vec::new(), &[])
+            .await
+            .expect_problem(422, "Content-Type");
+        let mut large = note_pdf();
+        large.resize(4 * 1024 * 1024 + 1, b' ');
+        server
+            .upload(&titled, &clinic_a, "application/pdf", large, &[])
+            .await
+            .expect(413);
+        // Another organization cannot send to it, or read from it.
+        server
+            .upload(&titled, &clinic_b, "application/pdf", note_pdf(), &[])
+            .await
+            .expect(404);
+        let other = fetch(&server, &format!("{files}/1"), &clinic_b).await;
+        assert_eq!(other.status(), 404);
+
+        // A retry with its key is the first answer again, not a second file.
+        let retry = [("Idempotency-Key", "note-2")];
+        let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+        let first = server
+            .upload(&titled, &reviewer, "image/png", png.clone(), &retry)
+            .await;
+        first.expect(201);
+        let again = server
+            .upload(&titled, &reviewer, "image/png", png, &retry)
+            .await;
+        again.expect(200);
+        assert_eq!(again.header("idempotent-replayed"), Some("true"));
+        assert_eq!(again.body["n"], 2);
+
+        // Listed on the request for both sides; the bytes come back as sent, not to be sniffed.
+        for key in [&clinic_a, &reviewer] {
+            let read = server.get(&format!("/v1/requests/{id}"), key).await;
+            let listed = read.body["attachments"].as_array().unwrap();
+            assert_eq!(listed.len(), 2, "{}", read.body);
+            assert_eq!(listed[0]["content_type"], "application/pdf");
+        }
+        let file = fetch(&server, &format!("{files}/1"), &reviewer).await;
+        assert_eq!(file.status(), 200);
+        assert_eq!(file.headers()["content-type"], "application/pdf");
+        assert_eq!(file.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(file.bytes().await.unwrap().to_vec(), note_pdf());
+        assert_eq!(
+            fetch(&server, &format!("{files}/9"), &reviewer)
+                .await
+                .status(),
+            404
+        );
+        assert_eq!(
+            server
+                .count("audit_log WHERE action = 'request.attachment.read'")
+                .await,
+            1
+        );
+        assert_eq!(
+            server
+                .count("audit_log WHERE action = 'request.attachment.add'")
+                .await,
+            2
+        );
+
+        // A decided request takes files with an appeal.
+        let grounds = server.get(&format!("/v1/requests/{id}"), &reviewer).await;
+        let ground = grounds.body["denial_grounds"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        server
+            .determine(&reviewer, id, "deny", &ground, "Not met.")
+            .await
+            .expect(200);
+        server
+            .upload(&titled, &clinic_a, "application/pdf", note_pdf(), &[])
+            .await
+            .expect(409);
+
+        // The files are part of the request's audited state: an edit to one is found.
+        let report = verify_audit(server.store()).await.unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        sqlx::query("UPDATE request_attachments SET data = 'JVBERi0xLjQK' WHERE n = 1")
+            .execute(&server.store().pool)
+            .await
+            .unwrap();
+        let report = verify_audit(server.store()).await.unwrap();
+        assert!(!report.problems.is_empty(), "an edited file went unnoticed");
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reviewers_comment_on_criteria_and_the_clinic_does_not_read_them() {
+    for_each_backend(|url| async move {
+        let (server, clinic_a, _, reviewer) = server_with_keys(&url).await;
+        let reviewed = server
+            .submitted(&clinic_a, "masshealth", for_member("E12", "M-8", "Di Ng"))
+            .await;
+        let id = reviewed["id"].as_str().unwrap();
+        let path = format!("/v1/requests/{id}/comments");
+        let read = server.get(&format!("/v1/requests/{id}"), &reviewer).await;
+        let ground = read.body["denial_grounds"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(read.body["comments"], json!([]));
+
+        let made = server
+            .post(
+                &path,
+                &reviewer,
+                &json!({"criterion": ground, "text": "MRD by flow only; asked the lab for PCR."}),
+            )
+            .await;
+        made.expect(201);
+        assert_eq!(made.body["comments"][0]["criterion"], ground.as_str());
+        assert_eq!(made.body["comments"][0]["by"], "Dr. Rivera");
+        server
+            .post(&path, &reviewer, &json!({"text": "Called the office."}))
+            .await
+            .expect(201);
+
+        server
+            .post(
+                &path,
+                &reviewer,
+                &json!({"criterion": "no-such", "text": "x"}),
+            )
+            .await
+            .expect_problem(422, "criterion");
+        server
+            .post(&path, &reviewer, &json!({"text": "  "}))
+            .await
+            .expect_problem(422, "text");
+        server
+            .post(&path, &clinic_a, &json!({"text": "Please approve."}))
+            .await
+            .expect(403);
+
+        let seen = server.get(&format!("/v1/requests/{id}"), &reviewer).await;
+        assert_eq!(seen.body["comments"].as_array().unwrap().len(), 2);
+        assert_eq!(seen.body["comments"][1]["criterion"], Value::Null);
+        let clinic = server.get(&format!("/v1/requests/{id}"), &clinic_a).await;
+        assert_eq!(clinic.body.get("comments"), None, "{}", clinic.body);
+        let report = verify_audit(server.store()).await.unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_determination_is_previewed_as_the_notice_it_sends_and_nothing_is_recorded() {
+    for_each_backend(|url| async move {
+        let (server, clinic_a, _, reviewer) = server_with_keys(&url).await;
+        let reviewed = server
+            .submitted(&clinic_a, "masshealth", for_member("E12", "M-9", "Ed Roy"))
+            .await;
+        let id = reviewed["id"].as_str().unwrap();
+        let preview = format!("/v1/requests/{id}/determination/preview");
+        let read = server.get(&format!("/v1/requests/{id}"), &reviewer).await;
+        let ground = read.body["denial_grounds"][0]["id"].as_str().unwrap().to_string();
+        let denial = json!({"decision": "deny", "criterion": ground, "reason": "The MRD result is not given."});
+
+        // Checked as the determination is.
+        server
+            .post(
+                &preview,
+                &reviewer,
+                &json!({"decision": "deny", "criterion": "new-to-plan-on-treatment", "reason": "x"}),
+            )
+            .await
+            .expect_problem(422, "criterion");
+        server.post(&preview, &clinic_a, &denial).await.expect(403);
+
+        let shown = server.post(&preview, &reviewer, &denial).await;
+        shown.expect(200);
+        assert_eq!(shown.body["recorded"], false);
+        let words = paragraphs(&shown.body["notice"]);
+        for part in ["Notice of denial from MassHealth", "Ed Roy (member id M-9)", "The MRD result is not given.", "Dr. Rivera, MD, Hematology", "Your right to appeal"] {
+            assert!(words.contains(part), "{part} not in {words}");
+        }
+        // Nothing recorded: still in review, no determination, no authorization.
+        let after = server.get(&format!("/v1/requests/{id}"), &reviewer).await;
+        assert_eq!(after.body["status"], "pending_review");
+        assert_eq!(server.count("determinations").await, 0);
+        assert_eq!(
+            server
+                .count("audit_log WHERE action = 'request.determination.preview'")
+                .await,
+            1
+        );
+
+        // An approval with changes: the changed terms, its number not yet drawn.
+        let changed = server
+            .post(
+                &preview,
+                &reviewer,
+                &json!({"decision": "approve_with_changes", "criterion": ground, "reason": "One cycle now; more on response.", "changes": {"cycles": 1}}),
+            )
+            .await;
+        changed.expect(200);
+        let words = paragraphs(&changed.body["notice"]);
+        assert!(words.contains("1 cycles"), "{words}");
+        assert!(words.contains("(its number is given when it is recorded)"), "{words}");
+        assert!(!words.contains("PA-"), "{words}");
+        assert_eq!(server.count("authorizations").await, 0);
+
+        // The notice then sent says what the preview said (save the time of decision).
+        server
+            .post(&format!("/v1/requests/{id}/determination"), &reviewer, &denial)
+            .await
+            .expect(200);
+        let letter = server
+            .get(&format!("/v1/requests/{id}/denial-letter"), &clinic_a)
+            .await;
+        let sent: Vec<&Value> = letter.body["paragraphs"].as_array().unwrap().iter().collect();
+        let previewed: Vec<&Value> = shown.body["notice"]["paragraphs"].as_array().unwrap().iter().collect();
+        assert_eq!(sent.len(), previewed.len());
+        for (a, b) in sent.iter().zip(&previewed) {
+            if !a.as_str().unwrap().starts_with("We received") {
+                assert_eq!(a, b);
+            }
+        }
         server.stop().await;
     })
     .await;

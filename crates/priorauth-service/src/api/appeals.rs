@@ -3,8 +3,8 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use serde_json::Value;
 
 use super::{answered, idempotency_key};
@@ -164,14 +164,5 @@ pub(crate) async fn attachment(
     Path((id, n)): Path<(String, String)>,
 ) -> Result<Response, AppError> {
     let (content_type, bytes) = appeals::attachment(&state.service, &caller, &id, &n).await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CONTENT_DISPOSITION, "attachment".to_string()),
-            // A file is what it was declared as: a browser must not sniff text as a page.
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
-        ],
-        bytes,
-    )
-        .into_response())
+    Ok(super::file_response(content_type, bytes))
 }

@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use serde_json::Value;
 
 pub(crate) mod appeals;
+pub(crate) mod attachments;
 pub(crate) mod report;
 
 use crate::keys::Caller;
@@ -24,13 +25,26 @@ use crate::lifecycle::worklist::{self, ListQuery};
 use crate::web::{AppError, AppJson, AppQuery, AppState};
 
 pub fn routes(state: &AppState) -> Router<AppState> {
+    // A file is its own body, under its own limit rather than the JSON bodies'.
+    let files = Router::new()
+        .route("/v1/requests/{id}/attachments", post(attachments::add))
+        .route_layer(axum::extract::DefaultBodyLimit::max(
+            crate::lifecycle::attachments::FILE_BYTES_MAX,
+        ));
     Router::new()
+        .merge(files)
+        .route("/v1/requests/{id}/attachments/{n}", get(attachments::read))
+        .route("/v1/requests/{id}/comments", post(attachments::comment))
         .route("/v1/requests", post(submit).get(list_requests))
         .route(
             "/v1/requests/{id}",
             get(read_request).patch(complete_request),
         )
         .route("/v1/requests/{id}/determination", post(determine))
+        .route(
+            "/v1/requests/{id}/determination/preview",
+            post(preview_determination),
+        )
         .route("/v1/requests/{id}/denial-letter", get(denial_letter))
         .route(
             "/v1/requests/{id}/denial-letter.pdf",
@@ -143,6 +157,20 @@ fn idempotency_key(headers: &HeaderMap) -> Option<String> {
     headers
         .get("idempotency-key")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+/// A stored file: its declared type (checked against its content when it came), to be saved,
+/// never sniffed into something a browser would run.
+fn file_response(content_type: String, bytes: Vec<u8>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_DISPOSITION, "attachment".to_string()),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+        ],
+        bytes,
+    )
+        .into_response()
 }
 
 /// A write's answer; a retry's says it is the first answer given again.
@@ -273,6 +301,19 @@ pub(crate) async fn determine(
     let (answer, replayed) =
         review::determine(&state.service, &caller, &id, &body, retry.as_ref()).await?;
     Ok(answered(StatusCode::OK, replayed, answer))
+}
+
+#[utoipa::path(post, path = "/v1/requests/{id}/determination/preview", operation_id = "preview_determination", tag = "Review", summary = "The notice a determination would send, checked as the determination is and recorded nowhere (the read is audited)", params(("id" = String, Path)), request_body = DeterminationBody,
+    responses((status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 200, description = "the notice it would send", body = crate::answers::DeterminationPreview), (status = 403, description = "not a reviewer", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 404, description = "no such request", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 409, description = "the request is not in review", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid, naming the field (as the determination would be)", body = crate::answers::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn preview_determination(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<DeterminationBody>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(
+        review::preview(&state.service, &caller, &id, &body).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/v1/requests/{id}/withdrawal", operation_id = "withdraw_request", tag = "Requests", summary = "Withdraw a pending request (the requester)", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body is given the first answer again (200, `idempotent-replayed: true`); the key on another call is refused 422")), request_body = WithdrawalBody,

@@ -1,6 +1,8 @@
 //! PAS `Claim/$submit`: a new request for each item of the Claim (one answer holding every
 //! item's), an update that replaces the pending requests of the Claim it names, and a
-//! cancellation that withdraws them (PAS 2.2.1, *Updates and cancellations*).
+//! cancellation that withdraws them (PAS 2.2.1, *Updates and cancellations*). The documents
+//! a Claim sends (`supportingInfo`: attachments, DocumentReferences) are kept with each of
+//! its requests for the reviewer.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -12,6 +14,7 @@ use super::{
     parsed, response_for, submitter, text,
 };
 use crate::keys::{Caller, Role};
+use crate::lifecycle::attachments::{self, SentFile};
 use crate::lifecycle::members::{self, Membership};
 use crate::lifecycle::requests::{self as lifecycle_requests, ClaimLink, SubmitBody, Urgency};
 use crate::lifecycle::{self};
@@ -52,6 +55,19 @@ pub(crate) async fn submit(
         }
         return answer(&state, &caller, &ids, &canonical).await;
     }
+    // The documents it sends for the reviewer, checked before anything is stored.
+    let documents = attachments::check_sent(
+        &request
+            .documents()
+            .into_iter()
+            .map(|d| SentFile {
+                field: d.element,
+                title: d.title,
+                content_type: d.content_type,
+                data: d.data,
+            })
+            .collect::<Vec<_>>(),
+    )?;
     // Each item's plan (the member's, by the payer's eligibility; the declared one until any
     // is loaded) and whether a policy of it governs what the item asks.
     let mut items = Vec::new();
@@ -142,6 +158,7 @@ pub(crate) async fn submit(
                 .await?
             }
         };
+        attachments::add_sent(&state.service, &caller, &id, &documents).await?;
         ids.push(id);
     }
     answer(&state, &caller, &ids, &canonical).await

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
+use super::attachments;
 use super::authorizations::Changes;
 use super::requests::{Urgency, determination_view, fetch};
 use super::retries::{Begun, Retry, begin};
@@ -45,16 +46,7 @@ impl Appellant {
     }
 }
 
-/// A file sent with an appeal (a letter of medical necessity, a pathology report).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AttachmentBody {
-    pub title: String,
-    /// `application/pdf`, `image/png`, `image/jpeg` or `text/plain`.
-    pub content_type: String,
-    /// The file, base64.
-    pub data: String,
-}
+pub use super::attachments::AttachmentBody;
 
 /// An appeal as filed.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -144,9 +136,6 @@ pub struct PeerToPeerBody {
 /// The most characters of an appeal's grounds and of notes; of a reason.
 const GROUNDS_MAX: usize = 20_000;
 const REASON_MAX: usize = 2_000;
-/// The most attachments of an appeal (the body limit bounds their size).
-const ATTACHMENTS_MAX: usize = 10;
-const CONTENT_TYPES: &[&str] = &["application/pdf", "image/png", "image/jpeg", "text/plain"];
 const DAY_MS: i64 = 86_400_000;
 
 /// Text of 1 to `most` characters, trimmed, or the field named.
@@ -168,7 +157,7 @@ pub async fn file(
 ) -> Result<(Value, bool), Error> {
     require(caller, &[Role::Submitter, Role::Admin])?;
     let grounds = text("grounds", &body.grounds, GROUNDS_MAX)?;
-    let (attachments_json, attachments) = read_attachments(&body.attachments)?;
+    let (attachments_json, attachments) = attachments::appeal_files(&body.attachments)?;
     let mut tx = match begin(service, caller, retry).await? {
         Begun::Fresh(tx) => tx,
         Begun::Replayed(answer) => return Ok((answer, true)),
@@ -230,50 +219,6 @@ pub async fn file(
     .await
 }
 
-/// The attachments checked: their description (`attachments_json`) and their stored rows.
-fn read_attachments(
-    attachments: &[AttachmentBody],
-) -> Result<(String, Vec<(String, String)>), Error> {
-    if attachments.len() > ATTACHMENTS_MAX {
-        return Err(invalid(
-            "attachments",
-            format!("at most {ATTACHMENTS_MAX} files"),
-        ));
-    }
-    let mut described = Vec::new();
-    let mut stored = Vec::new();
-    for (i, attachment) in attachments.iter().enumerate() {
-        let field = |name: &str| format!("attachments[{i}].{name}");
-        let title = text(&field("title"), &attachment.title, 200)?;
-        if !CONTENT_TYPES.contains(&attachment.content_type.as_str()) {
-            return Err(invalid(
-                &field("content_type"),
-                format!("one of {}", CONTENT_TYPES.join(", ")),
-            ));
-        }
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(attachment.data.as_bytes())
-            .ok()
-            .filter(|bytes| !bytes.is_empty())
-            .ok_or_else(|| invalid(&field("data"), "the file's bytes in base64, not empty"))?;
-        described.push(json!({
-            "n": i + 1,
-            "title": title,
-            "content_type": attachment.content_type,
-            "bytes": bytes.len(),
-            "sha256": sha256_bytes(&bytes),
-        }));
-        stored.push((attachment.content_type.clone(), attachment.data.clone()));
-    }
-    Ok((Value::Array(described).to_string(), stored))
-}
-
-fn sha256_bytes(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    format!("{:x}", Sha256::digest(bytes))
-}
-
-/// The determination an appeal is of: a clinician's denial, or approval with changes.
 async fn adverse_determination(tx: &mut Tx, row: &Request) -> Result<Determination, Error> {
     let determination = requests::determination(tx, &row.id).await?;
     match determination {
@@ -786,7 +731,7 @@ pub async fn attachment(
     let n: i64 = n
         .parse()
         .ok()
-        .filter(|n| (1..=ATTACHMENTS_MAX as i64).contains(n))
+        .filter(|n| (1..=attachments::APPEAL_FILES_MAX as i64).contains(n))
         .ok_or(Error::NotFound)?;
     let mut tx = service.store.pool.begin().await?;
     let appeal = fetch_appeal(&mut tx, caller, id).await?;

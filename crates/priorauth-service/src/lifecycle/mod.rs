@@ -33,6 +33,7 @@
 //! | [`requests::complete`] | submitter, admin | `pending_information` → any status | request's facts and decision, `completed` event, authorization if approved, PAS notification |
 //! | [`review::determine`] | reviewer | `pending_review` → `approved` / `denied` | status, determination, authorization if approved, `determination` event, PAS notification (a request no policy governs: the basis named by the reviewer, and an approval states its units, cycles and period) |
 //! | [`review::ask_for_information`] | reviewer | `pending_review` → `pending_information` | status (released by whoever had it), `information_requested` event with the questions and the day answers are asked by, PAS notification; answered by [`requests::complete`] with `answers` (an `information_given` event), the request returns to `pending_review` unless the policy then approves it |
+//! | [`review::preview`] | reviewer | none (`pending_review`, checked as [`review::determine`]) | nothing: the determination is recorded in a transaction that is rolled back once its notice is composed; the preview's read is audited |
 //! | [`review::assign`] | reviewer | `pending_review` (who has it) | the reviewer it is assigned to, or none (released); audited with the request's state |
 //! | [`review::extend`] | reviewer, admin | pending standard request, not extended, the plan allows it | due time and the reason, `extended` event |
 //! | [`review::reopen`] | reviewer | `denied` (no appeal open) → `pending_review` | status and due time, the determination moved into a `reopened` event with the reason, PAS notification |
@@ -40,11 +41,13 @@
 //! | [`appeals::decide`] | reviewer not involved in the determination or an earlier appeal; to uphold, a physician of the drug's specialty | appeal pending → upheld / overturned; an overturn: request → `approved` | appeal decision, `appeal_decided` event; an overturn: the authorization (or the approval with changes' one given new terms), the determination replaced (the old one kept in the event), PAS notification |
 //! | [`appeals::extend`] | reviewer, admin | appeal pending, not extended, the plan allows it | due time and the reason, `appeal_extended` event |
 //! | [`appeals::record_peer_to_peer`] | reviewer | any | the discussion (prescriber, when, outcome, notes) |
+//! | [`attachments::add`] | submitter, reviewer | `pending_information` / `pending_review` | the file (type checked by content, size, SHA-256), audited with the request's state |
+//! | [`comments::add`] | reviewer | any | the comment on the request or one of its criteria, audited with the request's state |
 //! | [`requests::withdraw`] | submitter, admin | `pending_information` / `pending_review` → `withdrawn` | status, `withdrawn` event with the reason, PAS notification (review action `C`, cancelled) |
 //! | [`authorizations::record_usage`] | submitter, admin | authorization → units spent | used units, usage row |
 //! | [`subscriptions::save`], [`subscriptions::delete`] | submitter, admin | — | the organization's subscription |
 //! | [`members::import`] | admin (the CLI's operator) | — | enrolments (eligibility), one audit entry naming how many |
-//! | [`requests::read`], [`worklist::list`], [`review::queue`], [`notices::denial_letter`], [`notices::approval_notice`], [`report::um`], [`appeals::read`], [`appeals::open`], [`appeals::of_request`], [`appeals::notice`], [`appeals::attachment`], [`authorizations::read`], [`subscriptions::read`], [`subscriptions::dead_letters`] | by visibility, reviewer for the queue, admin for dead letters | none | the audit entry of the read (the work list's, the queue's and the dead letters' with the ids shown) |
+//! | [`requests::read`], [`worklist::list`], [`review::queue`], [`notices::denial_letter`], [`notices::approval_notice`], [`report::um`], [`appeals::read`], [`appeals::open`], [`appeals::of_request`], [`appeals::notice`], [`appeals::attachment`], [`attachments::read`], [`authorizations::read`], [`subscriptions::read`], [`subscriptions::dead_letters`] | by visibility, reviewer for the queue, admin for dead letters | none | the audit entry of the read (the work list's, the queue's and the dead letters' with the ids shown) |
 //!
 //! Completions, determinations and usage sent with an `Idempotency-Key` store their first
 //! answer in their own transaction and give it again to a retry ([`retries`]).
@@ -52,7 +55,9 @@
 //! A submitter sees only its own organization's records; to anyone else they do not exist.
 
 pub mod appeals;
+pub mod attachments;
 pub mod authorizations;
+pub mod comments;
 pub mod evaluate;
 pub mod members;
 pub mod notices;
@@ -113,6 +118,19 @@ impl From<StoreError> for Error {
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Error {
         Error::Internal(error.to_string())
+    }
+}
+
+/// A write that met another's row at the same key (two files, two comments at once) is a
+/// conflict the client resolves by sending it again; any other failure is the store's.
+fn raced(error: StoreError, what: &str) -> Error {
+    match &error.0 {
+        sqlx::Error::Database(database) if database.is_unique_violation() => {
+            Error::Conflict(format!(
+                "another {what} was added to the request at the same moment; send this one again"
+            ))
+        }
+        _ => error.into(),
     }
 }
 

@@ -11,8 +11,8 @@ use super::requests::fetch;
 use super::{Error, Service, timestamp};
 use crate::keys::Caller;
 use crate::store::authorizations as authorization_records;
-use crate::store::requests;
-use crate::store::{self};
+use crate::store::requests::{self, Request};
+use crate::store::{self, Tx};
 
 /// The data of a clinician's denial notice: the service, the specific reason and the
 /// criterion with its source, the reviewer, and how to appeal.
@@ -25,7 +25,20 @@ pub async fn denial_letter(service: &Service, caller: &Caller, id: &str) -> Resu
             row.status
         )));
     }
-    let d = requests::determination(&mut tx, id)
+    let letter = denial_notice(&mut tx, service, &row).await?;
+    store::audit(&mut tx, &caller.audit_record("request.denial_letter", id)).await?;
+    tx.commit().await?;
+    Ok(letter)
+}
+
+/// The denial notice of a request a clinician denied, from its records in `tx`.
+pub(super) async fn denial_notice(
+    tx: &mut Tx,
+    service: &Service,
+    row: &Request,
+) -> Result<Value, Error> {
+    let id = row.id.as_str();
+    let d = requests::determination(&mut *tx, id)
         .await?
         .ok_or_else(|| Error::Internal("a denial without its determination".into()))?;
     // None for a request no policy governs: its letter names the reviewer's stated basis.
@@ -35,7 +48,7 @@ pub async fn denial_letter(service: &Service, caller: &Caller, id: &str) -> Resu
         .and_then(|i| service.engine.policies.get(i));
     let criterion = policy.and_then(|p| p.criteria.iter().find(|c| c.id == d.criterion));
     let case: Value =
-        serde_json::from_str(&requests::current_case(&mut tx, &row).await?).unwrap_or(Value::Null);
+        serde_json::from_str(&requests::current_case(&mut *tx, row).await?).unwrap_or(Value::Null);
     let plan = service.plans.get(&row.plan);
     let text = |pointer: &str| {
         case.pointer(pointer)
@@ -91,8 +104,6 @@ pub async fn denial_letter(service: &Service, caller: &Caller, id: &str) -> Resu
         "appeal": plan.map(|p| p.appeal.clone()),
         "automation": "Software evaluated the request against the policy; a licensed clinician reviewed the request and made this decision.",
     });
-    store::audit(&mut tx, &caller.audit_record("request.denial_letter", id)).await?;
-    tx.commit().await?;
     Ok(letter)
 }
 
@@ -194,12 +205,25 @@ pub async fn approval_notice(service: &Service, caller: &Caller, id: &str) -> Re
             row.status
         )));
     }
-    let authorization = authorization_records::of_request(&mut tx, id)
+    let notice = approval_notice_of(&mut tx, service, &row).await?;
+    store::audit(&mut tx, &caller.audit_record("request.approval_notice", id)).await?;
+    tx.commit().await?;
+    Ok(notice)
+}
+
+/// The approval notice of an approved request, from its records in `tx`.
+pub(super) async fn approval_notice_of(
+    tx: &mut Tx,
+    service: &Service,
+    row: &Request,
+) -> Result<Value, Error> {
+    let id = row.id.as_str();
+    let authorization = authorization_records::of_request(&mut *tx, id)
         .await?
         .ok_or_else(|| Error::Internal("an approval without its authorization".into()))?;
-    let determination = requests::determination(&mut tx, id).await?;
+    let determination = requests::determination(&mut *tx, id).await?;
     let case: Value =
-        serde_json::from_str(&requests::current_case(&mut tx, &row).await?).unwrap_or(Value::Null);
+        serde_json::from_str(&requests::current_case(&mut *tx, row).await?).unwrap_or(Value::Null);
     let plan = service.plans.get(&row.plan);
     let zone = plan.map_or("UTC", |p| p.time_zone.as_str());
     let parties = Parties::of(&case, plan, &row.plan, &row.organization);
@@ -247,8 +271,6 @@ pub async fn approval_notice(service: &Service, caller: &Caller, id: &str) -> Re
         ),
     }
     paragraphs.push(format!("Questions: contact {}.", parties.contact));
-    store::audit(&mut tx, &caller.audit_record("request.approval_notice", id)).await?;
-    tx.commit().await?;
     Ok(json!({
         "request_id": id,
         "decision": "approved",

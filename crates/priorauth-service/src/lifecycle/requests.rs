@@ -871,6 +871,7 @@ pub(super) async fn view(service: &Service, tx: &mut Tx, row: &Request) -> Resul
         "authorization": authorization,
         "determination": determination,
         "history": history,
+        "attachments": super::attachments::listed(tx, &row.id).await?,
     }))
 }
 
@@ -900,6 +901,13 @@ pub async fn read_with_claim(
                 "denial_grounds".into(),
                 serde_json::to_value(grounds).unwrap_or_default(),
             );
+        }
+    }
+    // The reviewers' comments stay inside the payer.
+    if caller.role != Role::Submitter {
+        let comments = super::comments::listed(&mut tx, id).await?;
+        if let Some(view) = view.as_object_mut() {
+            view.insert("comments".into(), comments);
         }
     }
     let claim = requests::claim(&mut tx, id).await?;

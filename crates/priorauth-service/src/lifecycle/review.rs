@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use super::authorizations::{self, Changes};
 use super::evaluate::{Version, denial_grounds, evaluate};
+use super::notices;
 use super::requests::{determination_view, fetch, finish_decision};
 use super::retries::{Begun, Retry, begin};
 use super::{Error, Service, day_of, invalid, require, timestamp};
@@ -327,6 +328,66 @@ pub async fn determine(
     body: &DeterminationBody,
     retry: Option<&Retry>,
 ) -> Result<(Value, bool), Error> {
+    check_determination(caller, body)?;
+    let mut tx = match begin(service, caller, retry).await? {
+        Begun::Fresh(tx) => tx,
+        Begun::Replayed(answer) => return Ok((answer, true)),
+    };
+    record_determination(&mut tx, service, caller, id, body).await?;
+    let view = finish_decision(service, tx, caller, id, "request.determination", retry).await?;
+    Ok((view, false))
+}
+
+/// The notice a determination would send, composed in a transaction that records it and is
+/// then rolled back: it is checked as the determination is, and its words are the words the
+/// determination will send (save the authorization's number, drawn when it is recorded).
+pub async fn preview(
+    service: &Service,
+    caller: &Caller,
+    id: &str,
+    body: &DeterminationBody,
+) -> Result<Value, Error> {
+    check_determination(caller, body)?;
+    let mut tx = service.store.pool.begin().await?;
+    record_determination(&mut tx, service, caller, id, body).await?;
+    let row = fetch(&mut tx, caller, id).await?;
+    let mut notice = if body.decision == DeterminationDecision::Deny {
+        notices::denial_notice(&mut tx, service, &row).await?
+    } else {
+        notices::approval_notice_of(&mut tx, service, &row).await?
+    };
+    tx.rollback().await?;
+    if let Some(number) = notice
+        .get("authorization")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    {
+        let unnumbered =
+            |text: &str| text.replace(&number, "(its number is given when it is recorded)");
+        if let Some(paragraphs) = notice.get_mut("paragraphs").and_then(Value::as_array_mut) {
+            for paragraph in paragraphs.iter_mut() {
+                if let Some(text) = paragraph.as_str() {
+                    *paragraph = Value::String(unnumbered(text));
+                }
+            }
+        }
+        if let Some(field) = notice.get_mut("authorization") {
+            *field = Value::Null;
+        }
+    }
+    // The preview shows the member's data: its reading is audited like the notice's.
+    let mut tx = service.store.pool.begin().await?;
+    store::audit(
+        &mut tx,
+        &caller.audit_record("request.determination.preview", id),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(json!({"request_id": id, "recorded": false, "notice": notice}))
+}
+
+/// What a determination's body must be before any record is read.
+fn check_determination(caller: &Caller, body: &DeterminationBody) -> Result<(), Error> {
     require(caller, &[Role::Reviewer])?;
     // The notice states it whole: a reason a member can read, not a file.
     if body.reason.trim().is_empty() || body.reason.chars().count() > 2_000 {
@@ -354,11 +415,20 @@ pub async fn determine(
             "an approval with changes names what changes: `units`, `cycles`, `period_days` or `end`",
         ));
     }
-    let mut tx = match begin(service, caller, retry).await? {
-        Begun::Fresh(tx) => tx,
-        Begun::Replayed(answer) => return Ok((answer, true)),
-    };
-    let row = fetch(&mut tx, caller, id).await?;
+    Ok(())
+}
+
+/// Records a determination checked by `check_determination` in `tx`: against the request's
+/// state, its policy's criteria and what fails it, then the decision, its authorization and
+/// its event.
+async fn record_determination(
+    tx: &mut Tx,
+    service: &Service,
+    caller: &Caller,
+    id: &str,
+    body: &DeterminationBody,
+) -> Result<(), Error> {
+    let row = fetch(tx, caller, id).await?;
     if row.status != "pending_review" {
         return Err(Error::Conflict(format!(
             "the request is `{}`, not in review",
@@ -381,7 +451,7 @@ pub async fn determine(
             ));
         }
         if body.decision == DeterminationDecision::Deny {
-            let grounds = grounds_of(&mut tx, service, &row).await?;
+            let grounds = grounds_of(tx, service, &row).await?;
             if !grounds.iter().any(|g| g.id == body.criterion) {
                 let offered: Vec<&str> = grounds.iter().map(|g| g.id.as_str()).collect();
                 return Err(invalid(
@@ -408,8 +478,8 @@ pub async fn determine(
     // An approval with changes must change what the request as asked would be granted: one
     // that does not is an approval, and a notice of changes that changed nothing misleads.
     if body.decision == DeterminationDecision::ApproveWithChanges && governed {
-        let changed = terms(&mut tx, service, &row, &changes).await?;
-        if let Ok(asked) = terms(&mut tx, service, &row, &Changes::default()).await {
+        let changed = terms(tx, service, &row, &changes).await?;
+        if let Ok(asked) = terms(tx, service, &row, &Changes::default()).await {
             let same = (
                 asked.units_per_period,
                 asked.cycles,
@@ -437,11 +507,11 @@ pub async fn determine(
         _ => "approved",
     };
     let now = now_ms();
-    if !requests::close_review(&mut tx, id, new_status, now).await? {
+    if !requests::close_review(tx, id, new_status, now).await? {
         return Err(Error::Conflict("the request was decided meanwhile".into()));
     }
     if new_status == "approved" {
-        grant(&mut tx, service, caller, &row, &changes, Grant::New).await?;
+        grant(tx, service, caller, &row, &changes, Grant::New).await?;
     }
     let determination = Determination {
         decision: body.decision.as_str().to_string(),
@@ -453,14 +523,14 @@ pub async fn determine(
         changes_json: serde_json::to_string(&changes).unwrap_or_default(),
         at: now,
     };
-    requests::insert_determination(&mut tx, id, &determination).await?;
+    requests::insert_determination(tx, id, &determination).await?;
     let outcome = if new_status == "denied" {
         Outcome::Deny
     } else {
         Outcome::Approve
     };
     requests::add_event(
-        &mut tx,
+        tx,
         id,
         &NewEvent {
             kind: "determination",
@@ -474,8 +544,7 @@ pub async fn determine(
         },
     )
     .await?;
-    let view = finish_decision(service, tx, caller, id, "request.determination", retry).await?;
-    Ok((view, false))
+    Ok(())
 }
 
 /// Why a reviewer reopens a decided request.

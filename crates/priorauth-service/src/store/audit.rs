@@ -92,7 +92,7 @@ impl Binds {
     /// which usage changes under the authorization's own entries), its appeals with their
     /// attachments, its peer-to-peer records, its drug, decision's time and
     /// determination's decision (for a request stored with its drug), the reason its clock was extended, its member
-    /// and the reviewer it is assigned to (parts a request
+    /// and the reviewer it is assigned to, the files sent with it and its reviewers' comments (parts a request
     /// without them does not have, so states
     /// bound before they existed compute as they did); or the authorization's
     /// units used and its usage rows.
@@ -109,6 +109,8 @@ impl Binds {
                  UNION ALL SELECT 9, 0, extension_reason, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM requests WHERE id = $1 AND extension_reason IS NOT NULL \
                  UNION ALL SELECT 10, 0, member_id, member_name, assigned_to, assigned_name, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM requests WHERE id = $1 AND (member_id IS NOT NULL OR member_name IS NOT NULL OR assigned_to IS NOT NULL) \
                  UNION ALL SELECT 7, a.n, a.appeal_id, a.content_type, a.data, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM appeal_attachments a JOIN appeals p ON p.id = a.appeal_id WHERE p.request_id = $1 \
+                 UNION ALL SELECT 11, n, title, content_type, CAST(bytes AS TEXT), sha256, data, added_by, added_name, CAST(added_at AS TEXT), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM request_attachments WHERE request_id = $1 \
+                 UNION ALL SELECT 12, n, criterion, body, author_key, author_name, CAST(at AS TEXT), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM request_comments WHERE request_id = $1 \
                  ORDER BY 1, 2, 3"
             }
             Binds::Authorization => {

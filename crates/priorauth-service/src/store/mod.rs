@@ -4,6 +4,7 @@
 //! times (milliseconds since the epoch), text for JSON.
 
 pub mod appeals;
+pub mod attachments;
 pub mod audit;
 pub mod authorizations;
 pub mod idempotency;
@@ -83,6 +84,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0015_requests_assignment.sql",
         include_str!("../../migrations/0015_requests_assignment.sql"),
+    ),
+    (
+        "0016_request_attachments_and_comments.sql",
+        include_str!("../../migrations/0016_request_attachments_and_comments.sql"),
     ),
 ];
 

@@ -329,6 +329,41 @@ impl Server {
             .await
     }
 
+    /// Sends a file as a raw body of `content_type` (with extra headers), checked against the
+    /// OpenAPI document as every call.
+    pub async fn upload(
+        &self,
+        path: &str,
+        key: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .header("content-type", content_type)
+            .body(bytes);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let reply = reply(request.send().await.expect("the server answers")).await;
+        if let Err(problem) = contract::verify(
+            "POST",
+            path,
+            reply.status,
+            reply.header("content-type"),
+            &reply.body,
+        ) {
+            panic!(
+                "the answer breaks the OpenAPI document: {problem}\nbody: {}",
+                reply.body
+            );
+        }
+        reply
+    }
+
     /// Submits `case` for a member of `plan`.
     pub async fn submit(&self, key: &str, plan: &str, case: Value) -> Reply {
         self.post("/v1/requests", key, &json!({"plan": plan, "case": case}))
