@@ -322,9 +322,9 @@ async function requestView(id) {
   const dose = asked.dose ? `${asked.dose.value} ${asked.dose.unit}` : 'not given';
   // The criteria that keep the request from approval, with the case's value beside each.
   // To a reviewer: every criterion that fails it (what a denial may cite); else those of the decision.
-  const valueOf = id => (d.reasons || []).find(r => r.id === id)?.value;
+  const reasonOf = id => (d.reasons || []).find(r => r.id === id) || {};
   const failing = request.denial_grounds
-    ? request.denial_grounds.map(g => ({ status: g.status === 'met' ? 'applies' : g.status, criterion: g.text, value: valueOf(g.id) }))
+    ? request.denial_grounds.map(g => ({ status: g.status === 'met' ? 'applies' : g.status, criterion: g.text, value: reasonOf(g.id).value, source: reasonOf(g.id).source }))
     : (d.reasons || []).filter(r => r.status !== 'met' && r.depth === 0);
   // Files come while the request is pending, from its clinic or a reviewer (the service checks again).
   const canSendFiles = ['pending_information', 'pending_review'].includes(request.status) && ['submitter', 'reviewer'].includes(state.me.role);
@@ -343,7 +343,8 @@ async function requestView(id) {
     clinicalPanel(c),
     failing.length || routed ? el('div', { class: 'panel', id: 'why' }, el('h3', {}, 'Why it is not approved'),
       routed ? el('p', {}, routed) : null,
-      el('ul', {}, failing.map(r => el('li', {}, el('strong', {}, r.status.replace('_', ' ')), `: ${r.criterion}`, r.value ? ` (the request: ${r.value})` : '')))) : null,
+      el('ul', {}, failing.map(r => el('li', {}, el('strong', {}, r.status.replace('_', ' ')), `: ${r.criterion}`, r.value ? ` (the request: ${r.value})` : '',
+        r.source ? el('div', { class: 'hint' }, 'Source: ', r.source) : null)))) : null,
     filesPanel(request, canSendFiles),
     request.comments ? commentsPanel(request) : null,
     el('p', { class: 'hint' }, `Request ${request.id}`),
