@@ -200,6 +200,75 @@ fn conditions(
     when
 }
 
+/// How a DTR client fills a question from the member's chart before anyone answers it:
+/// (key, FHIRPath over the launch context and the variables of `CHART_QUERIES`). SDC
+/// expression-based population in FHIRPath and x-fhir-query, which DTR 2.0.1 lets a payer's
+/// library use instead of CQL (ARCHITECTURE.md, "DTR pre-population", says why). Only facts a
+/// chart states in a standard code are filled; the rest is the clinician's to answer.
+const CHART_EXPRESSIONS: [(&str, &str); 3] = [
+    ("patient.birth_date", "%patient.birthDate"),
+    (
+        "patient.weight_kg",
+        "%weight.entry.resource.ofType(Observation).valueQuantity.where(system = 'http://unitsofmeasure.org' and code = 'kg').value.first()",
+    ),
+    (
+        "patient.height_cm",
+        "%height.entry.resource.ofType(Observation).valueQuantity.where(system = 'http://unitsofmeasure.org' and code = 'cm').value.first()",
+    ),
+];
+
+/// The chart queries the expressions read (name, x-fhir-query): the member's latest body
+/// weight (LOINC 29463-7) and height (LOINC 8302-2). (The diagnosis codes come with the PAS
+/// Claim and the order, which the draft response already carries.)
+const CHART_QUERIES: [(&str, &str); 2] = [
+    (
+        "weight",
+        "Observation?patient={{%patient.id}}&code=http://loinc.org|29463-7&_sort=-date&_count=1",
+    ),
+    (
+        "height",
+        "Observation?patient={{%patient.id}}&code=http://loinc.org|8302-2&_sort=-date&_count=1",
+    ),
+];
+
+const SDC: &str = "http://hl7.org/fhir/uv/sdc/StructureDefinition";
+
+/// The launch context and chart queries of a form whose items are filled from the chart.
+fn population_extensions() -> Vec<Value> {
+    let mut extensions = vec![json!({
+        "url": format!("{SDC}/sdc-questionnaire-launchContext"),
+        "extension": [
+            {"url": "name", "valueCoding": {"system": "http://hl7.org/fhir/uv/sdc/CodeSystem/launchContext", "code": "patient"}},
+            {"url": "type", "valueCode": "Patient"},
+            {"url": "description", "valueString": "The member the request is for"},
+        ],
+    })];
+    extensions.extend(CHART_QUERIES.iter().map(|(name, query)| {
+        json!({
+            "url": "http://hl7.org/fhir/StructureDefinition/variable",
+            "valueExpression": {"name": name, "language": "application/x-fhir-query", "expression": query},
+        })
+    }));
+    extensions
+}
+
+/// An item with the expression that fills it from the chart, if its fact is one a chart
+/// states.
+fn with_chart_expression(mut item: Value) -> Value {
+    let link = item["linkId"].as_str().unwrap_or_default();
+    if let Some((_, expression)) = CHART_EXPRESSIONS.iter().find(|(key, _)| *key == link) {
+        let extension = json!({
+            "url": format!("{SDC}/sdc-questionnaire-initialExpression"),
+            "valueExpression": {"language": "text/fhirpath", "expression": expression},
+        });
+        match item["extension"].as_array_mut() {
+            Some(list) => list.push(extension),
+            None => item["extension"] = json!([extension]),
+        }
+    }
+    item
+}
+
 /// The whole Questionnaire of a policy.
 pub fn questionnaire(engine: &Engine, policy: &Policy, canonical: &Canonical, map: &Map) -> Value {
     let asked = asked_keys(engine, policy);
@@ -210,8 +279,10 @@ pub fn questionnaire(engine: &Engine, policy: &Policy, canonical: &Canonical, ma
             let when = conditions(q.key, engine, policy, &asked, canonical);
             items(&q, canonical, map, when)
         })
+        .map(with_chart_expression)
         .collect();
-    json!({
+    let filled_from_chart = CHART_EXPRESSIONS.iter().any(|(key, _)| asked.contains(key));
+    let mut questionnaire = json!({
         "resourceType": "Questionnaire",
         "id": policy.id,
         "meta": {"profile": [format!("{DTR}/StructureDefinition/dtr-std-questionnaire")]},
@@ -224,7 +295,11 @@ pub fn questionnaire(engine: &Engine, policy: &Policy, canonical: &Canonical, ma
         "subjectType": ["Patient"],
         "description": format!("The facts {} reads, each linkId a key of the case format.", policy.document),
         "item": items,
-    })
+    });
+    if filled_from_chart {
+        questionnaire["extension"] = json!(population_extensions());
+    }
+    questionnaire
 }
 
 /// The adaptive Questionnaire of a policy: no items yet; `$next-question` adds them.

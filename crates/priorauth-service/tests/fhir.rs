@@ -1409,3 +1409,77 @@ async fn each_item_of_a_claim_gets_its_own_answer() {
     })
     .await;
 }
+
+/// A member's chart as an EHR's FHIR server holds it: the Patient, conditions and
+/// observations of weight (an older one too) and height.
+fn chart() -> Value {
+    let observation = |id: &str, loinc: &str, value: f64, unit: &str, date: &str| {
+        json!({"resource": {"resourceType": "Observation", "id": id, "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": loinc}]},
+            "subject": {"reference": "Patient/m1"}, "effectiveDateTime": date,
+            "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}}})
+    };
+    let condition = |id: &str, code: &str, status: &str| {
+        json!({"resource": {"resourceType": "Condition", "id": id,
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": status}]},
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": code}]},
+            "subject": {"reference": "Patient/m1"}}})
+    };
+    json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "m1", "birthDate": "1966-02-11"}},
+        condition("c1", "C91.00", "active"),
+        condition("c2", "J18.9", "resolved"),
+        observation("w-old", "29463-7", 74.0, "kg", "2026-01-10"),
+        observation("w-new", "29463-7", 71.0, "kg", "2026-11-20"),
+        observation("h", "8302-2", 168.0, "cm", "2026-11-20"),
+    ]})
+}
+
+#[test]
+fn a_dtr_client_fills_the_form_from_the_chart_by_its_expressions() {
+    let Some(python) = support::fhir_python() else {
+        return;
+    };
+    let engine = priorauth_core::Engine::bundled().unwrap();
+    let map = priorauth_fhir::map::Map::load(priorauth_fhir::map::BUNDLED, &engine).unwrap();
+    let canonical = priorauth_fhir::questionnaire::Canonical {
+        base: "http://payer.example/fhir".into(),
+    };
+    // Every policy's form, filled from one chart.
+    let dir = emitted_dir("prepopulate");
+    keep(&dir, "chart", &chart());
+    let mut filled = serde_json::Map::new();
+    for policy in &engine.policies {
+        let id = policy.id.as_str();
+        let questionnaire =
+            priorauth_fhir::questionnaire::questionnaire(&engine, policy, &canonical, &map);
+        keep(&dir, id, &questionnaire);
+        let out = std::process::Command::new(&python)
+            .arg(repo().join("tests/fhir/prepopulate.py"))
+            .arg(dir.join(format!("{id}.json")))
+            .arg(dir.join("chart.json"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let answers: Value = serde_json::from_slice(&out.stdout).unwrap();
+        filled.extend(answers.as_object().unwrap().clone());
+    }
+    let filled = Value::Object(filled);
+    // The latest weight; the conditions are not the form's to fill (they come with the Claim).
+    assert_eq!(
+        filled,
+        json!({
+            "patient.birth_date": ["1966-02-11"],
+            "patient.height_cm": ["168.0"],
+            "patient.weight_kg": ["71.0"],
+        }),
+        "{filled}"
+    );
+    // The form is still what the guides' profiles and the R4 validator take.
+    std::fs::remove_file(dir.join("chart.json")).unwrap();
+    validate(&dir);
+}

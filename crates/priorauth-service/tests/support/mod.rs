@@ -489,9 +489,9 @@ pub fn keep(dir: &Path, name: &str, body: &Value) {
     std::fs::write(dir.join(format!("{name}.json")), body.to_string()).expect("write");
 }
 
-/// Runs the independent validator over a folder. Without it installed (`.ci/run` installs
-/// it), the check is skipped with a note, unless `REQUIRE_FHIR_VALIDATOR` is set.
-pub fn validate(dir: &Path) {
+/// The Python of the FHIR validator's environment (fhir.resources, fhirpathpy), or None (with
+/// a note) when it is not installed and `REQUIRE_FHIR_VALIDATOR` is not set.
+pub fn fhir_python() -> Option<PathBuf> {
     let python = std::env::var("FHIR_VALIDATOR_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|_| repo_root().join("target/fhir-validator/bin/python"));
@@ -505,8 +505,15 @@ pub fn validate(dir: &Path) {
             "note: no FHIR validator at {}; validation skipped",
             python.display()
         );
-        return;
+        return None;
     }
+    Some(python)
+}
+
+/// Runs the independent validator over a folder. Without it installed (`.ci/run` installs
+/// it), the check is skipped with a note, unless `REQUIRE_FHIR_VALIDATOR` is set.
+pub fn validate(dir: &Path) {
+    let Some(python) = fhir_python() else { return };
     let out = std::process::Command::new(&python)
         .arg(repo_root().join("tests/fhir/validate.py"))
         .arg(dir)
