@@ -478,6 +478,19 @@ fn review_action(record: &Value) -> (&'static str, &'static str) {
     }
 }
 
+/// The questions a reviewer asked in words and the day the answers are wanted, while the
+/// request waits for them.
+fn reviewer_questions(record: &Value) -> Option<(&str, Vec<&str>)> {
+    let asked = record["history"].as_array()?.last().filter(|e| {
+        e["kind"] == "information_requested" && record["status"] == "pending_information"
+    })?;
+    let questions = asked["questions"]
+        .as_array()
+        .map(|q| q.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    Some((asked["answer_by"].as_str().unwrap_or_default(), questions))
+}
+
 /// The specific reasons of a state, in plain language, each with the criterion it rests on.
 fn notes(record: &Value, context: &ResponseContext) -> Vec<(String, Option<(String, String)>)> {
     let mut notes = Vec::new();
@@ -506,21 +519,10 @@ fn notes(record: &Value, context: &ResponseContext) -> Vec<(String, Option<(Stri
         return notes;
     }
     // A reviewer's own questions, in their words, while the request waits for the answers.
-    let last = record["history"]
-        .as_array()
-        .and_then(|h| h.last())
-        .filter(|e| {
-            e["kind"] == "information_requested" && record["status"] == "pending_information"
-        });
-    if let Some(asked) = last {
-        let questions: Vec<&str> = asked["questions"]
-            .as_array()
-            .map(|q| q.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
+    if let Some((answer_by, questions)) = reviewer_questions(record) {
         notes.push((
             format!(
-                "Pended: the reviewer asks, by {}: {} Answer in an update of this request.",
-                asked["answer_by"].as_str().unwrap_or_default(),
+                "Pended: the reviewer asks, by {answer_by}: {} Answer in an update of this request.",
                 questions.join(" ")
             ),
             None,
@@ -768,7 +770,8 @@ fn information_task(claim: &Value, record: &Value, context: &ResponseContext) ->
         "intent": "order",
         "code": {"coding": [{"system": format!("{PAS}/CodeSystem/PASTempCodes"), "code": "attachment-request-questionnaire"}]},
         "for": claim["patient"],
-        "requester": {"identifier": {"system": format!("{}/payer", context.base), "value": record["plan"].as_str().unwrap_or("payer")}},
+        // A request no plan governs (an unknown member) has no plan id: the payer asks.
+        "requester": {"identifier": {"system": format!("{}/payer", context.base), "value": record["plan"].as_str().filter(|p| !p.is_empty()).unwrap_or("payer")}},
         "owner": {"identifier": owner},
         "reasonCode": {"coding": [{"system": format!("{PAS}/CodeSystem/PASTempCodes"), "code": "priorAuthorization"}]},
         "reasonReference": {"identifier": claim["identifier"][0]},
@@ -781,6 +784,20 @@ fn information_task(claim: &Value, record: &Value, context: &ResponseContext) ->
     });
     if let Some(due) = record["due_at"].as_str() {
         task["restriction"] = json!({"period": {"end": due}});
+    }
+    // A reviewer's questions go with the Task in words, each a note, as the provider's
+    // staff will read them.
+    if let Some((answer_by, questions)) = reviewer_questions(record) {
+        task["description"] = json!(format!(
+            "The reviewer asks, by {answer_by}: {}",
+            questions.join(" ")
+        ));
+        task["note"] = json!(
+            questions
+                .iter()
+                .map(|q| json!({"text": q}))
+                .collect::<Vec<_>>()
+        );
     }
     task
 }

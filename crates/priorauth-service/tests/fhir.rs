@@ -449,6 +449,31 @@ async fn a_pas_request_keeps_its_documents_and_refuses_one_it_cannot_keep() {
         assert_eq!(file.status, 200);
         assert_eq!(file.body, json!("%PDF-1.4\n%%EOF\n"));
 
+        // The reviewer asks for more in words; the EHR's inquiry gets PAS's Task with them.
+        server
+            .post(
+                &format!("/v1/requests/{id}/information-request"),
+                &reviewer,
+                &json!({"questions": ["Send the operative report of the last procedure."], "answer_by": support::days_after_receipt(1)}),
+            )
+            .await
+            .expect(200);
+        let inquiry = server.post("/fhir/Claim/$inquire", &ehr, &bundle).await;
+        assert_eq!(inquiry.status, 200, "{}", inquiry.body);
+        let answer = &inquiry.body["parameter"][0]["resource"];
+        let task = answer["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["resource"])
+            .find(|r| r["resourceType"] == "Task")
+            .unwrap_or_else(|| panic!("no Task: {answer}"));
+        assert_eq!(task["note"][0]["text"], "Send the operative report of the last procedure.");
+        assert!(task["description"].as_str().unwrap().starts_with("The reviewer asks, by "));
+        let dir = emitted_dir("documents");
+        keep(&dir, "inquiry", &inquiry.body);
+        validate(&dir);
+
         // A document it cannot keep (a Word file, or one that is not what it says) is refused
         // before anything is stored, naming it.
         let mut word = bundle.clone();
