@@ -65,6 +65,15 @@ async fn fetch(server: &Server, path: &str, key: &str) -> reqwest::Response {
         .unwrap()
 }
 
+/// The first criterion a reviewer is offered to deny a request in review on.
+async fn first_ground(server: &Server, id: &str, reviewer: &str) -> String {
+    let read = server.get(&format!("/v1/requests/{id}"), reviewer).await;
+    read.body["denial_grounds"][0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no denial grounds: {}", read.body))
+        .to_string()
+}
+
 fn ids(list: &Value) -> Vec<String> {
     list["items"]
         .as_array()
@@ -441,13 +450,7 @@ async fn a_reviewer_takes_a_request_and_the_queue_shows_who_has_it() {
         assert_eq!(ids(&untaken.body), [id.to_string()]);
 
         // Decided, it can no longer be taken.
-        let ground = server
-            .get(&format!("/v1/requests/{id}"), &reviewer)
-            .await
-            .body["denial_grounds"][0]["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let ground = first_ground(&server, id, &reviewer).await;
         server
             .determine(&reviewer, id, "deny", &ground, "Not met.")
             .await
@@ -773,11 +776,7 @@ async fn files_are_checked_by_their_content_stored_and_every_read_audited() {
         );
 
         // A decided request takes files with an appeal.
-        let grounds = server.get(&format!("/v1/requests/{id}"), &reviewer).await;
-        let ground = grounds.body["denial_grounds"][0]["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let ground = first_ground(&server, id, &reviewer).await;
         server
             .determine(&reviewer, id, "deny", &ground, "Not met.")
             .await
@@ -810,11 +809,8 @@ async fn reviewers_comment_on_criteria_and_the_clinic_does_not_read_them() {
             .await;
         let id = reviewed["id"].as_str().unwrap();
         let path = format!("/v1/requests/{id}/comments");
+        let ground = first_ground(&server, id, &reviewer).await;
         let read = server.get(&format!("/v1/requests/{id}"), &reviewer).await;
-        let ground = read.body["denial_grounds"][0]["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
         assert_eq!(read.body["comments"], json!([]));
 
         let made = server
@@ -870,8 +866,7 @@ async fn a_determination_is_previewed_as_the_notice_it_sends_and_nothing_is_reco
             .await;
         let id = reviewed["id"].as_str().unwrap();
         let preview = format!("/v1/requests/{id}/determination/preview");
-        let read = server.get(&format!("/v1/requests/{id}"), &reviewer).await;
-        let ground = read.body["denial_grounds"][0]["id"].as_str().unwrap().to_string();
+        let ground = first_ground(&server, id, &reviewer).await;
         let denial = json!({"decision": "deny", "criterion": ground, "reason": "The MRD result is not given."});
 
         // Checked as the determination is.

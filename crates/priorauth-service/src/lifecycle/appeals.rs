@@ -6,7 +6,6 @@
 //! rules allow; each decision with its notice. Also the peer-to-peer discussions a reviewer
 //! records on a request.
 
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -728,19 +727,13 @@ pub async fn attachment(
     id: &str,
     n: &str,
 ) -> Result<(String, Vec<u8>), Error> {
-    let n: i64 = n
-        .parse()
-        .ok()
-        .filter(|n| (1..=attachments::APPEAL_FILES_MAX as i64).contains(n))
-        .ok_or(Error::NotFound)?;
+    let n = attachments::file_number(n, attachments::APPEAL_FILES_MAX)?;
     let mut tx = service.store.pool.begin().await?;
     let appeal = fetch_appeal(&mut tx, caller, id).await?;
     let (content_type, data) = records::attachment(&mut tx, &appeal.id, n)
         .await?
         .ok_or(Error::NotFound)?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(data.as_bytes())
-        .map_err(|_| Error::Internal("a stored attachment is not base64".into()))?;
+    let bytes = attachments::stored_bytes(&data)?;
     store::audit(
         &mut tx,
         &caller.audit_record("appeal.attachment.read", &format!("{id}/{n}")),

@@ -82,6 +82,35 @@ fn title(field: &str, value: &str) -> Result<String, Error> {
     Ok(value.to_string())
 }
 
+/// A file's `n` from its address, 1 to `most` (any other is not found).
+pub(super) fn file_number(n: &str, most: usize) -> Result<i64, Error> {
+    n.parse()
+        .ok()
+        .filter(|n| (1..=most as i64).contains(n))
+        .ok_or(Error::NotFound)
+}
+
+/// The bytes of a file as stored (base64).
+pub(super) fn stored_bytes(data: &str) -> Result<Vec<u8>, Error> {
+    base64::engine::general_purpose::STANDARD
+        .decode(data.as_bytes())
+        .map_err(|_| Error::Internal("a stored file is not base64".into()))
+}
+
+/// A checked file as a request stores it, sent now by `caller`.
+fn new_file(caller: &Caller, title: String, content_type: String, bytes: &[u8]) -> NewAttachment {
+    NewAttachment {
+        title,
+        content_type,
+        bytes: bytes.len() as i64,
+        sha256: sha256_bytes(bytes),
+        data: base64::engine::general_purpose::STANDARD.encode(bytes),
+        added_by: caller.key_id.clone(),
+        added_name: caller.name.clone(),
+        added_at: now_ms(),
+    }
+}
+
 fn sha256_bytes(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     format!("{:x}", Sha256::digest(bytes))
@@ -187,17 +216,7 @@ pub async fn add(
             format!("a request holds at most {FILES_PER_REQUEST} files"),
         ));
     }
-    let now = now_ms();
-    let file = NewAttachment {
-        title: file_title,
-        content_type,
-        bytes: bytes.len() as i64,
-        sha256: sha256_bytes(bytes),
-        data: base64::engine::general_purpose::STANDARD.encode(bytes),
-        added_by: caller.key_id.clone(),
-        added_name: caller.name.clone(),
-        added_at: now,
-    };
+    let file = new_file(caller, file_title, content_type, bytes);
     let n = records::add(&mut tx, id, &file)
         .await
         .map_err(|error| raced(error, "file"))?;
@@ -218,7 +237,7 @@ pub async fn add(
         "bytes": file.bytes,
         "sha256": file.sha256,
         "added_by": file.added_name,
-        "added_at": timestamp(now),
+        "added_at": timestamp(file.added_at),
     });
     if let Some(retry) = retry {
         retry.remember(&mut tx, caller, &answer).await?;
@@ -296,20 +315,15 @@ pub async fn add_sent(
         .collect();
     let mut added = false;
     for (file, bytes) in files {
-        let sha256 = sha256_bytes(bytes);
-        if held.contains(&sha256) {
+        let new = new_file(
+            caller,
+            title(&file.field, &file.title)?,
+            file.content_type.clone(),
+            bytes,
+        );
+        if held.contains(&new.sha256) {
             continue;
         }
-        let new = NewAttachment {
-            title: title(&file.field, &file.title)?,
-            content_type: file.content_type.clone(),
-            bytes: bytes.len() as i64,
-            sha256,
-            data: base64::engine::general_purpose::STANDARD.encode(bytes),
-            added_by: caller.key_id.clone(),
-            added_name: caller.name.clone(),
-            added_at: now_ms(),
-        };
         records::add(&mut tx, id, &new)
             .await
             .map_err(|error| raced(error, "file"))?;
@@ -356,19 +370,13 @@ pub async fn read(
     id: &str,
     n: &str,
 ) -> Result<(String, Vec<u8>), Error> {
-    let n: i64 = n
-        .parse()
-        .ok()
-        .filter(|n| (1..=FILES_PER_REQUEST as i64).contains(n))
-        .ok_or(Error::NotFound)?;
+    let n = file_number(n, FILES_PER_REQUEST)?;
     let mut tx = service.store.pool.begin().await?;
     let row = fetch(&mut tx, caller, id).await?;
     let (content_type, data) = records::data(&mut tx, &row.id, n)
         .await?
         .ok_or(Error::NotFound)?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(data.as_bytes())
-        .map_err(|_| Error::Internal("a stored file is not base64".into()))?;
+    let bytes = stored_bytes(&data)?;
     store::audit(
         &mut tx,
         &caller.audit_record("request.attachment.read", &format!("{id}/{n}")),

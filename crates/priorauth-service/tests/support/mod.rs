@@ -349,19 +349,7 @@ impl Server {
             request = request.header(*name, *value);
         }
         let reply = reply(request.send().await.expect("the server answers")).await;
-        if let Err(problem) = contract::verify(
-            "POST",
-            path,
-            reply.status,
-            reply.header("content-type"),
-            &reply.body,
-        ) {
-            panic!(
-                "the answer breaks the OpenAPI document: {problem}\nbody: {}",
-                reply.body
-            );
-        }
-        reply
+        in_contract("POST", path, reply)
     }
 
     /// Submits `case` for a member of `plan`.
@@ -436,9 +424,15 @@ pub async fn call(
         request = request.header(*name, *value);
     }
     let response = request.send().await.expect("the server answers");
-    let reply = reply(response).await;
+    in_contract(&method_name, path, reply(response).await)
+}
+
+/// The reply, once checked against the OpenAPI document (a test fails on an answer the
+/// document does not describe).
+#[track_caller]
+fn in_contract(method: &str, path: &str, reply: Reply) -> Reply {
     if let Err(problem) = contract::verify(
-        &method_name,
+        method,
         path,
         reply.status,
         reply.header("content-type"),
