@@ -17,10 +17,10 @@ use serde_json::{Value, json};
 
 use crate::keys::{self, Caller, Role};
 use crate::lifecycle::appeals::{
-    self, AppealBody, AppealDecisionBody, AppealOutcome, Appellant, ExtensionBody, PeerToPeerBody,
-    PeerToPeerOutcome,
+    self, AppealBody, AppealDecisionBody, AppealOutcome, Appellant, ExtensionBody,
 };
 use crate::lifecycle::authorizations::Changes;
+use crate::lifecycle::peer_to_peer::{self, PeerToPeerBody, PeerToPeerOutcome};
 use crate::lifecycle::requests::{self, SubmitBody, Urgency, WithdrawalBody};
 use crate::lifecycle::review::{
     self, DeterminationBody, DeterminationDecision, ReopeningBody, RequestExtensionBody,
@@ -417,7 +417,7 @@ async fn run(
                 notes: String::new(),
                 appeal: None,
             };
-            appeals::record_peer_to_peer(service, caller, &id, &body, None)
+            peer_to_peer::record(service, caller, &id, &body, None)
                 .await
                 .map(|_| "peer-to-peer")
                 .map_err(|error| refused("peer-to-peer", error))

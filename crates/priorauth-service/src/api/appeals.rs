@@ -10,8 +10,9 @@ use serde_json::Value;
 use super::{answered, idempotency_key};
 use crate::keys::Caller;
 use crate::lifecycle::appeals::{
-    self, AppealBody, AppealDecisionBody, AppealsQuery, ExtensionBody, PeerToPeerBody,
+    self, AppealBody, AppealDecisionBody, AppealsQuery, ExtensionBody,
 };
+use crate::lifecycle::peer_to_peer::{self, PeerToPeerBody};
 use crate::lifecycle::retries::Retry;
 use crate::lifecycle::review::{self, ReopeningBody, RequestExtensionBody};
 use crate::web::{AppError, AppJson, AppState};
@@ -89,7 +90,7 @@ pub(crate) async fn peer_to_peer(
         &body,
     )?;
     let (answer, replayed) =
-        appeals::record_peer_to_peer(&state.service, &caller, &id, &body, retry.as_ref()).await?;
+        peer_to_peer::record(&state.service, &caller, &id, &body, retry.as_ref()).await?;
     Ok(answered(StatusCode::CREATED, replayed, answer))
 }
 

@@ -3,8 +3,8 @@
 //! information and attachments, on the plan's appeal clocks; decided by a reviewer who did not
 //! make the determination appealed, where upholding needs a physician of the same or a similar
 //! specialty and an overturn grants as an approval would; extended once where the plan's
-//! rules allow; each decision with its notice. Also the peer-to-peer discussions a reviewer
-//! records on a request.
+//! rules allow; each decision with its notice. (The peer-to-peer discussions a reviewer
+//! records on a request are `peer_to_peer.rs`.)
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -18,7 +18,7 @@ use super::review::{Grant, grant};
 use super::{Error, Service, invalid, require, timestamp, visible};
 use crate::keys::{Caller, Role};
 use crate::plans::Plan;
-use crate::store::appeals::{self as records, Appeal, AppealDecision, NewAppeal, PeerToPeer};
+use crate::store::appeals::{self as records, Appeal, AppealDecision, NewAppeal};
 use crate::store::authorizations as authorization_records;
 use crate::store::requests::{self, Determination, NewEvent, Request};
 use crate::store::{self, Tx, notifications, now_ms, random_id};
@@ -92,53 +92,13 @@ pub struct ExtensionBody {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PeerToPeerOutcome {
-    /// The reviewer will approve (or overturn) on what was discussed.
-    AgreedToApprove,
-    /// The determination stands.
-    DeterminationStands,
-    /// The prescriber will send more information.
-    InformationRequested,
-    /// The prescriber could not be reached.
-    PrescriberUnavailable,
-}
-
-impl PeerToPeerOutcome {
-    fn as_str(self) -> &'static str {
-        match self {
-            PeerToPeerOutcome::AgreedToApprove => "agreed_to_approve",
-            PeerToPeerOutcome::DeterminationStands => "determination_stands",
-            PeerToPeerOutcome::InformationRequested => "information_requested",
-            PeerToPeerOutcome::PrescriberUnavailable => "prescriber_unavailable",
-        }
-    }
-}
-
-/// A peer-to-peer discussion the reviewer held with the prescriber.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PeerToPeerBody {
-    /// The prescriber's name (and NPI).
-    pub prescriber: String,
-    /// When it was held, RFC 3339.
-    pub held_at: String,
-    pub outcome: PeerToPeerOutcome,
-    #[serde(default)]
-    pub notes: String,
-    /// The appeal it was held during, if any.
-    #[serde(default)]
-    pub appeal: Option<String>,
-}
-
 /// The most characters of an appeal's grounds and of notes; of a reason.
-const GROUNDS_MAX: usize = 20_000;
+pub(super) const GROUNDS_MAX: usize = 20_000;
 const REASON_MAX: usize = 2_000;
 const DAY_MS: i64 = 86_400_000;
 
 /// Text of 1 to `most` characters, trimmed, or the field named.
-fn text(field: &str, value: &str, most: usize) -> Result<String, Error> {
+pub(super) fn text(field: &str, value: &str, most: usize) -> Result<String, Error> {
     let value = value.trim();
     if value.is_empty() || value.chars().count() > most {
         return Err(invalid(field, format!("give it in 1 to {most} characters")));
@@ -713,7 +673,7 @@ pub async fn of_request(service: &Service, caller: &Caller, id: &str) -> Result<
     let discussions: Vec<Value> = records::peer_to_peer_of(&mut tx, &row.id)
         .await?
         .iter()
-        .map(peer_to_peer_view)
+        .map(super::peer_to_peer::view)
         .collect();
     store::audit(&mut tx, &caller.audit_record("request.appeals.read", id)).await?;
     tx.commit().await?;
@@ -833,97 +793,6 @@ pub async fn notice(service: &Service, caller: &Caller, id: &str) -> Result<Valu
     store::audit(&mut tx, &caller.audit_record("appeal.notice", id)).await?;
     tx.commit().await?;
     Ok(letter)
-}
-
-/// Records a peer-to-peer discussion a reviewer held with the prescriber on a request,
-/// before or during an appeal.
-pub async fn record_peer_to_peer(
-    service: &Service,
-    caller: &Caller,
-    request_id: &str,
-    body: &PeerToPeerBody,
-    retry: Option<&Retry>,
-) -> Result<(Value, bool), Error> {
-    require(caller, &[Role::Reviewer])?;
-    let prescriber = text("prescriber", &body.prescriber, 200)?;
-    let notes = body.notes.trim().to_string();
-    if notes.chars().count() > GROUNDS_MAX {
-        return Err(invalid(
-            "notes",
-            format!("at most {GROUNDS_MAX} characters"),
-        ));
-    }
-    let held_at = body
-        .held_at
-        .parse::<jiff::Timestamp>()
-        .map_err(|_| invalid("held_at", "a time as RFC 3339 (2026-03-01T14:30:00Z)"))?
-        .as_millisecond();
-    let now = now_ms();
-    // A clock a few minutes apart is not a discussion in the future.
-    if held_at > now + 5 * 60_000 {
-        return Err(invalid("held_at", "is in the future"));
-    }
-    let mut tx = match begin(service, caller, retry).await? {
-        Begun::Fresh(tx) => tx,
-        Begun::Replayed(answer) => return Ok((answer, true)),
-    };
-    let row = fetch(&mut tx, caller, request_id).await?;
-    // A time given to the minute may fall in the minute the request came in.
-    if held_at < row.created_at - 5 * 60_000 {
-        return Err(invalid("held_at", "is before the request was received"));
-    }
-    if let Some(appeal) = &body.appeal {
-        let of_this = records::fetch(&mut tx, appeal)
-            .await?
-            .is_some_and(|a| a.request_id == row.id);
-        if !of_this {
-            return Err(invalid(
-                "appeal",
-                format!("no appeal `{appeal}` of this request"),
-            ));
-        }
-    }
-    let record = PeerToPeer {
-        id: random_id("p2p_"),
-        request_id: row.id.clone(),
-        appeal_id: body.appeal.clone(),
-        prescriber,
-        held_at,
-        outcome: body.outcome.as_str().to_string(),
-        notes,
-        reviewer_key: caller.key_id.clone(),
-        reviewer_name: caller.name.clone(),
-        reviewer_credentials: caller.credentials.clone(),
-        recorded_at: now,
-    };
-    records::insert_peer_to_peer(&mut tx, &record).await?;
-    store::audit(
-        &mut tx,
-        &caller
-            .audit_record("request.peer_to_peer", &row.id)
-            .binding(store::Binds::Request),
-    )
-    .await?;
-    let answer = peer_to_peer_view(&record);
-    if let Some(retry) = retry {
-        retry.remember(&mut tx, caller, &answer).await?;
-    }
-    tx.commit().await?;
-    Ok((answer, false))
-}
-
-fn peer_to_peer_view(record: &PeerToPeer) -> Value {
-    json!({
-        "id": record.id,
-        "request_id": record.request_id,
-        "appeal": record.appeal_id,
-        "prescriber": record.prescriber,
-        "held_at": timestamp(record.held_at),
-        "outcome": record.outcome,
-        "notes": record.notes,
-        "reviewer": {"name": record.reviewer_name, "credentials": record.reviewer_credentials},
-        "recorded_at": timestamp(record.recorded_at),
-    })
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@
 //! | [`appeals::file`] | submitter, admin | a clinician's `denied`, or `approved` with changes, within the plan's filing window | appeal (pending, due by the plan's appeal clock) and its files, `appealed` event |
 //! | [`appeals::decide`] | reviewer not involved in the determination or an earlier appeal; to uphold, a physician of the drug's specialty | appeal pending → upheld / overturned; an overturn: request → `approved` | appeal decision, `appeal_decided` event; an overturn: the authorization (or the approval with changes' one given new terms), the determination replaced (the old one kept in the event), PAS notification |
 //! | [`appeals::extend`] | reviewer, admin | appeal pending, not extended, the plan allows it | due time and the reason, `appeal_extended` event |
-//! | [`appeals::record_peer_to_peer`] | reviewer | any | the discussion (prescriber, when, outcome, notes) |
+//! | [`peer_to_peer::record`] | reviewer | any | the discussion (prescriber, when, outcome, notes) |
 //! | [`attachments::add`] | submitter, reviewer | `pending_information` / `pending_review` | the file (type checked by content, size, SHA-256), audited with the request's state |
 //! | [`comments::add`] | reviewer | any | the comment on the request or one of its criteria, audited with the request's state |
 //! | [`requests::withdraw`] | submitter, admin | `pending_information` / `pending_review` → `withdrawn` | status, `withdrawn` event with the reason, PAS notification (review action `C`, cancelled) |
@@ -61,6 +61,7 @@ pub mod comments;
 pub mod evaluate;
 pub mod members;
 pub mod notices;
+pub mod peer_to_peer;
 pub mod report;
 pub mod requests;
 pub mod retries;
