@@ -205,7 +205,7 @@ test('the console, end to end', async () => {
     // The clinic's note is there to open, and the reviewer leaves a comment on a criterion.
     assert.match(await page.locator('#files').innerText(), /Clinic note 2026-11-30[\s\S]*Clinic A/);
     const [file] = await Promise.all([page.waitForEvent('download'), page.click('#files button.link')]);
-    assert.match(file.suggestedFilename(), /^Clinic note 2026-11-30/);
+    assert.equal(file.suggestedFilename(), 'Clinic note 2026-11-30.pdf', 'saved under its title with the extension of its checked type');
     await page.selectOption('#comment-criterion', 'one-of-the-following');
     await page.locator('#comment-text').fill('Induction, not relapse: asked the office for the bone marrow report.');
     await page.click('#comment-form button[type=submit]');

@@ -154,14 +154,22 @@ impl ClaimRequest {
                 .and_then(|c| c.split(';').next())
                 .map(|c| c.trim().to_ascii_lowercase())
                 .unwrap_or_default();
+            // A title is shown in a list: control characters (which FHIR strings may carry,
+            // and PostgreSQL cannot hold when NUL) become spaces.
             let title = std::iter::once(attachment.title.as_ref().and_then(|t| t.value.clone()))
                 .chain(titles.iter().cloned())
                 .flatten()
+                .map(|t| {
+                    t.chars()
+                        .take(200)
+                        .map(|c| if c.is_control() { ' ' } else { c })
+                        .collect::<String>()
+                })
                 .find(|t| !t.trim().is_empty())
                 .unwrap_or_else(|| "Document sent with the PAS request".to_string());
             documents.push(Document {
                 element,
-                title: title.chars().take(200).collect(),
+                title,
                 content_type,
                 data,
             });

@@ -395,6 +395,15 @@ function clinicalPanel(c) {
   return rows.length ? el('div', { class: 'panel', id: 'clinical' }, el('h3', {}, 'Diagnosis and history'), el('table', { class: 'facts' }, el('tbody', {}, rows))) : null;
 }
 
+/// The name a sent file is saved under: its title in safe characters, with the extension of
+/// the type the service checked it as, never one the sender chose (a title `note.hta` or one
+/// with a right-to-left override would otherwise be saved as something a computer runs).
+function savedName(title, contentType) {
+  const extension = { 'application/pdf': 'pdf', 'image/png': 'png', 'image/jpeg': 'jpg', 'text/plain': 'txt' }[contentType] || 'bin';
+  const base = title.replace(/[^A-Za-z0-9 ._-]/g, '_').replace(/[. ]+$/, '').slice(0, 100) || 'file';
+  return `${base}.${extension}`;
+}
+
 const FILE_KINDS = { 'application/pdf': 'PDF', 'image/png': 'PNG', 'image/jpeg': 'JPEG', 'text/plain': 'text' };
 
 /// The files sent with the request (clinical notes, reports), each opened as a download; a
@@ -403,7 +412,7 @@ function filesPanel(request, canSend) {
   const message = el('p', { role: 'status' });
   const list = request.attachments.length
     ? el('ul', { id: 'files' }, request.attachments.map(f => el('li', {},
-      el('button', { type: 'button', class: 'link', onclick: () => downloadFile(`/v1/requests/${request.id}/attachments/${f.n}`, f.title, message) }, f.title),
+      el('button', { type: 'button', class: 'link', onclick: () => downloadFile(`/v1/requests/${request.id}/attachments/${f.n}`, savedName(f.title, f.content_type), message) }, f.title),
       ` (${FILE_KINDS[f.content_type] || f.content_type}, ${Math.ceil(f.bytes / 1024)} KB), sent by ${f.added_by} ${when(f.added_at, request.plan)}`)))
     : el('p', { class: 'hint' }, 'No files were sent with this request.');
   const panel = el('section', { class: 'panel', id: 'files-panel' }, el('h3', {}, 'Files'), list, message);
@@ -506,10 +515,12 @@ async function downloadFile(path, name, message) {
   try {
     const response = await fetch(path, { headers: { 'Authorization': 'Bearer ' + state.key } });
     if (!response.ok) throw new Error(`${name} could not be made (HTTP ${response.status}).`);
-    const link = el('a', { href: URL.createObjectURL(await response.blob()), download: name });
+    const href = URL.createObjectURL(await response.blob());
+    const link = el('a', { href, download: name });
     document.body.append(link);
     link.click();
     link.remove();
+    setTimeout(() => URL.revokeObjectURL(href), 60000);
   } catch (error) {
     setChildren(message, el('span', { class: 'error' }, error.message));
   }
@@ -782,10 +793,7 @@ async function appealsView() {
 }
 
 async function download(appeal, attachment) {
-  const response = await fetch(`/v1/appeals/${appeal.id}/attachments/${attachment.n}`, { headers: { 'Authorization': 'Bearer ' + state.key } });
-  if (!response.ok) throw new Error('HTTP ' + response.status);
-  const link = el('a', { href: URL.createObjectURL(await response.blob()), download: attachment.title });
-  link.click();
+  await downloadFile(`/v1/appeals/${appeal.id}/attachments/${attachment.n}`, savedName(attachment.title, attachment.content_type), el('p'));
 }
 
 async function appealView(id) {

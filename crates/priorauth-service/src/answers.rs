@@ -201,7 +201,8 @@ pub struct RequestFile {
     /// Its number among the request's files, from 1.
     n: i64,
     title: String,
-    /// `application/pdf`, `image/png` or `image/jpeg`, checked against the file's first bytes.
+    /// `application/pdf`, `image/png` or `image/jpeg` (and `text/plain` for a PAS Claim's
+    /// documents), checked against the file's first bytes.
     content_type: String,
     bytes: i64,
     sha256: String,

@@ -435,8 +435,20 @@ async fn a_pas_request_keeps_its_documents_and_refuses_one_it_cannot_keep() {
                 "category": {"coding": [{"system": "http://hl7.org/fhir/us/davinci-pas/CodeSystem/PASTempCodes", "code": "additionalInformation"}]},
                 "valueAttachment": {"contentType": "application/pdf", "data": pdf, "title": "Bone marrow report"}
             }));
+        // The same PDF named twice is kept once.
+        let twice = bundle["entry"][0]["resource"]["supportingInfo"][1].clone();
+        bundle["entry"][0]["resource"]["supportingInfo"]
+            .as_array_mut()
+            .unwrap()
+            .push(twice);
         let reply = server.post("/fhir/Claim/$submit", &ehr, &bundle).await;
         assert_eq!(reply.status, 200, "{}", reply.body);
+        // Its Bundle identifier sent again with another document is refused (a new
+        // submission has a new identifier); nothing is added.
+        let mut again = bundle.clone();
+        again["entry"][0]["resource"]["supportingInfo"][2]["valueAttachment"]["data"] = json!("JVBERi0xLjcKJSVFT0YK");
+        let replayed = server.post("/fhir/Claim/$submit", &ehr, &again).await;
+        assert_eq!(replayed.status, 422, "{}", replayed.body);
         let listed = server.get("/v1/requests", &reviewer).await;
         let id = listed.body["items"][0]["id"].as_str().unwrap().to_string();
         let request = server.get(&format!("/v1/requests/{id}"), &reviewer).await;

@@ -122,7 +122,7 @@ pub(crate) async fn submit(
         } else {
             format!("pas:{}", request.bundle_identifier)
         };
-        let id = match plan {
+        let (created, id) = match plan {
             Some(plan) if governed => {
                 let body = SubmitBody {
                     plan,
@@ -134,7 +134,7 @@ pub(crate) async fn submit(
                     },
                     renews: intake.renews.clone(),
                 };
-                let (_, response) = lifecycle_requests::submit(
+                let (created, response) = lifecycle_requests::submit(
                     &state.service,
                     &caller,
                     body,
@@ -142,7 +142,10 @@ pub(crate) async fn submit(
                     Some(link),
                 )
                 .await?;
-                response["id"].as_str().unwrap_or_default().to_string()
+                (
+                    created,
+                    response["id"].as_str().unwrap_or_default().to_string(),
+                )
             }
             // No plan of this payer, or no policy for what is asked: a clinician handles it.
             plan => {
@@ -158,7 +161,11 @@ pub(crate) async fn submit(
                 .await?
             }
         };
-        attachments::add_sent(&state.service, &caller, &id, &documents).await?;
+        // A submission sent again is answered as the first was: its documents were kept
+        // then (a decided request takes new ones with an appeal).
+        if created {
+            attachments::add_sent(&state.service, &caller, &id, &documents).await?;
+        }
         ids.push(id);
     }
     answer(&state, &caller, &ids, &canonical).await

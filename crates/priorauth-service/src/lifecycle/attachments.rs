@@ -159,23 +159,38 @@ pub(super) fn appeal_files(
 #[derive(Debug, Serialize)]
 pub struct FileCall<'a> {
     pub title: &'a str,
-    pub content_type: &'a str,
+    pub content_type: String,
     pub sha256: String,
 }
 
 impl<'a> FileCall<'a> {
+    /// The call as the service reads it: the title trimmed, the type without its parameters
+    /// and in lower case (a retry formatted otherwise is the same call).
     pub fn new(title: &'a str, content_type: &'a str, bytes: &[u8]) -> FileCall<'a> {
         FileCall {
-            title,
-            content_type,
+            title: title.trim(),
+            content_type: media_type(content_type),
             sha256: sha256_bytes(bytes),
         }
     }
 }
 
+/// A `Content-Type` without its parameters, in lower case (`application/pdf; name=x` is
+/// `application/pdf`).
+fn media_type(value: &str) -> String {
+    value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
 /// Adds a file to a pending request: by its requester's organization (to support it) or by
-/// a reviewer (a note of a call with the prescriber's office). A decided request takes new
-/// files with an appeal. The answer: the file as listed; true when it is a retry's.
+/// a reviewer (a report the prescriber's office sent by other means). A file is part of the
+/// request's record, which the requester reads too (a reviewer's own notes are comments). A
+/// decided request takes new files with an appeal. The answer: the file as listed; true when
+/// it is a retry's.
 pub async fn add(
     service: &Service,
     caller: &Caller,
@@ -187,11 +202,7 @@ pub async fn add(
 ) -> Result<(Value, bool), Error> {
     require(caller, &[Role::Submitter, Role::Reviewer])?;
     let file_title = title("title", file_title.unwrap_or_default())?;
-    // `application/pdf; name=…` is a PDF: the type is what comes before its parameters.
-    let content_type = content_type
-        .and_then(|value| value.split(';').next())
-        .map(|value| value.trim().to_ascii_lowercase())
-        .unwrap_or_default();
+    let content_type = media_type(content_type.unwrap_or_default());
     check_file("Content-Type", &content_type, REQUEST_FILE_TYPES, bytes)?;
     if bytes.len() > FILE_BYTES_MAX {
         return Err(invalid(
@@ -289,7 +300,11 @@ pub fn check_sent(files: &[SentFile]) -> Result<Vec<(SentFile, Vec<u8>)>, Error>
                     format!("a file is at most {FILE_BYTES_MAX} bytes"),
                 ));
             }
-            Ok((file.clone(), bytes))
+            let checked = SentFile {
+                title: title(&file.field, &file.title)?,
+                ..file.clone()
+            };
+            Ok((checked, bytes))
         })
         .collect()
 }
@@ -308,25 +323,21 @@ pub async fn add_sent(
     require(caller, &[Role::Submitter, Role::Admin])?;
     let mut tx = service.store.pool.begin().await?;
     let row = fetch(&mut tx, caller, id).await?;
-    let held: Vec<String> = records::of_request(&mut tx, &row.id)
+    let mut held: Vec<String> = records::of_request(&mut tx, &row.id)
         .await?
         .into_iter()
         .map(|f| f.sha256)
         .collect();
     let mut added = false;
     for (file, bytes) in files {
-        let new = new_file(
-            caller,
-            title(&file.field, &file.title)?,
-            file.content_type.clone(),
-            bytes,
-        );
+        let new = new_file(caller, file.title.clone(), file.content_type.clone(), bytes);
         if held.contains(&new.sha256) {
             continue;
         }
         records::add(&mut tx, id, &new)
             .await
             .map_err(|error| raced(error, "file"))?;
+        held.push(new.sha256);
         added = true;
     }
     if added {

@@ -369,7 +369,7 @@ fn urgency_str(urgency: Urgency) -> &'static str {
 
 /// Stores a request no policy of the plan can decide (no plan, or a service no policy
 /// governs) straight into the review queue: a clinician answers it. Idempotent by `key`.
-/// Answers the request id.
+/// Answers (created, the request id).
 pub async fn submit_for_review(
     service: &Service,
     caller: &Caller,
@@ -378,15 +378,18 @@ pub async fn submit_for_review(
     expedited: bool,
     key: &str,
     link: ClaimLink,
-) -> Result<String, Error> {
+) -> Result<(bool, String), Error> {
     require(caller, &[Role::Submitter, Role::Admin])?;
     let body_hash = sha256_hex(&link.bundle_json);
-    if let Some(answer) = replay(service, caller, key, &body_hash).await? {
-        return Ok(answer
+    let id_of = |answer: Value| {
+        answer
             .get("id")
             .and_then(Value::as_str)
             .unwrap_or_default()
-            .to_string());
+            .to_string()
+    };
+    if let Some(answer) = replay(service, caller, key, &body_hash).await? {
+        return Ok((false, id_of(answer)));
     }
     let plan = plan.and_then(|p| service.plans.get(p));
     let now = now_ms();
@@ -446,13 +449,9 @@ pub async fn submit_for_review(
         .write(Write::Request(Box::new(request)))
         .await?
     {
-        Written::Stored => Ok(id),
+        Written::Stored => Ok((true, id)),
         Written::DuplicateKey => match replay(service, caller, key, &body_hash).await? {
-            Some(answer) => Ok(answer
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()),
+            Some(answer) => Ok((false, id_of(answer))),
             None => Err(Error::Conflict("the request could not be stored".into())),
         },
     }

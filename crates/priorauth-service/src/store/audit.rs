@@ -92,7 +92,9 @@ impl Binds {
     /// which usage changes under the authorization's own entries), its appeals with their
     /// attachments, its peer-to-peer records, its drug, decision's time and
     /// determination's decision (for a request stored with its drug), the reason its clock was extended, its member
-    /// and the reviewer it is assigned to, the files sent with it and its reviewers' comments (parts a request
+    /// and the reviewer it is assigned to, the files sent with it (by their SHA-256: a file's
+    /// bytes are checked against it by `verify_audit`, so that a write to a request with files
+    /// does not read them all) and its reviewers' comments (parts a request
     /// without them does not have, so states
     /// bound before they existed compute as they did); or the authorization's
     /// units used and its usage rows.
@@ -109,7 +111,7 @@ impl Binds {
                  UNION ALL SELECT 9, 0, extension_reason, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM requests WHERE id = $1 AND extension_reason IS NOT NULL \
                  UNION ALL SELECT 10, 0, member_id, member_name, assigned_to, assigned_name, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM requests WHERE id = $1 AND (member_id IS NOT NULL OR member_name IS NOT NULL OR assigned_to IS NOT NULL) \
                  UNION ALL SELECT 7, a.n, a.appeal_id, a.content_type, a.data, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM appeal_attachments a JOIN appeals p ON p.id = a.appeal_id WHERE p.request_id = $1 \
-                 UNION ALL SELECT 11, n, title, content_type, CAST(bytes AS TEXT), sha256, data, added_by, added_name, CAST(added_at AS TEXT), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM request_attachments WHERE request_id = $1 \
+                 UNION ALL SELECT 11, n, title, content_type, CAST(bytes AS TEXT), sha256, added_by, added_name, CAST(added_at AS TEXT), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM request_attachments WHERE request_id = $1 \
                  UNION ALL SELECT 12, n, criterion, body, author_key, author_name, CAST(at AS TEXT), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM request_comments WHERE request_id = $1 \
                  ORDER BY 1, 2, 3"
             }
@@ -352,9 +354,40 @@ pub async fn verify_audit(store: &Store) -> Result<AuditReport, StoreError> {
             ));
         }
     }
+    problems.extend(unfaithful_files(store).await?);
     Ok(AuditReport {
         entries: rows.len() as i64,
         records: records.len() as i64,
         problems,
     })
+}
+
+/// The request files whose bytes are not those of the SHA-256 their request's audited state
+/// holds, one at a time.
+async fn unfaithful_files(store: &Store) -> Result<Vec<String>, StoreError> {
+    use base64::Engine as _;
+    use futures_util::TryStreamExt;
+    use sha2::{Digest, Sha256};
+    let mut problems = Vec::new();
+    let mut rows = sqlx::query(
+        "SELECT request_id, n, sha256, data FROM request_attachments ORDER BY request_id, n",
+    )
+    .fetch(&store.pool);
+    while let Some(row) = rows.try_next().await? {
+        let (request, n, sha256, data): (String, i64, String, String) = (
+            row.try_get("request_id")?,
+            row.try_get("n")?,
+            row.try_get("sha256")?,
+            row.try_get("data")?,
+        );
+        let faithful = base64::engine::general_purpose::STANDARD
+            .decode(data.as_bytes())
+            .is_ok_and(|bytes| format!("{:x}", Sha256::digest(&bytes)) == sha256);
+        if !faithful {
+            problems.push(format!(
+                "file {n} of request {request} is not the file its audit entries recorded"
+            ));
+        }
+    }
+    Ok(problems)
 }
