@@ -21,6 +21,7 @@ use crate::lifecycle::appeals::{
 };
 use crate::lifecycle::authorizations::Changes;
 use crate::lifecycle::peer_to_peer::{self, PeerToPeerBody, PeerToPeerOutcome};
+use crate::lifecycle::request_view;
 use crate::lifecycle::requests::{self, SubmitBody, Urgency, WithdrawalBody};
 use crate::lifecycle::review::{
     self, DeterminationBody, DeterminationDecision, ReopeningBody, RequestExtensionBody,
@@ -663,7 +664,7 @@ async fn determine(
     let mut decision = decision;
     let mut criterion = criterion;
     if decision == DeterminationDecision::Deny {
-        let read = requests::read(service, reviewer, id).await?;
+        let read = request_view::read(service, reviewer, id).await?;
         match at(&read, "/denial_grounds/0/id").as_str() {
             Some(ground) => criterion = ground.to_string(),
             None if !at(&read, "/policy").as_str().unwrap_or_default().is_empty() => {

@@ -16,6 +16,7 @@ pub(crate) mod report;
 use crate::keys::Caller;
 use crate::lifecycle::authorizations::{self, UsageBody};
 use crate::lifecycle::notices;
+use crate::lifecycle::request_view;
 use crate::lifecycle::requests::{self, SubmitBody, WithdrawalBody};
 use crate::lifecycle::retries::Retry;
 use crate::lifecycle::review::{
@@ -133,7 +134,9 @@ pub(crate) async fn read_request(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
-    Ok(Json(requests::read(&state.service, &caller, &id).await?))
+    Ok(Json(
+        request_view::read(&state.service, &caller, &id).await?,
+    ))
 }
 
 #[utoipa::path(patch, path = "/v1/requests/{id}", operation_id = "complete_request", tag = "Requests", summary = "Give the missing facts of an incomplete request; it is decided again", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body is given the first answer again (200, `idempotent-replayed: true`); the key on another call is refused 422")), request_body(content = Object, description = "the missing facts, by section: {\"diagnosis\": {\"mrd_percent\": 0.8}}"),

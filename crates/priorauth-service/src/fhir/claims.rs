@@ -16,6 +16,7 @@ use super::{
 use crate::keys::{Caller, Role};
 use crate::lifecycle::attachments::{self, SentFile};
 use crate::lifecycle::members::{self, Membership};
+use crate::lifecycle::request_view;
 use crate::lifecycle::requests::{self as lifecycle_requests, ClaimLink, SubmitBody, Urgency};
 use crate::lifecycle::{self};
 use crate::web::{AppError, AppState};
@@ -226,7 +227,7 @@ async fn withdraw_prior(
     match lifecycle_requests::withdraw(&state.service, caller, id, &body, None).await {
         Ok(_) => Ok(()),
         Err(lifecycle::Error::Conflict(_)) => {
-            let view = lifecycle_requests::read(&state.service, caller, id).await?;
+            let view = request_view::read(&state.service, caller, id).await?;
             let status = view["status"].as_str().unwrap_or_default();
             if status == "withdrawn" {
                 return Ok(());

@@ -20,6 +20,7 @@ use priorauth_fhir::{Problem, operation_outcome, pas};
 use serde_json::{Value, json};
 
 use crate::keys::{Caller, Role};
+use crate::lifecycle::request_view;
 use crate::lifecycle::requests as lifecycle_requests;
 use crate::lifecycle::subscriptions::{self, SubscriptionInput};
 use crate::lifecycle::{self, now_ms, timestamp};
@@ -503,7 +504,7 @@ async fn response_and_request(
     id: &str,
     canonical: &Canonical,
 ) -> Result<(Value, Value), FhirError> {
-    let (record, claim) = lifecycle_requests::read_with_claim(&state.service, caller, id).await?;
+    let (record, claim) = request_view::read_with_claim(&state.service, caller, id).await?;
     let Some(claim) = claim else {
         return Err(FhirError::not_found(
             "this request was not submitted through PAS",
@@ -532,8 +533,7 @@ pub async fn notification_payload(
     subscription: &str,
     event_number: i64,
 ) -> Result<Value, AppError> {
-    let (record, claim) =
-        lifecycle_requests::read_for_notification(&state.service, request_id).await?;
+    let (record, claim) = request_view::read_for_notification(&state.service, request_id).await?;
     let bundle: Value = serde_json::from_str(&claim.bundle_json).unwrap_or(Value::Null);
     let base = claim.base;
     let created = timestamp(now_ms());

@@ -12,7 +12,8 @@ use utoipa::ToSchema;
 
 use super::attachments;
 use super::authorizations::Changes;
-use super::requests::{Urgency, determination_view, fetch};
+use super::request_view::determination_view;
+use super::requests::{Urgency, fetch};
 use super::retries::{Begun, Retry, begin};
 use super::review::{Grant, grant};
 use super::{Error, Service, invalid, require, timestamp, visible};

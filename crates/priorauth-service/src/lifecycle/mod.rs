@@ -47,7 +47,7 @@
 //! | [`authorizations::record_usage`] | submitter, admin | authorization → units spent | used units, usage row |
 //! | [`subscriptions::save`], [`subscriptions::delete`] | submitter, admin | — | the organization's subscription |
 //! | [`members::import`] | admin (the CLI's operator) | — | enrolments (eligibility), one audit entry naming how many |
-//! | [`requests::read`], [`worklist::list`], [`review::queue`], [`notices::denial_letter`], [`notices::approval_notice`], [`report::um`], [`appeals::read`], [`appeals::open`], [`appeals::of_request`], [`appeals::notice`], [`appeals::attachment`], [`attachments::read`], [`authorizations::read`], [`subscriptions::read`], [`subscriptions::dead_letters`] | by visibility, reviewer for the queue, admin for dead letters | none | the audit entry of the read (the work list's, the queue's and the dead letters' with the ids shown) |
+//! | [`request_view::read`], [`worklist::list`], [`review::queue`], [`notices::denial_letter`], [`notices::approval_notice`], [`report::um`], [`appeals::read`], [`appeals::open`], [`appeals::of_request`], [`appeals::notice`], [`appeals::attachment`], [`attachments::read`], [`authorizations::read`], [`subscriptions::read`], [`subscriptions::dead_letters`] | by visibility, reviewer for the queue, admin for dead letters | none | the audit entry of the read (the work list's, the queue's and the dead letters' with the ids shown) |
 //!
 //! Completions, determinations and usage sent with an `Idempotency-Key` store their first
 //! answer in their own transaction and give it again to a retry ([`retries`]).
@@ -63,6 +63,7 @@ pub mod members;
 pub mod notices;
 pub mod peer_to_peer;
 pub mod report;
+pub mod request_view;
 pub mod requests;
 pub mod retries;
 pub mod review;

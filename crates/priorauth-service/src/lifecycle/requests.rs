@@ -1,5 +1,6 @@
 //! Requests: submission (with renewals read from the records), completion of missing facts,
-//! and reading a request with its history.
+//! withdrawal, and the request a caller may see (`fetch`). How a request reads is
+//! `request_view.rs`.
 
 use priorauth_core::Outcome;
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,7 @@ use super::retries::{Begun, Retry, begin};
 use super::{Error, Service, day_of, invalid, require, status_of, timestamp, visible};
 use crate::keys::{Caller, Role};
 use crate::store::authorizations as records;
-use crate::store::requests::{self, Determination, Member, NewEvent, NewRequest, Request};
+use crate::store::requests::{self, Member, NewEvent, NewRequest, Request};
 pub use crate::store::requests::{ClaimLink, StoredClaim};
 use crate::store::writer::{self, Write, Written};
 use crate::store::{self, Tx, notifications, now_ms, random_id, sha256_hex};
@@ -721,7 +722,7 @@ pub(super) async fn finish_decision(
     .await?;
     notifications::enqueue(&mut tx, id).await?;
     let row = fetch(&mut tx, caller, id).await?;
-    let view = view(service, &mut tx, &row).await?;
+    let view = super::request_view::view(service, &mut tx, &row).await?;
     if let Some(retry) = retry {
         retry.remember(&mut tx, caller, &view).await?;
     }
@@ -730,46 +731,6 @@ pub(super) async fn finish_decision(
     Ok(view)
 }
 
-/// Whether a request is past its clock: decided after its due time, or still pending after it.
-pub(super) fn late(row: &Request, now: i64) -> bool {
-    let Some(due) = row.due_at else { return false };
-    match row.decided_at {
-        Some(decided) => decided > due,
-        None => {
-            matches!(
-                row.status.as_str(),
-                "pending_information" | "pending_review"
-            ) && now > due
-        }
-    }
-}
-
-/// A clinician's determination as a reader sees it.
-pub(super) fn determination_view(d: &Determination) -> Value {
-    json!({
-        "decision": d.decision,
-        "reason": d.reason,
-        "criterion": d.criterion,
-        "reviewer": {"name": d.reviewer_name, "credentials": d.reviewer_credentials},
-        "changes": serde_json::from_str::<Value>(&d.changes_json).unwrap_or(Value::Null),
-        "at": timestamp(d.at),
-    })
-}
-
-/// The kinds of event whose stored case is their detail (`reason`, `appeal`, `appeal_decision`,
-/// `superseded_determination`, `questions` and `answer_by`, `answers`), shown as fields of the
-/// event.
-pub(super) const DETAILED_EVENTS: &[&str] = &[
-    "withdrawn",
-    "information_requested",
-    "information_given",
-    "extended",
-    "appealed",
-    "appeal_extended",
-    "appeal_decided",
-    "reopened",
-];
-
 /// A request, or NotFound when it does not exist or the caller may not see it.
 pub(super) async fn fetch(tx: &mut Tx, caller: &Caller, id: &str) -> Result<Request, Error> {
     let request = requests::fetch(tx, id).await?.ok_or(Error::NotFound)?;
@@ -777,167 +738,6 @@ pub(super) async fn fetch(tx: &mut Tx, caller: &Caller, id: &str) -> Result<Requ
         return Err(Error::NotFound);
     }
     Ok(request)
-}
-
-/// A request as its reader sees it: its record, decision, authorization, determination and
-/// history.
-pub(super) async fn view(service: &Service, tx: &mut Tx, row: &Request) -> Result<Value, Error> {
-    let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
-    // Each event's case and decision: as stored, or (since decisions are recomputed) the
-    // case carried forward and the decision recomputed under the request's policy version.
-    let received = day_of(row.created_at);
-    let mut case_json = row.case_json.clone();
-    let mut decision = parse(&row.decision_json);
-    let mut history = Vec::new();
-    for e in requests::events(tx, &row.id).await? {
-        let decides = e.kind == "submitted" || e.kind == "completed";
-        if decides && !e.case_json.is_empty() {
-            case_json.clone_from(&e.case_json);
-        }
-        let mut verified = None;
-        if !e.decision_json.is_empty() {
-            decision = parse(&e.decision_json);
-        } else if let (true, Some(sha256)) = (decides, &e.decision_sha256) {
-            decision = recompute(
-                service,
-                &case_json,
-                &row.policy,
-                &row.policy_version,
-                received,
-            )?;
-            verified = Some(decision_sha256(&decision) == *sha256);
-        }
-        // An event that neither decides nor determines (a withdrawal, an appeal, a
-        // reopening) stores its detail where a deciding event stores its case.
-        let detailed = DETAILED_EVENTS.contains(&e.kind.as_str());
-        let case = if decides || detailed {
-            parse(&case_json)
-        } else {
-            parse(&e.case_json)
-        };
-        let mut event = json!({
-            "seq": e.seq,
-            "kind": e.kind,
-            "actor": e.actor,
-            "at": timestamp(e.at),
-            "outcome": e.outcome,
-            "case": case,
-            "decision": decision,
-        });
-        if detailed {
-            if let (Some(event), Value::Object(detail)) =
-                (event.as_object_mut(), parse(&e.case_json))
-            {
-                event.extend(detail);
-            }
-        }
-        if let Some(verified) = verified {
-            if !verified {
-                // The request id only: never patient data in the log.
-                eprintln!(
-                    "request {}: event {} recomputes to a decision other than the one answered",
-                    row.id, e.seq
-                );
-            }
-            if let Some(event) = event.as_object_mut() {
-                event.insert("decision_verified".into(), Value::Bool(verified));
-            }
-        }
-        history.push(event);
-    }
-    let authorization = records::of_request(tx, &row.id)
-        .await?
-        .map(|a| authorizations::view(&a));
-    let determination = requests::determination(tx, &row.id)
-        .await?
-        .map(|d| determination_view(&d));
-    Ok(json!({
-        "id": row.id,
-        "organization": row.organization,
-        "plan": row.plan,
-        "policy": row.policy,
-        "policy_version": row.policy_version,
-        "status": row.status,
-        "outcome": row.outcome,
-        "urgency": row.urgency,
-        "due_at": row.due_at.map(timestamp),
-        "late": late(row, now_ms()),
-        "renews": row.renews,
-        "created_at": timestamp(row.created_at),
-        "updated_at": timestamp(row.updated_at),
-        "case": parse(&case_json),
-        "decision": decision,
-        "authorization": authorization,
-        "determination": determination,
-        "history": history,
-        "attachments": super::attachments::listed(tx, &row.id).await?,
-    }))
-}
-
-/// Reads a request with its history.
-pub async fn read(service: &Service, caller: &Caller, id: &str) -> Result<Value, Error> {
-    Ok(read_with_claim(service, caller, id).await?.0)
-}
-
-/// Reads a request with its history, and the PAS claim it came with if it came through PAS.
-pub async fn read_with_claim(
-    service: &Service,
-    caller: &Caller,
-    id: &str,
-) -> Result<(Value, Option<StoredClaim>), Error> {
-    // A read takes no write lock: it reads a snapshot on a read connection (recomputing the
-    // explanation there), then its audit entry goes through the group commit with whatever
-    // else is being written, and the answer waits for that commit: nothing is shown that is
-    // not audited.
-    let mut tx = service.store.reads.begin().await?;
-    let row = fetch(&mut tx, caller, id).await?;
-    let mut view = view(service, &mut tx, &row).await?;
-    // What a reviewer may cite to deny, offered before the criteria the request meets.
-    if row.status == "pending_review" && caller.role == Role::Reviewer && !row.policy.is_empty() {
-        let grounds = super::review::grounds_of(&mut tx, service, &row).await?;
-        if let Some(view) = view.as_object_mut() {
-            view.insert(
-                "denial_grounds".into(),
-                serde_json::to_value(grounds).unwrap_or_default(),
-            );
-        }
-    }
-    // The reviewers' comments stay inside the payer.
-    if caller.role != Role::Submitter {
-        let comments = super::comments::listed(&mut tx, id).await?;
-        if let Some(view) = view.as_object_mut() {
-            view.insert("comments".into(), comments);
-        }
-    }
-    let claim = requests::claim(&mut tx, id).await?;
-    tx.commit().await?;
-    service
-        .writer
-        .write(Write::Audit(caller.audit_record("request.read", id)))
-        .await?;
-    Ok((view, claim))
-}
-
-/// A request that came through PAS, read to notify its organization's subscriber: the
-/// service reads it, and the read is audited as the notification's.
-pub async fn read_for_notification(
-    service: &Service,
-    id: &str,
-) -> Result<(Value, StoredClaim), Error> {
-    let mut tx = service.store.pool.begin().await?;
-    let claim = requests::claim(&mut tx, id).await?.ok_or(Error::NotFound)?;
-    let system = Caller {
-        key_id: "notifications".into(),
-        organization: claim.organization.clone(),
-        role: Role::Admin,
-        name: "notifications".into(),
-        credentials: String::new(),
-    };
-    let row = fetch(&mut tx, &system, id).await?;
-    let view = view(service, &mut tx, &row).await?;
-    store::audit(&mut tx, &system.audit_record("request.notify", id)).await?;
-    tx.commit().await?;
-    Ok((view, claim))
 }
 
 /// Whether a status waits on someone: a clinician (`pending_review`) or the provider
