@@ -12,7 +12,7 @@ use super::requests::{fetch, is_pending};
 use super::retries::{Begun, Retry, begin};
 use super::{Error, Service, invalid, raced, require, timestamp};
 use crate::keys::{Caller, Role};
-use crate::store::attachments::{self as records, NewAttachment};
+use crate::store::attachments::{self as records, Attachment, NewAttachment};
 use crate::store::{self, Tx, now_ms};
 
 /// The largest file a request takes: a scanned clinical note of a few pages.
@@ -231,25 +231,19 @@ pub async fn add(
     let n = records::add(&mut tx, id, &file)
         .await
         .map_err(|error| raced(error, "file"))?;
-    // Bound to the request, whose audited state now holds it (the entry's target is the
-    // request, as every entry that binds one).
-    store::audit(
-        &mut tx,
-        &caller
-            .audit_record("request.attachment.add", id)
-            .binding(store::Binds::Request),
-    )
-    .await?;
-    let answer = json!({
-        "request_id": id,
-        "n": n,
-        "title": file.title,
-        "content_type": file.content_type,
-        "bytes": file.bytes,
-        "sha256": file.sha256,
-        "added_by": file.added_name,
-        "added_at": timestamp(file.added_at),
+    audit_added(&mut tx, caller, id).await?;
+    let mut answer = file_view(&Attachment {
+        n,
+        title: file.title,
+        content_type: file.content_type,
+        bytes: file.bytes,
+        sha256: file.sha256,
+        added_name: file.added_name,
+        added_at: file.added_at,
     });
+    if let Some(fields) = answer.as_object_mut() {
+        fields.insert("request_id".into(), json!(id));
+    }
     if let Some(retry) = retry {
         retry.remember(&mut tx, caller, &answer).await?;
     }
@@ -341,13 +335,7 @@ pub async fn add_sent(
         added = true;
     }
     if added {
-        store::audit(
-            &mut tx,
-            &caller
-                .audit_record("request.attachment.add", id)
-                .binding(store::Binds::Request),
-        )
-        .await?;
+        audit_added(&mut tx, caller, id).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -356,22 +344,33 @@ pub async fn add_sent(
 /// The files of a request as its readers see them listed (without their bytes).
 pub(super) async fn listed(tx: &mut Tx, id: &str) -> Result<Value, Error> {
     let files = records::of_request(tx, id).await?;
-    Ok(Value::Array(
-        files
-            .iter()
-            .map(|f| {
-                json!({
-                    "n": f.n,
-                    "title": f.title,
-                    "content_type": f.content_type,
-                    "bytes": f.bytes,
-                    "sha256": f.sha256,
-                    "added_by": f.added_name,
-                    "added_at": timestamp(f.added_at),
-                })
-            })
-            .collect(),
-    ))
+    Ok(Value::Array(files.iter().map(file_view).collect()))
+}
+
+/// A file as the request lists it (without its bytes).
+fn file_view(f: &Attachment) -> Value {
+    json!({
+        "n": f.n,
+        "title": f.title,
+        "content_type": f.content_type,
+        "bytes": f.bytes,
+        "sha256": f.sha256,
+        "added_by": f.added_name,
+        "added_at": timestamp(f.added_at),
+    })
+}
+
+/// The audit entry of files added to a request, bound to it: its audited state now holds
+/// them (the entry's target is the request, as every entry that binds one).
+async fn audit_added(tx: &mut Tx, caller: &Caller, id: &str) -> Result<(), Error> {
+    store::audit(
+        tx,
+        &caller
+            .audit_record("request.attachment.add", id)
+            .binding(store::Binds::Request),
+    )
+    .await?;
+    Ok(())
 }
 
 /// A file of a request: its content type and bytes (the read audited).

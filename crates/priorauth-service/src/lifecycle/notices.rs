@@ -205,10 +205,18 @@ pub async fn approval_notice(service: &Service, caller: &Caller, id: &str) -> Re
             row.status
         )));
     }
-    let notice = approval_notice_of(&mut tx, service, &row).await?;
+    let notice = approval_notice_of(&mut tx, service, &row, Numbered::Drawn).await?;
     store::audit(&mut tx, &caller.audit_record("request.approval_notice", id)).await?;
     tx.commit().await?;
     Ok(notice)
+}
+
+/// Whether an approval's authorization number is drawn: it is once the approval is recorded;
+/// a preview's is not yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Numbered {
+    Drawn,
+    NotYet,
 }
 
 /// The approval notice of an approved request, from its records in `tx`.
@@ -216,6 +224,7 @@ pub(super) async fn approval_notice_of(
     tx: &mut Tx,
     service: &Service,
     row: &Request,
+    numbered: Numbered,
 ) -> Result<Value, Error> {
     let id = row.id.as_str();
     let authorization = authorization_records::of_request(&mut *tx, id)
@@ -230,6 +239,7 @@ pub(super) async fn approval_notice_of(
     let decided_at = determination
         .as_ref()
         .map_or(row.decided_at.unwrap_or(row.updated_at), |d| d.at);
+    let number = (numbered == Numbered::Drawn).then_some(authorization.number.as_str());
     let mut paragraphs = vec![
         format!("Notice of approval from {}", parties.plan),
         parties.addressed(),
@@ -241,7 +251,7 @@ pub(super) async fn approval_notice_of(
         format!("What was asked: {}.", service_words(&case)),
         format!(
             "Our decision: we approve it. Authorization {} covers {} ({}): {} units every {} days, {} cycles, {} units in all, from {} to {} inclusive.",
-            authorization.number,
+            number.unwrap_or("(its number is given when it is recorded)"),
             authorization.drug.replace('_', " "),
             authorization.hcpcs,
             authorization.units_per_period,
@@ -274,7 +284,7 @@ pub(super) async fn approval_notice_of(
     Ok(json!({
         "request_id": id,
         "decision": "approved",
-        "authorization": authorization.number,
+        "authorization": number,
         "received_at": timestamp(row.created_at),
         "decided_at": timestamp(decided_at),
         "paragraphs": paragraphs,

@@ -352,30 +352,12 @@ pub async fn preview(
     let mut tx = service.store.pool.begin().await?;
     record_determination(&mut tx, service, caller, id, body).await?;
     let row = fetch(&mut tx, caller, id).await?;
-    let mut notice = if body.decision == DeterminationDecision::Deny {
+    let notice = if body.decision == DeterminationDecision::Deny {
         notices::denial_notice(&mut tx, service, &row).await?
     } else {
-        notices::approval_notice_of(&mut tx, service, &row).await?
+        notices::approval_notice_of(&mut tx, service, &row, notices::Numbered::NotYet).await?
     };
     tx.rollback().await?;
-    if let Some(number) = notice
-        .get("authorization")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-    {
-        let unnumbered =
-            |text: &str| text.replace(&number, "(its number is given when it is recorded)");
-        if let Some(paragraphs) = notice.get_mut("paragraphs").and_then(Value::as_array_mut) {
-            for paragraph in paragraphs.iter_mut() {
-                if let Some(text) = paragraph.as_str() {
-                    *paragraph = Value::String(unnumbered(text));
-                }
-            }
-        }
-        if let Some(field) = notice.get_mut("authorization") {
-            *field = Value::Null;
-        }
-    }
     // The preview shows the member's data: its reading is audited like the notice's.
     let mut tx = service.store.pool.begin().await?;
     store::audit(
