@@ -16,7 +16,7 @@ use super::request_view::determination_view;
 use super::requests::{Urgency, fetch};
 use super::retries::{Begun, Retry, begin};
 use super::review::{Grant, grant};
-use super::{Error, Service, invalid, require, timestamp, visible};
+use super::{Error, Service, invalid, require, text, timestamp, visible};
 use crate::keys::{Caller, Role};
 use crate::plans::Plan;
 use crate::store::appeals::{self as records, Appeal, AppealDecision, NewAppeal};
@@ -97,15 +97,6 @@ pub struct ExtensionBody {
 pub(super) const GROUNDS_MAX: usize = 20_000;
 const REASON_MAX: usize = 2_000;
 const DAY_MS: i64 = 86_400_000;
-
-/// Text of 1 to `most` characters, trimmed, or the field named.
-pub(super) fn text(field: &str, value: &str, most: usize) -> Result<String, Error> {
-    let value = value.trim();
-    if value.is_empty() || value.chars().count() > most {
-        return Err(invalid(field, format!("give it in 1 to {most} characters")));
-    }
-    Ok(value.to_string())
-}
 
 /// Files an appeal of a request's adverse determination.
 pub async fn file(

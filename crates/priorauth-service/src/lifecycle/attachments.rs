@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::requests::{fetch, is_pending};
 use super::retries::{Begun, Retry, begin};
-use super::{Error, Service, invalid, raced, require, timestamp};
+use super::{Error, Service, invalid, raced, require, text, timestamp};
 use crate::keys::{Caller, Role};
 use crate::store::attachments::{self as records, Attachment, NewAttachment};
 use crate::store::{self, Tx, now_ms};
@@ -74,14 +74,6 @@ fn check_file(
     Ok(())
 }
 
-fn title(field: &str, value: &str) -> Result<String, Error> {
-    let value = value.trim();
-    if value.is_empty() || value.chars().count() > TITLE_MAX {
-        return Err(invalid(field, format!("1 to {TITLE_MAX} characters")));
-    }
-    Ok(value.to_string())
-}
-
 /// A file's `n` from its address, 1 to `most` (any other is not found).
 pub(super) fn file_number(n: &str, most: usize) -> Result<i64, Error> {
     n.parse()
@@ -131,7 +123,7 @@ pub(super) fn appeal_files(
     let mut stored = Vec::new();
     for (i, attachment) in attachments.iter().enumerate() {
         let field = |name: &str| format!("attachments[{i}].{name}");
-        let title = title(&field("title"), &attachment.title)?;
+        let title = text(&field("title"), &attachment.title, TITLE_MAX)?;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(attachment.data.as_bytes())
             .ok()
@@ -201,7 +193,7 @@ pub async fn add(
     retry: Option<&Retry>,
 ) -> Result<(Value, bool), Error> {
     require(caller, &[Role::Submitter, Role::Reviewer])?;
-    let file_title = title("title", file_title.unwrap_or_default())?;
+    let file_title = text("title", file_title.unwrap_or_default(), TITLE_MAX)?;
     let content_type = media_type(content_type.unwrap_or_default());
     check_file("Content-Type", &content_type, REQUEST_FILE_TYPES, bytes)?;
     if bytes.len() > FILE_BYTES_MAX {
@@ -295,7 +287,7 @@ pub fn check_sent(files: &[SentFile]) -> Result<Vec<(SentFile, Vec<u8>)>, Error>
                 ));
             }
             let checked = SentFile {
-                title: title(&file.field, &file.title)?,
+                title: text(&file.field, &file.title, TITLE_MAX)?,
                 ..file.clone()
             };
             Ok((checked, bytes))

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::requests::fetch;
-use super::{Error, Service, invalid, raced, require, timestamp};
+use super::{Error, Service, invalid, raced, require, text, timestamp};
 use crate::keys::{Caller, Role};
 use crate::store::attachments::{self as records, Comment};
 use crate::store::{self, Tx, now_ms};
@@ -36,10 +36,7 @@ pub async fn add(
     body: &CommentBody,
 ) -> Result<Value, Error> {
     require(caller, &[Role::Reviewer])?;
-    let text = body.text.trim();
-    if text.is_empty() || text.chars().count() > TEXT_MAX {
-        return Err(invalid("text", format!("1 to {TEXT_MAX} characters")));
-    }
+    let words = text("text", &body.text, TEXT_MAX)?;
     let mut tx = service.store.pool.begin().await?;
     let row = fetch(&mut tx, caller, id).await?;
     if let Some(criterion) = &body.criterion {
@@ -62,7 +59,7 @@ pub async fn add(
     let comment = Comment {
         n: 0,
         criterion: body.criterion.clone(),
-        body: text.to_string(),
+        body: words,
         author_key: caller.key_id.clone(),
         author_name: caller.name.clone(),
         at: now_ms(),

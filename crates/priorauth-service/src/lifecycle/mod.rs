@@ -136,6 +136,15 @@ fn raced(error: StoreError, what: &str) -> Error {
     }
 }
 
+/// Text of 1 to `most` characters, trimmed, or the field named.
+fn text(field: &str, value: &str, most: usize) -> Result<String, Error> {
+    let value = value.trim();
+    if value.is_empty() || value.chars().count() > most {
+        return Err(invalid(field, format!("give it in 1 to {most} characters")));
+    }
+    Ok(value.to_string())
+}
+
 /// One field's problem.
 pub fn invalid(field: &str, message: impl Into<String>) -> Error {
     Error::Invalid(vec![(field.to_string(), message.into())])

@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::appeals::{GROUNDS_MAX, text};
+use super::appeals::GROUNDS_MAX;
 use super::requests::fetch;
 use super::retries::{Begun, Retry, begin};
-use super::{Error, Service, invalid, require, timestamp};
+use super::{Error, Service, invalid, require, text, timestamp};
 use crate::keys::{Caller, Role};
 use crate::store::appeals::{self as records, PeerToPeer};
 use crate::store::{self, now_ms, random_id};

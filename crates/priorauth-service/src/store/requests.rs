@@ -31,6 +31,14 @@ pub struct Member {
 }
 
 impl Member {
+    /// The member of a request's row (`member_id`, `member_name`).
+    fn of_row(row: &sqlx::any::AnyRow) -> Result<Member, sqlx::Error> {
+        Ok(Member {
+            id: row.try_get("member_id")?,
+            name: row.try_get("member_name")?,
+        })
+    }
+
     /// The member a case (as JSON) names.
     pub fn of_case(case: &serde_json::Value) -> Member {
         let text = |pointer: &str| {
@@ -654,10 +662,7 @@ pub async fn queue(tx: &mut Tx, page: &QueuePage) -> Result<Vec<Queued>, StoreEr
                 due_at: r.try_get("due_at")?,
                 created_at: r.try_get("created_at")?,
                 drug: r.try_get("drug")?,
-                member: Member {
-                    id: r.try_get("member_id")?,
-                    name: r.try_get("member_name")?,
-                },
+                member: Member::of_row(r)?,
                 assigned_to: r.try_get("assigned_to")?,
                 assigned_name: r.try_get("assigned_name")?,
             })
@@ -722,10 +727,7 @@ pub async fn list(tx: &mut Tx, filter: &ListFilter) -> Result<Vec<Listed>, Store
                 due_at: r.try_get("due_at")?,
                 created_at: r.try_get("created_at")?,
                 decided_at: r.try_get("decided_at")?,
-                member: Member {
-                    id: r.try_get("member_id")?,
-                    name: r.try_get("member_name")?,
-                },
+                member: Member::of_row(r)?,
                 authorization: r.try_get("authorization_number")?,
             })
         })
