@@ -468,7 +468,7 @@ pub fn millis(value: &Value) -> i64 {
 }
 
 /// The repository's root.
-fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
