@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Load benchmark of the Da Vinci endpoints: CRD `POST /cds-services/order-sign-crd` and PAS
+# Load benchmark of the Da Vinci endpoints: CRD `POST /cds-services/order-sign-crd` (with
+# prefetch, and without it: read from a local FHIR server, `crd-fetch`) and PAS
 # `POST /fhir/Claim/$submit` (new submissions and replays), against `POST /v1/requests`
 # measured on the same server in the same run (see bench/README.md).
 #
@@ -21,7 +22,7 @@ BENCH="$ROOT/bench"
 LIB="$BENCH/loadlib.py"
 
 BACKENDS=${BACKENDS:-"sqlite postgres"}
-ENDPOINTS=${ENDPOINTS:-"v1 crd pas pas-replay"}   # v1 is the baseline the others are compared with
+ENDPOINTS=${ENDPOINTS:-"v1 crd crd-fetch pas pas-replay"}   # v1 is the baseline the others are compared with
 RATES=${RATES:-"50 200 500"}          # fixed rates, requests/s
 RATE_SECONDS=${RATE_SECONDS:-10}
 RATE_CONNECTIONS=${RATE_CONNECTIONS:-64}   # the most requests in flight at a fixed rate
@@ -52,7 +53,7 @@ TARGET_P99_MS=50                     # the aim for CRD and PAS
 
 check_common_knobs
 for n in $RATES $MAX_CONNECTIONS; do [[ $n =~ ^[0-9]+$ ]] || die "RATES, MAX_CONNECTIONS: whole numbers"; done
-for e in $ENDPOINTS; do [[ $e =~ ^(v1|crd|pas|pas-replay)$ ]] || die "ENDPOINTS: v1, crd, pas, pas-replay"; done
+for e in $ENDPOINTS; do [[ $e =~ ^(v1|crd|crd-fetch|pas|pas-replay)$ ]] || die "ENDPOINTS: v1, crd, crd-fetch, pas, pas-replay"; done
 for n in RATE_SECONDS RATE_CONNECTIONS MAX_SECONDS WARMUP_SECONDS GENERATED PAS_LINES_FACTOR PAS_LINES_MAX LOAD_WAIT; do
   [[ ${!n} =~ ^[0-9]+$ ]] || die "$n must be a whole number"
 done
@@ -81,8 +82,15 @@ CHECKS="$WORK/checks.jsonl"
 echo "== bodies" >&2
 python3 "$LIB" bodies --binary "$BIN" --cases-dir "$ROOT/tests/cases" --generated "$GENERATED" --seed "$SEED" \
   --out "$WORK/v1-candidates.jsonl" >/dev/null
+# The EHR's FHIR server that the hooks without prefetch (crd-fetch) are read from.
+CHART_PORT=$(python3 "$LIB" freeport)
+CHART_TOKEN="chart-$$-$RANDOM"
 python3 "$LIB" fhir-bodies --pas-cases "$ROOT/tests/fhir/cases" --crd-out "$WORK/crd-candidates.jsonl" \
-  --pas-out "$WORK/pas-candidates.jsonl" >/dev/null
+  --crd-fetch-out "$WORK/crd-fetch-candidates.jsonl" --chart-base "http://127.0.0.1:$CHART_PORT/fhir" \
+  --chart-token "$CHART_TOKEN" --pas-out "$WORK/pas-candidates.jsonl" >/dev/null
+python3 "$LIB" chart-server --hooks "$WORK/crd-candidates.jsonl" --port "$CHART_PORT" --token "$CHART_TOKEN" \
+  >"$WORK/chart-server.log" 2>&1 &
+HELPER_PID=$!
 
 # The machine is shared: wait for the others' builds and tests to calm down, and say how
 # busy it was.
@@ -109,6 +117,7 @@ use_endpoint() {
   case "$1" in
     v1) URL="$BASE_URL/v1/requests"; BODIES="$WORK/v1-$BACKEND.jsonl"; OK_STATUS=201; ENDPOINT="/v1/requests" ;;
     crd) URL="$BASE_URL/cds-services/order-sign-crd"; BODIES="$WORK/crd-$BACKEND.jsonl"; OK_STATUS=200; ENDPOINT="CRD order-sign" ;;
+    crd-fetch) URL="$BASE_URL/cds-services/order-sign-crd"; BODIES="$WORK/crd-fetch-$BACKEND.jsonl"; OK_STATUS=200; ENDPOINT="CRD order-sign, chart read" ;;
     pas) URL="$BASE_URL/fhir/Claim/\$submit"; BODIES="$LINES_DIR/pas-lines.jsonl"; OK_STATUS=200; ENDPOINT="PAS \$submit, new" ;;
     pas-replay) URL="$BASE_URL/fhir/Claim/\$submit"; BODIES="$WORK/pas-replays-$BACKEND.jsonl"; OK_STATUS=200; ENDPOINT="PAS \$submit, replay" ;;
   esac
@@ -150,12 +159,13 @@ run_backend() {
     --bodies "$WORK/v1-$BACKEND.jsonl" --cases "$WORK/cases.jsonl")
   fhir_mix=$(python3 "$LIB" fhir-accept --base "$BASE_URL" --key "$KEY" \
     --crd-candidates "$WORK/crd-candidates.jsonl" --crd-bodies "$WORK/crd-$BACKEND.jsonl" \
+    --crd-fetch-candidates "$WORK/crd-fetch-candidates.jsonl" --crd-fetch-bodies "$WORK/crd-fetch-$BACKEND.jsonl" \
     --pas-candidates "$WORK/pas-candidates.jsonl" --pas-replays "$WORK/pas-replays-$BACKEND.jsonl" \
     --pas-templates "$WORK/pas-templates-$BACKEND.jsonl")
   echo "   /v1 mix: $v1_mix" >&2
   echo "   FHIR mix: $fhir_mix" >&2
   [[ -s $WORK/mix.json ]] || echo "{\"v1\": $v1_mix, \"fhir\": $fhir_mix}" >"$WORK/mix.json"
-  for f in v1 crd pas-replays pas-templates; do
+  for f in v1 crd crd-fetch pas-replays pas-templates; do
     [[ -s $WORK/$f-$BACKEND.jsonl ]] || die "no $f body was accepted"
   done
   local before

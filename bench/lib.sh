@@ -91,6 +91,8 @@ cleanup() {
     wait "$CHILD_PID" 2>/dev/null || true
   fi
   stop_server
+  # A helper process the script started (fhir-load.sh's chart server).
+  [[ -n ${HELPER_PID:-} ]] && kill "$HELPER_PID" 2>/dev/null
   drop_pg
   # A scratch directory outside WORK (SCRATCH_DIR), never kept.
   [[ -n ${SCRATCH_DIR:-} ]] && rm -rf "$SCRATCH_DIR"

@@ -219,12 +219,25 @@ def crd_hook(index, plan, drug, icd10):
     }
 
 
+def crd_fetch_hook(hook, chart_base, token):
+    """The same hook with no prefetch: the service reads the chart from `chart_base` (the
+    chart-server below) with the EHR's token, as an EHR that prefetches nothing asks."""
+    hook = {k: v for k, v in hook.items() if k != "prefetch"}
+    hook["fhirServer"] = chart_base
+    hook["fhirAuthorization"] = {"access_token": token, "token_type": "Bearer", "expires_in": 300,
+                                 "scope": "system/*.read", "subject": "priorauth"}
+    return hook
+
+
 def cmd_fhir_bodies(args):
-    """CRD hook candidates, and the PAS request Bundles of tests/fhir/cases: as they are
-    (posted once each by fhir-accept) and as templates for fresh identifiers."""
-    with open(args.crd_out, "w", encoding="utf-8") as f:
+    """CRD hook candidates (with prefetch, and without it for the chart server), and the PAS
+    request Bundles of tests/fhir/cases: as they are (posted once each by fhir-accept) and as
+    templates for fresh identifiers."""
+    with open(args.crd_out, "w", encoding="utf-8") as f, open(args.crd_fetch_out, "w", encoding="utf-8") as fetch:
         for index, (plan, drug, icd10, _) in enumerate(CRD_ORDERS):
-            f.write(compact(crd_hook(index, plan, drug, icd10)) + "\n")
+            hook = crd_hook(index, plan, drug, icd10)
+            f.write(compact(hook) + "\n")
+            fetch.write(compact(crd_fetch_hook(hook, args.chart_base, args.chart_token)) + "\n")
     names = sorted(n for n in os.listdir(args.pas_cases) if n.endswith(".json"))
     with open(args.pas_out, "w", encoding="utf-8") as f:
         for name in names:
@@ -232,6 +245,58 @@ def cmd_fhir_bodies(args):
                 bundle = json.load(b)
             f.write(compact(bundle) + "\n")
     print(compact({"crd": len(CRD_ORDERS), "pas": len(names)}))
+
+
+def cmd_chart_server(args):
+    """An EHR's FHIR server for the CRD hooks without prefetch: it answers each query the
+    service makes (`Patient/{id}`, `Coverage?patient=…`, `Condition?patient=…`,
+    `Observation?patient=…`, `PractitionerRole?practitioner=…`) with what that hook's prefetch
+    held, serialized once at start, to the bearer token given only. HTTP/1.1 keep-alive, a
+    thread per connection: the service keeps its connections open between hooks."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlsplit
+
+    answers = {}
+    with open(args.hooks, encoding="utf-8") as f:
+        for hook in (json.loads(l) for l in f if l.strip()):
+            prefetch, patient = hook["prefetch"], hook["context"]["patientId"]
+            answers[f"Patient/{patient}"] = prefetch["patient"]
+            answers[("Coverage", patient)] = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": prefetch["coverage"]}]}
+            answers[("Condition", patient)] = prefetch["conditions"]
+            answers[("Observation", patient)] = prefetch["observations"]
+            practitioner = hook["context"]["userId"].split("/")[-1]
+            answers[("PractitionerRole", practitioner)] = prefetch["practitionerRoles"]
+    encoded = {k: json.dumps(v, separators=(",", ":")).encode() for k, v in answers.items()}
+    empty = b'{"resourceType":"Bundle","type":"searchset"}'
+    expected = f"Bearer {args.token}"
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *_):
+            pass
+
+        def do_GET(self):
+            if self.headers.get("Authorization") != expected:
+                body, status = b'{"resourceType":"OperationOutcome"}', 401
+            else:
+                url = urlsplit(self.path)
+                path = url.path.split("/fhir/", 1)[-1]
+                query = parse_qs(url.query)
+                key = path if "/" in path else (path, (query.get("patient") or query.get("practitioner") or [""])[0])
+                body = encoded.get(key, empty if isinstance(key, tuple) else None)
+                status = 200 if body is not None else 404
+                body = body or b'{"resourceType":"OperationOutcome"}'
+            self.send_response(status)
+            self.send_header("Content-Type", "application/fhir+json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    ThreadingHTTPServer.daemon_threads = True
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    print(f"chart server on 127.0.0.1:{args.port}", flush=True)
+    server.serve_forever()
 
 
 def post_json(url, key, body):
@@ -276,18 +341,23 @@ def cmd_fhir_accept(args):
     Writes the kept CRD hooks (oha -Z lines), the kept PAS Bundles as they are (now
     stored: every later post of one is a replay) and the same Bundles as templates whose
     identifiers fhir-lines replaces."""
-    summary = {"crd": {"posted": 0, "kept": 0, "answers": {}, "rejected": {}}, "pas": {"posted": 0, "kept": 0, "review_actions": {}, "rejected": {}}}
-    with open(args.crd_candidates, encoding="utf-8") as f, open(args.crd_bodies, "w", encoding="utf-8") as out:
-        for line in (l.strip() for l in f if l.strip()):
-            summary["crd"]["posted"] += 1
-            status, answer = post_json(args.base + "/cds-services/order-sign-crd", args.key, line)
-            if status == 200:
-                summary["crd"]["kept"] += 1
-                for code in coverage_codes(answer):
-                    summary["crd"]["answers"][code] = summary["crd"]["answers"].get(code, 0) + 1
-                out.write(line + "\n")
-            else:
-                summary["crd"]["rejected"][str(status)] = summary["crd"]["rejected"].get(str(status), 0) + 1
+    summary = {"pas": {"posted": 0, "kept": 0, "review_actions": {}, "rejected": {}}}
+    for name, candidates, bodies in (("crd", args.crd_candidates, args.crd_bodies),
+                                     ("crd_fetch", args.crd_fetch_candidates, args.crd_fetch_bodies)):
+        tally = summary[name] = {"posted": 0, "kept": 0, "answers": {}, "rejected": {}}
+        with open(candidates, encoding="utf-8") as f, open(bodies, "w", encoding="utf-8") as out:
+            for line in (l.strip() for l in f if l.strip()):
+                tally["posted"] += 1
+                status, answer = post_json(args.base + "/cds-services/order-sign-crd", args.key, line)
+                if status == 200:
+                    tally["kept"] += 1
+                    for code in coverage_codes(answer):
+                        tally["answers"][code] = tally["answers"].get(code, 0) + 1
+                    out.write(line + "\n")
+                else:
+                    tally["rejected"][str(status)] = tally["rejected"].get(str(status), 0) + 1
+    if summary["crd_fetch"]["answers"] != summary["crd"]["answers"]:
+        sys.exit(f"fhir-accept: the hooks read from the chart server were answered otherwise than with prefetch: {summary}")
     with open(args.pas_candidates, encoding="utf-8") as f, open(args.pas_replays, "w", encoding="utf-8") as replays, open(args.pas_templates, "w", encoding="utf-8") as templates:
         for line in (l.strip() for l in f if l.strip()):
             summary["pas"]["posted"] += 1
@@ -819,6 +889,14 @@ def cmd_fhir_report(args):
         + "; ".join(f"{plan} / {drug} / {icd}: {what}" for plan, drug, icd, what in CRD_ORDERS)
         + ". A hook carries records, not answers, and no record gives the ALL lineage every approving pathway needs, so no order is approved at order time and CRD stores nothing."
     )
+    if "crd_fetch" in mix["fhir"]:
+        fetch = mix["fhir"]["crd_fetch"]
+        w(
+            f"- CRD order-sign, *chart read*: the same {fetch['kept']} hooks with no prefetch (of {fetch['posted']}), answered alike ("
+            + ", ".join(f"`{k}` {v}" for k, v in sorted(fetch["answers"].items()))
+            + "): the service reads the patient, coverage, conditions, observations and prescriber roles from `fhirServer` with the hook's `fhirAuthorization` token, "
+            "a local FHIR server (`bench/loadlib.py chart-server`, Python's threading HTTP server with keep-alive, answers serialized at start) that answers each query with what that hook's prefetch held."
+        )
     w(
         f"- PAS `POST /fhir/Claim/$submit`: the {pas['kept']} request Bundles of `tests/fhir/cases` (of {pas['posted']}), review actions "
         + ", ".join(f"{k} {v}" for k, v in sorted(pas["review_actions"].items()))
@@ -976,14 +1054,25 @@ def main():
     p = sub.add_parser("fhir-bodies")
     p.add_argument("--pas-cases", required=True)
     p.add_argument("--crd-out", required=True)
+    p.add_argument("--crd-fetch-out", required=True)
+    p.add_argument("--chart-base", required=True)
+    p.add_argument("--chart-token", required=True)
     p.add_argument("--pas-out", required=True)
     p.set_defaults(func=cmd_fhir_bodies)
+
+    p = sub.add_parser("chart-server")
+    p.add_argument("--hooks", required=True, help="the CRD hooks with prefetch (fhir-bodies --crd-out)")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--token", required=True)
+    p.set_defaults(func=cmd_chart_server)
 
     p = sub.add_parser("fhir-accept")
     p.add_argument("--base", required=True)
     p.add_argument("--key", required=True)
     p.add_argument("--crd-candidates", required=True)
     p.add_argument("--crd-bodies", required=True)
+    p.add_argument("--crd-fetch-candidates", required=True)
+    p.add_argument("--crd-fetch-bodies", required=True)
     p.add_argument("--pas-candidates", required=True)
     p.add_argument("--pas-replays", required=True)
     p.add_argument("--pas-templates", required=True)

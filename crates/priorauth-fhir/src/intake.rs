@@ -14,7 +14,7 @@ use fhirbolt::model::r4::resources::{
     ObservationValue, PractitionerRole, QuestionnaireResponse, QuestionnaireResponseItem,
     QuestionnaireResponseItemAnswerValue,
 };
-use fhirbolt::model::r4::types::{CodeableConcept, Dosage, Extension, Reference};
+use fhirbolt::model::r4::types::{CodeableConcept, Dosage, Extension, Identifier, Reference};
 use priorauth_core::Engine;
 use priorauth_core::questions::{self, Kind};
 use serde_json::{Map as JsonMap, Value, json};
@@ -97,6 +97,48 @@ pub fn member_ids(coverage: &Coverage) -> Vec<String> {
     ids
 }
 
+/// The identifiers by which a Coverage names its payer (`system|value`, or the value when no
+/// system is given): each `payor` reference's own identifier, and those of the Organization
+/// it refers to, in the request or contained in the Coverage.
+pub fn payer_ids(coverage: &Coverage, resources: &Resources) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for payor in &coverage.payor {
+        let target = payor.reference.as_ref().and_then(|r| r.value.as_deref());
+        let contained = target.and_then(|t| t.strip_prefix('#')).and_then(|local| {
+            coverage
+                .contained
+                .iter()
+                .find(|r| resource_id(r) == Some(local))
+        });
+        let organization = match contained.or_else(|| resources.resolve(payor)) {
+            Some(Resource::Organization(organization)) => organization.identifier.as_slice(),
+            _ => &[],
+        };
+        for id in payor
+            .identifier
+            .iter()
+            .map(|i| &**i)
+            .chain(organization)
+            .filter_map(identifier_text)
+        {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    ids
+}
+
+/// An identifier as `system|value`, or its value when it names no system.
+fn identifier_text(identifier: &Identifier) -> Option<String> {
+    let value = identifier.value.as_ref()?.value.as_deref()?.trim();
+    let system = identifier.system.as_ref().and_then(|s| s.value.as_deref());
+    (!value.is_empty()).then(|| match system {
+        Some(system) => format!("{system}|{value}"),
+        None => value.to_string(),
+    })
+}
+
 fn resource_id(resource: &Resource) -> Option<&str> {
     resource.id().and_then(|id| id.value.as_deref())
 }
@@ -170,6 +212,9 @@ pub struct CaseBuilder<'a> {
     /// The member ids on the coverage (`subscriberId`, then each identifier), by which the
     /// service finds the member's plan in the payer's eligibility.
     pub member_ids: Vec<String>,
+    /// The identifiers by which the coverage names its payer ([`payer_ids`]): a plan that
+    /// lists payer identifiers takes the coverage only if one agrees.
+    pub payer_ids: Vec<String>,
     /// Expedited review asked for (PAS level of service `U`, or priority `urgent`/`stat`).
     pub expedited: bool,
     /// The authorization this request continues (PAS item authorizationNumber).
@@ -187,6 +232,7 @@ impl<'a> CaseBuilder<'a> {
             icd10: Vec::new(),
             plan: None,
             member_ids: Vec::new(),
+            payer_ids: Vec::new(),
             expedited: false,
             renews: None,
             problems: Vec::new(),
@@ -220,7 +266,7 @@ impl<'a> CaseBuilder<'a> {
                 }
                 Resource::Condition(condition) => self.condition(condition),
                 Resource::Observation(observation) => self.observation(observation),
-                Resource::Coverage(coverage) => self.coverage(coverage),
+                Resource::Coverage(coverage) => self.coverage(coverage, resources),
                 _ => {}
             }
         }
@@ -335,7 +381,12 @@ impl<'a> CaseBuilder<'a> {
         }
     }
 
-    pub fn coverage(&mut self, coverage: &Coverage) {
+    pub fn coverage(&mut self, coverage: &Coverage, resources: &Resources) {
+        for id in payer_ids(coverage, resources) {
+            if !self.payer_ids.contains(&id) {
+                self.payer_ids.push(id);
+            }
+        }
         for class in &coverage.class {
             if codings(&class.r#type).any(|(_, code)| code == self.map.coverage.plan_class) {
                 self.plan = class.value.value.clone();
@@ -551,7 +602,17 @@ impl<'a> CaseBuilder<'a> {
             .filter(|i| i.focal.value == Some(true))
         {
             if let Some(Resource::Coverage(coverage)) = resources.resolve(&insurance.coverage) {
-                self.coverage(coverage);
+                self.coverage(coverage, resources);
+            }
+        }
+        // The payer the Claim is sent to names the payer as well as the Coverage does.
+        if let Some(Resource::Organization(insurer)) =
+            claim.insurer.as_deref().and_then(|r| resources.resolve(r))
+        {
+            for id in insurer.identifier.iter().filter_map(identifier_text) {
+                if !self.payer_ids.contains(&id) {
+                    self.payer_ids.push(id);
+                }
             }
         }
         for provider in std::iter::once(claim.provider.as_ref())

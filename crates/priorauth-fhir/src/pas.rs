@@ -415,6 +415,8 @@ pub struct Intake {
     /// The plan the Coverage declares; the service finds the member's plan by `member_ids`.
     pub plan: Option<String>,
     pub member_ids: Vec<String>,
+    /// The identifiers by which the Coverage and the Claim's insurer name the payer.
+    pub payer_ids: Vec<String>,
     pub expedited: bool,
     pub renews: Option<String>,
     /// Sequence of the Claim item the decision answers.
@@ -456,6 +458,7 @@ fn intake_of(map: &Map, engine: &Engine, request: &ClaimRequest, only: Option<us
         case: builder.case(),
         plan: builder.plan.clone(),
         member_ids: builder.member_ids.clone(),
+        payer_ids: builder.payer_ids.clone(),
         expedited: builder.expedited,
         renews: builder.renews.clone(),
         item_sequence,

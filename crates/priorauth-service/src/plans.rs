@@ -37,6 +37,31 @@ pub struct Plan {
     /// without it, the notices point to the member's ID card.
     #[serde(default)]
     pub contact: Option<String>,
+    /// The identifiers by which EHRs name this plan's payer on a Coverage (`Coverage.payor`,
+    /// the Organization it refers to, or a PAS Claim's insurer): `system|value`
+    /// (`http://hl7.org/fhir/sid/us-npi|1234567893`), or a bare value matching that value in
+    /// any system. Where both the plan and a Coverage name payer identifiers, they must
+    /// share one for the Coverage to be this plan's: a member id that another payer also
+    /// issues is then never taken for this payer's member. Empty: not checked.
+    #[serde(default)]
+    pub payer_ids: Vec<String>,
+}
+
+impl Plan {
+    /// Whether a Coverage naming the payer by `payer_ids` (`system|value`) may be this plan's:
+    /// unless both name identifiers, nothing is known against it.
+    pub fn is_payer(&self, payer_ids: &[String]) -> bool {
+        if self.payer_ids.is_empty() || payer_ids.is_empty() {
+            return true;
+        }
+        self.payer_ids.iter().any(|mine| {
+            payer_ids.iter().any(|theirs| {
+                theirs == mine
+                    || (!mine.contains('|')
+                        && theirs.rsplit_once('|').map(|(_, v)| v) == Some(mine.as_str()))
+            })
+        })
+    }
 }
 
 fn utc() -> String {
@@ -226,6 +251,15 @@ impl Plans {
                     plan.id, plan.time_zone
                 ));
             }
+            if let Some(bad) = plan.payer_ids.iter().find(|id| {
+                let value = id.rsplit_once('|').map_or(id.as_str(), |(_, v)| v);
+                value.trim().is_empty() || id.len() > 256 || id.chars().any(char::is_control)
+            }) {
+                return Err(format!(
+                    "plan `{}`: payer_ids: `{bad}` is not `system|value` or a value",
+                    plan.id
+                ));
+            }
             let clocks = plan.appeal_clocks();
             let sane = |n: i64, most: i64| (1..=most).contains(&n);
             if !sane(clocks.filing_days, 3_650)
@@ -279,6 +313,33 @@ mod tests {
         ] {
             assert!(!is_time_zone_name(name), "{name:?}");
         }
+    }
+
+    #[test]
+    fn a_coverage_is_another_payers_only_when_both_name_payers_and_none_agrees() {
+        let engine = Engine::bundled().expect("the bundled policies");
+        let text = include_str!("../../../config/plans.toml").replace(
+            "id = \"eocco-medicaid\"",
+            "id = \"eocco-medicaid\"\npayer_ids = [\"http://hl7.org/fhir/sid/us-npi|1234567893\", \"EOCCO01\"]",
+        );
+        let plans = Plans::load(&text, &engine).expect("the plans load");
+        let eocco = plans.get("eocco-medicaid").expect("the plan");
+        let ids = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(eocco.is_payer(&ids(&["http://hl7.org/fhir/sid/us-npi|1234567893"])));
+        // A bare value in the plan matches it in any system.
+        assert!(eocco.is_payer(&ids(&["urn:oid:2.16.840.1.113883.3.221.5|EOCCO01"])));
+        assert!(eocco.is_payer(&[]), "a Coverage that names no payer");
+        assert!(!eocco.is_payer(&ids(&["http://hl7.org/fhir/sid/us-npi|1999999984"])));
+        // The same value in another system is another identifier.
+        assert!(!eocco.is_payer(&ids(&["urn:example:npi|1234567893"])));
+        let masshealth = plans.get("masshealth").expect("the plan");
+        assert!(
+            masshealth.is_payer(&ids(&["http://hl7.org/fhir/sid/us-npi|1999999984"])),
+            "a plan that names none"
+        );
+        let bad = text.replace("\"EOCCO01\"", "\"urn:x|\"");
+        let error = Plans::load(&bad, &engine).expect_err("an empty value");
+        assert!(error.contains("payer_ids"), "{error}");
     }
 
     #[test]

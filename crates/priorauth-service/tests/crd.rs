@@ -396,3 +396,73 @@ async fn members_are_found_in_the_payers_eligibility_and_every_order_is_answered
     })
     .await;
 }
+
+/// A member id is the payer's only under the payer's name: a Coverage naming another payer
+/// (by the `payor` reference's identifier, or the Organization it refers to) with a member
+/// id this payer also issued is not this payer's member; one naming this payer, or none, is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_id_another_payer_issued_is_not_this_payers_member() {
+    for_each_backend(|url| async move {
+        let engine = priorauth_core::Engine::bundled().unwrap();
+        let server = Server::start_engine(
+            &url,
+            engine,
+            Some(&support::plans_naming_the_payer()),
+            priorauth_service::admission::Limits::UNLIMITED,
+            support::ConnectionLimits::DEFAULT,
+        )
+        .await;
+        let (_, ehr) = server.key("clinic-a", Role::Submitter, "Clinic A EHR", "").await;
+        let (base, _) = ehr_fhir_server(json!({})).await;
+        let admin = Caller {
+            key_id: "test".into(),
+            organization: "payer".into(),
+            role: Role::Admin,
+            name: "eligibility load".into(),
+            credentials: String::new(),
+        };
+        let rows = members::parse(
+            &server.state.service,
+            "member_id,plan,effective_from,effective_to,birth_date\nM-100,eocco-medicaid,2026-01-01,,\n",
+        )
+        .unwrap();
+        members::import(&server.state.service, &admin, &rows).await.unwrap();
+        let dir = emitted_dir("crd-payers");
+        let ask = |n: u32, payor: Value, contained: Option<Value>| {
+            let mut coverage = coverage("M-100", "EHR-PLAN-7");
+            coverage["payor"] = json!([payor]);
+            if let Some(organization) = contained {
+                coverage["contained"] = json!([organization]);
+            }
+            let call = hook_call(&format!("a0b1c2d3-0000-4000-8000-00000000010{n}"), coverage, vec![blincyto_order("blin")], &base);
+            let server = &server;
+            let ehr = ehr.clone();
+            async move {
+                let answer = server.post("/cds-services/order-sign-crd", &ehr, &call).await;
+                assert_eq!(answer.status, 200, "{}", answer.body);
+                answer.body
+            }
+        };
+        // This payer, by its NPI on the reference; by its payer id in a contained
+        // Organization (any system); or not named at all: the member is found.
+        let npi = ask(1, json!({"reference": "Organization/p", "identifier": {"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}}), None).await;
+        assert_eq!(code(&answers(&npi)[0].1, "pa-needed"), "auth-needed", "{npi}");
+        let payer_id = json!({"resourceType": "Organization", "id": "p", "identifier": [{"system": "urn:oid:2.16.840.1.113883.3.221.5", "value": "EOCCO01"}]});
+        let contained = ask(2, json!({"reference": "#p"}), Some(payer_id)).await;
+        assert_eq!(code(&answers(&contained)[0].1, "pa-needed"), "auth-needed", "{contained}");
+        let unnamed = ask(3, json!({"reference": "Organization/payer"}), None).await;
+        assert_eq!(code(&answers(&unnamed)[0].1, "pa-needed"), "auth-needed", "{unnamed}");
+        // Another payer's NPI, on the reference or its Organization: no member of this
+        // payer's.
+        let elsewhere = json!({"resourceType": "Organization", "id": "p", "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1999999984"}]});
+        let contained_other = ask(4, json!({"reference": "#p"}), Some(elsewhere)).await;
+        assert_eq!(reason(&answers(&contained_other)[0].1), "no-member-found", "{contained_other}");
+        let other = ask(5, json!({"identifier": {"system": "http://hl7.org/fhir/sid/us-npi", "value": "1999999984"}, "display": "Another plan"}), None).await;
+        keep(&dir, "another-payer", &other);
+        let other = &answers(&other)[0].1;
+        assert_eq!((code(other, "covered"), reason(other)), ("not-covered".into(), "no-member-found".into()));
+        validate(&dir);
+        server.stop().await;
+    })
+    .await;
+}

@@ -1093,6 +1093,54 @@ async fn a_pas_request_is_decided_under_the_plan_the_payers_eligibility_gives() 
     .await;
 }
 
+/// A PAS request names its payer on the Coverage's `payor` and the Claim's `insurer`: where
+/// the plan lists its payer's identifiers and the request names another payer, a member id
+/// this payer also issued is not taken for its member (a clinician gets it, with no plan).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pas_request_for_another_payer_is_not_decided_under_this_payers_plan() {
+    for_each_backend(|url| async move {
+        let engine = priorauth_core::Engine::bundled().unwrap();
+        let server = Server::start_engine(&url, engine, Some(&support::plans_naming_the_payer()),
+            priorauth_service::admission::Limits::UNLIMITED, support::ConnectionLimits::DEFAULT).await;
+        let (_, ehr) = server.key("clinic-a", Role::Submitter, "Clinic A EHR", "").await;
+        let (_, reviewer) = server.key("payer", Role::Reviewer, "Dr. Rivera", "MD, Hematology").await;
+        let admin = priorauth_service::keys::Caller {
+            key_id: "test".into(), organization: "payer".into(), role: Role::Admin,
+            name: "eligibility load".into(), credentials: String::new(),
+        };
+        let service = &server.state.service;
+        let rows = priorauth_service::lifecycle::members::parse(service,
+            "member_id,plan,effective_from,effective_to,birth_date\nM-100,eocco-medicaid,2026-01-01,,\n").unwrap();
+        priorauth_service::lifecycle::members::import(service, &admin, &rows).await.unwrap();
+        let case = support::recorded_case("E01");
+        let submit = |identifier: &'static str, npi: &'static str| {
+            let mut bundle = pas_bundle(&case, "EHR-PLAN-7", identifier, &service.engine);
+            for entry in bundle["entry"].as_array_mut().unwrap() {
+                let resource = &mut entry["resource"];
+                if resource["resourceType"] == "Coverage" {
+                    resource["subscriberId"] = json!("M-100");
+                }
+                if resource["resourceType"] == "Organization" {
+                    resource["identifier"] = json!([{"system": "http://hl7.org/fhir/sid/us-npi", "value": npi}]);
+                }
+            }
+            bundle
+        };
+        let request_id = |body: &Value| body["entry"][0]["resource"]["id"].as_str().unwrap().replacen("req-", "req_", 1);
+        let ours = server.post("/fhir/Claim/$submit", &ehr, &submit("payer-1", "1234567893")).await;
+        assert_eq!(review_action(&ours.body), "A1", "{}", ours.body);
+        let record = server.get(&format!("/v1/requests/{}", request_id(&ours.body)), &reviewer).await;
+        assert_eq!(record.body["plan"], "eocco-medicaid", "{}", record.body);
+        let theirs = server.post("/fhir/Claim/$submit", &ehr, &submit("payer-2", "1999999984")).await;
+        assert_eq!(review_action(&theirs.body), "A4", "{}", theirs.body);
+        let record = server.get(&format!("/v1/requests/{}", request_id(&theirs.body)), &reviewer).await;
+        assert_eq!(record.body["plan"], "", "another payer's member is not this plan's: {}", record.body);
+        assert!(record.body["authorization"].is_null(), "{}", record.body);
+        server.stop().await;
+    })
+    .await;
+}
+
 /// DTR as a client reads it after CRD: the package asked for with the coverage, the
 /// Questionnaire CRD named and the coverage assertion (no order), under the profile's names;
 /// the Questionnaire with its narrative; the draft response with its patient, time, context,

@@ -77,6 +77,7 @@ pub(crate) async fn submit(
             &state.service,
             &intake.member_ids,
             intake.plan.as_deref(),
+            &intake.payer_ids,
             &lifecycle::today(),
         )
         .await

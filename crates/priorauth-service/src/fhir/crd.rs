@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use priorauth_core::Outcome;
 use priorauth_fhir::crd::{self, Answer, HookRequest, OrderRead};
-use priorauth_fhir::intake::{self, CaseBuilder, Resources};
+use priorauth_fhir::intake::{CaseBuilder, Resources};
 use priorauth_fhir::questionnaire as dtr;
 use priorauth_fhir::{Problem, operation_outcome};
 use serde_json::{Value, json};
@@ -94,13 +94,13 @@ pub(crate) async fn hook(
     }
 
     let coverage = crd::coverage(&request, &records);
-    let (declared_plan, member_ids) = match coverage {
+    let (declared_plan, member_ids, payer_ids) = match coverage {
         Some(coverage) => {
             let mut builder = CaseBuilder::new(map, engine);
-            builder.coverage(coverage);
-            (builder.plan, intake::member_ids(coverage))
+            builder.coverage(coverage, &records);
+            (builder.plan, builder.member_ids, builder.payer_ids)
         }
-        None => (None, Vec::new()),
+        None => (None, Vec::new(), Vec::new()),
     };
     let today = lifecycle::today();
     let membership = if coverage.is_some() {
@@ -108,6 +108,7 @@ pub(crate) async fn hook(
             &state.service,
             &member_ids,
             declared_plan.as_deref(),
+            &payer_ids,
             &today,
         )
         .await

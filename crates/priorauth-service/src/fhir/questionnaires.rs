@@ -121,6 +121,7 @@ pub(crate) async fn questionnaire_package(
         &state.service,
         &builder.member_ids,
         builder.plan.as_deref(),
+        &builder.payer_ids,
         &lifecycle::today(),
     )
     .await

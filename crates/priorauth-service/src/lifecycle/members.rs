@@ -169,24 +169,33 @@ pub enum Membership {
 
 /// The member of `member_ids` and the plan covering them on `day` (`YYYY-MM-DD`). Where two
 /// plans cover the day, the one the Coverage declares is taken, else the earliest enrolled.
-/// With no eligibility loaded, the declared plan (if it is one of the service's).
+/// With no eligibility loaded, the declared plan (if it is one of the service's). Either
+/// way, a plan whose payer identifiers disagree with those the Coverage names
+/// (`payer_ids`, [`crate::plans::Plan::is_payer`]) is not the member's: a member id another
+/// payer issued is not this payer's member.
 pub async fn find(
     service: &Service,
     member_ids: &[String],
     declared_plan: Option<&str>,
+    payer_ids: &[String],
     day: &str,
 ) -> Result<Membership, Error> {
+    let payer_agrees = |plan: &str| {
+        service
+            .plans
+            .get(plan)
+            .is_some_and(|p| p.is_payer(payer_ids))
+    };
     if !members::any(&service.store).await? {
-        return Ok(
-            match declared_plan.filter(|p| service.plans.get(p).is_some()) {
-                Some(plan) => Membership::Member {
-                    plan: plan.to_string(),
-                },
-                None => Membership::Unknown,
+        return Ok(match declared_plan.filter(|p| payer_agrees(p)) {
+            Some(plan) => Membership::Member {
+                plan: plan.to_string(),
             },
-        );
+            None => Membership::Unknown,
+        });
     }
-    let enrolments = members::of_members(&service.store, member_ids).await?;
+    let mut enrolments = members::of_members(&service.store, member_ids).await?;
+    enrolments.retain(|e| payer_agrees(&e.plan));
     if enrolments.is_empty() {
         return Ok(Membership::Unknown);
     }

@@ -467,6 +467,17 @@ pub fn millis(value: &Value) -> i64 {
         .as_millisecond()
 }
 
+/// The bundled plans, with EOCCO's payer named by its NPI and its payer id (the identifiers
+/// are made up for the test).
+pub fn plans_naming_the_payer() -> String {
+    std::fs::read_to_string(repo_root().join("config/plans.toml"))
+        .unwrap()
+        .replace(
+            "id = \"eocco-medicaid\"",
+            "id = \"eocco-medicaid\"\npayer_ids = [\"http://hl7.org/fhir/sid/us-npi|1234567893\", \"EOCCO01\"]",
+        )
+}
+
 /// The repository's root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
