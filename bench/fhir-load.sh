@@ -88,7 +88,11 @@ CHART_TOKEN="chart-$$-$RANDOM"
 python3 "$LIB" fhir-bodies --pas-cases "$ROOT/tests/fhir/cases" --crd-out "$WORK/crd-candidates.jsonl" \
   --crd-fetch-out "$WORK/crd-fetch-candidates.jsonl" --chart-base "http://127.0.0.1:$CHART_PORT/fhir" \
   --chart-token "$CHART_TOKEN" --pas-out "$WORK/pas-candidates.jsonl" >/dev/null
-python3 "$LIB" chart-server --hooks "$WORK/crd-candidates.jsonl" --port "$CHART_PORT" --token "$CHART_TOKEN" \
+if [[ $SKIP_BUILD != 1 || ! -x $ROOT/bench/chart-server/target/release/chart-server ]]; then
+  echo "== cargo build --release (bench/chart-server)" >&2
+  cargo build --release --quiet --manifest-path "$ROOT/bench/chart-server/Cargo.toml"
+fi
+"$ROOT/bench/chart-server/target/release/chart-server" "$WORK/crd-candidates.jsonl" "$CHART_PORT" "$CHART_TOKEN" \
   >"$WORK/chart-server.log" 2>&1 &
 HELPER_PID=$!
 

@@ -220,8 +220,9 @@ def crd_hook(index, plan, drug, icd10):
 
 
 def crd_fetch_hook(hook, chart_base, token):
-    """The same hook with no prefetch: the service reads the chart from `chart_base` (the
-    chart-server below) with the EHR's token, as an EHR that prefetches nothing asks."""
+    """The same hook with no prefetch: the service reads the chart from `chart_base`
+    (bench/chart-server, which answers what the prefetch held) with the EHR's token, as an EHR
+    that prefetches nothing asks."""
     hook = {k: v for k, v in hook.items() if k != "prefetch"}
     hook["fhirServer"] = chart_base
     hook["fhirAuthorization"] = {"access_token": token, "token_type": "Bearer", "expires_in": 300,
@@ -245,58 +246,6 @@ def cmd_fhir_bodies(args):
                 bundle = json.load(b)
             f.write(compact(bundle) + "\n")
     print(compact({"crd": len(CRD_ORDERS), "pas": len(names)}))
-
-
-def cmd_chart_server(args):
-    """An EHR's FHIR server for the CRD hooks without prefetch: it answers each query the
-    service makes (`Patient/{id}`, `Coverage?patient=…`, `Condition?patient=…`,
-    `Observation?patient=…`, `PractitionerRole?practitioner=…`) with what that hook's prefetch
-    held, serialized once at start, to the bearer token given only. HTTP/1.1 keep-alive, a
-    thread per connection: the service keeps its connections open between hooks."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from urllib.parse import parse_qs, urlsplit
-
-    answers = {}
-    with open(args.hooks, encoding="utf-8") as f:
-        for hook in (json.loads(l) for l in f if l.strip()):
-            prefetch, patient = hook["prefetch"], hook["context"]["patientId"]
-            answers[f"Patient/{patient}"] = prefetch["patient"]
-            answers[("Coverage", patient)] = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": prefetch["coverage"]}]}
-            answers[("Condition", patient)] = prefetch["conditions"]
-            answers[("Observation", patient)] = prefetch["observations"]
-            practitioner = hook["context"]["userId"].split("/")[-1]
-            answers[("PractitionerRole", practitioner)] = prefetch["practitionerRoles"]
-    encoded = {k: json.dumps(v, separators=(",", ":")).encode() for k, v in answers.items()}
-    empty = b'{"resourceType":"Bundle","type":"searchset"}'
-    expected = f"Bearer {args.token}"
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *_):
-            pass
-
-        def do_GET(self):
-            if self.headers.get("Authorization") != expected:
-                body, status = b'{"resourceType":"OperationOutcome"}', 401
-            else:
-                url = urlsplit(self.path)
-                path = url.path.split("/fhir/", 1)[-1]
-                query = parse_qs(url.query)
-                key = path if "/" in path else (path, (query.get("patient") or query.get("practitioner") or [""])[0])
-                body = encoded.get(key, empty if isinstance(key, tuple) else None)
-                status = 200 if body is not None else 404
-                body = body or b'{"resourceType":"OperationOutcome"}'
-            self.send_response(status)
-            self.send_header("Content-Type", "application/fhir+json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    ThreadingHTTPServer.daemon_threads = True
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
-    print(f"chart server on 127.0.0.1:{args.port}", flush=True)
-    server.serve_forever()
 
 
 def post_json(url, key, body):
@@ -895,7 +844,7 @@ def cmd_fhir_report(args):
             f"- CRD order-sign, *chart read*: the same {fetch['kept']} hooks with no prefetch (of {fetch['posted']}), answered alike ("
             + ", ".join(f"`{k}` {v}" for k, v in sorted(fetch["answers"].items()))
             + "): the service reads the patient, coverage, conditions, observations and prescriber roles from `fhirServer` with the hook's `fhirAuthorization` token, "
-            "a local FHIR server (`bench/loadlib.py chart-server`, Python's threading HTTP server with keep-alive, answers serialized at start) that answers each query with what that hook's prefetch held."
+            "a local FHIR server (`bench/chart-server`, a small Rust server with keep-alive, its answers serialized at start) that answers each query with what that hook's prefetch held."
         )
     w(
         f"- PAS `POST /fhir/Claim/$submit`: the {pas['kept']} request Bundles of `tests/fhir/cases` (of {pas['posted']}), review actions "
@@ -1059,12 +1008,6 @@ def main():
     p.add_argument("--chart-token", required=True)
     p.add_argument("--pas-out", required=True)
     p.set_defaults(func=cmd_fhir_bodies)
-
-    p = sub.add_parser("chart-server")
-    p.add_argument("--hooks", required=True, help="the CRD hooks with prefetch (fhir-bodies --crd-out)")
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--token", required=True)
-    p.set_defaults(func=cmd_chart_server)
 
     p = sub.add_parser("fhir-accept")
     p.add_argument("--base", required=True)

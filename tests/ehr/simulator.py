@@ -29,7 +29,8 @@ its own and only over HTTP, the way an EHR vendor's integration calls a payer.
         8. a request the policy's criteria fail (a T-cell lineage) is pended for a clinician
            (A4); the payer's reviewer (over the service's API, with the reviewer's key) denies
            it on a criterion that fails it; the EHR hears the denial (A3) with its criterion
-           and reviewer, and `$inquire` finds it;
+           and reviewer (and the payer's X12 886 reason code, `--denial-reason`), and
+           `$inquire` finds it;
         9. a third order is submitted and then cancelled (certification type 3): the answer
            is `C`.
 
@@ -284,6 +285,15 @@ def review_actions(bundle):
     return codes
 
 
+def denial_reasons(bundle):
+    """The X12 886 reason codes of the ClaimResponse's review actions."""
+    return [part["valueCodeableConcept"]["coding"][0]["code"]
+            for item in claim_response(bundle).get("item", [])
+            for adjudication in item.get("adjudication", [])
+            for extension in adjudication.get("extension", []) if extension["url"].endswith("extension-reviewAction")
+            for part in extension.get("extension", []) if part["url"] == "reasonCode"]
+
+
 # ---- the flow ----
 
 
@@ -294,6 +304,7 @@ class Flow:
         self.key = pathlib.Path(args.key).read_bytes()
         self.member_id = args.member_id
         self.reviewer_key = args.reviewer_key
+        self.denial_reason = args.denial_reason
         self.out = pathlib.Path(args.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.today = time.strftime("%Y-%m-%d", time.gmtime())
@@ -580,6 +591,8 @@ class Flow:
         check(review_actions(final) == ["A3"], "the subscriber hears the denial (A3)", review_actions(final))
         note = " ".join(n.get("text", "") for n in claim_response(final).get("processNote", []))
         check(grounds[0] in note and "Dr. Rivera" in note, "the denial names its criterion and its reviewer", note)
+        if self.denial_reason:
+            check(denial_reasons(final) == [self.denial_reason], "the denial carries the payer's X12 reason code", denial_reasons(final))
         self.inquire(trace, bundle, "A3", request_id)
         self.step(f"reviewer denied {request_id} on {grounds[0]}; notification heard (A3); $inquire finds it")
 
@@ -673,6 +686,7 @@ def main():
     run = commands.add_parser("run")
     for name in ("base", "client-id", "key", "member-id", "reviewer-key", "out"):
         run.add_argument(f"--{name}", required=True)
+    run.add_argument("--denial-reason", help="the X12 886 code the payer gives its denials, if any")
     args = parser.parse_args()
     if args.command == "keys":
         make_keys(args.dir)

@@ -33,6 +33,8 @@ use harness::Service;
 const MEMBER: &str = "OHP884120";
 const PLAN: &str = "eocco-medicaid";
 const CLIENT: &str = "https://ehr.lakeside.example";
+/// The X12 886 code the payer's FHIR map gives its denials (made up for the test).
+const DENIAL_REASON: &str = "ZZ9";
 
 fn run(command: &mut Command, what: &str) -> String {
     let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -108,14 +110,28 @@ async fn ehr_flow(url: &str, python: &Path) {
         "MD, Hematology",
     );
 
+    // The payer's own FHIR map: the bundled one with an X12 886 reason code for its denials
+    // (a made-up code: X12 licenses the list).
+    let map = dir.join("fhir.toml");
+    std::fs::write(
+        &map,
+        format!(
+            "{}\n[x12_denial_reasons]\ndefault = \"{DENIAL_REASON}\"\n",
+            std::fs::read_to_string(support::repo_root().join("config/fhir.toml")).unwrap()
+        ),
+    )
+    .unwrap();
     let log = dir.join("server.log");
-    let mut service = Service::start(url, &dir, &log).await;
+    let map = map.display().to_string();
+    let mut service = Service::spawn_with(url, &dir, &log, &[("PRIORAUTH_FHIR_MAP", &map)]);
+    service.wait_ready().await;
     let emitted = dir.join("emitted");
     let output = Command::new(python)
         .arg(&simulator)
         .args(["run", "--base", &service.base, "--client-id", CLIENT])
         .args(["--key", &dir.join("ehr-key.pem").display().to_string()])
         .args(["--member-id", MEMBER, "--reviewer-key", &reviewer])
+        .args(["--denial-reason", DENIAL_REASON])
         .args(["--out", &emitted.display().to_string()])
         .output()
         .expect("run the EHR simulator");

@@ -21,6 +21,10 @@ pub struct Map {
     pub dose_units: BTreeMap<String, String>,
     pub certification_type: BTreeMap<String, String>,
     pub coverage: CoverageMap,
+    /// X12 886 review decision reason codes (HCR02; PAS `reviewAction.reasonCode`) of a
+    /// denial, by `policy/criterion` the denial cites, else by criterion id, else `default`.
+    #[serde(default)]
+    pub x12_denial_reasons: BTreeMap<String, String>,
     /// HCPCS code of each catalog drug, from the engine's catalog.
     #[serde(skip)]
     pub hcpcs: Vec<(String, String)>,
@@ -90,6 +94,17 @@ pub struct MapError(pub String);
 impl Map {
     /// Reads and checks the tables against the engine: drugs, enum values and fact keys
     /// must be the case format's.
+    /// The X12 886 reason code of a denial citing `criterion` of `policy`, if the payer gave
+    /// one ([`Map::x12_denial_reasons`]).
+    pub fn denial_reason(&self, policy: &str, criterion: &str) -> Option<&str> {
+        let reasons = &self.x12_denial_reasons;
+        reasons
+            .get(&format!("{policy}/{criterion}"))
+            .or_else(|| reasons.get(criterion))
+            .or_else(|| reasons.get("default"))
+            .map(String::as_str)
+    }
+
     pub fn load(text: &str, engine: &Engine) -> Result<Map, MapError> {
         let mut map: Map = toml::from_str(text).map_err(|e| MapError(e.to_string()))?;
         let check = |what: &str, value: &str, allowed: &[&str]| {
@@ -102,6 +117,16 @@ impl Map {
                 )))
             }
         };
+        for (key, code) in &map.x12_denial_reasons {
+            if code.is_empty()
+                || code.len() > 10
+                || !code.chars().all(|c| c.is_ascii_alphanumeric())
+            {
+                return Err(MapError(format!(
+                    "x12_denial_reasons `{key}`: `{code}` is not an X12 886 code (1 to 10 letters and digits)"
+                )));
+            }
+        }
         let drugs: Vec<&str> = engine.drug_names().iter().map(String::as_str).collect();
         for drug in &map.drugs {
             check("drug", &drug.drug, &drugs)?;

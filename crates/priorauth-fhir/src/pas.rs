@@ -20,6 +20,8 @@ use crate::map::Map;
 use crate::{PAS, Problem};
 
 const X12_306: &str = "https://codesystem.x12.org/005010/306";
+/// X12's review decision reason codes (HCR02), the code system PAS binds `reasonCode` to.
+const X12_886: &str = "https://codesystem.x12.org/external/886";
 const SUBMITTED: &str = "http://terminology.hl7.org/CodeSystem/adjudication";
 /// The PAS subscription topic (R4 Subscriptions backport).
 pub const TOPIC: &str = "http://hl7.org/fhir/us/davinci-pas/SubscriptionTopic/PASSubscriptionTopic";
@@ -621,6 +623,8 @@ pub struct ResponseContext<'a> {
     pub item_sequence: u32,
     /// Each question of the case format in plain words (key, label), for what is missing.
     pub questions: &'a [(String, String)],
+    /// The codes of `x12_denial_reasons` (config/fhir.toml), for a denial's reason code.
+    pub map: Option<&'a crate::map::Map>,
 }
 
 /// The PAS response Bundle for a stored request Bundle and the service's record of it
@@ -653,6 +657,20 @@ pub fn response_bundle(request_bundle: &Value, record: &Value, context: &Respons
     } else {
         // A pended item: the number to follow it by.
         item_extensions.push(json!({"url": format!("{PAS}/StructureDefinition/extension-administrationReferenceNumber"), "valueString": id}));
+    }
+    // A denial's coded reason (X12 886), where the payer gave a code for what it cites: the
+    // code list is X12's own, so none is made up here (a reason stays in words in processNote).
+    if code == "A3" {
+        let criterion = record["determination"]["criterion"]
+            .as_str()
+            .unwrap_or_default();
+        let policy = record["policy"].as_str().unwrap_or_default();
+        if let Some(reason) = context.map.and_then(|m| m.denial_reason(policy, criterion)) {
+            review_extensions.push(json!({
+                "url": "reasonCode",
+                "valueCodeableConcept": {"coding": [{"system": X12_886, "code": reason}]},
+            }));
+        }
     }
     let notes = notes(record, context);
     let mut adjudication = json!({
@@ -1014,6 +1032,65 @@ mod tests {
         }
     }
 
+    /// A confirmed denial carries the X12 886 reason code the payer gave for its criterion
+    /// (or its default); without one, none is made up.
+    #[test]
+    fn a_denial_carries_the_payers_reason_code_for_its_criterion() {
+        let engine = priorauth_core::Engine::bundled().expect("the bundled policies");
+        let text = format!(
+            "{}\n[x12_denial_reasons]\ndefault = \"D1\"\n\"masshealth-blincyto/b-cell\" = \"P7\"\n",
+            crate::map::BUNDLED
+        );
+        let map = crate::map::Map::load(&text, &engine).expect("the map loads");
+        let bare = crate::map::Map::load(crate::map::BUNDLED, &engine).expect("the map loads");
+        let denied = |criterion: &str| {
+            json!({"id": "req_1", "status": "denied", "policy": "masshealth-blincyto",
+                "decision": {"outcome": "deny", "reasons": []},
+                "determination": {"decision": "deny", "criterion": criterion, "reason": "Not B-cell.",
+                    "reviewer": {"name": "Dr. Rivera", "credentials": "MD"}}})
+        };
+        let bundle = json!({"entry": [{"resource": {"resourceType": "Claim", "id": "c", "item": [{"sequence": 1}]}}]});
+        let reason_codes = |record: &Value, map: Option<&crate::map::Map>| {
+            let context = ResponseContext {
+                base: "http://x/fhir",
+                created: "2026-12-03T00:00:00Z",
+                item_sequence: 1,
+                questions: &[],
+                map,
+            };
+            let response = response_bundle(&bundle, record, &context);
+            let action = &response["entry"][0]["resource"]["item"][0]["adjudication"][0]["extension"]
+                [0]["extension"];
+            action
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["url"] == "reasonCode")
+                .map(|e| {
+                    e["valueCodeableConcept"]["coding"][0]["code"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(reason_codes(&denied("b-cell"), Some(&map)), ["P7"]);
+        assert_eq!(reason_codes(&denied("age"), Some(&map)), ["D1"]);
+        assert!(reason_codes(&denied("b-cell"), Some(&bare)).is_empty());
+        let mut approved = denied("b-cell");
+        approved["status"] = json!("approved");
+        approved["determination"]["decision"] = json!("approve");
+        assert!(
+            reason_codes(&approved, Some(&map)).is_empty(),
+            "only a denial has one"
+        );
+        let bad = format!(
+            "{}\n[x12_denial_reasons]\ndefault = \"no spaces\"\n",
+            crate::map::BUNDLED
+        );
+        assert!(crate::map::Map::load(&bad, &engine).is_err());
+    }
+
     /// A request a reviewer sent back carries the reviewer's questions in the response.
     #[test]
     fn a_reviewers_questions_travel_in_the_notes() {
@@ -1030,6 +1107,7 @@ mod tests {
             created: "2026-12-03T00:00:00Z",
             item_sequence: 1,
             questions: &[],
+            map: None,
         };
         let notes = notes(&record, &context);
         assert_eq!(notes.len(), 1);

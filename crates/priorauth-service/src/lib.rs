@@ -76,8 +76,19 @@ pub async fn state(
     url: &str,
 ) -> Result<AppState, String> {
     let plans = plans::Plans::load(plans_text.unwrap_or(plans::BUNDLED), &engine)?;
-    let fhir = priorauth_fhir::map::Map::load(priorauth_fhir::map::BUNDLED, &engine)
-        .map_err(|e| e.to_string())?;
+    // How FHIR codes become facts, and the payer's X12 denial reason codes: the bundled
+    // config/fhir.toml, or a payer's own copy named by PRIORAUTH_FHIR_MAP.
+    let fhir_text = match std::env::var("PRIORAUTH_FHIR_MAP")
+        .ok()
+        .filter(|p| !p.is_empty())
+    {
+        Some(path) => {
+            std::fs::read_to_string(&path).map_err(|e| format!("PRIORAUTH_FHIR_MAP {path}: {e}"))?
+        }
+        None => priorauth_fhir::map::BUNDLED.to_string(),
+    };
+    let fhir = priorauth_fhir::map::Map::load(&fhir_text, &engine)
+        .map_err(|e| format!("FHIR map: {e}"))?;
     let store = Store::connect(url).await.map_err(|e| e.to_string())?;
     Ok(AppState {
         service: lifecycle::Service {

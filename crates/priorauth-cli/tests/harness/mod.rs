@@ -84,6 +84,11 @@ impl Service {
     /// Starts the server on a fresh port without waiting for it; its stderr is appended to
     /// `log`.
     pub fn spawn(url: &str, dir: &Path, log: &Path) -> Service {
+        Service::spawn_with(url, dir, log, &[])
+    }
+
+    /// Starts the server with these environment variables set as well.
+    pub fn spawn_with(url: &str, dir: &Path, log: &Path, environment: &[(&str, &str)]) -> Service {
         let port = free_port();
         let stderr = File::options()
             .create(true)
@@ -98,6 +103,7 @@ impl Service {
             .env("PRIORAUTH_RATE_PER_ORGANIZATION", "0")
             .env("PRIORAUTH_IN_FLIGHT_PER_ORGANIZATION", "0")
             .env("PRIORAUTH_FHIR_KB_PER_ORGANIZATION", "0")
+            .envs(environment.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

@@ -521,6 +521,7 @@ async fn response_and_request(
             created: &created,
             item_sequence: sequence,
             questions: &question_labels(state),
+            map: Some(&state.fhir),
         },
     );
     Ok((response, bundle))
@@ -546,6 +547,7 @@ pub async fn notification_payload(
             created: &created,
             item_sequence: sequence,
             questions: &question_labels(state),
+            map: Some(&state.fhir),
         },
     );
     Ok(pas::notification(
