@@ -479,14 +479,17 @@ fn bundle_text(text: &str) -> Result<(String, Value), FhirError> {
     Ok((text.to_string(), value))
 }
 
-/// The PAS response Bundle of a stored request, from its current record.
+/// The PAS response Bundle answering the caller's own write on a request (a submission, its
+/// replay, an update or a cancellation), from its current record: read without an entry of
+/// its own, the write's entry records it (`request_view::answer_to_own_write`).
 async fn response_for(
     state: &AppState,
     caller: &Caller,
     id: &str,
     canonical: &Canonical,
 ) -> Result<Value, FhirError> {
-    Ok(response_and_request(state, caller, id, canonical).await?.0)
+    let read = request_view::answer_to_own_write(&state.service, caller, id).await?;
+    Ok(response_of(state, read, canonical)?.0)
 }
 
 /// Each question of the case format in plain words, for what a pended request still needs.
@@ -497,14 +500,13 @@ fn question_labels(state: &AppState) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The PAS response Bundle of a stored request, and the request Bundle it came in.
-async fn response_and_request(
+/// The PAS response Bundle of a request as read (its record and its stored claim), and the
+/// request Bundle it came in.
+fn response_of(
     state: &AppState,
-    caller: &Caller,
-    id: &str,
+    (record, claim): request_view::ReadWithClaim,
     canonical: &Canonical,
 ) -> Result<(Value, Value), FhirError> {
-    let (record, claim) = request_view::read_with_claim(&state.service, caller, id).await?;
     let Some(claim) = claim else {
         return Err(FhirError::not_found(
             "this request was not submitted through PAS",
@@ -582,7 +584,8 @@ pub(crate) async fn inquire(
     let canonical = canonical(&headers);
     let mut bundles = Vec::new();
     for id in found {
-        let (response, stored) = response_and_request(&state, &caller, &id, &canonical).await?;
+        let read = request_view::read_with_claim(&state.service, &caller, &id).await?;
+        let (response, stored) = response_of(&state, read, &canonical)?;
         if pas::same_member(&stored, &inquiry) {
             let response = pas::as_inquiry_response(response);
             bundles.push(json!({"name": "return", "resource": response}));

@@ -155,16 +155,45 @@ pub async fn read(service: &Service, caller: &Caller, id: &str) -> Result<Value,
     Ok(read_with_claim(service, caller, id).await?.0)
 }
 
+/// A request as its reader sees it, and the PAS claim it came with if it came through PAS.
+pub type ReadWithClaim = (Value, Option<StoredClaim>);
+
 /// Reads a request with its history, and the PAS claim it came with if it came through PAS.
 pub async fn read_with_claim(
     service: &Service,
     caller: &Caller,
     id: &str,
-) -> Result<(Value, Option<StoredClaim>), Error> {
+) -> Result<ReadWithClaim, Error> {
+    let read = read_claimed(service, caller, id).await?;
+    service
+        .writer
+        .write(Write::Audit(caller.audit_record("request.read", id)))
+        .await?;
+    Ok(read)
+}
+
+/// The answer to a write the caller has just made on its own request (a PAS submission, its
+/// replay, update or cancellation): the request as [`read_with_claim`] reads it, with no
+/// entry of its own, since the write's entry (`request.create`, `request.replay`,
+/// `request.withdraw`) already records the caller and the request it was answered. A second
+/// entry per submission would be a second write on SQLite's one writer for every PAS call.
+pub async fn answer_to_own_write(
+    service: &Service,
+    caller: &Caller,
+    id: &str,
+) -> Result<ReadWithClaim, Error> {
+    read_claimed(service, caller, id).await
+}
+
+async fn read_claimed(
+    service: &Service,
+    caller: &Caller,
+    id: &str,
+) -> Result<ReadWithClaim, Error> {
     // A read takes no write lock: it reads a snapshot on a read connection (recomputing the
-    // explanation there), then its audit entry goes through the group commit with whatever
-    // else is being written, and the answer waits for that commit: nothing is shown that is
-    // not audited.
+    // explanation there); a reader's audit entry then goes through the group commit with
+    // whatever else is being written, and the answer waits for that commit: nothing is shown
+    // that is not audited.
     let mut tx = service.store.reads.begin().await?;
     let row = fetch(&mut tx, caller, id).await?;
     let mut view = view(service, &mut tx, &row).await?;
@@ -187,10 +216,6 @@ pub async fn read_with_claim(
     }
     let claim = requests::claim(&mut tx, id).await?;
     tx.commit().await?;
-    service
-        .writer
-        .write(Write::Audit(caller.audit_record("request.read", id)))
-        .await?;
     Ok((view, claim))
 }
 
