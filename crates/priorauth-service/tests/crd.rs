@@ -19,8 +19,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::IntoResponse;
-use priorauth_service::keys::{Caller, Role};
-use priorauth_service::lifecycle::members;
+use priorauth_service::keys::Role;
 use serde_json::{Value, json};
 use support::{Server, emitted_dir, for_each_backend, keep, validate};
 
@@ -296,19 +295,7 @@ async fn members_are_found_in_the_payers_eligibility_and_every_order_is_answered
         let server = Server::start(&url).await;
         let (_, ehr) = server.key("clinic-a", Role::Submitter, "Clinic A EHR", "").await;
         let (base, asked) = ehr_fhir_server(json!({})).await;
-        let admin = Caller {
-            key_id: "test".into(),
-            organization: "payer".into(),
-            role: Role::Admin,
-            name: "eligibility load".into(),
-            credentials: String::new(),
-        };
-        let rows = members::parse(
-            &server.state.service,
-            "member_id,plan,effective_from,effective_to,birth_date\nM-100,eocco-medicaid,2026-01-01,,1966-02-11\nM-200,eocco-medicaid,2020-01-01,2020-12-31,\n",
-        )
-        .unwrap();
-        members::import(&server.state.service, &admin, &rows).await.unwrap();
+        support::import_members(&server, "M-100,eocco-medicaid,2026-01-01,,1966-02-11\nM-200,eocco-medicaid,2020-01-01,2020-12-31,\n").await;
 
         // The EHR's own plan code, and its member id: the plan is the payer's record.
         let other_drug = json!({"resourceType": "MedicationRequest", "id": "amox", "status": "draft", "intent": "order",
@@ -414,19 +401,7 @@ async fn a_member_id_another_payer_issued_is_not_this_payers_member() {
         .await;
         let (_, ehr) = server.key("clinic-a", Role::Submitter, "Clinic A EHR", "").await;
         let (base, _) = ehr_fhir_server(json!({})).await;
-        let admin = Caller {
-            key_id: "test".into(),
-            organization: "payer".into(),
-            role: Role::Admin,
-            name: "eligibility load".into(),
-            credentials: String::new(),
-        };
-        let rows = members::parse(
-            &server.state.service,
-            "member_id,plan,effective_from,effective_to,birth_date\nM-100,eocco-medicaid,2026-01-01,,\n",
-        )
-        .unwrap();
-        members::import(&server.state.service, &admin, &rows).await.unwrap();
+        support::import_members(&server, "M-100,eocco-medicaid,2026-01-01,,\n").await;
         let dir = emitted_dir("crd-payers");
         let ask = |n: u32, payor: Value, contained: Option<Value>| {
             let mut coverage = coverage("M-100", "EHR-PLAN-7");

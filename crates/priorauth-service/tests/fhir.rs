@@ -1044,22 +1044,14 @@ async fn a_request_the_policy_covers_in_part_is_answered_modified() {
 async fn a_pas_request_is_decided_under_the_plan_the_payers_eligibility_gives() {
     for_each_backend(|url| async move {
         let server = Server::start(&url).await;
-        let (_, ehr) = server.key("clinic-a", Role::Submitter, "Clinic A EHR", "").await;
-        let (_, reviewer) = server.key("payer", Role::Reviewer, "Dr. Rivera", "MD, Hematology").await;
-        let admin = priorauth_service::keys::Caller {
-            key_id: "test".into(),
-            organization: "payer".into(),
-            role: Role::Admin,
-            name: "eligibility load".into(),
-            credentials: String::new(),
-        };
+        let (_, ehr) = server
+            .key("clinic-a", Role::Submitter, "Clinic A EHR", "")
+            .await;
+        let (_, reviewer) = server
+            .key("payer", Role::Reviewer, "Dr. Rivera", "MD, Hematology")
+            .await;
+        support::import_members(&server, "M-100,eocco-medicaid,2026-01-01,,\n").await;
         let service = &server.state.service;
-        let rows = priorauth_service::lifecycle::members::parse(
-            service,
-            "member_id,plan,effective_from,effective_to,birth_date\nM-100,eocco-medicaid,2026-01-01,,\n",
-        )
-        .unwrap();
-        priorauth_service::lifecycle::members::import(service, &admin, &rows).await.unwrap();
         let case = support::recorded_case("E01");
         // The EHR's own plan code on the Coverage, with the member's id.
         let submit = |identifier: &'static str, member: &'static str, declared: &'static str| {
@@ -1071,23 +1063,44 @@ async fn a_pas_request_is_decided_under_the_plan_the_payers_eligibility_gives() 
             }
             bundle
         };
-        let member = server.post("/fhir/Claim/$submit", &ehr, &submit("elig-1", "M-100", "EHR-PLAN-7")).await;
+        let member = server
+            .post(
+                "/fhir/Claim/$submit",
+                &ehr,
+                &submit("elig-1", "M-100", "EHR-PLAN-7"),
+            )
+            .await;
         assert_eq!(member.status, 200, "{}", member.body);
         // Approved by the plan's policy, with an authorization number.
         assert_eq!(review_action(&member.body), "A1", "{}", member.body);
-        let request_id = |body: &Value| body["entry"][0]["resource"]["id"].as_str().unwrap().replacen("req-", "req_", 1);
+        let request_id = |body: &Value| {
+            body["entry"][0]["resource"]["id"]
+                .as_str()
+                .unwrap()
+                .replacen("req-", "req_", 1)
+        };
         let id = request_id(&member.body);
         let record = server.get(&format!("/v1/requests/{id}"), &reviewer).await;
         assert_eq!(record.body["plan"], "eocco-medicaid", "{}", record.body);
         // An id no member has goes to a clinician undecided, though it declares a plan of
         // the service's: the payer's records outrank the Coverage.
-        let stranger = server.post("/fhir/Claim/$submit", &ehr, &submit("elig-2", "M-999", "eocco-medicaid")).await;
+        let stranger = server
+            .post(
+                "/fhir/Claim/$submit",
+                &ehr,
+                &submit("elig-2", "M-999", "eocco-medicaid"),
+            )
+            .await;
         assert_eq!(review_action(&stranger.body), "A4", "{}", stranger.body);
         let id = request_id(&stranger.body);
         let record = server.get(&format!("/v1/requests/{id}"), &reviewer).await;
         assert_eq!(record.body["status"], "pending_review", "{}", record.body);
         assert!(record.body["authorization"].is_null(), "{}", record.body);
-        assert_eq!(record.body["plan"], "", "no plan is taken from the Coverage: {}", record.body);
+        assert_eq!(
+            record.body["plan"], "",
+            "no plan is taken from the Coverage: {}",
+            record.body
+        );
         server.stop().await;
     })
     .await;
@@ -1100,18 +1113,22 @@ async fn a_pas_request_is_decided_under_the_plan_the_payers_eligibility_gives() 
 async fn a_pas_request_for_another_payer_is_not_decided_under_this_payers_plan() {
     for_each_backend(|url| async move {
         let engine = priorauth_core::Engine::bundled().unwrap();
-        let server = Server::start_engine(&url, engine, Some(&support::plans_naming_the_payer()),
-            priorauth_service::admission::Limits::UNLIMITED, support::ConnectionLimits::DEFAULT).await;
-        let (_, ehr) = server.key("clinic-a", Role::Submitter, "Clinic A EHR", "").await;
-        let (_, reviewer) = server.key("payer", Role::Reviewer, "Dr. Rivera", "MD, Hematology").await;
-        let admin = priorauth_service::keys::Caller {
-            key_id: "test".into(), organization: "payer".into(), role: Role::Admin,
-            name: "eligibility load".into(), credentials: String::new(),
-        };
+        let server = Server::start_engine(
+            &url,
+            engine,
+            Some(&support::plans_naming_the_payer()),
+            priorauth_service::admission::Limits::UNLIMITED,
+            support::ConnectionLimits::DEFAULT,
+        )
+        .await;
+        let (_, ehr) = server
+            .key("clinic-a", Role::Submitter, "Clinic A EHR", "")
+            .await;
+        let (_, reviewer) = server
+            .key("payer", Role::Reviewer, "Dr. Rivera", "MD, Hematology")
+            .await;
+        support::import_members(&server, "M-100,eocco-medicaid,2026-01-01,,\n").await;
         let service = &server.state.service;
-        let rows = priorauth_service::lifecycle::members::parse(service,
-            "member_id,plan,effective_from,effective_to,birth_date\nM-100,eocco-medicaid,2026-01-01,,\n").unwrap();
-        priorauth_service::lifecycle::members::import(service, &admin, &rows).await.unwrap();
         let case = support::recorded_case("E01");
         let submit = |identifier: &'static str, npi: &'static str| {
             let mut bundle = pas_bundle(&case, "EHR-PLAN-7", identifier, &service.engine);
@@ -1121,20 +1138,52 @@ async fn a_pas_request_for_another_payer_is_not_decided_under_this_payers_plan()
                     resource["subscriberId"] = json!("M-100");
                 }
                 if resource["resourceType"] == "Organization" {
-                    resource["identifier"] = json!([{"system": "http://hl7.org/fhir/sid/us-npi", "value": npi}]);
+                    resource["identifier"] =
+                        json!([{"system": "http://hl7.org/fhir/sid/us-npi", "value": npi}]);
                 }
             }
             bundle
         };
-        let request_id = |body: &Value| body["entry"][0]["resource"]["id"].as_str().unwrap().replacen("req-", "req_", 1);
-        let ours = server.post("/fhir/Claim/$submit", &ehr, &submit("payer-1", "1234567893")).await;
+        let request_id = |body: &Value| {
+            body["entry"][0]["resource"]["id"]
+                .as_str()
+                .unwrap()
+                .replacen("req-", "req_", 1)
+        };
+        let ours = server
+            .post(
+                "/fhir/Claim/$submit",
+                &ehr,
+                &submit("payer-1", "1234567893"),
+            )
+            .await;
         assert_eq!(review_action(&ours.body), "A1", "{}", ours.body);
-        let record = server.get(&format!("/v1/requests/{}", request_id(&ours.body)), &reviewer).await;
+        let record = server
+            .get(
+                &format!("/v1/requests/{}", request_id(&ours.body)),
+                &reviewer,
+            )
+            .await;
         assert_eq!(record.body["plan"], "eocco-medicaid", "{}", record.body);
-        let theirs = server.post("/fhir/Claim/$submit", &ehr, &submit("payer-2", "1999999984")).await;
+        let theirs = server
+            .post(
+                "/fhir/Claim/$submit",
+                &ehr,
+                &submit("payer-2", "1999999984"),
+            )
+            .await;
         assert_eq!(review_action(&theirs.body), "A4", "{}", theirs.body);
-        let record = server.get(&format!("/v1/requests/{}", request_id(&theirs.body)), &reviewer).await;
-        assert_eq!(record.body["plan"], "", "another payer's member is not this plan's: {}", record.body);
+        let record = server
+            .get(
+                &format!("/v1/requests/{}", request_id(&theirs.body)),
+                &reviewer,
+            )
+            .await;
+        assert_eq!(
+            record.body["plan"], "",
+            "another payer's member is not this plan's: {}",
+            record.body
+        );
         assert!(record.body["authorization"].is_null(), "{}", record.body);
         server.stop().await;
     })

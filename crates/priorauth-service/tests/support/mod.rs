@@ -467,6 +467,26 @@ pub fn millis(value: &Value) -> i64 {
         .as_millisecond()
 }
 
+/// Loads the payer's eligibility (CSV lines under the header
+/// `member_id,plan,effective_from,effective_to,birth_date`), as `priorauth members import`.
+pub async fn import_members(server: &Server, lines: &str) {
+    let admin = keys::Caller {
+        key_id: "test".into(),
+        organization: "payer".into(),
+        role: Role::Admin,
+        name: "eligibility load".into(),
+        credentials: String::new(),
+    };
+    let members = priorauth_service::lifecycle::members::parse(
+        &server.state.service,
+        &format!("member_id,plan,effective_from,effective_to,birth_date\n{lines}"),
+    )
+    .expect("the eligibility lines are valid");
+    priorauth_service::lifecycle::members::import(&server.state.service, &admin, &members)
+        .await
+        .expect("the eligibility is imported");
+}
+
 /// The bundled plans, with EOCCO's payer named by its NPI and its payer id (the identifiers
 /// are made up for the test).
 pub fn plans_naming_the_payer() -> String {
