@@ -95,6 +95,11 @@ fi
 "$ROOT/bench/chart-server/target/release/chart-server" "$WORK/crd-candidates.jsonl" "$CHART_PORT" "$CHART_TOKEN" \
   >"$WORK/chart-server.log" 2>&1 &
 HELPER_PID=$!
+for _ in $(seq 1 50); do
+  [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$CHART_PORT/fhir/Patient/x") == 401 ]] && break
+  kill -0 "$HELPER_PID" 2>/dev/null || die "the chart server exited at start"
+  sleep 0.1
+done
 
 # The machine is shared: wait for the others' builds and tests to calm down, and say how
 # busy it was.

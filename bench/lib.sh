@@ -92,7 +92,11 @@ cleanup() {
   fi
   stop_server
   # A helper process the script started (fhir-load.sh's chart server).
-  [[ -n ${HELPER_PID:-} ]] && kill "$HELPER_PID" 2>/dev/null
+  if [[ -n ${HELPER_PID:-} ]]; then
+    kill "$HELPER_PID" 2>/dev/null || true
+    wait "$HELPER_PID" 2>/dev/null || true
+    HELPER_PID=""
+  fi
   drop_pg
   # A scratch directory outside WORK (SCRATCH_DIR), never kept.
   [[ -n ${SCRATCH_DIR:-} ]] && rm -rf "$SCRATCH_DIR"

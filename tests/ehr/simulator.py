@@ -335,6 +335,8 @@ class Flow:
         # The original, superseded by the update, is closed; the EHR hears it.
         closed = self.ehr.notification(30, lambda final: claim_response(final).get("preAuthRef") == first_request)
         self.keep("notification-superseded", closed)
+        superseded = next(e["resource"] for e in closed["entry"] if e["resource"]["resourceType"] == "Bundle")
+        check(review_actions(superseded) == ["C"], "the superseded request is heard closed (C)", review_actions(superseded))
         self.inquire(trace, claim_bundle, "A1", number)
         self.step(f"$inquire finds {number} (A1)")
         self.review(order, answered)

@@ -9,8 +9,8 @@
 //! `DATABASE_URL` names a PostgreSQL server, once on PostgreSQL.
 //!
 //! The simulator needs PyJWT, cryptography and fhirpathpy in the tests' Python environment
-//! (`.ci/run` installs them); without it the test is skipped with a note, unless
-//! `REQUIRE_FHIR_VALIDATOR` is set.
+//! (`target/fhir-validator`, which `.ci/run` installs); without that environment the test is
+//! skipped with a note, unless `REQUIRE_FHIR_VALIDATOR` is set.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(

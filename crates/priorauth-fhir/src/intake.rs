@@ -97,7 +97,7 @@ pub fn member_ids(coverage: &Coverage) -> Vec<String> {
     ids
 }
 
-/// The identifiers by which a Coverage names its payer (`system|value`, or the value when no
+/// The identifiers by which a Coverage names its payer (`system|value`; `|value` when no
 /// system is given): each `payor` reference's own identifier, and those of the Organization
 /// it refers to, in the request or contained in the Coverage.
 pub fn payer_ids(coverage: &Coverage, resources: &Resources) -> Vec<String> {
@@ -129,14 +129,16 @@ pub fn payer_ids(coverage: &Coverage, resources: &Resources) -> Vec<String> {
     ids
 }
 
-/// An identifier as `system|value`, or its value when it names no system.
+/// An identifier as `system|value` (`|value` when it names no system).
 fn identifier_text(identifier: &Identifier) -> Option<String> {
     let value = identifier.value.as_ref()?.value.as_deref()?.trim();
-    let system = identifier.system.as_ref().and_then(|s| s.value.as_deref());
-    (!value.is_empty()).then(|| match system {
-        Some(system) => format!("{system}|{value}"),
-        None => value.to_string(),
-    })
+    let system = identifier
+        .system
+        .as_ref()
+        .and_then(|s| s.value.as_deref())
+        .unwrap_or_default()
+        .trim();
+    (!value.is_empty()).then(|| format!("{system}|{value}"))
 }
 
 fn resource_id(resource: &Resource) -> Option<&str> {
@@ -212,9 +214,11 @@ pub struct CaseBuilder<'a> {
     /// The member ids on the coverage (`subscriberId`, then each identifier), by which the
     /// service finds the member's plan in the payer's eligibility.
     pub member_ids: Vec<String>,
-    /// The identifiers by which the coverage names its payer ([`payer_ids`]): a plan that
-    /// lists payer identifiers takes the coverage only if one agrees.
-    pub payer_ids: Vec<String>,
+    /// Each member id with the identifiers by which the Coverage that carries it names its
+    /// payer ([`payer_ids`]; for a PAS Claim's focal Coverage naming none, the Claim's
+    /// insurer's): a plan that lists payer identifiers takes the member id only if one agrees.
+    /// Kept per Coverage, so that another Coverage's payer never vouches for this one.
+    pub payer_ids: Vec<(String, Vec<String>)>,
     /// Expedited review asked for (PAS level of service `U`, or priority `urgent`/`stat`).
     pub expedited: bool,
     /// The authorization this request continues (PAS item authorizationNumber).
@@ -382,9 +386,17 @@ impl<'a> CaseBuilder<'a> {
     }
 
     pub fn coverage(&mut self, coverage: &Coverage, resources: &Resources) {
-        for id in payer_ids(coverage, resources) {
-            if !self.payer_ids.contains(&id) {
-                self.payer_ids.push(id);
+        let payers = payer_ids(coverage, resources);
+        for id in member_ids(coverage) {
+            match self.payer_ids.iter_mut().find(|(member, _)| *member == id) {
+                Some((_, named)) => {
+                    for payer in &payers {
+                        if !named.contains(payer) {
+                            named.push(payer.clone());
+                        }
+                    }
+                }
+                None => self.payer_ids.push((id, payers.clone())),
             }
         }
         for class in &coverage.class {
@@ -596,6 +608,15 @@ impl<'a> CaseBuilder<'a> {
         if codings(&claim.priority).any(|(_, code)| code == "stat") {
             self.expedited = true;
         }
+        let insurer: Vec<String> = match claim.insurer.as_deref().and_then(|r| resources.resolve(r))
+        {
+            Some(Resource::Organization(insurer)) => insurer
+                .identifier
+                .iter()
+                .filter_map(identifier_text)
+                .collect(),
+            _ => Vec::new(),
+        };
         for insurance in claim
             .insurance
             .iter()
@@ -603,15 +624,12 @@ impl<'a> CaseBuilder<'a> {
         {
             if let Some(Resource::Coverage(coverage)) = resources.resolve(&insurance.coverage) {
                 self.coverage(coverage, resources);
-            }
-        }
-        // The payer the Claim is sent to names the payer as well as the Coverage does.
-        if let Some(Resource::Organization(insurer)) =
-            claim.insurer.as_deref().and_then(|r| resources.resolve(r))
-        {
-            for id in insurer.identifier.iter().filter_map(identifier_text) {
-                if !self.payer_ids.contains(&id) {
-                    self.payer_ids.push(id);
+                // A focal Coverage that names no payer is the insurer's the Claim is sent to.
+                let ids = member_ids(coverage);
+                for (member, named) in &mut self.payer_ids {
+                    if named.is_empty() && ids.contains(member) {
+                        named.clone_from(&insurer);
+                    }
                 }
             }
         }

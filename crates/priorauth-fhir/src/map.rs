@@ -88,23 +88,26 @@ pub struct CoverageMap {
 
 /// A table that names something the engine does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("config/fhir.toml: {0}")]
+#[error("the FHIR map (config/fhir.toml or PRIORAUTH_FHIR_MAP): {0}")]
 pub struct MapError(pub String);
 
 impl Map {
-    /// Reads and checks the tables against the engine: drugs, enum values and fact keys
-    /// must be the case format's.
     /// The X12 886 reason code of a denial citing `criterion` of `policy`, if the payer gave
-    /// one ([`Map::x12_denial_reasons`]).
+    /// one ([`Map::x12_denial_reasons`]); an empty `criterion` takes `default` only.
     pub fn denial_reason(&self, policy: &str, criterion: &str) -> Option<&str> {
         let reasons = &self.x12_denial_reasons;
-        reasons
-            .get(&format!("{policy}/{criterion}"))
-            .or_else(|| reasons.get(criterion))
+        let own = (!criterion.is_empty()).then(|| {
+            reasons
+                .get(&format!("{policy}/{criterion}"))
+                .or_else(|| reasons.get(criterion))
+        });
+        own.flatten()
             .or_else(|| reasons.get("default"))
             .map(String::as_str)
     }
 
+    /// Reads and checks the tables against the engine: drugs, enum values and fact keys
+    /// must be the case format's.
     pub fn load(text: &str, engine: &Engine) -> Result<Map, MapError> {
         let mut map: Map = toml::from_str(text).map_err(|e| MapError(e.to_string()))?;
         let check = |what: &str, value: &str, allowed: &[&str]| {

@@ -417,8 +417,9 @@ pub struct Intake {
     /// The plan the Coverage declares; the service finds the member's plan by `member_ids`.
     pub plan: Option<String>,
     pub member_ids: Vec<String>,
-    /// The identifiers by which the Coverage and the Claim's insurer name the payer.
-    pub payer_ids: Vec<String>,
+    /// Each member id with the identifiers by which its Coverage (or, naming none, the
+    /// Claim's insurer) names the payer.
+    pub payer_ids: Vec<(String, Vec<String>)>,
     pub expedited: bool,
     pub renews: Option<String>,
     /// Sequence of the Claim item the decision answers.
@@ -665,7 +666,9 @@ pub fn response_bundle(request_bundle: &Value, record: &Value, context: &Respons
             .as_str()
             .unwrap_or_default();
         let policy = record["policy"].as_str().unwrap_or_default();
-        if let Some(reason) = context.map.and_then(|m| m.denial_reason(policy, criterion)) {
+        // A request no policy governs cites the reviewer's own words: only `default` applies.
+        let cited = if policy.is_empty() { "" } else { criterion };
+        if let Some(reason) = context.map.and_then(|m| m.denial_reason(policy, cited)) {
             review_extensions.push(json!({
                 "url": "reasonCode",
                 "valueCodeableConcept": {"coding": [{"system": X12_886, "code": reason}]},

@@ -40,9 +40,12 @@ pub struct Plan {
     /// The identifiers by which EHRs name this plan's payer on a Coverage (`Coverage.payor`,
     /// the Organization it refers to, or a PAS Claim's insurer): `system|value`
     /// (`http://hl7.org/fhir/sid/us-npi|1234567893`), or a bare value matching that value in
-    /// any system. Where both the plan and a Coverage name payer identifiers, they must
-    /// share one for the Coverage to be this plan's: a member id that another payer also
-    /// issues is then never taken for this payer's member. Empty: not checked.
+    /// any system. Where both the plan and the Coverage carrying a member id name payer
+    /// identifiers, they must share one for the member to be this plan's: a member id that
+    /// another payer also issues, on a Coverage naming that payer, is then not taken for
+    /// this payer's member. A Coverage that names no payer is not checked: this corrects
+    /// honest collisions; it is no control against a sender who leaves the payer out (the
+    /// eligibility still decides who is a member). Empty: not checked.
     #[serde(default)]
     pub payer_ids: Vec<String>,
 }
@@ -54,13 +57,21 @@ impl Plan {
         if self.payer_ids.is_empty() || payer_ids.is_empty() {
             return true;
         }
-        self.payer_ids.iter().any(|mine| {
-            payer_ids.iter().any(|theirs| {
-                theirs == mine
-                    || (!mine.contains('|')
-                        && theirs.rsplit_once('|').map(|(_, v)| v) == Some(mine.as_str()))
+        // (system, value), split at the first `|`: a system is a URI, a value may hold `|`.
+        let parts = |id: &str| match id.split_once('|') {
+            Some((system, value)) => (system.trim().to_string(), value.trim().to_string()),
+            None => (String::new(), id.trim().to_string()),
+        };
+        self.payer_ids
+            .iter()
+            .map(|id| parts(id))
+            .any(|(system, value)| {
+                payer_ids.iter().map(|id| parts(id)).any(|(theirs, named)| {
+                    // A bare value in the plan, or an identifier the Coverage gives no system,
+                    // matches by value.
+                    named == value && (system.is_empty() || theirs.is_empty() || theirs == system)
+                })
             })
-        })
     }
 }
 
@@ -252,8 +263,11 @@ impl Plans {
                 ));
             }
             if let Some(bad) = plan.payer_ids.iter().find(|id| {
-                let value = id.rsplit_once('|').map_or(id.as_str(), |(_, v)| v);
-                value.trim().is_empty() || id.len() > 256 || id.chars().any(char::is_control)
+                let (system, value) = id.split_once('|').unwrap_or(("-", id.as_str()));
+                system.trim().is_empty()
+                    || value.trim().is_empty()
+                    || id.len() > 256
+                    || id.chars().any(char::is_control)
             }) {
                 return Err(format!(
                     "plan `{}`: payer_ids: `{bad}` is not `system|value` or a value",
@@ -329,6 +343,12 @@ mod tests {
         // A bare value in the plan matches it in any system.
         assert!(eocco.is_payer(&ids(&["urn:oid:2.16.840.1.113883.3.221.5|EOCCO01"])));
         assert!(eocco.is_payer(&[]), "a Coverage that names no payer");
+        assert!(
+            eocco.is_payer(&ids(&["|1234567893"])),
+            "an identifier with no system, by value"
+        );
+        // A value holding `|` is not split at its last `|`.
+        assert!(!eocco.is_payer(&ids(&["urn:other|X|EOCCO01"])));
         assert!(!eocco.is_payer(&ids(&["http://hl7.org/fhir/sid/us-npi|1999999984"])));
         // The same value in another system is another identifier.
         assert!(!eocco.is_payer(&ids(&["urn:example:npi|1234567893"])));
@@ -337,9 +357,11 @@ mod tests {
             masshealth.is_payer(&ids(&["http://hl7.org/fhir/sid/us-npi|1999999984"])),
             "a plan that names none"
         );
-        let bad = text.replace("\"EOCCO01\"", "\"urn:x|\"");
-        let error = Plans::load(&bad, &engine).expect_err("an empty value");
-        assert!(error.contains("payer_ids"), "{error}");
+        for entry in ["urn:x|", "|EOCCO01", " "] {
+            let bad = text.replace("\"EOCCO01\"", &format!("\"{entry}\""));
+            let error = Plans::load(&bad, &engine).expect_err(entry);
+            assert!(error.contains("payer_ids"), "{error}");
+        }
     }
 
     #[test]

@@ -1165,6 +1165,18 @@ async fn a_pas_request_for_another_payer_is_not_decided_under_this_payers_plan()
             )
             .await;
         assert_eq!(record.body["plan"], "eocco-medicaid", "{}", record.body);
+        // The Coverage names another payer on its reference while the Claim is sent to this
+        // one: the Coverage's payer is the member id's, not the insurer's.
+        let mut other_coverage = submit("payer-3", "1234567893");
+        for entry in other_coverage["entry"].as_array_mut().unwrap() {
+            if entry["resource"]["resourceType"] == "Coverage" {
+                entry["resource"]["payor"] = json!([{"identifier": {"system": "http://hl7.org/fhir/sid/us-npi", "value": "1999999984"}, "display": "Another plan"}]);
+            }
+        }
+        let other = server.post("/fhir/Claim/$submit", &ehr, &other_coverage).await;
+        assert_eq!(review_action(&other.body), "A4", "{}", other.body);
+        let record = server.get(&format!("/v1/requests/{}", request_id(&other.body)), &reviewer).await;
+        assert_eq!(record.body["plan"], "", "{}", record.body);
         let theirs = server
             .post(
                 "/fhir/Claim/$submit",

@@ -170,24 +170,34 @@ pub enum Membership {
 /// The member of `member_ids` and the plan covering them on `day` (`YYYY-MM-DD`). Where two
 /// plans cover the day, the one the Coverage declares is taken, else the earliest enrolled.
 /// With no eligibility loaded, the declared plan (if it is one of the service's). Either
-/// way, a plan whose payer identifiers disagree with those the Coverage names
-/// (`payer_ids`, [`crate::plans::Plan::is_payer`]) is not the member's: a member id another
-/// payer issued is not this payer's member.
+/// way, a plan whose payer identifiers disagree with those the Coverage carrying the member
+/// id names (`payer_ids`: each member id with its Coverage's payer identifiers,
+/// [`crate::plans::Plan::is_payer`]) is not the member's: a member id another payer issued
+/// is not this payer's member.
 pub async fn find(
     service: &Service,
     member_ids: &[String],
     declared_plan: Option<&str>,
-    payer_ids: &[String],
+    payer_ids: &[(String, Vec<String>)],
     day: &str,
 ) -> Result<Membership, Error> {
-    let payer_agrees = |plan: &str| {
-        service
-            .plans
-            .get(plan)
-            .is_some_and(|p| p.is_payer(payer_ids))
+    let payers_of = |member: &str| {
+        payer_ids
+            .iter()
+            .find(|(id, _)| id == member)
+            .map_or(&[][..], |(_, payers)| payers.as_slice())
     };
+    let payer_agrees =
+        |plan: &str, payers: &[String]| service.plans.get(plan).is_some_and(|p| p.is_payer(payers));
     if !members::any(&service.store).await? {
-        return Ok(match declared_plan.filter(|p| payer_agrees(p)) {
+        // The declared plan, if every Coverage that names a payer names one it agrees with.
+        let agrees = |plan: &str| {
+            service.plans.get(plan).is_some()
+                && payer_ids
+                    .iter()
+                    .all(|(_, payers)| payer_agrees(plan, payers))
+        };
+        return Ok(match declared_plan.filter(|p| agrees(p)) {
             Some(plan) => Membership::Member {
                 plan: plan.to_string(),
             },
@@ -195,7 +205,7 @@ pub async fn find(
         });
     }
     let mut enrolments = members::of_members(&service.store, member_ids).await?;
-    enrolments.retain(|e| payer_agrees(&e.plan));
+    enrolments.retain(|e| payer_agrees(&e.plan, payers_of(&e.member_id)));
     if enrolments.is_empty() {
         return Ok(Membership::Unknown);
     }

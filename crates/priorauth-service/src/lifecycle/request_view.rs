@@ -177,7 +177,7 @@ pub async fn read_with_claim(
 /// entry of its own, since the write's entry (`request.create`, `request.replay`,
 /// `request.withdraw`) already records the caller and the request it was answered. A second
 /// entry per submission would be a second write on SQLite's one writer for every PAS call.
-pub async fn answer_to_own_write(
+pub(crate) async fn answer_to_own_write(
     service: &Service,
     caller: &Caller,
     id: &str,
