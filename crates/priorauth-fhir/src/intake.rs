@@ -386,6 +386,11 @@ impl<'a> CaseBuilder<'a> {
     }
 
     pub fn coverage(&mut self, coverage: &Coverage, resources: &Resources) {
+        for class in &coverage.class {
+            if codings(&class.r#type).any(|(_, code)| code == self.map.coverage.plan_class) {
+                self.plan = class.value.value.clone();
+            }
+        }
         let payers = payer_ids(coverage, resources);
         for id in member_ids(coverage) {
             match self.payer_ids.iter_mut().find(|(member, _)| *member == id) {
@@ -396,15 +401,8 @@ impl<'a> CaseBuilder<'a> {
                         }
                     }
                 }
-                None => self.payer_ids.push((id, payers.clone())),
+                None => self.payer_ids.push((id.clone(), payers.clone())),
             }
-        }
-        for class in &coverage.class {
-            if codings(&class.r#type).any(|(_, code)| code == self.map.coverage.plan_class) {
-                self.plan = class.value.value.clone();
-            }
-        }
-        for id in member_ids(coverage) {
             if !self.member_ids.contains(&id) {
                 self.member_ids.push(id);
             }

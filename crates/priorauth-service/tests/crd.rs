@@ -390,15 +390,7 @@ async fn members_are_found_in_the_payers_eligibility_and_every_order_is_answered
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_member_id_another_payer_issued_is_not_this_payers_member() {
     for_each_backend(|url| async move {
-        let engine = priorauth_core::Engine::bundled().unwrap();
-        let server = Server::start_engine(
-            &url,
-            engine,
-            Some(&support::plans_naming_the_payer()),
-            priorauth_service::admission::Limits::UNLIMITED,
-            support::ConnectionLimits::DEFAULT,
-        )
-        .await;
+        let server = Server::start_with_plans(&url, &support::plans_naming_the_payer()).await;
         let (_, ehr) = server.key("clinic-a", Role::Submitter, "Clinic A EHR", "").await;
         let (base, _) = ehr_fhir_server(json!({})).await;
         support::import_members(&server, "M-100,eocco-medicaid,2026-01-01,,\n").await;

@@ -1112,15 +1112,7 @@ async fn a_pas_request_is_decided_under_the_plan_the_payers_eligibility_gives() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pas_request_for_another_payer_is_not_decided_under_this_payers_plan() {
     for_each_backend(|url| async move {
-        let engine = priorauth_core::Engine::bundled().unwrap();
-        let server = Server::start_engine(
-            &url,
-            engine,
-            Some(&support::plans_naming_the_payer()),
-            priorauth_service::admission::Limits::UNLIMITED,
-            support::ConnectionLimits::DEFAULT,
-        )
-        .await;
+        let server = Server::start_with_plans(&url, &support::plans_naming_the_payer()).await;
         let (_, ehr) = server
             .key("clinic-a", Role::Submitter, "Clinic A EHR", "")
             .await;
@@ -1144,27 +1136,19 @@ async fn a_pas_request_for_another_payer_is_not_decided_under_this_payers_plan()
             }
             bundle
         };
-        let request_id = |body: &Value| {
-            body["entry"][0]["resource"]["id"]
-                .as_str()
-                .unwrap()
-                .replacen("req-", "req_", 1)
+        // Submits a Bundle; answers its review action and the request's record.
+        let decided = |bundle: Value| {
+            let (server, ehr, reviewer) = (&server, ehr.clone(), reviewer.clone());
+            async move {
+                let answer = server.post("/fhir/Claim/$submit", &ehr, &bundle).await;
+                let id = answer.body["entry"][0]["resource"]["id"].as_str().unwrap().replacen("req-", "req_", 1);
+                let record = server.get(&format!("/v1/requests/{id}"), &reviewer).await;
+                (review_action(&answer.body), record.body)
+            }
         };
-        let ours = server
-            .post(
-                "/fhir/Claim/$submit",
-                &ehr,
-                &submit("payer-1", "1234567893"),
-            )
-            .await;
-        assert_eq!(review_action(&ours.body), "A1", "{}", ours.body);
-        let record = server
-            .get(
-                &format!("/v1/requests/{}", request_id(&ours.body)),
-                &reviewer,
-            )
-            .await;
-        assert_eq!(record.body["plan"], "eocco-medicaid", "{}", record.body);
+        let (action, record) = decided(submit("payer-1", "1234567893")).await;
+        assert_eq!(action, "A1", "{record}");
+        assert_eq!(record["plan"], "eocco-medicaid", "{record}");
         // The Coverage names another payer on its reference while the Claim is sent to this
         // one: the Coverage's payer is the member id's, not the insurer's.
         let mut other_coverage = submit("payer-3", "1234567893");
@@ -1173,30 +1157,13 @@ async fn a_pas_request_for_another_payer_is_not_decided_under_this_payers_plan()
                 entry["resource"]["payor"] = json!([{"identifier": {"system": "http://hl7.org/fhir/sid/us-npi", "value": "1999999984"}, "display": "Another plan"}]);
             }
         }
-        let other = server.post("/fhir/Claim/$submit", &ehr, &other_coverage).await;
-        assert_eq!(review_action(&other.body), "A4", "{}", other.body);
-        let record = server.get(&format!("/v1/requests/{}", request_id(&other.body)), &reviewer).await;
-        assert_eq!(record.body["plan"], "", "{}", record.body);
-        let theirs = server
-            .post(
-                "/fhir/Claim/$submit",
-                &ehr,
-                &submit("payer-2", "1999999984"),
-            )
-            .await;
-        assert_eq!(review_action(&theirs.body), "A4", "{}", theirs.body);
-        let record = server
-            .get(
-                &format!("/v1/requests/{}", request_id(&theirs.body)),
-                &reviewer,
-            )
-            .await;
-        assert_eq!(
-            record.body["plan"], "",
-            "another payer's member is not this plan's: {}",
-            record.body
-        );
-        assert!(record.body["authorization"].is_null(), "{}", record.body);
+        let (action, record) = decided(other_coverage).await;
+        assert_eq!(action, "A4", "{record}");
+        assert_eq!(record["plan"], "", "{record}");
+        let (action, record) = decided(submit("payer-2", "1999999984")).await;
+        assert_eq!(action, "A4", "{record}");
+        assert_eq!(record["plan"], "", "another payer's member is not this plan's: {record}");
+        assert!(record["authorization"].is_null(), "{record}");
         server.stop().await;
     })
     .await;

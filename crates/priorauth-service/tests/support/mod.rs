@@ -229,6 +229,19 @@ impl Server {
         Server::start_engine(url, engine, None, limits, connections).await
     }
 
+    /// A server over the bundled policies with this plans file.
+    pub async fn start_with_plans(url: &str, plans: &str) -> Server {
+        let engine = Engine::bundled().expect("the bundled policies load");
+        Server::start_engine(
+            url,
+            engine,
+            Some(plans),
+            Limits::UNLIMITED,
+            ConnectionLimits::DEFAULT,
+        )
+        .await
+    }
+
     /// A server deciding by `engine` (policies of a directory) and these plans.
     #[allow(dead_code)]
     pub async fn start_engine(
