@@ -90,11 +90,14 @@ pub async fn state(
     let fhir = priorauth_fhir::map::Map::load(&fhir_text, &engine)
         .map_err(|e| format!("FHIR map: {e}"))?;
     let store = Store::connect(url).await.map_err(|e| e.to_string())?;
+    let writer = store::writer::Writer::start(store.clone())
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(AppState {
         service: lifecycle::Service {
             engine: Arc::new(engine),
             plans: Arc::new(plans),
-            writer: store::writer::Writer::start(store.clone()),
+            writer,
             store,
             notify: Arc::new(tokio::sync::Notify::new()),
         },

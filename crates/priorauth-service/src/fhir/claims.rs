@@ -17,7 +17,9 @@ use crate::keys::{Caller, Role};
 use crate::lifecycle::attachments::{self, SentFile};
 use crate::lifecycle::members::{self, Membership};
 use crate::lifecycle::request_view;
-use crate::lifecycle::requests::{self as lifecycle_requests, ClaimLink, SubmitBody, Urgency};
+use crate::lifecycle::requests::{
+    self as lifecycle_requests, ClaimLink, ReceivedBundle, SubmitBody, Urgency,
+};
 use crate::lifecycle::{self};
 use crate::web::{AppError, AppState};
 
@@ -32,7 +34,7 @@ pub(crate) async fn submit(
     let caller = caller(who)?;
     submitter(&caller)?;
     let (map, engine) = (state.fhir.clone(), state.service.engine.clone());
-    let (request, intakes, bundle_json) = parsed(move || {
+    let (request, intakes, bundle) = parsed(move || {
         let (text, bundle_json) = bundle_text(text(&body)?)?;
         drop(body);
         let request = pas::read_request(&text).map_err(|p| FhirError::structure(&p))?;
@@ -44,7 +46,9 @@ pub(crate) async fn submit(
                 .map(|i| pas::item_intake(&map, &engine, &request, i))
                 .collect(),
         };
-        Ok::<_, FhirError>((request, intakes, bundle_json))
+        // Packed and hashed here, off the async workers, once for all its items.
+        let bundle = ReceivedBundle::new(&bundle_json.to_string());
+        Ok::<_, FhirError>((request, intakes, bundle))
     })
     .await??;
     let canonical = canonical(&headers);
@@ -115,7 +119,7 @@ pub(crate) async fn submit(
             base: canonical.base.clone(),
             claim_identifier: request.claim_identifier.clone(),
             item_sequence: sequence,
-            bundle_json: bundle_json.to_string(),
+            bundle: bundle.clone(),
         };
         // The Bundle's identifier makes a submission sent again the same one; an item of a
         // Claim with several is told apart by its sequence.

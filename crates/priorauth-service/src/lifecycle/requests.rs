@@ -13,8 +13,9 @@ use super::retries::{Begun, Retry, begin};
 use super::{Error, Service, day_of, invalid, require, status_of, timestamp, visible};
 use crate::keys::{Caller, Role};
 use crate::store::authorizations as records;
+use crate::store::packed::Packed;
 use crate::store::requests::{self, Member, NewEvent, NewRequest, Request};
-pub use crate::store::requests::{ClaimLink, StoredClaim};
+pub use crate::store::requests::{ClaimLink, ReceivedBundle, StoredClaim};
 use crate::store::writer::{self, Write, Written};
 use crate::store::{self, Tx, notifications, now_ms, random_id, sha256_hex};
 
@@ -230,7 +231,6 @@ pub async fn submit(
         "due_at": due_at.map(timestamp),
         "authorization": authorization.as_ref().map(authorizations::answer),
     });
-    let response_json = response.to_string();
     let request = NewRequest {
         id,
         organization: caller.organization.clone(),
@@ -251,13 +251,13 @@ pub async fn submit(
         outcome: evaluated.outcome.as_str(),
         urgency: urgency_str(body.urgency),
         due_at,
-        case_json: evaluated.case_json.to_string(),
-        decision_json: decision_record(&evaluated.result).to_string(),
-        response_json,
+        case_json: Packed::new(&evaluated.case_json.to_string()),
+        decision_json: Packed::new(&decision_record(&evaluated.result).to_string()),
+        response_json: Packed::new(&response.to_string()),
         renews: body.renews.clone(),
         created_at: now,
-        event_case_json: String::new(),
-        event_decision_json: String::new(),
+        event_case_json: Packed::new(""),
+        event_decision_json: Packed::new(""),
         decision_sha256: Some(decision_sha256(&evaluated.result)),
         authorization,
         link,
@@ -278,7 +278,7 @@ pub async fn submit(
             };
             let request = Write::Request(Box::new(request));
             let mut chain = store::AuditChain::lock(&mut tx).await?;
-            let written = writer::write_in(&mut tx, &mut chain, &request)
+            let written = writer::write_one(&mut tx, &mut chain, &request)
                 .await
                 .map_err(|error| authorizations::renewed_meanwhile(error, renews.as_deref()))?;
             if written == Written::Stored {
@@ -381,7 +381,7 @@ pub async fn submit_for_review(
     link: ClaimLink,
 ) -> Result<(bool, String), Error> {
     require(caller, &[Role::Submitter, Role::Admin])?;
-    let body_hash = sha256_hex(&link.bundle_json);
+    let body_hash = link.bundle.sha256.clone();
     let id_of = |answer: Value| {
         answer
             .get("id")
@@ -414,6 +414,10 @@ pub async fn submit_for_review(
     };
     // Stored without its decision, as `submit_case` does.
     let response = json!({"id": id, "status": "pending_review", "outcome": "not_applicable", "authorization": null});
+    let (case_text, decision_text) = (
+        Packed::new(&case.to_string()),
+        Packed::new(&decision.to_string()),
+    );
     let request = NewRequest {
         id: id.clone(),
         organization: caller.organization.clone(),
@@ -433,14 +437,14 @@ pub async fn submit_for_review(
         outcome: Outcome::NotApplicable.as_str(),
         urgency: urgency_str(urgency),
         due_at: Some(due_at),
-        case_json: case.to_string(),
-        decision_json: decision.to_string(),
-        response_json: response.to_string(),
+        case_json: case_text.clone(),
+        decision_json: decision_text.clone(),
+        response_json: Packed::new(&response.to_string()),
         renews: None,
         created_at: now,
         // No policy decided it: nothing to recompute, the small decision is stored whole.
-        event_case_json: case.to_string(),
-        event_decision_json: decision.to_string(),
+        event_case_json: case_text,
+        event_decision_json: decision_text,
         decision_sha256: None,
         authorization: None,
         link: Some(link),

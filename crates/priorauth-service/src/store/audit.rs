@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, StoreError, Tx, now_ms, sha256_hex};
+use super::{Store, StoreError, Tx, now_ms, row_chunks, sha256_hex, values_sql};
 
 /// One entry of the audit log, as it is hashed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,37 +235,60 @@ impl AuditChain {
     }
 
     pub async fn append(&mut self, tx: &mut Tx, record: &AuditRecord) -> Result<(), StoreError> {
-        let mut entry = AuditEntry {
-            seq: self.seq + 1,
-            at: now_ms(),
-            actor: record.actor.clone(),
-            organization: record.organization.clone(),
-            action: record.action.to_string(),
-            target: record.target.clone(),
-            prev_hash: self.hash.clone(),
-            hash: String::new(),
-            record: None,
-        };
-        entry.record = match (&record.state, record.binds) {
-            (Some(state), _) => Some(state.clone()),
-            (None, Some(binds)) => Some(record_state(&mut **tx, binds, &record.target).await?),
-            (None, None) => None,
-        };
-        entry.hash = entry.digest();
-        sqlx::query("INSERT INTO audit_log (seq, at, actor, organization, action, target, prev_hash, hash, record_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-            .bind(entry.seq)
-            .bind(entry.at)
-            .bind(&entry.actor)
-            .bind(&entry.organization)
-            .bind(&entry.action)
-            .bind(&entry.target)
-            .bind(&entry.prev_hash)
-            .bind(&entry.hash)
-            .bind(&entry.record)
-            .execute(&mut **tx)
-            .await?;
-        self.seq = entry.seq;
-        self.hash = entry.hash;
+        self.append_all(tx, std::slice::from_ref(record)).await
+    }
+
+    /// Appends entries in order: each bound record's state is read (unless the writer knows
+    /// it), then the entries are chained in memory and inserted in one statement per
+    /// chunk of rows (`row_chunks`).
+    pub async fn append_all(
+        &mut self,
+        tx: &mut Tx,
+        records: &[AuditRecord],
+    ) -> Result<(), StoreError> {
+        let mut entries = Vec::with_capacity(records.len());
+        for record in records {
+            let state = match (&record.state, record.binds) {
+                (Some(state), _) => Some(state.clone()),
+                (None, Some(binds)) => Some(record_state(&mut **tx, binds, &record.target).await?),
+                (None, None) => None,
+            };
+            let mut entry = AuditEntry {
+                seq: self.seq + 1,
+                at: now_ms(),
+                actor: record.actor.clone(),
+                organization: record.organization.clone(),
+                action: record.action.to_string(),
+                target: record.target.clone(),
+                prev_hash: std::mem::take(&mut self.hash),
+                hash: String::new(),
+                record: state,
+            };
+            entry.hash = entry.digest();
+            self.seq = entry.seq;
+            self.hash.clone_from(&entry.hash);
+            entries.push(entry);
+        }
+        for chunk in row_chunks(&entries) {
+            let sql = format!(
+                "INSERT INTO audit_log (seq, at, actor, organization, action, target, prev_hash, hash, record_sha256) VALUES {}",
+                values_sql(chunk.len(), 9)
+            );
+            let mut query = sqlx::query(&sql);
+            for entry in chunk {
+                query = query
+                    .bind(entry.seq)
+                    .bind(entry.at)
+                    .bind(&entry.actor)
+                    .bind(&entry.organization)
+                    .bind(&entry.action)
+                    .bind(&entry.target)
+                    .bind(&entry.prev_hash)
+                    .bind(&entry.hash)
+                    .bind(&entry.record);
+            }
+            query.execute(&mut **tx).await?;
+        }
         Ok(())
     }
 

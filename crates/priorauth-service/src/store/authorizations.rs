@@ -4,7 +4,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{StoreError, Tx};
+use super::{StoreError, Tx, row_chunks, values_sql};
 
 /// An authorization as it is stored.
 #[derive(Debug, Clone)]
@@ -79,26 +79,41 @@ pub struct NewUsage {
 }
 
 pub async fn insert(tx: &mut Tx, authorization: &NewAuthorization) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO authorizations (number, request_id, organization, drug, hcpcs, start_date, end_date, units_per_period, period_days, cycles, first_cycle, approved_units, used_units, renews, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $13, $14)",
-    )
-    .bind(&authorization.number)
-    .bind(&authorization.request_id)
-    .bind(&authorization.organization)
-    .bind(&authorization.drug)
-    .bind(&authorization.hcpcs)
-    .bind(&authorization.start_date)
-    .bind(&authorization.end_date)
-    .bind(authorization.units_per_period)
-    .bind(authorization.period_days)
-    .bind(authorization.cycles)
-    .bind(authorization.first_cycle)
-    .bind(authorization.approved_units)
-    .bind(&authorization.renews)
-    .bind(authorization.created_at)
-    .execute(&mut **tx)
-    .await?;
+    insert_all(tx, &[authorization]).await
+}
+
+/// Inserts new authorizations, nothing used of any, in one statement per chunk of rows
+/// (`row_chunks`).
+pub async fn insert_all(
+    tx: &mut Tx,
+    authorizations: &[&NewAuthorization],
+) -> Result<(), StoreError> {
+    for chunk in row_chunks(authorizations) {
+        let sql = format!(
+            "INSERT INTO authorizations (number, request_id, organization, drug, hcpcs, start_date, end_date, units_per_period, period_days, cycles, first_cycle, approved_units, used_units, renews, created_at) VALUES {}",
+            values_sql(chunk.len(), 15)
+        );
+        let mut query = sqlx::query(&sql);
+        for authorization in chunk {
+            query = query
+                .bind(&authorization.number)
+                .bind(&authorization.request_id)
+                .bind(&authorization.organization)
+                .bind(&authorization.drug)
+                .bind(&authorization.hcpcs)
+                .bind(&authorization.start_date)
+                .bind(&authorization.end_date)
+                .bind(authorization.units_per_period)
+                .bind(authorization.period_days)
+                .bind(authorization.cycles)
+                .bind(authorization.first_cycle)
+                .bind(authorization.approved_units)
+                .bind(0_i64)
+                .bind(&authorization.renews)
+                .bind(authorization.created_at);
+        }
+        query.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 

@@ -148,6 +148,59 @@ pub async fn migrator() -> Result<sqlx::migrate::Migrator, StoreError> {
 #[error("database: {0}")]
 pub struct StoreError(#[from] pub sqlx::Error);
 
+/// The most rows one multi-row statement carries (a power of two, see `row_chunks`): its
+/// parameters (at most 22 a row) stay well under SQLite's 32,766 and PostgreSQL's 65,535.
+pub(crate) const MAX_ROWS: usize = 256;
+
+/// Rows in chunks of 256, 128, …, 2, 1, largest first: a multi-row statement then comes in
+/// nine sizes, which a connection keeps prepared, where one of every size from 1 to 256
+/// would be prepared again at almost every batch (sqlx keeps 100 statements a connection).
+pub(crate) fn row_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let size = MAX_ROWS.min(1 << rest.len().ilog2());
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+/// `($1, …, $columns), (…)`: the `VALUES` of a statement inserting `rows` rows at once.
+pub(crate) fn values_sql(rows: usize, columns: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(row * columns + column + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// A PostgreSQL session as the service opens it. Text over about 2 KB (a PAS request Bundle;
+/// the whole decisions of rows written before migration 0004) is compressed by PostgreSQL:
+/// lz4 (PostgreSQL 14 and later, when built with it) costs a fraction of the default pglz's
+/// CPU. A server without it keeps its default, so the error is not fatal.
+fn postgres_session(options: AnyPoolOptions) -> AnyPoolOptions {
+    options.after_connect(|connection, _| {
+        Box::pin(async move {
+            use sqlx::Executor;
+            let _ = connection
+                .execute("SET default_toast_compression = 'lz4'")
+                .await;
+            Ok(())
+        })
+    })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -227,24 +280,10 @@ impl Store {
             }
             // Every write transaction takes the audit head's row lock until it commits, so
             // more sessions only queue on it: 4 sustained 1,000 requests/s on 2 cores where 16
-            // managed 865 (bench/README.md).
-            //
-            // Text over about 2 KB (a PAS request Bundle; the whole decisions of rows written
-            // before migration 0004) is compressed by PostgreSQL: lz4 (PostgreSQL 14 and later,
-            // when built with it) costs a fraction of the default pglz's CPU. A server without
-            // it keeps its default, so the error is not fatal.
+            // managed 865 (bench/README.md). The group commit has a connection of its own
+            // besides (`for_writer`).
             Backend::Postgres => {
-                options
-                    .max_connections(4)
-                    .after_connect(|connection, _| {
-                        Box::pin(async move {
-                            use sqlx::Executor;
-                            let _ = connection
-                                .execute("SET default_toast_compression = 'lz4'")
-                                .await;
-                            Ok(())
-                        })
-                    })
+                postgres_session(options.max_connections(4))
                     .connect(url)
                     .await?
             }
@@ -272,6 +311,29 @@ impl Store {
                 .await?;
         }
         Ok(store)
+    }
+
+    /// The store the group commit writes through, made on the writer's own runtime. On
+    /// PostgreSQL, a connection of its own: a socket is polled by the runtime that opened it,
+    /// and the service's runtime polls its sockets only between the requests it is busy with.
+    /// On SQLite, the one writing connection, shared: its statements run on a thread of their
+    /// own whichever runtime waits for them, and a second writing connection would only meet
+    /// the first's lock.
+    pub async fn for_writer(&self) -> Result<Store, StoreError> {
+        match self.backend {
+            Backend::Sqlite => Ok(self.clone()),
+            Backend::Postgres => {
+                let options = (*self.pool.connect_options()).clone();
+                let pool = postgres_session(AnyPoolOptions::new().max_connections(1))
+                    .connect_with(options)
+                    .await?;
+                Ok(Store {
+                    reads: pool.clone(),
+                    pool,
+                    backend: self.backend,
+                })
+            }
+        }
     }
 
     /// Brings the schema up to date: sqlx's migrator applies the migrations a database has
@@ -360,4 +422,28 @@ pub fn random_id(prefix: &str) -> String {
 
 pub fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_go_in_chunks_of_a_few_sizes_largest_first() {
+        let sizes = |n: usize| {
+            let rows = vec![0; n];
+            row_chunks(&rows).map(<[i32]>::len).collect::<Vec<_>>()
+        };
+        assert_eq!(sizes(0), Vec::<usize>::new());
+        assert_eq!(sizes(1), [1]);
+        assert_eq!(sizes(13), [8, 4, 1]);
+        assert_eq!(sizes(256), [256]);
+        assert_eq!(sizes(600), [256, 256, 64, 16, 8]);
+    }
+
+    #[test]
+    fn values_number_every_parameter_once() {
+        assert_eq!(values_sql(1, 2), "($1, $2)");
+        assert_eq!(values_sql(3, 2), "($1, $2), ($3, $4), ($5, $6)");
+    }
 }

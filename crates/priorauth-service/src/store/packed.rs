@@ -31,6 +31,23 @@ const PREFIX_1: &str = "z1:";
 /// read allocate without bound.
 const MAX_TEXT: usize = 8 << 20;
 
+/// A text in its stored form, packed by whoever makes it: a new request's texts are packed
+/// in the task that decided it, on any core, and not in the group commit's one writing task,
+/// whose time every request of a batch waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packed(String);
+
+impl Packed {
+    pub fn new(text: &str) -> Packed {
+        Packed(pack(text))
+    }
+
+    /// The stored form, as it is bound to a statement.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A text as it is stored. The empty text stays empty (it means "as the request's").
 pub fn pack(text: &str) -> String {
     if text.is_empty() {

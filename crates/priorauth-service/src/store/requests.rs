@@ -1,11 +1,13 @@
 //! The requests aggregate's SQL: a request row, its events (the decision history), its
 //! clinician's determination, and the PAS claim it came with.
 
+use std::collections::HashSet;
+
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::packed::{pack, unpack};
-use super::{StoreError, Tx};
+use super::packed::{Packed, pack, unpack};
+use super::{StoreError, Tx, row_chunks, values_sql};
 
 /// A PAS submission's link to its request: the request Bundle as received and the Claim's
 /// identifier (what `$inquire` finds it by).
@@ -15,7 +17,25 @@ pub struct ClaimLink {
     pub base: String,
     pub claim_identifier: String,
     pub item_sequence: u32,
-    pub bundle_json: String,
+    pub bundle: ReceivedBundle,
+}
+
+/// A PAS Bundle as received: packed for storage, and its SHA-256 (which tells a Bundle sent
+/// again under its identifier from another one reusing it). Made once per Bundle, whatever
+/// its number of items, by the task that parsed it.
+#[derive(Debug, Clone)]
+pub struct ReceivedBundle {
+    pub stored: Packed,
+    pub sha256: String,
+}
+
+impl ReceivedBundle {
+    pub fn new(text: &str) -> ReceivedBundle {
+        ReceivedBundle {
+            stored: Packed::new(text),
+            sha256: super::sha256_hex(text),
+        }
+    }
 }
 
 /// A packed text column (`packed::unpack`) as the JSON text it holds.
@@ -74,17 +94,17 @@ pub struct NewRequest {
     pub urgency: &'static str,
     pub due_at: Option<i64>,
     /// The case as received (with what the service added from the plan and its records).
-    pub case_json: String,
+    pub case_json: Packed,
     /// What the decision rests on (outcome, pathway, criteria), not its explanation, which
     /// is recomputed on read; a decision that cannot be recomputed is stored whole.
-    pub decision_json: String,
-    pub response_json: String,
+    pub decision_json: Packed,
+    pub response_json: Packed,
     pub renews: Option<String>,
     pub created_at: i64,
     /// The first event's case and decision: empty when they are the request's case and the
     /// decision recomputed from it.
-    pub event_case_json: String,
-    pub event_decision_json: String,
+    pub event_case_json: Packed,
+    pub event_decision_json: Packed,
     /// The SHA-256 of the decision as answered, when it is recomputed on read.
     pub decision_sha256: Option<String>,
     pub authorization: Option<super::authorizations::NewAuthorization>,
@@ -252,63 +272,98 @@ fn is_decided(status: &str) -> bool {
 
 /// Inserts a new request with its first event and PAS link; false (nothing written) when the
 /// organization already used its idempotency key.
-pub async fn insert(tx: &mut Tx, request: &NewRequest) -> Result<bool, StoreError> {
-    let inserted = sqlx::query(
-        "INSERT INTO requests (id, organization, submitted_by, plan, policy, policy_version, idempotency_key, body_hash, status, outcome, urgency, due_at, case_json, decision_json, response_json, renews, created_at, updated_at, drug, decided_at, member_id, member_name) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $19, $20, $21) ON CONFLICT DO NOTHING",
-    )
-    .bind(&request.id)
-    .bind(&request.organization)
-    .bind(&request.submitted_by)
-    .bind(&request.plan)
-    .bind(&request.policy)
-    .bind(&request.policy_version)
-    .bind(&request.idempotency_key)
-    .bind(&request.body_hash)
-    .bind(request.status)
-    .bind(request.outcome)
-    .bind(request.urgency)
-    .bind(request.due_at)
-    .bind(pack(&request.case_json))
-    .bind(pack(&request.decision_json))
-    .bind(pack(&request.response_json))
-    .bind(&request.renews)
-    .bind(request.created_at)
-    .bind(&request.drug)
-    .bind(is_decided(request.status).then_some(request.created_at))
-    .bind(&request.member.id)
-    .bind(&request.member.name)
-    .execute(&mut **tx)
-    .await?;
-    if inserted.rows_affected() != 1 {
-        return Ok(false);
+/// Inserts new requests (their rows, first events and FHIR links) in three statements
+/// whatever their number, for the group commit; answers the ids stored. A request whose
+/// organization already has its idempotency key is not stored, nor its event or link.
+pub async fn insert_all(
+    tx: &mut Tx,
+    requests: &[&NewRequest],
+) -> Result<HashSet<String>, StoreError> {
+    let mut stored = HashSet::with_capacity(requests.len());
+    for chunk in row_chunks(requests) {
+        let sql = format!(
+            "INSERT INTO requests (id, organization, submitted_by, plan, policy, policy_version, idempotency_key, body_hash, status, outcome, urgency, due_at, case_json, decision_json, response_json, renews, created_at, updated_at, drug, decided_at, member_id, member_name) \
+             VALUES {} ON CONFLICT DO NOTHING RETURNING id",
+            values_sql(chunk.len(), 22)
+        );
+        let mut query = sqlx::query(&sql);
+        for request in chunk {
+            query = query
+                .bind(&request.id)
+                .bind(&request.organization)
+                .bind(&request.submitted_by)
+                .bind(&request.plan)
+                .bind(&request.policy)
+                .bind(&request.policy_version)
+                .bind(&request.idempotency_key)
+                .bind(&request.body_hash)
+                .bind(request.status)
+                .bind(request.outcome)
+                .bind(request.urgency)
+                .bind(request.due_at)
+                .bind(request.case_json.as_str())
+                .bind(request.decision_json.as_str())
+                .bind(request.response_json.as_str())
+                .bind(&request.renews)
+                .bind(request.created_at)
+                .bind(request.created_at)
+                .bind(&request.drug)
+                .bind(is_decided(request.status).then_some(request.created_at))
+                .bind(&request.member.id)
+                .bind(&request.member.name);
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            stored.insert(row.try_get::<String, _>(0)?);
+        }
     }
-    sqlx::query(
-        "INSERT INTO request_events (request_id, seq, kind, actor, at, outcome, case_json, decision_json, decision_sha256) \
-         VALUES ($1, 1, 'submitted', $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&request.id)
-    .bind(&request.submitted_by)
-    .bind(request.created_at)
-    .bind(request.outcome)
-    .bind(pack(&request.event_case_json))
-    .bind(pack(&request.event_decision_json))
-    .bind(&request.decision_sha256)
-    .execute(&mut **tx)
-    .await?;
-    if let Some(link) = &request.link {
-        sqlx::query("INSERT INTO fhir_claims (request_id, organization, claim_identifier, item_sequence, bundle_json, base, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(&request.id)
-            .bind(&request.organization)
-            .bind(&link.claim_identifier)
-            .bind(i64::from(link.item_sequence))
-            .bind(pack(&link.bundle_json))
-            .bind(&link.base)
-            .bind(request.created_at)
-            .execute(&mut **tx)
-            .await?;
+    let new: Vec<&NewRequest> = requests
+        .iter()
+        .copied()
+        .filter(|r| stored.contains(&r.id))
+        .collect();
+    for chunk in row_chunks(&new) {
+        let sql = format!(
+            "INSERT INTO request_events (request_id, seq, kind, actor, at, outcome, case_json, decision_json, decision_sha256) VALUES {}",
+            values_sql(chunk.len(), 9)
+        );
+        let mut query = sqlx::query(&sql);
+        for request in chunk {
+            query = query
+                .bind(&request.id)
+                .bind(1_i64)
+                .bind("submitted")
+                .bind(&request.submitted_by)
+                .bind(request.created_at)
+                .bind(request.outcome)
+                .bind(request.event_case_json.as_str())
+                .bind(request.event_decision_json.as_str())
+                .bind(&request.decision_sha256);
+        }
+        query.execute(&mut **tx).await?;
     }
-    Ok(true)
+    let linked: Vec<(&NewRequest, &ClaimLink)> = new
+        .iter()
+        .filter_map(|r| r.link.as_ref().map(|link| (*r, link)))
+        .collect();
+    for chunk in row_chunks(&linked) {
+        let sql = format!(
+            "INSERT INTO fhir_claims (request_id, organization, claim_identifier, item_sequence, bundle_json, base, created_at) VALUES {}",
+            values_sql(chunk.len(), 7)
+        );
+        let mut query = sqlx::query(&sql);
+        for (request, link) in chunk {
+            query = query
+                .bind(&request.id)
+                .bind(&request.organization)
+                .bind(&link.claim_identifier)
+                .bind(i64::from(link.item_sequence))
+                .bind(link.bundle.stored.as_str())
+                .bind(&link.base)
+                .bind(request.created_at);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(stored)
 }
 
 /// A request by id.
