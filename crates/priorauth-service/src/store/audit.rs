@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, StoreError, Tx, now_ms, row_chunks, sha256_hex, values_sql};
+use super::{Store, StoreError, Tx, insert_rows, now_ms, sha256_hex};
 
 /// One entry of the audit log, as it is hashed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,14 +269,13 @@ impl AuditChain {
             self.hash.clone_from(&entry.hash);
             entries.push(entry);
         }
-        for chunk in row_chunks(&entries) {
-            let sql = format!(
-                "INSERT INTO audit_log (seq, at, actor, organization, action, target, prev_hash, hash, record_sha256) VALUES {}",
-                values_sql(chunk.len(), 9)
-            );
-            let mut query = sqlx::query(&sql);
-            for entry in chunk {
-                query = query
+        insert_rows(
+            tx,
+            "INSERT INTO audit_log (seq, at, actor, organization, action, target, prev_hash, hash, record_sha256)",
+            9,
+            &entries,
+            |query, entry| {
+                query
                     .bind(entry.seq)
                     .bind(entry.at)
                     .bind(&entry.actor)
@@ -285,11 +284,10 @@ impl AuditChain {
                     .bind(&entry.target)
                     .bind(&entry.prev_hash)
                     .bind(&entry.hash)
-                    .bind(&entry.record);
-            }
-            query.execute(&mut **tx).await?;
-        }
-        Ok(())
+                    .bind(&entry.record)
+            },
+        )
+        .await
     }
 
     pub async fn save(self, tx: &mut Tx) -> Result<(), StoreError> {

@@ -4,7 +4,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{StoreError, Tx, row_chunks, values_sql};
+use super::{StoreError, Tx, insert_rows};
 
 /// An authorization as it is stored.
 #[derive(Debug, Clone)]
@@ -88,14 +88,13 @@ pub async fn insert_all(
     tx: &mut Tx,
     authorizations: &[&NewAuthorization],
 ) -> Result<(), StoreError> {
-    for chunk in row_chunks(authorizations) {
-        let sql = format!(
-            "INSERT INTO authorizations (number, request_id, organization, drug, hcpcs, start_date, end_date, units_per_period, period_days, cycles, first_cycle, approved_units, used_units, renews, created_at) VALUES {}",
-            values_sql(chunk.len(), 15)
-        );
-        let mut query = sqlx::query(&sql);
-        for authorization in chunk {
-            query = query
+    insert_rows(
+        tx,
+        "INSERT INTO authorizations (number, request_id, organization, drug, hcpcs, start_date, end_date, units_per_period, period_days, cycles, first_cycle, approved_units, used_units, renews, created_at)",
+        15,
+        authorizations,
+        |query, authorization| {
+            query
                 .bind(&authorization.number)
                 .bind(&authorization.request_id)
                 .bind(&authorization.organization)
@@ -110,11 +109,10 @@ pub async fn insert_all(
                 .bind(authorization.approved_units)
                 .bind(0_i64)
                 .bind(&authorization.renews)
-                .bind(authorization.created_at);
-        }
-        query.execute(&mut **tx).await?;
-    }
-    Ok(())
+                .bind(authorization.created_at)
+        },
+    )
+    .await
 }
 
 /// An authorization by number.

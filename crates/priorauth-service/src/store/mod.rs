@@ -168,6 +168,26 @@ pub(crate) fn row_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
+/// A statement with its parameters bound so far.
+pub(crate) type Bound<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Inserts `rows` by one statement per chunk (`row_chunks`): `insert` is the statement up to
+/// its `VALUES`, and `bind` binds one row's `columns` values in their order.
+pub(crate) async fn insert_rows<T>(
+    tx: &mut Tx,
+    insert: &str,
+    columns: usize,
+    rows: &[T],
+    bind: impl for<'q> Fn(Bound<'q>, &'q T) -> Bound<'q>,
+) -> Result<(), StoreError> {
+    for chunk in row_chunks(rows) {
+        let sql = format!("{insert} VALUES {}", values_sql(chunk.len(), columns));
+        let query = chunk.iter().fold(sqlx::query(&sql), &bind);
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 /// `($1, …, $columns), (…)`: the `VALUES` of a statement inserting `rows` rows at once.
 pub(crate) fn values_sql(rows: usize, columns: usize) -> String {
     let mut sql = String::with_capacity(rows * columns * 5);

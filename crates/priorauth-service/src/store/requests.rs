@@ -7,7 +7,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::packed::{Packed, pack, unpack};
-use super::{StoreError, Tx, row_chunks, values_sql};
+use super::{StoreError, Tx, insert_rows, row_chunks, values_sql};
 
 /// A PAS submission's link to its request: the request Bundle as received and the Claim's
 /// identifier (what `$inquire` finds it by).
@@ -321,14 +321,13 @@ pub async fn insert_all(
         .copied()
         .filter(|r| stored.contains(&r.id))
         .collect();
-    for chunk in row_chunks(&new) {
-        let sql = format!(
-            "INSERT INTO request_events (request_id, seq, kind, actor, at, outcome, case_json, decision_json, decision_sha256) VALUES {}",
-            values_sql(chunk.len(), 9)
-        );
-        let mut query = sqlx::query(&sql);
-        for request in chunk {
-            query = query
+    insert_rows(
+        tx,
+        "INSERT INTO request_events (request_id, seq, kind, actor, at, outcome, case_json, decision_json, decision_sha256)",
+        9,
+        &new,
+        |query, request| {
+            query
                 .bind(&request.id)
                 .bind(1_i64)
                 .bind("submitted")
@@ -337,32 +336,31 @@ pub async fn insert_all(
                 .bind(request.outcome)
                 .bind(request.event_case_json.as_str())
                 .bind(request.event_decision_json.as_str())
-                .bind(&request.decision_sha256);
-        }
-        query.execute(&mut **tx).await?;
-    }
+                .bind(&request.decision_sha256)
+        },
+    )
+    .await?;
     let linked: Vec<(&NewRequest, &ClaimLink)> = new
         .iter()
         .filter_map(|r| r.link.as_ref().map(|link| (*r, link)))
         .collect();
-    for chunk in row_chunks(&linked) {
-        let sql = format!(
-            "INSERT INTO fhir_claims (request_id, organization, claim_identifier, item_sequence, bundle_json, base, created_at) VALUES {}",
-            values_sql(chunk.len(), 7)
-        );
-        let mut query = sqlx::query(&sql);
-        for (request, link) in chunk {
-            query = query
+    insert_rows(
+        tx,
+        "INSERT INTO fhir_claims (request_id, organization, claim_identifier, item_sequence, bundle_json, base, created_at)",
+        7,
+        &linked,
+        |query, (request, link)| {
+            query
                 .bind(&request.id)
                 .bind(&request.organization)
                 .bind(&link.claim_identifier)
                 .bind(i64::from(link.item_sequence))
                 .bind(link.bundle.stored.as_str())
                 .bind(&link.base)
-                .bind(request.created_at);
-        }
-        query.execute(&mut **tx).await?;
-    }
+                .bind(request.created_at)
+        },
+    )
+    .await?;
     Ok(stored)
 }
 

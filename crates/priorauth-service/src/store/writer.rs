@@ -275,15 +275,32 @@ mod tests {
         }))
     }
 
+    async fn temporary_store() -> (Store, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!("priorauth-writer-{}.sqlite", random_id("")));
+        let store = Store::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+            .await
+            .unwrap();
+        (store, path)
+    }
+
+    /// A reader's audit entry.
+    fn read_of(id: &str) -> Write {
+        Write::Audit(AuditRecord {
+            binds: None,
+            state: None,
+            actor: "key_a".into(),
+            organization: "clinic-a".into(),
+            action: "request.read",
+            target: id.into(),
+        })
+    }
+
     /// Jobs queued before the task starts are taken as one batch. One of them fails (its
     /// authorization number is taken), so the batch is rolled back and each job retried alone:
     /// the others are stored, the bad one is answered with its error, the chain holds.
     #[tokio::test]
     async fn a_failing_write_costs_its_batch_nothing() {
-        let path = std::env::temp_dir().join(format!("priorauth-writer-{}.sqlite", random_id("")));
-        let store = Store::connect(&format!("sqlite://{}?mode=rwc", path.display()))
-            .await
-            .unwrap();
+        let (store, path) = temporary_store().await;
         let first = Writer::start(store.clone()).await.unwrap();
         assert_eq!(
             first
@@ -299,14 +316,7 @@ mod tests {
             request("req_2", Some("PA-2")),
             request("req_3", Some("PA-TAKEN")),
             request("req_1", None),
-            Write::Audit(AuditRecord {
-                binds: None,
-                state: None,
-                actor: "key_a".into(),
-                organization: "clinic-a".into(),
-                action: "request.read",
-                target: "req_2".into(),
-            }),
+            read_of("req_2"),
         ] {
             let (done, answer) = oneshot::channel();
             queue.try_send(Job { write, done }).unwrap();
@@ -348,10 +358,7 @@ mod tests {
     /// entries in the batch's order, each bound to the rows it wrote.
     #[tokio::test]
     async fn a_batch_is_written_whole_in_its_order() {
-        let path = std::env::temp_dir().join(format!("priorauth-batch-{}.sqlite", random_id("")));
-        let store = Store::connect(&format!("sqlite://{}?mode=rwc", path.display()))
-            .await
-            .unwrap();
+        let (store, path) = temporary_store().await;
         let mut reused = request("req_9", None);
         let mut linked = request("req_2", None);
         if let (Write::Request(reused), Write::Request(linked)) = (&mut reused, &mut linked) {
@@ -367,14 +374,7 @@ mod tests {
             request("req_1", Some("PA-1")),
             linked,
             reused,
-            Write::Audit(AuditRecord {
-                binds: None,
-                state: None,
-                actor: "key_a".into(),
-                organization: "clinic-a".into(),
-                action: "request.read",
-                target: "req_1".into(),
-            }),
+            read_of("req_1"),
             request("req_3", Some("PA-3")),
             request("req_4", None),
         ];
