@@ -1,6 +1,7 @@
 //! The texts a request keeps (its case as received, its decision record, its first answer,
-//! a completion's case), compressed where they are stored and restored where they are read:
-//! the store's callers see JSON text only.
+//! a completion's case), compressed where they are stored and restored where they are read.
+//! Callers read JSON text only; they hand a new text over as a [`Packed`], whose stored form
+//! they cannot see.
 //!
 //! Each text is a kilobyte or so of the same keys and values again and again, too short for
 //! plain deflate to find much to share (about half its size). Deflate with a *preset

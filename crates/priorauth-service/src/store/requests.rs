@@ -270,10 +270,8 @@ fn is_decided(status: &str) -> bool {
     matches!(status, "approved" | "denied" | "not_applicable")
 }
 
-/// Inserts a new request with its first event and PAS link; false (nothing written) when the
-/// organization already used its idempotency key.
-/// Inserts new requests (their rows, first events and FHIR links) in three statements
-/// whatever their number, for the group commit; answers the ids stored. A request whose
+/// Inserts new requests (their rows, first events and FHIR links) by one statement per kind
+/// of row and chunk (`row_chunks`), for the group commit; answers the ids stored. A request whose
 /// organization already has its idempotency key is not stored, nor its event or link.
 pub async fn insert_all(
     tx: &mut Tx,

@@ -352,8 +352,8 @@ mod tests {
         drop(store);
         let _ = std::fs::remove_file(&path);
     }
-    /// A batch that succeeds goes in by one statement per kind of row (in chunks of 4 and 1
-    /// here): each request is stored with its event, authorization and FHIR link, a second
+    /// A batch that succeeds goes in by one statement per kind of row and chunk (the
+    /// requests in chunks of 4 and 1 here, their audit entries of 4, 2 and 1): each request is stored with its event, authorization and FHIR link, a second
     /// use of an idempotency key within the batch is not, and the audit chain holds the
     /// entries in the batch's order, each bound to the rows it wrote.
     #[tokio::test]
