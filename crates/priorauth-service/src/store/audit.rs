@@ -272,6 +272,7 @@ impl AuditChain {
         insert_rows(
             tx,
             "INSERT INTO audit_log (seq, at, actor, organization, action, target, prev_hash, hash, record_sha256)",
+            "",
             9,
             &entries,
             |query, entry| {
@@ -287,7 +288,8 @@ impl AuditChain {
                     .bind(&entry.record)
             },
         )
-        .await
+        .await?;
+        Ok(())
     }
 
     pub async fn save(self, tx: &mut Tx) -> Result<(), StoreError> {

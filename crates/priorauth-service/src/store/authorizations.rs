@@ -91,6 +91,7 @@ pub async fn insert_all(
     insert_rows(
         tx,
         "INSERT INTO authorizations (number, request_id, organization, drug, hcpcs, start_date, end_date, units_per_period, period_days, cycles, first_cycle, approved_units, used_units, renews, created_at)",
+        "",
         15,
         authorizations,
         |query, authorization| {
@@ -112,7 +113,8 @@ pub async fn insert_all(
                 .bind(authorization.created_at)
         },
     )
-    .await
+    .await?;
+    Ok(())
 }
 
 /// An authorization by number.

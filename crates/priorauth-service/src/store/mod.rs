@@ -172,24 +172,30 @@ pub(crate) fn row_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
 pub(crate) type Bound<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 /// Inserts `rows` by one statement per chunk (`row_chunks`): `insert` is the statement up to
-/// its `VALUES`, and `bind` binds one row's `columns` values in their order.
+/// its `VALUES`, `tail` what follows them (`ON CONFLICT …`, `RETURNING …`, or nothing), and
+/// `bind` binds one row's `columns` values in their order. Answers the rows `RETURNING` gave.
 pub(crate) async fn insert_rows<T>(
     tx: &mut Tx,
     insert: &str,
+    tail: &str,
     columns: usize,
     rows: &[T],
     bind: impl for<'q> Fn(Bound<'q>, &'q T) -> Bound<'q>,
-) -> Result<(), StoreError> {
+) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+    let mut returned = Vec::new();
     for chunk in row_chunks(rows) {
-        let sql = format!("{insert} VALUES {}", values_sql(chunk.len(), columns));
+        let sql = format!(
+            "{insert} VALUES {} {tail}",
+            values_sql(chunk.len(), columns)
+        );
         let query = chunk.iter().fold(sqlx::query(&sql), &bind);
-        query.execute(&mut **tx).await?;
+        returned.extend(query.fetch_all(&mut **tx).await?);
     }
-    Ok(())
+    Ok(returned)
 }
 
 /// `($1, …, $columns), (…)`: the `VALUES` of a statement inserting `rows` rows at once.
-pub(crate) fn values_sql(rows: usize, columns: usize) -> String {
+fn values_sql(rows: usize, columns: usize) -> String {
     let mut sql = String::with_capacity(rows * columns * 5);
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });

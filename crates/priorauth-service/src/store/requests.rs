@@ -7,7 +7,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::packed::{Packed, pack, unpack};
-use super::{StoreError, Tx, insert_rows, row_chunks, values_sql};
+use super::{StoreError, Tx, insert_rows};
 
 /// A PAS submission's link to its request: the request Bundle as received and the Claim's
 /// identifier (what `$inquire` finds it by).
@@ -277,43 +277,43 @@ pub async fn insert_all(
     tx: &mut Tx,
     requests: &[&NewRequest],
 ) -> Result<HashSet<String>, StoreError> {
-    let mut stored = HashSet::with_capacity(requests.len());
-    for chunk in row_chunks(requests) {
-        let sql = format!(
-            "INSERT INTO requests (id, organization, submitted_by, plan, policy, policy_version, idempotency_key, body_hash, status, outcome, urgency, due_at, case_json, decision_json, response_json, renews, created_at, updated_at, drug, decided_at, member_id, member_name) \
-             VALUES {} ON CONFLICT DO NOTHING RETURNING id",
-            values_sql(chunk.len(), 22)
-        );
-        let mut query = sqlx::query(&sql);
-        for request in chunk {
-            query = query
-                .bind(&request.id)
-                .bind(&request.organization)
-                .bind(&request.submitted_by)
-                .bind(&request.plan)
-                .bind(&request.policy)
-                .bind(&request.policy_version)
-                .bind(&request.idempotency_key)
-                .bind(&request.body_hash)
-                .bind(request.status)
-                .bind(request.outcome)
-                .bind(request.urgency)
-                .bind(request.due_at)
-                .bind(request.case_json.as_str())
-                .bind(request.decision_json.as_str())
-                .bind(request.response_json.as_str())
-                .bind(&request.renews)
-                .bind(request.created_at)
-                .bind(request.created_at)
-                .bind(&request.drug)
-                .bind(is_decided(request.status).then_some(request.created_at))
-                .bind(&request.member.id)
-                .bind(&request.member.name);
-        }
-        for row in query.fetch_all(&mut **tx).await? {
-            stored.insert(row.try_get::<String, _>(0)?);
-        }
-    }
+    let returned = insert_rows(
+        tx,
+        "INSERT INTO requests (id, organization, submitted_by, plan, policy, policy_version, idempotency_key, body_hash, status, outcome, urgency, due_at, case_json, decision_json, response_json, renews, created_at, updated_at, drug, decided_at, member_id, member_name)",
+        "ON CONFLICT DO NOTHING RETURNING id",
+        22,
+        requests,
+        |query, request| {
+            query
+            .bind(&request.id)
+            .bind(&request.organization)
+            .bind(&request.submitted_by)
+            .bind(&request.plan)
+            .bind(&request.policy)
+            .bind(&request.policy_version)
+            .bind(&request.idempotency_key)
+            .bind(&request.body_hash)
+            .bind(request.status)
+            .bind(request.outcome)
+            .bind(request.urgency)
+            .bind(request.due_at)
+            .bind(request.case_json.as_str())
+            .bind(request.decision_json.as_str())
+            .bind(request.response_json.as_str())
+            .bind(&request.renews)
+            .bind(request.created_at)
+            .bind(request.created_at)
+            .bind(&request.drug)
+            .bind(is_decided(request.status).then_some(request.created_at))
+            .bind(&request.member.id)
+            .bind(&request.member.name)
+        },
+    )
+    .await?;
+    let stored = returned
+        .iter()
+        .map(|row| row.try_get::<String, _>(0))
+        .collect::<Result<HashSet<_>, _>>()?;
     let new: Vec<&NewRequest> = requests
         .iter()
         .copied()
@@ -322,6 +322,7 @@ pub async fn insert_all(
     insert_rows(
         tx,
         "INSERT INTO request_events (request_id, seq, kind, actor, at, outcome, case_json, decision_json, decision_sha256)",
+        "",
         9,
         &new,
         |query, request| {
@@ -345,6 +346,7 @@ pub async fn insert_all(
     insert_rows(
         tx,
         "INSERT INTO fhir_claims (request_id, organization, claim_identifier, item_sequence, bundle_json, base, created_at)",
+        "",
         7,
         &linked,
         |query, (request, link)| {

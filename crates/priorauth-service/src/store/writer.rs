@@ -157,7 +157,7 @@ fn only(written: Vec<Written>) -> Result<Written, StoreError> {
 }
 
 /// Writes a batch inside `tx`, its audit entries chained on `chain` in the batch's order.
-/// Each kind of row goes in by one statement for the whole batch (`requests::insert_all`),
+/// Each kind of row goes in by one statement per chunk of the batch (`store::insert_rows`),
 /// so a batch costs about as many statements as one write, plus one read of each new
 /// request's state for its entry. Also used by the requests that must read and write in one
 /// transaction of their own (renewals).
@@ -173,11 +173,7 @@ pub async fn write_in(
             Write::Audit(_) => None,
         })
         .collect();
-    let stored = if new.is_empty() {
-        Default::default()
-    } else {
-        requests::insert_all(tx, &new).await?
-    };
+    let stored = requests::insert_all(tx, &new).await?;
     let granted: Vec<&NewAuthorization> = new
         .iter()
         .filter(|request| stored.contains(&request.id))
