@@ -371,8 +371,11 @@ pub fn orders(
     Ok(orders)
 }
 
-/// The member's Coverage among the records: the active one of the hook's patient first.
-pub fn coverage<'r>(request: &HookRequest, records: &'r Resources) -> Option<&'r Coverage> {
+/// The Coverages among the records, in the order the payer tries them: the hook's patient's
+/// before any other's, active before inactive, and otherwise as the EHR sent them. A patient
+/// may hold several active Coverages (another payer's primary, this payer's secondary), so
+/// the caller takes the first one this payer knows, not merely the first one.
+pub fn coverages<'r>(request: &HookRequest, records: &'r Resources) -> Vec<&'r Coverage> {
     let patient = request.patient_id();
     let mut found: Vec<&Coverage> = records
         .iter()
@@ -393,7 +396,7 @@ pub fn coverage<'r>(request: &HookRequest, records: &'r Resources) -> Option<&'r
         (!mine, !active)
     };
     found.sort_by_key(|c| rank(c));
-    found.first().copied()
+    found
 }
 
 /// What the payer can say about one order.

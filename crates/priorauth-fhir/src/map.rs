@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use priorauth_core::{Engine, case};
+use priorauth_core::{Engine, case, policy};
 use serde::Deserialize;
 
 /// The bundled tables.
@@ -127,6 +127,24 @@ impl Map {
             {
                 return Err(MapError(format!(
                     "x12_denial_reasons `{key}`: `{code}` is not an X12 886 code (1 to 10 letters and digits)"
+                )));
+            }
+            // A misspelt key would never be looked up, and its denials would quietly carry
+            // `default` (or no code): every key must name what a denial can cite.
+            let cites = |policy: &policy::Policy, criterion: &str| {
+                policy.criteria.iter().any(|c| c.id == criterion)
+            };
+            let known = key == "default"
+                || match key.split_once('/') {
+                    Some((policy, criterion)) => engine
+                        .policies
+                        .iter()
+                        .any(|p| p.id == policy && cites(p, criterion)),
+                    None => engine.policies.iter().any(|p| cites(p, key)),
+                };
+            if !known {
+                return Err(MapError(format!(
+                    "x12_denial_reasons `{key}`: not `default`, `policy/criterion` or a criterion id of a loaded policy"
                 )));
             }
         }

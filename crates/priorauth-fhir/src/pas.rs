@@ -1041,13 +1041,13 @@ mod tests {
     fn a_denial_carries_the_payers_reason_code_for_its_criterion() {
         let engine = priorauth_core::Engine::bundled().expect("the bundled policies");
         let text = format!(
-            "{}\n[x12_denial_reasons]\ndefault = \"D1\"\n\"masshealth-blincyto/b-cell\" = \"P7\"\n",
+            "{}\n[x12_denial_reasons]\ndefault = \"D1\"\n\"masshealth-all-single-agent/b-cell-precursor\" = \"P7\"\n",
             crate::map::BUNDLED
         );
         let map = crate::map::Map::load(&text, &engine).expect("the map loads");
         let bare = crate::map::Map::load(crate::map::BUNDLED, &engine).expect("the map loads");
         let denied = |criterion: &str| {
-            json!({"id": "req_1", "status": "denied", "policy": "masshealth-blincyto",
+            json!({"id": "req_1", "status": "denied", "policy": "masshealth-all-single-agent",
                 "decision": {"outcome": "deny", "reasons": []},
                 "determination": {"decision": "deny", "criterion": criterion, "reason": "Not B-cell.",
                     "reviewer": {"name": "Dr. Rivera", "credentials": "MD"}}})
@@ -1077,10 +1077,16 @@ mod tests {
                 })
                 .collect::<Vec<_>>()
         };
-        assert_eq!(reason_codes(&denied("b-cell"), Some(&map)), ["P7"]);
-        assert_eq!(reason_codes(&denied("age"), Some(&map)), ["D1"]);
-        assert!(reason_codes(&denied("b-cell"), Some(&bare)).is_empty());
-        let mut approved = denied("b-cell");
+        assert_eq!(
+            reason_codes(&denied("b-cell-precursor"), Some(&map)),
+            ["P7"]
+        );
+        assert_eq!(
+            reason_codes(&denied("one-year-or-older"), Some(&map)),
+            ["D1"]
+        );
+        assert!(reason_codes(&denied("b-cell-precursor"), Some(&bare)).is_empty());
+        let mut approved = denied("b-cell-precursor");
         approved["status"] = json!("approved");
         approved["determination"]["decision"] = json!("approve");
         assert!(
@@ -1092,6 +1098,29 @@ mod tests {
             crate::map::BUNDLED
         );
         assert!(crate::map::Map::load(&bad, &engine).is_err());
+        // A key must name what a denial can cite: a misspelt criterion or policy is refused
+        // naming the key, where it would silently take `default`.
+        let keyed = |key: &str| {
+            let text = format!(
+                "{}\n[x12_denial_reasons]\n\"{key}\" = \"P7\"\n",
+                crate::map::BUNDLED
+            );
+            crate::map::Map::load(&text, &engine).map(|_| ())
+        };
+        assert_eq!(
+            keyed("b-cell-precursor"),
+            Ok(()),
+            "a criterion id of some policy"
+        );
+        for misspelt in [
+            "masshealth-all-single-agent/b-cell",
+            "masshealth-blincyto/b-cell-precursor",
+            "b-cell-precursors",
+            "",
+        ] {
+            let error = keyed(misspelt).expect_err(misspelt);
+            assert!(error.0.contains(&format!("`{misspelt}`")), "{error}");
+        }
     }
 
     /// A request a reviewer sent back carries the reviewer's questions in the response.

@@ -34,14 +34,20 @@ function setChildren(node, ...children) {
 /// A call of the API with the signed-in key: a JSON body, or a file sent as it is (`type`).
 async function api(method, path, body, type = 'application/json') {
   const json = type === 'application/json';
+  const key = state.key;
   const response = await fetch(path, {
     method,
-    headers: { 'Authorization': 'Bearer ' + state.key, 'Content-Type': type },
+    headers: { 'Authorization': 'Bearer ' + key, 'Content-Type': type },
     body: body === undefined || !json ? body : JSON.stringify(body),
   });
   const text = await response.text();
   const data = text && response.headers.get('content-type')?.includes('json') ? JSON.parse(text) : text;
-  if (response.status === 401) { signOut('That key was not accepted: check it and sign in again.'); throw new Error('Your key was not accepted.'); }
+  if (response.status === 401) {
+    // Only a refusal of the key still in use signs out: a late answer to a call made with a
+    // key since replaced (a mistyped one, then the right one) must not sign out the new one.
+    if (state.key === key) signOut('That key was not accepted: check it and sign in again.');
+    throw new Error('Your key was not accepted.');
+  }
   if (!response.ok) throw new Error(data?.detail || ('HTTP ' + response.status));
   return data;
 }

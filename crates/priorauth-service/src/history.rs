@@ -308,12 +308,27 @@ fn now_ms_real() -> i64 {
         .unwrap_or(0)
 }
 
-/// A number that differs between actions of one tick, for their own random draws.
+/// A number that differs between actions of one tick, for their own random draws. The ids
+/// an action names (`req_…`, `apl_…`, `key_…`: random in every run) are left out, so that one
+/// seed draws the same for an action in every run, and so generates the same year.
 fn rand_of(action: &Action) -> u64 {
     let text = format!("{action:?}");
-    text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
+    let bytes = text.as_bytes();
+    let is_id = |at: usize| {
+        bytes.get(at..at + 4).is_some_and(|prefix| {
+            prefix.iter().take(3).all(u8::is_ascii_lowercase) && prefix.get(3) == Some(&b'_')
+        })
+    };
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+    let mut in_id = false;
+    for (at, &b) in bytes.iter().enumerate() {
+        if in_id && b != b'"' {
+            continue;
+        }
+        in_id = b == b'"' && !in_id && is_id(at + 1);
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    hash
 }
 
 type Next = Vec<(i64, Action)>;

@@ -506,6 +506,40 @@ pub(crate) async fn admit_with(
     }
 }
 
+/// A call's body size as declared (0 without a body; `limit`, the most a body may be, when
+/// its length is not declared, chunked) and its share of the memory budget in MB: `expansion`
+/// times its size, the most memory a byte of it takes while it is read, handled and answered.
+pub(crate) fn memory_share(
+    request: &axum::extract::Request,
+    limit: usize,
+    expansion: u64,
+) -> (u64, u32) {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let bytes = match declared {
+        Some(bytes) => bytes.min(limit as u64),
+        None if request.method() == axum::http::Method::GET => 0,
+        None => limit as u64,
+    };
+    if bytes == 0 {
+        return (0, 0);
+    }
+    let megabytes = (bytes * expansion).div_ceil(1024 * 1024);
+    (bytes, u32::try_from(megabytes).unwrap_or(u32::MAX).max(1))
+}
+
+/// The organization of the caller `admit` let in (empty before it).
+pub(crate) fn organization_of(request: &axum::extract::Request) -> String {
+    request
+        .extensions()
+        .get::<Caller>()
+        .map(|c| c.organization.clone())
+        .unwrap_or_default()
+}
+
 /// Writes the refused calls recorded since the last time to the audit log, every
 /// `admission::REFUSALS_FLUSHED_EVERY`, until the process ends.
 pub async fn audit_refusals(state: AppState) {

@@ -428,6 +428,34 @@ async fn a_member_id_another_payer_issued_is_not_this_payers_member() {
         keep(&dir, "another-payer", &other);
         let other = &answers(&other)[0].1;
         assert_eq!((code(other, "covered"), reason(other)), ("not-covered".into(), "no-member-found".into()));
+
+        // Two active Coverages, another payer's first (with the same member id, then with
+        // one this payer never issued): the answer is on this payer's, whichever comes first.
+        let theirs = |member: &str| {
+            let mut coverage = coverage(member, "THEIR-PLAN");
+            coverage["id"] = json!("theirs");
+            coverage["payor"] = json!([{"identifier": {"system": "http://hl7.org/fhir/sid/us-npi", "value": "1999999984"}}]);
+            coverage
+        };
+        let mut ours = coverage("M-100", "EHR-PLAN-7");
+        ours["id"] = json!("ours");
+        for (n, member) in [(6, "M-100"), (7, "THEIRS-55")] {
+            let both = json!({"resourceType": "Bundle", "type": "searchset",
+                "entry": [{"resource": theirs(member)}, {"resource": ours.clone()}]});
+            let call = hook_call(&format!("a0b1c2d3-0000-4000-8000-00000000010{n}"), both, vec![blincyto_order("blin")], &base);
+            let answer = server.post("/cds-services/order-sign-crd", &ehr, &call).await;
+            assert_eq!(answer.status, 200, "{}", answer.body);
+            keep(&dir, &format!("two-coverages-{n}"), &answer.body);
+            let info = &answers(&answer.body)[0].1;
+            assert_eq!(code(info, "pa-needed"), "auth-needed", "{}", answer.body);
+            assert_eq!(part(info, "coverage")["valueReference"]["reference"], "Coverage/ours", "{}", answer.body);
+        }
+        // Neither is this payer's: no member, as with one Coverage.
+        let neither = json!({"resourceType": "Bundle", "type": "searchset",
+            "entry": [{"resource": theirs("THEIRS-55")}, {"resource": coverage("M-999", "EHR-PLAN-7")}]});
+        let answer = server.post("/cds-services/order-sign-crd", &ehr,
+            &hook_call("a0b1c2d3-0000-4000-8000-000000000108", neither, vec![blincyto_order("blin")], &base)).await;
+        assert_eq!(reason(&answers(&answer.body)[0].1), "no-member-found", "{}", answer.body);
         validate(&dir);
         server.stop().await;
     })

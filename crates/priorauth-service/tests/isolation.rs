@@ -525,6 +525,79 @@ async fn large_fhir_bodies_do_not_hold_the_service() {
     .await;
 }
 
+/// Files sent to a request wait on their organization's part of the memory budget before
+/// they are read, as FHIR bodies do: one clinic starting many uploads of the largest file
+/// holds its own part, and another clinic's file passes meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn large_uploads_wait_on_their_organizations_part_of_the_memory() {
+    for_each_backend(|url| async move {
+        const FILE: usize = 4 * 1024 * 1024;
+        let server = Server::start(&url).await;
+        let (_, clinic_a) = server.key("clinic-a", Role::Submitter, "A", "").await;
+        let (_, clinic_b) = server.key("clinic-b", Role::Submitter, "B", "").await;
+        let mut files = Vec::new();
+        for key in [&clinic_a, &clinic_b] {
+            let pending = server.submitted(key, "masshealth", case("E12")).await;
+            assert_eq!(pending["status"], "pending_review", "{pending}");
+            let id = pending["id"].as_str().unwrap().to_string();
+            files.push(format!("/v1/requests/{id}/attachments?title=Scan"));
+        }
+        let mut pdf = b"%PDF-1.4\n".to_vec();
+        pdf.resize(FILE, b' ');
+
+        // Clinic A starts eight uploads of the largest file and sends their first bytes only:
+        // six shares fill its part, two wait.
+        let head = format!(
+            "POST {} HTTP/1.1\r\nHost: priorauth\r\nAuthorization: Bearer {clinic_a}\r\nContent-Type: application/pdf\r\nContent-Length: {FILE}\r\n\r\n%PDF-1.4\n",
+            files[0]
+        );
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            let mut stream = TcpStream::connect(address(&server)).await.unwrap();
+            stream.write_all(head.as_bytes()).await.unwrap();
+            held.push(stream);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        // Clinic B's file is read and stored at once.
+        let started = Instant::now();
+        server
+            .upload(&files[1], &clinic_b, "application/pdf", pdf.clone(), &[])
+            .await
+            .expect(201);
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+
+        // Clinic A's next file waits for its part, then passes once the held ones end.
+        let (client, url, key, body) = (
+            server.client.clone(),
+            format!("{}{}", server.base, files[0]),
+            clinic_a.clone(),
+            pdf.clone(),
+        );
+        let waiting = tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(key)
+                .header("content-type", "application/pdf")
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        });
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(!waiting.is_finished(), "clinic A's file waits on its own part");
+        drop(held);
+        let status = tokio::time::timeout(Duration::from_secs(9), waiting)
+            .await
+            .expect("answered once the held uploads end")
+            .unwrap()
+            .unwrap();
+        assert_eq!(status, 201);
+        server.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_subscribers_secret_headers_are_never_shown() {
     for_each_backend(|url| async move {

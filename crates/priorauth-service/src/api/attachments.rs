@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -22,6 +22,29 @@ use crate::web::{AppError, AppJson, AppQuery, AppState};
 #[serde(deny_unknown_fields)]
 pub struct FileQuery {
     pub title: Option<String>,
+}
+
+/// A file is held about this many times over while it is read, checked, encoded for the
+/// store (base64) and written: the body, its base64, and the statement's copy of that.
+const EXPANSION: u64 = 5;
+
+/// An upload's share of its organization's part of the memory budget, waited for before the
+/// file is read, as a FHIR body's is: one organization sending many large files at once waits
+/// on its own part, and the rest of the budget stays for everyone else.
+pub(crate) async fn within_memory_budget(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (_, share) = crate::web::memory_share(&request, FILE_BYTES_MAX, EXPANSION);
+    if share == 0 {
+        return next.run(request).await;
+    }
+    let organization = crate::web::organization_of(&request);
+    match state.admission.memory(&organization, share).await {
+        Ok(_memory) => next.run(request).await,
+        Err(refusal) => refusal.into_response(),
+    }
 }
 
 #[utoipa::path(post, path = "/v1/requests/{id}/attachments", operation_id = "add_request_attachment", tag = "Requests", summary = "Send a file with a pending request (its requester's organization, or a reviewer): the body is the file, `Content-Type` its type, checked against its content",

@@ -26,9 +26,14 @@ use crate::lifecycle::worklist::{self, ListQuery};
 use crate::web::{AppError, AppJson, AppQuery, AppState};
 
 pub fn routes(state: &AppState) -> Router<AppState> {
-    // A file is its own body, under its own limit rather than the JSON bodies'.
+    // A file is its own body, under its own limit rather than the JSON bodies', and waits
+    // for its share of the memory budget before it is read (after `admit`, the outer layer).
     let files = Router::new()
         .route("/v1/requests/{id}/attachments", post(attachments::add))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            attachments::within_memory_budget,
+        ))
         .route_layer(axum::extract::DefaultBodyLimit::max(
             crate::lifecycle::attachments::FILE_BYTES_MAX,
         ));

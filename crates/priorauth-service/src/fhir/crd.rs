@@ -11,6 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
+use fhirbolt::model::r4::resources::Coverage;
 use priorauth_core::Outcome;
 use priorauth_fhir::crd::{self, Answer, HookRequest, OrderRead};
 use priorauth_fhir::intake::{CaseBuilder, Resources};
@@ -93,29 +94,8 @@ pub(crate) async fn hook(
         ));
     }
 
-    let coverage = crd::coverage(&request, &records);
-    let (declared_plan, member_ids, payer_ids) = match coverage {
-        Some(coverage) => {
-            let mut builder = CaseBuilder::new(map, engine);
-            builder.coverage(coverage, &records);
-            (builder.plan, builder.member_ids, builder.payer_ids)
-        }
-        None => (None, Vec::new(), Vec::new()),
-    };
     let today = lifecycle::today();
-    let membership = if coverage.is_some() {
-        members::find(
-            &state.service,
-            &member_ids,
-            declared_plan.as_deref(),
-            &payer_ids,
-            &today,
-        )
-        .await
-        .map_err(|e| FhirError::from(AppError::from(e)))?
-    } else {
-        Membership::Unknown
-    };
+    let (coverage, membership) = membership(&state, &request, &records, &today).await?;
     let coverage_reference = coverage
         .and_then(|c| c.id.as_ref()?.value.clone())
         .map(|id| format!("Coverage/{id}"));
@@ -167,6 +147,57 @@ pub(crate) async fn hook(
         actions.push(crd::system_action(&order.resource, &assertion));
     }
     Ok(Json(json!({"cards": [], "systemActions": actions})).into_response())
+}
+
+/// The most Coverages of one hook tried against the eligibility: a patient has a handful at
+/// most, and each try is a read of the store.
+const COVERAGES_TRIED: usize = 8;
+
+/// The Coverage this payer answers on, and what the eligibility says of its member: the first
+/// of the patient's Coverages (see [`crd::coverages`]) whose member this payer covers on
+/// `today`, else the first whose member it knows but does not cover, else the first one.
+async fn membership<'r>(
+    state: &AppState,
+    request: &HookRequest,
+    records: &'r Resources,
+    today: &str,
+) -> Result<(Option<&'r Coverage>, Membership), FhirError> {
+    let (map, engine) = (&state.fhir, &state.service.engine);
+    let mut best: Option<(&Coverage, Membership)> = None;
+    for coverage in crd::coverages(request, records)
+        .into_iter()
+        .take(COVERAGES_TRIED)
+    {
+        let mut builder = CaseBuilder::new(map, engine);
+        builder.coverage(coverage, records);
+        let membership = members::find(
+            &state.service,
+            &builder.member_ids,
+            builder.plan.as_deref(),
+            &builder.payer_ids,
+            today,
+        )
+        .await
+        .map_err(|e| FhirError::from(AppError::from(e)))?;
+        let rank = |m: &Membership| match m {
+            Membership::Member { .. } => 0,
+            Membership::Inactive => 1,
+            Membership::Unknown => 2,
+        };
+        if best
+            .as_ref()
+            .is_none_or(|(_, b)| rank(&membership) < rank(b))
+        {
+            best = Some((coverage, membership));
+        }
+        if matches!(best, Some((_, Membership::Member { .. }))) {
+            break;
+        }
+    }
+    Ok(match best {
+        Some((coverage, membership)) => (Some(coverage), membership),
+        None => (None, Membership::Unknown),
+    })
 }
 
 /// A drug order of a member whose plan is known.

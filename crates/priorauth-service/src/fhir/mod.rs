@@ -87,26 +87,6 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 /// about this many times its size (a 3.9 MB Bundle took the service from 13 to 119 MB).
 const EXPANSION: u64 = 30;
 
-/// A call's body size as declared (0 without a body; the most a body may be when its length
-/// is not declared, chunked) and its share of the budget in MB.
-fn memory_share(request: &axum::extract::Request) -> (u64, u32) {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let bytes = match declared {
-        Some(bytes) => bytes.min(FHIR_BODY_LIMIT as u64),
-        None if request.method() == axum::http::Method::GET => 0,
-        None => FHIR_BODY_LIMIT as u64,
-    };
-    if bytes == 0 {
-        return (0, 0);
-    }
-    let megabytes = (bytes * EXPANSION).div_ceil(1024 * 1024);
-    (bytes, u32::try_from(megabytes).unwrap_or(u32::MAX).max(1))
-}
-
 /// The organization's rate of FHIR bytes, then its share of the memory budget, before the
 /// body is read.
 async fn within_memory_budget(
@@ -114,15 +94,11 @@ async fn within_memory_budget(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let (bytes, share) = memory_share(&request);
+    let (bytes, share) = web::memory_share(&request, FHIR_BODY_LIMIT, EXPANSION);
     if share == 0 {
         return next.run(request).await;
     }
-    let organization = request
-        .extensions()
-        .get::<Caller>()
-        .map(|c| c.organization.clone())
-        .unwrap_or_default();
+    let organization = web::organization_of(&request);
     let admitted = match state.admission.within_fhir_bytes(&organization, bytes) {
         Ok(()) => state.admission.memory(&organization, share).await,
         Err(refusal) => Err(refusal),
