@@ -266,7 +266,7 @@ pub struct StoredClaim {
 }
 
 /// Whether a status is a decision (the report's turnaround ends at the first).
-fn is_decided(status: &str) -> bool {
+pub(super) fn is_decided(status: &str) -> bool {
     matches!(status, "approved" | "denied" | "not_applicable")
 }
 

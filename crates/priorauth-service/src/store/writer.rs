@@ -195,7 +195,7 @@ pub async fn write_in(
                     action: "request.create",
                     target: request.id.clone(),
                     binds: Some(Binds::Request),
-                    state: None,
+                    state: Some(super::audit::new_request_state(request)),
                 };
                 if let Some(authorization) = &request.authorization {
                     let granted = AuditRecord {
@@ -423,6 +423,51 @@ mod tests {
         let report = verify_audit(&store).await.unwrap();
         assert!(report.problems.is_empty(), "{:?}", report.problems);
         assert_eq!(report.records, 6, "four requests and two authorizations");
+        drop(store);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// The state the writer binds a new request's audit entry to without reading it back is
+    /// the state `verify_audit` reads, whatever the request holds: pending with its due time,
+    /// a member by id and name or by name only, no idempotency key, a renewal, no drug, the
+    /// decision's hash or none.
+    #[tokio::test]
+    async fn a_new_requests_state_is_known_without_reading_it() {
+        let (store, path) = temporary_store().await;
+        let mut pending = request("req_p", None);
+        let mut approved = request("req_a", Some("PA-A"));
+        let mut bare = request("req_b", None);
+        if let (Write::Request(p), Write::Request(a), Write::Request(b)) =
+            (&mut pending, &mut approved, &mut bare)
+        {
+            p.status = "pending_review";
+            p.outcome = "deny";
+            p.due_at = Some(86_400_000);
+            p.member = requests::Member {
+                id: Some("M-1".into()),
+                name: Some("Ana Ruiz".into()),
+            };
+            p.idempotency_key = None;
+            p.body_hash = String::new();
+            p.renews = Some("PA-OLD".into());
+            p.decision_sha256 = Some("ab".repeat(32));
+            p.event_case_json = Packed::new("");
+            p.event_decision_json = Packed::new("");
+            a.member.name = Some("Bo Chen".into());
+            if let Some(authorization) = &mut a.authorization {
+                authorization.renews = Some("PA-OLD".into());
+            }
+            b.drug = String::new();
+            b.status = "not_applicable";
+            b.outcome = "not_applicable";
+        }
+        let writes = [pending, approved, bare];
+        commit(&store, &writes.iter().collect::<Vec<_>>())
+            .await
+            .unwrap();
+        let report = verify_audit(&store).await.unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(report.records, 4, "three requests and one authorization");
         drop(store);
         let _ = std::fs::remove_file(&path);
     }
