@@ -371,10 +371,11 @@ pub fn orders(
     Ok(orders)
 }
 
-/// The Coverages among the records, in the order the payer tries them: the hook's patient's
-/// before any other's, active before inactive, and otherwise as the EHR sent them. A patient
-/// may hold several active Coverages (another payer's primary, this payer's secondary), so
-/// the caller takes the first one this payer knows, not merely the first one.
+/// The Coverages among the records, in the order the payer tries them: active before
+/// inactive, and otherwise as the EHR sent them. When any names the hook's patient as its
+/// beneficiary, only those: another person's Coverage never answers for this patient. A
+/// patient may hold several active Coverages (another payer's primary, this payer's
+/// secondary), so the caller takes the first one this payer knows, not merely the first one.
 pub fn coverages<'r>(request: &HookRequest, records: &'r Resources) -> Vec<&'r Coverage> {
     let patient = request.patient_id();
     let mut found: Vec<&Coverage> = records
@@ -396,6 +397,12 @@ pub fn coverages<'r>(request: &HookRequest, records: &'r Resources) -> Vec<&'r C
         (!mine, !active)
     };
     found.sort_by_key(|c| rank(c));
+    if let Some(&first) = found.first() {
+        let (first_is_others, _) = rank(first);
+        if !first_is_others {
+            found.retain(|c| !rank(c).0);
+        }
+    }
     found
 }
 

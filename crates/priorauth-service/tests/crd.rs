@@ -456,6 +456,18 @@ async fn a_member_id_another_payer_issued_is_not_this_payers_member() {
         let answer = server.post("/cds-services/order-sign-crd", &ehr,
             &hook_call("a0b1c2d3-0000-4000-8000-000000000108", neither, vec![blincyto_order("blin")], &base)).await;
         assert_eq!(reason(&answers(&answer.body)[0].1), "no-member-found", "{}", answer.body);
+        // Another person's Coverage, with a member id this payer knows, never answers for
+        // the hook's patient, whose own Coverage names no member.
+        let mut someone_elses = coverage("M-100", "EHR-PLAN-7");
+        someone_elses["id"] = json!("someone-elses");
+        someone_elses["beneficiary"] = json!({"reference": "Patient/someone-else"});
+        let mixed = json!({"resourceType": "Bundle", "type": "searchset",
+            "entry": [{"resource": someone_elses}, {"resource": coverage("M-999", "EHR-PLAN-7")}]});
+        let answer = server.post("/cds-services/order-sign-crd", &ehr,
+            &hook_call("a0b1c2d3-0000-4000-8000-000000000109", mixed, vec![blincyto_order("blin")], &base)).await;
+        let info = &answers(&answer.body)[0].1;
+        assert_eq!(reason(info), "no-member-found", "{}", answer.body);
+        assert_eq!(part(info, "coverage")["valueReference"]["reference"], "Coverage/cov", "{}", answer.body);
         validate(&dir);
         server.stop().await;
     })
