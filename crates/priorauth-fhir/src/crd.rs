@@ -385,24 +385,19 @@ pub fn coverages<'r>(request: &HookRequest, records: &'r Resources) -> Vec<&'r C
             _ => None,
         })
         .collect();
-    let rank = |c: &Coverage| {
+    let mine = |c: &Coverage| {
         let beneficiary = c
             .beneficiary
             .reference
             .as_ref()
             .and_then(|r| r.value.as_deref())
             .unwrap_or_default();
-        let mine = patient.is_some_and(|p| beneficiary.ends_with(&format!("Patient/{p}")));
-        let active = c.status.value.as_deref() == Some("active");
-        (!mine, !active)
+        patient.is_some_and(|p| beneficiary.ends_with(&format!("Patient/{p}")))
     };
-    found.sort_by_key(|c| rank(c));
-    if let Some(&first) = found.first() {
-        let (first_is_others, _) = rank(first);
-        if !first_is_others {
-            found.retain(|c| !rank(c).0);
-        }
+    if found.iter().any(|c| mine(c)) {
+        found.retain(|c| mine(c));
     }
+    found.sort_by_key(|c| c.status.value.as_deref() != Some("active"));
     found
 }
 

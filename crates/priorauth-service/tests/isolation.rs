@@ -1,8 +1,9 @@
 //! One organization cannot slow, blind or exhaust the service for another (SECURITY.md,
 //! "Isolation and resources"): requests no policy governs are determined like any other, the
 //! review queue pages past any one organization's flood, no body is read before the key is
-//! checked, each key and organization has its rate and its calls in flight, and the service
-//! holds a bounded number of connections, closing those that send nothing.
+//! checked, large bodies and files wait for their organization's part of the memory, each key
+//! and organization has its rate and its calls in flight, and the service holds a bounded
+//! number of connections, closing those that send nothing.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(

@@ -163,6 +163,11 @@ async fn membership<'r>(
     today: &str,
 ) -> Result<(Option<&'r Coverage>, Membership), FhirError> {
     let (map, engine) = (&state.fhir, &state.service.engine);
+    let rank = |m: &Membership| match m {
+        Membership::Member { .. } => 0,
+        Membership::Inactive => 1,
+        Membership::Unknown => 2,
+    };
     let mut best: Option<(&Coverage, Membership)> = None;
     for coverage in crd::coverages(request, records)
         .into_iter()
@@ -179,11 +184,6 @@ async fn membership<'r>(
         )
         .await
         .map_err(|e| FhirError::from(AppError::from(e)))?;
-        let rank = |m: &Membership| match m {
-            Membership::Member { .. } => 0,
-            Membership::Inactive => 1,
-            Membership::Unknown => 2,
-        };
         if best
             .as_ref()
             .is_none_or(|(_, b)| rank(&membership) < rank(b))

@@ -248,10 +248,9 @@ pub fn new_request_state(request: &super::requests::NewRequest) -> String {
         ]));
     }
     // 8: the drug, when it was decided, and no determination yet.
-    let decided_at = super::requests::is_decided(request.status).then_some(request.created_at);
     rows.push(row(vec![
         text(&request.drug),
-        decided_at.map(|at| at.to_string()),
+        request.decided_at().map(|at| at.to_string()),
         None,
     ]));
     // 10: the member, when the case names one (no one is assigned yet).

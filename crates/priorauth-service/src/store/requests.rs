@@ -266,7 +266,14 @@ pub struct StoredClaim {
 }
 
 /// Whether a status is a decision (the report's turnaround ends at the first).
-pub(super) fn is_decided(status: &str) -> bool {
+impl NewRequest {
+    /// When it was decided: at creation when it was decided at once, else not yet.
+    pub(super) fn decided_at(&self) -> Option<i64> {
+        is_decided(self.status).then_some(self.created_at)
+    }
+}
+
+fn is_decided(status: &str) -> bool {
     matches!(status, "approved" | "denied" | "not_applicable")
 }
 
@@ -304,7 +311,7 @@ pub async fn insert_all(
             .bind(request.created_at)
             .bind(request.created_at)
             .bind(&request.drug)
-            .bind(is_decided(request.status).then_some(request.created_at))
+            .bind(request.decided_at())
             .bind(&request.member.id)
             .bind(&request.member.name)
         },
