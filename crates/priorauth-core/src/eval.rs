@@ -381,8 +381,17 @@ pub fn decide_with(
                             part.set_course_position(Some(cycles));
                             dosing = eval_all(&policy.arena, &pathway.dosing, &part);
                         }
-                        // Which part could be approved is not known yet.
-                        Err(missing) if n > 1.0 => dosing = Truth::Unknown(missing),
+                        // Which part could be approved is not known yet, nor whether the
+                        // part meets the rest of the dosing: ask for what a one-cycle part
+                        // leaves unknown too, so that one answer settles the case.
+                        Err(missing) if n > 1.0 => {
+                            let mut part = facts.clone();
+                            part.set_course_position(Some(1));
+                            dosing = match eval_all(&policy.arena, &pathway.dosing, &part) {
+                                Truth::Unknown(more) => Truth::Unknown(missing | more),
+                                _ => Truth::Unknown(missing),
+                            };
+                        }
                         _ => {}
                     }
                 }

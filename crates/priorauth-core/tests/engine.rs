@@ -354,6 +354,50 @@ fn a_dose_per_m2_below_the_label_is_approved_for_its_own_vials() {
     assert_eq!(granted(0.5), 27, "1 + 1 + 1 vials");
 }
 
+/// A request for more cycles than one authorization covers, whose drug is not given, asks
+/// for what the covered part's dosing needs as well: an infant's Interfant-06 course of 3
+/// cycles (one course is the most) without its infusion days asks for both at once, so that
+/// one answer decides it.
+#[test]
+fn an_unknown_partial_approval_asks_for_what_its_part_needs() {
+    let engine = engine();
+    let index = engine.policy_index("eocco-0382").unwrap();
+    let case = serde_json::json!({
+        "id": "interfant-without-drug",
+        "request": {"kind": "initial", "date": "2027-05-09", "regimen": "interfant",
+            "dose": {"value": 15.0, "unit": "mcg/m2/day"}, "cycle_length_days": 42,
+            "cycles": 3, "first_cycle": 1, "units": 980, "drug_source": "plan"},
+        "patient": {"birth_date": "2026-12-08", "weight_kg": 2.4, "height_cm": 55.0,
+            "new_to_plan_on_treatment": false},
+        "diagnosis": {"icd10": ["C91.02"], "condition": "acute_lymphoblastic_leukemia",
+            "lineage": "b_cell_precursor", "cd19_positive": true, "cd22_positive": true,
+            "disease_status": "relapsed"},
+        "history": {"tkis": [], "blinatumomab_cycles": 0, "blinatumomab_continued_cycles": 0,
+            "progression_on_blinatumomab": false, "hypersensitivity": false,
+            "live_vaccine_within_2_weeks": false, "live_vaccine_planned": false,
+            "unacceptable_toxicity": false, "medications_added": false, "authorizations": []}
+    });
+    let missing = |case: &Value| {
+        let parsed = engine.parse_case(&case.to_string()).unwrap();
+        let (_, decision) = engine.evaluate(&parsed, &[index]).decisions[0];
+        let keys: Vec<&str> = engine.policies[index]
+            .missing_keys(decision.missing)
+            .collect();
+        (decision.outcome, keys)
+    };
+    assert_eq!(
+        missing(&case),
+        (
+            Outcome::Incomplete,
+            vec!["request.drug", "request.dose_days"]
+        )
+    );
+    let mut answered = case.clone();
+    answered["request"]["drug"] = "blinatumomab".into();
+    answered["request"]["dose_days"] = 28.into();
+    assert_ne!(missing(&answered).0, Outcome::Incomplete);
+}
+
 /// The grounds a clinician's denial may cite: what fails the request, never what it meets.
 #[test]
 fn denial_grounds_are_what_fails_the_request() {
