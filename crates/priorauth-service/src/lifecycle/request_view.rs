@@ -7,11 +7,11 @@ use serde_json::{Value, json};
 
 use super::authorizations;
 use super::evaluate::{decision_sha256, recompute};
-use super::requests::fetch;
+use super::requests::fetch_related;
 use super::{Error, Service, day_of, timestamp};
 use crate::keys::{Caller, Role};
 use crate::store::authorizations as records;
-use crate::store::requests::{self, Determination, Request, StoredClaim};
+use crate::store::requests::{self, Determination, Related, Request, StoredClaim};
 use crate::store::writer::Write;
 use crate::store::{self, Tx, now_ms};
 
@@ -56,8 +56,13 @@ pub(super) const DETAILED_EVENTS: &[&str] = &[
 ];
 
 /// A request as its reader sees it: its record, decision, authorization, determination and
-/// history.
-pub(super) async fn view(service: &Service, tx: &mut Tx, row: &Request) -> Result<Value, Error> {
+/// history. `related` says which of its other records exist: only those are read.
+pub(super) async fn view(
+    service: &Service,
+    tx: &mut Tx,
+    row: &Request,
+    related: Related,
+) -> Result<Value, Error> {
     let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
     // Each event's case and decision: as stored, or (since decisions are recomputed) the
     // case carried forward and the decision recomputed under the request's policy version.
@@ -121,12 +126,25 @@ pub(super) async fn view(service: &Service, tx: &mut Tx, row: &Request) -> Resul
         }
         history.push(event);
     }
-    let authorization = records::of_request(tx, &row.id)
-        .await?
-        .map(|a| authorizations::view(&a));
-    let determination = requests::determination(tx, &row.id)
-        .await?
-        .map(|d| determination_view(&d));
+    let authorization = if related.authorization {
+        records::of_request(tx, &row.id)
+            .await?
+            .map(|a| authorizations::view(&a))
+    } else {
+        None
+    };
+    let determination = if related.determination {
+        requests::determination(tx, &row.id)
+            .await?
+            .map(|d| determination_view(&d))
+    } else {
+        None
+    };
+    let attachments = if related.attachments {
+        super::attachments::listed(tx, &row.id).await?
+    } else {
+        Value::Array(Vec::new())
+    };
     Ok(json!({
         "id": row.id,
         "organization": row.organization,
@@ -146,13 +164,13 @@ pub(super) async fn view(service: &Service, tx: &mut Tx, row: &Request) -> Resul
         "authorization": authorization,
         "determination": determination,
         "history": history,
-        "attachments": super::attachments::listed(tx, &row.id).await?,
+        "attachments": attachments,
     }))
 }
 
 /// Reads a request with its history.
 pub async fn read(service: &Service, caller: &Caller, id: &str) -> Result<Value, Error> {
-    Ok(read_with_claim(service, caller, id).await?.0)
+    Ok(read_audited(service, caller, id, false).await?.0)
 }
 
 /// A request as its reader sees it, and the PAS claim it came with if it came through PAS.
@@ -164,7 +182,17 @@ pub async fn read_with_claim(
     caller: &Caller,
     id: &str,
 ) -> Result<ReadWithClaim, Error> {
-    let read = read_claimed(service, caller, id).await?;
+    read_audited(service, caller, id, true).await
+}
+
+/// A read and its audit entry; the PAS claim read too when `with_claim`.
+async fn read_audited(
+    service: &Service,
+    caller: &Caller,
+    id: &str,
+    with_claim: bool,
+) -> Result<ReadWithClaim, Error> {
+    let read = read_claimed(service, caller, id, with_claim).await?;
     service
         .writer
         .write(Write::Audit(caller.audit_record("request.read", id)))
@@ -182,21 +210,22 @@ pub(crate) async fn answer_to_own_write(
     caller: &Caller,
     id: &str,
 ) -> Result<ReadWithClaim, Error> {
-    read_claimed(service, caller, id).await
+    read_claimed(service, caller, id, true).await
 }
 
 async fn read_claimed(
     service: &Service,
     caller: &Caller,
     id: &str,
+    with_claim: bool,
 ) -> Result<ReadWithClaim, Error> {
     // A read takes no write lock: it reads a snapshot on a read connection (recomputing the
     // explanation there); a reader's audit entry then goes through the group commit with
     // whatever else is being written, and the answer waits for that commit: nothing is shown
     // that is not audited.
     let mut tx = service.store.reads.begin().await?;
-    let row = fetch(&mut tx, caller, id).await?;
-    let mut view = view(service, &mut tx, &row).await?;
+    let (row, related) = fetch_related(&mut tx, caller, id).await?;
+    let mut view = view(service, &mut tx, &row, related).await?;
     // What a reviewer may cite to deny, offered before the criteria the request meets.
     if row.status == "pending_review" && caller.role == Role::Reviewer && !row.policy.is_empty() {
         let grounds = super::review::grounds_of(&mut tx, service, &row).await?;
@@ -209,12 +238,20 @@ async fn read_claimed(
     }
     // The reviewers' comments stay inside the payer.
     if caller.role != Role::Submitter {
-        let comments = super::comments::listed(&mut tx, id).await?;
+        let comments = if related.comments {
+            super::comments::listed(&mut tx, id).await?
+        } else {
+            Value::Array(Vec::new())
+        };
         if let Some(view) = view.as_object_mut() {
             view.insert("comments".into(), comments);
         }
     }
-    let claim = requests::claim(&mut tx, id).await?;
+    let claim = if with_claim && related.claim {
+        requests::claim(&mut tx, id).await?
+    } else {
+        None
+    };
     tx.commit().await?;
     Ok((view, claim))
 }
@@ -234,8 +271,8 @@ pub async fn read_for_notification(
         name: "notifications".into(),
         credentials: String::new(),
     };
-    let row = fetch(&mut tx, &system, id).await?;
-    let view = view(service, &mut tx, &row).await?;
+    let (row, related) = fetch_related(&mut tx, &system, id).await?;
+    let view = view(service, &mut tx, &row, related).await?;
     store::audit(&mut tx, &system.audit_record("request.notify", id)).await?;
     tx.commit().await?;
     Ok((view, claim))

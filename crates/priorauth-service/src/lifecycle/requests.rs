@@ -725,8 +725,8 @@ pub(super) async fn finish_decision(
     )
     .await?;
     notifications::enqueue(&mut tx, id).await?;
-    let row = fetch(&mut tx, caller, id).await?;
-    let view = super::request_view::view(service, &mut tx, &row).await?;
+    let (row, related) = fetch_related(&mut tx, caller, id).await?;
+    let view = super::request_view::view(service, &mut tx, &row, related).await?;
     if let Some(retry) = retry {
         retry.remember(&mut tx, caller, &view).await?;
     }
@@ -736,6 +736,21 @@ pub(super) async fn finish_decision(
 }
 
 /// A request, or NotFound when it does not exist or the caller may not see it.
+/// [`fetch`], with what else the request has: what its readers are shown.
+pub(super) async fn fetch_related(
+    tx: &mut Tx,
+    caller: &Caller,
+    id: &str,
+) -> Result<(Request, requests::Related), Error> {
+    let (request, related) = requests::fetch_with_related(tx, id)
+        .await?
+        .ok_or(Error::NotFound)?;
+    if !visible(caller, &request.organization) {
+        return Err(Error::NotFound);
+    }
+    Ok((request, related))
+}
+
 pub(super) async fn fetch(tx: &mut Tx, caller: &Caller, id: &str) -> Result<Request, Error> {
     let request = requests::fetch(tx, id).await?.ok_or(Error::NotFound)?;
     if !visible(caller, &request.organization) {
