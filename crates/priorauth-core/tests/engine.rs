@@ -355,9 +355,9 @@ fn a_dose_per_m2_below_the_label_is_approved_for_its_own_vials() {
 }
 
 /// A request for more cycles than one authorization covers, whose drug is not given, asks
-/// for what the covered part's dosing needs as well: an infant's Interfant-06 course of 3
-/// cycles (one course is the most) without its infusion days asks for both at once, so that
-/// one answer decides it.
+/// for what the covered part's dosing needs as well: 3 cycles for an infant on the
+/// Interfant-06 regimen (eocco-0382 covers one course of at most 28 infusion days), without
+/// the drug or its infusion days, is asked for both at once, so that one answer decides it.
 #[test]
 fn an_unknown_partial_approval_asks_for_what_its_part_needs() {
     let engine = engine();
