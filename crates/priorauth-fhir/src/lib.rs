@@ -67,17 +67,38 @@ fn parse_in(
 ) -> Result<fhirbolt::model::r4::Resource, Problem> {
     let value: Value =
         serde_json::from_str(json).map_err(|e| Problem::new("", format!("not JSON: {e}")))?;
-    let root = value
-        .get("resourceType")
-        .unwrap_or(&Value::Null)
-        .as_str()
-        .unwrap_or("Resource")
-        .to_string();
-    if let Some(path) = empty_array(&value, root) {
-        return Err(Problem::new(
-            path,
-            "an empty array: FHIR leaves out an element that has no value",
-        ));
+    parse_read(json, &value, mode)
+}
+
+/// Reads a FHIR resource as [`parse`] does, from its text and the JSON its caller already
+/// read from that same text (a `$submit` body is read as JSON first, to find its Bundle).
+pub fn parse_read_json(
+    json: &str,
+    value: &Value,
+) -> Result<fhirbolt::model::r4::Resource, Problem> {
+    parse_read(json, value, DeserializationMode::Strict)
+}
+
+fn parse_read(
+    json: &str,
+    value: &Value,
+    mode: DeserializationMode,
+) -> Result<fhirbolt::model::r4::Resource, Problem> {
+    // Found first, its path spelt only then: spelling every element's path cost as much
+    // as reading the JSON.
+    if has_empty_array(value) {
+        let root = value
+            .get("resourceType")
+            .unwrap_or(&Value::Null)
+            .as_str()
+            .unwrap_or("Resource")
+            .to_string();
+        if let Some(path) = empty_array(value, root) {
+            return Err(Problem::new(
+                path,
+                "an empty array: FHIR leaves out an element that has no value",
+            ));
+        }
     }
     let read = std::panic::catch_unwind(|| {
         fhirbolt::json::from_str(json, Some(DeserializationConfig { mode }))
@@ -87,6 +108,14 @@ fn parse_in(
             resource.map_err(|e| Problem::new("", format!("not a valid FHIR R4 resource: {e}")))
         }
         Err(_) => Err(Problem::new("", "not a valid FHIR R4 resource")),
+    }
+}
+
+fn has_empty_array(value: &Value) -> bool {
+    match value {
+        Value::Array(items) => items.is_empty() || items.iter().any(has_empty_array),
+        Value::Object(fields) => fields.values().any(has_empty_array),
+        _ => false,
     }
 }
 

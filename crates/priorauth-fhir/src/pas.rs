@@ -52,11 +52,23 @@ fn identifier_text(identifier: Option<&fhirbolt::model::r4::types::Identifier>) 
 /// Reads a PAS request (or inquiry) Bundle: R4, a collection with an identifier, and a Claim
 /// for prior authorization as its first entry.
 pub fn read_request(json: &str) -> Result<ClaimRequest, Vec<Problem>> {
-    let bundle: Bundle = crate::parse_as(json, "Bundle", |r| match r {
-        Resource::Bundle(b) => Some(*b),
-        _ => None,
-    })
-    .map_err(|p| vec![p])?;
+    let value: Value =
+        serde_json::from_str(json).map_err(|e| vec![Problem::new("", format!("not JSON: {e}"))])?;
+    read_request_json(json, &value)
+}
+
+/// A PAS request Bundle read as [`read_request`] does, from its text and the JSON its caller
+/// already read from that same text.
+pub fn read_request_json(json: &str, value: &Value) -> Result<ClaimRequest, Vec<Problem>> {
+    let bundle = match crate::parse_read_json(json, value).map_err(|p| vec![p])? {
+        Resource::Bundle(b) => *b,
+        _ => {
+            return Err(vec![Problem::new(
+                "resourceType",
+                "a Bundle is expected here",
+            )]);
+        }
+    };
     let mut problems = Vec::new();
     if bundle.r#type.value.as_deref() != Some("collection") {
         problems.push(Problem::new(
@@ -834,6 +846,58 @@ fn information_task(claim: &Value, record: &Value, context: &ResponseContext) ->
     task
 }
 
+/// What of a request Bundle its response repeats ([`response_bundle`] reads nothing else):
+/// the Bundle's identifier, the Claim's own identifiers and the references it answers to
+/// (type, patient, provider, insurer), and the entries those references name. A submission
+/// keeps this, not the Bundle, until its answer is built: a Bundle's attachments can be
+/// megabytes of JSON.
+pub fn response_source(bundle: &Value) -> Value {
+    let claim_entry = &bundle["entry"][0];
+    let claim = &claim_entry["resource"];
+    let mut kept = serde_json::Map::new();
+    for field in [
+        "resourceType",
+        "id",
+        "type",
+        "patient",
+        "provider",
+        "identifier",
+        "insurer",
+    ] {
+        if !claim[field].is_null() {
+            kept.insert(field.into(), claim[field].clone());
+        }
+    }
+    let mut first = json!({"resource": kept});
+    if !claim_entry["fullUrl"].is_null() {
+        first["fullUrl"] = claim_entry["fullUrl"].clone();
+    }
+    // In the Bundle's own order, so that a reference finds the same entry first here.
+    let all = bundle["entry"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut named: Vec<usize> = [&claim["patient"], &claim["insurer"], &claim["provider"]]
+        .iter()
+        .filter_map(|r| find_entry(bundle, r["reference"].as_str().unwrap_or_default()))
+        .filter_map(|found| all.iter().position(|e| std::ptr::eq(e, found)))
+        .collect();
+    named.sort_unstable();
+    named.dedup();
+    if named.first() == Some(&0) {
+        // A reference that names the Claim itself: its entry is repeated whole.
+        first = claim_entry.clone();
+    }
+    let mut entries = vec![first];
+    entries.extend(
+        named
+            .into_iter()
+            .filter(|&at| at > 0)
+            .filter_map(|at| all.get(at).cloned()),
+    );
+    json!({"identifier": bundle["identifier"], "entry": entries})
+}
+
 /// The entry a reference names within a Bundle (by full URL or `Type/id`).
 pub fn find_entry<'b>(bundle: &'b Value, reference: &str) -> Option<&'b Value> {
     if reference.is_empty() {
@@ -1010,6 +1074,68 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A response's context with no questions' labels, for the first item.
+    fn test_context(map: Option<&crate::map::Map>) -> ResponseContext<'_> {
+        ResponseContext {
+            base: "http://x/fhir",
+            created: "2026-12-03T00:00:00Z",
+            item_sequence: 1,
+            questions: &[],
+            map,
+        }
+    }
+
+    /// The part of a Bundle a submission keeps answers exactly as the Bundle does, for
+    /// every kind of answer and every example Bundle, and for references that name the
+    /// Claim itself or the same entry twice.
+    #[test]
+    fn a_response_from_the_kept_part_equals_one_from_the_whole_bundle() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fhir/cases");
+        let mut bundles: Vec<Value> = std::fs::read_dir(&dir)
+            .expect("tests/fhir/cases")
+            .map(|f| {
+                let text = std::fs::read_to_string(f.expect("a file").path()).expect("a Bundle");
+                serde_json::from_str(&text).expect("JSON")
+            })
+            .collect();
+        assert!(bundles.len() >= 15, "{} Bundles", bundles.len());
+        let mut odd = bundles[0].clone();
+        let claim = odd["entry"][0]["resource"].clone();
+        odd["entry"][0]["resource"]["provider"] =
+            json!({"reference": format!("Claim/{}", claim["id"].as_str().unwrap_or_default())});
+        odd["entry"][0]["resource"]["insurer"] = claim["patient"].clone();
+        bundles.push(odd);
+        let authorization = json!({"number": "PA-1", "start": "2026-12-01", "end": "2027-05-31",
+            "hcpcs": "J9039", "approved_units": 784});
+        let records = [
+            json!({"id": "req_1", "status": "approved", "policy": "masshealth-all-single-agent",
+                "organization": "clinic-a", "plan": "masshealth",
+                "decision": {"outcome": "approve", "reasons": [{"id": "c", "status": "met", "depth": 0, "criterion": "C", "source": "S"}]},
+                "authorization": authorization}),
+            json!({"id": "req_2", "status": "pending_information", "policy": "p", "organization": "clinic-a",
+                "plan": "masshealth", "due_at": "2026-12-03T00:00:00Z",
+                "decision": {"outcome": "incomplete", "missing": ["diagnosis.lineage"]}}),
+            json!({"id": "req_3", "status": "pending_review", "policy": "p", "organization": "clinic-a",
+                "decision": {"outcome": "review", "reasons": []}}),
+            json!({"id": "req_4", "status": "denied", "policy": "p",
+                "decision": {"outcome": "deny", "reasons": []},
+                "determination": {"decision": "deny", "criterion": "c", "reason": "R.",
+                    "reviewer": {"name": "Dr. Rivera", "credentials": "MD"}}}),
+        ];
+        let context = test_context(None);
+        for bundle in &bundles {
+            let source = response_source(bundle);
+            for record in &records {
+                assert_eq!(
+                    response_bundle(&source, record, &context),
+                    response_bundle(bundle, record, &context),
+                    "{}",
+                    bundle["identifier"]
+                );
+            }
+        }
+    }
+
     /// Each state of a request answers its X12 306 review action; a withdrawn one is
     /// cancelled, not pending.
     #[test]
@@ -1054,13 +1180,7 @@ mod tests {
         };
         let bundle = json!({"entry": [{"resource": {"resourceType": "Claim", "id": "c", "item": [{"sequence": 1}]}}]});
         let reason_codes = |record: &Value, map: Option<&crate::map::Map>| {
-            let context = ResponseContext {
-                base: "http://x/fhir",
-                created: "2026-12-03T00:00:00Z",
-                item_sequence: 1,
-                questions: &[],
-                map,
-            };
+            let context = test_context(map);
             let response = response_bundle(&bundle, record, &context);
             let action = &response["entry"][0]["resource"]["item"][0]["adjudication"][0]["extension"]
                 [0]["extension"];
@@ -1134,13 +1254,7 @@ mod tests {
                 {"kind": "information_requested", "questions": ["When did therapy start?"], "answer_by": "2026-12-05"},
             ],
         });
-        let context = ResponseContext {
-            base: "http://x/fhir",
-            created: "2026-12-03T00:00:00Z",
-            item_sequence: 1,
-            questions: &[],
-            map: None,
-        };
+        let context = test_context(None);
         let notes = notes(&record, &context);
         assert_eq!(notes.len(), 1);
         assert!(

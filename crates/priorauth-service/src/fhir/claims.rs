@@ -8,10 +8,11 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use priorauth_fhir::{Problem, operation_outcome, pas};
+use serde_json::{Value, json};
 
 use super::{
     FhirError, FhirResult, bundle_text, caller, canonical, dated_on_receipt, fhir_json, governing,
-    parsed, response_for, submitter, text,
+    parsed, pas_response, response_for, submitter, text,
 };
 use crate::keys::{Caller, Role};
 use crate::lifecycle::attachments::{self, SentFile};
@@ -20,7 +21,7 @@ use crate::lifecycle::request_view;
 use crate::lifecycle::requests::{
     self as lifecycle_requests, ClaimLink, ReceivedBundle, SubmitBody, Urgency,
 };
-use crate::lifecycle::{self};
+use crate::lifecycle::{self, now_ms, timestamp};
 use crate::web::{AppError, AppState};
 
 #[utoipa::path(post, path = "/fhir/Claim/$submit", operation_id = "pas_submit", tag = "FHIR", summary = "Da Vinci PAS $submit: a prior-authorization request Bundle", request_body(content = crate::answers::FhirResource, content_type = "application/fhir+json", description = "a PAS Request Bundle (Claim, Patient, Coverage, ...)"),
@@ -34,10 +35,11 @@ pub(crate) async fn submit(
     let caller = caller(who)?;
     submitter(&caller)?;
     let (map, engine) = (state.fhir.clone(), state.service.engine.clone());
-    let (request, intakes, bundle) = parsed(move || {
+    let (request, intakes, bundle, source) = parsed(move || {
         let (text, bundle_json) = bundle_text(text(&body)?)?;
         drop(body);
-        let request = pas::read_request(&text).map_err(|p| FhirError::structure(&p))?;
+        let request =
+            pas::read_request_json(&text, &bundle_json).map_err(|p| FhirError::structure(&p))?;
         drop(text);
         // A Claim of several items: each item is a request of its own.
         let intakes = match pas::item_count(&request) {
@@ -48,7 +50,8 @@ pub(crate) async fn submit(
         };
         // Packed and hashed here, off the async workers, once for all its items.
         let bundle = ReceivedBundle::new(&bundle_json.to_string());
-        Ok::<_, FhirError>((request, intakes, bundle))
+        let source = pas::response_source(&bundle_json);
+        Ok::<_, FhirError>((request, intakes, bundle, source))
     })
     .await??;
     let canonical = canonical(&headers);
@@ -58,7 +61,8 @@ pub(crate) async fn submit(
             let reason = "Cancelled by the provider (PAS certification type 3)";
             withdraw_prior(&state, &caller, id, reason, "cancelled").await?;
         }
-        return answer(&state, &caller, &ids, &canonical).await;
+        let answers: Vec<_> = ids.into_iter().map(Answer::Stored).collect();
+        return answer(&state, &caller, &answers, &source, &canonical).await;
     }
     // The documents it sends for the reviewer, checked before anything is stored.
     let documents = attachments::check_sent(
@@ -112,7 +116,7 @@ pub(crate) async fn submit(
         }
     }
     let several = items.len() > 1;
-    let mut ids = Vec::new();
+    let mut answers = Vec::new();
     for (intake, plan, governed) in items {
         let sequence = intake.item_sequence.unwrap_or(1);
         let link = ClaimLink {
@@ -128,7 +132,7 @@ pub(crate) async fn submit(
         } else {
             format!("pas:{}", request.bundle_identifier)
         };
-        let (created, id) = match plan {
+        let (created, id, decided) = match plan {
             Some(plan) if governed => {
                 let body = SubmitBody {
                     plan,
@@ -148,14 +152,12 @@ pub(crate) async fn submit(
                     Some(link),
                 )
                 .await?;
-                (
-                    created,
-                    response["id"].as_str().unwrap_or_default().to_string(),
-                )
+                let id = response["id"].as_str().unwrap_or_default().to_string();
+                (created, id, created.then_some(response))
             }
             // No plan of this payer, or no policy for what is asked: a clinician handles it.
             plan => {
-                lifecycle_requests::submit_for_review(
+                let (created, id) = lifecycle_requests::submit_for_review(
                     &state.service,
                     &caller,
                     &intake.case,
@@ -164,7 +166,8 @@ pub(crate) async fn submit(
                     &key,
                     link,
                 )
-                .await?
+                .await?;
+                (created, id, None)
             }
         };
         // A submission sent again is answered as the first was: its documents were kept
@@ -172,21 +175,45 @@ pub(crate) async fn submit(
         if created {
             attachments::add_sent(&state.service, &caller, &id, &documents).await?;
         }
-        ids.push(id);
+        answers.push(match decided {
+            Some(mut record) => {
+                record["organization"] = json!(caller.organization);
+                Answer::Decided(record, sequence)
+            }
+            None => Answer::Stored(id),
+        });
     }
-    answer(&state, &caller, &ids, &canonical).await
+    answer(&state, &caller, &answers, &source, &canonical).await
 }
 
-/// One response Bundle for the requests of a Claim's items.
+/// How an item of a Claim is answered.
+enum Answer {
+    /// A new request, from its decision in hand (the answer `POST /v1/requests` gives, with
+    /// its organization), as the stored record would read: reading it back would cost a
+    /// transaction, the explanation recomputed and the Bundle unpacked, for what is here.
+    Decided(Value, u32),
+    /// A request sent again, withdrawn or sent to review, by its id: from its record.
+    Stored(String),
+}
+
+/// One response Bundle for the requests of a Claim's items; `source` is the part of the
+/// request Bundle a response repeats.
 async fn answer(
     state: &AppState,
     caller: &Caller,
-    ids: &[String],
+    answers: &[Answer],
+    source: &Value,
     canonical: &priorauth_fhir::questionnaire::Canonical,
 ) -> FhirResult {
     let mut responses = Vec::new();
-    for id in ids {
-        responses.push(response_for(state, caller, id, canonical).await?);
+    for answer in answers {
+        responses.push(match answer {
+            Answer::Decided(record, sequence) => {
+                let created = timestamp(now_ms());
+                pas_response(state, source, record, *sequence, &canonical.base, &created)
+            }
+            Answer::Stored(id) => response_for(state, caller, id, canonical).await?,
+        });
     }
     Ok(fhir_json(StatusCode::OK, pas::merge_responses(responses)))
 }

@@ -491,18 +491,37 @@ fn response_of(
     let bundle: Value = serde_json::from_str(&claim.bundle_json).unwrap_or(Value::Null);
     let sequence = u32::try_from(claim.item_sequence).unwrap_or(1);
     let created = timestamp(now_ms());
-    let response = pas::response_bundle(
-        &bundle,
-        &record,
+    let response = pas_response(state, &bundle, &record, sequence, &canonical.base, &created);
+    Ok((response, bundle))
+}
+
+/// The PAS response Bundle of a request's record, for the request Bundle it answers (or the
+/// part of it `pas::response_source` keeps) and the item of its Claim it is.
+fn pas_response(
+    state: &AppState,
+    bundle: &Value,
+    record: &Value,
+    item_sequence: u32,
+    base: &str,
+    created: &str,
+) -> Value {
+    // The questions' labels name what an incomplete request still needs, and nothing else.
+    let questions = if record["decision"]["outcome"] == "incomplete" {
+        question_labels(state)
+    } else {
+        Vec::new()
+    };
+    pas::response_bundle(
+        bundle,
+        record,
         &pas::ResponseContext {
-            base: &canonical.base,
-            created: &created,
-            item_sequence: sequence,
-            questions: &question_labels(state),
+            base,
+            created,
+            item_sequence,
+            questions: &questions,
             map: Some(&state.fhir),
         },
-    );
-    Ok((response, bundle))
+    )
 }
 
 /// A notification's payload: the subscription status and the request's PAS response.
@@ -517,17 +536,7 @@ pub async fn notification_payload(
     let base = claim.base;
     let created = timestamp(now_ms());
     let sequence = u32::try_from(claim.item_sequence).unwrap_or(1);
-    let response = pas::response_bundle(
-        &bundle,
-        &record,
-        &pas::ResponseContext {
-            base: &base,
-            created: &created,
-            item_sequence: sequence,
-            questions: &question_labels(state),
-            map: Some(&state.fhir),
-        },
-    );
+    let response = pas_response(state, &bundle, &record, sequence, &base, &created);
     Ok(pas::notification(
         &base,
         subscription,
@@ -548,7 +557,8 @@ pub(crate) async fn inquire(
     let caller = caller(who)?;
     let (request, inquiry) = parsed(move || {
         let (text, inquiry) = bundle_text(text(&body)?)?;
-        let request = pas::read_request(&text).map_err(|p| FhirError::structure(&p))?;
+        let request =
+            pas::read_request_json(&text, &inquiry).map_err(|p| FhirError::structure(&p))?;
         Ok::<_, FhirError>((request, inquiry))
     })
     .await??;
