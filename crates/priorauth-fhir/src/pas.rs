@@ -1093,8 +1093,10 @@ mod tests {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fhir/cases");
         let mut bundles: Vec<Value> = std::fs::read_dir(&dir)
             .expect("tests/fhir/cases")
-            .map(|f| {
-                let text = std::fs::read_to_string(f.expect("a file").path()).expect("a Bundle");
+            .map(|f| f.expect("a file").path())
+            .filter(|path| path.extension().is_some_and(|e| e == "json"))
+            .map(|path| {
+                let text = std::fs::read_to_string(path).expect("a Bundle");
                 serde_json::from_str(&text).expect("JSON")
             })
             .collect();

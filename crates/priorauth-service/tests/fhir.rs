@@ -185,7 +185,6 @@ fn pas_bundle(
     })
 }
 
-/// The PAS review action an engine outcome gets before any clinician has looked.
 /// A PAS response Bundle without the times it was made at.
 fn without_times(bundle: &Value) -> Value {
     let mut bundle = bundle.clone();
@@ -196,6 +195,7 @@ fn without_times(bundle: &Value) -> Value {
     bundle
 }
 
+/// The PAS review action an engine outcome gets before any clinician has looked.
 fn action_of(outcome: &str) -> &'static str {
     if outcome == "approve" { "A1" } else { "A4" }
 }
