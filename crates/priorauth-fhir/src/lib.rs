@@ -65,18 +65,12 @@ fn parse_in(
     json: &str,
     mode: DeserializationMode,
 ) -> Result<fhirbolt::model::r4::Resource, Problem> {
-    let value: Value =
-        serde_json::from_str(json).map_err(|e| Problem::new("", format!("not JSON: {e}")))?;
-    parse_read(json, &value, mode)
+    parse_read(json, &read_json(json)?, mode)
 }
 
-/// Reads a FHIR resource as [`parse`] does, from its text and the JSON its caller already
-/// read from that same text (a `$submit` body is read as JSON first, to find its Bundle).
-pub fn parse_read_json(
-    json: &str,
-    value: &Value,
-) -> Result<fhirbolt::model::r4::Resource, Problem> {
-    parse_read(json, value, DeserializationMode::Strict)
+/// A body's JSON, or the problem that it is not JSON.
+pub(crate) fn read_json(json: &str) -> Result<Value, Problem> {
+    serde_json::from_str(json).map_err(|e| Problem::new("", format!("not JSON: {e}")))
 }
 
 fn parse_read(
@@ -140,7 +134,31 @@ pub fn parse_as<T>(
     type_name: &str,
     pick: impl FnOnce(fhirbolt::model::r4::Resource) -> Option<T>,
 ) -> Result<T, Problem> {
-    pick(parse(json)?)
+    picked(parse(json)?, type_name, pick)
+}
+
+/// Reads a resource of one type as [`parse_as`] does, from its text and the JSON its caller
+/// already read from that same text (a `$submit` body is read as JSON first, to find its
+/// Bundle).
+pub fn parse_json_as<T>(
+    json: &str,
+    value: &Value,
+    type_name: &str,
+    pick: impl FnOnce(fhirbolt::model::r4::Resource) -> Option<T>,
+) -> Result<T, Problem> {
+    picked(
+        parse_read(json, value, DeserializationMode::Strict)?,
+        type_name,
+        pick,
+    )
+}
+
+fn picked<T>(
+    resource: fhirbolt::model::r4::Resource,
+    type_name: &str,
+    pick: impl FnOnce(fhirbolt::model::r4::Resource) -> Option<T>,
+) -> Result<T, Problem> {
+    pick(resource)
         .ok_or_else(|| Problem::new("resourceType", format!("a {type_name} is expected here")))
 }
 

@@ -52,23 +52,17 @@ fn identifier_text(identifier: Option<&fhirbolt::model::r4::types::Identifier>) 
 /// Reads a PAS request (or inquiry) Bundle: R4, a collection with an identifier, and a Claim
 /// for prior authorization as its first entry.
 pub fn read_request(json: &str) -> Result<ClaimRequest, Vec<Problem>> {
-    let value: Value =
-        serde_json::from_str(json).map_err(|e| vec![Problem::new("", format!("not JSON: {e}"))])?;
-    read_request_json(json, &value)
+    read_request_json(json, &crate::read_json(json).map_err(|p| vec![p])?)
 }
 
 /// A PAS request Bundle read as [`read_request`] does, from its text and the JSON its caller
 /// already read from that same text.
 pub fn read_request_json(json: &str, value: &Value) -> Result<ClaimRequest, Vec<Problem>> {
-    let bundle = match crate::parse_read_json(json, value).map_err(|p| vec![p])? {
-        Resource::Bundle(b) => *b,
-        _ => {
-            return Err(vec![Problem::new(
-                "resourceType",
-                "a Bundle is expected here",
-            )]);
-        }
-    };
+    let bundle: Bundle = crate::parse_json_as(json, value, "Bundle", |r| match r {
+        Resource::Bundle(b) => Some(*b),
+        _ => None,
+    })
+    .map_err(|p| vec![p])?;
     let mut problems = Vec::new();
     if bundle.r#type.value.as_deref() != Some("collection") {
         problems.push(Problem::new(

@@ -371,12 +371,23 @@ pub async fn insert_all(
     Ok(stored)
 }
 
+/// The columns [`Request::from_row`] reads, for the statements that read a request.
+macro_rules! request_columns {
+    () => {
+        "id, organization, plan, policy, policy_version, status, outcome, urgency, due_at, case_json, decision_json, renews, created_at, updated_at, decided_at"
+    };
+}
+
 /// A request by id.
 pub async fn fetch(tx: &mut Tx, id: &str) -> Result<Option<Request>, StoreError> {
-    let row = sqlx::query("SELECT id, organization, plan, policy, policy_version, status, outcome, urgency, due_at, case_json, decision_json, renews, created_at, updated_at, decided_at FROM requests WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?;
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        request_columns!(),
+        " FROM requests WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
     Ok(row.map(|r| Request::from_row(&r)).transpose()?)
 }
 
@@ -400,15 +411,17 @@ pub async fn fetch_with_related(
 ) -> Result<Option<(Request, Related)>, StoreError> {
     // `CASE … THEN 1 ELSE 0 END`: an integer on both back ends, where EXISTS is a boolean on
     // PostgreSQL and an integer on SQLite.
-    let row = sqlx::query(
-        "SELECT id, organization, plan, policy, policy_version, status, outcome, urgency, due_at, case_json, decision_json, renews, created_at, updated_at, decided_at, \
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        request_columns!(),
+        ", \
          CASE WHEN EXISTS (SELECT 1 FROM authorizations a WHERE a.request_id = r.id) THEN 1 ELSE 0 END AS has_authorization, \
          CASE WHEN EXISTS (SELECT 1 FROM determinations d WHERE d.request_id = r.id) THEN 1 ELSE 0 END AS has_determination, \
          CASE WHEN EXISTS (SELECT 1 FROM request_attachments f WHERE f.request_id = r.id) THEN 1 ELSE 0 END AS has_attachments, \
          CASE WHEN EXISTS (SELECT 1 FROM request_comments c WHERE c.request_id = r.id) THEN 1 ELSE 0 END AS has_comments, \
          CASE WHEN EXISTS (SELECT 1 FROM fhir_claims k WHERE k.request_id = r.id) THEN 1 ELSE 0 END AS has_claim \
          FROM requests r WHERE r.id = $1",
-    )
+    ))
     .bind(id)
     .fetch_optional(&mut **tx)
     .await?;
