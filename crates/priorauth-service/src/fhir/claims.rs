@@ -35,7 +35,7 @@ pub(crate) async fn submit(
     let caller = caller(who)?;
     submitter(&caller)?;
     let (map, engine) = (state.fhir.clone(), state.service.engine.clone());
-    let (request, intakes, bundle, source) = parsed(move || {
+    let (request, intakes, bundle, source) = parsed(body.len(), move || {
         let (text, bundle_json) = bundle_text(text(&body)?)?;
         drop(body);
         let request =

@@ -406,15 +406,35 @@ fn dated_on_receipt(mut case: Value) -> Value {
 
 // ---- PAS ----
 
-/// Parsing a FHIR body is the service's heaviest work per byte: a 3.7 MB Bundle took tens of
-/// MB and most of a core while typed. It runs on the blocking pool, at most one per core at
-/// a time, so that it never holds the async workers that answer `/healthz` and everyone
-/// else's calls, and the memory of parses in progress is bounded by the cores, not by the
-/// callers. A call waits for its turn within the request's time limit; its turn is held by
-/// the parse itself, so a call given up on still counts until its parse ends.
+/// A body of up to this many bytes is parsed where its call runs (a PAS request Bundle with
+/// its Claim and the resources it references is a few KB, parsed in well under a millisecond:
+/// less than handing it to another thread and back).
+const INLINE_PARSE_BYTES: usize = 64 * 1024;
+
+/// The `nice` value of a large parse's thread: the kernel gives it about a tenth of a core's
+/// time while a thread at the default priority wants that core.
+const LARGE_PARSE_NICENESS: i32 = 10;
+
+/// Parses a FHIR body of `bytes` bytes with `parse`.
+///
+/// Parsing a FHIR body is the service's heaviest work per byte: a 3.7 MB Bundle takes tens
+/// of MB and a core for a few hundred milliseconds while typed. A large one is parsed on a
+/// thread of its own, never on the async workers that answer `/healthz` and everyone else's
+/// calls, and at a lowered priority: while others' calls want the cores, their work goes
+/// first and a large parse takes what is left, so one organization's large Bundles slow its
+/// own calls, not everyone's. At most one per core parses at a time, so the memory of parses
+/// in progress is bounded by the cores, not by the callers. A call waits for its turn within
+/// the request's time limit; its turn is held by the parse itself, so a call given up on
+/// still counts until its parse ends.
 async fn parsed<T: Send + 'static>(
+    bytes: usize,
     parse: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, FhirError> {
+    if bytes <= INLINE_PARSE_BYTES {
+        // A panic while parsing answers 500, as on the parse's own thread.
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse))
+            .map_err(|_| parse_failed());
+    }
     static TURNS: std::sync::OnceLock<std::sync::Arc<tokio::sync::Semaphore>> =
         std::sync::OnceLock::new();
     let turns = TURNS.get_or_init(|| {
@@ -426,13 +446,28 @@ async fn parsed<T: Send + 'static>(
         .acquire_owned()
         .await
         .map_err(|_| FhirError::from(AppError::Internal("the parse turns closed".into())))?;
-    tokio::task::spawn_blocking(move || {
-        let parsed = parse();
-        drop(turn);
-        parsed
-    })
-    .await
-    .map_err(|_| FhirError::from(AppError::Internal("a parse task failed".into())))
+    let (done, parsed) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("priorauth-parse".into())
+        .spawn(move || {
+            lower_priority();
+            let _ = done.send(parse());
+            drop(turn);
+        })
+        .map_err(|_| FhirError::from(AppError::Internal("no thread to parse on".into())))?;
+    parsed.await.map_err(|_| parse_failed())
+}
+
+fn parse_failed() -> FhirError {
+    FhirError::from(AppError::Internal("a parse failed".into()))
+}
+
+/// Lowers the calling thread's priority to [`LARGE_PARSE_NICENESS`]. On Linux
+/// `setpriority(PRIO_PROCESS, 0, …)` applies to the calling thread alone; elsewhere it would
+/// lower the whole process, so it is not done. Not fatal: the parse runs either way.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    let _ = rustix::process::setpriority_process(None, LARGE_PARSE_NICENESS);
 }
 
 /// The Bundle of a `$submit`/`$inquire` body: the Bundle itself or Parameters with `resource`,
@@ -555,7 +590,7 @@ pub(crate) async fn inquire(
     body: Bytes,
 ) -> FhirResult {
     let caller = caller(who)?;
-    let (request, inquiry) = parsed(move || {
+    let (request, inquiry) = parsed(body.len(), move || {
         let (text, inquiry) = bundle_text(text(&body)?)?;
         let request =
             pas::read_request_json(&text, &inquiry).map_err(|p| FhirError::structure(&p))?;
@@ -735,4 +770,52 @@ fn uuid() -> String {
         part(16, 20),
         part(20, 32)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{INLINE_PARSE_BYTES, LARGE_PARSE_NICENESS, parsed};
+
+    fn niceness() -> i32 {
+        rustix::process::getpriority_process(None).expect("the thread's priority")
+    }
+
+    #[tokio::test]
+    async fn a_large_body_is_parsed_on_a_thread_of_its_own_at_a_lowered_priority() {
+        let (caller, here) = (std::thread::current().id(), niceness());
+        let small = parsed(INLINE_PARSE_BYTES, || {
+            (std::thread::current().id(), niceness())
+        })
+        .await
+        .expect("parsed");
+        assert_eq!(
+            small,
+            (caller, here),
+            "a small body is parsed where its call runs"
+        );
+
+        let (thread, nice) = parsed(INLINE_PARSE_BYTES + 1, || {
+            (std::thread::current().id(), niceness())
+        })
+        .await
+        .expect("parsed");
+        assert_ne!(
+            thread, caller,
+            "a large body is parsed on a thread of its own"
+        );
+        if cfg!(target_os = "linux") {
+            // An unprivileged thread cannot raise its priority: under a higher nice value
+            // than the parse's, the parse keeps that one.
+            assert_eq!(nice, LARGE_PARSE_NICENESS.max(here));
+        }
+        assert_eq!(niceness(), here, "the caller's own priority is untouched");
+    }
+
+    #[tokio::test]
+    async fn a_parse_that_panics_is_an_error_on_either_path() {
+        for bytes in [10, INLINE_PARSE_BYTES + 1] {
+            let result = parsed(bytes, || -> u8 { panic!("a parser's bug") }).await;
+            assert!(result.is_err(), "{bytes} bytes");
+        }
+    }
 }

@@ -80,7 +80,7 @@ pub(crate) async fn questionnaire_package(
     body: Bytes,
 ) -> FhirResult {
     caller(who)?;
-    let (parameters, raw) = parsed(move || {
+    let (parameters, raw) = parsed(body.len(), move || {
         let text = text(&body)?;
         let parameters: Parameters = priorauth_fhir::parse_as(text, "Parameters", |r| match r {
             Resource::Parameters(p) => Some(*p),
@@ -233,7 +233,7 @@ pub(crate) async fn next_question(
     body: Bytes,
 ) -> FhirResult {
     caller(who)?;
-    let (mut response, typed) = parsed(move || {
+    let (mut response, typed) = parsed(body.len(), move || {
         let raw: Value = serde_json::from_str(text(&body)?)
             .map_err(|e| FhirError::structure(&[Problem::new("", e.to_string())]))?;
         // The response itself, or Parameters holding it.
