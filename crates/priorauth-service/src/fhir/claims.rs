@@ -11,8 +11,8 @@ use priorauth_fhir::{Problem, operation_outcome, pas};
 use serde_json::{Value, json};
 
 use super::{
-    FhirError, FhirResult, bundle_text, caller, canonical, dated_on_receipt, fhir_json, governing,
-    parsed, pas_response, response_for, submitter, text,
+    FhirError, FhirResult, bounded, bundle_text, caller, canonical, dated_on_receipt, fhir_json,
+    governing, parsed, pas_response, response_for, submitter, text,
 };
 use crate::keys::{Caller, Role};
 use crate::lifecycle::attachments::{self, SentFile};
@@ -23,6 +23,34 @@ use crate::lifecycle::requests::{
 };
 use crate::lifecycle::{self, now_ms, timestamp};
 use crate::web::{AppError, AppState};
+
+/// Reading a Claim into cases takes, for each item, a pass over the Bundle's resources and a
+/// search of them for each reference the Claim makes (diagnoses, supporting information,
+/// insurance, care team), and a decision. Up to this many resource visits (a PAS request as
+/// EHRs send it makes one to a few hundred) it is done where the call runs, in under a
+/// millisecond or two; a Claim of many items or references is heavy work
+/// ([`super::bounded`]), whatever its size in bytes.
+pub(super) const INLINE_INTAKE_VISITS: usize = 4096;
+
+/// The resource visits reading `request` into cases takes, about: items × resources ×
+/// (references + 1).
+pub(super) fn intake_visits(request: &pas::ClaimRequest) -> usize {
+    let resources = request.resources.iter().count();
+    let Some(claim) = request.claim() else {
+        return resources;
+    };
+    // The Claim's insurer and the requested service of an item are searched for too.
+    let references = claim.diagnosis.len()
+        + claim.supporting_info.len()
+        + claim.insurance.len()
+        + claim.care_team.len()
+        + 2;
+    claim
+        .item
+        .len()
+        .max(1)
+        .saturating_mul(resources.saturating_mul(references + 1))
+}
 
 #[utoipa::path(post, path = "/fhir/Claim/$submit", operation_id = "pas_submit", tag = "FHIR", summary = "Da Vinci PAS $submit: a prior-authorization request Bundle", request_body(content = crate::answers::FhirResource, content_type = "application/fhir+json", description = "a PAS Request Bundle (Claim, Patient, Coverage, ...)"),
     responses((status = 200, description = "a PAS Response Bundle with the ClaimResponse", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 404, description = "an update or cancellation names no request of the caller's: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 409, description = "an update or cancellation of a request already decided: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 403, description = "not a submitter: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 422, description = "not a valid resource, naming the element: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 429, description = "over the rate; Retry-After says when: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
@@ -35,12 +63,16 @@ pub(crate) async fn submit(
     let caller = caller(who)?;
     submitter(&caller)?;
     let (map, engine) = (state.fhir.clone(), state.service.engine.clone());
-    let (request, intakes, bundle, source) = parsed(body.len(), move || {
+    let (request, bundle_json) = parsed(body.len(), move || {
         let (text, bundle_json) = bundle_text(text(&body)?)?;
         drop(body);
         let request =
             pas::read_request_json(&text, &bundle_json).map_err(|p| FhirError::structure(&p))?;
-        drop(text);
+        Ok::<_, FhirError>((request, bundle_json))
+    })
+    .await??;
+    let light = intake_visits(&request) <= INLINE_INTAKE_VISITS;
+    let (request, intakes, bundle, source) = bounded(light, move || {
         // A Claim of several items: each item is a request of its own.
         let intakes = match pas::item_count(&request) {
             0 | 1 => vec![pas::intake(&map, &engine, &request)],
@@ -48,12 +80,12 @@ pub(crate) async fn submit(
                 .map(|i| pas::item_intake(&map, &engine, &request, i))
                 .collect(),
         };
-        // Packed and hashed here, off the async workers, once for all its items.
+        // Packed and hashed once for all its items.
         let bundle = ReceivedBundle::new(&bundle_json.to_string());
         let source = pas::response_source(&bundle_json);
-        Ok::<_, FhirError>((request, intakes, bundle, source))
+        (request, intakes, bundle, source)
     })
-    .await??;
+    .await?;
     let canonical = canonical(&headers);
     if let pas::Intent::Cancel { prior } = request.intent() {
         let ids = prior_requests(&state, &caller, &prior).await?;
@@ -278,5 +310,95 @@ async fn withdraw_prior(
             ))
         }
         Err(other) => Err(other.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{INLINE_INTAKE_VISITS, intake_visits};
+    use priorauth_fhir::pas;
+    use serde_json::{Value, json};
+
+    fn read(bundle: &Value) -> pas::ClaimRequest {
+        pas::read_request_json(&bundle.to_string(), bundle).expect("a PAS request Bundle")
+    }
+
+    fn example_bundles() -> Vec<Value> {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fhir");
+        let mut bundles = Vec::new();
+        for dir in ["pas-examples", "cases"] {
+            for entry in std::fs::read_dir(format!("{root}/{dir}")).expect("examples") {
+                let path = entry.expect("an example").path();
+                let text = std::fs::read_to_string(&path).expect("readable");
+                let Ok(value) = serde_json::from_str::<Value>(&text) else {
+                    continue;
+                };
+                if value["resourceType"] == "Bundle"
+                    && pas::read_request_json(&text, &value).is_ok_and(|r| r.claim().is_some())
+                {
+                    bundles.push(value);
+                }
+            }
+        }
+        bundles
+    }
+
+    #[test]
+    fn a_claim_as_ehrs_send_it_is_read_where_its_call_runs() {
+        let bundles = example_bundles();
+        assert!(bundles.len() >= 10, "{} example Bundles", bundles.len());
+        for bundle in &bundles {
+            let visits = intake_visits(&read(bundle));
+            assert!(
+                visits <= INLINE_INTAKE_VISITS / 4,
+                "{visits} visits: {}",
+                bundle["id"]
+            );
+        }
+    }
+
+    /// A 64 KB Claim can make reading it into cases cost items × references × resources: it is
+    /// heavy work however small its bytes.
+    #[test]
+    fn a_claim_of_many_items_or_references_is_heavy_work() {
+        let base = example_bundles().remove(0);
+        let claim_at = |bundle: &Value| {
+            bundle["entry"]
+                .as_array()
+                .and_then(|entries| {
+                    entries
+                        .iter()
+                        .position(|e| e["resource"]["resourceType"] == "Claim")
+                })
+                .expect("a Claim")
+        };
+        let at = claim_at(&base);
+
+        let mut items = base.clone();
+        let item = items["entry"][at]["resource"]["item"][0].clone();
+        items["entry"][at]["resource"]["item"] = Value::Array(
+            (1..=460)
+                .map(|sequence| {
+                    let mut item = item.clone();
+                    item["sequence"] = json!(sequence);
+                    item
+                })
+                .collect(),
+        );
+        assert!(intake_visits(&read(&items)) > INLINE_INTAKE_VISITS);
+
+        let mut references = base.clone();
+        references["entry"][at]["resource"]["careTeam"] = Value::Array(
+            (1..=480)
+                .map(|sequence| json!({"sequence": sequence, "provider": {"reference": "Practitioner/missing"}}))
+                .collect(),
+        );
+        for i in 0..440 {
+            references["entry"]
+                .as_array_mut()
+                .expect("entries")
+                .push(json!({"fullUrl": format!("urn:uuid:00000000-0000-0000-0000-{i:012}"), "resource": {"resourceType": "Patient", "id": format!("p{i}")}}));
+        }
+        assert!(intake_visits(&read(&references)) > INLINE_INTAKE_VISITS);
     }
 }

@@ -407,34 +407,47 @@ fn dated_on_receipt(mut case: Value) -> Value {
 // ---- PAS ----
 
 /// A body of up to this many bytes is parsed where its call runs. A PAS request Bundle with
-/// its Claim and the resources it references is a few KB, read in a fraction of a
-/// millisecond, less than handing it to another thread and back costs; one of 64 KB holds a
-/// worker for about 2 ms (its replay answered 1.7 to 2.2 ms later than a 13.5 KB one's), and
-/// the organization's FHIR byte rate bounds how many it sends.
-const INLINE_PARSE_BYTES: usize = 64 * 1024;
+/// its Claim and the resources it references is 7 to 14 KB, read in a fraction of a
+/// millisecond, less than handing it to another thread and back costs; one of 32 KB takes
+/// about a millisecond (a 64 KB Bundle's replay answered 1.7 to 2.2 ms later than a 13.5 KB
+/// one's), and the organization's FHIR byte rate bounds how many it sends. Reading JSON and
+/// FHIR is linear in the body; what is not (a Claim read into cases) is weighed on its own
+/// (`claims::INLINE_INTAKE_VISITS`).
+const INLINE_PARSE_BYTES: usize = 32 * 1024;
 
-/// The `nice` value of a large parse's thread: the kernel gives it about a tenth of a core's
+/// The `nice` value of a heavy parse's thread: the kernel gives it about a tenth of a core's
 /// time while a thread at the default priority wants that core.
-const LARGE_PARSE_NICENESS: i32 = 10;
+const HEAVY_WORK_NICENESS: i32 = 10;
 
-/// Parses a FHIR body of `bytes` bytes with `parse`.
-///
-/// Parsing a FHIR body is the service's heaviest work per byte: a 3.7 MB Bundle takes tens
-/// of MB and a core for a few hundred milliseconds while typed. A large one is parsed on a
-/// thread of its own, never on the async workers that answer `/healthz` and everyone else's
-/// calls, and at a lowered priority: while others' calls want the cores, their work goes
-/// first and a large parse takes what is left, so one organization's large Bundles slow its
-/// own calls, not everyone's. At most one per core parses at a time, so the memory of parses
-/// in progress is bounded by the cores, not by the callers. A call waits for its turn within
-/// the request's time limit; its turn is held by the parse itself, so a call given up on
-/// still counts until its parse ends.
+/// Parses a FHIR body of `bytes` bytes with `parse`: where the call runs if the body is small
+/// ([`INLINE_PARSE_BYTES`]), else as [`bounded`] heavy work.
 async fn parsed<T: Send + 'static>(
     bytes: usize,
     parse: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, FhirError> {
-    if bytes <= INLINE_PARSE_BYTES {
-        // A panic while parsing answers 500, as on the parse's own thread.
-        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse))
+    bounded(bytes <= INLINE_PARSE_BYTES, parse).await
+}
+
+/// Runs `work` where the call runs when it is `light` (bounded to about a millisecond or two
+/// by its caller), else on a thread of its own at a lowered priority.
+///
+/// Parsing a FHIR body is the service's heaviest work per byte: a 3.7 MB Bundle takes tens
+/// of MB and a core for a few hundred milliseconds while typed. Heavy work never runs on the
+/// async workers that answer `/healthz` and the other calls, and it runs at a lowered
+/// priority (on Linux; elsewhere at the service's own): while calls at the default priority
+/// want the cores, theirs goes first and heavy work takes what is left, so one
+/// organization's large Bundles slow the calls that carry large Bundles, not the others.
+/// (A CPU quota, such as a container's, is still spent by it.) At most one heavy work per
+/// core runs at a time, so the memory of parses in progress is bounded by the cores, not by
+/// the callers. A call waits for its turn within the request's time limit; its turn is held
+/// by the work itself, so a call given up on still counts until its work ends. A panic
+/// answers 500 on either path.
+async fn bounded<T: Send + 'static>(
+    light: bool,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, FhirError> {
+    if light {
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
             .map_err(|_| parse_failed());
     }
     static TURNS: std::sync::OnceLock<std::sync::Arc<tokio::sync::Semaphore>> =
@@ -448,28 +461,31 @@ async fn parsed<T: Send + 'static>(
         .acquire_owned()
         .await
         .map_err(|_| FhirError::from(AppError::Internal("the parse turns closed".into())))?;
-    let (done, parsed) = tokio::sync::oneshot::channel();
+    let (done, finished) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("priorauth-parse".into())
         .spawn(move || {
             lower_priority();
-            let _ = done.send(parse());
+            let _ = done.send(work());
             drop(turn);
         })
         .map_err(|_| FhirError::from(AppError::Internal("no thread to parse on".into())))?;
-    parsed.await.map_err(|_| parse_failed())
+    finished.await.map_err(|_| parse_failed())
 }
 
 fn parse_failed() -> FhirError {
     FhirError::from(AppError::Internal("a parse failed".into()))
 }
 
-/// Lowers the calling thread's priority to [`LARGE_PARSE_NICENESS`]. On Linux
-/// `setpriority(PRIO_PROCESS, 0, …)` applies to the calling thread alone; elsewhere it would
-/// lower the whole process, so it is not done. Not fatal: the parse runs either way.
+/// Lowers the calling thread's priority to [`HEAVY_WORK_NICENESS`], never raising it (a
+/// service started at a higher nice value keeps it). On Linux `setpriority(PRIO_PROCESS, 0,
+/// …)` applies to the calling thread alone; elsewhere it would lower the whole process, so it
+/// is not done. Not fatal: the work runs either way.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
-    let _ = rustix::process::setpriority_process(None, LARGE_PARSE_NICENESS);
+    if rustix::process::getpriority_process(None).is_ok_and(|now| now < HEAVY_WORK_NICENESS) {
+        let _ = rustix::process::setpriority_process(None, HEAVY_WORK_NICENESS);
+    }
 }
 
 /// The Bundle of a `$submit`/`$inquire` body: the Bundle itself or Parameters with `resource`,
@@ -776,7 +792,7 @@ fn uuid() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{INLINE_PARSE_BYTES, LARGE_PARSE_NICENESS, parsed};
+    use super::{HEAVY_WORK_NICENESS, INLINE_PARSE_BYTES, parsed};
 
     fn niceness() -> i32 {
         rustix::process::getpriority_process(None).expect("the thread's priority")
@@ -808,7 +824,7 @@ mod tests {
         if cfg!(target_os = "linux") {
             // An unprivileged thread cannot raise its priority: under a higher nice value
             // than the parse's, the parse keeps that one.
-            assert_eq!(nice, LARGE_PARSE_NICENESS.max(here));
+            assert_eq!(nice, HEAVY_WORK_NICENESS.max(here));
         }
         assert_eq!(niceness(), here, "the caller's own priority is untouched");
     }
