@@ -822,8 +822,8 @@ mod tests {
             "a large body is parsed on a thread of its own"
         );
         if cfg!(target_os = "linux") {
-            // An unprivileged thread cannot raise its priority: under a higher nice value
-            // than the parse's, the parse keeps that one.
+            // The parse never raises a priority: under a higher nice value than the
+            // parse's, it keeps that one.
             assert_eq!(nice, HEAVY_WORK_NICENESS.max(here));
         }
         assert_eq!(niceness(), here, "the caller's own priority is untouched");
