@@ -362,17 +362,14 @@ mod tests {
     #[test]
     fn a_claim_of_many_items_or_references_is_heavy_work() {
         let base = example_bundles().remove(0);
-        let claim_at = |bundle: &Value| {
-            bundle["entry"]
-                .as_array()
-                .and_then(|entries| {
-                    entries
-                        .iter()
-                        .position(|e| e["resource"]["resourceType"] == "Claim")
-                })
-                .expect("a Claim")
-        };
-        let at = claim_at(&base);
+        let at = base["entry"]
+            .as_array()
+            .and_then(|entries| {
+                entries
+                    .iter()
+                    .position(|e| e["resource"]["resourceType"] == "Claim")
+            })
+            .expect("a Claim");
 
         let mut items = base.clone();
         let item = items["entry"][at]["resource"]["item"][0].clone();

@@ -448,7 +448,7 @@ async fn bounded<T: Send + 'static>(
 ) -> Result<T, FhirError> {
     if light {
         return std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
-            .map_err(|_| parse_failed());
+            .map_err(|_| work_failed());
     }
     static TURNS: std::sync::OnceLock<std::sync::Arc<tokio::sync::Semaphore>> =
         std::sync::OnceLock::new();
@@ -456,11 +456,10 @@ async fn bounded<T: Send + 'static>(
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
         std::sync::Arc::new(tokio::sync::Semaphore::new(cores))
     });
-    let turn = turns
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| FhirError::from(AppError::Internal("the parse turns closed".into())))?;
+    let turn =
+        turns.clone().acquire_owned().await.map_err(|_| {
+            FhirError::from(AppError::Internal("the heavy work turns closed".into()))
+        })?;
     let (done, finished) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("priorauth-parse".into())
@@ -469,12 +468,12 @@ async fn bounded<T: Send + 'static>(
             let _ = done.send(work());
             drop(turn);
         })
-        .map_err(|_| FhirError::from(AppError::Internal("no thread to parse on".into())))?;
-    finished.await.map_err(|_| parse_failed())
+        .map_err(|_| FhirError::from(AppError::Internal("no thread for heavy work".into())))?;
+    finished.await.map_err(|_| work_failed())
 }
 
-fn parse_failed() -> FhirError {
-    FhirError::from(AppError::Internal("a parse failed".into()))
+fn work_failed() -> FhirError {
+    FhirError::from(AppError::Internal("reading the FHIR body failed".into()))
 }
 
 /// Lowers the calling thread's priority to [`HEAVY_WORK_NICENESS`], never raising it (a
