@@ -115,6 +115,76 @@ class Connection:
         self.reader = self.writer = None
 
 
+class RawConnection:
+    """The hostile organization's keep-alive connection: as `Connection`, but a body is sent
+    from where it lies, without copying it. asyncio's stream writer copies what the kernel does
+    not take at once into a buffer of its own, so each 3.9 MB Bundle cost this script two
+    copies in memory whether the server read it or not: most of a core, measured, spent on
+    the machine the clinics and the server share. An attacker on a network spends that on
+    its own machine; what reaches the server (the calls, their bytes) is the same."""
+
+    def __init__(self, port, source=None):
+        self.port = port
+        self.source = source
+        self.sock = None
+        self.pending = b""
+
+    async def _recv_until(self, loop, marker):
+        while marker not in self.pending:
+            chunk = await loop.sock_recv(self.sock, 65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.pending += chunk
+
+    async def call(self, method, path, headers, body=b""):
+        loop = asyncio.get_running_loop()
+        for attempt in range(2):
+            try:
+                if self.sock is None:
+                    sock = socket.socket()
+                    sock.setblocking(False)
+                    if self.source:
+                        sock.bind(self.source)
+                    self.sock, self.pending = sock, b""
+                    await loop.sock_connect(sock, ("127.0.0.1", self.port))
+                head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {len(body)}\r\n"
+                head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+                await loop.sock_sendall(self.sock, head.encode())
+                if body:
+                    await loop.sock_sendall(self.sock, body)
+                await self._recv_until(loop, b"\r\n\r\n")
+                head_bytes, _, self.pending = self.pending.partition(b"\r\n\r\n")
+                lines = head_bytes.decode("latin-1").split("\r\n")
+                status = int(lines[0].split()[1])
+                length, close = 0, False
+                for line in lines[1:]:
+                    name, _, value = line.partition(":")
+                    name = name.strip().lower()
+                    if name == "content-length":
+                        length = int(value.strip())
+                    elif name == "connection" and value.strip().lower() == "close":
+                        close = True
+                while len(self.pending) < length:
+                    chunk = await loop.sock_recv(self.sock, 65536)
+                    if not chunk:
+                        raise ConnectionError("closed")
+                    self.pending += chunk
+                payload, self.pending = self.pending[:length], self.pending[length:]
+                if close:
+                    self.close()
+                return status, payload
+            except (ConnectionError, OSError, ValueError, IndexError):
+                self.close()
+                if attempt == 1:
+                    return 0, b""
+        return 0, b""
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+        self.sock, self.pending = None, b""
+
+
 def percentile(values, p):
     if not values:
         return float("nan")
@@ -140,7 +210,7 @@ async def clinic(port, key, bodies, rate, until, results):
 
 async def flood(port, method, path, headers, body, until, counts, what):
     """As fast as the server answers."""
-    connection = Connection(port, HOSTILE_SOURCE)
+    connection = RawConnection(port, HOSTILE_SOURCE)
     while time.monotonic() < until:
         status, _ = await connection.call(method, path, headers, body)
         counts[(what, status)] = counts.get((what, status), 0) + 1
