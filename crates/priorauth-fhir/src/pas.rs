@@ -297,34 +297,58 @@ struct Member {
     family: Option<String>,
 }
 
-fn member_of(bundle: &Value) -> Member {
-    let entries = bundle["entry"].as_array().cloned().unwrap_or_default();
+/// The resources of a PAS Bundle that say whom it is for: its Claim (the first entry), the
+/// Patient the Claim names and its focal Coverage (else its first); `Null` where missing.
+fn member_resources(bundle: &Value) -> (&Value, &Value, &Value) {
+    const NONE: &Value = &Value::Null;
+    let entries = bundle["entry"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let find = |reference: &str| {
-        entries
-            .iter()
-            .map(|e| &e["resource"])
-            .find(|r| {
-                let typed = format!(
-                    "{}/{}",
-                    r["resourceType"].as_str().unwrap_or_default(),
-                    r["id"].as_str().unwrap_or_default()
-                );
-                !reference.is_empty()
-                    && (reference == typed || reference.ends_with(&format!("/{typed}")))
-            })
-            .cloned()
+        entries.iter().map(|e| &e["resource"]).find(|r| {
+            let typed = format!(
+                "{}/{}",
+                r["resourceType"].as_str().unwrap_or_default(),
+                r["id"].as_str().unwrap_or_default()
+            );
+            !reference.is_empty()
+                && (reference == typed || reference.ends_with(&format!("/{typed}")))
+        })
     };
-    let claim = entries
-        .first()
-        .map(|e| e["resource"].clone())
-        .unwrap_or(Value::Null);
-    let patient =
-        find(claim["patient"]["reference"].as_str().unwrap_or_default()).unwrap_or(Value::Null);
+    let claim = entries.first().map_or(NONE, |e| &e["resource"]);
+    let patient = find(claim["patient"]["reference"].as_str().unwrap_or_default()).unwrap_or(NONE);
     let coverage = claim["insurance"]
         .as_array()
         .and_then(|list| list.iter().find(|i| i["focal"] == true).or(list.first()))
         .and_then(|i| find(i["coverage"]["reference"].as_str().unwrap_or_default()))
-        .unwrap_or(Value::Null);
+        .unwrap_or(NONE);
+    (claim, patient, coverage)
+}
+
+/// What of a request Bundle tells whom it is for ([`same_member`] reads nothing else): its
+/// Claim's references to the member, the Patient and the Coverage they name. A stored
+/// Bundle can be megabytes; an inquiry about it needs this.
+pub fn member_source(bundle: &Value) -> Value {
+    let (claim, patient, coverage) = member_resources(bundle);
+    let mut kept = serde_json::Map::new();
+    for field in ["resourceType", "id", "identifier", "patient", "insurance"] {
+        if !claim[field].is_null() {
+            kept.insert(field.into(), claim[field].clone());
+        }
+    }
+    let mut entries = vec![json!({"resource": kept})];
+    entries.extend(
+        [patient, coverage]
+            .into_iter()
+            .filter(|r| !r.is_null())
+            .map(|r| json!({"resource": r})),
+    );
+    json!({"resourceType": "Bundle", "entry": entries})
+}
+
+fn member_of(bundle: &Value) -> Member {
+    let (_, patient, coverage) = member_resources(bundle);
     let values = |resource: &Value| -> Vec<String> {
         resource["identifier"]
             .as_array()
@@ -333,8 +357,8 @@ fn member_of(bundle: &Value) -> Member {
             .filter_map(|i| i["value"].as_str().map(str::to_string))
             .collect()
     };
-    let mut identifiers = values(&patient);
-    identifiers.extend(values(&coverage));
+    let mut identifiers = values(patient);
+    identifiers.extend(values(coverage));
     Member {
         subscriber_id: coverage["subscriberId"].as_str().map(str::to_string),
         identifiers,
@@ -1079,13 +1103,10 @@ mod tests {
         }
     }
 
-    /// The part of a Bundle a submission keeps answers exactly as the Bundle does, for
-    /// every kind of answer and every example Bundle, and for references that name the
-    /// Claim itself or the same entry twice.
-    #[test]
-    fn a_response_from_the_kept_part_equals_one_from_the_whole_bundle() {
+    /// The request Bundles of `tests/fhir/cases`.
+    fn example_bundles() -> Vec<Value> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fhir/cases");
-        let mut bundles: Vec<Value> = std::fs::read_dir(&dir)
+        let bundles: Vec<Value> = std::fs::read_dir(&dir)
             .expect("tests/fhir/cases")
             .map(|f| f.expect("a file").path())
             .filter(|path| path.extension().is_some_and(|e| e == "json"))
@@ -1095,6 +1116,15 @@ mod tests {
             })
             .collect();
         assert!(bundles.len() >= 15, "{} Bundles", bundles.len());
+        bundles
+    }
+
+    /// The part of a Bundle a submission keeps answers exactly as the Bundle does, for
+    /// every kind of answer and every example Bundle, and for references that name the
+    /// Claim itself or the same entry twice.
+    #[test]
+    fn a_response_from_the_kept_part_equals_one_from_the_whole_bundle() {
+        let mut bundles = example_bundles();
         let mut odd = bundles[0].clone();
         let claim = odd["entry"][0]["resource"].clone();
         odd["entry"][0]["resource"]["provider"] =
@@ -1130,6 +1160,45 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The part of a Bundle an inquiry about it needs finds the same member as the whole
+    /// Bundle, for every example Bundle, and for a patient reference naming the Claim itself
+    /// and a Claim with no focal coverage.
+    #[test]
+    fn the_member_from_the_kept_part_equals_the_member_of_the_whole_bundle() {
+        let mut bundles = example_bundles();
+        let mut itself = bundles[0].clone();
+        let id = itself["entry"][0]["resource"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        itself["entry"][0]["resource"]["patient"] = json!({"reference": format!("Claim/{id}")});
+        let mut unfocused = bundles[1].clone();
+        if let Some(list) = unfocused["entry"][0]["resource"]["insurance"].as_array_mut() {
+            for insurance in list {
+                insurance["focal"] = json!(false);
+            }
+        }
+        bundles.extend([itself, unfocused, json!({}), json!({"entry": []})]);
+        for bundle in &bundles {
+            let kept = member_source(bundle);
+            assert_eq!(
+                member_of(&kept),
+                member_of(bundle),
+                "{}",
+                bundle["identifier"]
+            );
+            for inquiry in &bundles {
+                assert_eq!(same_member(&kept, inquiry), same_member(bundle, inquiry));
+            }
+        }
+        // And it is small: the member's resources, not the Bundle.
+        let whole = serde_json::to_string(&bundles[0]).unwrap_or_default().len();
+        let kept = serde_json::to_string(&member_source(&bundles[0]))
+            .unwrap_or_default()
+            .len();
+        assert!(kept < whole, "{kept} of {whole}");
     }
 
     /// Each state of a request answers its X12 306 review action; a withdrawn one is

@@ -32,7 +32,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
 use priorauth_core::Engine;
 pub use store::Store;
 pub use web::AppState;
@@ -49,12 +48,10 @@ pub fn app(state: AppState) -> Router {
         .merge(api::routes(&state))
         .merge(ops::routes())
         .merge(console::routes(&state))
+        .route_layer(web::time_limit())
+        // With the time limit inside its own error answers (OperationOutcomes).
         .merge(fhir::routes(&state))
         .layer(DefaultBodyLimit::max(web::BODY_LIMIT))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            web::REQUEST_TIMEOUT,
-        ))
         // Outermost, so that it also sees the time limit's answer.
         .layer(axum::middleware::map_response(web::bare_errors_as_problems))
         .layer(axum::middleware::map_response(web::not_stored))

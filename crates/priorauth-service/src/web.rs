@@ -23,6 +23,16 @@ pub const BODY_LIMIT: usize = 256 * 1024;
 /// Longest a request may take before it is answered 503.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The time limit, as a route layer of each adapter: inside an adapter's own error answers,
+/// so that a call that runs out of time is answered in its terms (an OperationOutcome on the
+/// FHIR routes, problem+json elsewhere).
+pub(crate) fn time_limit() -> tower_http::timeout::TimeoutLayer {
+    tower_http::timeout::TimeoutLayer::with_status_code(
+        StatusCode::SERVICE_UNAVAILABLE,
+        REQUEST_TIMEOUT,
+    )
+}
+
 /// The state every HTTP adapter is given: the lifecycle's service, and the FHIR mapping
 /// tables for the FHIR interfaces.
 #[derive(Debug, Clone)]

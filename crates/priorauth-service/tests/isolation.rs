@@ -465,6 +465,60 @@ async fn connections_are_capped_and_silent_ones_closed() {
     .await;
 }
 
+/// `count` calls at once posting `body` to `path` as FHIR, each answering its status and body.
+fn fhir_posts(
+    server: &Server,
+    path: &str,
+    key: &str,
+    body: &str,
+    count: usize,
+) -> Vec<tokio::task::JoinHandle<Result<(u16, String), reqwest::Error>>> {
+    (0..count)
+        .map(|_| {
+            let (client, url, key, body) = (
+                server.client.clone(),
+                format!("{}{path}", server.base),
+                key.to_string(),
+                body.to_string(),
+            );
+            tokio::spawn(async move {
+                let reply = client
+                    .post(url)
+                    .bearer_auth(key)
+                    .header("content-type", "application/fhir+json")
+                    .body(body)
+                    .send()
+                    .await?;
+                Ok((reply.status().as_u16(), reply.text().await?))
+            })
+        })
+        .collect()
+}
+
+/// The slowest `/healthz` answer, probed every 10 ms for as long as any of `calls` is being
+/// answered (at least five times).
+async fn slowest_health_while<T>(
+    server: &Server,
+    calls: &[tokio::task::JoinHandle<T>],
+) -> Duration {
+    let health = reqwest::Client::new();
+    let mut slowest = Duration::ZERO;
+    let mut probes = 0;
+    while probes < 5 || calls.iter().any(|c| !c.is_finished()) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let started = Instant::now();
+        let reply = health
+            .get(format!("{}/healthz", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200);
+        slowest = slowest.max(started.elapsed());
+        probes += 1;
+    }
+    slowest
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn large_fhir_bodies_do_not_hold_the_service() {
     for_each_backend(|url| async move {
@@ -477,42 +531,12 @@ async fn large_fhir_bodies_do_not_hold_the_service() {
             body.len()
         );
         // Eight at once, more than the cores that parse them and the workers that answer.
-        let mut parses = Vec::new();
-        for _ in 0..8 {
-            let (client, url, key, body) = (
-                server.client.clone(),
-                format!("{}/fhir/Claim/$submit", server.base),
-                ehr.clone(),
-                body.clone(),
-            );
-            parses.push(tokio::spawn(async move {
-                client
-                    .post(url)
-                    .bearer_auth(key)
-                    .header("content-type", "application/fhir+json")
-                    .body(body)
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16())
-            }));
-        }
+        let parses = fhir_posts(&server, "/fhir/Claim/$submit", &ehr, &body, 8);
         // Meanwhile the service answers at once: the parses are off its async workers.
-        let health = reqwest::Client::new();
-        let mut slowest = Duration::ZERO;
-        for _ in 0..10 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let started = Instant::now();
-            let reply = health
-                .get(format!("{}/healthz", server.base))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(reply.status(), 200);
-            slowest = slowest.max(started.elapsed());
-        }
+        let slowest = slowest_health_while(&server, &parses).await;
         let mut answered = Vec::new();
         for parse in parses {
-            answered.push(parse.await.unwrap().unwrap());
+            answered.push(parse.await.unwrap().unwrap().0);
         }
         // Each answered: decided, or (on a loaded machine, waiting for its turn to parse)
         // 503 at the request's time limit; never a failure of the service.
@@ -520,6 +544,42 @@ async fn large_fhir_bodies_do_not_hold_the_service() {
             answered.iter().all(|s| *s < 500 || *s == 503),
             "{answered:?}"
         );
+        assert!(slowest < Duration::from_millis(300), "{slowest:?}");
+        server.stop().await;
+    })
+    .await;
+}
+
+/// A large Bundle, once stored, is read back by every inquiry about it (and every replay and
+/// notification): restoring and reading it is heavy work too, off the async workers, however
+/// small the inquiry that asks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn large_stored_bundles_read_back_do_not_hold_the_service() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, ehr) = server.key("clinic-a", Role::Submitter, "EHR", "").await;
+        let stored = server
+            .post("/fhir/Claim/$submit", &ehr, &grown_bundle())
+            .await;
+        assert_eq!(stored.status, 200, "{}", stored.body);
+        // The inquiry is the example the large one grew from: the same Claim and member.
+        let inquiry = pas_example("Bundle-HomecareAuthorizationBundleExample").to_string();
+        assert!(inquiry.len() < 32 * 1024, "{}", inquiry.len());
+        let inquiries = fhir_posts(&server, "/fhir/Claim/$inquire", &ehr, &inquiry, 16);
+        // Meanwhile, for as long as any is being answered, the service answers at once.
+        let slowest = slowest_health_while(&server, &inquiries).await;
+        for inquiry in inquiries {
+            let (status, answer) = inquiry.await.unwrap().unwrap();
+            // Found, with its response; or (on a loaded machine) 503 at the time limit.
+            if status != 503 {
+                assert_eq!(status, 200, "{answer}");
+                let answer: Value = serde_json::from_str(&answer).unwrap();
+                assert_eq!(
+                    answer["parameter"][0]["resource"]["resourceType"], "Bundle",
+                    "{answer}"
+                );
+            }
+        }
         assert!(slowest < Duration::from_millis(300), "{slowest:?}");
         server.stop().await;
     })

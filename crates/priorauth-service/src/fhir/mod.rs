@@ -80,6 +80,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         // On the FHIR routes only: unknown routes stay the API's problem+json.
         .route_layer(axum::extract::DefaultBodyLimit::max(FHIR_BODY_LIMIT))
         .route_layer(axum::middleware::from_fn(refuse_control_characters))
+        // Inside the OperationOutcomes, so that a call out of time is answered one.
+        .route_layer(web::time_limit())
         .route_layer(axum::middleware::map_response(bare_errors_as_outcomes))
 }
 
@@ -517,7 +519,7 @@ async fn response_for(
     canonical: &Canonical,
 ) -> Result<Value, FhirError> {
     let read = request_view::answer_to_own_write(&state.service, caller, id).await?;
-    Ok(response_of(state, read, canonical)?.0)
+    Ok(response_of(state, read, canonical).await?.0)
 }
 
 /// Each question of the case format in plain words, for what a pended request still needs.
@@ -529,8 +531,8 @@ fn question_labels(state: &AppState) -> Vec<(String, String)> {
 }
 
 /// The PAS response Bundle of a request as read (its record and its stored claim), and the
-/// request Bundle it came in.
-fn response_of(
+/// part of the request Bundle it came in that says whom it is for (`pas::member_source`).
+async fn response_of(
     state: &AppState,
     (record, claim): request_view::ReadWithClaim,
     canonical: &Canonical,
@@ -540,11 +542,41 @@ fn response_of(
             "this request was not submitted through PAS",
         ));
     };
-    let bundle: Value = serde_json::from_str(&claim.bundle_json).unwrap_or(Value::Null);
     let sequence = u32::try_from(claim.item_sequence).unwrap_or(1);
+    let (source, member) = stored_sources(claim).await?;
     let created = timestamp(now_ms());
-    let response = pas_response(state, &bundle, &record, sequence, &canonical.base, &created);
-    Ok((response, bundle))
+    let response = pas_response(state, &source, &record, sequence, &canonical.base, &created);
+    Ok((response, member))
+}
+
+/// What an answer about a stored PAS request needs of the Bundle it came in: the part its
+/// response repeats (`pas::response_source`) and the part that says whom it is for
+/// (`pas::member_source`), both small whatever the Bundle's size.
+///
+/// Why bounded: a Bundle is parsed as heavy work when it arrives (`parsed`), but once stored
+/// it is read back by every inquiry, replay and notification about it, and restoring and
+/// reading it is the same work again (a 3.9 MB Bundle of copies of one entry is stored in
+/// about a hundredth of that, and takes tens of milliseconds to restore and read). So it is
+/// read where the call runs only when it restores to at most [`INLINE_PARSE_BYTES`]
+/// (`packed::unpack_within` stops there), else as [`bounded`] heavy work.
+async fn stored_sources(claim: request_view::StoredClaim) -> Result<(Value, Value), FhirError> {
+    fn sources(text: &str) -> (Value, Value) {
+        let bundle: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+        (pas::response_source(&bundle), pas::member_source(&bundle))
+    }
+    let within = claim
+        .bundle_within(INLINE_PARSE_BYTES)
+        .map_err(|e| FhirError::from(AppError::from(e)))?;
+    if let Some(text) = within {
+        return Ok(sources(&text));
+    }
+    bounded(false, move || {
+        claim
+            .into_bundle()
+            .map(|text| sources(&text))
+            .map_err(|e| FhirError::from(AppError::from(e)))
+    })
+    .await?
 }
 
 /// The PAS response Bundle of a request's record, for the request Bundle it answers (or the
@@ -584,11 +616,13 @@ pub async fn notification_payload(
     event_number: i64,
 ) -> Result<Value, AppError> {
     let (record, claim) = request_view::read_for_notification(&state.service, request_id).await?;
-    let bundle: Value = serde_json::from_str(&claim.bundle_json).unwrap_or(Value::Null);
-    let base = claim.base;
-    let created = timestamp(now_ms());
+    let base = claim.base.clone();
     let sequence = u32::try_from(claim.item_sequence).unwrap_or(1);
-    let response = pas_response(state, &bundle, &record, sequence, &base, &created);
+    let (source, _) = stored_sources(claim)
+        .await
+        .map_err(|_| AppError::Internal("the stored PAS Bundle could not be read".into()))?;
+    let created = timestamp(now_ms());
+    let response = pas_response(state, &source, &record, sequence, &base, &created);
     Ok(pas::notification(
         &base,
         subscription,
@@ -623,7 +657,7 @@ pub(crate) async fn inquire(
     let mut bundles = Vec::new();
     for id in found {
         let read = request_view::read_with_claim(&state.service, &caller, &id).await?;
-        let (response, stored) = response_of(&state, read, &canonical)?;
+        let (response, stored) = response_of(&state, read, &canonical).await?;
         if pas::same_member(&stored, &inquiry) {
             let response = pas::as_inquiry_response(response);
             bundles.push(json!({"name": "return", "resource": response}));

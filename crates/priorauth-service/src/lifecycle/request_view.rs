@@ -11,7 +11,9 @@ use super::requests::fetch_related;
 use super::{Error, Service, day_of, timestamp};
 use crate::keys::{Caller, Role};
 use crate::store::authorizations as records;
-use crate::store::requests::{self, Determination, Related, Request, StoredClaim};
+/// The PAS claim a request came with (its Bundle restored on demand).
+pub use crate::store::requests::StoredClaim;
+use crate::store::requests::{self, Determination, Related, Request};
 use crate::store::writer::Write;
 use crate::store::{self, Tx, now_ms};
 

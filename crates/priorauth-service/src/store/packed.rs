@@ -69,14 +69,29 @@ pub fn pack(text: &str) -> String {
 
 /// A stored text as it was packed; texts stored before packing come back unchanged.
 pub fn unpack(stored: String) -> Result<String, StoreError> {
-    let Some(encoded) = stored.strip_prefix(PREFIX_1) else {
+    if !stored.starts_with(PREFIX_1) {
         return Ok(stored);
+    }
+    unpack_within(&stored, MAX_TEXT)?.ok_or_else(|| damaged("truncated or too long".into()))
+}
+
+/// A stored text as it was packed if it restores to at most `limit` bytes, `None` if it is
+/// longer: inflating stops at the limit, so finding out costs at most that. A stored text is
+/// a small fraction of its size (a PAS Bundle of copies of one entry, a hundredth), so its
+/// stored length says nothing of the work of restoring and reading it; this does.
+pub fn unpack_within(stored: &str, limit: usize) -> Result<Option<String>, StoreError> {
+    let Some(encoded) = stored.strip_prefix(PREFIX_1) else {
+        return Ok((stored.len() <= limit).then(|| stored.to_string()));
     };
     let bytes = STANDARD_NO_PAD
         .decode(encoded)
         .map_err(|e| damaged(format!("base64: {e}")))?;
-    let text = inflate(&bytes)?;
-    String::from_utf8(text).map_err(|_| damaged("not UTF-8".into()))
+    match inflate(&bytes, limit.min(MAX_TEXT))? {
+        Some(text) => String::from_utf8(text)
+            .map(Some)
+            .map_err(|_| damaged("not UTF-8".into())),
+        None => Ok(None),
+    }
 }
 
 fn damaged(what: String) -> StoreError {
@@ -117,9 +132,10 @@ fn deflate_with(compress: &mut Compress, input: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-fn inflate(input: &[u8]) -> Result<Vec<u8>, StoreError> {
+/// The bytes `input` inflates to, if at most `limit`; `None` past it.
+fn inflate(input: &[u8], limit: usize) -> Result<Option<Vec<u8>>, StoreError> {
     let mut decompress = Decompress::new(true);
-    let mut out = Vec::with_capacity(input.len() * 8);
+    let mut out = Vec::with_capacity((input.len() * 8).min(limit.saturating_add(1)));
     loop {
         let consumed = usize::try_from(decompress.total_in()).unwrap_or(usize::MAX);
         let rest = input
@@ -127,14 +143,21 @@ fn inflate(input: &[u8]) -> Result<Vec<u8>, StoreError> {
             .ok_or_else(|| damaged("truncated".into()))?;
         let before = (decompress.total_in(), decompress.total_out());
         match decompress.decompress_vec(rest, &mut out, FlushDecompress::Finish) {
-            Ok(Status::StreamEnd) if decompress.total_in() == input.len() as u64 => return Ok(out),
+            Ok(Status::StreamEnd) if decompress.total_in() == input.len() as u64 => {
+                return Ok((out.len() <= limit).then_some(out));
+            }
             Ok(Status::StreamEnd) => return Err(damaged("bytes after its end".into())),
             Ok(Status::Ok | Status::BufError) => {
                 let progressed = before != (decompress.total_in(), decompress.total_out());
-                if out.len() >= MAX_TEXT || (!progressed && out.len() < out.capacity()) {
-                    return Err(damaged("truncated or too long".into()));
+                if out.len() > limit {
+                    return Ok(None);
                 }
-                out.reserve(out.capacity().max(256));
+                if !progressed && out.len() < out.capacity() {
+                    return Err(damaged("truncated".into()));
+                }
+                // Never more than one byte past the limit: enough to know it is passed.
+                let room = out.capacity().max(256).min(limit + 1 - out.len());
+                out.reserve(room.max(1));
             }
             Err(e) if e.needs_dictionary().is_some() => {
                 decompress
@@ -179,6 +202,27 @@ mod tests {
         for text in ["", "{\"outcome\":\"approve\"}", "[]"] {
             assert_eq!(unpack(text.to_string()).unwrap(), text);
         }
+    }
+
+    #[test]
+    fn a_text_is_restored_within_a_limit_or_found_longer() {
+        let long = "{\"a\":1}".repeat(5000);
+        let stored = pack(&long);
+        assert!(stored.len() < 1000, "{}", stored.len());
+        for limit in [long.len(), long.len() + 1, MAX_TEXT] {
+            assert_eq!(
+                unpack_within(&stored, limit).unwrap().as_deref(),
+                Some(long.as_str())
+            );
+        }
+        for limit in [0, 1, 255, 256, 4096, long.len() - 1] {
+            assert_eq!(unpack_within(&stored, limit).unwrap(), None, "{limit}");
+        }
+        // A text stored before packing, by its own length.
+        assert_eq!(unpack_within("[1]", 3).unwrap().as_deref(), Some("[1]"));
+        assert_eq!(unpack_within("[1]", 2).unwrap(), None);
+        // Damage is still damage, whatever the limit.
+        assert!(unpack_within("z1:!!!", 10).is_err());
     }
 
     #[test]

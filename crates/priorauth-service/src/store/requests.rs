@@ -260,9 +260,24 @@ pub struct FirstAnswer {
 #[derive(Debug, Clone)]
 pub struct StoredClaim {
     pub organization: String,
-    pub bundle_json: String,
+    /// The request Bundle as stored: restoring and reading it is work by its size, which its
+    /// reader bounds (`fhir::stored_sources`), so it is restored on demand.
+    bundle: String,
     pub item_sequence: i64,
     pub base: String,
+}
+
+impl StoredClaim {
+    /// The request Bundle's JSON text if it is at most `limit` bytes; `None` if longer, found
+    /// out by restoring at most `limit` bytes of it (`packed::unpack_within`).
+    pub fn bundle_within(&self, limit: usize) -> Result<Option<String>, StoreError> {
+        super::packed::unpack_within(&self.bundle, limit)
+    }
+
+    /// The request Bundle's JSON text, whatever its size.
+    pub fn into_bundle(self) -> Result<String, StoreError> {
+        unpack(self.bundle)
+    }
 }
 
 /// Whether a status is a decision (the report's turnaround ends at the first).
@@ -895,7 +910,7 @@ pub async fn claim(tx: &mut Tx, request_id: &str) -> Result<Option<StoredClaim>,
         .map(|row| -> Result<StoredClaim, sqlx::Error> {
             Ok(StoredClaim {
                 organization: row.try_get("organization")?,
-                bundle_json: unpacked(&row, "bundle_json")?,
+                bundle: row.try_get("bundle_json")?,
                 item_sequence: row.try_get("item_sequence")?,
                 base: row.try_get("base")?,
             })

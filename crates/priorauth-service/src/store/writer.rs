@@ -400,7 +400,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(claim.bundle_json, r#"{"resourceType":"Bundle"}"#);
+        assert_eq!(claim.into_bundle().unwrap(), r#"{"resourceType":"Bundle"}"#);
 
         let actions: Vec<(String, String)> =
             sqlx::query_as("SELECT action, target FROM audit_log ORDER BY seq")
