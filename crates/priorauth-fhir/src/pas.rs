@@ -331,12 +331,18 @@ fn member_resources(bundle: &Value) -> (&Value, &Value, &Value) {
 /// Bundle can be megabytes; an inquiry about it needs this.
 pub fn member_source(bundle: &Value) -> Value {
     let (claim, patient, coverage) = member_resources(bundle);
-    let mut kept = serde_json::Map::new();
-    for field in ["resourceType", "id", "identifier", "patient", "insurance"] {
-        if !claim[field].is_null() {
-            kept.insert(field.into(), claim[field].clone());
+    // A reference that names the Claim itself finds it first: it is kept whole.
+    let kept = if std::ptr::eq(patient, claim) || std::ptr::eq(coverage, claim) {
+        claim.clone()
+    } else {
+        let mut kept = serde_json::Map::new();
+        for field in ["resourceType", "id", "identifier", "patient", "insurance"] {
+            if !claim[field].is_null() {
+                kept.insert(field.into(), claim[field].clone());
+            }
         }
-    }
+        Value::Object(kept)
+    };
     let mut entries = vec![json!({"resource": kept})];
     entries.extend(
         [patient, coverage]
@@ -1174,6 +1180,7 @@ mod tests {
             .unwrap_or_default()
             .to_string();
         itself["entry"][0]["resource"]["patient"] = json!({"reference": format!("Claim/{id}")});
+        itself["entry"][0]["resource"]["birthDate"] = json!("1970-01-01");
         let mut unfocused = bundles[1].clone();
         if let Some(list) = unfocused["entry"][0]["resource"]["insurance"].as_array_mut() {
             for insurance in list {

@@ -519,7 +519,9 @@ async fn response_for(
     canonical: &Canonical,
 ) -> Result<Value, FhirError> {
     let read = request_view::answer_to_own_write(&state.service, caller, id).await?;
-    Ok(response_of(state, read, canonical).await?.0)
+    Ok(response_of(state, read, canonical, INLINE_PARSE_BYTES)
+        .await?
+        .0)
 }
 
 /// Each question of the case format in plain words, for what a pended request still needs.
@@ -531,11 +533,13 @@ fn question_labels(state: &AppState) -> Vec<(String, String)> {
 }
 
 /// The PAS response Bundle of a request as read (its record and its stored claim), and the
-/// part of the request Bundle it came in that says whom it is for (`pas::member_source`).
+/// part of the request Bundle it came in that says whom it is for (`pas::member_source`);
+/// the Bundle read where the call runs up to `inline_bytes` (`stored_sources`).
 async fn response_of(
     state: &AppState,
     (record, claim): request_view::ReadWithClaim,
     canonical: &Canonical,
+    inline_bytes: usize,
 ) -> Result<(Value, Value), FhirError> {
     let Some(claim) = claim else {
         return Err(FhirError::not_found(
@@ -543,7 +547,7 @@ async fn response_of(
         ));
     };
     let sequence = u32::try_from(claim.item_sequence).unwrap_or(1);
-    let (source, member) = stored_sources(claim).await?;
+    let (source, member) = stored_sources(claim, inline_bytes).await?;
     let created = timestamp(now_ms());
     let response = pas_response(state, &source, &record, sequence, &canonical.base, &created);
     Ok((response, member))
@@ -557,15 +561,19 @@ async fn response_of(
 /// it is read back by every inquiry, replay and notification about it, and restoring and
 /// reading it is the same work again (a 3.9 MB Bundle of copies of one entry is stored in
 /// about a hundredth of that, and takes tens of milliseconds to restore and read). So it is
-/// read where the call runs only when it restores to at most [`INLINE_PARSE_BYTES`]
-/// (`packed::unpack_within` stops there), else as [`bounded`] heavy work.
-async fn stored_sources(claim: request_view::StoredClaim) -> Result<(Value, Value), FhirError> {
+/// read where the call runs only when it restores to at most `inline_bytes`
+/// (`packed::unpack_within` stops there), else as [`bounded`] heavy work. A call reading
+/// several shares [`INLINE_PARSE_BYTES`] among them.
+async fn stored_sources(
+    claim: request_view::StoredClaim,
+    inline_bytes: usize,
+) -> Result<(Value, Value), FhirError> {
     fn sources(text: &str) -> (Value, Value) {
         let bundle: Value = serde_json::from_str(text).unwrap_or(Value::Null);
         (pas::response_source(&bundle), pas::member_source(&bundle))
     }
     let within = claim
-        .bundle_within(INLINE_PARSE_BYTES)
+        .bundle_within(inline_bytes)
         .map_err(|e| FhirError::from(AppError::from(e)))?;
     if let Some(text) = within {
         return Ok(sources(&text));
@@ -618,9 +626,9 @@ pub async fn notification_payload(
     let (record, claim) = request_view::read_for_notification(&state.service, request_id).await?;
     let base = claim.base.clone();
     let sequence = u32::try_from(claim.item_sequence).unwrap_or(1);
-    let (source, _) = stored_sources(claim)
+    let (source, _) = stored_sources(claim, INLINE_PARSE_BYTES)
         .await
-        .map_err(|_| AppError::Internal("the stored PAS Bundle could not be read".into()))?;
+        .map_err(|e| AppError::Internal(format!("the stored PAS Bundle: {}", e.0)))?;
     let created = timestamp(now_ms());
     let response = pas_response(state, &source, &record, sequence, &base, &created);
     Ok(pas::notification(
@@ -655,9 +663,11 @@ pub(crate) async fn inquire(
             .await?;
     let canonical = canonical(&headers);
     let mut bundles = Vec::new();
+    // The requests found share the bytes read where the call runs.
+    let inline_bytes = INLINE_PARSE_BYTES / found.len().max(1);
     for id in found {
         let read = request_view::read_with_claim(&state.service, &caller, &id).await?;
-        let (response, stored) = response_of(&state, read, &canonical).await?;
+        let (response, stored) = response_of(&state, read, &canonical, inline_bytes).await?;
         if pas::same_member(&stored, &inquiry) {
             let response = pas::as_inquiry_response(response);
             bundles.push(json!({"name": "return", "resource": response}));

@@ -83,6 +83,11 @@ pub fn unpack_within(stored: &str, limit: usize) -> Result<Option<String>, Store
     let Some(encoded) = stored.strip_prefix(PREFIX_1) else {
         return Ok((stored.len() <= limit).then(|| stored.to_string()));
     };
+    // Deflate adds at most 5 bytes per 64 KB block and the stream's 10 of its own: a stored
+    // text longer than that over the limit restores to more than it, known without decoding.
+    if encoded.len() / 4 * 3 > limit + limit / 8192 + 64 {
+        return Ok(None);
+    }
     let bytes = STANDARD_NO_PAD
         .decode(encoded)
         .map_err(|e| damaged(format!("base64: {e}")))?;
@@ -157,7 +162,7 @@ fn inflate(input: &[u8], limit: usize) -> Result<Option<Vec<u8>>, StoreError> {
                 }
                 // Never more than one byte past the limit: enough to know it is passed.
                 let room = out.capacity().max(256).min(limit + 1 - out.len());
-                out.reserve(room.max(1));
+                out.reserve_exact(room.max(1));
             }
             Err(e) if e.needs_dictionary().is_some() => {
                 decompress
@@ -223,6 +228,22 @@ mod tests {
         assert_eq!(unpack_within("[1]", 2).unwrap(), None);
         // Damage is still damage, whatever the limit.
         assert!(unpack_within("z1:!!!", 10).is_err());
+        // A stored text longer than the limit allows is over it without being decoded: it
+        // is found damaged only when restored whole.
+        let long_damaged = format!("z1:{}", "!".repeat(4000));
+        assert_eq!(unpack_within(&long_damaged, 1000).unwrap(), None);
+        assert!(unpack(long_damaged).is_err());
+        // A text deflate cannot shrink (its stored form is longer than it): still restored
+        // within a limit of its own length.
+        let noise: String = (0..20_000u32)
+            .map(|i| char::from(b'!' + u8::try_from(i.wrapping_mul(2_654_435_761) >> 26).unwrap()))
+            .collect();
+        let stored = pack(&noise);
+        assert_eq!(
+            unpack_within(&stored, noise.len()).unwrap().as_deref(),
+            Some(noise.as_str())
+        );
+        assert_eq!(unpack_within(&stored, noise.len() - 1).unwrap(), None);
     }
 
     #[test]
