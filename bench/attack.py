@@ -65,6 +65,20 @@ def create_key(binary, env, cwd, organization, role, name, credentials=""):
 HOSTILE_SOURCE = ("127.0.0.66", 0)
 
 
+def length_and_close(lines):
+    """A response's Content-Length (0 without one) and whether it closes the connection,
+    from its header lines."""
+    length, close = 0, False
+    for line in lines:
+        name, _, value = line.partition(":")
+        name = name.strip().lower()
+        if name == "content-length":
+            length = int(value.strip())
+        elif name == "connection" and value.strip().lower() == "close":
+            close = True
+    return length, close
+
+
 class Connection:
     """One keep-alive HTTP/1.1 connection; reopened when the server closes it."""
 
@@ -88,17 +102,10 @@ class Connection:
                 if not status_line:
                     raise ConnectionError("closed")
                 status = int(status_line.split()[1])
-                length, close = 0, False
-                while True:
-                    line = await self.reader.readline()
-                    if line in (b"\r\n", b""):
-                        break
-                    name, _, value = line.decode("latin-1").partition(":")
-                    name = name.strip().lower()
-                    if name == "content-length":
-                        length = int(value.strip())
-                    elif name == "connection" and value.strip().lower() == "close":
-                        close = True
+                lines = []
+                while (line := await self.reader.readline()) not in (b"\r\n", b""):
+                    lines.append(line.decode("latin-1").rstrip("\r\n"))
+                length, close = length_and_close(lines)
                 payload = await self.reader.readexactly(length) if length else b""
                 if close:
                     self.close()
@@ -156,14 +163,7 @@ class RawConnection:
                 head_bytes, _, self.pending = self.pending.partition(b"\r\n\r\n")
                 lines = head_bytes.decode("latin-1").split("\r\n")
                 status = int(lines[0].split()[1])
-                length, close = 0, False
-                for line in lines[1:]:
-                    name, _, value = line.partition(":")
-                    name = name.strip().lower()
-                    if name == "content-length":
-                        length = int(value.strip())
-                    elif name == "connection" and value.strip().lower() == "close":
-                        close = True
+                length, close = length_and_close(lines[1:])
                 while len(self.pending) < length:
                     chunk = await loop.sock_recv(self.sock, 65536)
                     if not chunk:

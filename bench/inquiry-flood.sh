@@ -25,7 +25,7 @@ open("clinic.json", "w").write(json.dumps({"plan": "masshealth", "case": dated_t
 PY
 key() { "$BIN" keys create --organization "$1" --role submitter --name "$1" | sed -n 's/^key: //p'; }
 CLINIC=$(key clinic-a); HOSTILE=$(key hostile)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(python3 "$ROOT/bench/loadlib.py" freeport)
 "$BIN" serve --listen "127.0.0.1:$PORT" >server.log 2>&1 & SERVER=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
 URL="http://127.0.0.1:$PORT"

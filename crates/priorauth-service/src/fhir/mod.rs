@@ -572,17 +572,15 @@ async fn stored_sources(
         let bundle: Value = serde_json::from_str(text).unwrap_or(Value::Null);
         (pas::response_source(&bundle), pas::member_source(&bundle))
     }
-    let within = claim
-        .bundle_within(inline_bytes)
-        .map_err(|e| FhirError::from(AppError::from(e)))?;
-    if let Some(text) = within {
+    let damaged = |e| FhirError::from(AppError::from(e));
+    if let Some(text) = claim.bundle_within(inline_bytes).map_err(damaged)? {
         return Ok(sources(&text));
     }
     bounded(false, move || {
         claim
             .into_bundle()
             .map(|text| sources(&text))
-            .map_err(|e| FhirError::from(AppError::from(e)))
+            .map_err(damaged)
     })
     .await?
 }
@@ -628,7 +626,8 @@ pub async fn notification_payload(
     let sequence = u32::try_from(claim.item_sequence).unwrap_or(1);
     let (source, _) = stored_sources(claim, INLINE_PARSE_BYTES)
         .await
-        .map_err(|e| AppError::Internal(format!("the stored PAS Bundle: {}", e.0)))?;
+        // Its cause was logged where it was met.
+        .map_err(|_| AppError::Internal("the stored PAS Bundle could not be read".into()))?;
     let created = timestamp(now_ms());
     let response = pas_response(state, &source, &record, sequence, &base, &created);
     Ok(pas::notification(

@@ -69,10 +69,12 @@ pub fn pack(text: &str) -> String {
 
 /// A stored text as it was packed; texts stored before packing come back unchanged.
 pub fn unpack(stored: String) -> Result<String, StoreError> {
-    if !stored.starts_with(PREFIX_1) {
-        return Ok(stored);
+    match stored.strip_prefix(PREFIX_1) {
+        Some(encoded) => {
+            restore(encoded, MAX_TEXT)?.ok_or_else(|| damaged("truncated or too long".into()))
+        }
+        None => Ok(stored),
     }
-    unpack_within(&stored, MAX_TEXT)?.ok_or_else(|| damaged("truncated or too long".into()))
 }
 
 /// A stored text as it was packed if it restores to at most `limit` bytes, `None` if it is
@@ -80,9 +82,14 @@ pub fn unpack(stored: String) -> Result<String, StoreError> {
 /// a small fraction of its size (a PAS Bundle of copies of one entry, a hundredth), so its
 /// stored length says nothing of the work of restoring and reading it; this does.
 pub fn unpack_within(stored: &str, limit: usize) -> Result<Option<String>, StoreError> {
-    let Some(encoded) = stored.strip_prefix(PREFIX_1) else {
-        return Ok((stored.len() <= limit).then(|| stored.to_string()));
-    };
+    match stored.strip_prefix(PREFIX_1) {
+        Some(encoded) => restore(encoded, limit.min(MAX_TEXT)),
+        None => Ok((stored.len() <= limit).then(|| stored.to_string())),
+    }
+}
+
+/// The text a `z1:` stored form (after its prefix) restores to, if at most `limit` bytes.
+fn restore(encoded: &str, limit: usize) -> Result<Option<String>, StoreError> {
     // Deflate adds at most 5 bytes per 64 KB block and the stream's 10 of its own: a stored
     // text longer than that over the limit restores to more than it, known without decoding.
     if encoded.len() / 4 * 3 > limit + limit / 8192 + 64 {
@@ -91,7 +98,7 @@ pub fn unpack_within(stored: &str, limit: usize) -> Result<Option<String>, Store
     let bytes = STANDARD_NO_PAD
         .decode(encoded)
         .map_err(|e| damaged(format!("base64: {e}")))?;
-    match inflate(&bytes, limit.min(MAX_TEXT))? {
+    match inflate(&bytes, limit)? {
         Some(text) => String::from_utf8(text)
             .map(Some)
             .map_err(|_| damaged("not UTF-8".into())),
