@@ -1087,8 +1087,9 @@ async function route() {
     else if (name === 'appeal') await appealView(arg);
     else if (name === 'report') await reportView();
     else if (name === 'intake') await intake();
-    // Each role lands on its own work list.
-    else location.hash = state.me.role === 'submitter' ? '#requests' : '#queue';
+    // Each role lands on its own work list, unless the user went elsewhere meanwhile (a
+    // link followed while signing in was still loading): that navigation is the newer one.
+    else if (navigation === state.navigation) location.hash = state.me.role === 'submitter' ? '#requests' : '#queue';
     $('#main').focus();
   } catch (error) {
     show(navigation, el('p', { class: 'error', role: 'alert' }, error.message));
