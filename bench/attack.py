@@ -136,8 +136,9 @@ class RawConnection:
         self.sock = None
         self.pending = b""
 
-    async def _recv_until(self, loop, marker):
-        while marker not in self.pending:
+    async def _recv_until(self, loop, enough):
+        """Receives until `enough(self.pending)`."""
+        while not enough(self.pending):
             chunk = await loop.sock_recv(self.sock, 65536)
             if not chunk:
                 raise ConnectionError("closed")
@@ -159,16 +160,12 @@ class RawConnection:
                 await loop.sock_sendall(self.sock, head.encode())
                 if body:
                     await loop.sock_sendall(self.sock, body)
-                await self._recv_until(loop, b"\r\n\r\n")
+                await self._recv_until(loop, lambda pending: b"\r\n\r\n" in pending)
                 head_bytes, _, self.pending = self.pending.partition(b"\r\n\r\n")
                 lines = head_bytes.decode("latin-1").split("\r\n")
                 status = int(lines[0].split()[1])
                 length, close = length_and_close(lines[1:])
-                while len(self.pending) < length:
-                    chunk = await loop.sock_recv(self.sock, 65536)
-                    if not chunk:
-                        raise ConnectionError("closed")
-                    self.pending += chunk
+                await self._recv_until(loop, lambda pending: len(pending) >= length)
                 payload, self.pending = self.pending[:length], self.pending[length:]
                 if close:
                     self.close()
