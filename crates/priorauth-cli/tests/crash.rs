@@ -39,7 +39,7 @@ const MIX: &[(&str, &str)] = &[
     ("masshealth", "E01"),
     ("masshealth", "E02"),
     ("masshealth", "E07"),
-    ("eocco-medicaid", "E10"),
+    ("eocco-medicaid", "E03"),
     ("eocco-medicaid", "E06"),
     ("eocco-medicaid", "E06"),
     ("masshealth", "E05"),

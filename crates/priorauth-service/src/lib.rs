@@ -97,6 +97,7 @@ pub async fn state(
             writer,
             store,
             notify: Arc::new(tokio::sync::Notify::new()),
+            courses: Arc::default(),
         },
         fhir: Arc::new(fhir),
         chart: Arc::new(chart::Chart::from_env()),

@@ -261,3 +261,279 @@ async fn a_completion_fills_only_missing_facts() {
     })
     .await;
 }
+
+/// E01 for member `member` under a plan of another line of business than MassHealth's.
+fn for_member(name: &str, member: &str) -> Value {
+    let mut case = case(name);
+    case["patient"]["member_id"] = json!(member);
+    case["request"]
+        .as_object_mut()
+        .unwrap()
+        .remove("line_of_business");
+    case
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_members_earlier_authorizations_are_the_records_not_what_the_request_declares() {
+    for_each_backend(|url| async move {
+        let (server, submitter) = server_with_submitter(&url).await;
+        let (_, other_clinic) = server
+            .key("clinic-b", Role::Submitter, "Clinic B EHR", "")
+            .await;
+        // EOCCO: "Initial coverage … for 30 weeks for a total of five cycles".
+        let mut first = for_member("E01", "M-100");
+        first["request"]["cycles"] = json!(5);
+        let approved = server
+            .submitted(&submitter, "eocco-medicaid", first.clone())
+            .await;
+        assert_eq!(approved["status"], "approved", "{approved}");
+        assert_eq!(approved["authorization"]["cycles"], 5, "{approved}");
+
+        // The same member asks again as if nothing were on record, from this clinic and from
+        // another: the records place the request in the course EOCCO's initial approval
+        // started, and EOCCO refuses a second initial approval within it (met: no approval).
+        for key in [&submitter, &other_clinic] {
+            let mut again = first.clone();
+            again["history"]["authorizations"] = json!([]);
+            let answer = server.submitted(key, "eocco-medicaid", again).await;
+            assert_ne!(answer["status"], "approved", "{answer}");
+            assert!(answer["authorization"].is_null(), "{answer}");
+            let stored = &answer["decision"];
+            assert!(
+                stored.to_string().contains("no-authorization-in-course"),
+                "{answer}"
+            );
+        }
+        assert_eq!(server.count("authorizations").await, 1);
+
+        // Another member has no course on record (not met: approved as the first was).
+        let other = server
+            .submitted(&submitter, "eocco-medicaid", {
+                let mut c = first.clone();
+                c["patient"]["member_id"] = json!("M-200");
+                c
+            })
+            .await;
+        assert_eq!(other["status"], "approved", "{other}");
+
+        // A request that names no member cannot be matched to a course (unknown): it is
+        // decided on what it declares, as before members were recorded.
+        let mut anonymous = first.clone();
+        anonymous["patient"]
+            .as_object_mut()
+            .unwrap()
+            .remove("member_id");
+        let answer = server
+            .submitted(&submitter, "eocco-medicaid", anonymous)
+            .await;
+        assert_eq!(answer["status"], "approved", "{answer}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_of_one_member_are_decided_on_each_others_records() {
+    for_each_backend(|url| async move {
+        let (server, submitter) = server_with_submitter(&url).await;
+        let mut case = for_member("E01", "M-300");
+        case["request"]["cycles"] = json!(5);
+        let server = std::sync::Arc::new(server);
+        let mut sent = Vec::new();
+        for _ in 0..6 {
+            let (server, submitter, case) = (server.clone(), submitter.clone(), case.clone());
+            sent.push(tokio::spawn(async move {
+                server.submitted(&submitter, "eocco-medicaid", case).await
+            }));
+        }
+        let mut approved = 0;
+        for answer in sent {
+            if answer.await.unwrap()["status"] == "approved" {
+                approved += 1;
+            }
+        }
+        assert_eq!(approved, 1);
+        assert_eq!(server.count("authorizations").await, 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_renewal_names_what_it_renews_and_continues_its_members_course_under_its_plan() {
+    for_each_backend(|url| async move {
+        let (server, submitter) = server_with_submitter(&url).await;
+        // A declared renewal with a history of its own making, renewing nothing on record.
+        let mut declared = case("E10");
+        declared["request"]["date"] = json!(days_after_receipt(-1));
+        server
+            .submit(&submitter, "masshealth", declared.clone())
+            .await
+            .expect_problem(422, "renews");
+        declared["patient"]["member_id"] = json!("M-400");
+        server
+            .submit(&submitter, "masshealth", declared)
+            .await
+            .expect_problem(422, "renews");
+
+        let mut first = case("E01");
+        first["patient"]["member_id"] = json!("M-400");
+        let approved = server.submitted(&submitter, "masshealth", first).await;
+        let number = approved["authorization"]["number"].as_str().unwrap();
+
+        let renewal = |member: Option<&str>| {
+            let mut renewal = case("E10");
+            renewal["request"]["date"] = json!(days_after_receipt(-1));
+            if let Some(member) = member {
+                renewal["patient"]["member_id"] = json!(member);
+            }
+            renewal
+        };
+        // Another member's course (not met), another plan (not met).
+        server
+            .post(
+                "/v1/requests",
+                &submitter,
+                &json!({"plan": "masshealth", "case": renewal(Some("M-401")), "renews": number}),
+            )
+            .await
+            .expect_problem(422, "case.patient.member_id");
+        let mut elsewhere = renewal(Some("M-400"));
+        elsewhere["request"]
+            .as_object_mut()
+            .unwrap()
+            .remove("line_of_business");
+        server
+            .post(
+                "/v1/requests",
+                &submitter,
+                &json!({"plan": "express-scripts-medicare-advantage", "case": elsewhere, "renews": number}),
+            )
+            .await
+            .expect_problem(422, "renews");
+        // Naming no member (unknown), the renewal is the recorded member's (met).
+        let renewed = server
+            .post(
+                "/v1/requests",
+                &submitter,
+                &json!({"plan": "masshealth", "case": renewal(None), "renews": number}),
+            )
+            .await;
+        renewed.expect(201);
+        let stored = server
+            .get(
+                &format!("/v1/requests/{}", renewed.body["id"].as_str().unwrap()),
+                &submitter,
+            )
+            .await;
+        assert_eq!(stored.body["case"]["patient"]["member_id"], "M-400");
+        assert_eq!(stored.body["status"], "approved", "{}", stored.body);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_authorization_starts_at_the_cycle_the_engine_placed_the_request() {
+    for_each_backend(|url| async move {
+        let (server, submitter) = server_with_submitter(&url).await;
+        // Four cycles given, no first cycle declared: the request is for cycles 5 to 9.
+        let mut later = for_member("E01", "M-500");
+        let request = later["request"].as_object_mut().unwrap();
+        request.remove("first_cycle");
+        request.insert("cycles".into(), json!(5));
+        let history = later["history"].as_object_mut().unwrap();
+        history.remove("blinatumomab_cycles");
+        history.insert("cycles_given".into(), json!(4));
+        let approved = server
+            .submitted(&submitter, "express-scripts-medicare-advantage", later)
+            .await;
+        assert_eq!(approved["status"], "approved", "{approved}");
+        let authorization = &approved["authorization"];
+        assert_eq!(authorization["first_cycle"], 5, "{approved}");
+        let last = authorization["first_cycle"].as_u64().unwrap()
+            + authorization["cycles"].as_u64().unwrap()
+            - 1;
+        assert!(last <= 9, "{approved}");
+
+        // Its renewal continues after cycle 9: nothing of Blincyto's course is left.
+        let mut renewal = case("E10");
+        renewal["request"]["date"] = json!(days_after_receipt(-1));
+        renewal["request"]
+            .as_object_mut()
+            .unwrap()
+            .remove("line_of_business");
+        let number = authorization["number"].as_str().unwrap();
+        let answer = server
+            .post(
+                "/v1/requests",
+                &submitter,
+                &json!({"plan": "express-scripts-medicare-advantage", "case": renewal, "renews": number}),
+            )
+            .await;
+        assert!(
+            answer.status != 201 || answer.body["status"] != "approved",
+            "{}",
+            answer.body
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_long_declared_cycle_does_not_stretch_an_authorization_past_a_year() {
+    for_each_backend(|url| async move {
+        let (server, submitter) = server_with_submitter(&url).await;
+        let mut long = for_member("E01", "M-600");
+        let request = long["request"].as_object_mut().unwrap();
+        request.insert("cycles".into(), json!(9));
+        request.insert("cycle_length_days".into(), json!(366));
+        request.insert("units_period_days".into(), json!(366));
+        let answer = server
+            .submitted(&submitter, "bcbsnc-commercial", long)
+            .await;
+        assert_eq!(answer["status"], "approved", "{answer}");
+        let year = priorauth_core::date::Date::parse(&days_after_receipt(0))
+            .unwrap()
+            .inclusive_end(priorauth_core::date::Duration::Years(1))
+            .unwrap()
+            .to_string();
+        assert_eq!(answer["authorization"]["end"], year.as_str(), "{answer}");
+        // A short cycle keeps the course's own end (42 days × 2 cycles).
+        let short = server
+            .submitted(&submitter, "bcbsnc-commercial", for_member("E01", "M-601"))
+            .await;
+        assert_eq!(short["status"], "approved", "{short}");
+        let start = priorauth_core::date::Date::parse(&days_after_receipt(0)).unwrap();
+        assert_eq!(
+            short["authorization"]["end"],
+            start.add_days(83).unwrap().to_string(),
+            "{short}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn usage_is_drug_already_given() {
+    for_each_backend(|url| async move {
+        let (server, submitter) = server_with_submitter(&url).await;
+        let approved = server
+            .submitted(&submitter, "masshealth", case("E01"))
+            .await;
+        let number = approved["authorization"]["number"].as_str().unwrap();
+        let path = format!("/v1/authorizations/{number}/usage");
+        for (days, status) in [(30, 422), (2, 422), (1, 201), (0, 201)] {
+            let reply = server
+                .post(
+                    &path,
+                    &submitter,
+                    &json!({"units": 10, "date_of_service": days_after_receipt(days)}),
+                )
+                .await;
+            if status == 422 {
+                reply.expect_problem(422, "date_of_service");
+            } else {
+                reply.expect(201);
+            }
+        }
+    })
+    .await;
+}

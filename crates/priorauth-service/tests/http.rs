@@ -445,13 +445,15 @@ async fn concurrent_usage_never_exceeds_the_approved_units() {
         let replies = calls.join_all().await;
         let recorded: Vec<_> = replies.iter().filter(|r| r.status == 201).collect();
         let refused = replies.iter().filter(|r| r.status == 409).count();
-        assert_eq!((recorded.len(), refused), (19, 31), "{replies:?}");
+        // 980 units a cycle: of 50 spends of 100 on its first day, 9 fit (the first cycle's
+        // units bind before the two cycles' 1,960).
+        assert_eq!((recorded.len(), refused), (9, 41), "{replies:?}");
         // Each success saw its own running total, never above the approval.
         let totals: BTreeSet<i64> = recorded
             .iter()
             .map(|r| r.body["used_units"].as_i64().unwrap())
             .collect();
-        assert_eq!(totals, (1..=19).map(|n| n * 100).collect());
+        assert_eq!(totals, (1..=9).map(|n| n * 100).collect());
         assert!(recorded.iter().all(|r| {
             r.body["used_units"].as_i64().unwrap() + r.body["remaining_units"].as_i64().unwrap()
                 == 1960
@@ -461,28 +463,37 @@ async fn concurrent_usage_never_exceeds_the_approved_units() {
             .get(&format!("/v1/authorizations/{number}"), &submitter)
             .await;
         authorization.expect(200);
-        assert_eq!(authorization.body["used_units"], 1900);
-        assert_eq!(authorization.body["remaining_units"], 60);
-        assert_eq!(server.count("usage").await, 19);
+        assert_eq!(authorization.body["used_units"], 900);
+        assert_eq!(authorization.body["remaining_units"], 1060);
+        assert_eq!(server.count("usage").await, 9);
 
-        // What is left can still be used, and not a unit more.
-        server
+        // What is left of the cycle can still be used, and not a unit more.
+        let over = server
             .post(
                 &path,
                 &submitter,
-                &json!({"units": 61, "date_of_service": &start}),
+                &json!({"units": 81, "date_of_service": &start}),
             )
-            .await
-            .expect(409);
+            .await;
+        over.expect(409);
+        assert!(
+            over.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("980 units per 42 days"),
+            "{}",
+            over.body
+        );
+        // (On the first day: a date of service still to come is not drug given.)
         let last = server
             .post(
                 &path,
                 &submitter,
-                &json!({"units": 60, "date_of_service": &end}),
+                &json!({"units": 80, "date_of_service": &start}),
             )
             .await;
         last.expect(201);
-        assert_eq!(last.body["remaining_units"], 0);
+        assert_eq!(last.body["remaining_units"], 980);
 
         // Outside the period, named; nothing spent.
         for date in [&before, &after] {
@@ -514,7 +525,7 @@ async fn concurrent_usage_never_exceeds_the_approved_units() {
         let authorization = server
             .get(&format!("/v1/authorizations/{number}"), &submitter)
             .await;
-        assert_eq!(authorization.body["used_units"], 1960);
+        assert_eq!(authorization.body["used_units"], 980);
         server.stop().await;
     })
     .await;

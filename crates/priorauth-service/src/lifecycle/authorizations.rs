@@ -180,17 +180,18 @@ pub fn plan(
         .pointer("/authorization/end")
         .and_then(Value::as_str)
         .and_then(Date::parse);
-    // Without a duration in the policy, the authorization covers the cycles approved (or a year).
+    // Without a duration in the policy, the authorization covers the cycles approved, and
+    // never more than a year: the cycle length is the request's, so a long cycle declared
+    // (366 days) must not stretch an authorization over years.
+    let year_end = start.inclusive_end(priorauth_core::date::Duration::Years(1));
     let course_end = request.cycle_length_days.and_then(|length| {
         let days = i64::from(length).checked_mul(i64::from(cycles))?;
-        start.add_days(days - 1)
+        let end = start.add_days(days - 1)?;
+        Some(year_end.map_or(end, |year_end| end.min(year_end)))
     });
     // The period the policy allows (its stated duration, else the cycles approved, else a
     // year): a reviewer may shorten it, never lengthen it.
-    let allowed_end = stated_end
-        .or(course_end)
-        .or_else(|| start.inclusive_end(priorauth_core::date::Duration::Years(1)))
-        .unwrap_or(start);
+    let allowed_end = stated_end.or(course_end).or(year_end).unwrap_or(start);
     let end = match &changes.end {
         Some(text) => Date::parse(text)
             .filter(|end| (start..=allowed_end).contains(end))
@@ -202,17 +203,10 @@ pub fn plan(
             })?,
         None => allowed_end,
     };
-    let first_cycle = request
-        .first_cycle
-        .or_else(|| {
-            evaluated
-                .case
-                .history
-                .as_ref()
-                .and_then(|h| h.blinatumomab_cycles)
-                .map(|c| c + 1)
-        })
-        .unwrap_or(1);
+    // Where the engine placed the request in its course, not where it said it starts: a
+    // request that gives only `history.cycles_given`, or that the records place later, is
+    // for those later cycles, and its renewal continues after them.
+    let first_cycle = bound.first_cycle;
     let hcpcs = request
         .hcpcs
         .clone()
@@ -376,6 +370,15 @@ pub async fn record_usage(
     }
     let date = Date::parse(&body.date_of_service)
         .ok_or_else(|| invalid("date_of_service", "must be a date as YYYY-MM-DD"))?;
+    // Usage is drug given: a date of service still to come is not spent against the
+    // authorization (one day's grace for a clinic whose day has begun before the payer's).
+    let today = super::day_of(now_ms());
+    if today.add_days(1).is_some_and(|tomorrow| date > tomorrow) {
+        return Err(invalid(
+            "date_of_service",
+            format!("{date} is still to come (today is {today}): usage records drug already given"),
+        ));
+    }
     let mut tx = match begin(service, caller, retry).await? {
         Begun::Fresh(tx) => tx,
         Begun::Replayed(answer) => return Ok((answer, true)),
@@ -397,6 +400,35 @@ pub async fn record_usage(
             authorization.approved_units - authorization.used_units
         )));
     };
+    // Each of the authorization's successive periods from its start (a cycle: "980 billable
+    // units per 42 days") holds at most its units per period, so a course is not spent in its
+    // first days. Checked after the spend above, whose update holds the authorization's row:
+    // concurrent spends of one authorization see each other's usage here.
+    if let (Some(first_day), Ok(days)) =
+        (Date::parse(start), u16::try_from(authorization.period_days))
+    {
+        if days > 0 {
+            let days = i64::from(days);
+            let from = first_day.add_days(date.days_since(first_day).div_euclid(days) * days);
+            if let Some((from, to)) = from.and_then(|from| Some((from, from.add_days(days - 1)?))) {
+                let spent = records::units_spent_between(
+                    &mut tx,
+                    number,
+                    &from.to_string(),
+                    &to.to_string(),
+                )
+                .await?;
+                let limit = authorization.units_per_period;
+                if spent + i64::from(body.units) > limit {
+                    return Err(Error::Conflict(format!(
+                        "{} units would exceed the {limit} units per {days} days this authorization covers from {from} to {to} ({} left in that period)",
+                        body.units,
+                        (limit - spent).max(0)
+                    )));
+                }
+            }
+        }
+    }
     let usage_id = random_id("use_");
     records::insert_usage(
         &mut tx,

@@ -28,6 +28,11 @@ pub struct Evaluated {
 
 #[derive(Debug, Clone, Copy)]
 pub struct QuantityBound {
+    /// The request's first cycle in its course, where the engine placed it: what the request
+    /// says (`request.first_cycle`, or `history.cycles_given` + 1), never before the cycles
+    /// the records' authorizations cover. An authorization records it, so that a renewal
+    /// continues from its last cycle.
+    pub first_cycle: u32,
     /// Units per cycle the authorization carries unless a reviewer changes them.
     pub units_per_cycle: u32,
     /// The most units per cycle a reviewer may approve (the label's).
@@ -56,6 +61,7 @@ fn quantity_bound(result: &Value, facts: &priorauth_core::Facts) -> QuantityBoun
     };
     match (granted("units"), granted("cycles")) {
         (Some(units), Some(cycles)) => QuantityBound {
+            first_cycle: first,
             units_per_cycle: units,
             max_units_per_cycle: label_units.max(units),
             cycles,
@@ -65,6 +71,7 @@ fn quantity_bound(result: &Value, facts: &priorauth_core::Facts) -> QuantityBoun
             let requested_units = number(FactId::RequestUnitsPerCycle).unwrap_or(label_units);
             let requested_cycles = number(FactId::RequestCycles).unwrap_or(1);
             QuantityBound {
+                first_cycle: first,
                 units_per_cycle: requested_units.min(label_units),
                 max_units_per_cycle: label_units,
                 cycles: requested_cycles.min(course_left),

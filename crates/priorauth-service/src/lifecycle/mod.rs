@@ -58,6 +58,7 @@ pub mod appeals;
 pub mod attachments;
 pub mod authorizations;
 pub mod comments;
+pub mod courses;
 pub mod evaluate;
 pub mod members;
 pub mod notices;
@@ -93,6 +94,8 @@ pub struct Service {
     pub notify: Arc<tokio::sync::Notify>,
     /// The group commit of new requests and audit entries.
     pub writer: Writer,
+    /// The members' courses being decided: one request of a member's course at a time.
+    pub courses: Arc<courses::CourseLocks>,
 }
 
 /// Why a transition did not happen. Each adapter answers it in its own terms (problem+json,

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::authorizations::{self, Changes};
+use super::courses;
 use super::evaluate::{Version, decision_record, decision_sha256, evaluate, recompute};
 use super::retries::{Begun, Retry, begin};
 use super::{Error, Service, day_of, invalid, require, status_of, timestamp, visible};
@@ -48,6 +49,7 @@ pub struct SubmitBody {
 async fn history_from_records(
     tx: &mut Tx,
     caller: &Caller,
+    plan: &str,
     number: &str,
     case_json: &mut Value,
 ) -> Result<(), Error> {
@@ -62,6 +64,41 @@ async fn history_from_records(
         .ok_or_else(|| invalid("renews", format!("no authorization `{number}`")))?;
     if let Some(renewal) = records::renewal_of(tx, number).await? {
         return Err(authorizations::already_renewed(number, &renewal));
+    }
+    // A renewal continues its member's course under its plan: not another member's, not
+    // under another plan (whose policy did not approve the course).
+    if let Some((recorded_plan, recorded_member)) = records::plan_and_member(tx, number).await? {
+        if recorded_plan != plan {
+            return Err(invalid(
+                "renews",
+                format!("authorization `{number}` is of plan `{recorded_plan}`, not `{plan}`"),
+            ));
+        }
+        if let Some(member) = recorded_member {
+            let patient = case_json
+                .as_object_mut()
+                .ok_or_else(|| invalid("case", "must be an object"))?
+                .entry("patient")
+                .or_insert_with(|| json!({}));
+            if patient.is_null() {
+                *patient = json!({});
+            }
+            if let Some(patient) = patient.as_object_mut() {
+                match patient.get("member_id") {
+                    // The records name the member a request that names none is for.
+                    None | Some(Value::Null) => {
+                        patient.insert("member_id".into(), Value::from(member));
+                    }
+                    Some(given) if given.as_str() == Some(member.as_str()) => {}
+                    Some(_) => {
+                        return Err(invalid(
+                            "case.patient.member_id",
+                            format!("authorization `{number}` is another member's"),
+                        ));
+                    }
+                }
+            }
+        }
     }
     // The chain back to the course's first authorization, all of the same organization.
     let mut next = renewed.renews.clone();
@@ -187,10 +224,14 @@ pub async fn submit(
     // Every other request is written by the group commit.
     let mut renewal_tx = None;
     let mut case_json = body.case.clone();
+    // Every other request of the member's course waits until this one's decision is stored.
+    let mut _course = None;
     if let Some(number) = &body.renews {
         let mut tx = service.store.pool.begin().await?;
-        history_from_records(&mut tx, caller, number, &mut case_json).await?;
+        history_from_records(&mut tx, caller, &plan.id, number, &mut case_json).await?;
         renewal_tx = Some(tx);
+    } else {
+        _course = courses::with_records(service, caller, &plan.id, &mut case_json).await?;
     }
     let now = now_ms();
     let evaluated = evaluate(service, &plan, case_json, day_of(now), Version::InEffect)?;
@@ -524,6 +565,15 @@ pub async fn complete(
             "no reviewer asked questions of this request: give the missing facts",
         ));
     }
+    // A completion cannot make a request a renewal: a renewal names the authorization it
+    // continues when it is sent, and takes its history from the records.
+    let renewing = row.renews.is_some();
+    if !renewing && facts.pointer("/request/kind").and_then(Value::as_str) == Some("renewal") {
+        return Err(invalid(
+            "request.kind",
+            "a request is a renewal only when it is sent naming the authorization it continues (`renews`)",
+        ));
+    }
     let current = requests::current_case(&mut tx, &row).await?;
     let mut case: Value = serde_json::from_str(&current).unwrap_or(json!({}));
     for (section, values) in sections.iter().filter(|(s, _)| s.as_str() != "answers") {
@@ -552,6 +602,11 @@ pub async fn complete(
                 }
             }
         }
+    }
+    if !renewing {
+        // The member's course as the records hold it now, for a member or a drug the
+        // completion named as well as the request's.
+        courses::merge_records(service, &row.plan, &mut case).await?;
     }
     let plan = service
         .plans

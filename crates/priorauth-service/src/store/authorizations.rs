@@ -128,6 +128,57 @@ pub async fn fetch(tx: &mut Tx, number: &str) -> Result<Option<Authorization>, S
     Ok(row.map(|r| Authorization::from_row(&r)).transpose()?)
 }
 
+/// The authorizations of one member's course of one drug under one plan, of every
+/// organization: the payer's records of what the member was authorized (the member as the
+/// requests name them by `patient.member_id`), oldest first. At most `RECORDED_KEPT`, the
+/// latest ones (a course is a few authorizations).
+pub async fn of_member(
+    pool: &sqlx::AnyPool,
+    plan: &str,
+    member_id: &str,
+    drug: &str,
+) -> Result<Vec<Authorization>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM authorizations WHERE drug = $1 AND request_id IN \
+         (SELECT id FROM requests WHERE plan = $2 AND member_id = $3) \
+         ORDER BY start_date DESC, number LIMIT {RECORDED_KEPT}"
+    ))
+    .bind(drug)
+    .bind(plan)
+    .bind(member_id)
+    .fetch_all(pool)
+    .await?;
+    let mut found = rows
+        .iter()
+        .map(Authorization::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    found.reverse();
+    Ok(found)
+}
+
+/// The most authorizations of a member's drug that a request's history is given: the case
+/// format's limit on `history.authorizations`.
+const RECORDED_KEPT: usize = 50;
+
+/// The plan and the member (`patient.member_id`) of the request an authorization was
+/// granted to; the member is None for requests stored before members were recorded.
+pub async fn plan_and_member(
+    tx: &mut Tx,
+    number: &str,
+) -> Result<Option<(String, Option<String>)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT r.plan AS plan, r.member_id AS member_id FROM authorizations a JOIN requests r ON r.id = a.request_id WHERE a.number = $1",
+    )
+    .bind(number)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row
+        .map(|row| -> Result<_, sqlx::Error> {
+            Ok((row.try_get("plan")?, row.try_get("member_id")?))
+        })
+        .transpose()?)
+}
+
 /// The authorization a request was granted, if any.
 pub async fn of_request(
     tx: &mut Tx,
@@ -184,6 +235,23 @@ pub async fn insert_usage(tx: &mut Tx, usage: &NewUsage) -> Result<(), StoreErro
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// The units spent on an authorization with dates of service from `from` to `to`
+/// (inclusive, as `YYYY-MM-DD`, which sort as dates).
+pub async fn units_spent_between(
+    tx: &mut Tx,
+    number: &str,
+    from: &str,
+    to: &str,
+) -> Result<i64, StoreError> {
+    let row = sqlx::query("SELECT CAST(COALESCE(SUM(units), 0) AS BIGINT) AS spent FROM usage WHERE authorization_number = $1 AND service_date >= $2 AND service_date <= $3")
+        .bind(number)
+        .bind(from)
+        .bind(to)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(row.try_get("spent")?)
 }
 
 /// Authorizations, the nearest end first (at most `limit`): an organization's, or all.

@@ -1,0 +1,181 @@
+//! A member's course of a drug under a plan, as the payer's records hold it. The records
+//! outrank what a request declares: a request that renews nothing is given the member's
+//! recorded authorizations as its history (so an initial request within a current course is
+//! placed after the cycles already authorized, or refused where the policy refuses it), a
+//! request cannot declare itself a renewal of something the records do not name, and two
+//! requests of one member are decided one after the other, never both on the same records.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde_json::{Value, json};
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+
+use super::{Error, Service, invalid, visible};
+use crate::keys::Caller;
+use crate::store::authorizations as records;
+
+/// The courses being decided now, one lock each: a request holds its member's from reading
+/// the records to storing its decision. Only courses with a request in flight are kept.
+///
+/// One process's: several services on one PostgreSQL database each keep their own, so two
+/// requests of one member sent at the same moment to two of them can still both be decided
+/// on the same records (the reviewer sees both in the member's requests).
+#[derive(Debug, Default)]
+pub struct CourseLocks {
+    held: Mutex<HashMap<CourseKey, Arc<AsyncMutex<()>>>>,
+}
+
+type CourseKey = (String, String, String);
+
+/// A held course: released when dropped, after the request's decision is stored.
+#[derive(Debug)]
+pub struct HeldCourse {
+    _guard: OwnedMutexGuard<()>,
+}
+
+impl CourseLocks {
+    async fn lock(&self, key: CourseKey) -> HeldCourse {
+        let lock = {
+            let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+            // A lock no request holds or waits for is dropped, so the map holds only the
+            // courses in flight.
+            held.retain(|_, lock| Arc::strong_count(lock) > 1);
+            held.entry(key).or_default().clone()
+        };
+        HeldCourse {
+            _guard: lock.lock_owned().await,
+        }
+    }
+}
+
+/// A request that renews nothing (`renews` absent): refuses a declared renewal, and gives the
+/// case the member's recorded authorizations of its drug under `plan`, whichever
+/// organization asked for them. Returns the member's course, held until the request's
+/// decision is stored; None when the case names no member or no drug (nothing to match).
+pub async fn with_records(
+    service: &Service,
+    caller: &Caller,
+    plan: &str,
+    case_json: &mut Value,
+) -> Result<Option<HeldCourse>, Error> {
+    let text = |pointer: &str| {
+        case_json
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let (member, drug) = (text("/patient/member_id"), text("/request/drug"));
+    let declares_renewal = text("/request/kind").as_deref() == Some("renewal");
+    let (Some(member), Some(drug)) = (member, drug) else {
+        if declares_renewal {
+            return Err(renewal_without_record(&[]));
+        }
+        return Ok(None);
+    };
+    let held = service
+        .courses
+        .lock((plan.to_string(), member.clone(), drug.clone()))
+        .await;
+    let recorded = records::of_member(&service.store.reads, plan, &member, &drug).await?;
+    if declares_renewal {
+        let numbers: Vec<&str> = recorded
+            .iter()
+            .filter(|a| visible(caller, &a.organization))
+            .map(|a| a.number.as_str())
+            .collect();
+        return Err(renewal_without_record(&numbers));
+    }
+    add_recorded(&recorded, case_json);
+    Ok(Some(held))
+}
+
+/// A completion of a request that renews nothing: the member's recorded authorizations, as
+/// [`with_records`] gives them, for a member or a drug the completion named. Not held: a
+/// completion runs in a transaction that a held course's request would wait for.
+pub async fn merge_records(
+    service: &Service,
+    plan: &str,
+    case_json: &mut Value,
+) -> Result<(), Error> {
+    let text = |pointer: &str| {
+        case_json
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    if let (Some(member), Some(drug)) = (text("/patient/member_id"), text("/request/drug")) {
+        let recorded = records::of_member(&service.store.reads, plan, &member, &drug).await?;
+        add_recorded(&recorded, case_json);
+    }
+    Ok(())
+}
+
+/// Gives a case's history the recorded authorizations.
+fn add_recorded(recorded: &[records::Authorization], case_json: &mut Value) {
+    if recorded.is_empty() {
+        return;
+    }
+    let periods: Vec<(String, String)> = recorded
+        .iter()
+        .map(|a| (a.start_date.clone(), a.end_date.clone()))
+        .collect();
+    let Some(case) = case_json.as_object_mut() else {
+        return;
+    };
+    let history = case.entry("history").or_insert_with(|| json!({}));
+    if history.is_null() {
+        *history = json!({});
+    }
+    let Some(history) = history.as_object_mut() else {
+        // Not an object: the engine refuses it, naming `history`.
+        return;
+    };
+    // A declared authorization of a recorded period is the recorded one (its cycles are the
+    // records'); the others are kept (cycles given before the payer's records began).
+    let mut authorizations: Vec<Value> = match history.remove("authorizations") {
+        Some(Value::Array(declared)) => declared
+            .into_iter()
+            .filter(|a| {
+                let period = (
+                    a.get("start").and_then(Value::as_str).unwrap_or_default(),
+                    a.get("end").and_then(Value::as_str).unwrap_or_default(),
+                );
+                !periods
+                    .iter()
+                    .any(|(start, end)| (start.as_str(), end.as_str()) == period)
+            })
+            .collect(),
+        Some(other) if !other.is_null() => {
+            // Not a list: the engine refuses it, naming the key.
+            history.insert("authorizations".into(), other);
+            return;
+        }
+        _ => Vec::new(),
+    };
+    authorizations.extend(recorded.iter().map(|a| {
+        json!({
+            "start": a.start_date,
+            "end": a.end_date,
+            "renewal": a.renews.is_some(),
+            "cycles": a.cycles,
+        })
+    }));
+    authorizations.sort_by(|a, b| a["start"].as_str().cmp(&b["start"].as_str()));
+    history.insert("authorizations".into(), Value::Array(authorizations));
+}
+
+/// A request that declares itself a renewal but names no authorization it renews: its
+/// history and its place in the course would be only what it declares.
+fn renewal_without_record(numbers: &[&str]) -> Error {
+    let on_record = match numbers {
+        [] => String::new(),
+        numbers => format!(" (this member's on record: {})", numbers.join(", ")),
+    };
+    invalid(
+        "renews",
+        format!(
+            "a renewal names the authorization it continues in `renews`: its history and the cycles given come from the payer's records{on_record}; a course the payer has no authorization of is asked for as `initial`"
+        ),
+    )
+}
