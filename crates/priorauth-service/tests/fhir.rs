@@ -1372,6 +1372,103 @@ async fn updates_and_cancellations_act_on_the_request_they_name() {
     .await;
 }
 
+/// The request ids a PAS response Bundle answers for, item by item (a pended item carries
+/// its request's id as its administration reference number).
+fn answered_ids(bundle: &Value) -> Vec<String> {
+    bundle["entry"][0]["resource"]["item"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            extension(
+                &item["extension"],
+                "extension-administrationReferenceNumber",
+            )
+            .and_then(|e| e["valueString"].as_str())
+            .expect("a pended item's request id")
+            .to_string()
+        })
+        .collect()
+}
+
+/// The guide's example Bundle `name`, with its Bundle identifier made `bundle` (the examples
+/// share one) and its Claim's trace number `trace`.
+fn pas_example(name: &str, bundle: &str, trace: &str) -> Value {
+    let mut example = read(&repo().join(format!("tests/fhir/pas-examples/{name}.json")));
+    example["identifier"]["value"] = json!(bundle);
+    example["entry"][0]["resource"]["identifier"][0]["value"] = json!(trace);
+    example
+}
+
+/// An update replaces only the Claim it names: FHIR identifiers match on system and value,
+/// so a Claim with the same trace number under another system stays as it was, whether
+/// the update names its Claim by a reference into its Bundle (the guide's update example) or
+/// by identifier; an identifier without a system that two Claims share is refused, not
+/// applied to both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_update_replaces_only_the_claim_it_names() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, ehr) = server.key("clinic-a", Role::Submitter, "Clinic A EHR", "").await;
+        let status = |id: String| {
+            let server = &server;
+            let ehr = ehr.clone();
+            async move { server.get(&format!("/v1/requests/{id}"), &ehr).await.body["status"].as_str().unwrap_or_default().to_string() }
+        };
+        let trace = "T650de189";
+        // The guide's Homecare Claim (PATIENT_EVENT_TRACE_NUMBER) and its Referral Claim
+        // (urn:trnorg:9012345678), with the same trace number.
+        let homecare = server
+            .post("/fhir/Claim/$submit", &ehr, &pas_example("Bundle-HomecareAuthorizationBundleExample", "home-1", trace))
+            .await;
+        assert_eq!(homecare.status, 200, "{}", homecare.body);
+        let homecare = answered_ids(&homecare.body);
+        let referral = server
+            .post("/fhir/Claim/$submit", &ehr, &pas_example("Bundle-ReferralAuthorizationBundleExample", "ref-1", trace))
+            .await;
+        assert_eq!(referral.status, 200, "{}", referral.body);
+        let referral = answered_ids(&referral.body);
+        assert_eq!(referral.len(), 1);
+        let pending = status(referral[0].clone()).await;
+        assert!(pending.starts_with("pending_"), "{pending}");
+
+        // The guide's update, naming the Homecare Claim by a reference into its Bundle.
+        let mut update = pas_example("Bundle-HomecareAuthorizationUpdateBundleExample", "upd-1", "T650de189-UPDATE");
+        let named = update["entry"].as_array_mut().unwrap().iter_mut().skip(1).find(|e| e["resource"]["resourceType"] == "Claim").unwrap();
+        named["resource"]["identifier"][0]["value"] = json!(trace);
+        let updated = server.post("/fhir/Claim/$submit", &ehr, &update).await;
+        assert_eq!(updated.status, 200, "{}", updated.body);
+        for id in &homecare {
+            assert_eq!(status(id.clone()).await, "withdrawn", "{id}");
+        }
+        assert_eq!(status(referral[0].clone()).await, pending, "another system's Claim is not updated");
+
+        // By identifier without a system, two Claims have the value: refused, neither touched.
+        let relate = |bundle: &mut Value, identifier: Value| {
+            bundle["entry"][0]["resource"]["related"] = json!([{"claim": {"identifier": identifier},
+                "relationship": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/ex-relatedclaimrelationship", "code": "prior"}]}}]);
+        };
+        let mut vague = pas_example("Bundle-ReferralAuthorizationBundleExample", "ref-2", "T650de189-2");
+        relate(&mut vague, json!({"value": trace}));
+        let refused = server.post("/fhir/Claim/$submit", &ehr, &vague).await;
+        assert_eq!(refused.status, 422, "{}", refused.body);
+        assert_eq!(refused.body["issue"][0]["expression"][0], "Claim.related");
+        assert_eq!(status(referral[0].clone()).await, pending);
+
+        // By identifier with its system: that Claim, and only it.
+        let mut exact = pas_example("Bundle-ReferralAuthorizationBundleExample", "ref-3", "T650de189-3");
+        relate(&mut exact, json!({"system": "urn:trnorg:9012345678", "value": trace}));
+        let replaced = server.post("/fhir/Claim/$submit", &ehr, &exact).await;
+        assert_eq!(replaced.status, 200, "{}", replaced.body);
+        assert_eq!(status(referral[0].clone()).await, "withdrawn");
+        let replacement = answered_ids(&replaced.body);
+        assert_ne!(replacement, referral);
+        assert!(status(replacement[0].clone()).await.starts_with("pending_"));
+        server.stop().await;
+    })
+    .await;
+}
+
 /// An inquiry finds a request by its trace number for the same member only, and answers
 /// under PAS's inquiry-response profiles.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -19,7 +19,7 @@ use crate::lifecycle::attachments::{self, SentFile};
 use crate::lifecycle::members::{self, Membership};
 use crate::lifecycle::request_view;
 use crate::lifecycle::requests::{
-    self as lifecycle_requests, ClaimLink, ReceivedBundle, SubmitBody, Urgency,
+    self as lifecycle_requests, ClaimLink, NamedClaimRequest, ReceivedBundle, SubmitBody, Urgency,
 };
 use crate::lifecycle::{self, now_ms, timestamp};
 use crate::web::{AppError, AppState};
@@ -88,12 +88,12 @@ pub(crate) async fn submit(
     .await?;
     let canonical = canonical(&headers);
     if let pas::Intent::Cancel { prior } = request.intent() {
-        let ids = prior_requests(&state, &caller, &prior).await?;
-        for id in &ids {
+        let prior = prior_requests(&state, &caller, &prior).await?;
+        for request in &prior {
             let reason = "Cancelled by the provider (PAS certification type 3)";
-            withdraw_prior(&state, &caller, id, reason, "cancelled").await?;
+            withdraw_prior(&state, &caller, &request.id, reason, "cancelled").await?;
         }
-        let answers: Vec<_> = ids.into_iter().map(Answer::Stored).collect();
+        let answers: Vec<_> = prior.into_iter().map(|r| Answer::Stored(r.id)).collect();
         return answer(&state, &caller, &answers, &source, &canonical).await;
     }
     // The documents it sends for the reviewer, checked before anything is stored.
@@ -143,8 +143,8 @@ pub(crate) async fn submit(
             "Replaced by an update (PAS Claim {})",
             request.claim_identifier
         );
-        for id in prior_requests(&state, &caller, &prior).await? {
-            withdraw_prior(&state, &caller, &id, &reason, "updated").await?;
+        for prior in prior_requests(&state, &caller, &prior).await? {
+            withdraw_prior(&state, &caller, &prior.id, &reason, "updated").await?;
         }
     }
     let several = items.len() > 1;
@@ -250,17 +250,19 @@ async fn answer(
     Ok(fhir_json(StatusCode::OK, pas::merge_responses(responses)))
 }
 
-/// The requests of the Claim an update or a cancellation names (one per item), among the
-/// caller's own.
+/// The requests of the one Claim an update or a cancellation names (one per item), among the
+/// caller's organization's own: by that Claim's identifier, system and value
+/// (`lifecycle::requests::find_named_claim`), never a Claim with the same value under another
+/// system.
 async fn prior_requests(
     state: &AppState,
     caller: &Caller,
     prior: &str,
-) -> Result<Vec<String>, FhirError> {
+) -> Result<Vec<NamedClaimRequest>, FhirError> {
     let mut own = caller.clone();
     // Even an admin cancels or updates only its own organization's requests here.
     own.role = Role::Submitter;
-    let found = lifecycle_requests::find_by_claim(&state.service, &own, prior).await?;
+    let found = lifecycle_requests::find_named_claim(&state.service, &own, prior).await?;
     if !found.is_empty() {
         return Ok(found);
     }

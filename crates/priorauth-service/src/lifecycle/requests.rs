@@ -829,10 +829,63 @@ pub async fn find_by_claim(
 ) -> Result<Vec<String>, Error> {
     let value = identifier.rsplit('|').next().unwrap_or_default();
     let only = (caller.role == Role::Submitter).then_some(caller.organization.as_str());
-    let found = requests::by_claim_identifier(&service.store.pool, identifier, value, only).await?;
+    let found =
+        requests::by_claim_identifier(&service.store.pool, identifier, Some(value), only).await?;
     Ok(found
         .into_iter()
         .filter(|found| visible(caller, &found.organization))
         .map(|found| found.request_id)
+        .collect())
+}
+
+/// A request of the Claim an update or a cancellation names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedClaimRequest {
+    pub id: String,
+    /// The sequence of the Claim's item it answers.
+    pub item_sequence: i64,
+}
+
+/// The requests (one per item) of the one PAS Claim an update or a cancellation names, by
+/// `system|value` of that Claim's identifier, among the caller's organization's own; newest
+/// first. FHIR identifiers match on system and value: a Claim with the same value under
+/// another system is another Claim, and is never touched. A reference that gives no system
+/// (`|value`) finds the Claim with that value only when it is the one: two Claims with the
+/// value under different systems make it ambiguous (invalid, `Claim.related`), rather than
+/// acting on both.
+pub async fn find_named_claim(
+    service: &Service,
+    caller: &Caller,
+    identifier: &str,
+) -> Result<Vec<NamedClaimRequest>, Error> {
+    let (system, value) = identifier.split_once('|').unwrap_or(("", identifier));
+    let only = Some(caller.organization.as_str());
+    let found = if system.is_empty() {
+        requests::by_claim_identifier(&service.store.pool, identifier, Some(value), only).await?
+    } else {
+        requests::by_claim_identifier(&service.store.pool, identifier, None, only).await?
+    };
+    let found: Vec<_> = found
+        .into_iter()
+        .filter(|found| found.organization == caller.organization)
+        .collect();
+    let first = found.first().map(|f| f.claim_identifier.as_str());
+    if found
+        .iter()
+        .any(|f| Some(f.claim_identifier.as_str()) != first)
+    {
+        return Err(invalid(
+            "Claim.related",
+            format!(
+                "the Claim reference names no identifier system, and several of your Claims have the value `{value}`: name the system of the one updated or cancelled"
+            ),
+        ));
+    }
+    Ok(found
+        .into_iter()
+        .map(|found| NamedClaimRequest {
+            id: found.request_id,
+            item_sequence: found.item_sequence,
+        })
         .collect())
 }

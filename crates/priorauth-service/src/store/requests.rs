@@ -924,22 +924,27 @@ pub async fn claim(tx: &mut Tx, request_id: &str) -> Result<Option<StoredClaim>,
 pub struct ClaimMatch {
     pub request_id: String,
     pub organization: String,
+    /// `system|value` of the Claim it came with.
+    pub claim_identifier: String,
+    /// The sequence of the Claim's item it answers.
+    pub item_sequence: i64,
 }
 
-/// The requests whose PAS Claim identifier is `identifier` or ends in `|value` (the same
-/// trace number under another system), newest first (at most 20).
+/// The requests whose PAS Claim identifier is `identifier` or, given a `value`, ends in
+/// `|value` (the same trace number under another system), newest first (at most 20).
 ///
 /// `organization`: only that organization's claims. The filter comes before the limit, so
 /// that another organization's claims with the same identifier cannot crowd one's own out.
 pub async fn by_claim_identifier(
     pool: &sqlx::AnyPool,
     identifier: &str,
-    value: &str,
+    value: Option<&str>,
     organization: Option<&str>,
 ) -> Result<Vec<ClaimMatch>, StoreError> {
-    let rows = sqlx::query("SELECT request_id, organization FROM fhir_claims WHERE (claim_identifier = $1 OR claim_identifier LIKE $2) AND ($3 IS NULL OR organization = $3) ORDER BY created_at DESC LIMIT 20")
+    // Without a value, `LIKE NULL` matches nothing: the identifier alone.
+    let rows = sqlx::query("SELECT request_id, organization, claim_identifier, item_sequence FROM fhir_claims WHERE (claim_identifier = $1 OR claim_identifier LIKE $2) AND ($3 IS NULL OR organization = $3) ORDER BY created_at DESC LIMIT 20")
         .bind(identifier)
-        .bind(format!("%|{}", value.replace(['%', '_'], "")))
+        .bind(value.map(|value| format!("%|{}", value.replace(['%', '_'], ""))))
         .bind(organization)
         .fetch_all(pool)
         .await?;
@@ -949,6 +954,8 @@ pub async fn by_claim_identifier(
             Ok(ClaimMatch {
                 request_id: row.try_get("request_id")?,
                 organization: row.try_get("organization")?,
+                claim_identifier: row.try_get("claim_identifier")?,
+                item_sequence: row.try_get("item_sequence")?,
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;
