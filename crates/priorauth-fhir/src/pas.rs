@@ -234,11 +234,36 @@ pub enum Intent {
     /// A request of its own.
     New,
     /// Replaces the request of the Claim it names (`Claim.related`, `system|value` of that
-    /// Claim's identifier).
+    /// Claim's identifier; `|value` when the reference gives no system).
     Update { prior: String },
-    /// Cancels a request (every item's certification type `3`): the one `Claim.related`
-    /// names, else the one with this Claim's own identifier.
+    /// Cancels a request (certification type `3` on the Claim, or on every item): the one
+    /// `Claim.related` names, else the one with this Claim's own identifier.
     Cancel { prior: String },
+}
+
+/// Whether `extensions` hold PAS's certificationType with X12 1322 code `3` (Cancel).
+fn certification_cancel(extensions: &[fhirbolt::model::r4::types::Extension]) -> bool {
+    let certification = format!("{PAS}/StructureDefinition/extension-certificationType");
+    crate::intake::extension(extensions, &certification)
+        .and_then(|e| match &e.value {
+            Some(fhirbolt::model::r4::types::ExtensionValue::CodeableConcept(c)) => {
+                Some(crate::intake::codings(c).any(|(_, code)| code == "3"))
+            }
+            _ => None,
+        })
+        .unwrap_or(false)
+}
+
+/// Whether an item is cancelled: its certification type `3`, or PAS's `infoCancelled`.
+fn item_cancelled(item: &fhirbolt::model::r4::resources::ClaimItem) -> bool {
+    let flagged = item.modifier_extension.iter().any(|e| {
+        e.url.ends_with("/modifierextension-infoCancelled")
+            && matches!(
+                &e.value,
+                Some(fhirbolt::model::r4::types::ExtensionValue::Boolean(b)) if b.value == Some(true)
+            )
+    });
+    certification_cancel(&item.extension) || flagged
 }
 
 impl ClaimRequest {
@@ -257,26 +282,11 @@ impl ClaimRequest {
                 }
             })
         });
-        let certification = format!("{PAS}/StructureDefinition/extension-certificationType");
-        let cancelled = |item: &fhirbolt::model::r4::resources::ClaimItem| {
-            let coded_cancel = crate::intake::extension(&item.extension, &certification)
-                .and_then(|e| match &e.value {
-                    Some(fhirbolt::model::r4::types::ExtensionValue::CodeableConcept(c)) => {
-                        Some(crate::intake::codings(c).any(|(_, code)| code == "3"))
-                    }
-                    _ => None,
-                })
-                .unwrap_or(false);
-            let flagged = item.modifier_extension.iter().any(|e| {
-                e.url.ends_with("/modifierextension-infoCancelled")
-                    && matches!(
-                        &e.value,
-                        Some(fhirbolt::model::r4::types::ExtensionValue::Boolean(b)) if b.value == Some(true)
-                    )
-            });
-            coded_cancel || flagged
-        };
-        if !claim.item.is_empty() && claim.item.iter().all(cancelled) {
+        // PAS 2.2.1: "To cancel the entire request, clients will send a certificationType
+        // extension with a code of 3 (Cancel) in the Claim.extension element"; cancelling
+        // every item cancels it all too.
+        let whole = certification_cancel(&claim.extension);
+        if whole || (!claim.item.is_empty() && claim.item.iter().all(item_cancelled)) {
             return Intent::Cancel {
                 prior: prior.unwrap_or_else(|| self.claim_identifier.clone()),
             };

@@ -1469,6 +1469,47 @@ async fn an_update_replaces_only_the_claim_it_names() {
     .await;
 }
 
+/// PAS 2.2.1: "To cancel the entire request, clients will send a certificationType extension
+/// with a code of 3 (Cancel) in the Claim.extension element of a PAS Claim Update resource":
+/// with its items left as they were, the update cancels the request it names, as cancelling
+/// every item does: answered `C`, withdrawn, and nothing new requested or authorized.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_claim_level_cancellation_cancels_the_whole_request() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, ehr) = server.key("clinic-a", Role::Submitter, "Clinic A EHR", "").await;
+        let engine = &server.state.service.engine;
+        let mut partial = support::recorded_case("E01");
+        partial["diagnosis"].as_object_mut().unwrap().remove("lineage");
+        let pended = server.post("/fhir/Claim/$submit", &ehr, &pas_bundle(&partial, "eocco-medicaid", "whole-1", engine)).await;
+        assert_eq!(review_action(&pended.body), "A4", "{}", pended.body);
+        let original = answered_ids(&pended.body);
+        let (requests, authorizations) = (server.count("requests").await, server.count("authorizations").await);
+
+        let mut cancel = pas_bundle(&partial, "eocco-medicaid", "whole-cancel-1", engine);
+        let claim = &mut cancel["entry"][0]["resource"];
+        claim["related"] = json!([{"claim": {"identifier": {"system": "urn:trnorg:1234567890", "value": "whole-1"}},
+            "relationship": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/ex-relatedclaimrelationship", "code": "prior"}]}}]);
+        claim["extension"] = json!([{"url": "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-certificationType",
+            "valueCodeableConcept": {"coding": [{"system": "https://codesystem.x12.org/005010/1322", "code": "3", "display": "Cancel"}]}}]);
+        let cancelled = server.post("/fhir/Claim/$submit", &ehr, &cancel).await;
+        assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+        assert_eq!(review_action(&cancelled.body), "C", "{}", cancelled.body);
+        assert_eq!(answered_ids(&cancelled.body), original, "the answer is the cancelled request's");
+        let record = server.get(&format!("/v1/requests/{}", original[0]), &ehr).await;
+        assert_eq!(record.body["status"], "withdrawn", "{}", record.body);
+        assert_eq!(server.count("requests").await, requests, "a cancellation requests nothing new");
+        assert_eq!(server.count("authorizations").await, authorizations);
+        // Sent again: the same answer.
+        let again = server.post("/fhir/Claim/$submit", &ehr, &cancel).await;
+        assert_eq!(again.status, 200, "{}", again.body);
+        assert_eq!(review_action(&again.body), "C");
+        assert_eq!(server.count("requests").await, requests);
+        server.stop().await;
+    })
+    .await;
+}
+
 /// An inquiry finds a request by its trace number for the same member only, and answers
 /// under PAS's inquiry-response profiles.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
