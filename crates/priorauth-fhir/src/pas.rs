@@ -296,6 +296,15 @@ impl ClaimRequest {
             None => Intent::New,
         }
     }
+
+    /// Whether the Claim's item at `index` is cancelled (certification type `3`, or
+    /// `infoCancelled`): in an update, a service no longer required, which needs no
+    /// authorization.
+    pub fn item_cancelled(&self, index: usize) -> bool {
+        self.claim()
+            .and_then(|claim| claim.item.get(index))
+            .is_some_and(item_cancelled)
+    }
 }
 
 /// Who a PAS Bundle is about, as its Claim's patient and focal coverage say.

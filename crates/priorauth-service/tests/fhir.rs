@@ -1510,6 +1510,109 @@ async fn a_claim_level_cancellation_cancels_the_whole_request() {
     .await;
 }
 
+/// Each item of a PAS response with its review action code: (itemSequence, code).
+fn item_actions(bundle: &Value) -> Vec<(Value, String)> {
+    bundle["entry"][0]["resource"]["item"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            let action = extension(
+                &item["adjudication"][0]["extension"],
+                "extension-reviewAction",
+            )
+            .and_then(|a| extension(&a["extension"], "extension-reviewActionCode"))
+            .expect("a review action code");
+            (
+                item["itemSequence"].clone(),
+                action["valueCodeableConcept"]["coding"][0]["code"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The guide's update example keeps item 1, cancels item 2 (certification type `3`,
+/// `infoCancelled`) and adds item 3: "Canceling an item means that the service is no longer
+/// required and no authorization is required", so item 2 is no new request: it is answered
+/// cancelled (`C`) by the original's item 2, and only items 1 and 3 are requested anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_item_cancelled_in_an_update_is_answered_cancelled_not_requested() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, ehr) = server
+            .key("clinic-a", Role::Submitter, "Clinic A EHR", "")
+            .await;
+        let dir = emitted_dir("pas-item-cancelled");
+        let original = server
+            .post(
+                "/fhir/Claim/$submit",
+                &ehr,
+                &pas_example(
+                    "Bundle-HomecareAuthorizationBundleExample",
+                    "home-c",
+                    "T-cancel",
+                ),
+            )
+            .await;
+        assert_eq!(original.status, 200, "{}", original.body);
+        let original = answered_ids(&original.body);
+        assert_eq!(original.len(), 2);
+        let requests = server.count("requests").await;
+
+        let mut update = pas_example(
+            "Bundle-HomecareAuthorizationUpdateBundleExample",
+            "upd-c",
+            "T-cancel-UPDATE",
+        );
+        let named = update["entry"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .skip(1)
+            .find(|e| e["resource"]["resourceType"] == "Claim")
+            .unwrap();
+        named["resource"]["identifier"][0]["value"] = json!("T-cancel");
+        let updated = server.post("/fhir/Claim/$submit", &ehr, &update).await;
+        assert_eq!(updated.status, 200, "{}", updated.body);
+        keep(&dir, "update-answer", &updated.body);
+        let mut actions = item_actions(&updated.body);
+        actions.sort_by_key(|(sequence, _)| sequence.as_u64());
+        assert_eq!(
+            actions,
+            [
+                (json!(1), "A4".to_string()),
+                (json!(2), "C".to_string()),
+                (json!(3), "A4".to_string())
+            ],
+            "{}",
+            updated.body
+        );
+        assert_eq!(
+            server.count("requests").await,
+            requests + 2,
+            "items 1 and 3 only are requested anew"
+        );
+        // Item 2 is answered by the original's item 2, cancelled; both originals withdrawn.
+        let ids = answered_ids(&updated.body);
+        assert!(ids.contains(&original[1]), "{ids:?} {original:?}");
+        for id in &original {
+            let record = server.get(&format!("/v1/requests/{id}"), &ehr).await;
+            assert_eq!(record.body["status"], "withdrawn", "{}", record.body);
+        }
+        // Sent again: the same answer, nothing more requested.
+        let again = server.post("/fhir/Claim/$submit", &ehr, &update).await;
+        assert_eq!(again.status, 200, "{}", again.body);
+        assert_eq!(answered_ids(&again.body), ids);
+        assert_eq!(server.count("requests").await, requests + 2);
+        validate(&dir);
+        server.stop().await;
+    })
+    .await;
+}
+
 /// An inquiry finds a request by its trace number for the same member only, and answers
 /// under PAS's inquiry-response profiles.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -74,10 +74,17 @@ pub(crate) async fn submit(
     let light = intake_visits(&request) <= INLINE_INTAKE_VISITS;
     let (request, intakes, bundle, source) = bounded(light, move || {
         // A Claim of several items: each item is a request of its own.
-        let intakes = match pas::item_count(&request) {
-            0 | 1 => vec![pas::intake(&map, &engine, &request)],
+        // Each with whether the item is cancelled (certification type `3`).
+        let intakes: Vec<_> = match pas::item_count(&request) {
+            0 | 1 => vec![(
+                pas::intake(&map, &engine, &request),
+                request.item_cancelled(0),
+            )],
             n => (0..n)
-                .map(|i| pas::item_intake(&map, &engine, &request, i))
+                .map(|i| {
+                    let intake = pas::item_intake(&map, &engine, &request, i);
+                    (intake, request.item_cancelled(i))
+                })
                 .collect(),
         };
         // Packed and hashed once for all its items.
@@ -111,8 +118,17 @@ pub(crate) async fn submit(
     )?;
     // Each item's plan (the member's, by the payer's eligibility; the declared one until any
     // is loaded) and whether a policy of it governs what the item asks.
+    // In an update, an item cancelled is a service no longer required, which needs no
+    // authorization (PAS 2.2.1): no request is made for it, and it is answered by the
+    // request of the named Claim's item of its sequence, cancelled.
+    let update = matches!(request.intent(), pas::Intent::Update { .. });
+    let mut cancelled_items = Vec::new();
     let mut items = Vec::new();
-    for intake in intakes {
+    for (intake, cancelled) in intakes {
+        if update && cancelled {
+            cancelled_items.push(i64::from(intake.item_sequence.unwrap_or(1)));
+            continue;
+        }
         let plan = match members::find(
             &state.service,
             &intake.member_ids,
@@ -138,16 +154,26 @@ pub(crate) async fn submit(
     // are withdrawn first, once the update is known to be readable. A decided request is
     // not updated (PAS: after a denial, a new request; after an approval, an extension
     // naming the authorization).
+    let mut cancelled_answers = Vec::new();
     if let pas::Intent::Update { prior } = request.intent() {
         let reason = format!(
             "Replaced by an update (PAS Claim {})",
             request.claim_identifier
         );
         for prior in prior_requests(&state, &caller, &prior).await? {
-            withdraw_prior(&state, &caller, &prior.id, &reason, "updated").await?;
+            if cancelled_items.contains(&prior.item_sequence) {
+                let reason = "Cancelled by the provider (PAS certification type 3)";
+                withdraw_prior(&state, &caller, &prior.id, reason, "cancelled").await?;
+                // Newest first: an item answered once, by its latest request.
+                cancelled_items.retain(|sequence| *sequence != prior.item_sequence);
+                cancelled_answers.push(Answer::Stored(prior.id));
+            } else {
+                withdraw_prior(&state, &caller, &prior.id, &reason, "updated").await?;
+            }
         }
     }
-    let several = items.len() > 1;
+    // Told apart by sequence whenever the Claim has several items, cancelled ones or not.
+    let several = pas::item_count(&request) > 1;
     let mut answers = Vec::new();
     for (intake, plan, governed) in items {
         let sequence = intake.item_sequence.unwrap_or(1);
@@ -215,6 +241,8 @@ pub(crate) async fn submit(
             None => Answer::Stored(id),
         });
     }
+    // After the new requests, whose answer heads the response (this Claim's).
+    answers.extend(cancelled_answers);
     answer(&state, &caller, &answers, &source, &canonical).await
 }
 
