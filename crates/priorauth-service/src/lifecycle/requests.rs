@@ -865,9 +865,12 @@ pub async fn find_named_claim(
     } else {
         requests::by_claim_identifier(&service.store.pool, identifier, None, only).await?
     };
+    // The value exactly: the store's pattern drops `%` and `_` from it (`a_b` would find `ab`).
+    let suffix = format!("|{value}");
     let found: Vec<_> = found
         .into_iter()
         .filter(|found| found.organization == caller.organization)
+        .filter(|found| found.claim_identifier.ends_with(&suffix))
         .collect();
     let first = found.first().map(|f| f.claim_identifier.as_str());
     if found
