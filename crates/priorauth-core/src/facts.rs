@@ -311,17 +311,32 @@ const _: () = assert!(CASE_KEYS.len() < 64);
 #[derive(Debug, Clone)]
 pub struct Facts {
     values: [Value; N_FACTS + MAX_DECLARED],
+    /// The requested drug's shortest cycle by its label, in days (drug catalog `limits`),
+    /// filled in by the engine: not a fact a policy reads (the table of facts is full), but
+    /// a bound on the cycles an approval counts in its period.
+    label_shortest_cycle_days: Option<u32>,
 }
 
 impl Default for Facts {
     fn default() -> Facts {
         Facts {
             values: [Value::Unknown(0); N_FACTS + MAX_DECLARED],
+            label_shortest_cycle_days: None,
         }
     }
 }
 
 impl Facts {
+    /// The requested drug's shortest cycle by its label, in days, when the engine knows it.
+    pub fn label_shortest_cycle_days(&self) -> Option<u32> {
+        self.label_shortest_cycle_days
+    }
+
+    /// Set by the engine with the label's other limits.
+    pub fn set_label_shortest_cycle_days(&mut self, days: Option<u32>) {
+        self.label_shortest_cycle_days = days;
+    }
+
     /// A fact's value (unknown for an id beyond the table; none is made).
     pub fn get(&self, id: FactId) -> Value {
         self.values
@@ -776,6 +791,7 @@ impl Facts {
         self.set(RequestOnLabel, Value::Unknown(0));
         self.set(RequestLabelUnitsPerCycle, Value::Unknown(0));
         self.set(RequestLabelCourseCycles, Value::Unknown(0));
+        self.label_shortest_cycle_days = None;
     }
 }
 

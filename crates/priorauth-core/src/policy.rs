@@ -1177,6 +1177,11 @@ pub struct LabelLimits {
     pub dose_days: Vec<u32>,
     /// Most cycles of one course.
     pub course_cycles: u32,
+    /// The label's shortest cycle, in days (its dose days and the treatment-free interval
+    /// after them): an approval counts the cycles that start within its period at no
+    /// shorter cycle, whatever cycle length the request declares.
+    #[serde(default)]
+    pub shortest_cycle_days: Option<u32>,
 }
 
 impl Drug {
@@ -1363,6 +1368,7 @@ pub fn load_catalog(file: &str, text: &str) -> Result<Catalog, LoadError> {
                 || limits.course_cycles == 0
                 || limits.units_per_dose_day == Some(0)
                 || limits.dose_days_per_cycle == Some(0)
+                || limits.shortest_cycle_days == Some(0)
                 || !(drug.vial_amount.is_finite() && drug.vial_amount > 0.0)
                 || !(drug.hcpcs_unit_amount.is_finite() && drug.hcpcs_unit_amount > 0.0)
             {

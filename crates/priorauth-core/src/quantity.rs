@@ -106,7 +106,9 @@ fn no_current_course(facts: &Facts) -> bool {
 
 /// The most cycles that start within the pathway's stated period, when the cycle length is
 /// known: a 6-month approval does not cover nine 42-day cycles. Months count 31 days and
-/// years 366, so a cycle that starts on the period's last day is still counted.
+/// years 366, so a cycle that starts on the period's last day is still counted. The cycle is
+/// the request's, never shorter than the label's shortest (Blincyto's 28 days of infusion and
+/// 14 treatment-free): back-to-back 28-day cycles declared do not fit seven in 6 months.
 fn cycles_in_period(pathway: &crate::policy::Pathway, facts: &Facts) -> Option<f64> {
     use crate::date::Duration;
     let days = match pathway.authorization? {
@@ -115,8 +117,9 @@ fn cycles_in_period(pathway: &crate::policy::Pathway, facts: &Facts) -> Option<f
         Duration::Months(n) => f64::from(n) * 31.0,
         Duration::Years(n) => f64::from(n) * 366.0,
     };
+    let shortest = facts.label_shortest_cycle_days().map_or(1.0, f64::from);
     match facts.get(FactId::RequestCycleLengthDays) {
-        Value::Number(length) if length >= 1.0 => Some((days / length).ceil()),
+        Value::Number(length) if length >= 1.0 => Some((days / length.max(shortest)).ceil()),
         _ => None,
     }
 }

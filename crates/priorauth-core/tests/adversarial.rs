@@ -1614,3 +1614,28 @@ fn a_case_is_an_object() {
         assert!(engine().parse_case(text).is_err(), "{text}");
     }
 }
+
+#[test]
+fn cycles_declared_shorter_than_the_labels_are_counted_at_the_labels_length() {
+    // Blincyto's cycles are 28 days of infusion and 14 treatment-free: 28-day cycles back to
+    // back fit five 42-day cycles in MassHealth's 6 months, not seven.
+    let mut short = blincyto_initial();
+    short["request"]["cycle_length_days"] = json!(28);
+    short["request"]["cycles"] = json!(9);
+    let report = decide(&short);
+    let quantity = result(&report, MASSHEALTH)["quantity"].clone();
+    assert_eq!(quantity["ceiling"]["cycles"], 5, "{quantity}");
+    assert!(quantity["cycles"].as_u64().unwrap() <= 5, "{quantity}");
+    // At the label's length or longer, the request's own cycle counts (met as before).
+    for (length, cycles) in [(42, 5), (84, 3)] {
+        let mut case = blincyto_initial();
+        case["request"]["cycle_length_days"] = json!(length);
+        case["request"]["cycles"] = json!(9);
+        let report = decide(&case);
+        assert_eq!(
+            result(&report, MASSHEALTH)["quantity"]["ceiling"]["cycles"],
+            cycles,
+            "{length}-day cycles"
+        );
+    }
+}

@@ -169,9 +169,15 @@ pub fn plan(
             return Err(invalid("changes.period_days", "from 1 to 366 days"));
         }
     }
+    // The request's cycle, never shorter than the label's (28-day cycles declared without
+    // Blincyto's 14 treatment-free days are counted as its 42).
+    let shortest_cycle = drug.and_then(|d| d.limits.shortest_cycle_days).unwrap_or(1);
+    let cycle_length_days = request
+        .cycle_length_days
+        .map(|days| days.max(shortest_cycle));
     let period_days = changes
         .period_days
-        .or(request.cycle_length_days)
+        .or(cycle_length_days)
         .or(request.units_period_days)
         .unwrap_or(0);
     // The engine's period, which starts on the day of receipt.
@@ -184,7 +190,7 @@ pub fn plan(
     // never more than a year: the cycle length is the request's, so a long cycle declared
     // (366 days) must not stretch an authorization over years.
     let year_end = start.inclusive_end(priorauth_core::date::Duration::Years(1));
-    let course_end = request.cycle_length_days.and_then(|length| {
+    let course_end = cycle_length_days.and_then(|length| {
         let days = i64::from(length).checked_mul(i64::from(cycles))?;
         let end = start.add_days(days - 1)?;
         Some(year_end.map_or(end, |year_end| end.min(year_end)))
