@@ -375,7 +375,7 @@ pub fn decide_with(
                     facts.get(FactId::RequestCycles),
                     pathway.dosing_reads_course,
                 ) {
-                    match ceiling_cycles(pathway, facts) {
+                    match ceiling_cycles(pathway, facts, request_date) {
                         Ok(cycles) if n > f64::from(cycles) && cycles > 0 => {
                             let mut part = facts.clone();
                             part.set_course_position(Some(cycles));
@@ -395,7 +395,7 @@ pub fn decide_with(
                         _ => {}
                     }
                 }
-                let limit = ceiling(pathway, facts);
+                let limit = ceiling(pathway, facts, request_date);
                 let units = units_within(limit, facts);
                 if let (Truth::False, Ok(limit), Value::Number(requested)) =
                     (units, limit, facts.get(FactId::RequestUnitsPerCycle))

@@ -45,7 +45,11 @@ pub(crate) struct Ceiling {
 /// The lower of the pathway's and the label's ceilings. The label's course bounds the cycles
 /// from the request's first cycle on (cycles 6-9 are all that is left of a 9-cycle course
 /// after cycle 5); a request starting beyond it has a ceiling of 0 cycles.
-pub(crate) fn ceiling(pathway: &crate::policy::Pathway, facts: &Facts) -> Result<Ceiling, Missing> {
+pub(crate) fn ceiling(
+    pathway: &crate::policy::Pathway,
+    facts: &Facts,
+    start: Option<crate::date::Date>,
+) -> Result<Ceiling, Missing> {
     let number = |id: FactId| match facts.get(id) {
         Value::Number(n) => Ok(Some(n)),
         Value::Unknown(missing) => Err(missing),
@@ -78,7 +82,7 @@ pub(crate) fn ceiling(pathway: &crate::policy::Pathway, facts: &Facts) -> Result
         _ => 1.0,
     };
     let cycles = label_course.map_or(f64::INFINITY, |course| {
-        cycles_bound(pathway, facts, course, first)
+        cycles_bound(pathway, facts, course, first, start)
     });
     // INVARIANT: the catalog gives every drug a course and a per-cycle limit, so both are
     // finite once the drug is known; an unbounded one approves nothing.
@@ -105,18 +109,29 @@ fn no_current_course(facts: &Facts) -> bool {
 }
 
 /// The most cycles that start within the pathway's stated period, when the cycle length is
-/// known: a 6-month approval does not cover nine 42-day cycles. Months count 31 days and
-/// years 366, so a cycle that starts on the period's last day is still counted. The cycle is
+/// known: a 6-month approval does not cover nine 42-day cycles. The period is counted in days
+/// from `start` (the day the authorization starts) to its inclusive end, so that only cycles
+/// starting within it count (a 6-month period of 182 days holds four 46-day cycles, not five);
+/// without a start, months count 31 days and years 366, an upper bound. The cycle is
 /// the request's, never shorter than the label's shortest (Blincyto's 28 days of infusion and
 /// 14 treatment-free): back-to-back 28-day cycles declared do not fit seven in 6 months.
-fn cycles_in_period(pathway: &crate::policy::Pathway, facts: &Facts) -> Option<f64> {
+fn cycles_in_period(
+    pathway: &crate::policy::Pathway,
+    facts: &Facts,
+    start: Option<crate::date::Date>,
+) -> Option<f64> {
     use crate::date::Duration;
-    let days = match pathway.authorization? {
-        Duration::Days(n) => f64::from(n),
-        Duration::Weeks(n) => f64::from(n) * 7.0,
-        Duration::Months(n) => f64::from(n) * 31.0,
-        Duration::Years(n) => f64::from(n) * 366.0,
-    };
+    let duration = pathway.authorization?;
+    let days =
+        match start.and_then(|start| Some(start.inclusive_end(duration)?.days_since(start) + 1)) {
+            Some(days) => days as f64,
+            None => match duration {
+                Duration::Days(n) => f64::from(n),
+                Duration::Weeks(n) => f64::from(n) * 7.0,
+                Duration::Months(n) => f64::from(n) * 31.0,
+                Duration::Years(n) => f64::from(n) * 366.0,
+            },
+        };
     let shortest = facts.label_shortest_cycle_days().map_or(1.0, f64::from);
     match facts.get(FactId::RequestCycleLengthDays) {
         Value::Number(length) if length >= 1.0 => Some((days / length.max(shortest)).ceil()),
@@ -129,6 +144,7 @@ fn cycles_in_period(pathway: &crate::policy::Pathway, facts: &Facts) -> Option<f
 pub(crate) fn ceiling_cycles(
     pathway: &crate::policy::Pathway,
     facts: &Facts,
+    start: Option<crate::date::Date>,
 ) -> Result<u32, Missing> {
     let course = match facts.get(FactId::RequestLabelCourseCycles) {
         Value::Number(n) => n,
@@ -140,14 +156,20 @@ pub(crate) fn ceiling_cycles(
         Value::Unknown(missing) => return Err(missing),
         _ => 1.0,
     };
-    let cycles = cycles_bound(pathway, facts, course, first);
+    let cycles = cycles_bound(pathway, facts, course, first, start);
     Ok(cycles.floor().clamp(0.0, f64::from(u32::MAX)) as u32)
 }
 
 /// The cycles an authorization by the pathway covers from cycle `first` of a course of
 /// `course` cycles: the lower of what is left of the course, the pathway's own limit and the
 /// cycles that start within its period.
-fn cycles_bound(pathway: &crate::policy::Pathway, facts: &Facts, course: f64, first: f64) -> f64 {
+fn cycles_bound(
+    pathway: &crate::policy::Pathway,
+    facts: &Facts,
+    course: f64,
+    first: f64,
+    start: Option<crate::date::Date>,
+) -> f64 {
     let left = (course - (first - 1.0)).max(0.0);
     [
         pathway
@@ -155,7 +177,7 @@ fn cycles_bound(pathway: &crate::policy::Pathway, facts: &Facts, course: f64, fi
             .as_ref()
             .and_then(|q| q.cycles)
             .map(f64::from),
-        cycles_in_period(pathway, facts),
+        cycles_in_period(pathway, facts, start),
     ]
     .into_iter()
     .flatten()

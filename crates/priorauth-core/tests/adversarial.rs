@@ -1639,3 +1639,23 @@ fn cycles_declared_shorter_than_the_labels_are_counted_at_the_labels_length() {
         );
     }
 }
+
+#[test]
+fn only_the_cycles_that_start_within_the_period_are_counted() {
+    // MassHealth's 6 months from 2026-12-05 end on 2027-06-04: 182 days. Cycles of 46 days
+    // start on days 1, 47, 93 and 139 (four; a fifth would start on day 185), and of 37 days
+    // on days 1 to 149 (five).
+    let received = Date::parse("2026-12-05");
+    for (length, cycles) in [(46, 4), (37, 5), (42, 5)] {
+        let mut case = blincyto_initial();
+        case["request"]["date"] = json!("2026-12-04");
+        case["request"]["cycle_length_days"] = json!(length);
+        case["request"]["cycles"] = json!(9);
+        let report = decide_received(&case, received);
+        assert_eq!(
+            result(&report, MASSHEALTH)["quantity"]["ceiling"]["cycles"],
+            cycles,
+            "{length}-day cycles"
+        );
+    }
+}
