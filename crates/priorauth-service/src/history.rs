@@ -769,6 +769,11 @@ fn request_case(service: &Service, index: u64, now: i64) -> (String, Value, Valu
     if let Some(request) = full.pointer_mut("/request").and_then(Value::as_object_mut) {
         // The plan gives the line of business.
         request.remove("line_of_business");
+        // A renewal names the authorization it continues, which a generated case has not:
+        // the clinic asks as for a course the payer has no record of.
+        if request.get("kind").and_then(Value::as_str) == Some("renewal") {
+            request.insert("kind".into(), Value::from("initial"));
+        }
     }
     let drug = at(&full, "/request/drug")
         .as_str()
