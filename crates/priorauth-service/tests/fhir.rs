@@ -945,10 +945,15 @@ async fn the_fhir_interfaces_refuse_bad_keys_roles_organizations_and_hostile_bod
             let reply = raw(&server, Method::POST, path, Some(&reviewer), bundle.to_string().into_bytes()).await;
             assert_outcome(&reply, 403, &format!("{path}: reviewer"));
         }
-        // Another organization: the inquiry finds nothing, the subscription does not exist.
+        // Another organization: the inquiry finds nothing (PAS: 0..* Bundles, so an empty
+        // Parameters, as for a trace number no one sent), the subscription does not exist.
         let inquiry = server.post("/fhir/Claim/$inquire", &other, &bundle).await;
-        assert_outcome(&inquiry, 404, "another organization's inquiry");
-        assert!(!inquiry.body.to_string().contains("req_"), "{}", inquiry.body);
+        assert_eq!(inquiry.status, 200, "{}", inquiry.body);
+        assert_eq!(inquiry.body, json!({"resourceType": "Parameters"}));
+        let mut unsent = bundle.clone();
+        unsent["entry"][0]["resource"]["identifier"][0]["value"] = json!("never-sent");
+        let nowhere = server.post("/fhir/Claim/$inquire", &other, &unsent).await;
+        assert_eq!((nowhere.status, &nowhere.body), (inquiry.status, &inquiry.body), "the answer tells that another organization's Claim exists");
         // Another organization's claims with the same identifier, more than an inquiry
         // answers at once, cannot crowd out one's own: the organization is filtered first.
         for n in 0..21 {
@@ -1649,7 +1654,9 @@ async fn an_inquiry_matches_the_trace_number_and_the_member() {
                 .unwrap()
                 .ends_with("profile-claiminquiryresponse")
         );
-        // The same trace number for another member finds nothing.
+        // The same trace number for another member finds nothing: PAS's inquiry returns
+        // 0..* Bundles, so a search that matched none is answered 200 with no Bundle (a 4XX
+        // would say the transaction failed), as a trace number never sent is.
         let mut stranger = bundle.clone();
         for entry in stranger["entry"].as_array_mut().unwrap() {
             if entry["resource"]["resourceType"] == "Patient" {
@@ -1657,13 +1664,14 @@ async fn an_inquiry_matches_the_trace_number_and_the_member() {
                 entry["resource"]["name"] = json!([{"family": "Other", "given": ["Person"]}]);
             }
         }
-        assert_eq!(
-            server
-                .post("/fhir/Claim/$inquire", &ehr, &stranger)
-                .await
-                .status,
-            404
-        );
+        let none = server.post("/fhir/Claim/$inquire", &ehr, &stranger).await;
+        assert_eq!(none.status, 200, "{}", none.body);
+        assert_eq!(none.body, json!({"resourceType": "Parameters"}));
+        keep(&dir, "inquiry-none", &none.body);
+        let mut unsent = bundle.clone();
+        unsent["entry"][0]["resource"]["identifier"][0]["value"] = json!("never-sent");
+        let unsent = server.post("/fhir/Claim/$inquire", &ehr, &unsent).await;
+        assert_eq!((unsent.status, &unsent.body), (200, &none.body));
         validate(&dir);
         server.stop().await;
     })

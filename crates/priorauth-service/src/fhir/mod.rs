@@ -640,7 +640,7 @@ pub async fn notification_payload(
 }
 
 #[utoipa::path(post, path = "/fhir/Claim/$inquire", operation_id = "pas_inquire", tag = "FHIR", summary = "Da Vinci PAS $inquire: the status of a submitted request", request_body(content = crate::answers::FhirResource, content_type = "application/fhir+json", description = "a PAS Inquiry Request Bundle"),
-    responses((status = 200, description = "a PAS Inquiry Response Bundle", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 404, description = "no such request: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 422, description = "not a valid resource, naming the element: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
+    responses((status = 200, description = "Parameters with a PAS Inquiry Response Bundle (`return`) for each Claim found; without a parameter when none is found", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 422, description = "not a valid resource, naming the element: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
 pub(crate) async fn inquire(
     State(state): State<AppState>,
     who: Result<Caller, AppError>,
@@ -672,15 +672,20 @@ pub(crate) async fn inquire(
             bundles.push(json!({"name": "return", "resource": response}));
         }
     }
-    if bundles.is_empty() {
-        return Err(FhirError::not_found(
-            "no prior authorization request with this Claim identifier",
-        ));
+    Ok(fhir_json(StatusCode::OK, inquiry_answer(bundles)))
+}
+
+/// An inquiry's answer: PAS's `Claim-inquiry` returns 0..* Bundles (`return`), so always
+/// Parameters, one `return` per Claim found. None found is a query that matched nothing, not
+/// a failed transaction (a 4XX): Parameters without a parameter (FHIR JSON leaves out an
+/// empty list), the same answer whether no request has the trace number, it is another
+/// member's, or another organization's.
+fn inquiry_answer(bundles: Vec<Value>) -> Value {
+    let mut answer = json!({"resourceType": "Parameters"});
+    if !bundles.is_empty() {
+        answer["parameter"] = Value::Array(bundles);
     }
-    Ok(fhir_json(
-        StatusCode::OK,
-        json!({"resourceType": "Parameters", "parameter": bundles}),
-    ))
+    answer
 }
 
 #[utoipa::path(post, path = "/fhir/Subscription", operation_id = "pas_create_subscription", tag = "FHIR", summary = "Subscribe to notifications of pended PAS requests (rest-hook)", request_body(content = crate::answers::FhirResource, content_type = "application/fhir+json", description = "a Subscription"),
