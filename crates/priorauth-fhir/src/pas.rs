@@ -453,6 +453,36 @@ pub fn merge_responses(mut responses: Vec<Value>) -> Value {
     first
 }
 
+/// The response Bundles of the requests an inquiry found, one per Claim (PAS 2.2.1: "zero or
+/// more PAS Inquiry Response Bundles each containing the ClaimResponse for a single matching
+/// Claim", with results for all its items): a Claim of several items is several requests
+/// here, whose responses share the request Bundle's identifier and the Claim they answer
+/// (`ClaimResponse.request`); they are merged as `$submit` answers them
+/// ([`merge_responses`]), in item order, each Claim where its first response came.
+pub fn responses_by_claim(responses: Vec<Value>) -> Vec<Value> {
+    let claim_of = |response: &Value| {
+        (
+            response["identifier"].clone(),
+            response["entry"][0]["resource"]["request"].clone(),
+        )
+    };
+    let mut claims: Vec<((Value, Value), Vec<Value>)> = Vec::new();
+    for response in responses {
+        let claim = claim_of(&response);
+        match claims.iter_mut().find(|(c, _)| *c == claim) {
+            Some((_, same)) => same.push(response),
+            None => claims.push((claim, vec![response])),
+        }
+    }
+    claims
+        .into_iter()
+        .map(|(_, mut same)| {
+            same.sort_by_key(|r| r["entry"][0]["resource"]["item"][0]["itemSequence"].as_u64());
+            merge_responses(same)
+        })
+        .collect()
+}
+
 /// An inquiry's answer Bundle: the response to the request found, under PAS's inquiry
 /// response profiles.
 pub fn as_inquiry_response(mut bundle: Value) -> Value {

@@ -1784,6 +1784,17 @@ async fn each_item_of_a_claim_gets_its_own_answer() {
         // Sent again: the same answer.
         let again = server.post("/fhir/Claim/$submit", &ehr, &bundle).await;
         assert_eq!(again.body["entry"][0]["resource"]["item"], json!(items));
+        // An inquiry finds the one Claim: one Bundle, its ClaimResponse with every item's
+        // review action (PAS 2.2.1: a Bundle per matching Claim, results for all its items).
+        let inquiry = server.post("/fhir/Claim/$inquire", &ehr, &bundle).await;
+        assert_eq!(inquiry.status, 200, "{}", inquiry.body);
+        keep(&dir, "inquiry", &inquiry.body);
+        let found = inquiry.body["parameter"].as_array().unwrap();
+        assert_eq!(found.len(), 1, "one Bundle for the one Claim: {}", inquiry.body);
+        let answer = &found[0]["resource"];
+        assert_eq!(item_actions(answer), [(json!(1), "A1".to_string()), (json!(2), "A4".to_string())], "{answer}");
+        assert!(answer["meta"]["profile"][0].as_str().unwrap().ends_with("profile-pas-inquiry-response-bundle"));
+        assert_eq!(answer["entry"][0]["resource"]["request"], answered.body["entry"][0]["resource"]["request"]);
         validate(&dir);
         server.stop().await;
     })

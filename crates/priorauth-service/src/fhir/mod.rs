@@ -661,17 +661,21 @@ pub(crate) async fn inquire(
         lifecycle_requests::find_by_claim(&state.service, &caller, &request.claim_identifier)
             .await?;
     let canonical = canonical(&headers);
-    let mut bundles = Vec::new();
+    let mut responses = Vec::new();
     // The requests found share the bytes read where the call runs.
     let inline_bytes = INLINE_PARSE_BYTES / found.len().max(1);
     for id in found {
         let read = request_view::read_with_claim(&state.service, &caller, &id).await?;
         let (response, stored) = response_of(&state, read, &canonical, inline_bytes).await?;
         if pas::same_member(&stored, &inquiry) {
-            let response = pas::as_inquiry_response(response);
-            bundles.push(json!({"name": "return", "resource": response}));
+            responses.push(response);
         }
     }
+    // One Bundle per Claim, holding every item's request.
+    let bundles = pas::responses_by_claim(responses)
+        .into_iter()
+        .map(|response| json!({"name": "return", "resource": pas::as_inquiry_response(response)}))
+        .collect();
     Ok(fhir_json(StatusCode::OK, inquiry_answer(bundles)))
 }
 
