@@ -275,6 +275,12 @@ pub struct HistoryEvent {
     decision_verified: Option<bool>,
     /// The reason of a withdrawal, an extension or a reopening.
     reason: Option<String>,
+    /// A withdrawal by a PAS update: the update's Claim (`system|value`) that replaced the
+    /// request, whose requests an inquiry about it answers.
+    replaced_by: Option<String>,
+    /// A withdrawal by a PAS update that cancelled the request's item: the update's Claim
+    /// (`system|value`), whose answer holds it.
+    cancelled_by: Option<String>,
     /// An extension's hours.
     extension_hours: Option<i64>,
     /// The appeal an `appealed`, `appeal_extended` or `appeal_decided` event is of.

@@ -1678,6 +1678,99 @@ async fn an_inquiry_matches_the_trace_number_and_the_member() {
     .await;
 }
 
+/// PAS: "If a search is for a 'replaced' prior authorization, the search result SHALL include
+/// the 'current' prior authorization response." An inquiry about a Claim an update replaced
+/// answers the update's response (and its own update's, along the chain), not the replaced
+/// request cancelled; only within the organization, and only for the same member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_inquiry_about_a_replaced_claim_answers_the_current_one() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, ehr) = server.key("clinic-a", Role::Submitter, "Clinic A EHR", "").await;
+        let (_, other) = server.key("clinic-b", Role::Submitter, "Clinic B EHR", "").await;
+        let engine = &server.state.service.engine;
+        let dir = emitted_dir("inquiry-replaced");
+        let full = support::recorded_case("E01");
+        let mut partial = full.clone();
+        partial["diagnosis"].as_object_mut().unwrap().remove("lineage");
+        let relate = |bundle: &mut Value, prior: &str| {
+            bundle["entry"][0]["resource"]["related"] = json!([{"claim": {"identifier": {"system": "urn:trnorg:1234567890", "value": prior}},
+                "relationship": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/ex-relatedclaimrelationship", "code": "prior"}]}}]);
+        };
+        let inquire = |bundle: Value, key: String| {
+            let server = &server;
+            async move {
+                let reply = server.post("/fhir/Claim/$inquire", &key, &bundle).await;
+                assert_eq!(reply.status, 200, "{}", reply.body);
+                reply.body
+            }
+        };
+        // Pended for a missing fact, then updated twice: pended again, then approved.
+        let original = pas_bundle(&partial, "eocco-medicaid", "chain-1", engine);
+        let pended = server.post("/fhir/Claim/$submit", &ehr, &original).await;
+        assert_eq!(review_action(&pended.body), "A4", "{}", pended.body);
+        let mut first = pas_bundle(&partial, "eocco-medicaid", "chain-2", engine);
+        relate(&mut first, "chain-1");
+        let first = server.post("/fhir/Claim/$submit", &ehr, &first).await;
+        assert_eq!(review_action(&first.body), "A4", "{}", first.body);
+        // Between the updates, the original's inquiry answers the first update, pended.
+        let answer = inquire(original.clone(), ehr.clone()).await;
+        let found = answer["parameter"].as_array().unwrap();
+        assert_eq!(found.len(), 1, "{answer}");
+        assert_eq!(review_action(&found[0]["resource"]), "A4", "{answer}");
+        assert_eq!(found[0]["resource"]["entry"][0]["resource"]["request"]["identifier"]["value"], "chain-2");
+        let mut second = pas_bundle(&full, "eocco-medicaid", "chain-3", engine);
+        relate(&mut second, "chain-2");
+        let approved = server.post("/fhir/Claim/$submit", &ehr, &second).await;
+        assert_eq!(review_action(&approved.body), "A1", "{}", approved.body);
+        let current = &approved.body["entry"][0]["resource"];
+        // The original's inquiry, and the first update's: the current response, approved.
+        for (name, inquiry) in [("original", original.clone()), ("first-update", pas_bundle(&partial, "eocco-medicaid", "chain-2", engine))] {
+            let answer = inquire(inquiry, ehr.clone()).await;
+            keep(&dir, name, &answer);
+            let found = answer["parameter"].as_array().unwrap();
+            assert_eq!(found.len(), 1, "{name}: {answer}");
+            let response = &found[0]["resource"]["entry"][0]["resource"];
+            assert_eq!(review_action(&found[0]["resource"]), "A1", "{name}: {answer}");
+            assert_eq!(response["request"], current["request"], "{name}");
+            assert_eq!(response["preAuthRef"], current["preAuthRef"], "{name}");
+        }
+        // Another organization, or another member: nothing, as before.
+        assert_eq!(inquire(original.clone(), other.clone()).await, json!({"resourceType": "Parameters"}));
+        let mut stranger = original.clone();
+        for entry in stranger["entry"].as_array_mut().unwrap() {
+            if entry["resource"]["resourceType"] == "Patient" {
+                entry["resource"]["birthDate"] = json!("1999-09-09");
+                entry["resource"]["name"] = json!([{"family": "Other", "given": ["Person"]}]);
+            }
+        }
+        assert_eq!(inquire(stranger, ehr.clone()).await, json!({"resourceType": "Parameters"}));
+
+        // The guide's update keeps item 1, cancels item 2 and adds item 3: the original's
+        // inquiry answers the update's Claim, with item 2 cancelled, as `$submit` answered it.
+        let homecare = pas_example("Bundle-HomecareAuthorizationBundleExample", "home-r", "T-replaced");
+        assert_eq!(server.post("/fhir/Claim/$submit", &ehr, &homecare).await.status, 200);
+        let mut update = pas_example("Bundle-HomecareAuthorizationUpdateBundleExample", "upd-r", "T-replaced-UPDATE");
+        let named = update["entry"].as_array_mut().unwrap().iter_mut().skip(1).find(|e| e["resource"]["resourceType"] == "Claim").unwrap();
+        named["resource"]["identifier"][0]["value"] = json!("T-replaced");
+        let updated = server.post("/fhir/Claim/$submit", &ehr, &update).await;
+        assert_eq!(updated.status, 200, "{}", updated.body);
+        let answer = inquire(homecare, ehr.clone()).await;
+        keep(&dir, "item-cancelled", &answer);
+        let found = answer["parameter"].as_array().unwrap();
+        assert_eq!(found.len(), 1, "{answer}");
+        let mut actions = item_actions(&found[0]["resource"]);
+        actions.sort_by_key(|(sequence, _)| sequence.as_u64());
+        let mut answered = item_actions(&updated.body);
+        answered.sort_by_key(|(sequence, _)| sequence.as_u64());
+        assert_eq!(actions, answered, "{answer}");
+        assert_eq!(found[0]["resource"]["entry"][0]["resource"]["request"]["identifier"]["value"], "T-replaced-UPDATE");
+        validate(&dir);
+        server.stop().await;
+    })
+    .await;
+}
+
 /// A subscription is updated in place (`PUT`), only by its organization; each save sends the
 /// endpoint the handshake, and an endpoint that does not answer it leaves it in `error`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -19,7 +19,8 @@ use crate::lifecycle::attachments::{self, SentFile};
 use crate::lifecycle::members::{self, Membership};
 use crate::lifecycle::request_view;
 use crate::lifecycle::requests::{
-    self as lifecycle_requests, ClaimLink, NamedClaimRequest, ReceivedBundle, SubmitBody, Urgency,
+    self as lifecycle_requests, ClaimLink, NamedClaimRequest, ReceivedBundle, SubmitBody,
+    Successor, Urgency,
 };
 use crate::lifecycle::{self, now_ms, timestamp};
 use crate::web::{AppError, AppState};
@@ -98,7 +99,7 @@ pub(crate) async fn submit(
         let prior = prior_requests(&state, &caller, &prior).await?;
         for request in &prior {
             let reason = "Cancelled by the provider (PAS certification type 3)";
-            withdraw_prior(&state, &caller, &request.id, reason, "cancelled").await?;
+            withdraw_prior(&state, &caller, &request.id, reason, "cancelled", None).await?;
         }
         let answers: Vec<_> = prior.into_iter().map(|r| Answer::Stored(r.id)).collect();
         return answer(&state, &caller, &answers, &source, &canonical).await;
@@ -163,12 +164,14 @@ pub(crate) async fn submit(
         for prior in prior_requests(&state, &caller, &prior).await? {
             if cancelled_items.contains(&prior.item_sequence) {
                 let reason = "Cancelled by the provider (PAS certification type 3)";
-                withdraw_prior(&state, &caller, &prior.id, reason, "cancelled").await?;
+                let by = Successor::CancelledBy(request.claim_identifier.clone());
+                withdraw_prior(&state, &caller, &prior.id, reason, "cancelled", Some(by)).await?;
                 // Newest first: an item answered once, by its latest request.
                 cancelled_items.retain(|sequence| *sequence != prior.item_sequence);
                 cancelled_answers.push(Answer::Stored(prior.id));
             } else {
-                withdraw_prior(&state, &caller, &prior.id, &reason, "updated").await?;
+                let by = Successor::ReplacedBy(request.claim_identifier.clone());
+                withdraw_prior(&state, &caller, &prior.id, &reason, "updated", Some(by)).await?;
             }
         }
     }
@@ -306,19 +309,28 @@ async fn prior_requests(
     ))
 }
 
-/// Withdraws the request an update replaces or a cancellation cancels. Sent again (the
-/// request already withdrawn), it is done; a request already decided is a conflict.
+/// Withdraws the request an update replaces or a cancellation cancels; an update's Claim is
+/// recorded as its `successor` (what an inquiry about it answers). Sent again (the request
+/// already withdrawn), it is done; a request already decided is a conflict.
 async fn withdraw_prior(
     state: &AppState,
     caller: &Caller,
     id: &str,
     reason: &str,
     verb: &str,
+    successor: Option<Successor>,
 ) -> Result<(), FhirError> {
     let body = lifecycle_requests::WithdrawalBody {
         reason: reason.to_string(),
     };
-    match lifecycle_requests::withdraw(&state.service, caller, id, &body, None).await {
+    let withdrawn = match &successor {
+        Some(successor) => {
+            lifecycle_requests::withdraw_for_claim(&state.service, caller, id, &body, successor)
+                .await
+        }
+        None => lifecycle_requests::withdraw(&state.service, caller, id, &body, None).await,
+    };
+    match withdrawn {
         Ok(_) => Ok(()),
         Err(lifecycle::Error::Conflict(_)) => {
             let view = request_view::read(&state.service, caller, id).await?;

@@ -662,21 +662,83 @@ pub(crate) async fn inquire(
             .await?;
     let canonical = canonical(&headers);
     let mut responses = Vec::new();
-    // The requests found share the bytes read where the call runs.
-    let inline_bytes = INLINE_PARSE_BYTES / found.len().max(1);
-    for id in found {
-        let read = request_view::read_with_claim(&state.service, &caller, &id).await?;
-        let (response, stored) = response_of(&state, read, &canonical, inline_bytes).await?;
-        if pas::same_member(&stored, &inquiry) {
-            responses.push(response);
+    // Requests an update cancelled, answered with that update's Claim: (its `system|value`,
+    // the response).
+    let mut cancelled = Vec::new();
+    let mut queue: std::collections::VecDeque<String> = found.into();
+    let mut seen = std::collections::HashSet::new();
+    let mut followed = 0;
+    // The requests read share the bytes read where the call runs.
+    let mut inline_left = INLINE_PARSE_BYTES;
+    while let Some(id) = queue.pop_front() {
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        let inline_bytes = inline_left / (queue.len() + 1);
+        inline_left -= inline_bytes;
+        let (record, claim) = request_view::read_with_claim(&state.service, &caller, &id).await?;
+        let successor = lifecycle_requests::Successor::of(&record);
+        let organization = claim.as_ref().map(|c| c.organization.clone());
+        let (response, stored) =
+            response_of(&state, (record, claim), &canonical, inline_bytes).await?;
+        if !pas::same_member(&stored, &inquiry) {
+            continue;
+        }
+        // A request an update withdrew: PAS, "If a search is for a 'replaced' prior
+        // authorization, the search result SHALL include the 'current' prior authorization
+        // response". The update's Claim, of the same organization, answers instead (its own
+        // update in turn, to a bound), and an item the update cancelled is answered within it.
+        if let (Some(successor), Some(organization)) = (successor, organization) {
+            let current = if followed < MAX_REPLACEMENTS_FOLLOWED {
+                lifecycle_requests::find_successor_claim(
+                    &state.service,
+                    &caller,
+                    &organization,
+                    successor.claim(),
+                )
+                .await?
+            } else {
+                Vec::new()
+            };
+            if !current.is_empty() {
+                followed += 1;
+                queue.extend(current);
+                if let lifecycle_requests::Successor::CancelledBy(claim) = successor {
+                    cancelled.push((claim, response));
+                }
+                continue;
+            }
+        }
+        responses.push(response);
+    }
+    // One Bundle per Claim, holding every item's request; after its own items, those its
+    // update cancelled (as `$submit` answered the update).
+    let mut claims = pas::responses_by_claim(responses);
+    for (claim, response) in cancelled {
+        match claims.iter_mut().find(|c| claim_identifier_of(c) == claim) {
+            Some(current) => *current = pas::merge_responses(vec![current.take(), response]),
+            None => claims.push(response),
         }
     }
-    // One Bundle per Claim, holding every item's request.
-    let bundles = pas::responses_by_claim(responses)
+    let bundles = claims
         .into_iter()
         .map(|response| json!({"name": "return", "resource": pas::as_inquiry_response(response)}))
         .collect();
     Ok(fhir_json(StatusCode::OK, inquiry_answer(bundles)))
+}
+
+/// How many updates one inquiry follows from a replaced request to the current one.
+const MAX_REPLACEMENTS_FOLLOWED: usize = 8;
+
+/// `system|value` of the Claim a PAS response Bundle answers (`ClaimResponse.request`), as
+/// the service records a Claim's identifier.
+fn claim_identifier_of(response: &Value) -> String {
+    let identifier = &response["entry"][0]["resource"]["request"]["identifier"];
+    format!(
+        "{}|{}",
+        identifier["system"].as_str().unwrap_or_default(),
+        identifier["value"].as_str().unwrap_or_default()
+    )
 }
 
 /// An inquiry's answer: PAS's `Claim-inquiry` returns 0..* Bundles (`return`), so always

@@ -722,6 +722,81 @@ pub async fn withdraw(
     body: &WithdrawalBody,
     retry: Option<&Retry>,
 ) -> Result<(Value, bool), Error> {
+    withdraw_with(service, caller, id, body, retry, None).await
+}
+
+/// What became of a PAS request that a later Claim withdrew: replaced by that Claim's
+/// requests (an update), or cancelled by it (an item the update cancels).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Successor {
+    /// `system|value` of the update's Claim, whose requests answer for this one.
+    ReplacedBy(String),
+    /// `system|value` of the update's Claim, whose answer holds this one, cancelled.
+    CancelledBy(String),
+}
+
+impl Successor {
+    /// The event's field and the Claim.
+    fn field(&self) -> (&'static str, &str) {
+        match self {
+            Successor::ReplacedBy(claim) => ("replaced_by", claim),
+            Successor::CancelledBy(claim) => ("cancelled_by", claim),
+        }
+    }
+
+    /// What a request's record (as [`super::request_view::read`] shows it) says became of
+    /// it: its withdrawal's `replaced_by` or `cancelled_by`. A request an update withdrew
+    /// before these were recorded says so in its reason only (`Replaced by an update (PAS
+    /// Claim …)`, written by the FHIR adapter), which is read too.
+    pub fn of(record: &Value) -> Option<Successor> {
+        if record["status"] != "withdrawn" {
+            return None;
+        }
+        let withdrawal = record["history"]
+            .as_array()?
+            .iter()
+            .rev()
+            .find(|event| event["kind"] == "withdrawn")?;
+        let text = |field: &str| withdrawal[field].as_str().map(str::to_string);
+        text("replaced_by")
+            .map(Successor::ReplacedBy)
+            .or_else(|| text("cancelled_by").map(Successor::CancelledBy))
+            .or_else(|| {
+                let reason = withdrawal["reason"].as_str()?;
+                let claim = reason
+                    .strip_prefix("Replaced by an update (PAS Claim ")?
+                    .strip_suffix(')')?;
+                Some(Successor::ReplacedBy(claim.to_string()))
+            })
+    }
+
+    pub fn claim(&self) -> &str {
+        self.field().1
+    }
+}
+
+/// Withdraws a PAS request that a later Claim of its organization replaces or cancels (an
+/// update), recording that Claim with the withdrawal so that an inquiry about this one can
+/// answer the current one (PAS: "If a search is for a 'replaced' prior authorization, the
+/// search result SHALL include the 'current' prior authorization response").
+pub async fn withdraw_for_claim(
+    service: &Service,
+    caller: &Caller,
+    id: &str,
+    body: &WithdrawalBody,
+    successor: &Successor,
+) -> Result<(Value, bool), Error> {
+    withdraw_with(service, caller, id, body, None, Some(successor)).await
+}
+
+async fn withdraw_with(
+    service: &Service,
+    caller: &Caller,
+    id: &str,
+    body: &WithdrawalBody,
+    retry: Option<&Retry>,
+    successor: Option<&Successor>,
+) -> Result<(Value, bool), Error> {
     require(caller, &[Role::Submitter, Role::Admin])?;
     let reason = body.reason.trim();
     if reason.is_empty() || reason.chars().count() > REASON_MAX {
@@ -736,6 +811,12 @@ pub async fn withdraw(
     };
     let row = fetch(&mut tx, caller, id).await?;
     let now = now_ms();
+    let mut detail = serde_json::Map::new();
+    detail.insert("reason".into(), json!(reason));
+    if let Some((field, claim)) = successor.map(Successor::field) {
+        detail.insert(field.into(), json!(claim));
+    }
+    let detail = Value::Object(detail);
     // One statement decides it against a concurrent completion or determination: whichever
     // commits first wins, the other finds the request no longer pending.
     if !requests::withdraw(&mut tx, id, now).await? {
@@ -752,7 +833,7 @@ pub async fn withdraw(
             actor: &caller.key_id,
             at: now,
             outcome: &row.outcome,
-            case_json: &json!({"reason": reason}).to_string(),
+            case_json: &detail.to_string(),
             decision_json: "",
             decision_sha256: None,
         },
@@ -834,6 +915,28 @@ pub async fn find_by_claim(
     Ok(found
         .into_iter()
         .filter(|found| visible(caller, &found.organization))
+        .map(|found| found.request_id)
+        .collect())
+}
+
+/// The requests of the Claim `identifier` (`system|value`, exactly) of `organization`, which
+/// the caller may see; newest first. What an inquiry follows from a request an update of that
+/// organization withdrew ([`Successor`]): never another organization's Claim.
+pub async fn find_successor_claim(
+    service: &Service,
+    caller: &Caller,
+    organization: &str,
+    identifier: &str,
+) -> Result<Vec<String>, Error> {
+    if !visible(caller, organization) {
+        return Ok(Vec::new());
+    }
+    let found =
+        requests::by_claim_identifier(&service.store.pool, identifier, None, Some(organization))
+            .await?;
+    Ok(found
+        .into_iter()
+        .filter(|found| found.organization == organization && found.claim_identifier == identifier)
         .map(|found| found.request_id)
         .collect())
 }
