@@ -1845,6 +1845,25 @@ async fn a_subscription_is_updated_and_handshaken() {
             )
             .await;
         assert_eq!(foreign.status, 404, "{}", foreign.body);
+        // The CapabilityStatement says so: every interaction `/fhir/Subscription` serves.
+        let metadata = server.get("/fhir/metadata", &ehr).await;
+        let resources = metadata.body["rest"][0]["resource"].as_array().unwrap();
+        let subscription = resources
+            .iter()
+            .find(|r| r["type"] == "Subscription")
+            .unwrap();
+        let mut interactions: Vec<&str> = subscription["interaction"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["code"].as_str().unwrap())
+            .collect();
+        interactions.sort_unstable();
+        assert_eq!(
+            interactions,
+            ["create", "delete", "read", "update"],
+            "{subscription}"
+        );
         server.stop().await;
     })
     .await;

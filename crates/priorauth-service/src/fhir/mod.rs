@@ -199,7 +199,7 @@ pub(crate) async fn capability_statement() -> Response {
                     {"type": "Questionnaire", "interaction": [{"code": "read"}], "operation": [
                         {"name": "questionnaire-package", "definition": "http://hl7.org/fhir/us/davinci-dtr/OperationDefinition/questionnaire-package"},
                         {"name": "next-question", "definition": "http://hl7.org/fhir/uv/sdc/OperationDefinition/Questionnaire-next-question"}]},
-                    {"type": "Subscription", "interaction": [{"code": "create"}, {"code": "read"}, {"code": "delete"}]},
+                    {"type": "Subscription", "interaction": [{"code": "create"}, {"code": "read"}, {"code": "update"}, {"code": "delete"}]},
                 ],
             }],
         }),
