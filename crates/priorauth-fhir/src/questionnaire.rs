@@ -302,7 +302,11 @@ pub fn questionnaire(engine: &Engine, policy: &Policy, canonical: &Canonical, ma
     questionnaire
 }
 
-/// The adaptive Questionnaire of a policy: no items yet; `$next-question` adds them.
+/// The adaptive Questionnaire of a policy: no items yet; `$next-question` adds them. As read
+/// by its canonical and returned in a package it is DTR's `dtr-questionnaire-adapt-search`
+/// ("returning the empty Questionnaire in a Questionnaire package", url 1..1); the copy a
+/// response contains while it is filled is `dtr-questionnaire-adapt` (url 0..0,
+/// [`adaptive_start`]).
 pub fn adaptive_questionnaire(policy: &Policy, canonical: &Canonical) -> Value {
     let title = format!(
         "{}: prior authorization questions, asked one at a time",
@@ -311,7 +315,7 @@ pub fn adaptive_questionnaire(policy: &Policy, canonical: &Canonical) -> Value {
     json!({
         "resourceType": "Questionnaire",
         "id": format!("{}-adaptive", policy.id),
-        "meta": {"profile": [format!("{DTR}/StructureDefinition/dtr-questionnaire-adapt")]},
+        "meta": {"profile": [format!("{DTR}/StructureDefinition/dtr-questionnaire-adapt-search")]},
         "text": narrative(&title, &[]),
         "url": canonical.adaptive(&policy.id),
         // The adaptive form asks the standard form's questions.
@@ -604,9 +608,15 @@ pub fn adaptive_start(
         .filter(|k| case_value(case, k).is_some())
         .collect();
     let mut contained = questionnaire.clone();
-    // A contained resource is known by its local id; its canonical is the standalone form's.
+    // A contained resource is known by its local id; its canonical is the standalone form's
+    // (`derivedFrom` names the standard form). It is the form being filled: DTR's
+    // `dtr-questionnaire-adapt`, which has no url.
     if let Some(object) = contained.as_object_mut() {
         object.remove("url");
+        object.insert(
+            "meta".into(),
+            json!({"profile": [format!("{DTR}/StructureDefinition/dtr-questionnaire-adapt")]}),
+        );
     }
     contained["item"] = json!(
         known

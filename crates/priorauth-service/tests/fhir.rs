@@ -1257,6 +1257,19 @@ async fn the_dtr_package_is_as_dtr_clients_read_it() {
         let response = bundle["entry"][1]["resource"].clone();
         assert!(response["contained"][0].get("url").is_none(), "{response}");
         keep(&dir, "adaptive-start", &response);
+        // DTR's profiles: the empty form a package returns, found by its canonical, is
+        // `dtr-questionnaire-adapt-search` (url 1..1); the form being filled, contained in the
+        // response without a url, is `dtr-questionnaire-adapt` (url 0..0). Each is checked.
+        let packaged = &bundle["entry"][0]["resource"];
+        assert!(packaged["meta"]["profile"][0].as_str().unwrap().ends_with("/dtr-questionnaire-adapt-search"), "{packaged}");
+        assert!(packaged["url"].as_str().unwrap().ends_with("/Questionnaire/eocco-0382-adaptive"), "{packaged}");
+        keep(&dir, "adaptive-packaged", packaged);
+        let filled = &response["contained"][0];
+        assert!(filled["meta"]["profile"][0].as_str().unwrap().ends_with("/dtr-questionnaire-adapt"), "{filled}");
+        keep(&dir, "adaptive-contained", filled);
+        let read = server.get("/fhir/Questionnaire/eocco-0382-adaptive", &ehr).await;
+        assert_eq!(read.status, 200, "{}", read.body);
+        keep(&dir, "adaptive-read", &read.body);
         let path = format!("{}/Questionnaire/$next-question", base.trim_start_matches(&server.base));
         assert!(path.starts_with("/fhir/"), "{base} is this server's FHIR base");
         let next = server.post(&path, &ehr, &json!({"resourceType": "Parameters", "parameter": [{"name": "questionnaire-response", "resource": response}]})).await;
