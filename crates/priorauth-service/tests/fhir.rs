@@ -1244,6 +1244,24 @@ async fn the_dtr_package_is_as_dtr_clients_read_it() {
         for answer in answered {
             assert_eq!(answer["extension"][0]["extension"][0]["valueCode"], "auto", "{answer}");
         }
+        assert_eq!(with_order.body["parameter"].as_array().unwrap().len(), 1, "nothing to warn of: {}", with_order.body);
+        // A Questionnaire asked for that this payer does not have: the package for the order,
+        // and a warning in `outcome` naming it (DTR: "a warning SHALL be provided in the
+        // 'outcome'").
+        let unknown = "http://payer.example/fhir/Questionnaire/no-such-form|1.0";
+        let with_unknown = server.post("/fhir/Questionnaire/$questionnaire-package", &ehr, &json!({"resourceType": "Parameters", "parameter": [
+            {"name": "coverage", "resource": coverage}, {"name": "order", "resource": order},
+            {"name": "questionnaire", "valueCanonical": unknown}]})).await;
+        assert_eq!(with_unknown.status, 200, "{}", with_unknown.body);
+        keep(&dir, "package-with-unknown-questionnaire", &with_unknown.body);
+        let parameters = with_unknown.body["parameter"].as_array().unwrap();
+        assert_eq!(parameters[0]["name"], "PackageBundle");
+        let outcome = parameters.iter().find(|p| p["name"] == "outcome").expect("an outcome");
+        let issues = outcome["resource"]["issue"].as_array().unwrap();
+        assert_eq!(outcome["resource"]["resourceType"], "OperationOutcome");
+        assert_eq!(issues.len(), 1, "{outcome}");
+        assert_eq!(issues[0]["severity"], "warning");
+        assert!(issues[0]["diagnostics"].as_str().unwrap().contains(unknown), "{outcome}");
 
         // The adaptive form: its service is found at `{valueUrl}/Questionnaire/$next-question`,
         // and its contained Questionnaire is known by its local id only.

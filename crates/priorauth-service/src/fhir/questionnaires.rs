@@ -72,7 +72,7 @@ fn parameter_strings(parameters: &Value, name: &str) -> Vec<String> {
 }
 
 #[utoipa::path(post, path = "/fhir/Questionnaire/$questionnaire-package", operation_id = "dtr_questionnaire_package", tag = "FHIR", summary = "Da Vinci DTR $questionnaire-package: the Questionnaires for a coverage and an order", request_body(content = crate::answers::FhirResource, content_type = "application/fhir+json", description = "a Parameters resource (coverage, order)"),
-    responses((status = 200, description = "a Parameters resource holding each package Bundle", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 422, description = "not a valid resource, naming the element: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
+    responses((status = 200, description = "a Parameters resource holding each package Bundle, and an `outcome` OperationOutcome warning naming each Questionnaire asked for that is not found", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 422, description = "not a valid resource, naming the element: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
 pub(crate) async fn questionnaire_package(
     State(state): State<AppState>,
     who: Result<Caller, AppError>,
@@ -135,17 +135,22 @@ pub(crate) async fn questionnaire_package(
     let case = with_plan(&state, &plan, builder.case());
     // The policy: the plan's for the order's drug, else the one of the Questionnaire CRD named.
     let from_order = governing(&state, &plan, &case).map(|(index, _)| index);
-    let from_questionnaire = asked_for
-        .iter()
-        .filter_map(|q| dtr::policy_of(q))
-        .find(|id| {
-            state
-                .service
-                .plans
-                .get(&plan)
-                .is_some_and(|p| p.policies.values().any(|v| v == id))
-        })
-        .and_then(|id| state.service.engine.policy_index(id));
+    // A Questionnaire asked for is known when it names a policy of the member's plan.
+    let known = |canonical: &str| {
+        dtr::policy_of(canonical)
+            .filter(|id| {
+                state
+                    .service
+                    .plans
+                    .get(&plan)
+                    .is_some_and(|p| p.policies.values().any(|v| v == id))
+            })
+            .and_then(|id| state.service.engine.policy_index(id))
+    };
+    let from_questionnaire = asked_for.iter().find_map(|q| known(q));
+    // DTR: "If any of the explicitly requested questionnaires cannot be found, a warning
+    // SHALL be provided in the 'outcome'".
+    let not_found: Vec<&String> = asked_for.iter().filter(|q| known(q).is_none()).collect();
     let policy_index = from_order.or(from_questionnaire).ok_or_else(|| {
         FhirError::invalid(&[Problem::new(
             if orders.is_empty() {
@@ -218,10 +223,31 @@ pub(crate) async fn questionnaire_package(
             {"fullUrl": format!("urn:uuid:{}", uuid()), "resource": response},
         ],
     });
+    let mut parameters = vec![json!({"name": "PackageBundle", "resource": bundle})];
+    if !not_found.is_empty() {
+        parameters.push(json!({"name": "outcome", "resource": not_found_outcome(&not_found)}));
+    }
     Ok(fhir_json(
         StatusCode::OK,
-        json!({"resourceType": "Parameters", "meta": {"profile": ["http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-qpackage-output-parameters"]}, "parameter": [{"name": "PackageBundle", "resource": bundle}]}),
+        json!({"resourceType": "Parameters", "meta": {"profile": ["http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-qpackage-output-parameters"]}, "parameter": parameters}),
     ))
+}
+
+/// The `outcome` of a package for Questionnaires asked for that this service does not have
+/// for the member's plan: a warning naming each canonical (the package holds what was found).
+fn not_found_outcome(canonicals: &[&String]) -> Value {
+    let issues: Vec<Value> = canonicals
+        .iter()
+        .map(|canonical| {
+            json!({
+                "severity": "warning",
+                "code": "not-found",
+                "diagnostics": format!("no Questionnaire `{canonical}` for this member's plan: it is not in the package"),
+                "expression": ["Parameters.parameter.where(name = 'questionnaire')"],
+            })
+        })
+        .collect();
+    json!({"resourceType": "OperationOutcome", "issue": issues})
 }
 
 #[utoipa::path(post, path = "/fhir/Questionnaire/$next-question", operation_id = "dtr_next_question", tag = "FHIR", summary = "Da Vinci DTR adaptive $next-question", request_body(content = crate::answers::FhirResource, content_type = "application/fhir+json", description = "a QuestionnaireResponse of the adaptive form, or Parameters holding one"),
