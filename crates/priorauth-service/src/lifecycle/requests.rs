@@ -995,3 +995,46 @@ pub async fn find_named_claim(
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Successor;
+    use serde_json::json;
+
+    /// What became of a withdrawn request: the Claim its withdrawal records, or, for one
+    /// withdrawn by an update before that was recorded, the Claim its reason names.
+    #[test]
+    fn a_withdrawal_names_the_claim_that_replaced_or_cancelled_it() {
+        let withdrawn = |event: serde_json::Value| json!({"status": "withdrawn", "history": [{"kind": "submitted"}, event]});
+        assert_eq!(
+            Successor::of(&withdrawn(
+                json!({"kind": "withdrawn", "reason": "Replaced", "replaced_by": "s|b"})
+            )),
+            Some(Successor::ReplacedBy("s|b".into()))
+        );
+        assert_eq!(
+            Successor::of(&withdrawn(
+                json!({"kind": "withdrawn", "reason": "Cancelled", "cancelled_by": "s|b"})
+            )),
+            Some(Successor::CancelledBy("s|b".into()))
+        );
+        assert_eq!(
+            Successor::of(&withdrawn(
+                json!({"kind": "withdrawn", "reason": "Replaced by an update (PAS Claim urn:trnorg:1|T-2)"})
+            )),
+            Some(Successor::ReplacedBy("urn:trnorg:1|T-2".into()))
+        );
+        // Withdrawn by its requester, or not withdrawn: nothing replaced it.
+        assert_eq!(
+            Successor::of(&withdrawn(
+                json!({"kind": "withdrawn", "reason": "The order was cancelled"})
+            )),
+            None
+        );
+        assert_eq!(
+            Successor::of(&json!({"status": "approved", "history": [
+                {"kind": "withdrawn", "replaced_by": "s|b"}]})),
+            None
+        );
+    }
+}
