@@ -394,6 +394,42 @@ fn member_of(bundle: &Value) -> Member {
     }
 }
 
+/// The references a PAS 2.2.1 inquiry searches by, besides its Claim's trace number: the
+/// values of `extension-authorizationNumber` and `extension-administrationReferenceNumber` on
+/// its Claim or its items (the numbers a response gave), at most 16, each once.
+pub fn inquiry_references(inquiry: &Value) -> Vec<String> {
+    let claim = &inquiry["entry"][0]["resource"];
+    let wanted = [
+        format!("{PAS}/StructureDefinition/extension-authorizationNumber"),
+        format!("{PAS}/StructureDefinition/extension-administrationReferenceNumber"),
+    ];
+    let items = claim["item"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut references: Vec<String> = Vec::new();
+    for extension in std::iter::once(claim)
+        .chain(items)
+        .filter_map(|holder| holder["extension"].as_array())
+        .flatten()
+        .filter(|e| {
+            e["url"]
+                .as_str()
+                .is_some_and(|url| wanted.iter().any(|w| w == url))
+        })
+    {
+        let value = extension["valueString"]
+            .as_str()
+            .or(extension["valueIdentifier"]["value"].as_str());
+        if let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) {
+            if !references.iter().any(|r| r == value) && references.len() < 16 {
+                references.push(value.to_string());
+            }
+        }
+    }
+    references
+}
+
 /// Whether an inquiry is about the member of a stored request (PAS: an inquiry matches on
 /// the trace number and the member): the subscriber ids where both give one, else a member
 /// identifier in common, else the birth date and family name where both give them.

@@ -1709,6 +1709,65 @@ async fn an_inquiry_matches_the_trace_number_and_the_member() {
     .await;
 }
 
+/// PAS 2.2.1: "The Claim.identifier is for the TRN of the ClaimInquiry … To search for a
+/// specific authorization, the REF-NT and REF-BB can be used": an inquiry with a trace number
+/// of its own finds the request by the authorization number or the administration reference
+/// number its answer gave; another organization's number finds nothing, as an unknown one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_inquiry_finds_a_request_by_its_authorization_or_reference_number() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, ehr) = server.key("clinic-a", Role::Submitter, "Clinic A EHR", "").await;
+        let (_, other) = server.key("clinic-b", Role::Submitter, "Clinic B EHR", "").await;
+        let engine = &server.state.service.engine;
+        let bundle = pas_bundle(&support::recorded_case("E01"), "eocco-medicaid", "ref-1", engine);
+        let submitted = server.post("/fhir/Claim/$submit", &ehr, &bundle).await;
+        assert_eq!(review_action(&submitted.body), "A1", "{}", submitted.body);
+        let item = &submitted.body["entry"][0]["resource"]["item"][0];
+        let number = extension(&item["extension"], "extension-authorizationNumber").unwrap()["valueString"].clone();
+        assert!(number.as_str().unwrap().starts_with("PA-"), "{item}");
+        // A pended request is followed by its administration reference number.
+        let mut partial = support::recorded_case("E01");
+        partial["diagnosis"].as_object_mut().unwrap().remove("lineage");
+        let pended_bundle = pas_bundle(&partial, "eocco-medicaid", "ref-2", engine);
+        let pended = server.post("/fhir/Claim/$submit", &ehr, &pended_bundle).await;
+        assert_eq!(review_action(&pended.body), "A4", "{}", pended.body);
+        let pended_item = &pended.body["entry"][0]["resource"]["item"][0];
+        let reference = extension(&pended_item["extension"], "extension-administrationReferenceNumber").unwrap()["valueString"].clone();
+        let inquiry = |url_end: &str, value: &Value, at_item: bool| {
+            let mut inquiry = if value == &reference { pended_bundle.clone() } else { bundle.clone() };
+            let claim = &mut inquiry["entry"][0]["resource"];
+            claim["identifier"][0]["value"] = json!(format!("inquiry-{url_end}"));
+            let extension = json!({"url": format!("http://hl7.org/fhir/us/davinci-pas/StructureDefinition/{url_end}"), "valueString": value});
+            let holder = if at_item { &mut claim["item"][0] } else { claim };
+            match holder["extension"].as_array_mut() {
+                Some(list) => list.push(extension),
+                None => holder["extension"] = json!([extension]),
+            }
+            inquiry
+        };
+        for (url_end, value, at_item) in [
+            ("extension-authorizationNumber", &number, false),
+            ("extension-authorizationNumber", &number, true),
+            ("extension-administrationReferenceNumber", &reference, true),
+        ] {
+            let found = server.post("/fhir/Claim/$inquire", &ehr, &inquiry(url_end, value, at_item)).await;
+            assert_eq!(found.status, 200, "{}", found.body);
+            let bundles = found.body["parameter"].as_array().unwrap();
+            assert_eq!(bundles.len(), 1, "{url_end}: {}", found.body);
+            let expected = if value == &reference { "A4" } else { "A1" };
+            assert_eq!(review_action(&bundles[0]["resource"]), expected, "{}", found.body);
+            // Another organization, and a number nobody was given: nothing found.
+            let theirs = server.post("/fhir/Claim/$inquire", &other, &inquiry(url_end, value, at_item)).await;
+            assert_eq!((theirs.status, &theirs.body), (200, &json!({"resourceType": "Parameters"})));
+            let unknown = server.post("/fhir/Claim/$inquire", &ehr, &inquiry(url_end, &json!("PA-NOSUCH"), at_item)).await;
+            assert_eq!((unknown.status, &unknown.body), (200, &json!({"resourceType": "Parameters"})));
+        }
+        server.stop().await;
+    })
+    .await;
+}
+
 /// PAS: "If a search is for a 'replaced' prior authorization, the search result SHALL include
 /// the 'current' prior authorization response." An inquiry about a Claim an update replaced
 /// answers the update's response (and its own update's, along the chain), not the replaced

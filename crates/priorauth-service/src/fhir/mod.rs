@@ -657,9 +657,17 @@ pub(crate) async fn inquire(
     .await??;
     // Query by example: the Claim's trace number (identifier value) finds the request, whatever
     // system the inquiring system writes it under, for the same member.
-    let found =
+    let mut found =
         lifecycle_requests::find_by_claim(&state.service, &caller, &request.claim_identifier)
             .await?;
+    // PAS 2.2.1: "The Claim.identifier is for the TRN of the ClaimInquiry … To search for a
+    // specific authorization, the REF-NT and REF-BB can be used": the authorization number and
+    // the administration reference number (this service's request id) its answers carried.
+    for reference in pas::inquiry_references(&inquiry) {
+        found.extend(
+            lifecycle_requests::find_by_reference(&state.service, &caller, &reference).await?,
+        );
+    }
     let canonical = canonical(&headers);
     let mut responses = Vec::new();
     // Requests an update cancelled, answered with that update's Claim: (its `system|value`,

@@ -919,6 +919,25 @@ pub async fn find_by_claim(
         .collect())
 }
 
+/// The requests of the Claim a PAS 2.2.1 inquiry names by reference: a request's id (its
+/// `administrationReferenceNumber`) or an authorization's number (`authorizationNumber`),
+/// the caller may see; none for a reference to another organization's, as for one unknown.
+pub async fn find_by_reference(
+    service: &Service,
+    caller: &Caller,
+    reference: &str,
+) -> Result<Vec<String>, Error> {
+    if reference.is_empty() || reference.len() > 64 || reference.chars().any(char::is_control) {
+        return Ok(Vec::new());
+    }
+    match requests::claim_of_reference(&service.store.pool, reference).await? {
+        Some((identifier, organization)) => {
+            find_successor_claim(service, caller, &organization, &identifier).await
+        }
+        None => Ok(Vec::new()),
+    }
+}
+
 /// The requests of the Claim `identifier` (`system|value`, exactly) of `organization`, which
 /// the caller may see; newest first. What an inquiry follows from a request an update of that
 /// organization withdrew ([`Successor`]): never another organization's Claim.

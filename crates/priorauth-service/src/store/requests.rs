@@ -930,6 +930,27 @@ pub struct ClaimMatch {
     pub item_sequence: i64,
 }
 
+/// The PAS Claim (its `system|value`, and its organization) of a request named by its id or
+/// by its authorization's number: what a PAS 2.2.1 inquiry's `administrationReferenceNumber`
+/// or `authorizationNumber` names.
+pub async fn claim_of_reference(
+    pool: &sqlx::AnyPool,
+    reference: &str,
+) -> Result<Option<(String, String)>, StoreError> {
+    let row = sqlx::query("SELECT claim_identifier, organization FROM fhir_claims WHERE request_id = $1 OR request_id IN (SELECT request_id FROM authorizations WHERE number = $1) LIMIT 1")
+        .bind(reference)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row
+        .map(|row| -> Result<_, sqlx::Error> {
+            Ok((
+                row.try_get("claim_identifier")?,
+                row.try_get("organization")?,
+            ))
+        })
+        .transpose()?)
+}
+
 /// The requests whose PAS Claim identifier is `identifier` or, given a `value`, ends in
 /// `|value` (the same trace number under another system), newest first (at most 20).
 ///
