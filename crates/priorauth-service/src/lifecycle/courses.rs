@@ -65,7 +65,9 @@ pub async fn with_records(
             .and_then(Value::as_str)
             .map(str::to_string)
     };
-    let (member, drug) = (text("/patient/member_id"), text("/request/drug"));
+    // The member as requests are stored by it (`Member::of_case`: without surrounding spaces).
+    let member = text("/patient/member_id").map(|id| id.trim().to_string());
+    let drug = text("/request/drug");
     let declares_renewal = text("/request/kind").as_deref() == Some("renewal");
     let (Some(member), Some(drug)) = (member, drug) else {
         if declares_renewal {
@@ -104,7 +106,10 @@ pub async fn merge_records(
             .and_then(Value::as_str)
             .map(str::to_string)
     };
-    if let (Some(member), Some(drug)) = (text("/patient/member_id"), text("/request/drug")) {
+    if let (Some(member), Some(drug)) = (
+        text("/patient/member_id").map(|id| id.trim().to_string()),
+        text("/request/drug"),
+    ) {
         let recorded = records::of_member(&service.store.reads, plan, &member, &drug).await?;
         add_recorded(&recorded, case_json);
     }

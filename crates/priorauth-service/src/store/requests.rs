@@ -59,12 +59,13 @@ impl Member {
         })
     }
 
-    /// The member a case (as JSON) names.
+    /// The member a case (as JSON) names, without the spaces around (a member's earlier
+    /// requests are found by the id: `M-1 ` is `M-1`).
     pub fn of_case(case: &serde_json::Value) -> Member {
         let text = |pointer: &str| {
             case.pointer(pointer)
                 .and_then(serde_json::Value::as_str)
-                .map(str::to_string)
+                .map(|text| text.trim().to_string())
         };
         Member {
             id: text("/patient/member_id"),
