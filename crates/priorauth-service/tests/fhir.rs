@@ -1959,6 +1959,59 @@ async fn a_subscription_is_updated_and_handshaken() {
     .await;
 }
 
+/// One subscription per organization: a second create is refused (409) naming the one to
+/// update with `PUT`, and the first is left as it was (replacing it would silently take its
+/// system's notifications); after a delete, a create creates again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_subscription_create_is_refused() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, ehr) = server
+            .key("clinic-a", Role::Submitter, "Clinic A EHR", "")
+            .await;
+        let (endpoint, _received) = subscriber().await;
+        let mut subscription =
+            read(&repo().join("tests/fhir/pas-examples/Subscription-PASSubscriptionExample.json"));
+        subscription["channel"]["endpoint"] = json!(endpoint);
+        let created = server.post("/fhir/Subscription", &ehr, &subscription).await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        let id = created.body["id"].as_str().unwrap().to_string();
+        let path = format!("/fhir/Subscription/{id}");
+        let before = server.get(&path, &ehr).await;
+        assert_eq!(before.status, 200, "{}", before.body);
+
+        let mut another = subscription.clone();
+        another["channel"]["endpoint"] = json!("http://127.0.0.1:9/elsewhere");
+        another["_criteria"]["extension"][0]["valueString"] = json!("orgIdentifier=9999999999");
+        let second = server.post("/fhir/Subscription", &ehr, &another).await;
+        assert_outcome(&second, 409, "a second create");
+        let said = second.body.to_string();
+        assert!(
+            said.contains(&format!("PUT /fhir/Subscription/{id}")),
+            "names the subscription to update: {said}"
+        );
+        assert_eq!(second.header("location"), None);
+        let after = server.get(&path, &ehr).await;
+        assert_eq!(after.status, 200, "{}", after.body);
+        assert_eq!(
+            after.body, before.body,
+            "the first subscription is unchanged"
+        );
+        assert_eq!(after.body["channel"]["endpoint"], json!(endpoint));
+
+        // Deleted, the organization may create one again.
+        let deleted = server
+            .call(reqwest::Method::DELETE, &path, Some(&ehr), None, &[])
+            .await;
+        assert_eq!(deleted.status, 204, "{}", deleted.body);
+        let again = server.post("/fhir/Subscription", &ehr, &another).await;
+        assert_eq!(again.status, 201, "{}", again.body);
+        assert_ne!(again.body["id"], json!(id));
+        server.stop().await;
+    })
+    .await;
+}
+
 /// A Claim of several items is answered item by item: each item is a request of its own,
 /// decided by its own policy (or sent to a clinician), and the one ClaimResponse holds every
 /// item's review action.

@@ -763,7 +763,7 @@ fn inquiry_answer(bundles: Vec<Value>) -> Value {
 }
 
 #[utoipa::path(post, path = "/fhir/Subscription", operation_id = "pas_create_subscription", tag = "FHIR", summary = "Subscribe to notifications of pended PAS requests (rest-hook)", request_body(content = crate::answers::FhirResource, content_type = "application/fhir+json", description = "a Subscription"),
-    responses((status = 201, description = "created", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 200, description = "the organization's subscription, replaced", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 403, description = "not a submitter: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 422, description = "not a valid resource, naming the element: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
+    responses((status = 201, description = "created", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 403, description = "not a submitter: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 409, description = "the organization already has a subscription (one per organization): an OperationOutcome naming it, to update with `PUT /fhir/Subscription/{id}`; it is left as it was", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 422, description = "not a valid resource, naming the element: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
 pub(crate) async fn create_subscription(
     State(state): State<AppState>,
     who: Result<Caller, AppError>,
@@ -785,8 +785,8 @@ pub(crate) async fn update_subscription(
     save_subscription(&state, who, &headers, &body, Some(id)).await
 }
 
-/// Saves the organization's subscription (one per organization: a new one replaces the old),
-/// then sends its endpoint the handshake; an endpoint that does not answer it 2xx leaves the
+/// Saves the organization's subscription (one per organization: a create when it has one is
+/// refused, 409, naming the one to update with `PUT`), then sends its endpoint the handshake; an endpoint that does not answer it 2xx leaves the
 /// subscription in `error` (notifications are still queued, and retried).
 async fn save_subscription(
     state: &AppState,
@@ -799,14 +799,14 @@ async fn save_subscription(
     submitter(&caller)?;
     let (subscription, resource) =
         pas::read_subscription(text(body)?).map_err(|p| FhirError::invalid(&p))?;
-    let input = |status: &'static str| SubscriptionInput {
+    let input = |status: &'static str, updates: Option<String>| SubscriptionInput {
         endpoint: subscription.endpoint.clone(),
         headers: subscription.headers.clone(),
         resource: resource.clone(),
         status,
-        updates: updates.clone(),
+        updates,
     };
-    let saved = subscriptions::save(&state.service, &caller, input("active"))
+    let saved = subscriptions::save(&state.service, &caller, input("active", updates))
         .await
         .map_err(subscription_error)?;
     let handshake = pas::handshake(&canonical(headers).base, &saved.id, &timestamp(now_ms()));
@@ -815,7 +815,8 @@ async fn save_subscription(
         saved
     } else {
         let created = saved.created;
-        let again = subscriptions::save(&state.service, &caller, input("error"))
+        // The subscription just saved, updated (a create's too: it exists now).
+        let again = subscriptions::save(&state.service, &caller, input("error", Some(saved.id)))
             .await
             .map_err(subscription_error)?;
         subscriptions::Saved { created, ..again }

@@ -1,5 +1,5 @@
 //! Subscriptions: where an organization wants the decisions of its PAS requests delivered
-//! (one per organization; a new one replaces the old). The notifications themselves are
+//! (one per organization: a second create is refused, naming the one to update). The notifications themselves are
 //! queued by the transitions that decide (an outbox) and delivered by the FHIR adapter's
 //! worker.
 
@@ -20,7 +20,7 @@ pub struct SubscriptionInput {
     /// `active`, or `error` when the endpoint did not answer the handshake.
     pub status: &'static str,
     /// The subscription this input updates (`PUT /Subscription/{id}`): it must be the
-    /// organization's; `None` creates or replaces it.
+    /// organization's; `None` creates it, refused when the organization has one.
     pub updates: Option<String>,
 }
 
@@ -28,12 +28,14 @@ pub struct SubscriptionInput {
 #[derive(Debug, Clone)]
 pub struct Saved {
     pub id: String,
-    /// False when it replaced the organization's earlier one.
+    /// True when this save created it (false for an update).
     pub created: bool,
     pub resource: Value,
 }
 
-/// Saves the caller's organization's subscription, replacing an earlier one.
+/// Saves the caller's organization's subscription: creates it, or updates the one `updates`
+/// names. A create when the organization has one is a conflict naming it (replacing it would
+/// silently take another system's notifications), and leaves it as it was.
 pub async fn save(
     service: &Service,
     caller: &Caller,
@@ -48,6 +50,11 @@ pub async fn save(
         .is_some_and(|asked| existing.as_ref() != Some(asked))
     {
         return Err(Error::NotFound);
+    }
+    if input.updates.is_none()
+        && let Some(id) = &existing
+    {
+        return Err(already_subscribed(id));
     }
     let id = existing.clone().unwrap_or_else(|| random_id("sub-"));
     let mut resource = without_secrets(input.resource);
@@ -64,7 +71,7 @@ pub async fn save(
         }
     }
     let mut tx = service.store.pool.begin().await?;
-    notifications::save_subscription(
+    let saved = notifications::save_subscription(
         &mut tx,
         &NewSubscription {
             id: id.clone(),
@@ -73,8 +80,17 @@ pub async fn save(
             headers_json: serde_json::to_string(&input.headers).unwrap_or_else(|_| "[]".into()),
             resource_json: resource.to_string(),
         },
+        existing.is_some(),
     )
     .await?;
+    if !saved {
+        // Another create of the organization's won the race since it was read.
+        tx.rollback().await?;
+        let id = notifications::subscription_of(&service.store.pool, &caller.organization)
+            .await?
+            .unwrap_or_default();
+        return Err(already_subscribed(&id));
+    }
     store::audit(&mut tx, &caller.audit_record("subscription.write", &id)).await?;
     tx.commit().await?;
     Ok(Saved {
@@ -82,6 +98,13 @@ pub async fn save(
         created: existing.is_none(),
         resource,
     })
+}
+
+/// The refusal of a second create: the organization's subscription is updated in place.
+fn already_subscribed(id: &str) -> Error {
+    Error::Conflict(format!(
+        "this organization already has a subscription, `{id}`: update it with PUT /fhir/Subscription/{id} (or delete it first); it was left as it was"
+    ))
 }
 
 /// A subscription's resource, or NotFound when it does not exist or is another

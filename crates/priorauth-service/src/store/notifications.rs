@@ -232,12 +232,19 @@ pub async fn subscription_of(
     Ok(row.map(|r| r.try_get::<String, _>("id")).transpose()?)
 }
 
-/// Stores a subscription, replacing the organization's earlier one.
+/// Saves an organization's subscription: `replace` updates the organization's one in place,
+/// otherwise it is inserted only if the organization has none. Whether it was saved.
 pub async fn save_subscription(
     tx: &mut Tx,
     subscription: &NewSubscription,
-) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO subscriptions (id, organization, endpoint, headers_json, resource_json, events, created_at) VALUES ($1, $2, $3, $4, $5, 0, $6) ON CONFLICT (organization) DO UPDATE SET endpoint = $3, headers_json = $4, resource_json = $5")
+    replace: bool,
+) -> Result<bool, StoreError> {
+    let on_conflict = if replace {
+        "DO UPDATE SET endpoint = $3, headers_json = $4, resource_json = $5"
+    } else {
+        "DO NOTHING"
+    };
+    let saved = sqlx::query(&format!("INSERT INTO subscriptions (id, organization, endpoint, headers_json, resource_json, events, created_at) VALUES ($1, $2, $3, $4, $5, 0, $6) ON CONFLICT (organization) {on_conflict}"))
         .bind(&subscription.id)
         .bind(&subscription.organization)
         .bind(&subscription.endpoint)
@@ -246,7 +253,7 @@ pub async fn save_subscription(
         .bind(now_ms())
         .execute(&mut **tx)
         .await?;
-    Ok(())
+    Ok(saved.rows_affected() > 0)
 }
 
 pub async fn subscription(
