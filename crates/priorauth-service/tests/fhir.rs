@@ -1303,6 +1303,81 @@ async fn the_dtr_package_is_as_dtr_clients_read_it() {
     .await;
 }
 
+/// DTR launched from PAS's Task: the package asked for with the coverage and the Task's
+/// `questionnaire-context` alone (the pended request's id) is that request's policy's form,
+/// pre-populated from the request's stored case; a context naming nothing the caller may see
+/// (no such request, another organization's, a CRD assertion) is nothing found, a 200 without
+/// a Bundle and a warning, the same for each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_package_for_a_pas_tasks_context_alone_is_its_requests_form() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, ehr) = server.key("clinic-a", Role::Submitter, "Clinic A EHR", "").await;
+        let (_, other) = server.key("clinic-b", Role::Submitter, "Clinic B EHR", "").await;
+        let engine = &server.state.service.engine;
+        let mut partial = support::recorded_case("E01");
+        partial["diagnosis"].as_object_mut().unwrap().remove("lineage");
+        let pended = server.post("/fhir/Claim/$submit", &ehr, &pas_bundle(&partial, "eocco-medicaid", "ctx-1", engine)).await;
+        assert_eq!(review_action(&pended.body), "A4", "{}", pended.body);
+        let task = pended.body["entry"].as_array().unwrap().iter().map(|e| &e["resource"]).find(|r| r["resourceType"] == "Task").expect("a Task asks for the information");
+        let input = |code: &str| task["input"].as_array().unwrap().iter().find(|i| i["type"]["coding"][0]["code"] == code).cloned().unwrap();
+        let context = input("questionnaire-context")["valueString"].as_str().unwrap().to_string();
+        assert!(input("payer-url")["valueUrl"].as_str().unwrap().ends_with("/Questionnaire/$questionnaire-package"));
+        let policy = server.get(&format!("/v1/requests/{context}"), &ehr).await.body["policy"].as_str().unwrap().to_string();
+        let coverage = json!({"resourceType": "Coverage", "id": "cov", "status": "active", "beneficiary": {"reference": "Patient/pat"}, "payor": [{"reference": "Organization/payer"}],
+            "class": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": "plan"}]}, "value": "eocco-medicaid"}]});
+        let package = |key: String, parameter: Value| {
+            let (server, coverage) = (&server, &coverage);
+            async move {
+                let parameters = json!({"resourceType": "Parameters", "parameter": [{"name": "coverage", "resource": coverage}, parameter]});
+                server.post("/fhir/Questionnaire/$questionnaire-package", &key, &parameters).await
+            }
+        };
+        let with_context = |context: &str| json!({"name": "context", "valueString": context});
+
+        // The Task's context alone: the request's policy's form, filled in from its case.
+        let found = package(ehr.clone(), with_context(&context)).await;
+        assert_eq!(found.status, 200, "{}", found.body);
+        let dir = emitted_dir("dtr-package-context");
+        keep(&dir, "package", &found.body);
+        assert_eq!(found.body["parameter"][0]["name"], "PackageBundle", "{}", found.body);
+        let bundle = &found.body["parameter"][0]["resource"];
+        assert_eq!(bundle["entry"][0]["resource"]["id"], json!(policy), "{bundle}");
+        let draft = &bundle["entry"][1]["resource"];
+        let contexts: Vec<&Value> = draft["extension"].as_array().unwrap().iter().filter(|e| e["url"].as_str().unwrap().ends_with("/qr-context")).collect();
+        assert!(contexts.iter().any(|c| c["valueReference"]["identifier"]["value"] == json!(context)), "{contexts:?}");
+        let answered = |draft: &Value| draft["item"].as_array().map_or(0, |items| items.iter().filter(|i| i["answer"].is_array()).count());
+        let linked = |draft: &Value, key: &str| draft["item"].as_array().is_some_and(|items| items.iter().any(|i| i["linkId"] == key && i["answer"].is_array()));
+        // The same form asked for by its canonical, with nothing known of the case.
+        let blank = package(ehr.clone(), json!({"name": "questionnaire", "valueCanonical": format!("http://localhost/fhir/Questionnaire/{policy}")})).await;
+        assert_eq!(blank.status, 200, "{}", blank.body);
+        let blank_draft = &blank.body["parameter"][0]["resource"]["entry"][1]["resource"];
+        assert!(answered(draft) > answered(blank_draft), "pre-populated from the stored case: {draft} against {blank_draft}");
+        assert!(!linked(draft, "diagnosis.lineage"), "what the request lacks stays to be answered: {draft}");
+
+        // Another organization's request, an unknown id, a CRD assertion: nothing found, alike.
+        let foreign = package(other.clone(), with_context(&context)).await;
+        let unknown = package(other.clone(), with_context("req_0000000000000000")).await;
+        let assertion = package(ehr.clone(), with_context("cra_0123456789abcdef")).await;
+        for (what, reply, named) in [("another organization's", &foreign, context.as_str()), ("unknown", &unknown, "req_0000000000000000"), ("a CRD assertion", &assertion, "cra_0123456789abcdef")] {
+            assert_eq!(reply.status, 200, "{what}: {}", reply.body);
+            let parameters = reply.body["parameter"].as_array().unwrap();
+            assert!(parameters.iter().all(|p| p["name"] == "outcome"), "{what}: no Bundle: {}", reply.body);
+            let issue = &parameters[0]["resource"]["issue"][0];
+            assert_eq!((issue["severity"].as_str(), issue["code"].as_str()), (Some("warning"), Some("not-found")), "{what}: {}", reply.body);
+            assert!(issue["diagnostics"].as_str().unwrap().contains(named), "{what}: {}", reply.body);
+        }
+        assert_eq!(
+            foreign.body.to_string().replace(&context, "ID"),
+            unknown.body.to_string().replace("req_0000000000000000", "ID"),
+            "another organization's request is answered as an unknown id"
+        );
+        validate(&dir);
+        server.stop().await;
+    })
+    .await;
+}
+
 /// PAS 2.2.1's updates and cancellations: an update (`Claim.related`) replaces the pending
 /// request it names and is decided on its own; a cancellation (certification type `3`)
 /// withdraws the request and never authorizes anything; a decided request is neither

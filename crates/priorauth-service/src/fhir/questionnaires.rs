@@ -1,6 +1,6 @@
 //! DTR over HTTP: a policy's Questionnaire (whole or adaptive), `$questionnaire-package` for
-//! a coverage and an order (or the Questionnaire CRD named), and the adaptive form's
-//! `$next-question`.
+//! a coverage and an order (or the Questionnaire CRD named, or the request a PAS Task names
+//! as its context), and the adaptive form's `$next-question`.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -71,15 +71,15 @@ fn parameter_strings(parameters: &Value, name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-#[utoipa::path(post, path = "/fhir/Questionnaire/$questionnaire-package", operation_id = "dtr_questionnaire_package", tag = "FHIR", summary = "Da Vinci DTR $questionnaire-package: the Questionnaires for a coverage and an order", request_body(content = crate::answers::FhirResource, content_type = "application/fhir+json", description = "a Parameters resource (coverage, order)"),
-    responses((status = 200, description = "a Parameters resource holding each package Bundle, and an `outcome` OperationOutcome warning naming each Questionnaire asked for that is not found", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 422, description = "not a valid resource, naming the element: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
+#[utoipa::path(post, path = "/fhir/Questionnaire/$questionnaire-package", operation_id = "dtr_questionnaire_package", tag = "FHIR", summary = "Da Vinci DTR $questionnaire-package: the Questionnaires for a coverage and an order, a Questionnaire or a context", request_body(content = crate::answers::FhirResource, content_type = "application/fhir+json", description = "a Parameters resource (coverage, and order, questionnaire or context: the request a PAS Task names)"),
+    responses((status = 200, description = "a Parameters resource holding each package Bundle, and an `outcome` OperationOutcome warning naming each Questionnaire asked for that is not found; a `context` alone naming no request of the caller's organization: no Bundle, and the warning naming it", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 422, description = "not a valid resource, naming the element: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
 pub(crate) async fn questionnaire_package(
     State(state): State<AppState>,
     who: Result<Caller, AppError>,
     headers: HeaderMap,
     body: Bytes,
 ) -> FhirResult {
-    caller(who)?;
+    let caller = caller(who)?;
     let (parameters, raw) = parsed(body.len(), move || {
         let text = text(&body)?;
         let parameters: Parameters = priorauth_fhir::parse_as(text, "Parameters", |r| match r {
@@ -94,16 +94,19 @@ pub(crate) async fn questionnaire_package(
     let coverage = parameter_resources(&parameters, "coverage");
     let orders = parameter_resources(&parameters, "order");
     let asked_for = parameter_strings(&raw, "questionnaire");
+    let contexts = parameter_strings(&raw, "context");
     let Some(Resource::Coverage(member_coverage)) = coverage.first() else {
         return Err(FhirError::invalid(&[Problem::new(
             "Parameters.parameter",
-            "give the member's `coverage`, and an `order` or the `questionnaire` CRD named",
+            "give the member's `coverage`, and an `order`, the `questionnaire` CRD named or a `context`",
         )]));
     };
-    if orders.is_empty() && asked_for.is_empty() {
+    // The OperationDefinition: the coverage and at least one of questionnaire canonicals, a
+    // CRD/PAS context id, or orders.
+    if orders.is_empty() && asked_for.is_empty() && contexts.is_empty() {
         return Err(FhirError::invalid(&[Problem::new(
             "Parameters.parameter",
-            "give an `order`, or the `questionnaire` CRD named (with its `context`)",
+            "give an `order`, the `questionnaire` CRD named, or a `context` (the request a PAS Task names)",
         )]));
     }
     let mut resources = Resources::default();
@@ -132,7 +135,37 @@ pub(crate) async fn questionnaire_package(
             "no member of this payer's plans has this coverage's member id on this day",
         )]));
     };
-    let case = with_plan(&state, &plan, builder.case());
+    let mut case = with_plan(&state, &plan, builder.case());
+    // A context alone names a request of the caller's organization for this member's plan
+    // (PAS's Task gives the pended request's id so): its policy's form, pre-populated from its
+    // case as it now stands. Anything else it may name (CRD's coverage assertion, which is
+    // not recorded, or another organization's request) is nothing found, answered alike.
+    let mut from_context = None;
+    if orders.is_empty() && asked_for.is_empty() {
+        for context in &contexts {
+            let Some((request, stored)) =
+                lifecycle::requests::for_questionnaire(&state.service, &caller, context)
+                    .await
+                    .map_err(|e| FhirError::from(AppError::from(e)))?
+            else {
+                continue;
+            };
+            let index = (request.plan == plan)
+                .then(|| state.service.engine.policy_index(&request.policy))
+                .flatten();
+            if let (Some(index), Ok(stored)) = (index, serde_json::from_str::<Value>(&stored)) {
+                case = with_plan(&state, &plan, stored);
+                from_context = Some((index, context.clone()));
+                break;
+            }
+        }
+        if from_context.is_none() {
+            return Ok(fhir_json(
+                StatusCode::OK,
+                json!({"resourceType": "Parameters", "parameter": [{"name": "outcome", "resource": context_not_found(&contexts)}]}),
+            ));
+        }
+    }
     // The policy: the plan's for the order's drug, else the one of the Questionnaire CRD named.
     let from_order = governing(&state, &plan, &case).map(|(index, _)| index);
     // A Questionnaire asked for is known when it names a policy of the member's plan.
@@ -151,16 +184,19 @@ pub(crate) async fn questionnaire_package(
     // DTR: "If any of the explicitly requested questionnaires cannot be found, a warning
     // SHALL be provided in the 'outcome'".
     let not_found: Vec<&String> = asked_for.iter().filter(|q| known(q).is_none()).collect();
-    let policy_index = from_order.or(from_questionnaire).ok_or_else(|| {
-        FhirError::invalid(&[Problem::new(
-            if orders.is_empty() {
-                "questionnaire"
-            } else {
-                "MedicationRequest.medicationCodeableConcept"
-            },
-            format!("plan `{plan}` has no policy for this drug or Questionnaire"),
-        )])
-    })?;
+    let policy_index = from_order
+        .or(from_questionnaire)
+        .or(from_context.as_ref().map(|(index, _)| *index))
+        .ok_or_else(|| {
+            FhirError::invalid(&[Problem::new(
+                if orders.is_empty() {
+                    "questionnaire"
+                } else {
+                    "MedicationRequest.medicationCodeableConcept"
+                },
+                format!("plan `{plan}` has no policy for this drug or Questionnaire"),
+            )])
+        })?;
     let policy = state
         .service
         .engine
@@ -174,9 +210,17 @@ pub(crate) async fn questionnaire_package(
     };
     let mut references: Vec<Value> = orders.iter().filter_map(reference).collect();
     references.extend(coverage.first().and_then(reference));
-    // A call after CRD names the coverage assertion instead of the order.
-    for context in parameter_strings(&raw, "context") {
-        references.push(json!({"identifier": {"system": "http://hl7.org/fhir/us/davinci-crd/coverage-assertion-id", "value": context}, "display": "CRD coverage assertion"}));
+    // A call after CRD names the coverage assertion instead of the order; one from a PAS
+    // Task names the pended request, under the Task's identifier system.
+    for context in contexts {
+        if from_context
+            .as_ref()
+            .is_some_and(|(_, request)| *request == context)
+        {
+            references.push(json!({"identifier": {"system": format!("{}/information-request", canonical.base), "value": context}, "display": "PAS request pended for information"}));
+        } else {
+            references.push(json!({"identifier": {"system": "http://hl7.org/fhir/us/davinci-crd/coverage-assertion-id", "value": context}, "display": "CRD coverage assertion"}));
+        }
     }
     let draft_context = dtr::DraftContext {
         subject: member_coverage
@@ -244,6 +288,24 @@ fn not_found_outcome(canonicals: &[&String]) -> Value {
                 "code": "not-found",
                 "diagnostics": format!("no Questionnaire `{canonical}` for this member's plan: it is not in the package"),
                 "expression": ["Parameters.parameter.where(name = 'questionnaire')"],
+            })
+        })
+        .collect();
+    json!({"resourceType": "OperationOutcome", "issue": issues})
+}
+
+/// The answer of a package asked for by a `context` alone that names nothing this caller may
+/// see: no Bundle (the OperationDefinition returns 0..*) and a warning naming the context as
+/// given, the same whether no request has that id or another organization's has.
+fn context_not_found(contexts: &[String]) -> Value {
+    let issues: Vec<Value> = contexts
+        .iter()
+        .map(|context| {
+            json!({
+                "severity": "warning",
+                "code": "not-found",
+                "diagnostics": format!("no Questionnaire for context `{context}`: it names no request of this organization for this member's plan; send the `questionnaire` CRD named, or the `order`"),
+                "expression": ["Parameters.parameter.where(name = 'context')"],
             })
         })
         .collect();

@@ -895,6 +895,30 @@ pub(super) async fn fetch(tx: &mut Tx, caller: &Caller, id: &str) -> Result<Requ
     Ok(request)
 }
 
+/// A request DTR's `$questionnaire-package` names as its `context` (PAS's Task for a request
+/// pended for information gives its id so): the caller's organization's own, with its case as
+/// it now stands; None when the organization has no request of that id (another
+/// organization's is answered the same, whatever the caller's role: the form is pre-populated
+/// from the case). The read is audited (`request.read`).
+pub async fn for_questionnaire(
+    service: &Service,
+    caller: &Caller,
+    id: &str,
+) -> Result<Option<(Request, String)>, Error> {
+    let mut tx = service.store.pool.begin().await?;
+    let request = match requests::fetch(&mut tx, id).await? {
+        Some(request) if request.organization == caller.organization => request,
+        _ => return Ok(None),
+    };
+    let case = requests::current_case(&mut tx, &request).await?;
+    drop(tx);
+    service
+        .writer
+        .write(Write::Audit(caller.audit_record("request.read", id)))
+        .await?;
+    Ok(Some((request, case)))
+}
+
 /// Whether a status waits on someone: a clinician (`pending_review`) or the provider
 /// (`pending_information`). Both run on the plan's clock.
 pub(super) fn is_pending(status: &str) -> bool {
