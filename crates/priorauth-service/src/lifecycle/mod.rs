@@ -45,7 +45,8 @@
 //! | [`comments::add`] | reviewer | any | the comment on the request or one of its criteria, audited with the request's state |
 //! | [`requests::withdraw`] | submitter, admin | `pending_information` / `pending_review` → `withdrawn` | status, `withdrawn` event with the reason, PAS notification (review action `C`, cancelled) |
 //! | [`authorizations::record_usage`] | submitter, admin | authorization → units spent | used units, usage row |
-//! | [`subscriptions::save`], [`subscriptions::delete`] | submitter, admin | — | the organization's subscription |
+//! | [`subscriptions::save`], [`subscriptions::delete`] | submitter, admin | — | the organization's subscription (one: a second create is a conflict naming it) |
+//! | [`requests::for_questionnaire`] | the request's own organization only (DTR's `context`) | none | the audit entry of the read (`request.read`) |
 //! | [`members::import`] | admin (the CLI's operator) | — | enrolments (eligibility), one audit entry naming how many |
 //! | [`request_view::read`], [`worklist::list`], [`review::queue`], [`notices::denial_letter`], [`notices::approval_notice`], [`report::um`], [`appeals::read`], [`appeals::open`], [`appeals::of_request`], [`appeals::notice`], [`appeals::attachment`], [`attachments::read`], [`authorizations::read`], [`subscriptions::read`], [`subscriptions::dead_letters`] | by visibility, reviewer for the queue, admin for dead letters | none | the audit entry of the read (the work list's, the queue's and the dead letters' with the ids shown) |
 //!
