@@ -2082,6 +2082,24 @@ async fn a_second_subscription_create_is_refused() {
         let again = server.post("/fhir/Subscription", &ehr, &another).await;
         assert_eq!(again.status, 201, "{}", again.body);
         assert_ne!(again.body["id"], json!(id));
+
+        // Creates sent at once: one is created, the others refused.
+        let (_, third) = server
+            .key("clinic-c", Role::Submitter, "Clinic C EHR", "")
+            .await;
+        let post = || server.post("/fhir/Subscription", &third, &subscription);
+        let (a, b, c, d) = tokio::join!(post(), post(), post(), post());
+        let statuses: Vec<u16> = [a, b, c, d].iter().map(|r| r.status).collect();
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 201).count(),
+            1,
+            "{statuses:?}"
+        );
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 409).count(),
+            3,
+            "{statuses:?}"
+        );
         server.stop().await;
     })
     .await;
