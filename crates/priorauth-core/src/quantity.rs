@@ -132,11 +132,13 @@ fn cycles_in_period(
                 Duration::Years(n) => f64::from(n) * 366.0,
             },
         };
-    let shortest = facts.label_shortest_cycle_days().map_or(1.0, f64::from);
-    match facts.get(FactId::RequestCycleLengthDays) {
-        Value::Number(length) if length >= 1.0 => Some((days / length.max(shortest)).ceil()),
-        _ => None,
-    }
+    // Without a cycle length, the label's shortest: leaving it out must not lift the bound.
+    let shortest = facts.label_shortest_cycle_days().map(f64::from);
+    let length = match facts.get(FactId::RequestCycleLengthDays) {
+        Value::Number(length) if length >= 1.0 => Some(length.max(shortest.unwrap_or(1.0))),
+        _ => shortest,
+    };
+    length.map(|length| (days / length).ceil())
 }
 
 /// The cycles one authorization by the pathway covers, when known: the same figure as

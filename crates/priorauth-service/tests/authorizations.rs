@@ -537,3 +537,113 @@ async fn usage_is_drug_already_given() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_renewal_is_placed_after_every_recorded_authorization_of_its_member() {
+    for_each_backend(|url| async move {
+        let (server, submitter) = server_with_submitter(&url).await;
+        // Cycles 1-2, then an initial request the records place at cycles 3-4.
+        let first = server
+            .submitted(&submitter, "express-scripts-medicare-advantage", for_member("E01", "M-700"))
+            .await;
+        assert_eq!(first["authorization"]["first_cycle"], 1, "{first}");
+        let second = server
+            .submitted(&submitter, "express-scripts-medicare-advantage", for_member("E01", "M-700"))
+            .await;
+        assert_eq!(second["authorization"]["first_cycle"], 3, "{second}");
+        // Renewing the first authorization continues after cycle 4, not from cycle 3 again.
+        let mut renewal = case("E10");
+        renewal["request"]["date"] = json!(days_after_receipt(-1));
+        renewal["request"].as_object_mut().unwrap().remove("line_of_business");
+        renewal["patient"]["member_id"] = json!("M-700");
+        let number = first["authorization"]["number"].as_str().unwrap();
+        let renewed = server
+            .post(
+                "/v1/requests",
+                &submitter,
+                &json!({"plan": "express-scripts-medicare-advantage", "case": renewal, "renews": number}),
+            )
+            .await;
+        renewed.expect(201);
+        if let Some(first_cycle) = renewed.body["authorization"]["first_cycle"].as_u64() {
+            assert!(first_cycle >= 5, "{}", renewed.body);
+        }
+        let stored = server
+            .get(&format!("/v1/requests/{}", renewed.body["id"].as_str().unwrap()), &submitter)
+            .await;
+        assert_eq!(
+            stored.body["case"]["history"]["authorizations"].as_array().unwrap().len(),
+            2,
+            "{}",
+            stored.body
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_a_completion_names_is_the_requests_member() {
+    for_each_backend(|url| async move {
+        let (server, submitter) = server_with_submitter(&url).await;
+        // Incomplete (no cycle length) and naming no member; completed with both.
+        let mut incomplete = for_member("E01", "M-800");
+        incomplete["patient"]
+            .as_object_mut()
+            .unwrap()
+            .remove("member_id");
+        incomplete["request"]
+            .as_object_mut()
+            .unwrap()
+            .remove("cycle_length_days");
+        incomplete["request"]["cycles"] = json!(5);
+        let answer = server
+            .submitted(&submitter, "eocco-medicaid", incomplete)
+            .await;
+        assert_eq!(answer["status"], "pending_information", "{answer}");
+        let id = answer["id"].as_str().unwrap();
+        let completed = server
+            .patch(
+                &format!("/v1/requests/{id}"),
+                &submitter,
+                &json!({"patient": {"member_id": "M-800"}, "request": {"cycle_length_days": 42}}),
+            )
+            .await;
+        completed.expect(200);
+        assert_eq!(completed.body["status"], "approved", "{}", completed.body);
+        assert_eq!(server.count("requests WHERE member_id = 'M-800'").await, 1);
+        // The member's next initial request finds that course.
+        let mut again = for_member("E01", "M-800");
+        again["request"]["cycles"] = json!(5);
+        let answer = server.submitted(&submitter, "eocco-medicaid", again).await;
+        assert_ne!(answer["status"], "approved", "{answer}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leaving_out_the_cycle_length_lifts_no_bound() {
+    for_each_backend(|url| async move {
+        let (server, submitter) = server_with_submitter(&url).await;
+        let mut silent = case("E01");
+        let request = silent["request"].as_object_mut().unwrap();
+        request.remove("cycle_length_days");
+        request.remove("units_period_days");
+        request.insert("cycles".into(), json!(9));
+        let answer = server.submitted(&submitter, "masshealth", silent).await;
+        // MassHealth's 6 months hold five of the label's 42-day cycles.
+        assert_eq!(answer["authorization"]["cycles"], 5, "{answer}");
+        assert_eq!(answer["authorization"]["period_days"], 42, "{answer}");
+        let number = answer["authorization"]["number"].as_str().unwrap();
+        let path = format!("/v1/authorizations/{number}/usage");
+        let spend = |units: u32| json!({"units": units, "date_of_service": days_after_receipt(0)});
+        server
+            .post(&path, &submitter, &spend(981))
+            .await
+            .expect(409);
+        server
+            .post(&path, &submitter, &spend(980))
+            .await
+            .expect(201);
+    })
+    .await;
+}

@@ -1784,6 +1784,66 @@ async fn an_inquiry_matches_the_trace_number_and_the_member() {
     .await;
 }
 
+/// A PAS request is stored under the member its Coverage names (`subscriberId`), so the
+/// member's course is the records': EOCCO's second initial approval of one member's course,
+/// asked for by another Claim, is not given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pas_request_is_decided_on_its_members_course() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, ehr) = server
+            .key("clinic-a", Role::Submitter, "Clinic A EHR", "")
+            .await;
+        let engine = &server.state.service.engine;
+        let with_member = |trace: &str, member: &str| {
+            let mut bundle = pas_bundle(
+                &support::recorded_case("E01"),
+                "eocco-medicaid",
+                trace,
+                engine,
+            );
+            for entry in bundle["entry"].as_array_mut().unwrap() {
+                if entry["resource"]["resourceType"] == "Coverage" {
+                    entry["resource"]["subscriberId"] = json!(member);
+                }
+            }
+            bundle
+        };
+        let first = server
+            .post(
+                "/fhir/Claim/$submit",
+                &ehr,
+                &with_member("course-1", "M-PAS-1"),
+            )
+            .await;
+        assert_eq!(review_action(&first.body), "A1", "{}", first.body);
+        let again = server
+            .post(
+                "/fhir/Claim/$submit",
+                &ehr,
+                &with_member("course-2", "M-PAS-1"),
+            )
+            .await;
+        assert_ne!(review_action(&again.body), "A1", "{}", again.body);
+        // Another member's first request is approved as the first was.
+        let other = server
+            .post(
+                "/fhir/Claim/$submit",
+                &ehr,
+                &with_member("course-3", "M-PAS-2"),
+            )
+            .await;
+        assert_eq!(review_action(&other.body), "A1", "{}", other.body);
+        assert_eq!(server.count("authorizations").await, 2);
+        assert_eq!(
+            server.count("requests WHERE member_id = 'M-PAS-1'").await,
+            2
+        );
+        server.stop().await;
+    })
+    .await;
+}
+
 /// PAS 2.2.1: "The Claim.identifier is for the TRN of the ClaimInquiry … To search for a
 /// specific authorization, the REF-NT and REF-BB can be used": an inquiry with a trace number
 /// of its own finds the request by the authorization number or the administration reference

@@ -125,7 +125,7 @@ pub(crate) async fn submit(
     let update = matches!(request.intent(), pas::Intent::Update { .. });
     let mut cancelled_items = Vec::new();
     let mut items = Vec::new();
-    for (intake, cancelled) in intakes {
+    for (mut intake, cancelled) in intakes {
         if update && cancelled {
             cancelled_items.push(i64::from(intake.item_sequence.unwrap_or(1)));
             continue;
@@ -140,7 +140,10 @@ pub(crate) async fn submit(
         .await
         .map_err(|e| FhirError::from(AppError::from(e)))?
         {
-            Membership::Member { plan } => Some(plan),
+            Membership::Member { plan, member } => {
+                with_member(&mut intake.case, member.as_deref());
+                Some(plan)
+            }
             Membership::Inactive | Membership::Unknown => None,
         };
         let governed = plan
@@ -352,6 +355,27 @@ async fn withdraw_prior(
             ))
         }
         Err(other) => Err(other.into()),
+    }
+}
+
+/// The member's id as the payer's eligibility knows it, in the case a request is decided on
+/// (`patient.member_id`): the member's course is found by it (`lifecycle::courses`). A case
+/// that already names the member keeps its own (the intake's, from the same Coverage).
+pub(crate) fn with_member(case: &mut Value, member: Option<&str>) {
+    let Some(member) = member.map(str::trim).filter(|m| !m.is_empty()) else {
+        return;
+    };
+    let Some(case) = case.as_object_mut() else {
+        return;
+    };
+    let patient = case.entry("patient").or_insert_with(|| json!({}));
+    if patient.is_null() {
+        *patient = json!({});
+    }
+    if let Some(patient) = patient.as_object_mut() {
+        if patient.get("member_id").is_none_or(Value::is_null) {
+            patient.insert("member_id".into(), Value::from(member));
+        }
     }
 }
 

@@ -119,14 +119,15 @@ pub(crate) async fn hook(
             (Membership::Inactive, _) => Answer::NoActiveCoverage,
             (Membership::Member { .. }, OrderRead::Other) => Answer::NoRule,
             (
-                Membership::Member { plan },
+                Membership::Member { plan, member },
                 OrderRead::Drug {
-                    case,
+                    mut case,
                     expedited,
                     lenient,
                     ..
                 },
             ) => {
+                super::claims::with_member(&mut case, member.as_deref());
                 let order_case = OrderCase {
                     plan,
                     case,

@@ -129,7 +129,7 @@ pub(crate) async fn questionnaire_package(
     )
     .await
     .map_err(|e| FhirError::from(AppError::from(e)))?;
-    let Membership::Member { plan } = membership else {
+    let Membership::Member { plan, .. } = membership else {
         return Err(FhirError::invalid(&[Problem::new(
             "Coverage",
             "no member of this payer's plans has this coverage's member id on this day",

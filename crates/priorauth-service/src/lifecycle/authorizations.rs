@@ -175,10 +175,14 @@ pub fn plan(
     let cycle_length_days = request
         .cycle_length_days
         .map(|days| days.max(shortest_cycle));
+    // Without a cycle length or a period for the units, the label's shortest cycle: each of
+    // its periods holds at most the units per cycle, so leaving both out does not let the
+    // course be spent at once.
     let period_days = changes
         .period_days
         .or(cycle_length_days)
         .or(request.units_period_days)
+        .or(drug.and_then(|d| d.limits.shortest_cycle_days))
         .unwrap_or(0);
     // The engine's period, which starts on the day of receipt.
     let stated_end = evaluated

@@ -92,9 +92,39 @@ pub async fn with_records(
     Ok(Some(held))
 }
 
-/// A completion of a request that renews nothing: the member's recorded authorizations, as
-/// [`with_records`] gives them, for a member or a drug the completion named. Not held: a
-/// completion runs in a transaction that a held course's request would wait for.
+/// Holds the course a renewal (`reference`: the authorization it renews) or a completion
+/// (`reference`: the request) joins, before its transaction opens (a course is never waited
+/// for inside one: a held course's request may wait for the writer). The member and drug are
+/// the case's where it names them (a completion may name the member), else the records'.
+/// None when neither names a member.
+pub async fn hold(
+    service: &Service,
+    reference: &str,
+    case_json: &Value,
+) -> Result<Option<HeldCourse>, Error> {
+    let Some((plan, member, drug)) =
+        crate::store::requests::course_of(&service.store.reads, reference).await?
+    else {
+        return Ok(None);
+    };
+    let text = |pointer: &str| {
+        case_json
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .map(|text| text.trim().to_string())
+    };
+    let member = text("/patient/member_id").or(member);
+    let drug = text("/request/drug").or(drug);
+    Ok(match (member, drug) {
+        (Some(member), Some(drug)) => Some(service.courses.lock((plan, member, drug)).await),
+        _ => None,
+    })
+}
+
+/// A renewal or a completion: the member's recorded authorizations, as [`with_records`]
+/// gives them, for the member and drug the case names (a renewal's chain is among them; the
+/// member's other authorizations of the drug, an earlier course or another clinic's, place it
+/// after them). Run with the course held ([`hold`]).
 pub async fn merge_records(
     service: &Service,
     plan: &str,

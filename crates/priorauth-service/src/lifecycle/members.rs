@@ -159,8 +159,13 @@ pub async fn import(service: &Service, caller: &Caller, rows: &[Enrolment]) -> R
 /// Who a request's Coverage names, by the payer's records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Membership {
-    /// A member whose enrolment in `plan` covers the day.
-    Member { plan: String },
+    /// A member whose enrolment in `plan` covers the day: `member` is the member id the
+    /// eligibility knows them by (with none loaded, the first id the Coverage gives), which
+    /// the request is stored under, so that the member's course is found by it.
+    Member {
+        plan: String,
+        member: Option<String>,
+    },
     /// A member, but no enrolment covers the day.
     Inactive,
     /// No member has these ids (or the Coverage gave none).
@@ -200,6 +205,7 @@ pub async fn find(
         return Ok(match declared_plan.filter(|p| agrees(p)) {
             Some(plan) => Membership::Member {
                 plan: plan.to_string(),
+                member: member_ids.first().cloned(),
             },
             None => Membership::Unknown,
         });
@@ -222,6 +228,7 @@ pub async fn find(
     Ok(match chosen {
         Some(enrolment) => Membership::Member {
             plan: enrolment.plan.clone(),
+            member: Some(enrolment.member_id.clone()),
         },
         None => Membership::Inactive,
     })

@@ -89,6 +89,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0016_request_attachments_and_comments.sql",
         include_str!("../../migrations/0016_request_attachments_and_comments.sql"),
     ),
+    (
+        "0017_usage_by_authorization.sql",
+        include_str!("../../migrations/0017_usage_by_authorization.sql"),
+    ),
 ];
 
 /// `MIGRATIONS` as sqlx's migrator takes them: version, description, type and the no-transaction

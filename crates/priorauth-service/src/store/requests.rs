@@ -540,23 +540,33 @@ pub async fn lock_in(tx: &mut Tx, id: &str, status: &str) -> Result<bool, StoreE
 pub async fn complete(
     tx: &mut Tx,
     id: &str,
-    status: &str,
-    outcome: &str,
-    due_at: Option<i64>,
-    decision_json: &str,
-    at: i64,
+    completion: &Completion<'_>,
 ) -> Result<bool, StoreError> {
-    let updated = sqlx::query("UPDATE requests SET status = $1, outcome = $2, due_at = $3, decision_json = $4, updated_at = $5, decided_at = COALESCE(decided_at, $7) WHERE id = $6 AND status = 'pending_information'")
-        .bind(status)
-        .bind(outcome)
-        .bind(due_at)
-        .bind(pack(decision_json))
-        .bind(at)
+    // A member the completion named, for a request that named none: its course is found by it.
+    let updated = sqlx::query("UPDATE requests SET status = $1, outcome = $2, due_at = $3, decision_json = $4, updated_at = $5, decided_at = COALESCE(decided_at, $7), member_id = COALESCE(member_id, $8) WHERE id = $6 AND status = 'pending_information'")
+        .bind(completion.status)
+        .bind(completion.outcome)
+        .bind(completion.due_at)
+        .bind(pack(completion.decision_json))
+        .bind(completion.at)
         .bind(id)
-        .bind(is_decided(status).then_some(at))
+        .bind(is_decided(completion.status).then_some(completion.at))
+        .bind(completion.member_id)
         .execute(&mut **tx)
         .await?;
     Ok(updated.rows_affected() == 1)
+}
+
+/// A completed request's new state ([`complete`]).
+#[derive(Debug)]
+pub struct Completion<'a> {
+    pub status: &'a str,
+    pub outcome: &'a str,
+    pub due_at: Option<i64>,
+    pub decision_json: &'a str,
+    pub at: i64,
+    /// The member the completed case names (`patient.member_id`), kept if the row has none.
+    pub member_id: Option<&'a str>,
 }
 
 /// A request's status after a clinician's determination, only while it is still in review;
@@ -929,6 +939,27 @@ pub struct ClaimMatch {
     pub claim_identifier: String,
     /// The sequence of the Claim's item it answers.
     pub item_sequence: i64,
+}
+
+/// The plan, member (`member_id`) and drug of a request, or of the request an authorization
+/// was granted to (`reference` is either's id): the member's course a write to it joins.
+pub async fn course_of(
+    pool: &sqlx::AnyPool,
+    reference: &str,
+) -> Result<Option<(String, Option<String>, Option<String>)>, StoreError> {
+    let row = sqlx::query("SELECT plan, member_id, drug FROM requests WHERE id = $1 OR id IN (SELECT request_id FROM authorizations WHERE number = $1) LIMIT 1")
+        .bind(reference)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row
+        .map(|row| -> Result<_, sqlx::Error> {
+            Ok((
+                row.try_get("plan")?,
+                row.try_get("member_id")?,
+                row.try_get("drug")?,
+            ))
+        })
+        .transpose()?)
 }
 
 /// The PAS Claim (its `system|value`, and its organization) of a request named by its id or
