@@ -1844,6 +1844,39 @@ async fn a_pas_request_is_decided_on_its_members_course() {
     .await;
 }
 
+/// A Claim holds at most 50 items (each a request of its own, every one of which an update of
+/// the Claim must reach): one more is refused naming `Claim.item`, and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_claim_of_more_items_than_an_update_reaches_is_refused() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, ehr) = server
+            .key("clinic-a", Role::Submitter, "Clinic A EHR", "")
+            .await;
+        let engine = &server.state.service.engine;
+        let mut bundle = pas_bundle(
+            &support::recorded_case("E01"),
+            "eocco-medicaid",
+            "many-items",
+            engine,
+        );
+        let item = bundle["entry"][0]["resource"]["item"][0].clone();
+        let items: Vec<Value> = (1..=51)
+            .map(|sequence| {
+                let mut item = item.clone();
+                item["sequence"] = json!(sequence);
+                item
+            })
+            .collect();
+        bundle["entry"][0]["resource"]["item"] = json!(items);
+        let refused = server.post("/fhir/Claim/$submit", &ehr, &bundle).await;
+        assert_outcome(&refused, 422, "Claim.item");
+        assert_eq!(server.count("requests").await, 0);
+        server.stop().await;
+    })
+    .await;
+}
+
 /// PAS 2.2.1: "The Claim.identifier is for the TRN of the ClaimInquiry … To search for a
 /// specific authorization, the REF-NT and REF-BB can be used": an inquiry with a trace number
 /// of its own finds the request by the authorization number or the administration reference

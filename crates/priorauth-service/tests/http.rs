@@ -1722,3 +1722,40 @@ fn every_example_case_matches_the_documents_case_schema() {
     let examples = support::contract::verify_examples().unwrap();
     assert!(examples >= 7, "{examples} examples");
 }
+
+/// A clinician's approval is placed in the member's course as the records hold it when the
+/// clinician approves: two requests of one member sent to review and both approved cover
+/// cycles 1-2 and 3-4, not 1-2 twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_clinicians_approval_is_placed_after_the_members_authorizations_since_receipt() {
+    for_each_backend(|url| async move {
+        let (server, submitter, reviewer) = server_with_keys(&url).await;
+        let mut reviewed = case("E12");
+        reviewed["patient"]["member_id"] = json!("M-900");
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let answer = server
+                .submitted(&submitter, "masshealth", reviewed.clone())
+                .await;
+            assert_eq!(answer["status"], "pending_review", "{answer}");
+            ids.push(id_of(&answer));
+        }
+        let mut first_cycles = Vec::new();
+        for id in &ids {
+            let decided = server
+                .determine(
+                    &reviewer,
+                    id,
+                    "approve",
+                    "new-to-plan-on-treatment",
+                    "Already on therapy when the member joined the plan.",
+                )
+                .await;
+            decided.expect(200);
+            first_cycles.push(decided.body["authorization"]["first_cycle"].clone());
+        }
+        assert_eq!(first_cycles, vec![json!(1), json!(3)], "{first_cycles:?}");
+        server.stop().await;
+    })
+    .await;
+}

@@ -94,6 +94,15 @@ pub(crate) async fn submit(
         (request, intakes, bundle, source)
     })
     .await?;
+    if intakes.len() > MAX_CLAIM_ITEMS {
+        return Err(FhirError::invalid(&[Problem::new(
+            "Claim.item",
+            format!(
+                "{} items: a Claim holds at most {MAX_CLAIM_ITEMS} (each is a request of its own); send the rest in another Claim",
+                intakes.len()
+            ),
+        )]));
+    }
     let canonical = canonical(&headers);
     if let pas::Intent::Cancel { prior } = request.intent() {
         let prior = prior_requests(&state, &caller, &prior).await?;
@@ -357,6 +366,11 @@ async fn withdraw_prior(
         Err(other) => Err(other.into()),
     }
 }
+
+/// The most items one Claim may hold: each is a request of its own, and an update or a
+/// cancellation of the Claim reaches every one of them (`store::requests::by_claim_identifier`
+/// reads at most twice this many); PAS requests ask for a few services at a time.
+const MAX_CLAIM_ITEMS: usize = 50;
 
 /// The member's id as the payer's eligibility knows it, in the case a request is decided on
 /// (`patient.member_id`): the member's course is found by it (`lifecycle::courses`). A case

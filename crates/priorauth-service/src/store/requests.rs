@@ -984,7 +984,8 @@ pub async fn claim_of_reference(
 }
 
 /// The requests whose PAS Claim identifier is `identifier` or, given a `value`, ends in
-/// `|value` (the same trace number under another system), newest first (at most 20).
+/// `|value` (the same trace number under another system), newest first (at most 100: twice
+/// the items a Claim may hold, so that an update reaches every request of the Claim it names).
 ///
 /// `organization`: only that organization's claims. The filter comes before the limit, so
 /// that another organization's claims with the same identifier cannot crowd one's own out.
@@ -995,7 +996,7 @@ pub async fn by_claim_identifier(
     organization: Option<&str>,
 ) -> Result<Vec<ClaimMatch>, StoreError> {
     // Without a value, `LIKE NULL` matches nothing: the identifier alone.
-    let rows = sqlx::query("SELECT request_id, organization, claim_identifier, item_sequence FROM fhir_claims WHERE (claim_identifier = $1 OR claim_identifier LIKE $2) AND ($3 IS NULL OR organization = $3) ORDER BY created_at DESC LIMIT 20")
+    let rows = sqlx::query("SELECT request_id, organization, claim_identifier, item_sequence FROM fhir_claims WHERE (claim_identifier = $1 OR claim_identifier LIKE $2) AND ($3 IS NULL OR organization = $3) ORDER BY created_at DESC LIMIT 100")
         .bind(identifier)
         .bind(value.map(|value| format!("%|{}", value.replace(['%', '_'], ""))))
         .bind(organization)
