@@ -647,3 +647,41 @@ async fn leaving_out_the_cycle_length_lifts_no_bound() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_members_authorizations_of_one_course_share_the_units_of_a_period() {
+    for_each_backend(|url| async move {
+        let (server, submitter) = server_with_submitter(&url).await;
+        // Cycles 1-2, then cycles 3-4 placed by the records: both start today.
+        let plan = "express-scripts-medicare-advantage";
+        let first = server
+            .submitted(&submitter, plan, for_member("E01", "M-1000"))
+            .await;
+        let second = server
+            .submitted(&submitter, plan, for_member("E01", "M-1000"))
+            .await;
+        assert_eq!(second["authorization"]["first_cycle"], 3, "{second}");
+        let spend = |answer: &Value, units: u32| {
+            (
+                format!(
+                    "/v1/authorizations/{}/usage",
+                    answer["authorization"]["number"].as_str().unwrap()
+                ),
+                json!({"units": units, "date_of_service": days_after_receipt(0)}),
+            )
+        };
+        let (path, body) = spend(&first, 980);
+        server.post(&path, &submitter, &body).await.expect(201);
+        // The member was given this period's 980 units: none more under the other.
+        let (path, body) = spend(&second, 1);
+        let refused = server.post(&path, &submitter, &body).await;
+        refused.expect(409);
+        // Another member's authorization is not counted with them.
+        let other = server
+            .submitted(&submitter, plan, for_member("E01", "M-1001"))
+            .await;
+        let (path, body) = spend(&other, 980);
+        server.post(&path, &submitter, &body).await.expect(201);
+    })
+    .await;
+}

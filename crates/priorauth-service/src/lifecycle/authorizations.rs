@@ -389,6 +389,9 @@ pub async fn record_usage(
             format!("{date} is still to come (today is {today}): usage records drug already given"),
         ));
     }
+    // Spends of one member's course, one at a time (their periods' units are counted
+    // together), held before the transaction opens (see `courses::hold`).
+    let _course = super::courses::hold(service, number, &Value::Null).await?;
     let mut tx = match begin(service, caller, retry).await? {
         Begun::Fresh(tx) => tx,
         Begun::Replayed(answer) => return Ok((answer, true)),
@@ -431,7 +434,7 @@ pub async fn record_usage(
                 let limit = authorization.units_per_period;
                 if spent + i64::from(body.units) > limit {
                     return Err(Error::Conflict(format!(
-                        "{} units would exceed the {limit} units per {days} days this authorization covers from {from} to {to} ({} left in that period)",
+                        "{} units would exceed the {limit} units per {days} days this authorization covers from {from} to {to}, counted with the member's other authorizations of the course ({} left in that period)",
                         body.units,
                         (limit - spent).max(0)
                     )));

@@ -237,15 +237,20 @@ pub async fn insert_usage(tx: &mut Tx, usage: &NewUsage) -> Result<(), StoreErro
     Ok(())
 }
 
-/// The units spent on an authorization with dates of service from `from` to `to`
-/// (inclusive, as `YYYY-MM-DD`, which sort as dates).
+/// The units spent with dates of service from `from` to `to` (inclusive, as `YYYY-MM-DD`,
+/// which sort as dates) on an authorization and on every other authorization of its member's
+/// course (the same plan, member and drug): two authorizations of one course active at once
+/// share the drug the member can be given.
 pub async fn units_spent_between(
     tx: &mut Tx,
     number: &str,
     from: &str,
     to: &str,
 ) -> Result<i64, StoreError> {
-    let row = sqlx::query("SELECT CAST(COALESCE(SUM(units), 0) AS BIGINT) AS spent FROM usage WHERE authorization_number = $1 AND service_date >= $2 AND service_date <= $3")
+    let row = sqlx::query("SELECT CAST(COALESCE(SUM(units), 0) AS BIGINT) AS spent FROM usage WHERE service_date >= $2 AND service_date <= $3 AND authorization_number IN \
+         (SELECT $1 UNION SELECT a.number FROM authorizations a JOIN requests r ON r.id = a.request_id \
+          JOIN authorizations mine ON mine.number = $1 JOIN requests theirs ON theirs.id = mine.request_id \
+          WHERE a.drug = mine.drug AND r.plan = theirs.plan AND r.member_id = theirs.member_id)")
         .bind(number)
         .bind(from)
         .bind(to)
