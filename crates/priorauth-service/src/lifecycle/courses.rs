@@ -59,16 +59,9 @@ pub async fn with_records(
     plan: &str,
     case_json: &mut Value,
 ) -> Result<Option<HeldCourse>, Error> {
-    let text = |pointer: &str| {
-        case_json
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    // The member as requests are stored by it (`Member::of_case`: without surrounding spaces).
-    let member = text("/patient/member_id").map(|id| id.trim().to_string());
-    let drug = text("/request/drug");
-    let declares_renewal = text("/request/kind").as_deref() == Some("renewal");
+    let (member, drug) = member_and_drug(case_json);
+    let declares_renewal =
+        case_json.pointer("/request/kind").and_then(Value::as_str) == Some("renewal");
     let (Some(member), Some(drug)) = (member, drug) else {
         if declares_renewal {
             return Err(renewal_without_record(&[]));
@@ -107,15 +100,8 @@ pub async fn hold(
     else {
         return Ok(None);
     };
-    let text = |pointer: &str| {
-        case_json
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .map(|text| text.trim().to_string())
-    };
-    let member = text("/patient/member_id").or(member);
-    let drug = text("/request/drug").or(drug);
-    Ok(match (member, drug) {
+    let (given_member, given_drug) = member_and_drug(case_json);
+    Ok(match (given_member.or(member), given_drug.or(drug)) {
         (Some(member), Some(drug)) => Some(service.courses.lock((plan, member, drug)).await),
         _ => None,
     })
@@ -130,20 +116,23 @@ pub async fn merge_records(
     plan: &str,
     case_json: &mut Value,
 ) -> Result<(), Error> {
-    let text = |pointer: &str| {
-        case_json
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    if let (Some(member), Some(drug)) = (
-        text("/patient/member_id").map(|id| id.trim().to_string()),
-        text("/request/drug"),
-    ) {
+    if let (Some(member), Some(drug)) = member_and_drug(case_json) {
         let recorded = records::of_member(&service.store.reads, plan, &member, &drug).await?;
         add_recorded(&recorded, case_json);
     }
     Ok(())
+}
+
+/// The member (as requests are stored by it, `Member::of_case`: without the spaces around)
+/// and the drug a case names.
+fn member_and_drug(case_json: &Value) -> (Option<String>, Option<String>) {
+    let text = |pointer: &str| {
+        case_json
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .map(|text| text.trim().to_string())
+    };
+    (text("/patient/member_id"), text("/request/drug"))
 }
 
 /// Gives a case's history the recorded authorizations.

@@ -47,6 +47,7 @@ pub struct SubmitBody {
 
 /// Replaces the history the requester gave with the records of the authorization chain.
 async fn history_from_records(
+    service: &Service,
     tx: &mut Tx,
     caller: &Caller,
     plan: &str,
@@ -67,7 +68,9 @@ async fn history_from_records(
     }
     // A renewal continues its member's course under its plan: not another member's, not
     // under another plan (whose policy did not approve the course).
-    if let Some((recorded_plan, recorded_member)) = records::plan_and_member(tx, number).await? {
+    if let Some((recorded_plan, recorded_member, _)) =
+        requests::course_of(&service.store.reads, number).await?
+    {
         if recorded_plan != plan {
             return Err(invalid(
                 "renews",
@@ -229,7 +232,7 @@ pub async fn submit(
     if let Some(number) = &body.renews {
         _course = courses::hold(service, number, &case_json).await?;
         let mut tx = service.store.pool.begin().await?;
-        history_from_records(&mut tx, caller, &plan.id, number, &mut case_json).await?;
+        history_from_records(service, &mut tx, caller, &plan.id, number, &mut case_json).await?;
         courses::merge_records(service, &plan.id, &mut case_json).await?;
         renewal_tx = Some(tx);
     } else {

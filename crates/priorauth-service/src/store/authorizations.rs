@@ -160,25 +160,6 @@ pub async fn of_member(
 /// format's limit on `history.authorizations`.
 const RECORDED_KEPT: usize = 50;
 
-/// The plan and the member (`patient.member_id`) of the request an authorization was
-/// granted to; the member is None for requests stored before members were recorded.
-pub async fn plan_and_member(
-    tx: &mut Tx,
-    number: &str,
-) -> Result<Option<(String, Option<String>)>, StoreError> {
-    let row = sqlx::query(
-        "SELECT r.plan AS plan, r.member_id AS member_id FROM authorizations a JOIN requests r ON r.id = a.request_id WHERE a.number = $1",
-    )
-    .bind(number)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(row
-        .map(|row| -> Result<_, sqlx::Error> {
-            Ok((row.try_get("plan")?, row.try_get("member_id")?))
-        })
-        .transpose()?)
-}
-
 /// The authorization a request was granted, if any.
 pub async fn of_request(
     tx: &mut Tx,
