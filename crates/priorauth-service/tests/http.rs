@@ -1759,3 +1759,55 @@ async fn a_clinicians_approval_is_placed_after_the_members_authorizations_since_
     })
     .await;
 }
+
+/// Clinicians approving requests of one member at the same moment place them one after the
+/// other (each holds the member's course as a submission does): four approvals, four
+/// different first cycles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_clinicians_approvals_of_one_member_are_placed_one_after_the_other() {
+    for_each_backend(|url| async move {
+        let (server, submitter, reviewer) = server_with_keys(&url).await;
+        let mut reviewed = case("E12");
+        reviewed["patient"]["member_id"] = json!("M-901");
+        let mut ids = Vec::new();
+        for _ in 0..4 {
+            let answer = server
+                .submitted(&submitter, "masshealth", reviewed.clone())
+                .await;
+            assert_eq!(answer["status"], "pending_review", "{answer}");
+            ids.push(id_of(&answer));
+        }
+        let server = std::sync::Arc::new(server);
+        let approvals: Vec<_> = ids
+            .into_iter()
+            .map(|id| {
+                let (server, reviewer) = (server.clone(), reviewer.clone());
+                tokio::spawn(async move {
+                    server
+                        .determine(
+                            &reviewer,
+                            &id,
+                            "approve",
+                            "new-to-plan-on-treatment",
+                            "Already on therapy when the member joined the plan.",
+                        )
+                        .await
+                })
+            })
+            .collect();
+        let mut first_cycles = Vec::new();
+        for approval in approvals {
+            let decided = approval.await.unwrap();
+            decided.expect(200);
+            first_cycles.push(
+                decided.body["authorization"]["first_cycle"]
+                    .as_i64()
+                    .unwrap(),
+            );
+        }
+        first_cycles.sort();
+        first_cycles.dedup();
+        assert_eq!(first_cycles.len(), 4, "{first_cycles:?}");
+    })
+    .await;
+}

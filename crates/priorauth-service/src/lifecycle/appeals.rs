@@ -340,6 +340,12 @@ pub async fn decide(
     if body.decision == AppealOutcome::Uphold && body.changes.is_some() {
         return Err(invalid("changes", "only an overturn has changes"));
     }
+    // An overturn joins the member's course: held before the transaction opens (see
+    // `courses::hold`).
+    let _course = match records::request_of(&service.store.reads, id).await? {
+        Some(request) => super::courses::hold(service, &request, &Value::Null).await?,
+        None => None,
+    };
     let mut tx = match begin(service, caller, retry).await? {
         Begun::Fresh(tx) => tx,
         Begun::Replayed(answer) => return Ok((answer, true)),

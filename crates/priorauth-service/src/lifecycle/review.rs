@@ -330,6 +330,9 @@ pub async fn determine(
     retry: Option<&Retry>,
 ) -> Result<(Value, bool), Error> {
     check_determination(caller, body)?;
+    // An approval joins the member's course: held before the transaction opens, as a
+    // submission holds it (see `courses::hold`), so the two never place on the same records.
+    let _course = super::courses::hold(service, id, &Value::Null).await?;
     let mut tx = match begin(service, caller, retry).await? {
         Begun::Fresh(tx) => tx,
         Begun::Replayed(answer) => return Ok((answer, true)),

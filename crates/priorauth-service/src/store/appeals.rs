@@ -119,6 +119,16 @@ pub async fn fetch(tx: &mut Tx, id: &str) -> Result<Option<Appeal>, StoreError> 
     Ok(row.as_ref().map(Appeal::from_row).transpose()?)
 }
 
+/// The request an appeal appeals, read outside a transaction (to hold its member's course
+/// before one opens).
+pub async fn request_of(pool: &sqlx::AnyPool, id: &str) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query("SELECT request_id FROM appeals WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(|row| row.try_get("request_id")).transpose()?)
+}
+
 /// A request's appeals, oldest first.
 pub async fn of_request(tx: &mut Tx, request_id: &str) -> Result<Vec<Appeal>, StoreError> {
     let rows = sqlx::query(&format!(
