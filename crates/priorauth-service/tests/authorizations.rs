@@ -357,6 +357,42 @@ async fn concurrent_requests_of_one_member_are_decided_on_each_others_records() 
     .await;
 }
 
+/// Two services on one PostgreSQL database take turns on a member's course too (the course is
+/// held on the database as well as in each process): six requests of one member sent at the
+/// same moment, three to each, give one approval. (SQLite: one service has the file.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_of_one_member_sent_to_two_services_on_one_database_are_decided_in_turn() {
+    for_each_backend(|url| async move {
+        if url.starts_with("sqlite:") {
+            return;
+        }
+        let (first, submitter) = server_with_submitter(&url).await;
+        let servers = [
+            std::sync::Arc::new(first),
+            std::sync::Arc::new(Server::start(&url).await),
+        ];
+        let mut case = for_member("E01", "M-310");
+        case["request"]["cycles"] = json!(5);
+        let mut sent = Vec::new();
+        for n in 0..6 {
+            let (server, submitter, case) =
+                (servers[n % 2].clone(), submitter.clone(), case.clone());
+            sent.push(tokio::spawn(async move {
+                server.submitted(&submitter, "eocco-medicaid", case).await
+            }));
+        }
+        let mut approved = 0;
+        for answer in sent {
+            if answer.await.unwrap()["status"] == "approved" {
+                approved += 1;
+            }
+        }
+        assert_eq!(approved, 1);
+        assert_eq!(servers[0].count("authorizations").await, 1);
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_renewal_names_what_it_renews_and_continues_its_members_course_under_its_plan() {
     for_each_backend(|url| async move {

@@ -13,14 +13,14 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use super::{Error, Service, invalid, visible};
 use crate::keys::Caller;
-use crate::store::authorizations as records;
+use crate::store::{self, Store, Tx, authorizations as records};
 
 /// The courses being decided now, one lock each: a request holds its member's from reading
 /// the records to storing its decision. Only courses with a request in flight are kept.
 ///
-/// One process's: several services on one PostgreSQL database each keep their own, so two
-/// requests of one member sent at the same moment to two of them can still both be decided
-/// on the same records (the reviewer sees both in the member's requests).
+/// One process's; on PostgreSQL a held course is also held on the database
+/// (`store::courses::hold_shared`), so several services on one database take turns too. On
+/// SQLite one service has the file.
 #[derive(Debug, Default)]
 pub struct CourseLocks {
     held: Mutex<HashMap<CourseKey, Arc<AsyncMutex<()>>>>,
@@ -31,21 +31,28 @@ type CourseKey = (String, String, String);
 /// A held course: released when dropped, after the request's decision is stored.
 #[derive(Debug)]
 pub struct HeldCourse {
+    // Dropped in this order: the database's hold (rolled back), then this process's.
+    _shared: Option<Tx>,
     _guard: OwnedMutexGuard<()>,
 }
 
 impl CourseLocks {
-    async fn lock(&self, key: CourseKey) -> HeldCourse {
+    /// This process's lock first, then the database's: a service's requests of one course
+    /// queue here, and only one of them at a time waits on the database.
+    async fn lock(&self, store: &Store, key: CourseKey) -> Result<HeldCourse, Error> {
         let lock = {
             let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
             // A lock no request holds or waits for is dropped, so the map holds only the
             // courses in flight.
             held.retain(|_, lock| Arc::strong_count(lock) > 1);
-            held.entry(key).or_default().clone()
+            held.entry(key.clone()).or_default().clone()
         };
-        HeldCourse {
-            _guard: lock.lock_owned().await,
-        }
+        let guard = lock.lock_owned().await;
+        let (plan, member, drug) = &key;
+        Ok(HeldCourse {
+            _shared: store::courses::hold_shared(store, plan, member, drug).await?,
+            _guard: guard,
+        })
     }
 }
 
@@ -70,8 +77,11 @@ pub async fn with_records(
     };
     let held = service
         .courses
-        .lock((plan.to_string(), member.clone(), drug.clone()))
-        .await;
+        .lock(
+            &service.store,
+            (plan.to_string(), member.clone(), drug.clone()),
+        )
+        .await?;
     let recorded = records::of_member(&service.store.reads, plan, &member, &drug).await?;
     if declares_renewal {
         let numbers: Vec<&str> = recorded
@@ -102,7 +112,12 @@ pub async fn hold(
     };
     let (given_member, given_drug) = member_and_drug(case_json);
     Ok(match (given_member.or(member), given_drug.or(drug)) {
-        (Some(member), Some(drug)) => Some(service.courses.lock((plan, member, drug)).await),
+        (Some(member), Some(drug)) => Some(
+            service
+                .courses
+                .lock(&service.store, (plan, member, drug))
+                .await?,
+        ),
         _ => None,
     })
 }

@@ -7,6 +7,7 @@ pub mod appeals;
 pub mod attachments;
 pub mod audit;
 pub mod authorizations;
+pub mod courses;
 pub mod idempotency;
 pub mod members;
 pub mod notifications;
@@ -243,6 +244,10 @@ pub struct Store {
     /// For reads that must not wait behind writes: on SQLite, connections of their own (WAL
     /// lets them read while the one writer writes); on PostgreSQL, `pool` itself.
     pub reads: AnyPool,
+    /// On PostgreSQL, the connections that hold members' courses across services on one
+    /// database (`courses::hold_shared`): a pool of their own, so a held course never waits
+    /// for a connection another held course has. None on SQLite and for the writer.
+    pub courses: Option<AnyPool>,
     pub backend: Backend,
 }
 
@@ -320,12 +325,22 @@ impl Store {
         };
         let mut store = Store {
             reads: pool.clone(),
+            courses: None,
             pool,
             backend,
         };
         store.migrate().await?;
         // An in-memory database is one connection's own: its reads stay on it.
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if backend == Backend::Postgres {
+            let options = (*store.pool.connect_options()).clone();
+            store.courses = Some(
+                AnyPoolOptions::new()
+                    .max_connections(courses::SHARED_HOLDS)
+                    .connect_with(options)
+                    .await?,
+            );
+        }
         if backend == Backend::Sqlite && !in_memory {
             store.reads = AnyPoolOptions::new()
                 .max_connections(2)
@@ -359,6 +374,7 @@ impl Store {
                     .await?;
                 Ok(Store {
                     reads: pool.clone(),
+                    courses: None,
                     pool,
                     backend: self.backend,
                 })
