@@ -357,6 +357,60 @@ async fn concurrent_requests_of_one_member_are_decided_on_each_others_records() 
     .await;
 }
 
+/// Once the payer's eligibility is loaded, a `/v1` request's declared member is the payer's:
+/// an id no record holds (another spelling of a member's included, which would start the
+/// member's course afresh), a member of another plan, or one not enrolled on the request's
+/// date is refused naming the field; the member as the records spell it is decided (met).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_declared_member_is_one_the_eligibility_holds_once_it_is_loaded() {
+    for_each_backend(|url| async move {
+        let (server, submitter) = server_with_submitter(&url).await;
+        let mut first = for_member("E01", "M-500");
+        first["request"]["cycles"] = json!(5);
+        // Before any eligibility is loaded, any id is taken.
+        let approved = server
+            .submitted(&submitter, "eocco-medicaid", first.clone())
+            .await;
+        assert_eq!(approved["status"], "approved", "{approved}");
+        support::import_members(
+            &server,
+            "M-500,eocco-medicaid,2020-01-01,,\nM-501,eocco-medicaid,2020-01-01,2020-12-31,\n",
+        )
+        .await;
+        let with_member = |member: &str| {
+            let mut case = first.clone();
+            case["patient"]["member_id"] = json!(member);
+            case
+        };
+        for unknown in ["m-500", "M-5000"] {
+            server
+                .submit(&submitter, "eocco-medicaid", with_member(unknown))
+                .await
+                .expect_problem(422, "case.patient.member_id");
+        }
+        server
+            .submit(&submitter, "eocco-medicaid", with_member("M-501"))
+            .await
+            .expect_problem(422, "case.patient.member_id");
+        let mut elsewhere = with_member("M-500");
+        elsewhere["request"]
+            .as_object_mut()
+            .unwrap()
+            .remove("line_of_business");
+        server
+            .submit(&submitter, "express-scripts-medicare-advantage", elsewhere)
+            .await
+            .expect_problem(422, "plan");
+        // The member as the records spell it (spaces around aside): decided on the course.
+        let again = server
+            .submitted(&submitter, "eocco-medicaid", with_member(" M-500 "))
+            .await;
+        assert_ne!(again["status"], "approved", "{again}");
+        assert_eq!(server.count("authorizations").await, 1);
+    })
+    .await;
+}
+
 /// Two services on one PostgreSQL database take turns on a member's course too (the course is
 /// held on the database as well as in each process): six requests of one member sent at the
 /// same moment, three to each, give one approval. (SQLite: one service has the file.)

@@ -234,6 +234,48 @@ pub async fn find(
     })
 }
 
+/// A request that declares its member (`patient.member_id`, `/v1` and CRD): once any
+/// eligibility is loaded, the member must be one the payer's records hold, enrolled in
+/// `plan` on `day` (`YYYY-MM-DD`). The id is matched as the records spell it (save the spaces
+/// around it): `m-100` is not `M-100`, and a request may not start a member's course afresh
+/// under a spelling of its own. With none loaded, any id is taken (a payer who sends no
+/// eligibility keeps working; its courses are matched by the id as given).
+pub async fn check_declared(
+    service: &Service,
+    plan: &str,
+    member: &str,
+    day: &str,
+) -> Result<(), Error> {
+    const FIELD: &str = "case.patient.member_id";
+    if !members::any(&service.store).await? {
+        return Ok(());
+    }
+    let enrolments = members::of_members(&service.store, &[member.to_string()]).await?;
+    if enrolments.is_empty() {
+        return Err(invalid(
+            FIELD,
+            "no member of the payer's eligibility has this id (it is matched as the payer spells it)",
+        ));
+    }
+    let in_plan: Vec<&Enrolment> = enrolments.iter().filter(|e| e.plan == plan).collect();
+    if in_plan.is_empty() {
+        return Err(invalid(
+            "plan",
+            format!("the member is not enrolled in plan `{plan}`"),
+        ));
+    }
+    let covers = |e: &&Enrolment| {
+        e.effective_from.as_str() <= day && e.effective_to.as_deref().is_none_or(|to| day <= to)
+    };
+    if !in_plan.iter().any(covers) {
+        return Err(invalid(
+            FIELD,
+            format!("the member's enrolment in plan `{plan}` does not cover {day}"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -227,6 +227,21 @@ pub async fn submit(
     // Every other request is written by the group commit.
     let mut renewal_tx = None;
     let mut case_json = body.case.clone();
+    // A member the request declares is the payer's (a PAS Claim's was found in the
+    // eligibility by its adapter).
+    if link.is_none() {
+        if let Some(member) = case_json
+            .pointer("/patient/member_id")
+            .and_then(Value::as_str)
+        {
+            let day = case_json
+                .pointer("/request/date")
+                .and_then(Value::as_str)
+                .filter(|d| priorauth_core::date::Date::parse(d).is_some())
+                .map_or_else(|| day_of(now_ms()).to_string(), str::to_string);
+            super::members::check_declared(service, &plan.id, member.trim(), &day).await?;
+        }
+    }
     // Every other request of the member's course waits until this one's decision is stored.
     let mut _course = None;
     if let Some(number) = &body.renews {
