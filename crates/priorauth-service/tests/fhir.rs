@@ -1437,12 +1437,21 @@ async fn updates_and_cancellations_act_on_the_request_they_name() {
         // Sent again: the same answer, nothing more withdrawn or approved.
         let again = server.post("/fhir/Claim/$submit", &ehr, &update).await;
         assert_eq!(request_id(&again.body), request_id(&updated.body));
-        // An approved request is not updated.
+        // An approved request is not changed by an update (PAS: "Servers MAY reject updates and
+        // require that a new request is made"): the answer is a PAS response, as the guide's
+        // rejection example, each item as it stands (approved) and a note saying why.
+        let requests = server.count("requests").await;
         let mut late = pas_bundle(&full, "eocco-medicaid", "upd-2", engine);
         relate(&mut late, "upd-1");
         let refused = server.post("/fhir/Claim/$submit", &ehr, &late).await;
-        assert_eq!(refused.status, 409, "{}", refused.body);
-        assert_eq!(refused.body["issue"][0]["expression"][0], "Claim.related");
+        assert_eq!(refused.status, 200, "{}", refused.body);
+        keep(&dir, "update-of-approved", &refused.body);
+        assert_eq!(refused.body["entry"][0]["resource"]["resourceType"], "ClaimResponse", "{}", refused.body);
+        assert_eq!(review_action(&refused.body), "A1", "{}", refused.body);
+        let notes = refused.body["entry"][0]["resource"]["processNote"].to_string();
+        assert!(notes.contains("was not updated") && notes.contains("approved"), "{notes}");
+        assert_eq!(status(request_id(&updated.body)).await, "approved", "the approval stands");
+        assert_eq!(server.count("requests").await, requests, "nothing new requested");
 
         // A cancellation withdraws the pending request it names and authorizes nothing.
         let pended = server.post("/fhir/Claim/$submit", &ehr, &pas_bundle(&partial, "eocco-medicaid", "orig-2", engine)).await;

@@ -54,7 +54,7 @@ pub(super) fn intake_visits(request: &pas::ClaimRequest) -> usize {
 }
 
 #[utoipa::path(post, path = "/fhir/Claim/$submit", operation_id = "pas_submit", tag = "FHIR", summary = "Da Vinci PAS $submit: a prior-authorization request Bundle", request_body(content = crate::answers::FhirResource, content_type = "application/fhir+json", description = "a PAS Request Bundle (Claim, Patient, Coverage, ...)"),
-    responses((status = 200, description = "a PAS Response Bundle with the ClaimResponse", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 404, description = "an update or cancellation names no request of the caller's: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 409, description = "an update or cancellation of a request already decided: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 403, description = "not a submitter: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 422, description = "not a valid resource, naming the element: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 429, description = "over the rate; Retry-After says when: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
+    responses((status = 200, description = "a PAS Response Bundle with the ClaimResponse", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 404, description = "an update or cancellation names no request of the caller's: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 409, description = "an update or cancellation of a request decided while it was being applied: an OperationOutcome (one of a request already decided is answered 200, with the request as it stands and a note that the update was not applied)", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 403, description = "not a submitter: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 422, description = "not a valid resource, naming the element: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 429, description = "over the rate; Retry-After says when: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
 pub(crate) async fn submit(
     State(state): State<AppState>,
     who: Result<Caller, AppError>,
@@ -106,6 +106,11 @@ pub(crate) async fn submit(
     let canonical = canonical(&headers);
     if let pas::Intent::Cancel { prior } = request.intent() {
         let prior = prior_requests(&state, &caller, &prior).await?;
+        if let Some(decided) =
+            decided_answer(&state, &caller, &prior, "cancelled", &canonical).await?
+        {
+            return Ok(decided);
+        }
         for request in &prior {
             let reason = "Cancelled by the provider (PAS certification type 3)";
             withdraw_prior(&state, &caller, &request.id, reason, "cancelled", None).await?;
@@ -173,7 +178,13 @@ pub(crate) async fn submit(
             "Replaced by an update (PAS Claim {})",
             request.claim_identifier
         );
-        for prior in prior_requests(&state, &caller, &prior).await? {
+        let prior = prior_requests(&state, &caller, &prior).await?;
+        if let Some(decided) =
+            decided_answer(&state, &caller, &prior, "updated", &canonical).await?
+        {
+            return Ok(decided);
+        }
+        for prior in prior {
             if cancelled_items.contains(&prior.item_sequence) {
                 let reason = "Cancelled by the provider (PAS certification type 3)";
                 let by = Successor::CancelledBy(request.claim_identifier.clone());
@@ -319,6 +330,61 @@ async fn prior_requests(
             )],
         ),
     ))
+}
+
+/// The answer to an update or a cancellation of a Claim whose requests are already decided
+/// (approved, denied, approved with changes), or `None` when every one is still pending (or
+/// already withdrawn). PAS 2.2.1: "Servers MAY reject updates and require that a new request
+/// is made", with the rejection in a ClaimResponse (its example, RejectionResponseBundleExample);
+/// "If the prior authorization response is a denial, it is not permitted to send an 'update'
+/// to the request. Instead, a new request must be initiated." A decided request is not
+/// withdrawn here (its authorization stays as given), so the update is not applied at all,
+/// none of its items: the EHR is answered with the ClaimResponse of the Claim it named, each
+/// item as it stands (A1 with its authorization number, A3, A6), and a note saying the update
+/// was not applied and what to send instead: a PAS response it reads as any other, not a
+/// bare error.
+async fn decided_answer(
+    state: &AppState,
+    caller: &Caller,
+    prior: &[NamedClaimRequest],
+    verb: &str,
+    canonical: &priorauth_fhir::questionnaire::Canonical,
+) -> Result<Option<axum::response::Response>, FhirError> {
+    let mut decided = Vec::new();
+    let mut current = Vec::new();
+    for request in prior {
+        let view = request_view::read(&state.service, caller, &request.id).await?;
+        let status = view["status"].as_str().unwrap_or_default().to_string();
+        if status == "withdrawn" {
+            continue;
+        }
+        if !lifecycle_requests::is_pending(&status) {
+            decided.push(status);
+        }
+        current.push(request.id.clone());
+    }
+    if decided.is_empty() {
+        return Ok(None);
+    }
+    let mut responses = Vec::new();
+    for id in &current {
+        responses.push(response_for(state, caller, id, canonical).await?);
+    }
+    let mut answer = pas::merge_responses(responses);
+    decided.sort();
+    decided.dedup();
+    let text = format!(
+        "This Claim was not {verb}: the request it names is already decided ({}), and a decided request is not changed by an update. After a denial, submit a new request; to extend or change an approved authorization, submit a new request naming its authorization number (certification type 4, extension). Each item above is answered as it stands.",
+        decided.join(", ")
+    );
+    if let Some(notes) = answer["entry"][0]["resource"]["processNote"].as_array_mut() {
+        let number = notes.len() + 1;
+        notes.push(json!({"number": number, "type": "display", "text": text}));
+    } else {
+        answer["entry"][0]["resource"]["processNote"] =
+            json!([{"number": 1, "type": "display", "text": text}]);
+    }
+    Ok(Some(fhir_json(StatusCode::OK, answer)))
 }
 
 /// Withdraws the request an update replaces or a cancellation cancels; an update's Claim is

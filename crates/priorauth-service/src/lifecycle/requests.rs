@@ -954,7 +954,7 @@ pub async fn for_questionnaire(
 
 /// Whether a status waits on someone: a clinician (`pending_review`) or the provider
 /// (`pending_information`). Both run on the plan's clock.
-pub(super) fn is_pending(status: &str) -> bool {
+pub fn is_pending(status: &str) -> bool {
     matches!(status, "pending_review" | "pending_information")
 }
 
