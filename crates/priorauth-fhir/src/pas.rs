@@ -239,6 +239,13 @@ pub enum Intent {
     /// Cancels a request (certification type `3` on the Claim, or on every item): the one
     /// `Claim.related` names, else the one with this Claim's own identifier.
     Cancel { prior: String },
+    /// `Claim.related` names an earlier Claim that this Bundle does not identify: neither an
+    /// identifier on the reference nor a Claim with an identifier in the Bundle. PASClaim
+    /// allows no `related` (0..0); PASClaimUpdate requires it with relationship `prior`, and
+    /// PAS 2.2.1 says "The Claim that is being updated SHALL be referenced in the
+    /// Claim.related.claim element and included in the Bundle" (spec-72). Such a Claim is an
+    /// update of something unknown, never a new request.
+    UnknownPrior,
 }
 
 /// Whether `extensions` hold PAS's certificationType with X12 1322 code `3` (Cancel).
@@ -282,6 +289,9 @@ impl ClaimRequest {
                 }
             })
         });
+        if prior.is_none() && !claim.related.is_empty() {
+            return Intent::UnknownPrior;
+        }
         // PAS 2.2.1: "To cancel the entire request, clients will send a certificationType
         // extension with a code of 3 (Cancel) in the Claim.extension element"; cancelling
         // every item cancels it all too.

@@ -1452,6 +1452,17 @@ async fn updates_and_cancellations_act_on_the_request_they_name() {
         assert!(notes.contains("was not updated") && notes.contains("approved"), "{notes}");
         assert_eq!(status(request_id(&updated.body)).await, "approved", "the approval stands");
         assert_eq!(server.count("requests").await, requests, "nothing new requested");
+        // A Claim.related naming a Claim neither identified nor in the Bundle (PAS: "The Claim
+        // that is being updated SHALL be referenced in the Claim.related.claim element and
+        // included in the Bundle") is refused, not taken for a new request.
+        let mut dangling = pas_bundle(&full, "eocco-medicaid", "upd-3", engine);
+        relate(&mut dangling, "x");
+        dangling["entry"][0]["resource"]["related"][0]["claim"] = json!({"reference": "Claim/not-in-the-bundle"});
+        let refused = server.post("/fhir/Claim/$submit", &ehr, &dangling).await;
+        assert_eq!(refused.status, 422, "{}", refused.body);
+        assert_eq!(refused.body["resourceType"], "OperationOutcome", "{}", refused.body);
+        assert_eq!(refused.body["issue"][0]["expression"][0], "Claim.related.claim");
+        assert_eq!(server.count("requests").await, requests, "nothing new requested");
 
         // A cancellation withdraws the pending request it names and authorizes nothing.
         let pended = server.post("/fhir/Claim/$submit", &ehr, &pas_bundle(&partial, "eocco-medicaid", "orig-2", engine)).await;

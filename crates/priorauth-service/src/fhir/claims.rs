@@ -54,7 +54,7 @@ pub(super) fn intake_visits(request: &pas::ClaimRequest) -> usize {
 }
 
 #[utoipa::path(post, path = "/fhir/Claim/$submit", operation_id = "pas_submit", tag = "FHIR", summary = "Da Vinci PAS $submit: a prior-authorization request Bundle", request_body(content = crate::answers::FhirResource, content_type = "application/fhir+json", description = "a PAS Request Bundle (Claim, Patient, Coverage, ...)"),
-    responses((status = 200, description = "a PAS Response Bundle with the ClaimResponse", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 404, description = "an update or cancellation names no request of the caller's: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 409, description = "an update or cancellation of a request decided while it was being applied: an OperationOutcome (one of a request already decided is answered 200, with the request as it stands and a note that the update was not applied)", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 403, description = "not a submitter: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 422, description = "not a valid resource, naming the element: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 429, description = "over the rate; Retry-After says when: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
+    responses((status = 200, description = "a PAS Response Bundle with the ClaimResponse", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 404, description = "an update or cancellation names no request of the caller's: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 422, description = "not a valid resource, or a `Claim.related` the Bundle does not identify, naming the element: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 409, description = "an update or cancellation of a request decided while it was being applied: an OperationOutcome (one of a request already decided is answered 200, with the request as it stands and a note that the update was not applied)", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 401, description = "no API key, or not a valid one: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 403, description = "not a submitter: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json"), (status = 429, description = "over the rate; Retry-After says when: an OperationOutcome", body = crate::answers::FhirResource, content_type = "application/fhir+json")))]
 pub(crate) async fn submit(
     State(state): State<AppState>,
     who: Result<Caller, AppError>,
@@ -104,6 +104,12 @@ pub(crate) async fn submit(
         )]));
     }
     let canonical = canonical(&headers);
+    if request.intent() == pas::Intent::UnknownPrior {
+        return Err(FhirError::invalid(&[Problem::new(
+            "Claim.related.claim",
+            "the Claim this one updates is not identified: PAS says \"The Claim that is being updated SHALL be referenced in the Claim.related.claim element and included in the Bundle\"; give its identifier on the reference, or include it (with its identifier) in the Bundle",
+        )]));
+    }
     if let pas::Intent::Cancel { prior } = request.intent() {
         let prior = prior_requests(&state, &caller, &prior).await?;
         if let Some(decided) =
