@@ -2043,6 +2043,34 @@ async fn an_inquiry_about_a_replaced_claim_answers_the_current_one() {
         answered.sort_by_key(|(sequence, _)| sequence.as_u64());
         assert_eq!(actions, answered, "{answer}");
         assert_eq!(found[0]["resource"]["entry"][0]["resource"]["request"]["identifier"]["value"], "T-replaced-UPDATE");
+        // The update's own identifier finds the same: the whole Claim, its cancelled item too
+        // (PAS: "the returned ClaimResponse SHALL include the current results for all
+        // submitted items, including any items changed or canceled").
+        let answer = inquire(update.clone(), ehr.clone()).await;
+        keep(&dir, "by-update-identifier", &answer);
+        let found = answer["parameter"].as_array().unwrap();
+        assert_eq!(found.len(), 1, "{answer}");
+        let mut actions = item_actions(&found[0]["resource"]);
+        actions.sort_by_key(|(sequence, _)| sequence.as_u64());
+        assert_eq!(actions, answered, "{answer}");
+
+        // A Claim-level cancellation with an identifier of its own: an inquiry by it finds the
+        // request it cancelled, answered `C`, as does one by the original.
+        let original = pas_bundle(&partial, "eocco-medicaid", "whole-q-1", engine);
+        assert_eq!(review_action(&server.post("/fhir/Claim/$submit", &ehr, &original).await.body), "A4");
+        let mut cancel = pas_bundle(&partial, "eocco-medicaid", "whole-q-cancel", engine);
+        relate(&mut cancel, "whole-q-1");
+        cancel["entry"][0]["resource"]["extension"] = json!([{"url": "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-certificationType",
+            "valueCodeableConcept": {"coding": [{"system": "https://codesystem.x12.org/005010/1322", "code": "3", "display": "Cancel"}]}}]);
+        let cancelled = server.post("/fhir/Claim/$submit", &ehr, &cancel).await;
+        assert_eq!(review_action(&cancelled.body), "C", "{}", cancelled.body);
+        for (name, inquiry) in [("by-cancellation-identifier", cancel), ("cancelled-original", original)] {
+            let answer = inquire(inquiry, ehr.clone()).await;
+            keep(&dir, name, &answer);
+            let found = answer["parameter"].as_array().unwrap();
+            assert_eq!(found.len(), 1, "{name}: {answer}");
+            assert_eq!(review_action(&found[0]["resource"]), "C", "{name}: {answer}");
+        }
         validate(&dir);
         server.stop().await;
     })

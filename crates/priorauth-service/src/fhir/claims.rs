@@ -110,16 +110,28 @@ pub(crate) async fn submit(
             "the Claim this one updates is not identified: PAS says \"The Claim that is being updated SHALL be referenced in the Claim.related.claim element and included in the Bundle\"; give its identifier on the reference, or include it (with its identifier) in the Bundle",
         )]));
     }
-    if let pas::Intent::Cancel { prior } = request.intent() {
-        let prior = prior_requests(&state, &caller, &prior).await?;
+    if let pas::Intent::Cancel { prior: prior_claim } = request.intent() {
+        let prior = prior_requests(&state, &caller, &prior_claim).await?;
         if let Some(decided) =
             decided_answer(&state, &caller, &prior, "cancelled", &canonical).await?
         {
             return Ok(decided);
         }
+        // A cancellation with an identifier of its own is recorded as what cancelled each
+        // request, so that an inquiry by that identifier finds them (cancelled).
+        let by = (prior_claim != request.claim_identifier)
+            .then(|| Successor::CancelledBy(request.claim_identifier.clone()));
         for request in &prior {
             let reason = "Cancelled by the provider (PAS certification type 3)";
-            withdraw_prior(&state, &caller, &request.id, reason, "cancelled", None).await?;
+            withdraw_prior(
+                &state,
+                &caller,
+                &request.id,
+                reason,
+                "cancelled",
+                by.clone(),
+            )
+            .await?;
         }
         let answers: Vec<_> = prior.into_iter().map(|r| Answer::Stored(r.id)).collect();
         return answer(&state, &caller, &answers, &source, &canonical).await;

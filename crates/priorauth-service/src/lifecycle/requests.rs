@@ -872,6 +872,12 @@ async fn withdraw_with(
         },
     )
     .await?;
+    // An inquiry by the withdrawing Claim's identifier finds this request (PAS: the inquiry
+    // answers "the current results for all submitted items, including any items changed or
+    // canceled").
+    if let Some(successor) = successor {
+        requests::add_successor(&mut tx, id, &row.organization, successor.claim(), now).await?;
+    }
     let view = finish_decision(service, tx, caller, id, "request.withdraw", retry).await?;
     Ok((view, false))
 }
@@ -969,11 +975,19 @@ pub async fn find_by_claim(
     let only = (caller.role == Role::Submitter).then_some(caller.organization.as_str());
     let found =
         requests::by_claim_identifier(&service.store.pool, identifier, Some(value), only).await?;
-    Ok(found
+    let mut ids: Vec<String> = found
         .into_iter()
         .filter(|found| visible(caller, &found.organization))
         .map(|found| found.request_id)
-        .collect())
+        .collect();
+    // The requests a later Claim with this identifier withdrew (an update's cancelled items, a
+    // cancellation's requests): the inquiry answers that Claim's whole current state.
+    for id in requests::by_successor(&service.store.pool, identifier, only).await? {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
 }
 
 /// The requests of the Claim a PAS 2.2.1 inquiry names by reference: a request's id (its

@@ -94,6 +94,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0017_usage_by_authorization.sql",
         include_str!("../../migrations/0017_usage_by_authorization.sql"),
     ),
+    (
+        "0018_fhir_claim_successors.sql",
+        include_str!("../../migrations/0018_fhir_claim_successors.sql"),
+    ),
 ];
 
 /// `MIGRATIONS` as sqlx's migrator takes them: version, description, type and the no-transaction

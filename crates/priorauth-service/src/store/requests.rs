@@ -983,6 +983,46 @@ pub async fn claim_of_reference(
         .transpose()?)
 }
 
+/// Records that the PAS Claim `claim_identifier` of `organization` (an update or a
+/// cancellation) withdrew request `id`, in the withdrawal's transaction; the same again is
+/// nothing new.
+pub async fn add_successor(
+    tx: &mut Tx,
+    id: &str,
+    organization: &str,
+    claim_identifier: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO fhir_claim_successors (request_id, organization, claim_identifier, created_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (request_id, claim_identifier) DO NOTHING",
+    )
+    .bind(id)
+    .bind(organization)
+    .bind(claim_identifier)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The requests that the PAS Claim `identifier` (`system|value`, exactly) of `organization`
+/// (any, given none) withdrew (cancelled or replaced), newest first, at most 100.
+pub async fn by_successor(
+    pool: &sqlx::AnyPool,
+    identifier: &str,
+    organization: Option<&str>,
+) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query("SELECT request_id FROM fhir_claim_successors WHERE ($1 IS NULL OR organization = $1) AND claim_identifier = $2 ORDER BY created_at DESC LIMIT 100")
+        .bind(organization)
+        .bind(identifier)
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|row| row.try_get("request_id").map_err(StoreError::from))
+        .collect()
+}
+
 /// The requests whose PAS Claim identifier is `identifier` or, given a `value`, ends in
 /// `|value` (the same trace number under another system), newest first (at most 100: twice
 /// the items a Claim may hold, so that an update reaches every request of the Claim it names).
