@@ -339,6 +339,34 @@ async fn members_are_found_in_the_payers_eligibility_and_every_order_is_answered
         assert_eq!(first_ids.len(), 3);
         assert!(first_ids[0] != first_ids[1], "each order has its own");
 
+        // DTR after CRD: the coverage and the assertion id as `context`, nothing else (DTR's
+        // context "May be used to determine what Questionnaires to return and/or to support
+        // pre-population"): the form CRD named, filled in from what CRD read; another
+        // organization's call with the same id finds nothing.
+        let assertion = part(blin, "coverage-assertion-id")["valueString"].as_str().unwrap().to_string();
+        let package = |key: String| {
+            let (server, assertion) = (&server, assertion.clone());
+            async move {
+                let parameters = json!({"resourceType": "Parameters", "parameter": [
+                    {"name": "coverage", "resource": coverage("M-100", "EHR-PLAN-7")},
+                    {"name": "context", "valueString": assertion}]});
+                server.post("/fhir/Questionnaire/$questionnaire-package", &key, &parameters).await
+            }
+        };
+        let packaged = package(ehr.clone()).await;
+        assert_eq!(packaged.status, 200, "{}", packaged.body);
+        keep(&dir, "dtr-package-for-assertion", &packaged.body);
+        assert_eq!(packaged.body["parameter"][0]["name"], "PackageBundle", "{}", packaged.body);
+        let bundle = &packaged.body["parameter"][0]["resource"];
+        assert!(bundle["entry"][0]["resource"]["url"].as_str().unwrap().contains("/Questionnaire/eocco-0382"), "{bundle}");
+        let draft = &bundle["entry"][1]["resource"];
+        assert!(draft["item"].as_array().unwrap().iter().any(|i| i["answer"].is_array()), "filled in from the order and chart: {draft}");
+        assert!(draft.to_string().contains(&assertion), "qr-context names the assertion: {draft}");
+        let (_, stranger) = server.key("clinic-b", Role::Submitter, "Clinic B EHR", "").await;
+        let foreign = package(stranger).await;
+        assert_eq!(foreign.status, 200, "{}", foreign.body);
+        assert!(foreign.body["parameter"].as_array().unwrap().iter().all(|p| p["name"] == "outcome"), "{}", foreign.body);
+
         // A member whose enrolment has ended, and an id no member has (though the Coverage
         // names a plan of the service's): not covered, with the 2.2 reason codes.
         let ended = server.post("/cds-services/order-sign-crd", &ehr,

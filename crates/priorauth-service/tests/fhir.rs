@@ -1354,6 +1354,33 @@ async fn a_package_for_a_pas_tasks_context_alone_is_its_requests_form() {
         let blank_draft = &blank.body["parameter"][0]["resource"]["entry"][1]["resource"];
         assert!(answered(draft) > answered(blank_draft), "pre-populated from the stored case: {draft} against {blank_draft}");
         assert!(!linked(draft, "diagnosis.lineage"), "what the request lacks stays to be answered: {draft}");
+        // The canonical and the context together (DTR's context "May be used ... to support
+        // pre-population"): the form asked for, filled in from the request as by the context alone.
+        let canonical = json!({"name": "questionnaire", "valueCanonical": format!("http://localhost/fhir/Questionnaire/{policy}")});
+        let both = {
+            let parameters = json!({"resourceType": "Parameters", "parameter": [{"name": "coverage", "resource": coverage}, canonical, with_context(&context)]});
+            server.post("/fhir/Questionnaire/$questionnaire-package", &ehr, &parameters).await
+        };
+        assert_eq!(both.status, 200, "{}", both.body);
+        keep(&dir, "package-canonical-and-context", &both.body);
+        let both_draft = &both.body["parameter"][0]["resource"]["entry"][1]["resource"];
+        assert_eq!(answered(both_draft), answered(draft), "pre-populated from the request: {both_draft}");
+        // `changedsince`: nothing has changed since now (a 200 without a Bundle); everything
+        // has since 2000; a value that is no instant is refused, naming the parameter.
+        let since = |value: &str| {
+            let parameters = json!({"resourceType": "Parameters", "parameter": [{"name": "coverage", "resource": coverage}, canonical, {"name": "changedsince", "valueInstant": value}]});
+            let (server, ehr) = (&server, ehr.clone());
+            async move { server.post("/fhir/Questionnaire/$questionnaire-package", &ehr, &parameters).await }
+        };
+        let now = jiff::Timestamp::now().to_string();
+        let unchanged = since(&now).await;
+        assert_eq!(unchanged.status, 200, "{}", unchanged.body);
+        assert!(unchanged.body["parameter"].is_null(), "nothing changed since {now}: {}", unchanged.body);
+        let changed = since("2000-01-01T00:00:00Z").await;
+        assert_eq!(changed.body["parameter"][0]["name"], "PackageBundle", "{}", changed.body);
+        let bad = since("last week").await;
+        assert_eq!(bad.status, 422, "{}", bad.body);
+        assert!(bad.body["issue"][0]["expression"][0].as_str().unwrap().contains("changedsince"), "{}", bad.body);
 
         // Another organization's request, an unknown id, a CRD assertion: nothing found, alike.
         let foreign = package(other.clone(), with_context(&context)).await;

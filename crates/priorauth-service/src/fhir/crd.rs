@@ -236,6 +236,17 @@ async fn governed(
         .map(|p| p.version.as_str())
         .unwrap_or_default();
     let questionnaire = Some(format!("{}|{version}", canonical.questionnaire(&policy)));
+    // Kept under the assertion id, which the DTR client sends as `context` with the coverage:
+    // its form, filled in from what was read here.
+    lifecycle_requests::record_assertion(
+        &state.service,
+        caller,
+        order.assertion_id,
+        order.plan,
+        &policy,
+        &case,
+    )
+    .await?;
     if outcome == Outcome::Approve && order.lenient {
         outcome = Outcome::Review;
     }

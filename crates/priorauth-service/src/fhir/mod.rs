@@ -52,6 +52,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             get(smart::configuration),
         )
         .route(smart::TOKEN_PATH, post(smart::token));
+    // The forms' `changedsince` counts from here.
+    std::sync::LazyLock::force(&questionnaires::SERVING_SINCE);
     Router::new()
         .route("/cds-services/{id}", post(hook))
         .route("/fhir/Questionnaire/{id}", get(read_questionnaire))

@@ -95,6 +95,7 @@ pub(crate) async fn questionnaire_package(
     let orders = parameter_resources(&parameters, "order");
     let asked_for = parameter_strings(&raw, "questionnaire");
     let contexts = parameter_strings(&raw, "context");
+    let changed_since = changed_since(&raw)?;
     let Some(Resource::Coverage(member_coverage)) = coverage.first() else {
         return Err(FhirError::invalid(&[Problem::new(
             "Parameters.parameter",
@@ -140,26 +141,37 @@ pub(crate) async fn questionnaire_package(
     // (PAS's Task gives the pended request's id so): its policy's form, pre-populated from its
     // case as it now stands. Anything else it may name (CRD's coverage assertion, which is
     // not recorded, or another organization's request) is nothing found, answered alike.
+    // With the `questionnaire` CRD named too, the context still pre-fills the draft response
+    // (DTR: the context "May be used to determine what Questionnaires to return and/or to
+    // support pre-population").
     let mut from_context = None;
-    if orders.is_empty() && asked_for.is_empty() {
+    if orders.is_empty() {
         for context in &contexts {
-            let Some((request, stored)) =
-                lifecycle::requests::for_questionnaire(&state.service, &caller, context)
+            // A request (PAS's Task), else a coverage assertion CRD gave for an order.
+            let found =
+                match lifecycle::requests::for_questionnaire(&state.service, &caller, context)
                     .await
                     .map_err(|e| FhirError::from(AppError::from(e)))?
-            else {
+                {
+                    Some((request, stored)) => Some((request.plan, request.policy, stored, true)),
+                    None => lifecycle::requests::for_assertion(&state.service, &caller, context)
+                        .await
+                        .map_err(|e| FhirError::from(AppError::from(e)))?
+                        .map(|(plan, policy, stored)| (plan, policy, stored, false)),
+                };
+            let Some((request_plan, policy, stored, pas_request)) = found else {
                 continue;
             };
-            let index = (request.plan == plan)
-                .then(|| state.service.engine.policy_index(&request.policy))
+            let index = (request_plan == plan)
+                .then(|| state.service.engine.policy_index(&policy))
                 .flatten();
             if let (Some(index), Ok(stored)) = (index, serde_json::from_str::<Value>(&stored)) {
                 case = with_plan(&state, &plan, stored);
-                from_context = Some((index, context.clone()));
+                from_context = Some((index, context.clone(), pas_request));
                 break;
             }
         }
-        if from_context.is_none() {
+        if from_context.is_none() && asked_for.is_empty() {
             return Ok(fhir_json(
                 StatusCode::OK,
                 json!({"resourceType": "Parameters", "parameter": [{"name": "outcome", "resource": context_not_found(&contexts)}]}),
@@ -184,9 +196,16 @@ pub(crate) async fn questionnaire_package(
     // DTR: "If any of the explicitly requested questionnaires cannot be found, a warning
     // SHALL be provided in the 'outcome'".
     let not_found: Vec<&String> = asked_for.iter().filter(|q| known(q).is_none()).collect();
+    // A context's request pre-fills the form only when the form is its policy's.
+    if let Some((index, _, _)) = &from_context {
+        if from_questionnaire.is_some_and(|asked| asked != *index) {
+            from_context = None;
+            case = with_plan(&state, &plan, builder.case());
+        }
+    }
     let policy_index = from_order
         .or(from_questionnaire)
-        .or(from_context.as_ref().map(|(index, _)| *index))
+        .or(from_context.as_ref().map(|(index, _, _)| *index))
         .ok_or_else(|| {
             FhirError::invalid(&[Problem::new(
                 if orders.is_empty() {
@@ -203,6 +222,31 @@ pub(crate) async fn questionnaire_package(
         .policies
         .get(policy_index)
         .ok_or_else(|| FhirError::not_found("policy"))?;
+    // DTR `changedsince`: "only Questionnaire bundles whose Questionnaire or associated
+    // artifacts have changed since the specified timestamp. If there are no changed artifacts
+    // the operation will simply return a 200 Ok". The form is made from the policy's version
+    // and this service's code: it last changed when that version took effect or when this
+    // process started, whichever is later (a start may bring new code, so a package is never
+    // withheld that might have changed).
+    if let Some(since) = changed_since {
+        let effective = policy
+            .effective
+            .and_then(|d| d.to_string().parse::<jiff::civil::Date>().ok())
+            .and_then(|d| jiff::tz::TimeZone::UTC.to_timestamp(d.into()).ok())
+            .map_or(0, |t| t.as_millisecond());
+        if effective.max(*SERVING_SINCE) <= since {
+            let mut parameters = Vec::new();
+            if !not_found.is_empty() {
+                parameters
+                    .push(json!({"name": "outcome", "resource": not_found_outcome(&not_found)}));
+            }
+            let mut answer = json!({"resourceType": "Parameters"});
+            if !parameters.is_empty() {
+                answer["parameter"] = Value::Array(parameters);
+            }
+            return Ok(fhir_json(StatusCode::OK, answer));
+        }
+    }
     let canonical = canonical(&headers);
     let reference = |resource: &Resource| {
         let id = resource.id()?.value.clone()?;
@@ -215,7 +259,7 @@ pub(crate) async fn questionnaire_package(
     for context in contexts {
         if from_context
             .as_ref()
-            .is_some_and(|(_, request)| *request == context)
+            .is_some_and(|(_, request, pas_request)| *pas_request && *request == context)
         {
             references.push(json!({"identifier": {"system": format!("{}/information-request", canonical.base), "value": context}, "display": "PAS request pended for information"}));
         } else {
@@ -275,6 +319,46 @@ pub(crate) async fn questionnaire_package(
         StatusCode::OK,
         json!({"resourceType": "Parameters", "meta": {"profile": ["http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-qpackage-output-parameters"]}, "parameter": parameters}),
     ))
+}
+
+/// When this process began serving (the router is built): the latest its code can have
+/// changed a form.
+pub(super) static SERVING_SINCE: std::sync::LazyLock<i64> = std::sync::LazyLock::new(now_ms);
+
+/// The `changedsince` parameter (an instant; the OperationDefinition says dateTime, so a date
+/// or a time without seconds is read too), in milliseconds; a value that is neither is an
+/// error naming it, never ignored.
+fn changed_since(parameters: &Value) -> Result<Option<i64>, FhirError> {
+    let Some(parameter) = parameters["parameter"]
+        .as_array()
+        .and_then(|list| list.iter().find(|p| p["name"] == "changedsince"))
+    else {
+        return Ok(None);
+    };
+    let text = ["valueInstant", "valueDateTime", "valueDate", "valueString"]
+        .iter()
+        .find_map(|k| parameter[*k].as_str())
+        .unwrap_or_default();
+    let parsed = text
+        .parse::<jiff::Timestamp>()
+        .ok()
+        .or_else(|| {
+            text.parse::<jiff::civil::Date>()
+                .ok()
+                .and_then(|d| jiff::tz::TimeZone::UTC.to_timestamp(d.into()).ok())
+        })
+        .or_else(|| {
+            text.parse::<jiff::civil::DateTime>()
+                .ok()
+                .and_then(|d| jiff::tz::TimeZone::UTC.to_timestamp(d).ok())
+        });
+    match parsed {
+        Some(t) => Ok(Some(t.as_millisecond())),
+        None => Err(FhirError::invalid(&[Problem::new(
+            "Parameters.parameter.where(name = 'changedsince')",
+            format!("`{text}` is not an instant (e.g. 2025-01-31T12:00:00Z)"),
+        )])),
+    }
 }
 
 /// The `outcome` of a package for Questionnaires asked for that this service does not have

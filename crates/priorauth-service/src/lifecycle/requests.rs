@@ -934,6 +934,58 @@ pub(super) async fn fetch(tx: &mut Tx, caller: &Caller, id: &str) -> Result<Requ
     Ok(request)
 }
 
+/// A CRD coverage assertion given for an order a policy of `plan` governs: its id, the
+/// policy, and the case CRD read for the order (the order's facts and the chart's), kept so
+/// that DTR's `$questionnaire-package` called with the id as its `context` (as a DTR client
+/// does after CRD: the context "May be used to determine what Questionnaires to return and/or
+/// to support pre-population") finds the form and fills it in. Audited
+/// (`crd.assertion`).
+pub async fn record_assertion(
+    service: &Service,
+    caller: &Caller,
+    id: &str,
+    plan: &str,
+    policy: &str,
+    case: &Value,
+) -> Result<(), Error> {
+    let assertion = requests::Assertion {
+        organization: caller.organization.clone(),
+        plan: plan.to_string(),
+        policy: policy.to_string(),
+        case_json: case.to_string(),
+    };
+    requests::put_assertion(&service.store.pool, id, &assertion, now_ms()).await?;
+    service
+        .writer
+        .write(Write::Audit(caller.audit_record("crd.assertion", id)))
+        .await?;
+    Ok(())
+}
+
+/// The CRD coverage assertion `id` of the caller's organization: (plan, policy, case); None
+/// for an unknown id or another organization's, alike. The read is audited
+/// (`crd.assertion.read`).
+pub async fn for_assertion(
+    service: &Service,
+    caller: &Caller,
+    id: &str,
+) -> Result<Option<(String, String, String)>, Error> {
+    if id.is_empty() || id.len() > 64 || id.chars().any(char::is_control) {
+        return Ok(None);
+    }
+    let Some(found) = requests::get_assertion(&service.store.pool, id).await? else {
+        return Ok(None);
+    };
+    if found.organization != caller.organization {
+        return Ok(None);
+    }
+    service
+        .writer
+        .write(Write::Audit(caller.audit_record("crd.assertion.read", id)))
+        .await?;
+    Ok(Some((found.plan, found.policy, found.case_json)))
+}
+
 /// A request DTR's `$questionnaire-package` names as its `context` (PAS's Task for a request
 /// pended for information gives its id so): the caller's organization's own, with its case as
 /// it now stands; None when the organization has no request of that id (another

@@ -98,6 +98,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0018_fhir_claim_successors.sql",
         include_str!("../../migrations/0018_fhir_claim_successors.sql"),
     ),
+    (
+        "0019_crd_assertions.sql",
+        include_str!("../../migrations/0019_crd_assertions.sql"),
+    ),
 ];
 
 /// `MIGRATIONS` as sqlx's migrator takes them: version, description, type and the no-transaction
