@@ -501,3 +501,41 @@ async fn a_member_id_another_payer_issued_is_not_this_payers_member() {
     })
     .await;
 }
+
+/// The CRD guide's `CRDServiceRequest.json` as published (order-sign, two ServiceRequests,
+/// full prefetch with the Coverage as a searchset): every order answered with coverage
+/// information, from the prefetch alone (nothing asked of its `fhirServer`, which is not
+/// reachable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_guides_order_sign_request_with_prefetch_is_answered_for_every_order() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, ehr) = server
+            .key("clinic-a", Role::Submitter, "Clinic A EHR", "")
+            .await;
+        let text =
+            std::fs::read_to_string(repo().join("tests/fhir/crd-examples/CRDServiceRequest.json"))
+                .expect("read");
+        let hook: Value = serde_json::from_str(&text).expect("JSON");
+        let answer = server
+            .post("/cds-services/order-sign-crd", &ehr, &hook)
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let dir = emitted_dir("crd-official-prefetch");
+        keep(&dir, "order-sign", &answer.body);
+        let answered = answers(&answer.body);
+        let orders: Vec<&str> = answered.iter().map(|(o, _)| o.as_str()).collect();
+        assert_eq!(orders, ["ServiceRequest/1357", "ServiceRequest/2468"]);
+        for (order, info) in &answered {
+            // The guide's member is not in this payer's eligibility.
+            assert_eq!(code(info, "covered"), "not-covered", "{order}: {info}");
+            assert!(
+                !part(info, "coverage-assertion-id").is_null(),
+                "{order}: {info}"
+            );
+        }
+        validate(&dir);
+        server.stop().await;
+    })
+    .await;
+}

@@ -393,6 +393,15 @@ async fn the_official_pas_examples_get_well_formed_responses() {
         keep(&dir, "inquiry", &reply.body);
         assert_eq!(reply.status, 200, "{}", reply.body);
         assert_eq!(reply.body["resourceType"], "Parameters");
+        // The guide's inquiry (trace number 111099, the same member) finds its Referral request.
+        let found = reply.body["parameter"].as_array().map_or(0, Vec::len);
+        assert_eq!(found, 1, "{}", reply.body);
+        assert_eq!(
+            review_action(&reply.body["parameter"][0]["resource"]),
+            "A4",
+            "{}",
+            reply.body
+        );
         // Not a request Bundle: an OperationOutcome naming where.
         let bad = server
             .post(
