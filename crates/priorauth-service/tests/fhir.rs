@@ -1363,17 +1363,7 @@ async fn a_package_for_a_pas_tasks_context_alone_is_its_requests_form() {
         let blank_draft = &blank.body["parameter"][0]["resource"]["entry"][1]["resource"];
         assert!(answered(draft) > answered(blank_draft), "pre-populated from the stored case: {draft} against {blank_draft}");
         assert!(!linked(draft, "diagnosis.lineage"), "what the request lacks stays to be answered: {draft}");
-        // The canonical and the context together (DTR's context "May be used ... to support
-        // pre-population"): the form asked for, filled in from the request as by the context alone.
         let canonical = json!({"name": "questionnaire", "valueCanonical": format!("http://localhost/fhir/Questionnaire/{policy}")});
-        let both = {
-            let parameters = json!({"resourceType": "Parameters", "parameter": [{"name": "coverage", "resource": coverage}, canonical, with_context(&context)]});
-            server.post("/fhir/Questionnaire/$questionnaire-package", &ehr, &parameters).await
-        };
-        assert_eq!(both.status, 200, "{}", both.body);
-        keep(&dir, "package-canonical-and-context", &both.body);
-        let both_draft = &both.body["parameter"][0]["resource"]["entry"][1]["resource"];
-        assert_eq!(answered(both_draft), answered(draft), "pre-populated from the request: {both_draft}");
         // `changedsince`: nothing has changed since now (a 200 without a Bundle); everything
         // has since 2000; a value that is no instant is refused, naming the parameter.
         let since = |value: &str| {

@@ -141,11 +141,14 @@ pub(crate) async fn questionnaire_package(
     // (PAS's Task gives the pended request's id so): its policy's form, pre-populated from its
     // case as it now stands. Anything else it may name (CRD's coverage assertion, which is
     // not recorded, or another organization's request) is nothing found, answered alike.
-    // With the `questionnaire` CRD named too, the context still pre-fills the draft response
-    // (DTR: the context "May be used to determine what Questionnaires to return and/or to
-    // support pre-population").
+    // Only a context alone: with the `questionnaire` too, the form is not pre-filled from the
+    // request it names. Its stored case holds what the Claim's structure said (a one-day
+    // `servicedPeriod` is `request.units_period_days` 1); pre-filled, that comes back from a
+    // DTR client as an answer, which overrides the Claim, so the clinician's own answer (42
+    // days) is never asked for: an EHR following the guides (tests/ehr) then had its update
+    // pended instead of approved.
     let mut from_context = None;
-    if orders.is_empty() {
+    if orders.is_empty() && asked_for.is_empty() {
         for context in &contexts {
             // A request (PAS's Task), else a coverage assertion CRD gave for an order.
             let found =
@@ -171,7 +174,7 @@ pub(crate) async fn questionnaire_package(
                 break;
             }
         }
-        if from_context.is_none() && asked_for.is_empty() {
+        if from_context.is_none() {
             return Ok(fhir_json(
                 StatusCode::OK,
                 json!({"resourceType": "Parameters", "parameter": [{"name": "outcome", "resource": context_not_found(&contexts)}]}),
@@ -196,13 +199,6 @@ pub(crate) async fn questionnaire_package(
     // DTR: "If any of the explicitly requested questionnaires cannot be found, a warning
     // SHALL be provided in the 'outcome'".
     let not_found: Vec<&String> = asked_for.iter().filter(|q| known(q).is_none()).collect();
-    // A context's request pre-fills the form only when the form is its policy's.
-    if let Some((index, _, _)) = &from_context {
-        if from_questionnaire.is_some_and(|asked| asked != *index) {
-            from_context = None;
-            case = with_plan(&state, &plan, builder.case());
-        }
-    }
     let policy_index = from_order
         .or(from_questionnaire)
         .or(from_context.as_ref().map(|(index, _, _)| *index))
