@@ -832,3 +832,56 @@ mod tests {
         }
     }
 }
+
+/// The most a clinician's approval of a request may grant under a policy that did not approve
+/// it (sent it to review, or recommended denying it): what the policy's approving pathways
+/// for the request's kind allow at most, so that a clinician who approves is held to the
+/// policy's limits as the engine's own approval is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApprovalBound {
+    /// The highest units-per-cycle ceiling among those pathways.
+    pub units_per_cycle: u32,
+    /// The most cycles one authorization by those pathways covers.
+    pub cycles: u32,
+    /// The latest inclusive end of their stated periods from `start`; `None` when one of them
+    /// states no duration (the policy does not bound the period).
+    pub end: Option<Date>,
+}
+
+/// [`ApprovalBound`] of a request under `policy`, its authorization starting on `start`.
+/// `None` when no approving pathway serves the request's kind or a ceiling turns on facts the
+/// case does not give: the label's limits alone then bound the approval.
+pub fn approval_bound(policy: &Policy, facts: &Facts, start: Date) -> Option<ApprovalBound> {
+    let mut bound: Option<ApprovalBound> = None;
+    let mut unbounded_period = false;
+    for pathway in &policy.pathways {
+        if pathway.outcome != Outcome::Approve || pathway_kind(facts, pathway.kinds) == Truth::False
+        {
+            continue;
+        }
+        let limit = ceiling(pathway, facts, Some(start)).ok()?;
+        let end = match pathway.authorization {
+            Some(duration) => Some(start.inclusive_end(duration)?),
+            None => {
+                unbounded_period = true;
+                None
+            }
+        };
+        bound = Some(match bound {
+            None => ApprovalBound {
+                units_per_cycle: limit.units_per_cycle,
+                cycles: limit.cycles,
+                end,
+            },
+            Some(so_far) => ApprovalBound {
+                units_per_cycle: so_far.units_per_cycle.max(limit.units_per_cycle),
+                cycles: so_far.cycles.max(limit.cycles),
+                end: so_far.end.max(end),
+            },
+        });
+    }
+    bound.map(|bound| ApprovalBound {
+        end: if unbounded_period { None } else { bound.end },
+        ..bound
+    })
+}

@@ -348,6 +348,60 @@ async fn a_denial_cites_what_fails_the_request() {
     .await;
 }
 
+/// A clinician who approves a request the policy sent to review (MassHealth's case-by-case
+/// review of a member new to the plan) grants no more than the policy's approval of such a
+/// request: MassHealth's initial approval is for 6 months, five 42-day cycles starting in
+/// them; nine asked were granted for a year.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_clinicians_approval_covers_no_more_than_the_policy_allows() {
+    for_each_backend(|url| async move {
+        let (server, clinic_a, _, reviewer) = server_with_keys(&url).await;
+        let mut asked = for_member("E12", "M-2", "Bo Chen");
+        asked["request"]["cycles"] = json!(9);
+        let reviewed = server.submitted(&clinic_a, "masshealth", asked).await;
+        assert_eq!(reviewed["status"], "pending_review");
+        let id = reviewed["id"].as_str().unwrap();
+        let approved = server
+            .determine(
+                &reviewer,
+                id,
+                "approve",
+                "new-to-plan-on-treatment",
+                "On treatment before joining the plan.",
+            )
+            .await;
+        approved.expect(200);
+        let authorization = &approved.body["authorization"];
+        let start =
+            priorauth_core::date::Date::parse(authorization["start"].as_str().unwrap()).unwrap();
+        let six_months = start
+            .inclusive_end(priorauth_core::date::Duration::Months(6))
+            .unwrap();
+        assert_eq!(authorization["end"], json!(six_months.to_string()));
+        assert_eq!(authorization["cycles"], 5);
+        assert_eq!(authorization["approved_units"], 5 * 980);
+        // A change cannot lift it either.
+        let other = server
+            .submitted(&clinic_a, "masshealth", for_member("E12", "M-3", "Cy Dale"))
+            .await;
+        let path = format!(
+            "/v1/requests/{}/determination",
+            other["id"].as_str().unwrap()
+        );
+        server
+            .post(
+                &path,
+                &reviewer,
+                &json!({"decision": "approve_with_changes", "criterion": "new-to-plan-on-treatment",
+                        "reason": "More cycles.", "changes": {"cycles": 9}}),
+            )
+            .await
+            .expect_problem(422, "changes.cycles");
+        server.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_approval_with_changes_changes_something_within_the_policy() {
     for_each_backend(|url| async move {

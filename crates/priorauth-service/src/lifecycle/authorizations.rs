@@ -189,7 +189,8 @@ pub fn plan(
         .result
         .pointer("/authorization/end")
         .and_then(Value::as_str)
-        .and_then(Date::parse);
+        .and_then(Date::parse)
+        .or(bound.end);
     // Without a duration in the policy, the authorization covers the cycles approved, and
     // never more than a year: the cycle length is the request's, so a long cycle declared
     // (366 days) must not stretch an authorization over years.

@@ -39,10 +39,17 @@ pub struct QuantityBound {
     pub max_units_per_cycle: u32,
     pub cycles: u32,
     pub max_cycles: u32,
+    /// For a clinician's approval of a request the policy did not approve: the latest last day
+    /// its approving pathways' stated periods allow (`None`: the policy states none).
+    pub end: Option<Date>,
 }
 
 /// The quantity bound of an evaluated request (see [`Evaluated::bound`]).
-fn quantity_bound(result: &Value, facts: &priorauth_core::Facts) -> QuantityBound {
+fn quantity_bound(
+    result: &Value,
+    facts: &priorauth_core::Facts,
+    policy: Option<priorauth_core::eval::ApprovalBound>,
+) -> QuantityBound {
     use priorauth_core::FactId;
     use priorauth_core::facts::Value as Fact;
     let number = |id: FactId| match facts.get(id) {
@@ -66,16 +73,29 @@ fn quantity_bound(result: &Value, facts: &priorauth_core::Facts) -> QuantityBoun
             max_units_per_cycle: label_units.max(units),
             cycles,
             max_cycles: course_left.max(cycles),
+            end: None,
         },
         _ => {
-            let requested_units = number(FactId::RequestUnitsPerCycle).unwrap_or(label_units);
+            // A clinician approving what the policy sent to review or recommended denying is
+            // held to what the policy's approval of such a request covers (MassHealth's 6
+            // months, EOCCO's 5 cycles), not the label's whole course.
+            let (max_units, max_cycles, end) = match policy {
+                Some(bound) => (
+                    bound.units_per_cycle.min(label_units),
+                    bound.cycles.min(course_left),
+                    bound.end,
+                ),
+                None => (label_units, course_left, None),
+            };
+            let requested_units = number(FactId::RequestUnitsPerCycle).unwrap_or(max_units);
             let requested_cycles = number(FactId::RequestCycles).unwrap_or(1);
             QuantityBound {
                 first_cycle: first,
-                units_per_cycle: requested_units.min(label_units),
-                max_units_per_cycle: label_units,
-                cycles: requested_cycles.min(course_left),
-                max_cycles: course_left,
+                units_per_cycle: requested_units.min(max_units),
+                max_units_per_cycle: max_units,
+                cycles: requested_cycles.min(max_cycles),
+                max_cycles,
+                end,
             }
         }
     }
@@ -190,7 +210,14 @@ pub fn evaluate(
         .decisions
         .first()
         .map_or(policy_index, |(index, _)| *index);
-    let bound = quantity_bound(&result, &evaluation.facts);
+    let policy_bound = service
+        .engine
+        .policies
+        .get(policy_index)
+        .and_then(|policy| {
+            priorauth_core::eval::approval_bound(policy, &evaluation.facts, received)
+        });
+    let bound = quantity_bound(&result, &evaluation.facts, policy_bound);
     Ok(Evaluated {
         case,
         case_json,
