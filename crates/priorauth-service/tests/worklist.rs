@@ -397,6 +397,16 @@ async fn a_clinicians_approval_covers_no_more_than_the_policy_allows() {
             )
             .await
             .expect_problem(422, "changes.cycles");
+        // Nor a shorter period for a cycle's units: 980 units a day for Blincyto.
+        server
+            .post(
+                &path,
+                &reviewer,
+                &json!({"decision": "approve_with_changes", "criterion": "new-to-plan-on-treatment",
+                        "reason": "Daily.", "changes": {"period_days": 1}}),
+            )
+            .await
+            .expect_problem(422, "changes.period_days");
         server.stop().await;
     })
     .await;

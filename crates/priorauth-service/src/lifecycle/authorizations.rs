@@ -164,11 +164,6 @@ pub fn plan(
             ),
         ));
     }
-    if let Some(days) = changes.period_days {
-        if !(1..=366).contains(&days) {
-            return Err(invalid("changes.period_days", "from 1 to 366 days"));
-        }
-    }
     // The request's cycle, never shorter than the label's (28-day cycles declared without
     // Blincyto's 14 treatment-free days are counted as its 42).
     let shortest_cycle = drug.and_then(|d| d.limits.shortest_cycle_days).unwrap_or(1);
@@ -178,12 +173,24 @@ pub fn plan(
     // Without a cycle length or a period for the units, the label's shortest cycle: each of
     // its periods holds at most the units per cycle, so leaving both out does not let the
     // course be spent at once.
-    let period_days = changes
-        .period_days
-        .or(cycle_length_days)
+    let cycle_days = cycle_length_days
         .or(request.units_period_days)
         .or(drug.and_then(|d| d.limits.shortest_cycle_days))
         .unwrap_or(0);
+    // Each period may spend a cycle's units: a reviewer may lengthen it, never shorten it (a
+    // 1-day period let 980 units of Blincyto be spent each day, the course in 9 days).
+    if let Some(days) = changes.period_days {
+        if !(cycle_days.max(1)..=366).contains(&days) {
+            return Err(invalid(
+                "changes.period_days",
+                format!(
+                    "from {} (the days of a cycle the request is approved for) to 366 days",
+                    cycle_days.max(1)
+                ),
+            ));
+        }
+    }
+    let period_days = changes.period_days.unwrap_or(cycle_days);
     // The engine's period, which starts on the day of receipt.
     let stated_end = evaluated
         .result
