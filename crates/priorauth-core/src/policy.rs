@@ -1182,6 +1182,34 @@ pub struct LabelLimits {
     /// shorter cycle, whatever cycle length the request declares.
     #[serde(default)]
     pub shortest_cycle_days: Option<u32>,
+    /// A longer shortest cycle from a cycle of the course on (Blincyto's continued therapy,
+    /// cycles 6-9, 84 days; Besponsa's cycles after the first, 28): an authorization whose
+    /// cycles all come from there has its units spent over periods no shorter.
+    #[serde(default)]
+    pub later_cycles: Option<LaterCycles>,
+}
+
+/// The label's shortest cycle from a cycle of the course on.
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaterCycles {
+    pub from_cycle: u32,
+    pub shortest_cycle_days: u32,
+}
+
+impl LabelLimits {
+    /// The label's shortest cycle for an authorization whose first cycle in the course is
+    /// `first_cycle`.
+    pub fn shortest_cycle_from(&self, first_cycle: u32) -> Option<u32> {
+        match self.later_cycles {
+            Some(later) if first_cycle >= later.from_cycle => self
+                .shortest_cycle_days
+                .map_or(Some(later.shortest_cycle_days), |days| {
+                    Some(days.max(later.shortest_cycle_days))
+                }),
+            _ => self.shortest_cycle_days,
+        }
+    }
 }
 
 impl Drug {
@@ -1369,6 +1397,9 @@ pub fn load_catalog(file: &str, text: &str) -> Result<Catalog, LoadError> {
                 || limits.units_per_dose_day == Some(0)
                 || limits.dose_days_per_cycle == Some(0)
                 || limits.shortest_cycle_days == Some(0)
+                || limits
+                    .later_cycles
+                    .is_some_and(|l| l.from_cycle < 2 || l.shortest_cycle_days == 0)
                 || !(drug.vial_amount.is_finite() && drug.vial_amount > 0.0)
                 || !(drug.hcpcs_unit_amount.is_finite() && drug.hcpcs_unit_amount > 0.0)
             {

@@ -775,3 +775,54 @@ async fn a_members_authorizations_of_one_course_share_the_units_of_a_period() {
     })
     .await;
 }
+
+/// Blincyto's continued therapy (cycles 6-9) is 28 days of infusion and 56 treatment-free:
+/// an authorization of those cycles, declared as 42-day cycles, let a clinic spend 980 units
+/// every 42 days, twice the label's rate. Its units per cycle are spent over 84 days.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn continued_therapy_cycles_are_spent_at_the_labels_pace() {
+    for_each_backend(|url| async move {
+        let (server, submitter) = server_with_submitter(&url).await;
+        let mut later = case("E01");
+        later["request"]["first_cycle"] = json!(6);
+        later["request"]["cycles"] = json!(4);
+        later["request"]
+            .as_object_mut()
+            .unwrap()
+            .remove("line_of_business");
+        later["history"]["blinatumomab_cycles"] = json!(5);
+        later["diagnosis"]["disease_status"] = json!("complete_remission");
+        later["diagnosis"]["remission_number"] = json!(2);
+        later["diagnosis"]["mrd_status"] = json!("negative");
+        later["history"]["response"] = json!("response");
+        let approved = server
+            .submitted(&submitter, "express-scripts-medicare-advantage", later)
+            .await;
+        assert_eq!(approved["status"], "approved", "{approved}");
+        let authorization = &approved["authorization"];
+        assert_eq!(authorization["first_cycle"], 6, "{approved}");
+        assert_eq!(authorization["period_days"], 84, "{approved}");
+        let number = authorization["number"].as_str().unwrap();
+        let path = format!("/v1/authorizations/{number}/usage");
+        server
+            .post(
+                &path,
+                &submitter,
+                &json!({"units": 980, "date_of_service": days_after_receipt(0)}),
+            )
+            .await
+            .expect(201);
+        // No second cycle's units until 84 days have passed: none in the period that holds
+        // the first.
+        server
+            .post(
+                &path,
+                &submitter,
+                &json!({"units": 1, "date_of_service": days_after_receipt(0)}),
+            )
+            .await
+            .expect(409);
+        server.stop().await;
+    })
+    .await;
+}

@@ -165,8 +165,10 @@ pub fn plan(
         ));
     }
     // The request's cycle, never shorter than the label's (28-day cycles declared without
-    // Blincyto's 14 treatment-free days are counted as its 42).
-    let shortest_cycle = drug.and_then(|d| d.limits.shortest_cycle_days).unwrap_or(1);
+    // Blincyto's 14 treatment-free days are counted as its 42), for the cycles approved:
+    // Blincyto's continued therapy (cycles 6-9) is 84 days, declared 42 or not.
+    let label_shortest = drug.and_then(|d| d.limits.shortest_cycle_from(bound.first_cycle));
+    let shortest_cycle = label_shortest.unwrap_or(1);
     let cycle_length_days = request
         .cycle_length_days
         .map(|days| days.max(shortest_cycle));
@@ -175,7 +177,7 @@ pub fn plan(
     // course be spent at once.
     let cycle_days = cycle_length_days
         .or(request.units_period_days)
-        .or(drug.and_then(|d| d.limits.shortest_cycle_days))
+        .or(label_shortest)
         .unwrap_or(0);
     // Each period may spend a cycle's units: a reviewer may lengthen it, never shorten it (a
     // 1-day period let 980 units of Blincyto be spent each day, the course in 9 days).
