@@ -238,7 +238,7 @@ pub(crate) async fn submit(
             Some(plan) if governed => {
                 let body = SubmitBody {
                     plan,
-                    case: dated_on_receipt(intake.case.clone()),
+                    case: cycles_asked(dated_on_receipt(intake.case.clone()), &state),
                     urgency: if intake.expedited {
                         Urgency::Expedited
                     } else {
@@ -455,6 +455,48 @@ async fn withdraw_prior(
 /// cancellation of the Claim reaches every one of them (`store::requests::by_claim_identifier`
 /// reads at most twice this many); PAS requests ask for a few services at a time.
 const MAX_CLAIM_ITEMS: usize = 50;
+
+/// A PAS item asks for its `quantity` over its service period (`servicedPeriod`, read as
+/// `request.units_period_days`): one that gives units and no `request.cycles` asks for the
+/// cycles that start within that period (at the request's cycle length, never shorter than
+/// the label's), or one cycle without a period. Left out, the engine approved the policy's
+/// most cycles: a Claim of 980 units of Blincyto over 42 days was authorized 9 cycles,
+/// 8,820 units for a year.
+fn cycles_asked(mut case: Value, state: &AppState) -> Value {
+    let Some(request) = case.get_mut("request").and_then(Value::as_object_mut) else {
+        return case;
+    };
+    let given = |key: &str| request.get(key).is_some_and(|v| !v.is_null());
+    if given("cycles") || !given("units") {
+        return case;
+    }
+    let shortest = request
+        .get("drug")
+        .and_then(Value::as_str)
+        .and_then(|id| {
+            state
+                .service
+                .engine
+                .catalog
+                .drugs
+                .iter()
+                .find(|d| d.id == id)
+        })
+        .and_then(|d| d.limits.shortest_cycle_days)
+        .map_or(1, u64::from);
+    let cycle = request
+        .get("cycle_length_days")
+        .and_then(Value::as_u64)
+        .map_or(shortest, |days| days.max(shortest))
+        .max(1);
+    let cycles = request
+        .get("units_period_days")
+        .and_then(Value::as_u64)
+        .map_or(1, |days| days.div_ceil(cycle))
+        .clamp(1, u64::from(priorauth_core::case::MAX_CYCLES_REQUESTED));
+    request.insert("cycles".into(), json!(cycles));
+    case
+}
 
 /// The member's id as the payer's eligibility knows it, in the case a request is decided on
 /// (`patient.member_id`): the member's course is found by it (`lifecycle::courses`). A case
