@@ -48,7 +48,7 @@ pub struct QuantityBound {
 fn quantity_bound(
     result: &Value,
     facts: &priorauth_core::Facts,
-    policy: Option<priorauth_core::eval::ApprovalBound>,
+    policy: impl FnOnce() -> Option<priorauth_core::eval::ApprovalBound>,
 ) -> QuantityBound {
     use priorauth_core::FactId;
     use priorauth_core::facts::Value as Fact;
@@ -79,7 +79,8 @@ fn quantity_bound(
             // A clinician approving what the policy sent to review or recommended denying is
             // held to what the policy's approval of such a request covers (MassHealth's 6
             // months, EOCCO's 5 cycles), not the label's whole course.
-            let (max_units, max_cycles, end) = match policy {
+            // (Computed only here: an approval's own grant needs none of it.)
+            let (max_units, max_cycles, end) = match policy() {
                 Some(bound) => (
                     bound.units_per_cycle.min(label_units),
                     bound.cycles.min(course_left),
@@ -210,13 +211,15 @@ pub fn evaluate(
         .decisions
         .first()
         .map_or(policy_index, |(index, _)| *index);
-    let policy_bound = service
-        .engine
-        .policies
-        .get(policy_index)
-        .and_then(|policy| {
-            priorauth_core::eval::approval_bound(policy, &evaluation.facts, received)
-        });
+    let policy_bound = || {
+        service
+            .engine
+            .policies
+            .get(policy_index)
+            .and_then(|policy| {
+                priorauth_core::eval::approval_bound(policy, &evaluation.facts, received)
+            })
+    };
     let bound = quantity_bound(&result, &evaluation.facts, policy_bound);
     Ok(Evaluated {
         case,
