@@ -238,7 +238,7 @@ async fn governed(
     let questionnaire = Some(format!("{}|{version}", canonical.questionnaire(&policy)));
     // Kept under the assertion id, which the DTR client sends as `context` with the coverage:
     // its form, filled in from what was read here.
-    lifecycle_requests::record_assertion(
+    lifecycle::assertions::record(
         &state.service,
         caller,
         order.assertion_id,

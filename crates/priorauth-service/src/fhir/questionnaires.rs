@@ -157,7 +157,7 @@ pub(crate) async fn questionnaire_package(
                     .map_err(|e| FhirError::from(AppError::from(e)))?
                 {
                     Some((request, stored)) => Some((request.plan, request.policy, stored, true)),
-                    None => lifecycle::requests::for_assertion(&state.service, &caller, context)
+                    None => lifecycle::assertions::find(&state.service, &caller, context)
                         .await
                         .map_err(|e| FhirError::from(AppError::from(e)))?
                         .map(|(plan, policy, stored)| (plan, policy, stored, false)),

@@ -7,6 +7,7 @@
 //! this table), so that a payer who sends no eligibility keeps working.
 
 use priorauth_core::date::Date;
+use serde_json::Value;
 
 use super::{Error, Service, now_ms};
 use crate::keys::{Caller, Role};
@@ -81,7 +82,7 @@ fn parse_rows(text: &str, known_plan: &dyn Fn(&str) -> bool) -> Result<Vec<Enrol
         }
         let field = |n: usize| fields.get(n).copied().unwrap_or_default();
         let member_id = field(0);
-        if member_id.is_empty() || member_id.len() > 64 || member_id.chars().any(char::is_control) {
+        if !super::could_be_id(member_id) {
             problems.push((at("member_id"), "1 to 64 printable characters".into()));
         }
         let plan = field(1);
@@ -234,23 +235,28 @@ pub async fn find(
     })
 }
 
-/// A request that declares its member (`patient.member_id`, `/v1` and CRD): once any
+/// A request whose case declares its member (`patient.member_id`, `/v1` and CRD): once any
 /// eligibility is loaded, the member must be one the payer's records hold, enrolled in
-/// `plan` on `day` (`YYYY-MM-DD`). The id is matched as the records spell it (save the spaces
-/// around it): `m-100` is not `M-100`, and a request may not start a member's course afresh
-/// under a spelling of its own. With none loaded, any id is taken (a payer who sends no
-/// eligibility keeps working; its courses are matched by the id as given).
-pub async fn check_declared(
-    service: &Service,
-    plan: &str,
-    member: &str,
-    day: &str,
-) -> Result<(), Error> {
+/// `plan` on the request's date (`request.date`, else today). The id is matched as the
+/// records spell it (save the spaces around it): `m-100` is not `M-100`, and a request may
+/// not start a member's course afresh under a spelling of its own. With none loaded, any id
+/// is taken (a payer who sends no eligibility keeps working; its courses are matched by the
+/// id as given). A case naming no member has nothing to check.
+pub async fn check_declared(service: &Service, plan: &str, case: &Value) -> Result<(), Error> {
     const FIELD: &str = "case.patient.member_id";
+    let Some(member) = case.pointer("/patient/member_id").and_then(Value::as_str) else {
+        return Ok(());
+    };
     if !members::any(&service.store).await? {
         return Ok(());
     }
-    let enrolments = members::of_members(&service.store, &[member.to_string()]).await?;
+    let day = case
+        .pointer("/request/date")
+        .and_then(Value::as_str)
+        .filter(|d| Date::parse(d).is_some())
+        .map_or_else(|| super::day_of(now_ms()).to_string(), str::to_string);
+    let day = day.as_str();
+    let enrolments = members::of_members(&service.store, &[member.trim().to_string()]).await?;
     if enrolments.is_empty() {
         return Err(invalid(
             FIELD,

@@ -56,6 +56,7 @@
 //! A submitter sees only its own organization's records; to anyone else they do not exist.
 
 pub mod appeals;
+pub mod assertions;
 pub mod attachments;
 pub mod authorizations;
 pub mod comments;
@@ -190,6 +191,12 @@ fn status_of(outcome: Outcome) -> &'static str {
         Outcome::Review | Outcome::Deny => "pending_review",
         Outcome::NotApplicable => "not_applicable",
     }
+}
+
+/// Whether `text` could name a stored record (an id, a number, a member id): 1 to 64
+/// characters, none of them control characters. What cannot is looked up nowhere.
+pub fn could_be_id(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 64 && !text.chars().any(char::is_control)
 }
 
 /// The calendar day (UTC) of a time in milliseconds since 1970.

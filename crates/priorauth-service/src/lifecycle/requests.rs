@@ -230,17 +230,7 @@ pub async fn submit(
     // A member the request declares is the payer's (a PAS Claim's was found in the
     // eligibility by its adapter).
     if link.is_none() {
-        if let Some(member) = case_json
-            .pointer("/patient/member_id")
-            .and_then(Value::as_str)
-        {
-            let day = case_json
-                .pointer("/request/date")
-                .and_then(Value::as_str)
-                .filter(|d| priorauth_core::date::Date::parse(d).is_some())
-                .map_or_else(|| day_of(now_ms()).to_string(), str::to_string);
-            super::members::check_declared(service, &plan.id, member.trim(), &day).await?;
-        }
+        super::members::check_declared(service, &plan.id, &case_json).await?;
     }
     // Every other request of the member's course waits until this one's decision is stored.
     let mut _course = None;
@@ -934,58 +924,6 @@ pub(super) async fn fetch(tx: &mut Tx, caller: &Caller, id: &str) -> Result<Requ
     Ok(request)
 }
 
-/// A CRD coverage assertion given for an order a policy of `plan` governs: its id, the
-/// policy, and the case CRD read for the order (the order's facts and the chart's), kept so
-/// that DTR's `$questionnaire-package` called with the id as its `context` (as a DTR client
-/// does after CRD: the context "May be used to determine what Questionnaires to return and/or
-/// to support pre-population") finds the form and fills it in. Audited
-/// (`crd.assertion`).
-pub async fn record_assertion(
-    service: &Service,
-    caller: &Caller,
-    id: &str,
-    plan: &str,
-    policy: &str,
-    case: &Value,
-) -> Result<(), Error> {
-    let assertion = requests::Assertion {
-        organization: caller.organization.clone(),
-        plan: plan.to_string(),
-        policy: policy.to_string(),
-        case_json: case.to_string(),
-    };
-    requests::put_assertion(&service.store.pool, id, &assertion, now_ms()).await?;
-    service
-        .writer
-        .write(Write::Audit(caller.audit_record("crd.assertion", id)))
-        .await?;
-    Ok(())
-}
-
-/// The CRD coverage assertion `id` of the caller's organization: (plan, policy, case); None
-/// for an unknown id or another organization's, alike. The read is audited
-/// (`crd.assertion.read`).
-pub async fn for_assertion(
-    service: &Service,
-    caller: &Caller,
-    id: &str,
-) -> Result<Option<(String, String, String)>, Error> {
-    if id.is_empty() || id.len() > 64 || id.chars().any(char::is_control) {
-        return Ok(None);
-    }
-    let Some(found) = requests::get_assertion(&service.store.pool, id).await? else {
-        return Ok(None);
-    };
-    if found.organization != caller.organization {
-        return Ok(None);
-    }
-    service
-        .writer
-        .write(Write::Audit(caller.audit_record("crd.assertion.read", id)))
-        .await?;
-    Ok(Some((found.plan, found.policy, found.case_json)))
-}
-
 /// A request DTR's `$questionnaire-package` names as its `context` (PAS's Task for a request
 /// pended for information gives its id so): the caller's organization's own, with its case as
 /// it now stands; None when the organization has no request of that id (another
@@ -1050,7 +988,7 @@ pub async fn find_by_reference(
     caller: &Caller,
     reference: &str,
 ) -> Result<Vec<String>, Error> {
-    if reference.is_empty() || reference.len() > 64 || reference.chars().any(char::is_control) {
+    if !super::could_be_id(reference) {
         return Ok(Vec::new());
     }
     match requests::claim_of_reference(&service.store.pool, reference).await? {

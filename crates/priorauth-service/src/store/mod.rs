@@ -4,6 +4,7 @@
 //! times (milliseconds since the epoch), text for JSON.
 
 pub mod appeals;
+pub mod assertions;
 pub mod attachments;
 pub mod audit;
 pub mod authorizations;
