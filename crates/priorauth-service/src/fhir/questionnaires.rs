@@ -138,9 +138,10 @@ pub(crate) async fn questionnaire_package(
     };
     let mut case = with_plan(&state, &plan, builder.case());
     // A context alone names a request of the caller's organization for this member's plan
-    // (PAS's Task gives the pended request's id so): its policy's form, pre-populated from its
-    // case as it now stands. Anything else it may name (CRD's coverage assertion, which is
-    // not recorded, or another organization's request) is nothing found, answered alike.
+    // (PAS's Task gives the pended request's id so), or a coverage assertion CRD gave it for
+    // an order: its policy's form, pre-populated from the request's case as it now stands or
+    // the case CRD read. Anything else (another organization's request or assertion, an
+    // unknown id) is nothing found, answered alike.
     // Only a context alone: with the `questionnaire` too, the form is not pre-filled from the
     // request it names. Its stored case holds what the Claim's structure said (a one-day
     // `servicedPeriod` is `request.units_period_days` 1); pre-filled, that comes back from a
