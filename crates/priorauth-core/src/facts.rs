@@ -194,7 +194,7 @@ facts! {
     RequestDrugSource = "request.drug_source", Enum(DrugSource::VARIANTS), "where the drug the member receives now comes from";
     RequestSetting = "request.setting", Enum(Setting::VARIANTS), "what the course of therapy treats: frontline or relapsed/refractory (salvage) disease";
     RequestRelapsedRefractoryCourse = "request.relapsed_refractory_course", Bool, "derived: the course treats relapsed or refractory disease: request.setting when given, else diagnosis.disease_status is relapsed or refractory, or a second or later remission without MRD reached during this course of the drug";
-    RequestLabelUnitsPerCycle = "request.label_units_per_cycle", Number, "derived: the drug label's most billable units in one cycle (drug catalog `limits`): whole vials of the highest daily dose per dose day, or each dose of the cycle per m² of body surface area in whole vials, none above the requested highest single dose (request.dose in mg/m²)";
+    RequestLabelUnitsPerCycle = "request.label_units_per_cycle", Number, "derived: the drug label's most billable units in one cycle (drug catalog `limits`): whole vials of the highest daily dose per dose day, or each dose of the cycle per m² of body surface area (counted at most 3.0 m²) in whole vials, none above the requested highest single dose (request.dose in mg/m²)";
     RequestLabelCourseCycles = "request.label_course_cycles", Number, "derived: the drug label's most cycles in one course (drug catalog `limits`)";
     RequestOnLabel = "request.on_label", Bool, "derived: the request falls within a labeled indication of the drug (drug catalog)";
     PatientWeightKg = "patient.weight_kg", Number, "body weight";

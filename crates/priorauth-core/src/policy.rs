@@ -1212,11 +1212,23 @@ impl LabelLimits {
     }
 }
 
+/// The largest body surface area (m²) an approval's units are sized on without a clinician.
+///
+/// Weight and height are what a request declares, and each alone may be as large as the
+/// largest people recorded (700 kg, 300 cm), so together they gave a body surface area of
+/// 7.6 m² and a label ceiling of Besponsa three times a large adult's (153 units a cycle,
+/// for 54 at 2.0 m²). A dose per m² of a larger patient is counted at this area: units beyond it go the way
+/// the policy sends a dose outside its limits (a clinician's review, or a denial a clinician
+/// must confirm), with the reason saying so. 3.0 m² is about 1 m² beyond an average adult's
+/// (1.7 to 2.0), well past the sizes seen in the labels' studies; in whole vials of Besponsa
+/// it bounds no patient under about 3.37 m².
+pub const MOST_BSA_M2_SIZED: f64 = 3.0;
+
 impl Drug {
     /// The label's most billable units in one cycle: whole vials per dose day times the dose
     /// days (the request's, at most the label's), or, for a drug dosed per m², each dose of
-    /// the cycle times the body surface area in whole vials. `None` when the body
-    /// surface area it needs is not known.
+    /// the cycle times the body surface area (at most [`MOST_BSA_M2_SIZED`]) in whole vials.
+    /// `None` when the body surface area it needs is not known.
     pub fn label_units_per_cycle(
         &self,
         dose_days: Option<f64>,
@@ -1237,7 +1249,7 @@ impl Drug {
         if limits.doses_mg_per_m2.is_empty() {
             return None;
         }
-        let bsa = bsa_m2?;
+        let bsa = bsa_m2?.min(MOST_BSA_M2_SIZED);
         let units_per_vial = (self.vial_amount / self.hcpcs_unit_amount).round();
         // A dose that needs exactly whole vials takes no more (1e-9 absorbs rounding). No
         // dose is above the requested highest single dose: a cycle of Besponsa at 0.5 mg/m²

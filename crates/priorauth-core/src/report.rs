@@ -181,7 +181,8 @@ fn policy_result<'a>(
         if let Some(over) = policy.pathways.get(usize::from(index)) {
             reasons_json.push(ReasonJson {
                 criterion: Cow::Owned(format!(
-                    "at most {ceiling} billable units per cycle; {requested} requested per cycle"
+                    "at most {ceiling} billable units per cycle; {requested} requested per cycle{}",
+                    area_counted(engine, &evaluation.facts)
                 )),
                 id: "units-per-cycle",
                 status: "not_met",
@@ -338,6 +339,28 @@ fn quantity_source(pathway: &crate::policy::Pathway) -> &Source {
         .quantity
         .as_ref()
         .map_or(&pathway.authorization_source, |q| &q.source)
+}
+
+/// For a drug dosed per m² and a body surface area beyond the most an approval is sized on
+/// ([`crate::policy::MOST_BSA_M2_SIZED`]), what a reader of a units-per-cycle reason needs
+/// to know: its ceiling counts that much, and a larger patient's dose is a clinician's.
+fn area_counted(engine: &Engine, facts: &crate::Facts) -> String {
+    use crate::facts::{FactId, Value};
+    let per_m2 = match facts.get(FactId::RequestDrug) {
+        Value::Symbol(drug) => engine
+            .catalog
+            .drugs
+            .get(usize::from(drug))
+            .is_some_and(|d| !d.limits.doses_mg_per_m2.is_empty()),
+        _ => false,
+    };
+    match facts.get(FactId::PatientBsaM2) {
+        Value::Number(area) if per_m2 && area > crate::policy::MOST_BSA_M2_SIZED => format!(
+            " (the ceiling counts a body surface area of at most {:.1} m², not the {area:.2} m² of the weight and height given: a larger patient's dose is a clinician's to confirm)",
+            crate::policy::MOST_BSA_M2_SIZED
+        ),
+        _ => String::new(),
+    }
 }
 
 /// The granted quantity with the vials it takes (whole vials, as billed with wastage).

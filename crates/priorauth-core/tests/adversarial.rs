@@ -276,9 +276,9 @@ fn label(case: &Value) -> (&'static str, u64, u64, u64) {
             ("J9039", 35, 35 * days, 9)
         }
         // Whole 0.9 mg vials of 0.1 mg units; the most per cycle depends on the body
-        // surface area: 3 doses of at most 0.8 mg/m² on 300 cm and 700 kg (7.6 m²) are
-        // at most 3 x 7 vials.
-        Some("inotuzumab_ozogamicin") => ("J9229", 9, 3 * 7 * 9, 6),
+        // surface area, counted at most 3.0 m²: 3 doses of at most 0.8 mg/m² are at most
+        // 3 x 3 vials, however large the weight and height given.
+        Some("inotuzumab_ozogamicin") => ("J9229", 9, 3 * 3 * 9, 6),
         other => panic!("no label for {other:?}"),
     }
 }
@@ -1449,19 +1449,94 @@ fn besponsa_units_beyond_the_body_surface_area_are_not_approved() {
     assert_eq!(quantity["vials"], 6);
     assert_eq!(quantity["total_units"], 2 * BESPONSA_CEILING);
     // A heavier, taller patient has a larger ceiling: never more than the label's doses.
+    // sqrt(190 x 120 / 3600) = 2.52 m²: 0.8 x 2.52 = 2.0 mg (3 vials), 0.5 x 2.52 = 1.3 mg
+    // (2 vials) twice: 7 vials.
+    let large = [
+        ("patient.weight_kg", json!(120)),
+        ("patient.height_cm", json!(190)),
+    ];
     let case = with(
         besponsa_initial(),
         &[
-            ("patient.weight_kg", json!(700)),
-            ("patient.height_cm", json!(300)),
+            large[0].clone(),
+            large[1].clone(),
             ("request.units", Value::Null),
         ],
     );
     let quantity = approved(&decide(&case), MASSHEALTH).clone();
-    // sqrt(300 x 700 / 3600) = 7.64 m²: 0.8 x 7.64 = 6.1 mg (7 vials), 0.5 x 7.64 = 3.8 mg
-    // (5 vials) twice: 17 vials.
-    assert_eq!(quantity["units"], 17 * 9);
+    assert_eq!(quantity["units"], 7 * 9);
     assert_eq!(quantity["units_basis"], "policy_maximum");
+}
+
+/// Weight and height are declared, each within the largest recorded: together, 700 kg and
+/// 300 cm made 7.64 m² and a ceiling of 17 vials a cycle (0.8 x 7.64 = 6.1 mg in 7 vials,
+/// 0.5 x 7.64 = 3.8 mg in 5, twice), three times a large adult's. The area is counted at
+/// most 3.0 m² (7 vials): what is asked beyond it goes the policy's way for a dose outside
+/// its limits (MassHealth: a denial a clinician must confirm), saying why.
+#[test]
+fn besponsa_is_sized_on_at_most_3_square_metres_without_a_clinician() {
+    let giant = [
+        ("patient.weight_kg", json!(700)),
+        ("patient.height_cm", json!(300)),
+    ];
+    // Met: no units given, the ceiling at 3.0 m² (2.4 mg in 3 vials, 1.5 mg in 2, twice).
+    let case = with(
+        besponsa_initial(),
+        &[
+            giant[0].clone(),
+            giant[1].clone(),
+            ("request.units", Value::Null),
+        ],
+    );
+    let quantity = approved(&decide(&case), MASSHEALTH).clone();
+    assert_eq!(quantity["units"], 7 * 9);
+    // Within it: 7 vials asked are approved as asked.
+    let case = with(
+        besponsa_initial(),
+        &[
+            giant[0].clone(),
+            giant[1].clone(),
+            ("request.units", json!(63)),
+        ],
+    );
+    assert_eq!(approved(&decide(&case), MASSHEALTH)["units"], 63);
+    // Not met: the 17 vials the declared size would take, with the reason naming the area.
+    let case = with(
+        besponsa_initial(),
+        &[
+            giant[0].clone(),
+            giant[1].clone(),
+            ("request.units", json!(17 * 9)),
+        ],
+    );
+    let report = decide(&case);
+    let result = result(&report, MASSHEALTH);
+    assert_eq!(result["outcome"], "deny", "{result:#}");
+    assert!(result["quantity"].is_null());
+    let text = reason(result, "units-per-cycle")["criterion"]
+        .as_str()
+        .unwrap();
+    assert!(
+        text.contains("at most 63 billable units")
+            && text.contains("at most 3.0 m², not the 7.64 m²"),
+        "{text}"
+    );
+    // Unknown: without the height, the area is asked for, as for any patient.
+    let case = with(
+        without(besponsa_initial(), &["patient.height_cm"]),
+        &[giant[0].clone(), ("request.units", json!(17 * 9))],
+    );
+    assert_eq!(outcome(&decide(&case), MASSHEALTH), "incomplete");
+    // A patient of 3.37 m² needs no more vials than 3.0 m² gives: not bounded by it.
+    let case = with(
+        besponsa_initial(),
+        &[
+            ("patient.weight_kg", json!(227)),
+            ("patient.height_cm", json!(180)),
+            ("request.units", json!(63)),
+        ],
+    );
+    assert_eq!(approved(&decide(&case), MASSHEALTH)["units"], 63);
 }
 
 #[test]

@@ -257,6 +257,38 @@ async fn a_completion_fills_only_missing_facts() {
         completed.expect(200);
         assert_eq!(completed.body["status"], "approved", "{}", completed.body);
         assert_authorization_is_the_engines(&completed.body);
+
+        // A member a completion names is one the payer's eligibility holds, once loaded (a
+        // request sent before it was loaded may name none).
+        let mut unnamed = case("E02");
+        unnamed["diagnosis"]["mrd_percent"] = Value::Null;
+        unnamed["patient"]
+            .as_object_mut()
+            .unwrap()
+            .remove("member_id");
+        let incomplete = server
+            .submitted(&submitter, "eocco-medicaid", unnamed)
+            .await;
+        assert_eq!(incomplete["status"], "pending_information", "{incomplete}");
+        support::import_members(&server, "M-600,eocco-medicaid,2020-01-01,,\n").await;
+        let path = format!("/v1/requests/{}", incomplete["id"].as_str().unwrap());
+        server
+            .patch(
+                &path,
+                &submitter,
+                &json!({"diagnosis": {"mrd_percent": 0.8}, "patient": {"member_id": "m-600"}}),
+            )
+            .await
+            .expect_problem(422, "patient.member_id");
+        let completed = server
+            .patch(
+                &path,
+                &submitter,
+                &json!({"diagnosis": {"mrd_percent": 0.8}, "patient": {"member_id": "M-600"}}),
+            )
+            .await;
+        completed.expect(200);
+        assert_eq!(completed.body["status"], "approved", "{}", completed.body);
         server.stop().await;
     })
     .await;
@@ -390,6 +422,21 @@ async fn a_declared_member_is_one_the_eligibility_holds_once_it_is_loaded() {
         }
         server
             .submit(&submitter, "eocco-medicaid", with_member("M-501"))
+            .await
+            .expect_problem(422, "case.patient.member_id");
+        // Leaving the member out would start the course afresh: a second initial approval.
+        let mut nameless = first.clone();
+        nameless["patient"]
+            .as_object_mut()
+            .unwrap()
+            .remove("member_id");
+        server
+            .submit(&submitter, "eocco-medicaid", nameless.clone())
+            .await
+            .expect_problem(422, "case.patient.member_id");
+        nameless["patient"]["member_id"] = Value::Null;
+        server
+            .submit(&submitter, "eocco-medicaid", nameless)
             .await
             .expect_problem(422, "case.patient.member_id");
         let mut elsewhere = with_member("M-500");

@@ -1020,9 +1020,12 @@ async fn a_request_the_policy_covers_in_part_is_answered_modified() {
     for_each_backend(|url| async move {
         let server = Server::start(&url).await;
         let (_, key) = server.key("clinic-a", Role::Submitter, "EHR", "").await;
-        // E01 asks 9 cycles; EOCCO's initial authorization covers 5.
+        // E01 asks 8 cycles: 7,840 units over the 336 days they take (a PAS item's quantity
+        // is for its service period); EOCCO's initial authorization covers 5.
         let mut case = support::case("E01");
-        case["request"]["cycles"] = json!(9);
+        case["request"]["cycles"] = json!(8);
+        case["request"]["units"] = json!(7840);
+        case["request"]["units_period_days"] = json!(336);
         let bundle = pas_bundle(
             &case,
             "eocco-medicaid",
@@ -2404,6 +2407,29 @@ async fn a_claim_is_authorized_no_more_than_its_quantity_asks() {
             &case,
             "express-scripts-medicare-advantage",
             "quantity-1",
+            &server.state.service.engine,
+        );
+        let reply = server.post("/fhir/Claim/$submit", &key, &bundle).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(review_action(&reply.body), "A1", "{}", reply.body);
+        let number = reply.body["entry"][0]["resource"]["preAuthRef"]
+            .as_str()
+            .unwrap();
+        let authorization = server
+            .get(&format!("/v1/authorizations/{number}"), &key)
+            .await;
+        authorization.expect(200);
+        assert_eq!(authorization.body["cycles"], 1, "{}", authorization.body);
+        assert_eq!(authorization.body["approved_units"], 980);
+
+        // A `request.cycles` answer of 2 asks for no more than the item's 980 units over
+        // its 42 days: one cycle.
+        let case = support::case("E01");
+        assert_eq!(case["request"]["cycles"], 2);
+        let bundle = pas_bundle(
+            &case,
+            "express-scripts-medicare-advantage",
+            "quantity-2",
             &server.state.service.engine,
         );
         let reply = server.post("/fhir/Claim/$submit", &key, &bundle).await;

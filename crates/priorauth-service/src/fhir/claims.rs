@@ -457,17 +457,26 @@ async fn withdraw_prior(
 const MAX_CLAIM_ITEMS: usize = 50;
 
 /// A PAS item asks for its `quantity` over its service period (`servicedPeriod`, read as
-/// `request.units_period_days`): one that gives units and no `request.cycles` asks for the
-/// cycles that start within that period (at the request's cycle length, never shorter than
-/// the label's), or one cycle without a period. Left out, the engine approved the policy's
-/// most cycles: a Claim of 980 units of Blincyto over 42 days was authorized 9 cycles,
-/// 8,820 units for a year.
+/// `request.units_period_days`), as an X12 278 service line does: the cycles asked are those
+/// that start within that period (at the request's cycle length, never shorter than the
+/// label's), or one cycle without a period. A `request.cycles` answer asks for no more than
+/// the period holds: the item's quantity is what the Claim asks to be paid for.
+///
+/// Without this, the engine approved the policy's most cycles, or the answer's: a Claim of
+/// 980 units of Blincyto over 42 days was authorized 9 cycles, 8,820 units for a year, and
+/// with a `request.cycles` answer of 2, 1,960 units.
 fn cycles_asked(mut case: Value, state: &AppState) -> Value {
     let Some(request) = case.get_mut("request").and_then(Value::as_object_mut) else {
         return case;
     };
     let given = |key: &str| request.get(key).is_some_and(|v| !v.is_null());
-    if given("cycles") || !given("units") {
+    if !given("units") {
+        return case;
+    }
+    let answered = request.get("cycles").and_then(Value::as_u64);
+    if given("cycles") && (answered.is_none() || !given("units_period_days")) {
+        // An answer that is not a count is the engine's to refuse, naming it; without a
+        // period, the item's units are one cycle's and the answer says how many.
         return case;
     }
     let shortest = request
@@ -494,6 +503,7 @@ fn cycles_asked(mut case: Value, state: &AppState) -> Value {
         .and_then(Value::as_u64)
         .map_or(1, |days| days.div_ceil(cycle))
         .clamp(1, u64::from(priorauth_core::case::MAX_CYCLES_REQUESTED));
+    let cycles = answered.map_or(cycles, |answered| answered.min(cycles));
     request.insert("cycles".into(), json!(cycles));
     case
 }

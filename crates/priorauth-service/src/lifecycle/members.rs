@@ -241,15 +241,26 @@ pub async fn find(
 /// records spell it (save the spaces around it): `m-100` is not `M-100`, and a request may
 /// not start a member's course afresh under a spelling of its own. With none loaded, any id
 /// is taken (a payer who sends no eligibility keeps working; its courses are matched by the
-/// id as given). A case naming no member has nothing to check.
+/// id as given), and a case may name no member.
+///
+/// Once eligibility is loaded, a case must name its member: one naming none was decided on
+/// what it declared, matched to no course, so that leaving the id out started a course
+/// afresh each time (a second initial approval of the same patient).
 pub async fn check_declared(service: &Service, plan: &str, case: &Value) -> Result<(), Error> {
     const FIELD: &str = "case.patient.member_id";
-    let Some(member) = case.pointer("/patient/member_id").and_then(Value::as_str) else {
-        return Ok(());
-    };
+    let named = case
+        .pointer("/patient/member_id")
+        .filter(|m| !m.is_null())
+        .map(|m| m.as_str().unwrap_or_default());
     if !members::any(&service.store).await? {
         return Ok(());
     }
+    let Some(member) = named else {
+        return Err(invalid(
+            FIELD,
+            "required: the payer's eligibility is loaded, and a request names the member it is for (as the eligibility spells it)",
+        ));
+    };
     let day = case
         .pointer("/request/date")
         .and_then(Value::as_str)

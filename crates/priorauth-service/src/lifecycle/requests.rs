@@ -520,6 +520,20 @@ pub async fn submit_for_review(
     }
 }
 
+/// A completion's body is the case's sections themselves: its errors name `request.date`,
+/// not `case.request.date`.
+fn without_case_prefix(error: Error) -> Error {
+    match error {
+        Error::Invalid(errors) => Error::Invalid(
+            errors
+                .into_iter()
+                .map(|(f, m)| (f.trim_start_matches("case.").to_string(), m))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 /// Fills facts a request waiting for information lacked, and decides it again.
 pub async fn complete(
     service: &Service,
@@ -622,6 +636,12 @@ pub async fn complete(
             }
         }
     }
+    // A member the completion names is the payer's, as one a request names when it is sent.
+    if facts.pointer("/patient/member_id").is_some() {
+        super::members::check_declared(service, &row.plan, &case)
+            .await
+            .map_err(without_case_prefix)?;
+    }
     if !renewing {
         // The member's course as the records hold it now, for a member or a drug the
         // completion named as well as the request's.
@@ -639,15 +659,7 @@ pub async fn complete(
         check_date: facts.pointer("/request/date").is_some(),
     };
     let evaluated =
-        evaluate(service, &plan, case, received, stored).map_err(|error| match error {
-            Error::Invalid(errors) => Error::Invalid(
-                errors
-                    .into_iter()
-                    .map(|(f, m)| (f.trim_start_matches("case.").to_string(), m))
-                    .collect(),
-            ),
-            other => other,
-        })?;
+        evaluate(service, &plan, case, received, stored).map_err(without_case_prefix)?;
     // Asked by a reviewer, the request goes back to them unless the policy now approves it.
     let status = match status_of(evaluated.outcome) {
         "approved" => "approved",
