@@ -315,6 +315,10 @@ pub struct Facts {
     /// filled in by the engine: not a fact a policy reads (the table of facts is full), but
     /// a bound on the cycles an approval counts in its period.
     label_shortest_cycle_days: Option<u32>,
+    /// The label's longer cycles from a cycle of the course on (Blincyto's cycles 6-9, 84
+    /// days), filled in with the shortest cycle: each cycle an approval counts in its period
+    /// takes its own length.
+    label_later_cycles: Option<crate::policy::LaterCycles>,
 }
 
 impl Default for Facts {
@@ -322,6 +326,7 @@ impl Default for Facts {
         Facts {
             values: [Value::Unknown(0); N_FACTS + MAX_DECLARED],
             label_shortest_cycle_days: None,
+            label_later_cycles: None,
         }
     }
 }
@@ -335,6 +340,17 @@ impl Facts {
     /// Set by the engine with the label's other limits.
     pub fn set_label_shortest_cycle_days(&mut self, days: Option<u32>) {
         self.label_shortest_cycle_days = days;
+    }
+
+    /// The requested drug's longer cycles from a cycle of its course on, when the engine
+    /// knows them.
+    pub fn label_later_cycles(&self) -> Option<crate::policy::LaterCycles> {
+        self.label_later_cycles
+    }
+
+    /// Set by the engine with the label's other limits.
+    pub fn set_label_later_cycles(&mut self, later: Option<crate::policy::LaterCycles>) {
+        self.label_later_cycles = later;
     }
 
     /// A fact's value (unknown for an id beyond the table; none is made).
@@ -792,6 +808,7 @@ impl Facts {
         self.set(RequestLabelUnitsPerCycle, Value::Unknown(0));
         self.set(RequestLabelCourseCycles, Value::Unknown(0));
         self.label_shortest_cycle_days = None;
+        self.label_later_cycles = None;
     }
 }
 

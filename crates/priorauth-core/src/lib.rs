@@ -391,6 +391,7 @@ impl Engine {
         facts.set(FactId::RequestLabelUnitsPerCycle, units);
         facts.set(FactId::RequestLabelCourseCycles, cycles);
         facts.set_label_shortest_cycle_days(drug.and_then(|d| d.limits.shortest_cycle_days));
+        facts.set_label_later_cycles(drug.and_then(|d| d.limits.later_cycles));
     }
 
     /// Decides a case against the selected policies (all when `selected` is empty).

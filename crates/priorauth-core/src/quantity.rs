@@ -115,10 +115,16 @@ fn no_current_course(facts: &Facts) -> bool {
 /// without a start, months count 31 days and years 366, an upper bound. The cycle is
 /// the request's, never shorter than the label's shortest (Blincyto's 28 days of infusion and
 /// 14 treatment-free): back-to-back 28-day cycles declared do not fit seven in 6 months.
+/// Each cycle from the course's `first` on takes its own length: from the label's later
+/// cycles on (Blincyto's continued therapy, cycles 6-9), never shorter than theirs, so that
+/// cycles 4-8 in 6 months are the four that start in them (4 and 5 at 42 days, 6 and 7 at
+/// 84), not five. Counted up to `most` (what is left of the course).
 fn cycles_in_period(
     pathway: &crate::policy::Pathway,
     facts: &Facts,
     start: Option<crate::date::Date>,
+    first: f64,
+    most: f64,
 ) -> Option<f64> {
     use crate::date::Duration;
     let duration = pathway.authorization?;
@@ -138,7 +144,20 @@ fn cycles_in_period(
         Value::Number(length) if length >= 1.0 => Some(length.max(shortest.unwrap_or(1.0))),
         _ => shortest,
     };
-    length.map(|length| (days / length).ceil())
+    let length = length?;
+    let later = facts.label_later_cycles();
+    let (mut cycles, mut day, mut cycle) = (0.0, 0.0, first);
+    while day < days && cycles < most {
+        cycles += 1.0;
+        day += match later {
+            Some(later) if cycle >= f64::from(later.from_cycle) => {
+                length.max(f64::from(later.shortest_cycle_days))
+            }
+            _ => length,
+        };
+        cycle += 1.0;
+    }
+    Some(cycles)
 }
 
 /// The cycles one authorization by the pathway covers, when known: the same figure as
@@ -179,7 +198,7 @@ fn cycles_bound(
             .as_ref()
             .and_then(|q| q.cycles)
             .map(f64::from),
-        cycles_in_period(pathway, facts, start),
+        cycles_in_period(pathway, facts, start, first, left),
     ]
     .into_iter()
     .flatten()

@@ -458,6 +458,110 @@ async fn a_declared_member_is_one_the_eligibility_holds_once_it_is_loaded() {
     .await;
 }
 
+/// The cycles of the course each authorization of a member covers, in order.
+async fn cycles_of(server: &Server, member: &str) -> Vec<i64> {
+    use sqlx::Row;
+    let rows = sqlx::query(&format!(
+        "SELECT first_cycle, cycles FROM authorizations WHERE request_id IN \
+         (SELECT id FROM requests WHERE member_id = '{member}') ORDER BY first_cycle"
+    ))
+    .fetch_all(&server.store().pool)
+    .await
+    .unwrap();
+    rows.iter()
+        .flat_map(|row| {
+            let first = row.try_get::<i64, _>("first_cycle").unwrap();
+            first..first + row.try_get::<i64, _>("cycles").unwrap()
+        })
+        .collect()
+}
+
+/// A renewal decided after it was sent (completed, or approved by a clinician) is placed by
+/// the member's records as they stand then: an initial request approved meanwhile for cycles
+/// 3-9 left a renewal of cycles 1-2, completed afterwards, authorized for cycles 3-9 again
+/// (16 cycles of a 9-cycle course). Each cycle of the course is authorized once at most.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_renewal_decided_later_is_placed_by_the_records_as_they_stand_then() {
+    for_each_backend(|url| async move {
+        let (server, submitter) = server_with_submitter(&url).await;
+        let (_, reviewer) = server
+            .key("payer", Role::Reviewer, "Dr. Reviewer", "MD")
+            .await;
+        let plan = "express-scripts-medicare-advantage";
+        for (member, by_clinician) in [("M-800", false), ("M-801", true)] {
+            let first = for_member("E01", member);
+            let approved = server.submitted(&submitter, plan, first.clone()).await;
+            assert_eq!(approved["status"], "approved", "{approved}");
+            let number = approved["authorization"]["number"].as_str().unwrap();
+            // The renewal of cycles 3-9, waiting: for a fact, or for a clinician.
+            let mut renewal = first.clone();
+            renewal["request"]["kind"] = json!("renewal");
+            renewal["request"]["cycles"] = json!(7);
+            if by_clinician {
+                renewal["request"]["dose"]["value"] = json!(30);
+            } else {
+                renewal["prescriber"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("specialty");
+            }
+            let waiting = server
+                .post(
+                    "/v1/requests",
+                    &submitter,
+                    &json!({"plan": plan, "case": renewal, "renews": number}),
+                )
+                .await;
+            waiting.expect(201);
+            let expected = if by_clinician {
+                "pending_review"
+            } else {
+                "pending_information"
+            };
+            assert_eq!(waiting.body["status"], expected, "{}", waiting.body);
+            let id = waiting.body["id"].as_str().unwrap();
+            // Meanwhile an initial request of the member is placed after cycles 1-2.
+            let mut again = first.clone();
+            again["request"]["cycles"] = json!(7);
+            let meanwhile = server.submitted(&submitter, plan, again).await;
+            assert_eq!(meanwhile["status"], "approved", "{meanwhile}");
+            // Cycles 1-2, then 3-8 (Express Scripts' 12 months hold 6 from cycle 3).
+            let before = cycles_of(&server, member).await;
+            assert_eq!(before, (1..=8).collect::<Vec<_>>());
+            // The renewal, decided now, is placed after them: cycle 9 at most, never again
+            // cycles 3-8 (it was 3-9: 16 cycles of a 9-cycle course).
+            if by_clinician {
+                let reply = server
+                    .determine(
+                        &reviewer,
+                        id,
+                        "approve",
+                        "",
+                        "the dose is right for this patient",
+                    )
+                    .await;
+                assert!(reply.status < 500, "{}", reply.body);
+            } else {
+                let reply = server
+                    .patch(
+                        &format!("/v1/requests/{id}"),
+                        &submitter,
+                        &json!({"prescriber": {"specialty": "medical_oncology"}}),
+                    )
+                    .await;
+                reply.expect(200);
+            }
+            let after = cycles_of(&server, member).await;
+            assert!(
+                after == before || after == (1..=9).collect::<Vec<_>>(),
+                "{member}: {after:?}"
+            );
+        }
+        server.stop().await;
+    })
+    .await;
+}
+
 /// Two services on one PostgreSQL database take turns on a member's course too (the course is
 /// held on the database as well as in each process): six requests of one member sent at the
 /// same moment, three to each, give one approval. (SQLite: one service has the file.)

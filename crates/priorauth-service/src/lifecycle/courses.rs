@@ -122,17 +122,24 @@ pub async fn hold(
     })
 }
 
-/// A renewal or a completion: the member's recorded authorizations, as [`with_records`]
-/// gives them, for the member and drug the case names (a renewal's chain is among them; the
-/// member's other authorizations of the drug, an earlier course or another clinic's, place it
-/// after them). Run with the course held ([`hold`]).
+/// A renewal, a completion, a clinician's approval or an appeal's: the member's recorded
+/// authorizations, as [`with_records`] gives them, for the member and drug the case names (a
+/// renewal's chain is among them; the member's other authorizations of the drug, an earlier
+/// course or another clinic's, place it after them). A request decided again (`own`: its id)
+/// is not placed after its own authorization. Run with the course held ([`hold`]).
+///
+/// Renewals too: a renewal left waiting for information, or for a clinician, while another
+/// request of the member was approved, was placed by the records as they stood when it was
+/// sent, and authorized the cycles the other had been given (16 cycles of a 9-cycle course).
 pub async fn merge_records(
     service: &Service,
     plan: &str,
+    own: Option<&str>,
     case_json: &mut Value,
 ) -> Result<(), Error> {
     if let (Some(member), Some(drug)) = member_and_drug(case_json) {
-        let recorded = records::of_member(&service.store.reads, plan, &member, &drug).await?;
+        let mut recorded = records::of_member(&service.store.reads, plan, &member, &drug).await?;
+        recorded.retain(|a| Some(a.request_id.as_str()) != own);
         add_recorded(&recorded, case_json);
     }
     Ok(())

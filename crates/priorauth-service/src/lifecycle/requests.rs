@@ -238,7 +238,7 @@ pub async fn submit(
         _course = courses::hold(service, number, &case_json).await?;
         let mut tx = service.store.pool.begin().await?;
         history_from_records(service, &mut tx, caller, &plan.id, number, &mut case_json).await?;
-        courses::merge_records(service, &plan.id, &mut case_json).await?;
+        courses::merge_records(service, &plan.id, None, &mut case_json).await?;
         renewal_tx = Some(tx);
     } else {
         _course = courses::with_records(service, caller, &plan.id, &mut case_json).await?;
@@ -642,11 +642,9 @@ pub async fn complete(
             .await
             .map_err(without_case_prefix)?;
     }
-    if !renewing {
-        // The member's course as the records hold it now, for a member or a drug the
-        // completion named as well as the request's.
-        courses::merge_records(service, &row.plan, &mut case).await?;
-    }
+    // The member's course as the records hold it now (a renewal's too), for a member or a
+    // drug the completion named as well as the request's.
+    courses::merge_records(service, &row.plan, Some(&row.id), &mut case).await?;
     let plan = service
         .plans
         .get(&row.plan)

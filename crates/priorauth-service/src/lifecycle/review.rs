@@ -723,11 +723,10 @@ async fn terms(
 ) -> Result<authorization_records::NewAuthorization, Error> {
     let current = requests::current_case(tx, row).await?;
     let mut case: Value = serde_json::from_str(&current).unwrap_or(json!({}));
-    if row.renews.is_none() {
-        // The member's course as the records hold it now, not as at receipt: an authorization
-        // granted since places this one after it.
-        super::courses::merge_records(service, &row.plan, &mut case).await?;
-    }
+    // The member's course as the records hold it now, not as at receipt (a renewal's too):
+    // an authorization granted since places this one after it. An approval with changes
+    // overturned on appeal replaces its own authorization, which places nothing.
+    super::courses::merge_records(service, &row.plan, Some(&row.id), &mut case).await?;
     let terms = if row.policy.is_empty() {
         authorizations::stated(
             &row.organization,
