@@ -458,6 +458,34 @@ async fn a_declared_member_is_one_the_eligibility_holds_once_it_is_loaded() {
     .await;
 }
 
+/// Eligibility imported by another process beside a running service (the CLI's `members
+/// import`) counts within a second: a request naming no member is refused from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eligibility_imported_beside_a_running_service_counts_within_a_second() {
+    for_each_backend(|url| async move {
+        let (server, submitter) = server_with_submitter(&url).await;
+        let nameless = case("E02");
+        assert!(nameless["patient"].get("member_id").is_none());
+        server
+            .submitted(&submitter, "eocco-medicaid", nameless.clone())
+            .await;
+        sqlx::query(
+            "INSERT INTO members (member_id, plan, effective_from, effective_to, birth_date, imported_at) \
+             VALUES ('M-900', 'eocco-medicaid', '2020-01-01', NULL, NULL, 0)",
+        )
+        .execute(&server.store().pool)
+        .await
+        .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+        server
+            .submit(&submitter, "eocco-medicaid", nameless)
+            .await
+            .expect_problem(422, "case.patient.member_id");
+        server.stop().await;
+    })
+    .await;
+}
+
 /// The cycles of the course each authorization of a member covers, in order.
 async fn cycles_of(server: &Server, member: &str) -> Vec<i64> {
     use sqlx::Row;

@@ -154,6 +154,9 @@ pub async fn import(service: &Service, caller: &Caller, rows: &[Enrolment]) -> R
     record.binds = None;
     store::audit(&mut tx, &record).await?;
     tx.commit().await.map_err(store::StoreError)?;
+    if !rows.is_empty() {
+        members::note_loaded(&service.store);
+    }
     Ok(())
 }
 

@@ -55,9 +55,40 @@ pub async fn of_members(store: &Store, ids: &[String]) -> Result<Vec<Enrolment>,
 
 /// Whether any eligibility has been loaded: until it has, the plan on a Coverage is taken as
 /// the records' word (the service's behaviour before the table existed).
+///
+/// Every `/v1` request asks, so the answer is kept: enrolments are only ever added
+/// (`upsert`), so once seen loaded it stays so; an empty table is asked again after
+/// [`EMPTY_ASKED_AGAIN_MS`], so an import by another process (the CLI's `members import`
+/// beside a running service) counts within a second.
 pub async fn any(store: &Store) -> Result<bool, StoreError> {
+    use std::sync::atomic::Ordering;
+    let seen = store.members_seen.load(Ordering::Relaxed);
+    if seen == LOADED {
+        return Ok(true);
+    }
+    let now = super::now_ms();
+    if seen > 0 && now.saturating_sub(seen) < EMPTY_ASKED_AGAIN_MS {
+        return Ok(false);
+    }
     let row = sqlx::query("SELECT COUNT(*) AS n FROM (SELECT 1 FROM members LIMIT 1) t")
         .fetch_one(&store.reads)
         .await?;
-    Ok(row.try_get::<i64, _>("n")? > 0)
+    let loaded = row.try_get::<i64, _>("n")? > 0;
+    store
+        .members_seen
+        .store(if loaded { LOADED } else { now.max(1) }, Ordering::Relaxed);
+    Ok(loaded)
+}
+
+/// `Store::members_seen` once eligibility was seen loaded.
+const LOADED: i64 = -1;
+
+/// How long an empty eligibility table is taken as empty without asking again.
+pub const EMPTY_ASKED_AGAIN_MS: i64 = 1_000;
+
+/// After an import in this process: loaded from now on.
+pub fn note_loaded(store: &Store) {
+    store
+        .members_seen
+        .store(LOADED, std::sync::atomic::Ordering::Relaxed);
 }

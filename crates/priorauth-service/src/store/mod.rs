@@ -258,6 +258,9 @@ pub struct Store {
     /// for a connection another held course has. None on SQLite and for the writer.
     pub courses: Option<AnyPool>,
     pub backend: Backend,
+    /// What `members::any` last found: `LOADED` once the payer's eligibility was seen loaded,
+    /// else when (ms since the epoch) the table was last found empty.
+    pub(crate) members_seen: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
@@ -337,6 +340,7 @@ impl Store {
             courses: None,
             pool,
             backend,
+            members_seen: Default::default(),
         };
         store.migrate().await?;
         // An in-memory database is one connection's own: its reads stay on it.
@@ -386,6 +390,7 @@ impl Store {
                     courses: None,
                     pool,
                     backend: self.backend,
+                    members_seen: self.members_seen.clone(),
                 })
             }
         }
