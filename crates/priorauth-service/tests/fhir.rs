@@ -2395,55 +2395,46 @@ fn a_dtr_client_fills_the_form_from_the_chart_by_its_expressions() {
 
 /// A PAS item asks for its quantity over its service period: 980 units of Blincyto over one
 /// 42-day cycle, without a `request.cycles` answer, was authorized 9 cycles (8,820 units, a
-/// year) by Express Scripts' policy, which states no cycles of its own. It is one cycle.
+/// year) by Express Scripts' policy, which states no cycles of its own, and with a
+/// `request.cycles` answer of 2, 1,960 units. It is one cycle either way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_claim_is_authorized_no_more_than_its_quantity_asks() {
     for_each_backend(|url| async move {
         let server = Server::start(&url).await;
         let (_, key) = server.key("clinic-a", Role::Submitter, "EHR", "").await;
-        let mut case = support::case("E01");
-        case["request"].as_object_mut().unwrap().remove("cycles");
-        let bundle = pas_bundle(
-            &case,
-            "express-scripts-medicare-advantage",
-            "quantity-1",
-            &server.state.service.engine,
-        );
-        let reply = server.post("/fhir/Claim/$submit", &key, &bundle).await;
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        assert_eq!(review_action(&reply.body), "A1", "{}", reply.body);
-        let number = reply.body["entry"][0]["resource"]["preAuthRef"]
-            .as_str()
-            .unwrap();
-        let authorization = server
-            .get(&format!("/v1/authorizations/{number}"), &key)
-            .await;
-        authorization.expect(200);
-        assert_eq!(authorization.body["cycles"], 1, "{}", authorization.body);
-        assert_eq!(authorization.body["approved_units"], 980);
-
+        let mut without_cycles = support::case("E01");
+        without_cycles["request"]
+            .as_object_mut()
+            .unwrap()
+            .remove("cycles");
         // A `request.cycles` answer of 2 asks for no more than the item's 980 units over
-        // its 42 days: one cycle.
-        let case = support::case("E01");
-        assert_eq!(case["request"]["cycles"], 2);
-        let bundle = pas_bundle(
-            &case,
-            "express-scripts-medicare-advantage",
-            "quantity-2",
-            &server.state.service.engine,
-        );
-        let reply = server.post("/fhir/Claim/$submit", &key, &bundle).await;
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        assert_eq!(review_action(&reply.body), "A1", "{}", reply.body);
-        let number = reply.body["entry"][0]["resource"]["preAuthRef"]
-            .as_str()
-            .unwrap();
-        let authorization = server
-            .get(&format!("/v1/authorizations/{number}"), &key)
-            .await;
-        authorization.expect(200);
-        assert_eq!(authorization.body["cycles"], 1, "{}", authorization.body);
-        assert_eq!(authorization.body["approved_units"], 980);
+        // its 42 days either: one cycle.
+        let two_cycles = support::case("E01");
+        assert_eq!(two_cycles["request"]["cycles"], 2);
+        for (case, identifier) in [(without_cycles, "quantity-1"), (two_cycles, "quantity-2")] {
+            let bundle = pas_bundle(
+                &case,
+                "express-scripts-medicare-advantage",
+                identifier,
+                &server.state.service.engine,
+            );
+            let reply = server.post("/fhir/Claim/$submit", &key, &bundle).await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            assert_eq!(review_action(&reply.body), "A1", "{}", reply.body);
+            let number = reply.body["entry"][0]["resource"]["preAuthRef"]
+                .as_str()
+                .unwrap();
+            let authorization = server
+                .get(&format!("/v1/authorizations/{number}"), &key)
+                .await;
+            authorization.expect(200);
+            assert_eq!(
+                authorization.body["cycles"], 1,
+                "{identifier}: {}",
+                authorization.body
+            );
+            assert_eq!(authorization.body["approved_units"], 980, "{identifier}");
+        }
         server.stop().await;
     })
     .await;
