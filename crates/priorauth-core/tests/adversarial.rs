@@ -1456,15 +1456,11 @@ fn besponsa_units_beyond_the_body_surface_area_are_not_approved() {
     // A heavier, taller patient has a larger ceiling: never more than the label's doses.
     // sqrt(190 x 120 / 3600) = 2.52 m²: 0.8 x 2.52 = 2.0 mg (3 vials), 0.5 x 2.52 = 1.3 mg
     // (2 vials) twice: 7 vials.
-    let large = [
-        ("patient.weight_kg", json!(120)),
-        ("patient.height_cm", json!(190)),
-    ];
     let case = with(
         besponsa_initial(),
         &[
-            large[0].clone(),
-            large[1].clone(),
+            ("patient.weight_kg", json!(120)),
+            ("patient.height_cm", json!(190)),
             ("request.units", Value::Null),
         ],
     );
@@ -1480,40 +1476,26 @@ fn besponsa_units_beyond_the_body_surface_area_are_not_approved() {
 /// its limits (MassHealth: a denial a clinician must confirm), saying why.
 #[test]
 fn besponsa_is_sized_on_at_most_3_square_metres_without_a_clinician() {
-    let giant = [
-        ("patient.weight_kg", json!(700)),
-        ("patient.height_cm", json!(300)),
-    ];
+    // 700 kg and 300 cm asking `units` per cycle.
+    let giant = |units: Value| {
+        with(
+            besponsa_initial(),
+            &[
+                ("patient.weight_kg", json!(700)),
+                ("patient.height_cm", json!(300)),
+                ("request.units", units),
+            ],
+        )
+    };
     // Met: no units given, the ceiling at 3.0 m² (2.4 mg in 3 vials, 1.5 mg in 2, twice).
-    let case = with(
-        besponsa_initial(),
-        &[
-            giant[0].clone(),
-            giant[1].clone(),
-            ("request.units", Value::Null),
-        ],
-    );
+    let case = giant(Value::Null);
     let quantity = approved(&decide(&case), MASSHEALTH).clone();
     assert_eq!(quantity["units"], 7 * 9);
     // Within it: 7 vials asked are approved as asked.
-    let case = with(
-        besponsa_initial(),
-        &[
-            giant[0].clone(),
-            giant[1].clone(),
-            ("request.units", json!(63)),
-        ],
-    );
+    let case = giant(json!(63));
     assert_eq!(approved(&decide(&case), MASSHEALTH)["units"], 63);
     // Not met: the 17 vials the declared size would take, with the reason naming the area.
-    let case = with(
-        besponsa_initial(),
-        &[
-            giant[0].clone(),
-            giant[1].clone(),
-            ("request.units", json!(17 * 9)),
-        ],
-    );
+    let case = giant(json!(17 * 9));
     let report = decide(&case);
     let result = result(&report, MASSHEALTH);
     assert_eq!(result["outcome"], "deny", "{result:#}");
@@ -1529,7 +1511,10 @@ fn besponsa_is_sized_on_at_most_3_square_metres_without_a_clinician() {
     // Unknown: without the height, the area is asked for, as for any patient.
     let case = with(
         without(besponsa_initial(), &["patient.height_cm"]),
-        &[giant[0].clone(), ("request.units", json!(17 * 9))],
+        &[
+            ("patient.weight_kg", json!(700)),
+            ("request.units", json!(17 * 9)),
+        ],
     );
     assert_eq!(outcome(&decide(&case), MASSHEALTH), "incomplete");
     // A patient of 3.37 m² needs no more vials than 3.0 m² gives: not bounded by it.

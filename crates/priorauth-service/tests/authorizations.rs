@@ -262,10 +262,7 @@ async fn a_completion_fills_only_missing_facts() {
         // request sent before it was loaded may name none).
         let mut unnamed = case("E02");
         unnamed["diagnosis"]["mrd_percent"] = Value::Null;
-        unnamed["patient"]
-            .as_object_mut()
-            .unwrap()
-            .remove("member_id");
+        assert!(unnamed["patient"].get("member_id").is_none());
         let incomplete = server
             .submitted(&submitter, "eocco-medicaid", unnamed)
             .await;

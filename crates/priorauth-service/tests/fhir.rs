@@ -195,6 +195,18 @@ fn without_times(bundle: &Value) -> Value {
     bundle
 }
 
+/// The authorization a PAS response Bundle gives (its `preAuthRef`), as `/v1` reads it.
+async fn authorization_of(server: &Server, key: &str, response: &Value) -> Value {
+    let number = response["entry"][0]["resource"]["preAuthRef"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no preAuthRef: {response}"));
+    let authorization = server
+        .get(&format!("/v1/authorizations/{number}"), key)
+        .await;
+    authorization.expect(200);
+    authorization.body
+}
+
 /// The PAS review action an engine outcome gets before any clinician has looked.
 fn action_of(outcome: &str) -> &'static str {
     if outcome == "approve" { "A1" } else { "A4" }
@@ -1041,13 +1053,9 @@ async fn a_request_the_policy_covers_in_part_is_answered_modified() {
             response["addItem"][0]["quantity"]["value"], 4900,
             "{response}"
         );
-        let number = response["preAuthRef"].as_str().unwrap();
-        let authorization = server
-            .get(&format!("/v1/authorizations/{number}"), &key)
-            .await;
-        authorization.expect(200);
-        assert_eq!(authorization.body["cycles"], 5);
-        assert_eq!(authorization.body["approved_units"], 4900);
+        let authorization = authorization_of(&server, &key, &reply.body).await;
+        assert_eq!(authorization["cycles"], 5);
+        assert_eq!(authorization["approved_units"], 4900);
 
         // A Claim for service that starts next week, as a prior authorization usually is:
         // decided on the facts as read on receipt, its period from receipt.
@@ -1062,14 +1070,8 @@ async fn a_request_the_policy_covers_in_part_is_answered_modified() {
         let reply = server.post("/fhir/Claim/$submit", &key, &bundle).await;
         assert_eq!(reply.status, 200, "{}", reply.body);
         assert_eq!(review_action(&reply.body), "A1", "{}", reply.body);
-        let number = reply.body["entry"][0]["resource"]["preAuthRef"]
-            .as_str()
-            .unwrap();
-        let authorization = server
-            .get(&format!("/v1/authorizations/{number}"), &key)
-            .await;
-        authorization.expect(200);
-        assert_eq!(authorization.body["start"], support::days_after_receipt(0));
+        let authorization = authorization_of(&server, &key, &reply.body).await;
+        assert_eq!(authorization["start"], support::days_after_receipt(0));
         server.stop().await;
     })
     .await;
@@ -2421,19 +2423,9 @@ async fn a_claim_is_authorized_no_more_than_its_quantity_asks() {
             let reply = server.post("/fhir/Claim/$submit", &key, &bundle).await;
             assert_eq!(reply.status, 200, "{}", reply.body);
             assert_eq!(review_action(&reply.body), "A1", "{}", reply.body);
-            let number = reply.body["entry"][0]["resource"]["preAuthRef"]
-                .as_str()
-                .unwrap();
-            let authorization = server
-                .get(&format!("/v1/authorizations/{number}"), &key)
-                .await;
-            authorization.expect(200);
-            assert_eq!(
-                authorization.body["cycles"], 1,
-                "{identifier}: {}",
-                authorization.body
-            );
-            assert_eq!(authorization.body["approved_units"], 980, "{identifier}");
+            let authorization = authorization_of(&server, &key, &reply.body).await;
+            assert_eq!(authorization["cycles"], 1, "{identifier}: {authorization}");
+            assert_eq!(authorization["approved_units"], 980, "{identifier}");
         }
         server.stop().await;
     })

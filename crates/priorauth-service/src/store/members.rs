@@ -84,7 +84,7 @@ pub async fn any(store: &Store) -> Result<bool, StoreError> {
 const LOADED: i64 = -1;
 
 /// How long an empty eligibility table is taken as empty without asking again.
-pub const EMPTY_ASKED_AGAIN_MS: i64 = 1_000;
+const EMPTY_ASKED_AGAIN_MS: i64 = 1_000;
 
 /// After an import in this process: loaded from now on.
 pub fn note_loaded(store: &Store) {
