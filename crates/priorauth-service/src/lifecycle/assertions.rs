@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use super::{Error, Service, now_ms};
 use crate::keys::Caller;
-use crate::store::assertions;
 use crate::store::writer::Write;
+use crate::store::{self, assertions};
 
 /// A CRD coverage assertion given for an order a policy of `plan` governs: its id, the
 /// policy, and the case CRD read for the order (the order's facts and the chart's), kept so
@@ -29,11 +29,11 @@ pub async fn record(
         policy: policy.to_string(),
         case_json: case.to_string(),
     };
-    assertions::put(&service.store.pool, id, &assertion, now_ms()).await?;
-    service
-        .writer
-        .write(Write::Audit(caller.audit_record("crd.assertion", id)))
-        .await?;
+    // The assertion and its audit entry in one transaction: neither is kept without the other.
+    let mut tx = service.store.pool.begin().await?;
+    assertions::put(&mut tx, id, &assertion, now_ms()).await?;
+    store::audit(&mut tx, &caller.audit_record("crd.assertion", id)).await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -17,9 +17,10 @@ pub struct Assertion {
     pub case_json: String,
 }
 
-/// Stores (or, for the same id, replaces) a CRD coverage assertion.
+/// Stores (or, for the same id, replaces) a CRD coverage assertion within `tx`, which holds
+/// its audit entry too.
 pub async fn put(
-    pool: &sqlx::AnyPool,
+    tx: &mut super::Tx,
     id: &str,
     assertion: &Assertion,
     at: i64,
@@ -34,7 +35,7 @@ pub async fn put(
     .bind(&assertion.policy)
     .bind(pack(&assertion.case_json))
     .bind(at)
-    .execute(pool)
+    .execute(&mut **tx)
     .await?;
     Ok(())
 }
