@@ -826,6 +826,62 @@ async fn a_tampered_audit_log_is_detected() {
         let report = verify_audit(store).await.unwrap();
         assert!(report.problems.is_empty(), "{:?}", report.problems);
 
+        // New rows do not store their link to the row before (it is that row's hash, inside
+        // their own): a row's hash rewritten breaks it and the row after it.
+        let links: Vec<(String,)> = sqlx::query_as("SELECT prev_hash FROM audit_log")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        assert!(links.iter().all(|(link,)| link.is_empty()), "{links:?}");
+        let (hash,): (String,) = sqlx::query_as("SELECT hash FROM audit_log WHERE seq = 2")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_log SET hash = $1 WHERE seq = 2")
+            .bind("0".repeat(64))
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let report = verify_audit(store).await.unwrap();
+        for broken in ["entry 2 was changed", "entry 3 was changed"] {
+            assert!(
+                report.problems.iter().any(|p| p.contains(broken)),
+                "{broken}: {:?}",
+                report.problems
+            );
+        }
+        // A stored link (as earlier releases wrote them) must be the row before's hash.
+        sqlx::query("UPDATE audit_log SET hash = $1 WHERE seq = 2")
+            .bind(&hash)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_log SET prev_hash = $1 WHERE seq = 3")
+            .bind(&hash)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let report = verify_audit(store).await.unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        sqlx::query("UPDATE audit_log SET prev_hash = $1 WHERE seq = 3")
+            .bind("0".repeat(64))
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let report = verify_audit(store).await.unwrap();
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.contains("entry 3 does not follow")),
+            "{:?}",
+            report.problems
+        );
+        sqlx::query("UPDATE audit_log SET prev_hash = '' WHERE seq = 3")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+
         // The last row deleted: the chain is intact up to it, but the head knows.
         sqlx::query("DELETE FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)")
             .execute(&store.pool)
