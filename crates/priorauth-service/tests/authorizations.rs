@@ -952,6 +952,72 @@ async fn a_members_authorizations_of_one_course_share_the_units_of_a_period() {
     .await;
 }
 
+/// Each authorization lays its periods from its own start. Two of one member's course received
+/// 20 days apart were each spent a cycle's 980 units within the other's first period: 1,960
+/// units in 21 days, twice the label's pace. A spend is held to the period of every
+/// authorization of the course whose period holds its date, and the refusal does not describe
+/// the other authorization.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_authorizations_of_one_course_are_spent_at_one_pace() {
+    for_each_backend(|url| async move {
+        let (server, submitter) = server_with_submitter(&url).await;
+        let plan = "express-scripts-medicare-advantage";
+        let first = server
+            .submitted(&submitter, plan, for_member("E01", "M-1000"))
+            .await;
+        let second = server
+            .submitted(&submitter, plan, for_member("E01", "M-1000"))
+            .await;
+        let number = |answer: &Value| {
+            answer["authorization"]["number"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let (first, second) = (number(&first), number(&second));
+        // The first received 20 days ago: its first period runs from then to 21 days ahead.
+        sqlx::query("UPDATE authorizations SET start_date = $1 WHERE number = $2")
+            .bind(days_after_receipt(-20))
+            .bind(&first)
+            .execute(&server.store().pool)
+            .await
+            .unwrap();
+        let spend = |number: &str, units: u32, days: i64| {
+            (
+                format!("/v1/authorizations/{number}/usage"),
+                json!({"units": units, "date_of_service": days_after_receipt(days)}),
+            )
+        };
+        let (path, body) = spend(&first, 980, -20);
+        server.post(&path, &submitter, &body).await.expect(201);
+        // Today is in the second's first period, which holds nothing yet, and in the first's,
+        // which holds the 980 given 20 days ago.
+        let (path, body) = spend(&second, 980, 0);
+        let refused = server.post(&path, &submitter, &body).await;
+        refused.expect(409);
+        let text = refused.body.to_string();
+        assert!(text.contains("member's course"), "{text}");
+        assert!(!text.contains(&days_after_receipt(-20)), "{text}");
+        // 22 days after the first's spend its next period begins: the second may be spent.
+        sqlx::query("UPDATE authorizations SET start_date = $1 WHERE number = $2")
+            .bind(days_after_receipt(-42))
+            .bind(&first)
+            .execute(&server.store().pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE usage SET service_date = $1 WHERE authorization_number = $2")
+            .bind(days_after_receipt(-42))
+            .bind(&first)
+            .execute(&server.store().pool)
+            .await
+            .unwrap();
+        let (path, body) = spend(&second, 980, 0);
+        server.post(&path, &submitter, &body).await.expect(201);
+        server.stop().await;
+    })
+    .await;
+}
+
 /// Blincyto's continued therapy (cycles 6-9) is 28 days of infusion and 56 treatment-free:
 /// an authorization of those cycles, declared as 42-day cycles, let a clinic spend 980 units
 /// every 42 days, twice the label's rate. Its units per cycle are spent over 84 days.

@@ -427,29 +427,44 @@ pub async fn record_usage(
     // units per 42 days") holds at most its units per period, so a course is not spent in its
     // first days. Checked after the spend above, whose update holds the authorization's row:
     // concurrent spends of one authorization see each other's usage here.
-    if let (Some(first_day), Ok(days)) =
-        (Date::parse(start), u16::try_from(authorization.period_days))
-    {
-        if days > 0 {
-            let days = i64::from(days);
-            let from = first_day.add_days(date.days_since(first_day).div_euclid(days) * days);
-            if let Some((from, to)) = from.and_then(|from| Some((from, from.add_days(days - 1)?))) {
-                let spent = records::units_spent_between(
-                    &mut tx,
-                    number,
-                    &from.to_string(),
-                    &to.to_string(),
-                )
+    let later = service
+        .engine
+        .catalog
+        .drugs
+        .iter()
+        .find(|d| d.id == authorization.drug)
+        .and_then(|d| d.limits.later_cycles);
+    if let Some((from, to)) = spending_period(&authorization, later, date) {
+        let spent =
+            records::units_spent_between(&mut tx, number, &from.to_string(), &to.to_string())
                 .await?;
-                let limit = authorization.units_per_period;
-                if spent + i64::from(body.units) > limit {
-                    return Err(Error::Conflict(format!(
-                        "{} units would exceed the {limit} units per {days} days this authorization covers from {from} to {to}, counted with the member's other authorizations of the course ({} left in that period)",
-                        body.units,
-                        (limit - spent).max(0)
-                    )));
-                }
-            }
+        let limit = authorization.units_per_period;
+        if spent + i64::from(body.units) > limit {
+            let days = to.days_since(from) + 1;
+            return Err(Error::Conflict(format!(
+                "{} units would exceed the {limit} units per {days} days this authorization covers from {from} to {to}, counted with the member's other authorizations of the course ({} left in that period)",
+                body.units,
+                (limit - spent).max(0)
+            )));
+        }
+    }
+    // The member's other authorizations of the course whose period holds the date hold it to
+    // their periods too. Each lays its periods from its own start, so without this two
+    // authorizations received weeks apart were each spent a cycle's units within one cycle of
+    // the other's: about twice the label's pace. Another organization's authorization is not
+    // described to the caller.
+    for other in records::course_covering(&mut tx, number, &date.to_string()).await? {
+        let Some((from, to)) = spending_period(&other, later, date) else {
+            continue;
+        };
+        let spent =
+            records::units_spent_between(&mut tx, number, &from.to_string(), &to.to_string())
+                .await?;
+        if spent + i64::from(body.units) > other.units_per_period {
+            return Err(Error::Conflict(format!(
+                "{} units on {date} would exceed what the member's course allows in the period that holds that day, counted with the member's other authorizations of the drug",
+                body.units
+            )));
         }
     }
     let usage_id = random_id("use_");
@@ -478,6 +493,40 @@ pub async fn record_usage(
     }
     tx.commit().await?;
     Ok((answer, false))
+}
+
+/// The period of `authorization` that holds `date`, over which at most its units per period
+/// are spent: its periods follow one another from its start, each the authorization's
+/// `period_days`, and each of the label's later cycles (Blincyto's cycles 6 to 9: 84 days)
+/// never shorter than the label's cycle for them. Without the later cycles' length, an
+/// authorization of cycles 4 to 8 was spent at cycles 4 and 5's 42-day pace throughout. None
+/// for a date before its start or an authorization without periods.
+fn spending_period(
+    authorization: &Authorization,
+    later: Option<priorauth_core::policy::LaterCycles>,
+    date: Date,
+) -> Option<(Date, Date)> {
+    let start = Date::parse(&authorization.start_date)?;
+    let days = u32::try_from(authorization.period_days).ok()?;
+    if days == 0 || date < start {
+        return None;
+    }
+    let mut cycle = u32::try_from(authorization.first_cycle).unwrap_or(1);
+    let mut from = start;
+    // A period is at least a day, and an authorization at most a year or so: a few hundred
+    // steps at worst.
+    loop {
+        let length = match later {
+            Some(later) if cycle >= later.from_cycle => days.max(later.shortest_cycle_days),
+            _ => days,
+        };
+        let to = from.add_days(i64::from(length) - 1)?;
+        if date <= to {
+            return Some((from, to));
+        }
+        from = to.add_days(1)?;
+        cycle = cycle.saturating_add(1);
+    }
 }
 
 /// The most authorizations a list shows.
@@ -517,4 +566,88 @@ pub async fn list(service: &Service, caller: &Caller) -> Result<Value, Error> {
         })
         .collect();
     Ok(Value::Array(list))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use priorauth_core::policy::LaterCycles;
+
+    fn of(first_cycle: i64, period_days: i64) -> Authorization {
+        Authorization {
+            number: "PA-1".into(),
+            request_id: "req".into(),
+            organization: "clinic".into(),
+            drug: "blinatumomab".into(),
+            hcpcs: "J9039".into(),
+            start_date: "2026-01-01".into(),
+            end_date: "2026-12-31".into(),
+            units_per_period: 980,
+            period_days,
+            cycles: 5,
+            first_cycle,
+            approved_units: 4900,
+            used_units: 0,
+            renews: None,
+        }
+    }
+
+    fn period(authorization: &Authorization, date: &str) -> Option<(String, String)> {
+        let later = Some(LaterCycles {
+            from_cycle: 6,
+            shortest_cycle_days: 84,
+        });
+        spending_period(authorization, later, Date::parse(date).unwrap())
+            .map(|(from, to)| (from.to_string(), to.to_string()))
+    }
+
+    fn days(from: &str, to: &str) -> (String, String) {
+        (from.to_string(), to.to_string())
+    }
+
+    /// Cycles 4 and 5 are 42 days each; cycle 6 on, the label's 84.
+    #[test]
+    fn an_authorization_mixing_earlier_and_later_cycles_is_spent_at_each_cycles_pace() {
+        let mixed = of(4, 42);
+        assert_eq!(
+            period(&mixed, "2026-01-01"),
+            Some(days("2026-01-01", "2026-02-11"))
+        );
+        assert_eq!(
+            period(&mixed, "2026-02-12"),
+            Some(days("2026-02-12", "2026-03-25"))
+        );
+        // Cycle 6 starts on day 84 and runs 84 days.
+        assert_eq!(
+            period(&mixed, "2026-03-26"),
+            Some(days("2026-03-26", "2026-06-17"))
+        );
+        assert_eq!(
+            period(&mixed, "2026-06-17"),
+            Some(days("2026-03-26", "2026-06-17"))
+        );
+        assert_eq!(
+            period(&mixed, "2026-06-18"),
+            Some(days("2026-06-18", "2026-09-09"))
+        );
+    }
+
+    #[test]
+    fn earlier_cycles_and_dates_before_the_start_have_their_own_periods() {
+        // Cycles 1 to 5 alone: 42 days each.
+        let early = of(1, 42);
+        assert_eq!(
+            period(&early, "2026-03-01"),
+            Some(days("2026-02-12", "2026-03-25"))
+        );
+        // A reviewer's longer period is kept for later cycles longer still.
+        assert_eq!(
+            period(&of(6, 90), "2026-04-01"),
+            Some(days("2026-04-01", "2026-06-29"))
+        );
+        assert_eq!(period(&early, "2025-12-31"), None);
+        assert_eq!(period(&of(1, 0), "2026-03-01"), None);
+    }
 }

@@ -240,6 +240,30 @@ pub async fn units_spent_between(
     Ok(row.try_get("spent")?)
 }
 
+/// The other authorizations of an authorization's member's course (the same plan, member
+/// and drug, as `units_spent_between` counts them) whose period holds `date` (`YYYY-MM-DD`).
+pub async fn course_covering(
+    tx: &mut Tx,
+    number: &str,
+    date: &str,
+) -> Result<Vec<Authorization>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM authorizations WHERE number <> $1 AND start_date <= $2 AND end_date >= $2 AND number IN \
+         (SELECT a.number FROM authorizations a JOIN requests r ON r.id = a.request_id \
+          JOIN authorizations mine ON mine.number = $1 JOIN requests theirs ON theirs.id = mine.request_id \
+          WHERE a.drug = mine.drug AND r.plan = theirs.plan AND r.member_id = theirs.member_id) \
+         ORDER BY number"
+    ))
+    .bind(number)
+    .bind(date)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(Authorization::from_row)
+        .collect::<Result<_, _>>()?)
+}
+
 /// Authorizations, the nearest end first (at most `limit`): an organization's, or all.
 pub async fn list(
     tx: &mut Tx,
