@@ -362,6 +362,22 @@ async fn members_are_found_in_the_payers_eligibility_and_every_order_is_answered
         let draft = &bundle["entry"][1]["resource"];
         assert!(draft["item"].as_array().unwrap().iter().any(|i| i["answer"].is_array()), "filled in from the order and chart: {draft}");
         assert!(draft.to_string().contains(&assertion), "qr-context names the assertion: {draft}");
+        // The usual call after CRD names the Questionnaire CRD named too: filled in alike from
+        // what CRD read; without the context, from the coverage alone.
+        let answers_in = |body: &Value| body["parameter"][0]["resource"]["entry"][1]["resource"].to_string().matches("\"answer\"").count();
+        let named = part(blin, "questionnaire")["valueCanonical"].clone();
+        let mut with_canonical = json!({"resourceType": "Parameters", "parameter": [
+            {"name": "coverage", "resource": coverage("M-100", "EHR-PLAN-7")},
+            {"name": "questionnaire", "valueCanonical": named},
+            {"name": "context", "valueString": assertion}]});
+        let both = server.post("/fhir/Questionnaire/$questionnaire-package", &ehr, &with_canonical).await;
+        assert_eq!(both.status, 200, "{}", both.body);
+        keep(&dir, "dtr-package-for-assertion-and-questionnaire", &both.body);
+        assert_eq!(answers_in(&both.body), answers_in(&packaged.body), "{}", both.body);
+        with_canonical["parameter"].as_array_mut().unwrap().pop();
+        let coverage_only = server.post("/fhir/Questionnaire/$questionnaire-package", &ehr, &with_canonical).await;
+        assert_eq!(coverage_only.status, 200, "{}", coverage_only.body);
+        assert!(answers_in(&coverage_only.body) < answers_in(&both.body), "{}", coverage_only.body);
         let (_, stranger) = server.key("clinic-b", Role::Submitter, "Clinic B EHR", "").await;
         let foreign = package(stranger).await;
         assert_eq!(foreign.status, 200, "{}", foreign.body);

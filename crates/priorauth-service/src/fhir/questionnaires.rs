@@ -142,12 +142,15 @@ pub(crate) async fn questionnaire_package(
     // an order: its policy's form, pre-populated from the request's case as it now stands or
     // the case CRD read. Anything else (another organization's request or assertion, an
     // unknown id) is nothing found, answered alike.
-    // Only a context alone: with the `questionnaire` too, the form is not pre-filled from the
-    // request it names. Its stored case holds what the Claim's structure said (a one-day
+    // With the `questionnaire` too, the form is not pre-filled from a PAS request the context
+    // names. Its stored case holds what the Claim's structure said (a one-day
     // `servicedPeriod` is `request.units_period_days` 1); pre-filled, that comes back from a
     // DTR client as an answer, which overrides the Claim, so the clinician's own answer (42
     // days) is never asked for: an EHR following the guides (tests/ehr) then had its update
-    // pended instead of approved.
+    // pended instead of approved. A CRD coverage assertion does pre-fill it: that is DTR's
+    // call after CRD (coverage, the Questionnaire CRD named, the assertion as context), and
+    // the assertion's case is what CRD read from the order and the chart, which is what the
+    // client's own population reads too.
     let mut from_context = None;
     if orders.is_empty() && asked_for.is_empty() {
         for context in &contexts {
@@ -180,6 +183,21 @@ pub(crate) async fn questionnaire_package(
                 StatusCode::OK,
                 json!({"resourceType": "Parameters", "parameter": [{"name": "outcome", "resource": context_not_found(&contexts)}]}),
             ));
+        }
+    } else if orders.is_empty() {
+        for context in &contexts {
+            let found = lifecycle::assertions::find(&state.service, &caller, context)
+                .await
+                .map_err(|e| FhirError::from(AppError::from(e)))?;
+            if let Some((assertion_plan, _, stored)) = found {
+                if let (true, Ok(stored)) = (
+                    assertion_plan == plan,
+                    serde_json::from_str::<Value>(&stored),
+                ) {
+                    case = with_plan(&state, &plan, stored);
+                    break;
+                }
+            }
         }
     }
     // The policy: the plan's for the order's drug, else the one of the Questionnaire CRD named.
