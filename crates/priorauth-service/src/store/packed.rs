@@ -43,6 +43,14 @@ impl Packed {
         Packed(pack(text))
     }
 
+    /// A long text (a PAS Bundle as received, several kilobytes) packed at deflate's fastest
+    /// level, with the same dictionary: read back as any `z1:` text. At the default level
+    /// such a Bundle took about a tenth of a PAS submission's CPU (by `perf`) to store 26% of
+    /// its size; at the fastest, half that time for 29%.
+    pub fn fast(text: &str) -> Packed {
+        Packed(pack_at(text, &FAST))
+    }
+
     /// The stored form, as it is bound to a statement.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -51,10 +59,17 @@ impl Packed {
 
 /// A text as it is stored. The empty text stays empty (it means "as the request's").
 pub fn pack(text: &str) -> String {
+    pack_at(text, &COMPRESS)
+}
+
+fn pack_at(
+    text: &str,
+    compressor: &'static std::thread::LocalKey<std::cell::RefCell<Compress>>,
+) -> String {
     if text.is_empty() {
         return String::new();
     }
-    match deflate(text.as_bytes()) {
+    match deflate(compressor, text.as_bytes()) {
         Some(bytes) => {
             let mut stored = String::with_capacity(PREFIX_1.len() + bytes.len() * 4 / 3 + 4);
             stored.push_str(PREFIX_1);
@@ -118,10 +133,16 @@ thread_local! {
     /// as the compression itself.
     static COMPRESS: std::cell::RefCell<Compress> =
         std::cell::RefCell::new(Compress::new(Compression::default(), true));
+    /// As `COMPRESS`, at the fastest level (`Packed::fast`).
+    static FAST: std::cell::RefCell<Compress> =
+        std::cell::RefCell::new(Compress::new(Compression::fast(), true));
 }
 
-fn deflate(input: &[u8]) -> Option<Vec<u8>> {
-    COMPRESS.with(|compress| {
+fn deflate(
+    compressor: &'static std::thread::LocalKey<std::cell::RefCell<Compress>>,
+    input: &[u8],
+) -> Option<Vec<u8>> {
+    compressor.with(|compress| {
         let mut compress = compress.try_borrow_mut().ok()?;
         deflate_with(&mut compress, input)
     })
@@ -206,6 +227,20 @@ mod tests {
             assert_eq!(unpack(stored).unwrap(), text);
         }
         assert!(pack(case).len() < case.len() / 2, "{}", pack(case).len());
+    }
+
+    #[test]
+    fn a_text_packed_fast_reads_back_as_any_other() {
+        let bundle = include_str!("../../../../tests/fhir/cases/E01-masshealth.json");
+        let fast = Packed::fast(bundle);
+        assert!(fast.as_str().starts_with("z1:"));
+        assert_eq!(unpack(fast.as_str().to_string()).unwrap(), bundle);
+        assert!(
+            fast.as_str().len() < bundle.len() / 2,
+            "{}",
+            fast.as_str().len()
+        );
+        assert_eq!(Packed::fast(""), Packed::new(""));
     }
 
     #[test]

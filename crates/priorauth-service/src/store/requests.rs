@@ -32,7 +32,7 @@ pub struct ReceivedBundle {
 impl ReceivedBundle {
     pub fn new(text: &str) -> ReceivedBundle {
         ReceivedBundle {
-            stored: Packed::new(text),
+            stored: Packed::fast(text),
             sha256: super::sha256_hex(text),
         }
     }
