@@ -914,19 +914,25 @@ async fn leaving_out_the_cycle_length_lifts_no_bound() {
     .await;
 }
 
+/// Two approvals of member M-1000's course under Express Scripts: cycles 1-2, then cycles 3-4
+/// placed by the records, both starting today.
+async fn two_of_one_course(server: &Server, submitter: &str) -> (Value, Value) {
+    let plan = "express-scripts-medicare-advantage";
+    let first = server
+        .submitted(submitter, plan, for_member("E01", "M-1000"))
+        .await;
+    let second = server
+        .submitted(submitter, plan, for_member("E01", "M-1000"))
+        .await;
+    assert_eq!(second["authorization"]["first_cycle"], 3, "{second}");
+    (first, second)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_members_authorizations_of_one_course_share_the_units_of_a_period() {
     for_each_backend(|url| async move {
         let (server, submitter) = server_with_submitter(&url).await;
-        // Cycles 1-2, then cycles 3-4 placed by the records: both start today.
-        let plan = "express-scripts-medicare-advantage";
-        let first = server
-            .submitted(&submitter, plan, for_member("E01", "M-1000"))
-            .await;
-        let second = server
-            .submitted(&submitter, plan, for_member("E01", "M-1000"))
-            .await;
-        assert_eq!(second["authorization"]["first_cycle"], 3, "{second}");
+        let (first, second) = two_of_one_course(&server, &submitter).await;
         let spend = |answer: &Value, units: u32| {
             (
                 format!(
@@ -944,7 +950,11 @@ async fn a_members_authorizations_of_one_course_share_the_units_of_a_period() {
         refused.expect(409);
         // Another member's authorization is not counted with them.
         let other = server
-            .submitted(&submitter, plan, for_member("E01", "M-1001"))
+            .submitted(
+                &submitter,
+                "express-scripts-medicare-advantage",
+                for_member("E01", "M-1001"),
+            )
             .await;
         let (path, body) = spend(&other, 980);
         server.post(&path, &submitter, &body).await.expect(201);
@@ -961,13 +971,7 @@ async fn a_members_authorizations_of_one_course_share_the_units_of_a_period() {
 async fn two_authorizations_of_one_course_are_spent_at_one_pace() {
     for_each_backend(|url| async move {
         let (server, submitter) = server_with_submitter(&url).await;
-        let plan = "express-scripts-medicare-advantage";
-        let first = server
-            .submitted(&submitter, plan, for_member("E01", "M-1000"))
-            .await;
-        let second = server
-            .submitted(&submitter, plan, for_member("E01", "M-1000"))
-            .await;
+        let (first, second) = two_of_one_course(&server, &submitter).await;
         let number = |answer: &Value| {
             answer["authorization"]["number"]
                 .as_str()

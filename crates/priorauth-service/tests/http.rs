@@ -837,50 +837,36 @@ async fn a_tampered_audit_log_is_detected() {
             .fetch_one(&store.pool)
             .await
             .unwrap();
-        sqlx::query("UPDATE audit_log SET hash = $1 WHERE seq = 2")
-            .bind("0".repeat(64))
+        let set = |column: &'static str, seq: i64, value: String| async move {
+            sqlx::query(&format!(
+                "UPDATE audit_log SET {column} = $1 WHERE seq = $2"
+            ))
+            .bind(value)
+            .bind(seq)
             .execute(&store.pool)
             .await
             .unwrap();
-        let report = verify_audit(store).await.unwrap();
+            verify_audit(store).await.unwrap().problems
+        };
+        let problems = set("hash", 2, "0".repeat(64)).await;
         for broken in ["entry 2 was changed", "entry 3 was changed"] {
             assert!(
-                report.problems.iter().any(|p| p.contains(broken)),
-                "{broken}: {:?}",
-                report.problems
+                problems.iter().any(|p| p.contains(broken)),
+                "{broken}: {problems:?}"
             );
         }
+        set("hash", 2, hash.clone()).await;
         // A stored link (as earlier releases wrote them) must be the row before's hash.
-        sqlx::query("UPDATE audit_log SET hash = $1 WHERE seq = 2")
-            .bind(&hash)
-            .execute(&store.pool)
-            .await
-            .unwrap();
-        sqlx::query("UPDATE audit_log SET prev_hash = $1 WHERE seq = 3")
-            .bind(&hash)
-            .execute(&store.pool)
-            .await
-            .unwrap();
-        let report = verify_audit(store).await.unwrap();
-        assert!(report.problems.is_empty(), "{:?}", report.problems);
-        sqlx::query("UPDATE audit_log SET prev_hash = $1 WHERE seq = 3")
-            .bind("0".repeat(64))
-            .execute(&store.pool)
-            .await
-            .unwrap();
-        let report = verify_audit(store).await.unwrap();
+        let problems = set("prev_hash", 3, hash).await;
+        assert!(problems.is_empty(), "{problems:?}");
+        let problems = set("prev_hash", 3, "0".repeat(64)).await;
         assert!(
-            report
-                .problems
+            problems
                 .iter()
                 .any(|p| p.contains("entry 3 does not follow")),
-            "{:?}",
-            report.problems
+            "{problems:?}"
         );
-        sqlx::query("UPDATE audit_log SET prev_hash = '' WHERE seq = 3")
-            .execute(&store.pool)
-            .await
-            .unwrap();
+        set("prev_hash", 3, String::new()).await;
 
         // The last row deleted: the chain is intact up to it, but the head knows.
         sqlx::query("DELETE FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)")
