@@ -965,8 +965,9 @@ async fn a_members_authorizations_of_one_course_share_the_units_of_a_period() {
 /// Each authorization lays its periods from its own start. Two of one member's course received
 /// 20 days apart were each spent a cycle's 980 units within the other's first period: 1,960
 /// units in 21 days, twice the label's pace. A spend is held to the period of every
-/// authorization of the course whose period holds its date, and the refusal does not describe
-/// the other authorization.
+/// authorization of the course with periods as long as its own whose period holds its date,
+/// at the larger units per period of the two, and the refusal does not describe the other
+/// authorization.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_authorizations_of_one_course_are_spent_at_one_pace() {
     for_each_backend(|url| async move {
@@ -1002,19 +1003,36 @@ async fn two_authorizations_of_one_course_are_spent_at_one_pace() {
         let text = refused.body.to_string();
         assert!(text.contains("member's course"), "{text}");
         assert!(!text.contains(&days_after_receipt(-20)), "{text}");
-        // 22 days after the first's spend its next period begins: the second may be spent.
-        sqlx::query("UPDATE authorizations SET start_date = $1 WHERE number = $2")
-            .bind(days_after_receipt(-42))
-            .bind(&first)
-            .execute(&server.store().pool)
-            .await
-            .unwrap();
-        sqlx::query("UPDATE usage SET service_date = $1 WHERE authorization_number = $2")
-            .bind(days_after_receipt(-42))
-            .bind(&first)
-            .execute(&server.store().pool)
-            .await
-            .unwrap();
+        // A longer period laid from another start (a later cycle's, or one a reviewer
+        // lengthened) would hold the end of one cycle and the whole of the next: only periods
+        // as long as the spend's own are held against it.
+        let set = |sql: &'static str, value: String, number: String| {
+            let pool = server.store().pool.clone();
+            async move {
+                sqlx::query(sql)
+                    .bind(value)
+                    .bind(number)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        };
+        let period = "UPDATE authorizations SET period_days = CAST($1 AS BIGINT) WHERE number = $2";
+        set(period, "84".into(), first.clone()).await;
+        let (path, body) = spend(&second, 980, 0);
+        server.post(&path, &submitter, &body).await.expect(201);
+        // Both received 42 days ago and spent then: today begins the next period of each. The
+        // other's smaller units per period (1) does not refuse this one's 980.
+        set(period, "42".into(), first.clone()).await;
+        let units =
+            "UPDATE authorizations SET units_per_period = CAST($1 AS BIGINT) WHERE number = $2";
+        set(units, "1".into(), first.clone()).await;
+        let start = "UPDATE authorizations SET start_date = $1 WHERE number = $2";
+        let used = "UPDATE usage SET service_date = $1 WHERE authorization_number = $2";
+        for number in [&first, &second] {
+            set(start, days_after_receipt(-42), number.clone()).await;
+            set(used, days_after_receipt(-42), number.clone()).await;
+        }
         let (path, body) = spend(&second, 980, 0);
         server.post(&path, &submitter, &body).await.expect(201);
         server.stop().await;

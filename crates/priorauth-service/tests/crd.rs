@@ -295,7 +295,7 @@ async fn members_are_found_in_the_payers_eligibility_and_every_order_is_answered
         let server = Server::start(&url).await;
         let (_, ehr) = server.key("clinic-a", Role::Submitter, "Clinic A EHR", "").await;
         let (base, asked) = ehr_fhir_server(json!({})).await;
-        support::import_members(&server, "M-100,eocco-medicaid,2026-01-01,,1966-02-11\nM-200,eocco-medicaid,2020-01-01,2020-12-31,\n").await;
+        support::import_members(&server, "M-100,eocco-medicaid,2026-01-01,,1966-02-11\nM-200,eocco-medicaid,2020-01-01,2020-12-31,\nM-101,eocco-medicaid,2026-01-01,,\n").await;
 
         // The EHR's own plan code, and its member id: the plan is the payer's record.
         let other_drug = json!({"resourceType": "MedicationRequest", "id": "amox", "status": "draft", "intent": "order",
@@ -374,10 +374,17 @@ async fn members_are_found_in_the_payers_eligibility_and_every_order_is_answered
         assert_eq!(both.status, 200, "{}", both.body);
         keep(&dir, "dtr-package-for-assertion-and-questionnaire", &both.body);
         assert_eq!(answers_in(&both.body), answers_in(&packaged.body), "{}", both.body);
+        // Another member's Coverage with this member's assertion: not filled from it.
+        let mut another = with_canonical.clone();
+        another["parameter"][0]["resource"] = coverage("M-101", "EHR-PLAN-7");
+        let another = server.post("/fhir/Questionnaire/$questionnaire-package", &ehr, &another).await;
+        assert_eq!(another.status, 200, "{}", another.body);
         with_canonical["parameter"].as_array_mut().unwrap().pop();
         let coverage_only = server.post("/fhir/Questionnaire/$questionnaire-package", &ehr, &with_canonical).await;
         assert_eq!(coverage_only.status, 200, "{}", coverage_only.body);
         assert!(answers_in(&coverage_only.body) < answers_in(&both.body), "{}", coverage_only.body);
+        assert!(answers_in(&another.body) < answers_in(&both.body), "{}", another.body);
+        assert!(!another.body.to_string().contains("1966-02-11"), "{}", another.body);
         let (_, stranger) = server.key("clinic-b", Role::Submitter, "Clinic B EHR", "").await;
         let foreign = package(stranger).await;
         assert_eq!(foreign.status, 200, "{}", foreign.body);

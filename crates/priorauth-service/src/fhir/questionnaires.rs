@@ -130,7 +130,7 @@ pub(crate) async fn questionnaire_package(
     )
     .await
     .map_err(|e| FhirError::from(AppError::from(e)))?;
-    let Membership::Member { plan, .. } = membership else {
+    let Membership::Member { plan, member } = membership else {
         return Err(FhirError::invalid(&[Problem::new(
             "Coverage",
             "no member of this payer's plans has this coverage's member id on this day",
@@ -189,11 +189,21 @@ pub(crate) async fn questionnaire_package(
             let found = lifecycle::assertions::find(&state.service, &caller, context)
                 .await
                 .map_err(|e| FhirError::from(AppError::from(e)))?;
-            if let Some((assertion_plan, _, stored)) = found {
-                if let (true, Ok(stored)) = (
-                    assertion_plan == plan,
-                    serde_json::from_str::<Value>(&stored),
-                ) {
+            // Only an assertion for this member, this plan and the Questionnaire asked for:
+            // another patient's chart never fills this one's form, and an assertion of
+            // another drug does not choose the form in place of the one asked for.
+            let Some((assertion_plan, policy, stored)) = found else {
+                continue;
+            };
+            let asked = asked_for
+                .iter()
+                .any(|q| dtr::policy_of(q) == Some(policy.as_str()));
+            if let (true, true, Ok(stored)) = (
+                assertion_plan == plan,
+                asked,
+                serde_json::from_str::<Value>(&stored),
+            ) {
+                if same_member(&stored, member.as_deref(), &builder.member_ids) {
                     case = with_plan(&state, &plan, stored);
                     break;
                 }
@@ -374,6 +384,15 @@ fn changed_since(parameters: &Value) -> Result<Option<i64>, FhirError> {
             format!("`{text}` is not an instant (e.g. 2025-01-31T12:00:00Z)"),
         )])),
     }
+}
+
+/// Whether a stored case is of the member a call's Coverage names: its member id is the one
+/// the payer's eligibility found, or one the Coverage carries.
+fn same_member(stored: &Value, member: Option<&str>, member_ids: &[String]) -> bool {
+    stored
+        .pointer("/patient/member_id")
+        .and_then(Value::as_str)
+        .is_some_and(|id| member == Some(id) || member_ids.iter().any(|m| m == id))
 }
 
 /// The `outcome` of a package for Questionnaires asked for that this service does not have

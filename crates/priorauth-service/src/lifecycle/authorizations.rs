@@ -427,14 +427,7 @@ pub async fn record_usage(
     // units per 42 days") holds at most its units per period, so a course is not spent in its
     // first days. Checked after the spend above, whose update holds the authorization's row:
     // concurrent spends of one authorization see each other's usage here.
-    let later = service
-        .engine
-        .catalog
-        .drugs
-        .iter()
-        .find(|d| d.id == authorization.drug)
-        .and_then(|d| d.limits.later_cycles);
-    if let Some((from, to)) = spending_period(&authorization, later, date) {
+    if let Some((from, to)) = spending_period(&authorization, date) {
         let spent =
             records::units_spent_between(&mut tx, number, &from.to_string(), &to.to_string())
                 .await?;
@@ -448,19 +441,27 @@ pub async fn record_usage(
             )));
         }
     }
-    // The member's other authorizations of the course whose period holds the date hold it to
-    // their periods too. Each lays its periods from its own start, so without this two
-    // authorizations received weeks apart were each spent a cycle's units within one cycle of
-    // the other's: about twice the label's pace. Another organization's authorization is not
-    // described to the caller.
+    // The member's other authorizations of the course with periods as long as this one's,
+    // whose period holds the date, hold it to their periods too. Each lays its periods from
+    // its own start, so without this two authorizations received weeks apart were each spent a
+    // cycle's units within one cycle of the other's: about twice the label's pace. Only those
+    // of the same period length: a longer period (a later cycle's, or one a reviewer
+    // lengthened) laid from another start would hold the end of one cycle and the whole of
+    // the next, and refuse drug the label allows. The limit is the larger of the two units
+    // per period, so that another authorization's smaller one cannot refuse this one's.
+    // Another organization's authorization is not described to the caller.
     for other in records::course_covering(&mut tx, number, &date.to_string()).await? {
-        let Some((from, to)) = spending_period(&other, later, date) else {
+        if other.period_days != authorization.period_days {
+            continue;
+        }
+        let Some((from, to)) = spending_period(&other, date) else {
             continue;
         };
         let spent =
             records::units_spent_between(&mut tx, number, &from.to_string(), &to.to_string())
                 .await?;
-        if spent + i64::from(body.units) > other.units_per_period {
+        let limit = other.units_per_period.max(authorization.units_per_period);
+        if spent + i64::from(body.units) > limit {
             return Err(Error::Conflict(format!(
                 "{} units on {date} would exceed what the member's course allows in the period that holds that day, counted with the member's other authorizations of the drug",
                 body.units
@@ -496,37 +497,24 @@ pub async fn record_usage(
 }
 
 /// The period of `authorization` that holds `date`, over which at most its units per period
-/// are spent: its periods follow one another from its start, each the authorization's
-/// `period_days`, and each of the label's later cycles (Blincyto's cycles 6 to 9: 84 days)
-/// never shorter than the label's cycle for them. Without the later cycles' length, an
-/// authorization of cycles 4 to 8 was spent at cycles 4 and 5's 42-day pace throughout. None
-/// for a date before its start or an authorization without periods.
-fn spending_period(
-    authorization: &Authorization,
-    later: Option<priorauth_core::policy::LaterCycles>,
-    date: Date,
-) -> Option<(Date, Date)> {
+/// are spent: its periods of `period_days` follow one another from its start. None for a date
+/// before its start or an authorization without periods.
+///
+/// Every period has the same length, the earlier cycles' for an authorization that also
+/// holds later, longer cycles (Blincyto's cycles 4 to 8 are spent at 980 units per 42 days
+/// throughout). Lengthening the later periods was tried and backed out: the periods are laid
+/// from the day of receipt, not from the first dose, so a treatment begun a week later put
+/// the last dose of the last short cycle into the first long period with the whole next
+/// cycle, and refused drug the label allows. The totals (units and cycles) are the policy's
+/// either way.
+fn spending_period(authorization: &Authorization, date: Date) -> Option<(Date, Date)> {
     let start = Date::parse(&authorization.start_date)?;
-    let days = u32::try_from(authorization.period_days).ok()?;
-    if days == 0 || date < start {
+    let days = authorization.period_days;
+    if days <= 0 || date < start {
         return None;
     }
-    let mut cycle = u32::try_from(authorization.first_cycle).unwrap_or(1);
-    let mut from = start;
-    // A period is at least a day, and an authorization at most a year or so: a few hundred
-    // steps at worst.
-    loop {
-        let length = match later {
-            Some(later) if cycle >= later.from_cycle => days.max(later.shortest_cycle_days),
-            _ => days,
-        };
-        let to = from.add_days(i64::from(length) - 1)?;
-        if date <= to {
-            return Some((from, to));
-        }
-        from = to.add_days(1)?;
-        cycle = cycle.saturating_add(1);
-    }
+    let from = start.add_days(date.days_since(start).div_euclid(days) * days)?;
+    Some((from, from.add_days(days - 1)?))
 }
 
 /// The most authorizations a list shows.
@@ -573,9 +561,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use priorauth_core::policy::LaterCycles;
 
-    fn of(first_cycle: i64, period_days: i64) -> Authorization {
+    fn of(period_days: i64) -> Authorization {
         Authorization {
             number: "PA-1".into(),
             request_id: "req".into(),
@@ -587,7 +574,7 @@ mod tests {
             units_per_period: 980,
             period_days,
             cycles: 5,
-            first_cycle,
+            first_cycle: 4,
             approved_units: 4900,
             used_units: 0,
             renews: None,
@@ -595,59 +582,36 @@ mod tests {
     }
 
     fn period(authorization: &Authorization, date: &str) -> Option<(String, String)> {
-        let later = Some(LaterCycles {
-            from_cycle: 6,
-            shortest_cycle_days: 84,
-        });
-        spending_period(authorization, later, Date::parse(date).unwrap())
+        spending_period(authorization, Date::parse(date).unwrap())
             .map(|(from, to)| (from.to_string(), to.to_string()))
     }
 
-    fn days(from: &str, to: &str) -> (String, String) {
-        (from.to_string(), to.to_string())
+    fn days(from: &str, to: &str) -> Option<(String, String)> {
+        Some((from.to_string(), to.to_string()))
     }
 
-    /// Cycles 4 and 5 are 42 days each; cycle 6 on, the label's 84.
+    /// Periods of the same length follow one another from the start, whatever the cycles.
     #[test]
-    fn an_authorization_mixing_earlier_and_later_cycles_is_spent_at_each_cycles_pace() {
-        let mixed = of(4, 42);
+    fn an_authorizations_periods_follow_one_another_from_its_start() {
+        let periods = of(42);
         assert_eq!(
-            period(&mixed, "2026-01-01"),
-            Some(days("2026-01-01", "2026-02-11"))
+            period(&periods, "2026-01-01"),
+            days("2026-01-01", "2026-02-11")
         );
         assert_eq!(
-            period(&mixed, "2026-02-12"),
-            Some(days("2026-02-12", "2026-03-25"))
-        );
-        // Cycle 6 starts on day 84 and runs 84 days.
-        assert_eq!(
-            period(&mixed, "2026-03-26"),
-            Some(days("2026-03-26", "2026-06-17"))
+            period(&periods, "2026-02-11"),
+            days("2026-01-01", "2026-02-11")
         );
         assert_eq!(
-            period(&mixed, "2026-06-17"),
-            Some(days("2026-03-26", "2026-06-17"))
+            period(&periods, "2026-02-12"),
+            days("2026-02-12", "2026-03-25")
         );
+        // Cycle 6 on (day 84): still 42 days (see `spending_period`).
         assert_eq!(
-            period(&mixed, "2026-06-18"),
-            Some(days("2026-06-18", "2026-09-09"))
+            period(&periods, "2026-03-26"),
+            days("2026-03-26", "2026-05-06")
         );
-    }
-
-    #[test]
-    fn earlier_cycles_and_dates_before_the_start_have_their_own_periods() {
-        // Cycles 1 to 5 alone: 42 days each.
-        let early = of(1, 42);
-        assert_eq!(
-            period(&early, "2026-03-01"),
-            Some(days("2026-02-12", "2026-03-25"))
-        );
-        // A reviewer's longer period is kept for later cycles longer still.
-        assert_eq!(
-            period(&of(6, 90), "2026-04-01"),
-            Some(days("2026-04-01", "2026-06-29"))
-        );
-        assert_eq!(period(&early, "2025-12-31"), None);
-        assert_eq!(period(&of(1, 0), "2026-03-01"), None);
+        assert_eq!(period(&periods, "2025-12-31"), None);
+        assert_eq!(period(&of(0), "2026-03-01"), None);
     }
 }
