@@ -385,6 +385,14 @@ async fn members_are_found_in_the_payers_eligibility_and_every_order_is_answered
         assert!(answers_in(&coverage_only.body) < answers_in(&both.body), "{}", coverage_only.body);
         assert!(answers_in(&another.body) < answers_in(&both.body), "{}", another.body);
         assert!(!another.body.to_string().contains("1966-02-11"), "{}", another.body);
+        // The context alone with another member's Coverage: nothing found, as for another
+        // organization.
+        let another_alone = json!({"resourceType": "Parameters", "parameter": [
+            {"name": "coverage", "resource": coverage("M-101", "EHR-PLAN-7")},
+            {"name": "context", "valueString": assertion}]});
+        let another_alone = server.post("/fhir/Questionnaire/$questionnaire-package", &ehr, &another_alone).await;
+        assert_eq!(another_alone.status, 200, "{}", another_alone.body);
+        assert!(another_alone.body["parameter"].as_array().unwrap().iter().all(|p| p["name"] == "outcome"), "{}", another_alone.body);
         let (_, stranger) = server.key("clinic-b", Role::Submitter, "Clinic B EHR", "").await;
         let foreign = package(stranger).await;
         assert_eq!(foreign.status, 200, "{}", foreign.body);

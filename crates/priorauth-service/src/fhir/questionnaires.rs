@@ -173,6 +173,11 @@ pub(crate) async fn questionnaire_package(
                 .then(|| state.service.engine.policy_index(&policy))
                 .flatten();
             if let (Some(index), Ok(stored)) = (index, serde_json::from_str::<Value>(&stored)) {
+                // Another member's request or assertion is nothing found, as another
+                // organization's: its facts never fill this member's form.
+                if another_member(&stored, member.as_deref(), &builder.member_ids) {
+                    continue;
+                }
                 case = with_plan(&state, &plan, stored);
                 from_context = Some((index, context.clone(), pas_request));
                 break;
@@ -389,10 +394,19 @@ fn changed_since(parameters: &Value) -> Result<Option<i64>, FhirError> {
 /// Whether a stored case is of the member a call's Coverage names: its member id is the one
 /// the payer's eligibility found, or one the Coverage carries.
 fn same_member(stored: &Value, member: Option<&str>, member_ids: &[String]) -> bool {
-    stored
-        .pointer("/patient/member_id")
-        .and_then(Value::as_str)
-        .is_some_and(|id| member == Some(id) || member_ids.iter().any(|m| m == id))
+    stored_member(stored).is_some_and(|id| member == Some(id) || member_ids.iter().any(|m| m == id))
+}
+
+/// Whether a stored case names a member other than the one a call's Coverage names (a case
+/// or a call naming none is not known to be another's: a request pended before eligibility
+/// was loaded may name none).
+fn another_member(stored: &Value, member: Option<&str>, member_ids: &[String]) -> bool {
+    let named = member.is_some() || !member_ids.is_empty();
+    named && stored_member(stored).is_some() && !same_member(stored, member, member_ids)
+}
+
+fn stored_member(stored: &Value) -> Option<&str> {
+    stored.pointer("/patient/member_id").and_then(Value::as_str)
 }
 
 /// The `outcome` of a package for Questionnaires asked for that this service does not have
