@@ -203,15 +203,16 @@ pub(crate) async fn questionnaire_package(
             let asked = asked_for
                 .iter()
                 .any(|q| dtr::policy_of(q) == Some(policy.as_str()));
-            if let (true, true, Ok(stored)) = (
-                assertion_plan == plan,
-                asked,
-                serde_json::from_str::<Value>(&stored),
-            ) {
-                if same_member(&stored, member.as_deref(), &builder.member_ids) {
-                    case = with_plan(&state, &plan, stored);
-                    break;
-                }
+            let stored = serde_json::from_str::<Value>(&stored)
+                .ok()
+                .filter(|stored| {
+                    assertion_plan == plan
+                        && asked
+                        && same_member(stored, member.as_deref(), &builder.member_ids)
+                });
+            if let Some(stored) = stored {
+                case = with_plan(&state, &plan, stored);
+                break;
             }
         }
     }

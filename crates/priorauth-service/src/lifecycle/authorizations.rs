@@ -427,20 +427,7 @@ pub async fn record_usage(
     // units per 42 days") holds at most its units per period, so a course is not spent in its
     // first days. Checked after the spend above, whose update holds the authorization's row:
     // concurrent spends of one authorization see each other's usage here.
-    if let Some((from, to)) = spending_period(&authorization, date) {
-        let spent =
-            records::units_spent_between(&mut tx, number, &from.to_string(), &to.to_string())
-                .await?;
-        let limit = authorization.units_per_period;
-        if spent + i64::from(body.units) > limit {
-            let days = to.days_since(from) + 1;
-            return Err(Error::Conflict(format!(
-                "{} units would exceed the {limit} units per {days} days this authorization covers from {from} to {to}, counted with the member's other authorizations of the course ({} left in that period)",
-                body.units,
-                (limit - spent).max(0)
-            )));
-        }
-    }
+    //
     // The member's other authorizations of the course with periods as long as this one's,
     // whose period holds the date, hold it to their periods too. Each lays its periods from
     // its own start, so without this two authorizations received weeks apart were each spent a
@@ -450,23 +437,35 @@ pub async fn record_usage(
     // the next, and refuse drug the label allows. The limit is the larger of the two units
     // per period, so that another authorization's smaller one cannot refuse this one's.
     // Another organization's authorization is not described to the caller.
-    for other in records::course_covering(&mut tx, number, &date.to_string()).await? {
-        if other.period_days != authorization.period_days {
-            continue;
-        }
-        let Some((from, to)) = spending_period(&other, date) else {
+    let others = records::course_covering(&mut tx, number, &date.to_string()).await?;
+    let periods = std::iter::once(&authorization).chain(
+        others
+            .iter()
+            .filter(|other| other.period_days == authorization.period_days),
+    );
+    for holder in periods {
+        let Some((from, to)) = spending_period(holder, date) else {
             continue;
         };
         let spent =
             records::units_spent_between(&mut tx, number, &from.to_string(), &to.to_string())
                 .await?;
-        let limit = other.units_per_period.max(authorization.units_per_period);
-        if spent + i64::from(body.units) > limit {
-            return Err(Error::Conflict(format!(
-                "{} units on {date} would exceed what the member's course allows in the period that holds that day, counted with the member's other authorizations of the drug",
-                body.units
-            )));
+        let limit = holder.units_per_period.max(authorization.units_per_period);
+        if spent + i64::from(body.units) <= limit {
+            continue;
         }
+        let units = body.units;
+        return Err(Error::Conflict(if holder.number == authorization.number {
+            let days = to.days_since(from) + 1;
+            format!(
+                "{units} units would exceed the {limit} units per {days} days this authorization covers from {from} to {to}, counted with the member's other authorizations of the course ({} left in that period)",
+                (limit - spent).max(0)
+            )
+        } else {
+            format!(
+                "{units} units on {date} would exceed what the member's course allows in the period that holds that day, counted with the member's other authorizations of the drug"
+            )
+        }));
     }
     let usage_id = random_id("use_");
     records::insert_usage(

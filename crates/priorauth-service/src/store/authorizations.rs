@@ -218,6 +218,12 @@ pub async fn insert_usage(tx: &mut Tx, usage: &NewUsage) -> Result<(), StoreErro
     Ok(())
 }
 
+/// The numbers of the authorizations of the course of authorization `$1`: the same plan,
+/// member and drug (none but itself when its request names no member).
+const COURSE_OF: &str = "SELECT a.number FROM authorizations a JOIN requests r ON r.id = a.request_id \
+     JOIN authorizations mine ON mine.number = $1 JOIN requests theirs ON theirs.id = mine.request_id \
+     WHERE a.drug = mine.drug AND r.plan = theirs.plan AND r.member_id = theirs.member_id";
+
 /// The units spent with dates of service from `from` to `to` (inclusive, as `YYYY-MM-DD`,
 /// which sort as dates) on an authorization and on every other authorization of its member's
 /// course (the same plan, member and drug): two authorizations of one course active at once
@@ -228,10 +234,8 @@ pub async fn units_spent_between(
     from: &str,
     to: &str,
 ) -> Result<i64, StoreError> {
-    let row = sqlx::query("SELECT CAST(COALESCE(SUM(units), 0) AS BIGINT) AS spent FROM usage WHERE service_date >= $2 AND service_date <= $3 AND authorization_number IN \
-         (SELECT $1 UNION SELECT a.number FROM authorizations a JOIN requests r ON r.id = a.request_id \
-          JOIN authorizations mine ON mine.number = $1 JOIN requests theirs ON theirs.id = mine.request_id \
-          WHERE a.drug = mine.drug AND r.plan = theirs.plan AND r.member_id = theirs.member_id)")
+    let row = sqlx::query(&format!("SELECT CAST(COALESCE(SUM(units), 0) AS BIGINT) AS spent FROM usage WHERE service_date >= $2 AND service_date <= $3 AND authorization_number IN \
+         (SELECT $1 UNION {COURSE_OF})"))
         .bind(number)
         .bind(from)
         .bind(to)
@@ -248,11 +252,7 @@ pub async fn course_covering(
     date: &str,
 ) -> Result<Vec<Authorization>, StoreError> {
     let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM authorizations WHERE number <> $1 AND start_date <= $2 AND end_date >= $2 AND number IN \
-         (SELECT a.number FROM authorizations a JOIN requests r ON r.id = a.request_id \
-          JOIN authorizations mine ON mine.number = $1 JOIN requests theirs ON theirs.id = mine.request_id \
-          WHERE a.drug = mine.drug AND r.plan = theirs.plan AND r.member_id = theirs.member_id) \
-         ORDER BY number"
+        "SELECT {COLUMNS} FROM authorizations WHERE number <> $1 AND start_date <= $2 AND end_date >= $2 AND number IN ({COURSE_OF}) ORDER BY number"
     ))
     .bind(number)
     .bind(date)
