@@ -32,7 +32,9 @@ its own and only over HTTP, the way an EHR vendor's integration calls a payer.
            and reviewer (and the payer's X12 886 reason code, `--denial-reason`), and
            `$inquire` finds it;
         9. a third order is submitted and then cancelled (certification type 3): the answer
-           is `C`.
+           is `C`;
+        10. the approved order of step 7 is cancelled (its treatment stopped): the answer is
+           `C`, the EHR hears it, and `$inquire` finds it cancelled.
 
         Every answer of the payer is written to DIR (one JSON file per answer), for the
         validators to check.
@@ -341,6 +343,7 @@ class Flow:
         self.step(f"$inquire finds {number} (A1)")
         self.review(order, answered)
         self.cancel(answered)
+        self.cancel_approved(order, answered, trace, claim_bundle, number)
         check(self.ehr.refused == 0, "every read of the EHR's FHIR server carried its token")
         print("the EHR's flow passed", flush=True)
 
@@ -627,6 +630,20 @@ class Flow:
         status, none = self.fhir("POST", "Claim/$inquire", stranger)
         # PAS: 0..* Bundles; none found is no failed transaction (200, no Bundle).
         check(status == 200 and not none.get("parameter"), "the same trace number for another member finds nothing", (status, none))
+
+    def cancel_approved(self, order, response, trace, claim_bundle, number):
+        """The approved order's treatment is stopped: its cancellation cancels the
+        authorization (C), the subscription says so, and the inquiry finds it cancelled."""
+        _, cancel = self.claim_bundle(order, response, "J9039", 784, "3", related=trace)
+        status, cancelled = self.fhir("POST", "Claim/$submit", cancel)
+        check(status == 200, "the cancellation of the approval answers 200", cancelled)
+        self.keep("pas-approval-cancelled", cancelled)
+        check(review_actions(cancelled) == ["C"], "the cancelled approval is answered C", review_actions(cancelled))
+        heard = self.ehr.notification(30, lambda final: claim_response(final).get("preAuthRef") == number
+                                      and review_actions(final) == ["C"])
+        self.keep("notification-approval-cancelled", heard)
+        self.inquire(trace, claim_bundle, "C", number)
+        self.step(f"authorization {number} cancelled by the provider: C, heard, and found so")
 
     def cancel(self, response):
         order = {"resourceType": "MedicationRequest", "id": "lk-ord-5530"}

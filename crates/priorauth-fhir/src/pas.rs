@@ -607,6 +607,10 @@ fn review_action(record: &Value) -> (&'static str, &'static str) {
         record["status"].as_str().unwrap_or_default(),
         decided_by_reviewer,
     ) {
+        // X12 306 `C`: its provider cancelled the authorization after the approval.
+        ("approved", _) if record["authorization"]["cancelled_on"].is_string() => {
+            ("C", "Cancelled")
+        }
         ("approved", true) if record["determination"]["decision"] == "approve_with_changes" => {
             ("A6", "Modified")
         }
@@ -640,6 +644,16 @@ fn reviewer_questions(record: &Value) -> Option<(&str, Vec<&str>)> {
 fn notes(record: &Value, context: &ResponseContext) -> Vec<(String, Option<(String, String)>)> {
     let mut notes = Vec::new();
     let policy = record["policy"].as_str().unwrap_or_default();
+    if let Some(day) = record["authorization"]["cancelled_on"].as_str() {
+        notes.push((
+            format!(
+                "Authorization {} was cancelled by the provider on {day}: drug given through that day stays covered, nothing given after it is.",
+                record["authorization"]["number"].as_str().unwrap_or_default()
+            ),
+            None,
+        ));
+        return notes;
+    }
     if let Some(determination) = record["determination"].as_object() {
         let who = format!(
             "{} ({})",
@@ -1303,8 +1317,8 @@ mod tests {
         assert!(kept < whole, "{kept} of {whole}");
     }
 
-    /// Each state of a request answers its X12 306 review action; a withdrawn one is
-    /// cancelled, not pending.
+    /// Each state of a request answers its X12 306 review action; a withdrawn one, and an
+    /// approved one whose authorization its provider cancelled, are cancelled.
     #[test]
     fn each_state_has_its_review_action() {
         let decision = json!({"outcome": "review", "quantity": null});
@@ -1321,6 +1335,19 @@ mod tests {
             (
                 json!({"status": "approved", "decision": {"outcome": "approve"}}),
                 "A1",
+            ),
+            (
+                json!({"status": "approved", "decision": {"outcome": "approve"}, "authorization": {"number": "PA-1", "cancelled_on": null}}),
+                "A1",
+            ),
+            // Its provider cancelled the authorization after the approval.
+            (
+                json!({"status": "approved", "decision": {"outcome": "approve"}, "authorization": {"number": "PA-1", "cancelled_on": "2026-12-05"}}),
+                "C",
+            ),
+            (
+                json!({"status": "approved", "decision": {"outcome": "approve"}, "determination": {"decision": "approve_with_changes"}, "authorization": {"number": "PA-1", "cancelled_on": "2026-12-05"}}),
+                "C",
             ),
         ];
         for (record, code) in cases {

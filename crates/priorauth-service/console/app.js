@@ -356,7 +356,8 @@ async function requestView(id) {
     el('p', { class: 'hint' }, `Request ${request.id}`),
     el('p', {}, `Plan ${request.plan}, policy ${request.policy} (version ${request.policy_version}); status `, el('strong', { id: 'status' }, request.status.replace('_', ' '))),
     el('p', {}, 'Recommendation: ', outcomeBadge(d.outcome), d.authorization ? ` authorized ${d.authorization.start} to ${d.authorization.end}` : ''),
-    request.authorization ? el('p', { id: 'pa-number', class: 'panel' }, el('strong', {}, `Authorization ${request.authorization.number}`), `: ${request.authorization.start} to ${request.authorization.end}, ${request.authorization.approved_units} units`) : null,
+    request.authorization ? el('p', { id: 'pa-number', class: 'panel' }, el('strong', {}, `Authorization ${request.authorization.number}`), `: ${request.authorization.start} to ${request.authorization.end}, ${request.authorization.approved_units} units`,
+      request.authorization.cancelled_on ? `; cancelled by the provider on ${request.authorization.cancelled_on}` : '') : null,
     d.quantity ? el('p', {}, `Quantity: ${d.quantity.hcpcs} × ${d.quantity.units} units per ${d.quantity.period_days} days (${d.quantity.vials} vials), ${d.quantity.cycles} cycles`) : null,
     d.missing.length ? el('p', {}, 'Missing: ' + d.missing.join(', ')) : null,
     request.due_at ? el('p', { class: request.late ? 'due-soon' : null }, `Due by ${when(request.due_at, request.plan)}${request.late ? ' (late)' : ''}`) : null,
@@ -381,6 +382,9 @@ async function requestView(id) {
   const clinic = role !== 'reviewer', payer = role !== 'submitter';
   if (adverse && !appealOpen && clinic) parts.push(appealForm(request));
   const pending = request.status === 'pending_information' || request.status === 'pending_review';
+  if (request.status === 'approved' && request.authorization && !request.authorization.cancelled_on && clinic) {
+    parts.push(reasonForm(request, 'cancel-authorization', 'Cancel the authorization', 'When the drug is no longer needed: drug given through today stays covered, nothing after.', `/v1/authorizations/${request.authorization.number}/cancellation`));
+  }
   if (pending && clinic) parts.push(reasonForm(request, 'withdraw', 'Withdraw the request', 'The requester withdraws it; it leaves the queue and keeps its history.', `/v1/requests/${id}/withdrawal`));
   if (pending && payer && request.urgency === 'standard' && !request.history.some(e => e.kind === 'extended')) {
     parts.push(reasonForm(request, 'extend', 'Extend the decision clock', 'Once, where the plan allows it; the reason is the requester\'s notice.', `/v1/requests/${id}/extension`));
@@ -1055,7 +1059,7 @@ async function authorizationsView() {
   const rows = list.map(a => el('tr', {},
     el('td', {}, a.number), el('td', {}, a.drug), el('td', {}, `${a.start} to ${a.end}`),
     el('td', {}, a.used_units), el('td', {}, a.remaining_units),
-    el('td', { class: a.renewal_due ? 'due-soon' : null }, a.renewal_due ? `renewal due: ${a.days_left} days left` : (a.days_left < 0 ? 'ended' : `${a.days_left} days left`))));
+    el('td', { class: a.renewal_due ? 'due-soon' : null }, a.cancelled_on ? `cancelled on ${a.cancelled_on}` : a.renewal_due ? `renewal due: ${a.days_left} days left` : (a.days_left < 0 ? 'ended' : `${a.days_left} days left`))));
   const message = el('p', { role: 'status' });
   show(navigation, el('h2', {}, 'Authorizations'),
     el('p', {}, el('button', { type: 'button', id: 'authorizations-csv', onclick: () => downloadFile('/v1/authorizations?format=csv', 'authorizations.csv', message) }, 'Export CSV')), message,

@@ -354,6 +354,9 @@ pub struct AuthorizationRecord {
     used_units: i64,
     remaining_units: i64,
     renews: Option<String>,
+    /// The day its provider cancelled it: drug given after it is not covered.
+    #[schema(format = Date)]
+    cancelled_on: Option<String>,
 }
 
 /// A row of the authorizations list.
@@ -374,7 +377,10 @@ pub struct AuthorizationRow {
     cycles: i64,
     /// Days from today to the last covered day.
     days_left: Option<i64>,
-    /// Ends within 30 days.
+    /// The day its provider cancelled it.
+    #[schema(format = Date)]
+    cancelled_on: Option<String>,
+    /// Ends within 30 days, not cancelled.
     renewal_due: bool,
 }
 

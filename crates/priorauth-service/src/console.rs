@@ -261,6 +261,7 @@ pub(crate) async fn authorizations(
                     ("remaining units", "/remaining_units"),
                     ("days left", "/days_left"),
                     ("renewal due", "/renewal_due"),
+                    ("cancelled on", "/cancelled_on"),
                 ],
             );
             Ok(crate::csv::answer("authorizations.csv", body))

@@ -72,6 +72,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<&'static str
         crate::api::appeals::attachment,
         crate::api::read_authorization,
         crate::api::record_usage,
+        crate::api::cancel_authorization,
         crate::api::dead_notifications,
         crate::api::report::um,
         crate::console::questions,

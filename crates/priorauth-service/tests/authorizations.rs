@@ -1090,3 +1090,100 @@ async fn continued_therapy_cycles_are_spent_at_the_labels_pace() {
     })
     .await;
 }
+
+/// A clinic cancels an authorization it no longer needs: as of today, so that drug given
+/// through today stays covered (its usage is recorded after the fact) and nothing given later
+/// is; once only; by its own organization only (another's is missing, a reviewer is
+/// forbidden); the request stays approved, the cancellation is in its history, the list no
+/// longer calls it due for renewal, and the audit binds the day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_provider_cancels_an_authorization_it_no_longer_needs() {
+    for_each_backend(|url| async move {
+        let (server, submitter) = server_with_submitter(&url).await;
+        let (_, other) = server
+            .key("clinic-b", Role::Submitter, "Clinic B EHR", "")
+            .await;
+        let (_, reviewer) = server
+            .key("payer", Role::Reviewer, "Dr. Rivera", "MD, Hematology")
+            .await;
+        let approved = server
+            .submitted(&submitter, "masshealth", case("E01"))
+            .await;
+        let id = approved["id"].as_str().unwrap();
+        let number = approved["authorization"]["number"].as_str().unwrap();
+        let path = format!("/v1/authorizations/{number}/cancellation");
+        let usage = format!("/v1/authorizations/{number}/usage");
+        let spend = |days: i64| json!({"units": 10, "date_of_service": days_after_receipt(days)});
+        let reason = json!({"reason": "Treatment stopped: the patient entered hospice."});
+        server.post(&path, &other, &reason).await.expect(404);
+        server.post(&path, &reviewer, &reason).await.expect(403);
+        server
+            .post(&path, &submitter, &json!({"reason": "  "}))
+            .await
+            .expect_problem(422, "reason");
+        let cancelled = server.post(&path, &submitter, &reason).await;
+        cancelled.expect(200);
+        let today = days_after_receipt(0);
+        assert_eq!(cancelled.body["status"], "approved", "{}", cancelled.body);
+        assert_eq!(
+            cancelled.body["authorization"]["cancelled_on"],
+            json!(today),
+            "{}",
+            cancelled.body
+        );
+        let event = cancelled.body["history"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap();
+        assert_eq!(event["kind"], "authorization_cancelled", "{event}");
+        assert_eq!(event["reason"], reason["reason"], "{event}");
+        assert_eq!(event["authorization"], json!(number), "{event}");
+        // Once: a second cancellation is a conflict naming the day.
+        let again = server.post(&path, &submitter, &reason).await;
+        again.expect(409);
+        assert!(
+            again.body["detail"].as_str().unwrap().contains(&today),
+            "{}",
+            again.body
+        );
+        // Drug given today is covered; tomorrow's is not.
+        server.post(&usage, &submitter, &spend(0)).await.expect(201);
+        server
+            .post(&usage, &submitter, &spend(1))
+            .await
+            .expect_problem(422, "date_of_service");
+        let read = server
+            .get(&format!("/v1/authorizations/{number}"), &submitter)
+            .await;
+        assert_eq!(read.body["cancelled_on"], json!(today), "{}", read.body);
+        assert_eq!(read.body["used_units"], 10, "{}", read.body);
+        let list = server.get("/v1/authorizations", &submitter).await;
+        let row = list.body.as_array().unwrap()[0].clone();
+        assert_eq!(row["cancelled_on"], json!(today), "{row}");
+        assert_eq!(row["renewal_due"], false, "{row}");
+        let record = server.get(&format!("/v1/requests/{id}"), &reviewer).await;
+        assert_eq!(record.body["authorization"]["cancelled_on"], json!(today));
+
+        // The audit binds the day: an edit of it in the database is found.
+        let store = server.store();
+        let report = priorauth_service::store::verify_audit(store).await.unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        sqlx::query("UPDATE authorizations SET cancelled_on = NULL WHERE number = $1")
+            .bind(number)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let report = priorauth_service::store::verify_audit(store).await.unwrap();
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.starts_with(&format!("request {id}"))),
+            "{:?}",
+            report.problems
+        );
+        server.stop().await;
+    })
+    .await;
+}

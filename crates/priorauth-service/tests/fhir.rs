@@ -1411,8 +1411,9 @@ async fn a_package_for_a_pas_tasks_context_alone_is_its_requests_form() {
 
 /// PAS 2.2.1's updates and cancellations: an update (`Claim.related`) replaces the pending
 /// request it names and is decided on its own; a cancellation (certification type `3`)
-/// withdraws the request and never authorizes anything; a decided request is neither
-/// updated nor cancelled; urgency comes from `levelOfServiceCode`.
+/// withdraws a pending request, or cancels an approved one's authorization, and never
+/// authorizes anything; an approved request is not updated; urgency comes from
+/// `levelOfServiceCode`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn updates_and_cancellations_act_on_the_request_they_name() {
     for_each_backend(|url| async move {
@@ -1494,6 +1495,47 @@ async fn updates_and_cancellations_act_on_the_request_they_name() {
         assert_eq!(refused.body["resourceType"], "OperationOutcome", "{}", refused.body);
         assert_eq!(refused.body["issue"][0]["expression"][0], "Claim.related.claim");
         assert_eq!(server.count("requests").await, requests, "nothing new requested");
+
+        // A cancellation of an approved request cancels its authorization as of today (PAS:
+        // "the returned ClaimResponse SHALL include the current results for all submitted
+        // items, including any items changed or canceled"; X12 306 `C`): the request stays
+        // approved, drug given through today stays covered, nothing after.
+        let approved = request_id(&updated.body);
+        let mut cancel = pas_bundle(&full, "eocco-medicaid", "cancel-1", engine);
+        relate(&mut cancel, "upd-1");
+        cancel_items(&mut cancel);
+        let cancelled = server.post("/fhir/Claim/$submit", &ehr, &cancel).await;
+        assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+        keep(&dir, "cancellation-of-approved", &cancelled.body);
+        assert_eq!(request_id(&cancelled.body), approved, "the answer is the cancelled request's");
+        assert_eq!(review_action(&cancelled.body), "C", "{}", cancelled.body);
+        let notes = cancelled.body["entry"][0]["resource"]["processNote"].to_string();
+        assert!(notes.contains("cancelled by the provider"), "{notes}");
+        let record = server.get(&format!("/v1/requests/{approved}"), &reviewer).await.body;
+        assert_eq!(record["status"], "approved", "{record}");
+        let number = record["authorization"]["number"].as_str().unwrap().to_string();
+        assert_eq!(record["authorization"]["cancelled_on"], json!(support::days_after_receipt(0)), "{record}");
+        assert_eq!(server.count("requests").await, requests, "nothing new requested");
+        let spend = |days: i64| {
+            let (server, ehr, number) = (&server, ehr.clone(), number.clone());
+            async move {
+                server
+                    .post(&format!("/v1/authorizations/{number}/usage"), &ehr,
+                        &json!({"units": 10, "date_of_service": support::days_after_receipt(days)}))
+                    .await
+            }
+        };
+        spend(1).await.expect_problem(422, "date_of_service");
+        spend(0).await.expect(201);
+        // Sent again: the same answer, the day unchanged.
+        let again = server.post("/fhir/Claim/$submit", &ehr, &cancel).await;
+        assert_eq!(again.status, 200, "{}", again.body);
+        assert_eq!(review_action(&again.body), "C", "{}", again.body);
+        // Another clinic cannot cancel it: the Claim is not theirs.
+        let mut foreign = pas_bundle(&full, "eocco-medicaid", "cancel-5", engine);
+        relate(&mut foreign, "upd-1");
+        cancel_items(&mut foreign);
+        assert_eq!(server.post("/fhir/Claim/$submit", &other, &foreign).await.status, 404);
 
         // A cancellation withdraws the pending request it names and authorizes nothing.
         let pended = server.post("/fhir/Claim/$submit", &ehr, &pas_bundle(&partial, "eocco-medicaid", "orig-2", engine)).await;

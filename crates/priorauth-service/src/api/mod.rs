@@ -14,7 +14,7 @@ pub(crate) mod attachments;
 pub(crate) mod report;
 
 use crate::keys::Caller;
-use crate::lifecycle::authorizations::{self, UsageBody};
+use crate::lifecycle::authorizations::{self, CancellationBody, UsageBody};
 use crate::lifecycle::notices;
 use crate::lifecycle::request_view;
 use crate::lifecycle::requests::{self, SubmitBody, WithdrawalBody};
@@ -86,6 +86,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/queue", get(queue))
         .route("/v1/authorizations/{number}", get(read_authorization))
         .route("/v1/authorizations/{number}/usage", post(record_usage))
+        .route(
+            "/v1/authorizations/{number}/cancellation",
+            post(cancel_authorization),
+        )
         .route("/v1/notifications/dead", get(dead_notifications))
         .route("/v1/reports/um", get(report::um))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -441,6 +445,26 @@ pub(crate) async fn record_usage(
         authorizations::record_usage(&state.service, &caller, &number, &body, retry.as_ref())
             .await?;
     Ok(answered(StatusCode::CREATED, replayed, answer))
+}
+
+#[utoipa::path(post, path = "/v1/authorizations/{number}/cancellation", operation_id = "cancel_authorization", tag = "Authorizations", summary = "Cancel an authorization no longer needed (the requester): drug given through today stays covered, nothing after", params(("number" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body is given the first answer again (200, `idempotent-replayed: true`); the key on another call is refused 422")), request_body = CancellationBody,
+    responses((status = 200, description = "cancelled; the request as it now is, its authorization with `cancelled_on`", body = crate::answers::RequestRecord), (status = 401, description = "no API key, or not a valid one", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 403, description = "not a submitter or an admin", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 404, description = "no such authorization, or another organization's", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 409, description = "already cancelled, naming the day", body = crate::answers::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid, naming the field", body = crate::answers::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn cancel_authorization(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(number): Path<String>,
+    AppJson(body): AppJson<CancellationBody>,
+) -> Result<Response, AppError> {
+    let retry = Retry::new(
+        idempotency_key(&headers),
+        "authorization.cancel",
+        &number,
+        &body,
+    )?;
+    let (answer, replayed) =
+        authorizations::cancel(&state.service, &caller, &number, &body, retry.as_ref()).await?;
+    Ok(answered(StatusCode::OK, replayed, answer))
 }
 
 #[utoipa::path(get, path = "/v1/notifications/dead", operation_id = "list_dead_notifications", tag = "Operations", summary = "Dead-lettered PAS notifications (admins)",

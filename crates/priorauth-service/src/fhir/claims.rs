@@ -1,6 +1,7 @@
 //! PAS `Claim/$submit`: a new request for each item of the Claim (one answer holding every
 //! item's), an update that replaces the pending requests of the Claim it names, and a
-//! cancellation that withdraws them (PAS 2.2.1, *Updates and cancellations*). The documents
+//! cancellation that withdraws them, or cancels their authorizations once approved (PAS
+//! 2.2.1, *Updates and cancellations*). The documents
 //! a Claim sends (`supportingInfo`: attachments, DocumentReferences) are kept with each of
 //! its requests for the reviewer.
 
@@ -16,6 +17,7 @@ use super::{
 };
 use crate::keys::{Caller, Role};
 use crate::lifecycle::attachments::{self, SentFile};
+use crate::lifecycle::authorizations::{self as lifecycle_authorizations, CancellationBody};
 use crate::lifecycle::members::{self, Membership};
 use crate::lifecycle::request_view;
 use crate::lifecycle::requests::{
@@ -113,7 +115,7 @@ pub(crate) async fn submit(
     if let pas::Intent::Cancel { prior: prior_claim } = request.intent() {
         let prior = prior_requests(&state, &caller, &prior_claim).await?;
         if let Some(decided) =
-            decided_answer(&state, &caller, &prior, "cancelled", &canonical).await?
+            decided_answer(&state, &caller, &prior, Change::Cancel, &canonical).await?
         {
             return Ok(decided);
         }
@@ -122,16 +124,7 @@ pub(crate) async fn submit(
         let by = (prior_claim != request.claim_identifier)
             .then(|| Successor::CancelledBy(request.claim_identifier.clone()));
         for request in &prior {
-            let reason = "Cancelled by the provider (PAS certification type 3)";
-            withdraw_prior(
-                &state,
-                &caller,
-                &request.id,
-                reason,
-                "cancelled",
-                by.clone(),
-            )
-            .await?;
+            cancel_prior(&state, &caller, &request.id, by.clone()).await?;
         }
         let answers: Vec<_> = prior.into_iter().map(|r| Answer::Stored(r.id)).collect();
         return answer(&state, &caller, &answers, &source, &canonical).await;
@@ -198,7 +191,7 @@ pub(crate) async fn submit(
         );
         let prior = prior_requests(&state, &caller, &prior).await?;
         if let Some(decided) =
-            decided_answer(&state, &caller, &prior, "updated", &canonical).await?
+            decided_answer(&state, &caller, &prior, Change::Update, &canonical).await?
         {
             return Ok(decided);
         }
@@ -361,13 +354,19 @@ async fn prior_requests(
 /// item as it stands (A1 with its authorization number, A3, A6), and a note saying the update
 /// was not applied and what to send instead: a PAS response it reads as any other, not a
 /// bare error.
+///
+/// A cancellation of an approved request is applied (`cancel_prior`): it is not counted here.
 async fn decided_answer(
     state: &AppState,
     caller: &Caller,
     prior: &[NamedClaimRequest],
-    verb: &str,
+    change: Change,
     canonical: &priorauth_fhir::questionnaire::Canonical,
 ) -> Result<Option<axum::response::Response>, FhirError> {
+    let verb = match change {
+        Change::Update => "updated",
+        Change::Cancel => "cancelled",
+    };
     let mut decided = Vec::new();
     let mut current = Vec::new();
     for request in prior {
@@ -376,7 +375,8 @@ async fn decided_answer(
         if status == "withdrawn" {
             continue;
         }
-        if !lifecycle_requests::is_pending(&status) {
+        let cancellable = change == Change::Cancel && status == "approved";
+        if !lifecycle_requests::is_pending(&status) && !cancellable {
             decided.push(status);
         }
         current.push(request.id.clone());
@@ -403,6 +403,61 @@ async fn decided_answer(
             json!([{"number": 1, "type": "display", "text": text}]);
     }
     Ok(Some(fhir_json(StatusCode::OK, answer)))
+}
+
+/// What a Claim naming an earlier one (`Claim.related`) does to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Update,
+    Cancel,
+}
+
+/// Cancels one request a PAS cancellation names: an approved request's authorization is
+/// cancelled as of today (`authorizations::cancel`: drug given through today stays covered),
+/// a pending request is withdrawn (`withdraw_prior`); both then answer X12 306 `C`. PAS
+/// 2.2.1: "the returned ClaimResponse SHALL include the current results for all submitted
+/// items, including any items changed or canceled". Sent again, it is done.
+async fn cancel_prior(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    by: Option<Successor>,
+) -> Result<(), FhirError> {
+    let reason = "Cancelled by the provider (PAS certification type 3)";
+    let view = request_view::read(&state.service, caller, id).await?;
+    let authorization = &view["authorization"];
+    if let (true, Some(number)) = (
+        view["status"] == "approved",
+        authorization["number"].as_str(),
+    ) {
+        if authorization["cancelled_on"].is_string() {
+            return Ok(());
+        }
+        let body = CancellationBody {
+            reason: reason.to_string(),
+        };
+        let cancelled = match &by {
+            Some(successor) => {
+                lifecycle_authorizations::cancel_for_claim(
+                    &state.service,
+                    caller,
+                    number,
+                    &body,
+                    successor.claim(),
+                )
+                .await
+            }
+            None => {
+                lifecycle_authorizations::cancel(&state.service, caller, number, &body, None).await
+            }
+        };
+        return match cancelled {
+            // Cancelled meanwhile by another call: done.
+            Ok(_) | Err(lifecycle::Error::Conflict(_)) => Ok(()),
+            Err(other) => Err(other.into()),
+        };
+    }
+    withdraw_prior(state, caller, id, reason, "cancelled", by).await
 }
 
 /// Withdraws the request an update replaces or a cancellation cancels; an update's Claim is

@@ -11,7 +11,7 @@ use super::retries::{Begun, Retry, begin};
 use super::{Error, Service, invalid, require, visible};
 use crate::keys::{Caller, Role};
 use crate::store::authorizations::{self as records, Authorization, NewAuthorization, NewUsage};
-use crate::store::requests::Request;
+use crate::store::requests::{self as requests_store, NewEvent, Request};
 use crate::store::{self, StoreError, Tx, now_ms, random_id};
 
 /// What a clinician's approval grants instead of the request.
@@ -42,6 +42,14 @@ pub struct UsageBody {
     pub units: u32,
     /// `YYYY-MM-DD`.
     pub date_of_service: String,
+}
+
+/// Why a provider cancels an authorization it no longer needs.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancellationBody {
+    /// In plain language: the treatment was stopped, the member changed plans, …
+    pub reason: String,
 }
 
 /// Creates the authorization of a request's approval inside `tx` and answers it as JSON:
@@ -350,6 +358,7 @@ pub fn view(a: &Authorization) -> Value {
         "used_units": a.used_units,
         "remaining_units": a.approved_units - a.used_units,
         "renews": a.renews,
+        "cancelled_on": a.cancelled_on,
     })
 }
 
@@ -412,6 +421,14 @@ pub async fn record_usage(
         return Err(invalid(
             "date_of_service",
             format!("{date} is outside the authorization period {start} to {end}"),
+        ));
+    }
+    if let Some(day) = given_after_cancellation(&authorization, date) {
+        return Err(invalid(
+            "date_of_service",
+            format!(
+                "{date} is after the authorization was cancelled on {day}: only drug given through that day is covered"
+            ),
         ));
     }
     let Some((used, approved)) = records::spend(&mut tx, number, i64::from(body.units)).await?
@@ -495,6 +512,112 @@ pub async fn record_usage(
     Ok((answer, false))
 }
 
+/// The most characters of a cancellation's reason.
+const CANCELLATION_REASON_MAX: usize = 2_000;
+
+/// Its provider cancels an authorization it no longer needs (PAS: a cancellation,
+/// certification type 3, of an approved request; X12 306 `C`). It is cancelled as of today:
+/// drug given through today stays covered, since its usage is recorded after the fact, and
+/// nothing given later is. Its request stays `approved` (it was), its authorization says
+/// `cancelled_on`, and a `authorization_cancelled` event records who, when and why. An
+/// authorization already cancelled is a conflict naming the day. The answer is the request
+/// as it now stands.
+///
+/// Only the requester's organization (a submitter, or an admin) cancels: an authorization
+/// only ever shrinks by it (no units, period or cycle is added), so it needs no clinician.
+pub async fn cancel(
+    service: &Service,
+    caller: &Caller,
+    number: &str,
+    body: &CancellationBody,
+    retry: Option<&Retry>,
+) -> Result<(Value, bool), Error> {
+    cancel_with(service, caller, number, body, retry, None).await
+}
+
+/// [`cancel`] by a PAS Claim of the caller's organization (a cancellation, `system|value`),
+/// recorded with it so that an inquiry by that Claim's identifier finds the request, as for a
+/// pending request the Claim withdrew (`requests::withdraw_for_claim`).
+pub async fn cancel_for_claim(
+    service: &Service,
+    caller: &Caller,
+    number: &str,
+    body: &CancellationBody,
+    claim: &str,
+) -> Result<(Value, bool), Error> {
+    cancel_with(service, caller, number, body, None, Some(claim)).await
+}
+
+async fn cancel_with(
+    service: &Service,
+    caller: &Caller,
+    number: &str,
+    body: &CancellationBody,
+    retry: Option<&Retry>,
+    claim: Option<&str>,
+) -> Result<(Value, bool), Error> {
+    require(caller, &[Role::Submitter, Role::Admin])?;
+    let reason = body.reason.trim();
+    if reason.is_empty() || reason.chars().count() > CANCELLATION_REASON_MAX {
+        return Err(invalid(
+            "reason",
+            format!("give the reason in 1 to {CANCELLATION_REASON_MAX} characters"),
+        ));
+    }
+    let mut tx = match begin(service, caller, retry).await? {
+        Begun::Fresh(tx) => tx,
+        Begun::Replayed(answer) => return Ok((answer, true)),
+    };
+    let authorization = fetch(&mut tx, caller, number).await?;
+    let today = super::today();
+    // One statement decides it against a concurrent cancellation: the second finds it done.
+    if !records::cancel(&mut tx, number, &today).await? {
+        return Err(Error::Conflict(format!(
+            "authorization `{number}` was already cancelled on {}",
+            authorization.cancelled_on.as_deref().unwrap_or(&today)
+        )));
+    }
+    let request = requests_store::fetch(&mut tx, &authorization.request_id)
+        .await?
+        .ok_or_else(|| Error::Internal("an authorization without its request".into()))?;
+    let detail = json!({"reason": reason, "authorization": number, "cancelled_on": today});
+    requests_store::add_event(
+        &mut tx,
+        &request.id,
+        &NewEvent {
+            kind: "authorization_cancelled",
+            actor: &caller.key_id,
+            at: now_ms(),
+            outcome: &request.outcome,
+            case_json: &detail.to_string(),
+            decision_json: "",
+            decision_sha256: None,
+        },
+    )
+    .await?;
+    if let Some(claim) = claim {
+        requests_store::add_successor(&mut tx, &request.id, &request.organization, claim, now_ms())
+            .await?;
+    }
+    let view = super::requests::finish_decision(
+        service,
+        tx,
+        caller,
+        &request.id,
+        "authorization.cancel",
+        retry,
+    )
+    .await?;
+    Ok((view, false))
+}
+
+/// The day an authorization was cancelled, when `date` is after it: drug given then is not
+/// covered.
+fn given_after_cancellation(authorization: &Authorization, date: Date) -> Option<&str> {
+    let day = authorization.cancelled_on.as_deref()?;
+    (date > Date::parse(day)?).then_some(day)
+}
+
 /// The period of `authorization` that holds `date`, over which at most its units per period
 /// are spent: its periods of `period_days` follow one another from its start. None for a date
 /// before its start or an authorization without periods.
@@ -548,7 +671,9 @@ pub async fn list(service: &Service, caller: &Caller) -> Result<Value, Error> {
                 "approved_units": a.approved_units, "used_units": a.used_units,
                 "remaining_units": a.approved_units - a.used_units,
                 "cycles": a.cycles, "days_left": days_left,
-                "renewal_due": days_left.is_some_and(|d| (0..=30).contains(&d)),
+                "cancelled_on": a.cancelled_on,
+                // A cancelled authorization is not renewed from the list's reminder.
+                "renewal_due": a.cancelled_on.is_none() && days_left.is_some_and(|d| (0..=30).contains(&d)),
             })
         })
         .collect();
@@ -577,6 +702,7 @@ mod tests {
             approved_units: 4900,
             used_units: 0,
             renews: None,
+            cancelled_on: None,
         }
     }
 

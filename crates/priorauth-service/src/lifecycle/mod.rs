@@ -22,7 +22,8 @@
 //! appeal's rows are part of the request's audited state.
 //!
 //! An authorization is created with an approval, holds approved units over a period, and is
-//! spent by usage; it is renewed at most once (the renewal is a new request naming it).
+//! spent by usage; it is renewed at most once (the renewal is a new request naming it). Its
+//! provider may cancel it once no longer needed: drug given through that day stays covered.
 //!
 //! # Transitions
 //!
@@ -45,6 +46,7 @@
 //! | [`comments::add`] | reviewer | any | the comment on the request or one of its criteria, audited with the request's state |
 //! | [`requests::withdraw`] | submitter, admin | `pending_information` / `pending_review` → `withdrawn` | status, `withdrawn` event with the reason, PAS notification (review action `C`, cancelled) |
 //! | [`authorizations::record_usage`] | submitter, admin | authorization → units spent | used units, usage row |
+//! | [`authorizations::cancel`] | submitter, admin | `approved`, authorization not cancelled → authorization cancelled as of today | the authorization's `cancelled_on`, `authorization_cancelled` event with the reason, PAS notification (review action `C`); usage dated after that day is refused |
 //! | [`subscriptions::save`], [`subscriptions::delete`] | submitter, admin | — | the organization's subscription (one: a second create is a conflict naming it) |
 //! | [`requests::for_questionnaire`] | the request's own organization only (DTR's `context`) | none | the audit entry of the read (`request.read`) |
 //! | [`members::import`] | admin (the CLI's operator) | — | enrolments (eligibility), one audit entry naming how many |

@@ -44,7 +44,8 @@ pub(super) fn determination_view(d: &Determination) -> Value {
 }
 
 /// The kinds of event whose stored case is their detail (`reason`, `appeal`, `appeal_decision`,
-/// `superseded_determination`, `questions` and `answer_by`, `answers`), shown as fields of the
+/// `superseded_determination`, `questions` and `answer_by`, `answers`, a cancelled
+/// authorization's `authorization` and `cancelled_on`), shown as fields of the
 /// event.
 pub(super) const DETAILED_EVENTS: &[&str] = &[
     "withdrawn",
@@ -55,6 +56,7 @@ pub(super) const DETAILED_EVENTS: &[&str] = &[
     "appeal_extended",
     "appeal_decided",
     "reopened",
+    "authorization_cancelled",
 ];
 
 /// A request as its reader sees it: its record, decision, authorization, determination and

@@ -99,7 +99,8 @@ impl Binds {
     /// determination's decision (for a request stored with its drug), the reason its clock was extended, its member
     /// and the reviewer it is assigned to, the files sent with it (by their SHA-256: a file's
     /// bytes are checked against it by `verify_audit`, so that a write to a request with files
-    /// does not read them all) and its reviewers' comments (parts a request
+    /// does not read them all), its reviewers' comments and the day its authorization was
+    /// cancelled (parts a request
     /// without them does not have, so states
     /// bound before they existed compute as they did); or the authorization's
     /// units used and its usage rows.
@@ -118,6 +119,7 @@ impl Binds {
                  UNION ALL SELECT 7, a.n, a.appeal_id, a.content_type, a.data, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM appeal_attachments a JOIN appeals p ON p.id = a.appeal_id WHERE p.request_id = $1 \
                  UNION ALL SELECT 11, n, title, content_type, CAST(bytes AS TEXT), sha256, added_by, added_name, CAST(added_at AS TEXT), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM request_attachments WHERE request_id = $1 \
                  UNION ALL SELECT 12, n, criterion, body, author_key, author_name, CAST(at AS TEXT), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM request_comments WHERE request_id = $1 \
+                 UNION ALL SELECT 13, 0, number, cancelled_on, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM authorizations WHERE request_id = $1 AND cancelled_on IS NOT NULL \
                  ORDER BY 1, 2, 3"
             }
             Binds::Authorization => {

@@ -42,9 +42,11 @@ pub struct Authorization {
     pub approved_units: i64,
     pub used_units: i64,
     pub renews: Option<String>,
+    /// The day its provider cancelled it (`YYYY-MM-DD`): nothing given after it is covered.
+    pub cancelled_on: Option<String>,
 }
 
-const COLUMNS: &str = "number, request_id, organization, drug, hcpcs, start_date, end_date, units_per_period, period_days, cycles, first_cycle, approved_units, used_units, renews";
+const COLUMNS: &str = "number, request_id, organization, drug, hcpcs, start_date, end_date, units_per_period, period_days, cycles, first_cycle, approved_units, used_units, renews, cancelled_on";
 
 impl Authorization {
     fn from_row(row: &AnyRow) -> Result<Authorization, sqlx::Error> {
@@ -63,6 +65,7 @@ impl Authorization {
             approved_units: row.try_get("approved_units")?,
             used_units: row.try_get("used_units")?,
             renews: row.try_get("renews")?,
+            cancelled_on: row.try_get("cancelled_on")?,
         })
     }
 }
@@ -293,6 +296,19 @@ pub async fn list(
         .iter()
         .map(Authorization::from_row)
         .collect::<Result<_, sqlx::Error>>()?)
+}
+
+/// Cancels an authorization as of `day` (`YYYY-MM-DD`); false when it was already cancelled
+/// (one statement: of two concurrent cancellations, one cancels).
+pub async fn cancel(tx: &mut Tx, number: &str, day: &str) -> Result<bool, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE authorizations SET cancelled_on = $1 WHERE number = $2 AND cancelled_on IS NULL",
+    )
+    .bind(day)
+    .bind(number)
+    .execute(&mut **tx)
+    .await?;
+    Ok(updated.rows_affected() == 1)
 }
 
 /// New terms for an authorization (an approval with changes overturned on appeal grants what

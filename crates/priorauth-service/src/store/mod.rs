@@ -103,6 +103,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0019_crd_assertions.sql",
         include_str!("../../migrations/0019_crd_assertions.sql"),
     ),
+    (
+        "0020_authorizations_cancelled.sql",
+        include_str!("../../migrations/0020_authorizations_cancelled.sql"),
+    ),
 ];
 
 /// `MIGRATIONS` as sqlx's migrator takes them: version, description, type and the no-transaction
