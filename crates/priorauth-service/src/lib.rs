@@ -55,6 +55,7 @@ pub fn app(state: AppState) -> Router {
         // Outermost, so that it also sees the time limit's answer.
         .layer(axum::middleware::map_response(web::bare_errors_as_problems))
         .layer(axum::middleware::map_response(web::not_stored))
+        .layer(axum::middleware::from_fn(web::close_after_refused_body))
         .with_state(state)
 }
 

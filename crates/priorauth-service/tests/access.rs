@@ -56,6 +56,7 @@ enum Body {
     Assignment,
     InformationRequest,
     Usage,
+    Cancellation,
     Evaluation,
     Withdrawal,
     Reopening,
@@ -291,6 +292,13 @@ const ROUTES: &[Route] = &[
         roles: SUBMITTING,
         scope: Scope::Authorization,
         body: Body::Usage,
+    },
+    Route {
+        method: "post",
+        path: "/v1/authorizations/{number}/cancellation",
+        roles: SUBMITTING,
+        scope: Scope::Authorization,
+        body: Body::Cancellation,
     },
     Route {
         method: "get",
@@ -580,6 +588,7 @@ impl World {
             Body::Usage => {
                 Some(json!({"units": 1, "date_of_service": support::days_after_receipt(0)}))
             }
+            Body::Cancellation => Some(json!({"reason": "The treatment was stopped."})),
             Body::Evaluation => Some(json!({"case": case("E01")})),
             Body::Withdrawal => Some(json!({"reason": "The order was cancelled."})),
             Body::Reopening => Some(json!({"reason": "New pathology."})),

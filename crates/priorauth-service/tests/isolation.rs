@@ -1084,3 +1084,42 @@ async fn the_http_layers_own_errors_have_bodies() {
     })
     .await;
 }
+
+/// A body refused before it is read (over the limit, or without a key) still gets its answer,
+/// which says the connection closes (`Connection: close`), so that no client sends its next
+/// call on a connection the service is closing: a client writing 1 MB after its headers reads
+/// the 413 whole, then the end of the connection; the same without a key reads its 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_body_refused_before_it_is_read_still_gets_its_answer() {
+    for_each_backend(|url| async move {
+    let server = Server::start(&url).await;
+    let (_, key) = server.key("clinic-a", Role::Submitter, "EHR", "").await;
+    let body = vec![b' '; 1024 * 1024];
+    for (authorization, status) in [(format!("Bearer {key}"), "413"), (String::new(), "401")] {
+        let mut stream = TcpStream::connect(address(&server)).await.unwrap();
+        let head = format!(
+            "POST /v1/requests HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{}\r\n",
+            body.len(),
+            if authorization.is_empty() { String::new() } else { format!("authorization: {authorization}\r\n") }
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        // The body in pieces, as a client on a slower link sends it: the answer comes while
+        // it is still being written. A write may fail once the service has closed.
+        for piece in body.chunks(64 * 1024) {
+            if stream.write_all(piece).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+        let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        assert!(read.is_ok_and(|r| r.is_ok()), "the connection ended with a reset: {text}");
+        assert!(text.starts_with(&format!("http/1.1 {status} ")), "{text}");
+        assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
+        assert!(text.contains("application/problem+json"), "{text}");
+    }
+    server.stop().await;
+    })
+    .await;
+}
