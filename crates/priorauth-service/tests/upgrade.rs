@@ -111,6 +111,9 @@ const ADDED_SINCE: &[&str] = &[
     "/organization",
     // The files sent with the request (none in the fixture).
     "/attachments",
+    // The day its provider cancelled an authorization (none of the fixture's: null).
+    "/authorization/cancelled_on",
+    "/cancelled_on",
 ];
 
 /// The JSON pointers at which two values differ (at most a few), for a readable failure.
