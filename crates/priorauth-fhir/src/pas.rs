@@ -668,9 +668,15 @@ fn notes(record: &Value, context: &ResponseContext) -> Vec<(String, Option<(Stri
             .as_str()
             .unwrap_or_default()
             .to_string();
+        // A request no policy governs is determined on a basis the reviewer names.
+        let basis = if policy.is_empty() {
+            format!("basis: {criterion}")
+        } else {
+            format!("criterion `{criterion}` of {policy}")
+        };
         notes.push((
             format!(
-                "Determination by {who}: {} (criterion `{criterion}` of {policy}).",
+                "Determination by {who}: {} ({basis}).",
                 determination["reason"].as_str().unwrap_or_default()
             ),
             Some((criterion.clone(), criterion)),

@@ -1714,6 +1714,70 @@ async fn a_claim_level_cancellation_cancels_the_whole_request() {
     .await;
 }
 
+/// A cancellation of a Claim whose items were decided apart cancels what it can: the
+/// approved item's authorization (answered `C`), while the denied item has nothing to cancel
+/// and is answered as it stands (`A3`); a cancellation that can cancel nothing (every item
+/// denied) changes nothing and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancellation_cancels_what_it_can_of_a_claim_decided_item_by_item() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, ehr) = server.key("clinic-a", Role::Submitter, "Clinic A EHR", "").await;
+        let (_, reviewer) = server.key("payer", Role::Reviewer, "Dr. Rivera", "MD, Hematology").await;
+        let trace = "T-decided-apart";
+        let submitted = server
+            .post("/fhir/Claim/$submit", &ehr, &pas_example("Bundle-HomecareAuthorizationBundleExample", "apart-1", trace))
+            .await;
+        assert_eq!(submitted.status, 200, "{}", submitted.body);
+        let ids = answered_ids(&submitted.body);
+        assert_eq!(ids.len(), 2, "{}", submitted.body);
+        let basis = "Plan benefit: home health services, medically necessary";
+        let determine = |id: &str, body: Value| {
+            let (server, reviewer, path) = (&server, reviewer.clone(), format!("/v1/requests/{id}/determination"));
+            async move { server.post(&path, &reviewer, &body).await.expect(200); }
+        };
+        determine(&ids[0], json!({"decision": "approve_with_changes", "criterion": basis, "reason": "Needed after discharge.",
+            "changes": {"units": 10, "cycles": 2, "period_days": 14}})).await;
+        determine(&ids[1], json!({"decision": "deny", "criterion": "Not a covered benefit of the plan", "reason": "Not covered."})).await;
+        let cancellation = |bundle: &str, named: &str| {
+            let mut cancel = pas_example("Bundle-HomecareAuthorizationBundleExample", bundle, &format!("{named}-cancel"));
+            let claim = &mut cancel["entry"][0]["resource"];
+            claim["related"] = json!([{"claim": {"identifier": {"system": "http://example.org/PATIENT_EVENT_TRACE_NUMBER", "value": named}},
+                "relationship": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/ex-relatedclaimrelationship", "code": "prior"}]}}]);
+            claim["meta"] = json!({"profile": ["http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-claim-update"]});
+            claim["extension"] = json!([{"url": "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-certificationType",
+                "valueCodeableConcept": {"coding": [{"system": "https://codesystem.x12.org/005010/1322", "code": "3", "display": "Cancel"}]}}]);
+            cancel
+        };
+        let cancelled = server.post("/fhir/Claim/$submit", &ehr, &cancellation("apart-2", trace)).await;
+        assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+        let codes: Vec<String> = item_actions(&cancelled.body).into_iter().map(|(_, code)| code).collect();
+        assert_eq!(codes, ["C", "A3"], "{}", cancelled.body);
+        let approved = server.get(&format!("/v1/requests/{}", ids[0]), &ehr).await.body;
+        assert_eq!(approved["status"], "approved", "{approved}");
+        assert!(approved["authorization"]["cancelled_on"].is_string(), "{approved}");
+        let denied = server.get(&format!("/v1/requests/{}", ids[1]), &ehr).await.body;
+        assert_eq!(denied["status"], "denied", "{denied}");
+
+        // Every item denied: nothing to cancel; the Claim answered as it stands, with a note.
+        let trace = "T-all-denied";
+        let submitted = server
+            .post("/fhir/Claim/$submit", &ehr, &pas_example("Bundle-HomecareAuthorizationBundleExample", "denied-1", trace))
+            .await;
+        for id in answered_ids(&submitted.body) {
+            determine(&id, json!({"decision": "deny", "criterion": "Not a covered benefit of the plan", "reason": "Not covered."})).await;
+        }
+        let refused = server.post("/fhir/Claim/$submit", &ehr, &cancellation("denied-2", trace)).await;
+        assert_eq!(refused.status, 200, "{}", refused.body);
+        let codes: Vec<String> = item_actions(&refused.body).into_iter().map(|(_, code)| code).collect();
+        assert_eq!(codes, ["A3", "A3"], "{}", refused.body);
+        let notes = refused.body["entry"][0]["resource"]["processNote"].to_string();
+        assert!(notes.contains("was not cancelled"), "{notes}");
+        server.stop().await;
+    })
+    .await;
+}
+
 /// Each item of a PAS response with its review action code: (itemSequence, code).
 fn item_actions(bundle: &Value) -> Vec<(Value, String)> {
     bundle["entry"][0]["resource"]["item"]

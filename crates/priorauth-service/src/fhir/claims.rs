@@ -113,7 +113,9 @@ pub(crate) async fn submit(
         )]));
     }
     if let pas::Intent::Cancel { prior: prior_claim } = request.intent() {
-        let prior = prior_requests(&state, &caller, &prior_claim).await?;
+        let mut prior = prior_requests(&state, &caller, &prior_claim).await?;
+        // Answered in item order, as the Claim was.
+        prior.sort_by_key(|r| r.item_sequence);
         if let Some(decided) =
             decided_answer(&state, &caller, &prior, Change::Cancel, &canonical).await?
         {
@@ -355,7 +357,8 @@ async fn prior_requests(
 /// was not applied and what to send instead: a PAS response it reads as any other, not a
 /// bare error.
 ///
-/// A cancellation of an approved request is applied (`cancel_prior`): it is not counted here.
+/// A cancellation of an approved request is applied (`cancel_prior`): it is not counted here,
+/// and a cancellation that cancels anything is applied to what it can.
 async fn decided_answer(
     state: &AppState,
     caller: &Caller,
@@ -369,6 +372,7 @@ async fn decided_answer(
     };
     let mut decided = Vec::new();
     let mut current = Vec::new();
+    let mut open = 0;
     for request in prior {
         let view = request_view::read(&state.service, caller, &request.id).await?;
         let status = view["status"].as_str().unwrap_or_default().to_string();
@@ -376,12 +380,16 @@ async fn decided_answer(
             continue;
         }
         let cancellable = change == Change::Cancel && status == "approved";
-        if !lifecycle_requests::is_pending(&status) && !cancellable {
+        if lifecycle_requests::is_pending(&status) || cancellable {
+            open += 1;
+        } else {
             decided.push(status);
         }
         current.push(request.id.clone());
     }
-    if decided.is_empty() {
+    // A cancellation cancels what it can (a denied item has nothing to cancel and is answered
+    // as it stands); only one that can cancel nothing is answered with the note.
+    if decided.is_empty() || (change == Change::Cancel && open > 0) {
         return Ok(None);
     }
     let mut responses = Vec::new();
@@ -414,7 +422,8 @@ enum Change {
 
 /// Cancels one request a PAS cancellation names: an approved request's authorization is
 /// cancelled as of today (`authorizations::cancel`: drug given through today stays covered),
-/// a pending request is withdrawn (`withdraw_prior`); both then answer X12 306 `C`. PAS
+/// a pending request is withdrawn (`withdraw_prior`); both then answer X12 306 `C`; a denied
+/// one has nothing to cancel and is answered as it stands (A3). PAS
 /// 2.2.1: "the returned ClaimResponse SHALL include the current results for all submitted
 /// items, including any items changed or canceled". Sent again, it is done.
 async fn cancel_prior(
@@ -425,6 +434,11 @@ async fn cancel_prior(
 ) -> Result<(), FhirError> {
     let reason = "Cancelled by the provider (PAS certification type 3)";
     let view = request_view::read(&state.service, caller, id).await?;
+    let status = view["status"].as_str().unwrap_or_default();
+    if status != "approved" && !lifecycle_requests::is_pending(status) {
+        // Denied, or withdrawn already: nothing to cancel; answered as it stands.
+        return Ok(());
+    }
     let authorization = &view["authorization"];
     if let (true, Some(number)) = (
         view["status"] == "approved",
