@@ -233,6 +233,14 @@ fn values_sql(rows: usize, columns: usize) -> String {
 /// the whole decisions of rows written before migration 0004) is compressed by PostgreSQL:
 /// lz4 (PostgreSQL 14 and later, when built with it) costs a fraction of the default pglz's
 /// CPU. A server without it keeps its default, so the error is not fatal.
+/// A pool of SQLite connections, which never test a connection before handing it out: the
+/// test is a round trip to the connection's own thread (sqlx pings it), on every statement
+/// and transaction's way, and an SQLite connection is a file opened in this process, which
+/// nothing outside it can break while it waits in the pool.
+fn sqlite_pool(options: AnyPoolOptions) -> AnyPoolOptions {
+    options.test_before_acquire(false)
+}
+
 fn postgres_session(options: AnyPoolOptions) -> AnyPoolOptions {
     options.after_connect(|connection, _| {
         Box::pin(async move {
@@ -314,7 +322,7 @@ impl Store {
             // busy or upgrade deadlock. WAL with full sync: a committed decision survives a
             // crash or power loss.
             Backend::Sqlite => {
-                options
+                sqlite_pool(options)
                     .max_connections(1)
                     .after_connect(|connection, _| {
                         Box::pin(async move {
@@ -359,7 +367,7 @@ impl Store {
             );
         }
         if backend == Backend::Sqlite && !in_memory {
-            store.reads = AnyPoolOptions::new()
+            store.reads = sqlite_pool(AnyPoolOptions::new())
                 .max_connections(2)
                 .after_connect(|connection, _| {
                     Box::pin(async move {
