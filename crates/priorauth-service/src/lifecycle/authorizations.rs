@@ -423,16 +423,7 @@ pub async fn record_usage(
             format!("{date} is outside the authorization period {start} to {end}"),
         ));
     }
-    if let Some(day) = given_after_cancellation(&authorization, date) {
-        return Err(invalid(
-            "date_of_service",
-            format!(
-                "{date} is after the authorization was cancelled on {day}: only drug given through that day is covered"
-            ),
-        ));
-    }
-    let Some((used, approved)) = records::spend(&mut tx, number, i64::from(body.units)).await?
-    else {
+    let Some(spent) = records::spend(&mut tx, number, i64::from(body.units)).await? else {
         return Err(Error::Conflict(format!(
             "{} units would exceed the approved {} ({} left)",
             body.units,
@@ -440,6 +431,18 @@ pub async fn record_usage(
             authorization.approved_units - authorization.used_units
         )));
     };
+    // The day it was cancelled as the spend found its row, which the spend holds: a
+    // cancellation committed while this spend was on its way is seen here (the transaction is
+    // then rolled back, nothing spent).
+    if let Some(day) = given_after_cancellation(spent.cancelled_on.as_deref(), date) {
+        return Err(invalid(
+            "date_of_service",
+            format!(
+                "{date} is after the authorization was cancelled on {day}: only drug given through that day is covered"
+            ),
+        ));
+    }
+    let (used, approved) = (spent.used_units, spent.approved_units);
     // Each of the authorization's successive periods from its start (a cycle: "980 billable
     // units per 42 days") holds at most its units per period, so a course is not spent in its
     // first days. Checked after the spend above, whose update holds the authorization's row:
@@ -611,10 +614,10 @@ async fn cancel_with(
     Ok((view, false))
 }
 
-/// The day an authorization was cancelled, when `date` is after it: drug given then is not
-/// covered.
-fn given_after_cancellation(authorization: &Authorization, date: Date) -> Option<&str> {
-    let day = authorization.cancelled_on.as_deref()?;
+/// The day an authorization was cancelled (`cancelled_on`), when `date` is after it: drug
+/// given then is not covered.
+fn given_after_cancellation(cancelled_on: Option<&str>, date: Date) -> Option<&str> {
+    let day = cancelled_on?;
     (date > Date::parse(day)?).then_some(day)
 }
 

@@ -188,22 +188,31 @@ pub async fn renewal_of(tx: &mut Tx, number: &str) -> Result<Option<String>, Sto
         .transpose()?)
 }
 
+/// An authorization's units after a spend, and the day it was cancelled, as the spend's own
+/// statement found its row (holding it until the transaction ends).
+#[derive(Debug, Clone)]
+pub struct Spent {
+    pub used_units: i64,
+    pub approved_units: i64,
+    pub cancelled_on: Option<String>,
+}
+
 /// Spends `units` if they fit in what is left: one statement checks and spends, so
 /// concurrent calls can never overspend. The units used and approved after it, or None when
 /// they would not fit.
-pub async fn spend(
-    tx: &mut Tx,
-    number: &str,
-    units: i64,
-) -> Result<Option<(i64, i64)>, StoreError> {
-    let spent = sqlx::query("UPDATE authorizations SET used_units = used_units + $1 WHERE number = $2 AND used_units + $1 <= approved_units RETURNING used_units, approved_units")
+pub async fn spend(tx: &mut Tx, number: &str, units: i64) -> Result<Option<Spent>, StoreError> {
+    let spent = sqlx::query("UPDATE authorizations SET used_units = used_units + $1 WHERE number = $2 AND used_units + $1 <= approved_units RETURNING used_units, approved_units, cancelled_on")
         .bind(units)
         .bind(number)
         .fetch_optional(&mut **tx)
         .await?;
     Ok(spent
-        .map(|row| -> Result<(i64, i64), sqlx::Error> {
-            Ok((row.try_get("used_units")?, row.try_get("approved_units")?))
+        .map(|row| -> Result<Spent, sqlx::Error> {
+            Ok(Spent {
+                used_units: row.try_get("used_units")?,
+                approved_units: row.try_get("approved_units")?,
+                cancelled_on: row.try_get("cancelled_on")?,
+            })
         })
         .transpose()?)
 }
