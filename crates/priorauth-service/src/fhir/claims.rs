@@ -440,32 +440,23 @@ async fn cancel_prior(
         return Ok(());
     }
     let authorization = &view["authorization"];
-    if let (true, Some(number)) = (
-        view["status"] == "approved",
-        authorization["number"].as_str(),
-    ) {
+    if let (true, Some(number)) = (status == "approved", authorization["number"].as_str()) {
         if authorization["cancelled_on"].is_string() {
             return Ok(());
         }
         let body = CancellationBody {
             reason: reason.to_string(),
         };
-        let cancelled = match &by {
-            Some(successor) => {
-                lifecycle_authorizations::cancel_for_claim(
-                    &state.service,
-                    caller,
-                    number,
-                    &body,
-                    successor.claim(),
-                )
-                .await
-            }
-            None => {
-                lifecycle_authorizations::cancel(&state.service, caller, number, &body, None).await
-            }
-        };
-        return match cancelled {
+        let claim = by.as_ref().map(Successor::claim);
+        return match lifecycle_authorizations::cancel_for_claim(
+            &state.service,
+            caller,
+            number,
+            &body,
+            claim,
+        )
+        .await
+        {
             // Cancelled meanwhile by another call: done.
             Ok(_) | Err(lifecycle::Error::Conflict(_)) => Ok(()),
             Err(other) => Err(other.into()),

@@ -538,17 +538,17 @@ pub async fn cancel(
     cancel_with(service, caller, number, body, retry, None).await
 }
 
-/// [`cancel`] by a PAS Claim of the caller's organization (a cancellation, `system|value`),
-/// recorded with it so that an inquiry by that Claim's identifier finds the request, as for a
-/// pending request the Claim withdrew (`requests::withdraw_for_claim`).
+/// [`cancel`] by a PAS cancellation of the caller's organization; a `claim` of its own
+/// (`system|value`) is recorded with it, so that an inquiry by that Claim's identifier finds
+/// the request, as for a pending request the Claim withdrew (`requests::withdraw_for_claim`).
 pub async fn cancel_for_claim(
     service: &Service,
     caller: &Caller,
     number: &str,
     body: &CancellationBody,
-    claim: &str,
+    claim: Option<&str>,
 ) -> Result<(Value, bool), Error> {
-    cancel_with(service, caller, number, body, None, Some(claim)).await
+    cancel_with(service, caller, number, body, None, claim).await
 }
 
 async fn cancel_with(
