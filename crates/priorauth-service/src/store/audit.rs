@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, StoreError, Tx, insert_rows, now_ms, sha256_hex};
+use super::{
+    Bound, Store, StoreError, Tx, insert_rows, now_ms, row_chunks, sha256_hex, values_sql,
+};
 
 /// One entry of the audit log, as it is hashed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,6 +301,69 @@ pub async fn audit(tx: &mut Tx, record: &AuditRecord) -> Result<(), StoreError> 
     chain.save(tx).await
 }
 
+const INSERT_ENTRIES: &str = "INSERT INTO audit_log (seq, at, actor, organization, action, target, prev_hash, hash, record_sha256)";
+const ENTRY_COLUMNS: usize = 9;
+
+fn bind_entry<'q>(query: Bound<'q>, entry: &'q AuditEntry) -> Bound<'q> {
+    query
+        .bind(entry.seq)
+        .bind(entry.at)
+        .bind(&entry.actor)
+        .bind(&entry.organization)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        // The link is in `hash`; the previous row holds it (see `prev_hash`).
+        .bind("")
+        .bind(&entry.hash)
+        .bind(&entry.record)
+}
+
+/// SQLite: appends entries that bind no record (the entries of reads and refused calls) in a
+/// transaction of their own, committed without waiting for the disk (see `writer`), in two
+/// round trips to the connection's thread where `audit` takes seven: each statement is a
+/// hand-off to that thread and back, and the hand-offs, not the writes, were most of a
+/// read's audit. The statements run as two scripts (sqlx runs each statement of a text in
+/// turn): the sync lowered, the transaction begun and the head read; then the entries
+/// inserted, the head written, the commit and the sync raised again. On an error the
+/// connection may be left inside the transaction or syncing less: the caller must close it
+/// rather than return it to the pool (`writer::commit_entries`).
+pub async fn append_unsynced(
+    connection: &mut sqlx::AnyConnection,
+    records: &[AuditRecord],
+) -> Result<(), StoreError> {
+    let rows = sqlx::query("PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE; UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
+        .fetch_all(&mut *connection)
+        .await?;
+    let head = rows.last().ok_or(sqlx::Error::RowNotFound)?;
+    let mut chain = AuditChain {
+        seq: head.try_get("seq")?,
+        hash: head.try_get("hash")?,
+    };
+    let entries = chain.link(records, vec![None; records.len()]);
+    let chunks: Vec<&[AuditEntry]> = row_chunks(&entries).collect();
+    for (index, chunk) in chunks.iter().enumerate() {
+        let mut sql = format!(
+            "{INSERT_ENTRIES} VALUES {}",
+            values_sql(chunk.len(), ENTRY_COLUMNS)
+        );
+        let last = index + 1 == chunks.len();
+        if last {
+            let head = chunk.len() * ENTRY_COLUMNS;
+            sql.push_str(&format!(
+                "; UPDATE audit_head SET seq = ${}, hash = ${} WHERE id = 1; COMMIT; PRAGMA synchronous = FULL",
+                head + 1,
+                head + 2
+            ));
+        }
+        let mut query = chunk.iter().fold(sqlx::query(&sql), bind_entry);
+        if last {
+            query = query.bind(chain.seq).bind(&chain.hash);
+        }
+        query.execute(&mut *connection).await?;
+    }
+    Ok(())
+}
+
 /// The end of the audit chain, held for one transaction: `lock` takes the head row (its row
 /// lock lasts until commit), `append` links entries in memory and inserts them, `save` writes
 /// the new head. Many entries then cost one head read and one head write.
@@ -309,7 +374,7 @@ pub struct AuditChain {
 }
 
 impl AuditChain {
-    pub async fn lock(tx: &mut Tx) -> Result<AuditChain, StoreError> {
+    pub async fn lock(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<AuditChain, StoreError> {
         // An update, not a select: it takes the row lock on PostgreSQL (SQLite has one writer).
         let head = sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
             .fetch_one(&mut **tx)
@@ -329,57 +394,48 @@ impl AuditChain {
     /// chunk of rows (`row_chunks`).
     pub async fn append_all(
         &mut self,
-        tx: &mut Tx,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         records: &[AuditRecord],
     ) -> Result<(), StoreError> {
-        let mut entries = Vec::with_capacity(records.len());
+        let mut states = Vec::with_capacity(records.len());
         for record in records {
-            let state = match (&record.state, record.binds) {
+            states.push(match (&record.state, record.binds) {
                 (Some(state), _) => Some(state.clone()),
                 (None, Some(binds)) => Some(record_state(&mut **tx, binds, &record.target).await?),
                 (None, None) => None,
-            };
-            let mut entry = AuditEntry {
-                seq: self.seq + 1,
-                at: now_ms(),
-                actor: record.actor.clone(),
-                organization: record.organization.clone(),
-                action: record.action.to_string(),
-                target: record.target.clone(),
-                prev_hash: std::mem::take(&mut self.hash),
-                hash: String::new(),
-                record: state,
-            };
-            entry.hash = entry.digest();
-            self.seq = entry.seq;
-            self.hash.clone_from(&entry.hash);
-            entries.push(entry);
+            });
         }
-        insert_rows(
-            tx,
-            "INSERT INTO audit_log (seq, at, actor, organization, action, target, prev_hash, hash, record_sha256)",
-            "",
-            9,
-            &entries,
-            |query, entry| {
-                query
-                    .bind(entry.seq)
-                    .bind(entry.at)
-                    .bind(&entry.actor)
-                    .bind(&entry.organization)
-                    .bind(&entry.action)
-                    .bind(&entry.target)
-                    // The link is in `hash`; the previous row holds it (see `prev_hash`).
-                    .bind("")
-                    .bind(&entry.hash)
-                    .bind(&entry.record)
-            },
-        )
-        .await?;
+        let entries = self.link(records, states);
+        insert_rows(tx, INSERT_ENTRIES, "", ENTRY_COLUMNS, &entries, bind_entry).await?;
         Ok(())
     }
 
-    pub async fn save(self, tx: &mut Tx) -> Result<(), StoreError> {
+    /// The entries of `records` (each with its bound record's state), chained after the head.
+    fn link(&mut self, records: &[AuditRecord], states: Vec<Option<String>>) -> Vec<AuditEntry> {
+        records
+            .iter()
+            .zip(states)
+            .map(|(record, state)| {
+                let mut entry = AuditEntry {
+                    seq: self.seq + 1,
+                    at: now_ms(),
+                    actor: record.actor.clone(),
+                    organization: record.organization.clone(),
+                    action: record.action.to_string(),
+                    target: record.target.clone(),
+                    prev_hash: std::mem::take(&mut self.hash),
+                    hash: String::new(),
+                    record: state,
+                };
+                entry.hash = entry.digest();
+                self.seq = entry.seq;
+                self.hash.clone_from(&entry.hash);
+                entry
+            })
+            .collect()
+    }
+
+    pub async fn save(self, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), StoreError> {
         sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
             .bind(self.seq)
             .bind(&self.hash)

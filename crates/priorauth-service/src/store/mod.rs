@@ -193,7 +193,7 @@ pub(crate) type Bound<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArgu
 /// its `VALUES`, `tail` what follows them (`ON CONFLICT …`, `RETURNING …`, or nothing), and
 /// `bind` binds one row's `columns` values in their order. Answers the rows `RETURNING` gave.
 pub(crate) async fn insert_rows<T>(
-    tx: &mut Tx,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     insert: &str,
     tail: &str,
     columns: usize,
@@ -213,7 +213,7 @@ pub(crate) async fn insert_rows<T>(
 }
 
 /// `($1, …, $columns), (…)`: the `VALUES` of a statement inserting `rows` rows at once.
-fn values_sql(rows: usize, columns: usize) -> String {
+pub(crate) fn values_sql(rows: usize, columns: usize) -> String {
     let mut sql = String::with_capacity(rows * columns * 5);
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });

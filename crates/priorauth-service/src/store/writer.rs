@@ -5,21 +5,36 @@
 //! caller is answered only after that commit, so an answer is never given for a row that is
 //! not durable.
 //!
+//! A batch of audit entries alone (the entries of reads, replays and refused calls: what was
+//! shown or refused, never a change anyone is answered) is committed before its callers are
+//! answered but without waiting for the disk: the entry is in the chain and survives a
+//! crash of the process, and reaches the disk with the next commit that syncs (any write's)
+//! or, on a quiet service, within [`SYNC_WITHIN`] (on PostgreSQL its WAL writer's own bound,
+//! three times `wal_writer_delay`, 600 ms by default). Only a crash of the machine in that
+//! window can lose it, and then the chain ends intact before it (a log's lost tail is a
+//! prefix). Waiting for the disk was half of a read's latency and most of its tail.
+//!
 //! While a batch commits the next one queues, so a batch is as large as the load makes it
 //! (one write at low load, no added wait). If any statement of a batch fails, the batch is
 //! rolled back and each of its writes is retried in a transaction of its own, so one bad
 //! write costs the others nothing but time.
 
+use std::time::Duration;
+
+use sqlx::{Acquire, Executor};
 use tokio::sync::{mpsc, oneshot};
 
 use super::authorizations::{self, NewAuthorization};
 use super::requests::{self, NewRequest};
-use super::{AuditChain, AuditRecord, Binds, Store, StoreError, Tx};
+use super::{AuditChain, AuditRecord, Backend, Binds, Store, StoreError, Tx};
 
 /// The most writes one transaction takes.
 const MAX_BATCH: usize = 256;
 /// Writes waiting for the task beyond this make callers wait to queue (back pressure).
 const QUEUE: usize = 4096;
+/// On SQLite, audit entries committed without a sync are synced once the writer has been
+/// idle this long (module docs).
+pub const SYNC_WITHIN: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -107,9 +122,37 @@ fn stopped() -> StoreError {
 
 async fn run(store: Store, mut receiver: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    // SQLite: entries committed since the last sync (`commit_entries`).
+    let mut unsynced = false;
+    loop {
+        let received = if unsynced {
+            match tokio::time::timeout(SYNC_WITHIN, receiver.recv_many(&mut batch, MAX_BATCH)).await
+            {
+                Ok(received) => received,
+                Err(_idle) => {
+                    if let Err(error) = sync_wal(&store).await {
+                        eprintln!("syncing the audit entries of reads: {error}");
+                    }
+                    unsynced = false;
+                    continue;
+                }
+            }
+        } else {
+            receiver.recv_many(&mut batch, MAX_BATCH).await
+        };
+        if received == 0 {
+            break;
+        }
         let writes: Vec<&Write> = batch.iter().map(|job| &job.write).collect();
-        match commit(&store, &writes).await {
+        let entries_only = writes.iter().all(|write| matches!(write, Write::Audit(_)));
+        // A batch that syncs syncs the entries before it too (the WAL is one file).
+        unsynced = entries_only && store.backend == Backend::Sqlite;
+        let committed = if entries_only {
+            commit_entries(&store, &writes).await
+        } else {
+            commit(&store, &writes).await
+        };
+        match committed {
             Ok(written) => {
                 for (job, written) in batch.drain(..).zip(written) {
                     let _ = job.done.send(Ok(written));
@@ -137,6 +180,54 @@ async fn commit(store: &Store, writes: &[&Write]) -> Result<Vec<Written>, StoreE
     chain.save(&mut tx).await?;
     tx.commit().await?;
     Ok(written)
+}
+
+/// A batch of audit entries alone, committed without waiting for the disk (module docs).
+async fn commit_entries(store: &Store, writes: &[&Write]) -> Result<Vec<Written>, StoreError> {
+    let records: Vec<AuditRecord> = writes
+        .iter()
+        .filter_map(|write| match write {
+            Write::Audit(record) => Some(record.clone()),
+            Write::Request(_) => None,
+        })
+        .collect();
+    let mut connection = store.pool.acquire().await?;
+    let binds_none = records.iter().all(|record| record.binds.is_none());
+    if store.backend == Backend::Sqlite && binds_none {
+        // The connection is the one every other write uses: it goes back to the pool syncing
+        // fully and outside any transaction, or not at all (closed, and a new one opened).
+        if let Err(error) = super::audit::append_unsynced(&mut connection, &records).await {
+            connection.close_on_drop();
+            return Err(error);
+        }
+        return Ok(vec![Written::Stored; records.len()]);
+    }
+    let mut tx = connection.begin().await?;
+    if store.backend == Backend::Postgres {
+        // This transaction's own: nothing is left on the connection.
+        tx.execute("SET LOCAL synchronous_commit = off").await?;
+    }
+    append_entries(tx, &records).await?;
+    Ok(vec![Written::Stored; records.len()])
+}
+
+async fn append_entries(
+    mut tx: sqlx::Transaction<'_, sqlx::Any>,
+    records: &[AuditRecord],
+) -> Result<(), StoreError> {
+    let mut chain = AuditChain::lock(&mut tx).await?;
+    chain.append_all(&mut tx, records).await?;
+    chain.save(&mut tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Syncs SQLite's WAL, and with it every entry committed without a sync: a passive
+/// checkpoint syncs the WAL before copying it into the database (it takes no lock a writer
+/// or reader waits for).
+async fn sync_wal(store: &Store) -> Result<(), StoreError> {
+    store.pool.execute("PRAGMA wal_checkpoint(PASSIVE)").await?;
+    Ok(())
 }
 
 /// One write inside `tx` ([`write_in`] of a batch of one).
@@ -348,6 +439,60 @@ mod tests {
         drop(store);
         let _ = std::fs::remove_file(&path);
     }
+    /// A batch of reads' entries is committed without a sync, and the one writing
+    /// connection goes back syncing fully: the next request written is durable. On
+    /// PostgreSQL the setting is the transaction's own (`SET LOCAL`), so nothing is left.
+    #[tokio::test]
+    async fn reads_entries_leave_the_writing_connection_syncing_fully() {
+        let (store, path) = temporary_store().await;
+        let writer = Writer::start(store.clone()).await.unwrap();
+        assert_eq!(
+            writer.write(read_of("req_1")).await.unwrap(),
+            Written::Stored
+        );
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(synchronous, 2, "FULL");
+        assert_eq!(
+            writer.write(request("req_1", Some("PA-1"))).await.unwrap(),
+            Written::Stored
+        );
+        assert_eq!(
+            writer.write(read_of("req_1")).await.unwrap(),
+            Written::Stored
+        );
+        // Three reads queued before the task starts: one batch, inserted in chunks of 2 and 1.
+        let (queue, receiver) = mpsc::channel(QUEUE);
+        let mut answers = Vec::new();
+        for id in ["req_1", "req_2", "req_3"] {
+            let (done, answer) = oneshot::channel();
+            queue
+                .try_send(Job {
+                    write: read_of(id),
+                    done,
+                })
+                .unwrap();
+            answers.push(answer);
+        }
+        tokio::spawn(run(store.clone(), receiver));
+        for answer in answers {
+            assert_eq!(answer.await.unwrap().unwrap(), Written::Stored);
+        }
+        // The idle writer syncs what it committed without a sync (no error to see; the
+        // chain is whole after it).
+        tokio::time::sleep(SYNC_WITHIN * 2).await;
+        let report = verify_audit(&store).await.unwrap();
+        assert_eq!(
+            report.entries, 7,
+            "five reads, a creation and its authorization's"
+        );
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        drop(store);
+        let _ = std::fs::remove_file(&path);
+    }
+
     /// A batch that succeeds goes in by one statement per kind of row and chunk (the
     /// requests in chunks of 4 and 1 here, their audit entries of 4, 2 and 1): each request is stored with its event, authorization and FHIR link, a second
     /// use of an idempotency key within the batch is not, and the audit chain holds the
