@@ -363,7 +363,7 @@ def cmd_report(args):
         w(
             f"After the submissions, with the server restarted on the same database: {meta['read_ids']} request ids per outcome, the lowest ids of each "
             "(random, so a sample), one URL a line for oha's `--urls-from-file` (a URL at random per request). Each read is audited (`request.read`): "
-            "a write transaction, committed before the answer. "
+            "a write transaction, committed before the answer (since 2026-12-05 without waiting for the disk: SECURITY.md). "
             f"Fixed rate: `oha -q {meta['read_rate']} --latency-correction -c 16 -z {meta['read_seconds']}s` over all the ids, then over each outcome's for {meta['read_kind_seconds']} s; "
             f"closed loop: `oha -c {meta['read_connections']} -z {meta['read_max_seconds']}s`. Warm-up: {meta['warmup_seconds']} s closed loop first."
             + (

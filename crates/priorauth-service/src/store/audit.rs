@@ -326,7 +326,11 @@ fn bind_entry<'q>(query: Bound<'q>, entry: &'q AuditEntry) -> Bound<'q> {
 /// turn): the sync lowered, the transaction begun and the head read; then the entries
 /// inserted, the head written, the commit and the sync raised again. On an error the
 /// connection may be left inside the transaction or syncing less: the caller must close it
-/// rather than return it to the pool (`writer::commit_entries`).
+/// rather than return it to the pool (`writer::commit_entries`). sqlx 0.8 deprecates scripts
+/// with parameters (only its SQLite driver runs them; sqlx issue 3108): should a later sqlx
+/// refuse them or run only their first statement, this fails (no head row is read, or the last
+/// script does not answer the full sync its last statement reads) and the writer's tests
+/// fail with it, rather than leaving entries unwritten.
 pub async fn append_unsynced(
     connection: &mut sqlx::AnyConnection,
     records: &[AuditRecord],
@@ -350,16 +354,30 @@ pub async fn append_unsynced(
         if last {
             let head = chunk.len() * ENTRY_COLUMNS;
             sql.push_str(&format!(
-                "; UPDATE audit_head SET seq = ${}, hash = ${} WHERE id = 1; COMMIT; PRAGMA synchronous = FULL",
+                "; UPDATE audit_head SET seq = ${}, hash = ${} WHERE id = 1; COMMIT; PRAGMA synchronous = FULL; PRAGMA synchronous",
                 head + 1,
                 head + 2
             ));
         }
         let mut query = chunk.iter().fold(sqlx::query(&sql), bind_entry);
-        if last {
-            query = query.bind(chain.seq).bind(&chain.hash);
+        if !last {
+            query.execute(&mut *connection).await?;
+            continue;
         }
-        query.execute(&mut *connection).await?;
+        query = query.bind(chain.seq).bind(&chain.hash);
+        // The script's last statement answers the sync now set: FULL (2) only if every
+        // statement before it ran.
+        let rows = query.fetch_all(&mut *connection).await?;
+        let synchronous = match rows.last() {
+            Some(row) => row.try_get::<i64, _>(0)?,
+            None => -1,
+        };
+        if synchronous != 2 {
+            return Err(sqlx::Error::Protocol(format!(
+                "an audit script ended with synchronous = {synchronous}"
+            ))
+            .into());
+        }
     }
     Ok(())
 }
