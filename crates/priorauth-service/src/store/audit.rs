@@ -318,11 +318,11 @@ fn bind_entry<'q>(query: Bound<'q>, entry: &'q AuditEntry) -> Bound<'q> {
         .bind(&entry.record)
 }
 
-/// SQLite: appends entries that bind no record (the entries of reads and refused calls) in a
-/// transaction of their own, committed without waiting for the disk (see `writer`), in two
-/// round trips to the connection's thread where `audit` takes seven: each statement is a
-/// hand-off to that thread and back, and the hand-offs, not the writes, were most of a
-/// read's audit. The statements run as two scripts (sqlx runs each statement of a text in
+/// SQLite: appends entries with no record state to read (the entries of reads and refused
+/// calls bind none) in a transaction of their own, committed without waiting for the disk
+/// (see `writer`), in two round trips to the connection's thread where `audit` takes seven:
+/// each statement is a hand-off to that thread and back, and the hand-offs, not the writes,
+/// were most of a read's audit. The statements run as two scripts (sqlx runs each statement of a text in
 /// turn): the sync lowered, the transaction begun and the head read; then the entries
 /// inserted, the head written, the commit and the sync raised again. On an error the
 /// connection may be left inside the transaction or syncing less: the caller must close it
@@ -343,7 +343,8 @@ pub async fn append_unsynced(
         seq: head.try_get("seq")?,
         hash: head.try_get("hash")?,
     };
-    let entries = chain.link(records, vec![None; records.len()]);
+    let states = records.iter().map(|record| record.state.clone()).collect();
+    let entries = chain.link(records, states);
     let chunks: Vec<&[AuditEntry]> = row_chunks(&entries).collect();
     for (index, chunk) in chunks.iter().enumerate() {
         let mut sql = format!(

@@ -9,8 +9,9 @@
 //! shown or refused, never a change anyone is answered) is committed before its callers are
 //! answered but without waiting for the disk: the entry is in the chain and survives a
 //! crash of the process, and reaches the disk with the next commit that syncs (any write's)
-//! or, on a quiet service, within [`SYNC_WITHIN`] (on PostgreSQL its WAL writer's own bound,
-//! three times `wal_writer_delay`, 600 ms by default). Only a crash of the machine in that
+//! or within [`SYNC_WITHIN`] of its commit, when the writer syncs SQLite's WAL file itself
+//! (on PostgreSQL, its WAL writer's own bound, three times `wal_writer_delay`, 600 ms by
+//! default). Only a crash of the machine in that
 //! window can lose it, and then the chain ends intact before it (a log's lost tail is a
 //! prefix). Waiting for the disk was half of a read's latency and most of its tail.
 //!
@@ -32,8 +33,8 @@ use super::{AuditChain, AuditRecord, Backend, Binds, Store, StoreError, Tx};
 const MAX_BATCH: usize = 256;
 /// Writes waiting for the task beyond this make callers wait to queue (back pressure).
 const QUEUE: usize = 4096;
-/// On SQLite, audit entries committed without a sync are synced once the writer has been
-/// idle this long (module docs).
+/// On SQLite, audit entries committed without a sync are synced at most this long after
+/// the first of them (module docs).
 pub const SYNC_WITHIN: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone)]
@@ -122,36 +123,44 @@ fn stopped() -> StoreError {
 
 async fn run(store: Store, mut receiver: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    // SQLite: entries committed since the last sync (`commit_entries`).
-    let mut unsynced = false;
+    // SQLite: when the oldest entry committed without a sync was committed (`commit_entries`);
+    // it is synced by SYNC_WITHIN after that, whether the writer is idle or not.
+    let mut unsynced_since: Option<tokio::time::Instant> = None;
     loop {
-        let received = if unsynced {
-            match tokio::time::timeout(SYNC_WITHIN, receiver.recv_many(&mut batch, MAX_BATCH)).await
-            {
-                Ok(received) => received,
-                Err(_idle) => {
-                    if let Err(error) = sync_wal(&store).await {
-                        eprintln!("syncing the audit entries of reads: {error}");
+        let received = match unsynced_since {
+            Some(since) => {
+                let deadline = since + SYNC_WITHIN;
+                match tokio::time::timeout_at(deadline, receiver.recv_many(&mut batch, MAX_BATCH))
+                    .await
+                {
+                    Ok(received) => received,
+                    Err(_due) => {
+                        sync_wal(&store, &mut unsynced_since).await;
+                        continue;
                     }
-                    unsynced = false;
-                    continue;
                 }
             }
-        } else {
-            receiver.recv_many(&mut batch, MAX_BATCH).await
+            None => receiver.recv_many(&mut batch, MAX_BATCH).await,
         };
         if received == 0 {
+            sync_wal(&store, &mut unsynced_since).await;
             break;
         }
         let writes: Vec<&Write> = batch.iter().map(|job| &job.write).collect();
         let entries_only = writes.iter().all(|write| matches!(write, Write::Audit(_)));
-        // A batch that syncs syncs the entries before it too (the WAL is one file).
-        unsynced = entries_only && store.backend == Backend::Sqlite;
         let committed = if entries_only {
             commit_entries(&store, &writes).await
         } else {
             commit(&store, &writes).await
         };
+        match (&committed, entries_only) {
+            (Ok(_), true) if store.backend == Backend::Sqlite => {
+                unsynced_since.get_or_insert_with(tokio::time::Instant::now);
+            }
+            // A commit that syncs syncs the entries before it too (the WAL is one file).
+            (Ok(_), false) => unsynced_since = None,
+            _ => {}
+        }
         match committed {
             Ok(written) => {
                 for (job, written) in batch.drain(..).zip(written) {
@@ -163,12 +172,18 @@ async fn run(store: Store, mut receiver: mpsc::Receiver<Job>) {
                     let _ = job.done.send(Err(error));
                 }
             }
+            // Each retried alone, with a sync. (An entries-only batch that failed after its
+            // commit, in the closing statements of `audit::append_unsynced`, would have its
+            // entries recorded twice: an access recorded twice, never one missed.)
             Err(_) => {
                 for job in batch.drain(..) {
                     let written = commit(&store, &[&job.write]).await.and_then(only);
                     let _ = job.done.send(written);
                 }
             }
+        }
+        if unsynced_since.is_some_and(|since| since.elapsed() >= SYNC_WITHIN) {
+            sync_wal(&store, &mut unsynced_since).await;
         }
     }
 }
@@ -192,8 +207,10 @@ async fn commit_entries(store: &Store, writes: &[&Write]) -> Result<Vec<Written>
         })
         .collect();
     let mut connection = store.pool.acquire().await?;
-    let binds_none = records.iter().all(|record| record.binds.is_none());
-    if store.backend == Backend::Sqlite && binds_none {
+    let nothing_to_read = records
+        .iter()
+        .all(|record| record.binds.is_none() || record.state.is_some());
+    if store.backend == Backend::Sqlite && nothing_to_read {
         // The connection is the one every other write uses: it goes back to the pool syncing
         // fully and outside any transaction, or not at all (closed, and a new one opened).
         if let Err(error) = super::audit::append_unsynced(&mut connection, &records).await {
@@ -222,12 +239,40 @@ async fn append_entries(
     Ok(())
 }
 
-/// Syncs SQLite's WAL, and with it every entry committed without a sync: a passive
-/// checkpoint syncs the WAL before copying it into the database (it takes no lock a writer
-/// or reader waits for).
-async fn sync_wal(store: &Store) -> Result<(), StoreError> {
-    store.pool.execute("PRAGMA wal_checkpoint(PASSIVE)").await?;
-    Ok(())
+/// Syncs SQLite's WAL file, and with it every entry committed without a sync (the WAL is
+/// appended in order, so syncing the file makes every commit in it durable), as SQLite
+/// itself syncs it at a full commit: `fdatasync` of the file SQLite names for the database,
+/// plus `-wal`. Cleared only once synced; a failure is tried again at the next deadline.
+async fn sync_wal(store: &Store, unsynced_since: &mut Option<tokio::time::Instant>) {
+    if unsynced_since.is_none() {
+        return;
+    }
+    match wal_synced(store).await {
+        Ok(()) => *unsynced_since = None,
+        Err(error) => {
+            eprintln!("syncing the audit entries of reads: {error}");
+            *unsynced_since = Some(tokio::time::Instant::now());
+        }
+    }
+}
+
+async fn wal_synced(store: &Store) -> Result<(), StoreError> {
+    let file: String =
+        sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+            .fetch_one(&store.pool)
+            .await?;
+    // An in-memory database has no file, and nothing to lose that a crash would not.
+    if file.is_empty() {
+        return Ok(());
+    }
+    let io = |error| StoreError(sqlx::Error::Io(error));
+    match std::fs::File::open(format!("{file}-wal")) {
+        Ok(wal) => wal.sync_data().map_err(io),
+        // No WAL: every commit is in the database file, synced by the checkpoint that
+        // removed it.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(io(error)),
+    }
 }
 
 /// One write inside `tx` ([`write_in`] of a batch of one).
@@ -480,9 +525,10 @@ mod tests {
         for answer in answers {
             assert_eq!(answer.await.unwrap().unwrap(), Written::Stored);
         }
-        // The idle writer syncs what it committed without a sync (no error to see; the
-        // chain is whole after it).
+        // The writer syncs what it committed without a sync within SYNC_WITHIN (its errors
+        // are only logged: the sync itself is checked here), and the chain is whole after it.
         tokio::time::sleep(SYNC_WITHIN * 2).await;
+        wal_synced(&store).await.unwrap();
         let report = verify_audit(&store).await.unwrap();
         assert_eq!(
             report.entries, 7,
