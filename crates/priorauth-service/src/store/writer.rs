@@ -22,7 +22,7 @@
 
 use std::time::Duration;
 
-use sqlx::{Acquire, Executor};
+use sqlx::Executor;
 use tokio::sync::{mpsc, oneshot};
 
 use super::authorizations::{self, NewAuthorization};
@@ -189,7 +189,20 @@ async fn run(store: Store, mut receiver: mpsc::Receiver<Job>) {
 }
 
 async fn commit(store: &Store, writes: &[&Write]) -> Result<Vec<Written>, StoreError> {
+    commit_in(store, writes, "").await
+}
+
+/// [`commit`], with `setting` run first in the transaction on PostgreSQL (a `SET LOCAL`, the
+/// transaction's own: nothing is left on the connection).
+async fn commit_in(
+    store: &Store,
+    writes: &[&Write],
+    setting: &str,
+) -> Result<Vec<Written>, StoreError> {
     let mut tx = store.pool.begin().await?;
+    if store.backend == Backend::Postgres && !setting.is_empty() {
+        tx.execute(setting).await?;
+    }
     let mut chain = AuditChain::lock(&mut tx).await?;
     let written = write_in(&mut tx, &mut chain, writes).await?;
     chain.save(&mut tx).await?;
@@ -206,37 +219,20 @@ async fn commit_entries(store: &Store, writes: &[&Write]) -> Result<Vec<Written>
             Write::Request(_) => None,
         })
         .collect();
-    let mut connection = store.pool.acquire().await?;
     let nothing_to_read = records
         .iter()
         .all(|record| record.binds.is_none() || record.state.is_some());
-    if store.backend == Backend::Sqlite && nothing_to_read {
-        // The connection is the one every other write uses: it goes back to the pool syncing
-        // fully and outside any transaction, or not at all (closed, and a new one opened).
-        if let Err(error) = super::audit::append_unsynced(&mut connection, &records).await {
-            connection.close_on_drop();
-            return Err(error);
-        }
-        return Ok(vec![Written::Stored; records.len()]);
+    if store.backend == Backend::Postgres || !nothing_to_read {
+        return commit_in(store, writes, "SET LOCAL synchronous_commit = off").await;
     }
-    let mut tx = connection.begin().await?;
-    if store.backend == Backend::Postgres {
-        // This transaction's own: nothing is left on the connection.
-        tx.execute("SET LOCAL synchronous_commit = off").await?;
+    // The connection is the one every other write uses: it goes back to the pool syncing
+    // fully and outside any transaction, or not at all (closed, and a new one opened).
+    let mut connection = store.pool.acquire().await?;
+    if let Err(error) = super::audit::append_unsynced(&mut connection, &records).await {
+        connection.close_on_drop();
+        return Err(error);
     }
-    append_entries(tx, &records).await?;
     Ok(vec![Written::Stored; records.len()])
-}
-
-async fn append_entries(
-    mut tx: sqlx::Transaction<'_, sqlx::Any>,
-    records: &[AuditRecord],
-) -> Result<(), StoreError> {
-    let mut chain = AuditChain::lock(&mut tx).await?;
-    chain.append_all(&mut tx, records).await?;
-    chain.save(&mut tx).await?;
-    tx.commit().await?;
-    Ok(())
 }
 
 /// Syncs SQLite's WAL file, and with it every entry committed without a sync (the WAL is
@@ -427,6 +423,24 @@ mod tests {
         })
     }
 
+    /// `writes` queued before a writing task starts, so that it takes them as one batch; the
+    /// answers in their order.
+    async fn one_batch(store: &Store, writes: Vec<Write>) -> Vec<Result<Written, StoreError>> {
+        let (queue, receiver) = mpsc::channel(QUEUE);
+        let mut answers = Vec::new();
+        for write in writes {
+            let (done, answer) = oneshot::channel();
+            queue.try_send(Job { write, done }).unwrap();
+            answers.push(answer);
+        }
+        tokio::spawn(run(store.clone(), receiver));
+        let mut results = Vec::new();
+        for answer in answers {
+            results.push(answer.await.unwrap());
+        }
+        results
+    }
+
     /// Jobs queued before the task starts are taken as one batch. One of them fails (its
     /// authorization number is taken), so the batch is rolled back and each job retried alone:
     /// the others are stored, the bad one is answered with its error, the chain holds.
@@ -442,23 +456,16 @@ mod tests {
             Written::Stored
         );
 
-        let (queue, receiver) = mpsc::channel(QUEUE);
-        let mut answers = Vec::new();
-        for write in [
-            request("req_2", Some("PA-2")),
-            request("req_3", Some("PA-TAKEN")),
-            request("req_1", None),
-            read_of("req_2"),
-        ] {
-            let (done, answer) = oneshot::channel();
-            queue.try_send(Job { write, done }).unwrap();
-            answers.push(answer);
-        }
-        tokio::spawn(run(store.clone(), receiver));
-        let mut results = Vec::new();
-        for answer in answers {
-            results.push(answer.await.unwrap());
-        }
+        let results = one_batch(
+            &store,
+            vec![
+                request("req_2", Some("PA-2")),
+                request("req_3", Some("PA-TAKEN")),
+                request("req_1", None),
+                read_of("req_2"),
+            ],
+        )
+        .await;
         assert_eq!(results[0].as_ref().unwrap(), &Written::Stored);
         assert!(results[1].is_err(), "{:?}", results[1]);
         // The same idempotency key as req_1's: nothing written.
@@ -484,6 +491,7 @@ mod tests {
         drop(store);
         let _ = std::fs::remove_file(&path);
     }
+
     /// A batch of reads' entries is committed without a sync, and the one writing
     /// connection goes back syncing fully: the next request written is durable. On
     /// PostgreSQL the setting is the transaction's own (`SET LOCAL`), so nothing is left.
@@ -508,22 +516,10 @@ mod tests {
             writer.write(read_of("req_1")).await.unwrap(),
             Written::Stored
         );
-        // Three reads queued before the task starts: one batch, inserted in chunks of 2 and 1.
-        let (queue, receiver) = mpsc::channel(QUEUE);
-        let mut answers = Vec::new();
-        for id in ["req_1", "req_2", "req_3"] {
-            let (done, answer) = oneshot::channel();
-            queue
-                .try_send(Job {
-                    write: read_of(id),
-                    done,
-                })
-                .unwrap();
-            answers.push(answer);
-        }
-        tokio::spawn(run(store.clone(), receiver));
-        for answer in answers {
-            assert_eq!(answer.await.unwrap().unwrap(), Written::Stored);
+        // Three reads in one batch, inserted in chunks of 2 and 1.
+        let reads = vec![read_of("req_1"), read_of("req_2"), read_of("req_3")];
+        for result in one_batch(&store, reads).await {
+            assert_eq!(result.unwrap(), Written::Stored);
         }
         // The writer syncs what it committed without a sync within SYNC_WITHIN (its errors
         // are only logged: the sync itself is checked here), and the chain is whole after it.
