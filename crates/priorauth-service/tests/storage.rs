@@ -200,3 +200,45 @@ async fn a_new_sqlite_database_is_readable_by_the_service_alone() {
         let _ = std::fs::remove_file(file);
     }
 }
+
+async fn requests_in(tx: &mut priorauth_service::store::Tx) -> i64 {
+    sqlx::query("SELECT COUNT(*) AS n FROM requests")
+        .fetch_one(&mut **tx)
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap()
+}
+
+/// A read of several statements sees one moment of the database on both back ends: a request
+/// submitted while a snapshot is open is not in it, and is in the next.
+#[tokio::test]
+async fn a_read_sees_the_database_as_of_one_moment() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, submitter) = server
+            .key("clinic-a", Role::Submitter, "Clinic A EHR", "")
+            .await;
+        server
+            .submit(&submitter, "masshealth", case("E01"))
+            .await
+            .expect(201);
+        let mut snapshot = server.store().snapshot().await.unwrap();
+        assert_eq!(requests_in(&mut snapshot).await, 1);
+        server
+            .submit(&submitter, "masshealth", case("E01"))
+            .await
+            .expect(201);
+        assert_eq!(
+            requests_in(&mut snapshot).await,
+            1,
+            "the snapshot's moment, not the latest"
+        );
+        snapshot.commit().await.unwrap();
+        let mut next = server.store().snapshot().await.unwrap();
+        assert_eq!(requests_in(&mut next).await, 2);
+        next.commit().await.unwrap();
+        server.stop().await;
+    })
+    .await;
+}

@@ -152,7 +152,7 @@ pub async fn um(service: &Service, caller: &Caller, query: &UmQuery) -> Result<U
         to_ms: (to.days_since(epoch) + 1) * 86_400_000,
         now_ms: now_ms(),
     };
-    let mut tx = service.store.reads.begin().await?;
+    let mut tx = service.store.snapshot().await?;
     let counts = records::counts(&mut tx, period).await?;
     let decided = records::decided(&mut tx, period).await?;
     let appeals = records::appeals(&mut tx, period).await?;

@@ -227,7 +227,7 @@ async fn read_claimed(
     // explanation there); a reader's audit entry then goes through the group commit with
     // whatever else is being written, and the answer waits for that commit: nothing is shown
     // that is not audited.
-    let mut tx = service.store.reads.begin().await?;
+    let mut tx = service.store.snapshot().await?;
     let (row, related) = fetch_related(&mut tx, caller, id).await?;
     let mut view = view(service, &mut tx, &row, related).await?;
     // What a reviewer may cite to deny, offered before the criteria the request meets.

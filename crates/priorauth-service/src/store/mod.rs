@@ -229,10 +229,6 @@ pub(crate) fn values_sql(rows: usize, columns: usize) -> String {
     sql
 }
 
-/// A PostgreSQL session as the service opens it. Text over about 2 KB (a PAS request Bundle;
-/// the whole decisions of rows written before migration 0004) is compressed by PostgreSQL:
-/// lz4 (PostgreSQL 14 and later, when built with it) costs a fraction of the default pglz's
-/// CPU. A server without it keeps its default, so the error is not fatal.
 /// A pool of SQLite connections, which never test a connection before handing it out: the
 /// test is a round trip to the connection's own thread (sqlx pings it), on every statement
 /// and transaction's way, and an SQLite connection is a file opened in this process, which
@@ -241,8 +237,12 @@ fn sqlite_pool(options: AnyPoolOptions) -> AnyPoolOptions {
     options.test_before_acquire(false)
 }
 
+/// A PostgreSQL session as the service opens it. Text over about 2 KB (a PAS request Bundle;
+/// the whole decisions of rows written before migration 0004) is compressed by PostgreSQL:
+/// lz4 (PostgreSQL 14 and later, when built with it) costs a fraction of the default pglz's
+/// CPU. A server without it keeps its default, so the error is not fatal.
 fn postgres_session(options: AnyPoolOptions) -> AnyPoolOptions {
-    options.after_connect(|connection, _| {
+    postgres_pool(options).after_connect(|connection, _| {
         Box::pin(async move {
             use sqlx::Executor;
             let _ = connection
@@ -252,6 +252,31 @@ fn postgres_session(options: AnyPoolOptions) -> AnyPoolOptions {
         })
     })
 }
+
+/// A pool of PostgreSQL connections, which test a connection before handing it out only when
+/// it has waited in the pool for longer than [`POSTGRES_TESTED_AFTER`]. sqlx's default test is
+/// a round trip to the server on every acquisition, on top of the one it makes on every
+/// release: a key lookup took three round trips for one query, and a PAS submission, which
+/// takes more connections than a `/v1` request, paid for it most. A connection that served a
+/// call within the last second is taken as alive; one that sat longer (where a server
+/// restart, an idle timeout or a dropped route would have broken it) is tested as before,
+/// and one found broken is closed and replaced. A connection that breaks in that second fails
+/// the call that meets it, as one breaking while in use does.
+fn postgres_pool(options: AnyPoolOptions) -> AnyPoolOptions {
+    options
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for > POSTGRES_TESTED_AFTER {
+                    sqlx::Connection::ping(connection).await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
+/// How long a PostgreSQL connection waits in its pool before it is tested again when handed out.
+const POSTGRES_TESTED_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -360,7 +385,7 @@ impl Store {
         if backend == Backend::Postgres {
             let options = (*store.pool.connect_options()).clone();
             store.courses = Some(
-                AnyPoolOptions::new()
+                postgres_pool(AnyPoolOptions::new())
                     .max_connections(courses::SHARED_HOLDS)
                     .connect_with(options)
                     .await?,
@@ -381,6 +406,24 @@ impl Store {
                 .await?;
         }
         Ok(store)
+    }
+
+    /// A read-only transaction that sees the database as of one moment, for a read of several
+    /// statements (a request with its events, authorization and claim; a report's counts).
+    /// On SQLite every transaction does (WAL gives it a snapshot from its first read). On
+    /// PostgreSQL the default, READ COMMITTED, takes a new snapshot per statement, so a
+    /// determination committing between two of them could show a request as still pending
+    /// beside the event that decided it: REPEATABLE READ takes one for the whole transaction,
+    /// and a read-only one never fails for a concurrent write.
+    pub async fn snapshot(&self) -> Result<Tx, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.reads.begin().await?,
+            Backend::Postgres => {
+                self.reads
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    .await?
+            }
+        })
     }
 
     /// The store the group commit writes through, made on the writer's own runtime. On
