@@ -98,7 +98,9 @@ pub fn case(rng: &mut Rng, index: u64, unknown_percent: u64) -> Value {
         ),
         _ => (*rng.pick(&[0.5, 0.8, 0.8, 1.0]).unwrap_or(&0.8), "mg/m2"),
     };
-    let continued = renewal && status != "complete_remission";
+    // Continued therapy (cycles 6-9) is the relapsed or refractory course's: a frontline
+    // course (newly diagnosed, or in remission) renews within its first cycles.
+    let continued = renewal && matches!(status, "relapsed" | "refractory");
     let first_cycle = if renewal {
         if continued { 6 } else { 2 + rng.below(3) }
     } else {
@@ -149,6 +151,15 @@ pub fn case(rng: &mut Rng, index: u64, unknown_percent: u64) -> Value {
         Vec::new()
     };
     let in_remission = status == "complete_remission";
+    // A Blincyto course with a treatment phase (induction, consolidation, maintenance) is
+    // frontline, whose label course is 4 cycles: its requests ask no more than it has left.
+    let most_cycles = match drug {
+        "blinatumomab" if in_remission || status == "newly_diagnosed" => {
+            5u64.saturating_sub(first_cycle).clamp(1, 4)
+        }
+        "blinatumomab" => 4,
+        _ => 3,
+    };
     let mrd_positive = in_remission && rng.chance(65);
     let mut sections = json!({
         "request": {
@@ -161,7 +172,7 @@ pub fn case(rng: &mut Rng, index: u64, unknown_percent: u64) -> Value {
             "dose": {"value": dose, "unit": unit},
             "dose_days": if drug == "blinatumomab" { 28 } else { 3 },
             "cycle_length_days": cycle_length,
-            "cycles": 1 + rng.below(if drug == "blinatumomab" { 4 } else { 3 }),
+            "cycles": 1 + rng.below(most_cycles),
             "first_cycle": first_cycle,
             "hcpcs": if drug == "blinatumomab" { "J9039" } else { "J9229" },
             "units": units,

@@ -385,7 +385,16 @@ impl Engine {
                         _ => Value::NotApplicable,
                     },
                 };
-                (units, Value::Number(f64::from(drug.limits.course_cycles)))
+                // A frontline course is the label's frontline one: a course known not to
+                // treat relapsed or refractory disease is never sized on the salvage course.
+                let course = match (
+                    facts.get(FactId::RequestRelapsedRefractoryCourse),
+                    drug.limits.frontline_course_cycles,
+                ) {
+                    (Value::Bool(false), Some(frontline)) => frontline,
+                    _ => drug.limits.course_cycles,
+                };
+                (units, Value::Number(f64::from(course)))
             }
         };
         facts.set(FactId::RequestLabelUnitsPerCycle, units);

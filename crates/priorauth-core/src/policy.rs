@@ -1177,6 +1177,14 @@ pub struct LabelLimits {
     pub dose_days: Vec<u32>,
     /// Most cycles of one course.
     pub course_cycles: u32,
+    /// Most cycles of a frontline course, where the label's frontline indications have a
+    /// shorter one than its relapsed or refractory course (Blincyto: 4 for MRD-positive
+    /// disease, 1 induction and 3 consolidation cycles, and 4 in the consolidation phase,
+    /// against 9 for relapsed or refractory disease). Applies when the course is known not to
+    /// treat relapsed or refractory disease (`request.relapsed_refractory_course` false);
+    /// `course_cycles` otherwise.
+    #[serde(default)]
+    pub frontline_course_cycles: Option<u32>,
     /// The label's shortest cycle, in days (its dose days and the treatment-free interval
     /// after them): an approval counts the cycles that start within its period at no
     /// shorter cycle, whatever cycle length the request declares.
@@ -1406,6 +1414,9 @@ pub fn load_catalog(file: &str, text: &str) -> Result<Catalog, LoadError> {
                     .all(|d| d.is_finite() && *d > 0.0 && *d < 100.0);
             if per_day == per_m2
                 || limits.course_cycles == 0
+                || limits
+                    .frontline_course_cycles
+                    .is_some_and(|f| f == 0 || f > limits.course_cycles)
                 || limits.units_per_dose_day == Some(0)
                 || limits.dose_days_per_cycle == Some(0)
                 || limits.shortest_cycle_days == Some(0)
@@ -1418,7 +1429,7 @@ pub fn load_catalog(file: &str, text: &str) -> Result<Catalog, LoadError> {
                 return Err(loader.error(
                     0,
                     format!(
-                        "drug `{}`: `limits` needs `course_cycles` of at least 1 and either `units_per_dose_day` with `dose_days_per_cycle` or positive `doses_mg_per_m2`, and positive vial and unit amounts",
+                        "drug `{}`: `limits` needs `course_cycles` of at least 1 (and `frontline_course_cycles`, if given, from 1 to it) and either `units_per_dose_day` with `dose_days_per_cycle` or positive `doses_mg_per_m2`, and positive vial and unit amounts",
                         drug.id
                     ),
                 ));

@@ -363,6 +363,25 @@ fn area_counted(engine: &Engine, facts: &crate::Facts) -> String {
     }
 }
 
+/// The days in which an authorization's units per cycle may be spent: the request's cycle,
+/// never shorter than the label's from the request's first cycle (docs/case-format.md,
+/// Quantities), as the service sizes the authorization: a Blincyto request declaring 28-day
+/// cycles, without the 14 treatment-free days, is paced at 42. None without a cycle length.
+fn spending_period(drug: &crate::policy::Drug, case: &Case) -> Option<u32> {
+    let request = case.request.as_ref()?;
+    let declared = request.cycle_length_days?;
+    let first_cycle = request
+        .first_cycle
+        .or_else(|| {
+            case.history
+                .as_ref()
+                .and_then(|h| h.cycles_given_for(request.drug.as_deref()))
+                .map(|given| given.saturating_add(1))
+        })
+        .unwrap_or(1);
+    Some(declared.max(drug.limits.shortest_cycle_from(first_cycle).unwrap_or(1)))
+}
+
 /// The granted quantity with the vials it takes (whole vials, as billed with wastage).
 fn quantity<'a>(engine: &'a Engine, case: &'a Case, granted: &Granted) -> Option<Quantity<'a>> {
     let request = case.request.as_ref()?;
@@ -375,7 +394,7 @@ fn quantity<'a>(engine: &'a Engine, case: &'a Case, granted: &Granted) -> Option
     Some(Quantity {
         hcpcs: &drug.hcpcs,
         units: granted.units_per_cycle,
-        period_days: request.cycle_length_days,
+        period_days: spending_period(drug, case),
         vials: granted.units_per_cycle.div_ceil(units_per_vial),
         cycles: Some(granted.cycles),
         total_units: granted.total_units(),

@@ -1724,3 +1724,142 @@ fn only_the_cycles_that_start_within_the_period_are_counted() {
         );
     }
 }
+
+// ---- Frontline courses, renewals with nothing to renew, cycles without their break ----
+
+/// Adult Ph-negative B-ALL in a first remission after induction, MRD-positive, Blincyto as
+/// consolidation from cycle 1, no cycles asked: the label's course for it is 4 cycles.
+fn blincyto_frontline_mrd() -> Value {
+    with(
+        blincyto_initial(),
+        &[
+            ("request.phase", json!("consolidation")),
+            ("diagnosis.disease_status", json!("complete_remission")),
+            ("diagnosis.remission_number", json!(1)),
+            ("diagnosis.complete_response_to_induction", json!(true)),
+            ("diagnosis.mrd_status", json!("positive")),
+            ("diagnosis.mrd_percent", json!(0.8)),
+            ("diagnosis.mrd_method", json!("flow_cytometry")),
+        ],
+    )
+}
+
+#[test]
+fn a_frontline_course_is_never_sized_on_the_relapsed_course() {
+    // Asked for 9 cycles, or for none (the policy's most): never more than the label's 4.
+    for cycles in [Some(9), None] {
+        let case = match cycles {
+            Some(n) => with(blincyto_frontline_mrd(), &[("request.cycles", json!(n))]),
+            None => without(blincyto_frontline_mrd(), &["request.cycles"]),
+        };
+        let report = decide(&case);
+        for policy in POLICIES {
+            let result = result(&report, policy);
+            if result["outcome"] == "approve" {
+                assert!(
+                    result["quantity"]["cycles"].as_u64().unwrap() <= 4,
+                    "{policy} {cycles:?}: {result:#}"
+                );
+            }
+        }
+        // Express Scripts (12 months) and MassHealth (6 months) approve this course.
+        assert_eq!(approved(&report, EXPRESS_SCRIPTS)["cycles"], 4);
+        assert_eq!(approved(&report, MASSHEALTH)["cycles"], 4);
+    }
+}
+
+#[test]
+fn a_frontline_course_is_not_renewed_as_continued_therapy() {
+    // EOCCO renews relapsed or refractory disease only: "Adult Acute Lymphoblastic Leukemia –
+    // Consolidation therapy • Coverage may not be renewed". Continued-therapy cycles asked
+    // for an MRD-positive consolidation course, whichever way the course is documented.
+    let renewal = with(
+        blincyto_renewal(),
+        &[
+            ("diagnosis.disease_status", json!("complete_remission")),
+            ("history.response", json!("response")),
+        ],
+    );
+    for documented in [
+        vec![("request.setting", json!("frontline"))],
+        vec![("request.phase", json!("consolidation"))],
+        vec![
+            ("diagnosis.remission_number", json!(1)),
+            ("diagnosis.complete_response_to_induction", json!(true)),
+        ],
+    ] {
+        let case = with(renewal.clone(), &documented);
+        let report = decide(&case);
+        assert_eq!(outcome(&report, EOCCO), "deny", "{documented:?}");
+        assert_eq!(
+            reason(result(&report, EOCCO), "not-a-frontline-course")["status"],
+            "not_met",
+            "{documented:?}"
+        );
+    }
+    // In a second remission with nothing documenting a frontline course: continued therapy.
+    let second = with(renewal, &[("diagnosis.remission_number", json!(2))]);
+    assert_eq!(outcome(&decide(&second), EOCCO), "approve");
+}
+
+#[test]
+fn a_renewal_needs_an_authorization_to_renew() {
+    // No authorization, or none in the current course (the last ended over 90 days before):
+    // the renewal's criteria leave out the initial's prerequisites, so it must not pass.
+    for authorizations in [
+        json!([]),
+        json!([{"start": "2025-06-01", "end": "2026-01-31", "renewal": false}]),
+    ] {
+        let case = with(
+            blincyto_renewal(),
+            &[("history.authorizations", authorizations.clone())],
+        );
+        let report = decide(&case);
+        assert_eq!(outcome(&report, EOCCO), "deny", "{authorizations}");
+        assert_eq!(
+            reason(result(&report, EOCCO), "authorized-in-current-course")["status"],
+            "not_met"
+        );
+    }
+}
+
+#[test]
+fn units_are_spent_no_faster_than_the_labels_cycle() {
+    // 28-day cycles with no treatment-free days: each cycle's 980 units are answered over
+    // 42 days, the label's shortest, not every 28.
+    let case = with(
+        blincyto_initial(),
+        &[
+            ("request.cycle_length_days", json!(28)),
+            ("request.units_period_days", json!(28)),
+        ],
+    );
+    let report = decide(&case);
+    for policy in POLICIES {
+        let result = result(&report, policy);
+        if result["outcome"] == "approve" {
+            assert_eq!(
+                result["quantity"]["period_days"], 42,
+                "{policy}: {result:#}"
+            );
+        }
+    }
+    // Continued therapy (cycles 6-9) declared at 42 days is spent over 84.
+    let continued = with(
+        blincyto_renewal(),
+        &[
+            ("request.cycle_length_days", json!(42)),
+            ("request.units_period_days", json!(42)),
+        ],
+    );
+    let report = decide(&continued);
+    for policy in POLICIES {
+        let result = result(&report, policy);
+        if result["outcome"] == "approve" {
+            assert_eq!(
+                result["quantity"]["period_days"], 84,
+                "{policy}: {result:#}"
+            );
+        }
+    }
+}

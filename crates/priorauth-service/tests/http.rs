@@ -1811,6 +1811,10 @@ async fn concurrent_clinicians_approvals_of_one_member_are_placed_one_after_the_
         let (server, submitter, reviewer) = server_with_keys(&url).await;
         let mut reviewed = case("E12");
         reviewed["patient"]["member_id"] = json!("M-901");
+        // Relapsed disease, whose label course (9 cycles) holds four approvals of 2 cycles;
+        // a frontline course holds 4 cycles.
+        reviewed["diagnosis"]["disease_status"] = json!("relapsed");
+        reviewed["request"].as_object_mut().unwrap().remove("phase");
         let mut ids = Vec::new();
         for _ in 0..4 {
             let answer = server

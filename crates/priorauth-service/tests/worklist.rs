@@ -351,13 +351,16 @@ async fn a_denial_cites_what_fails_the_request() {
 /// A clinician who approves a request the policy sent to review (MassHealth's case-by-case
 /// review of a member new to the plan) grants no more than the policy's approval of such a
 /// request: MassHealth's initial approval is for 6 months, five 42-day cycles starting in
-/// them; nine asked were granted for a year.
+/// them; nine asked were granted for a year. (Relapsed disease, whose label course is 9
+/// cycles: a frontline course is 4, below the period's five.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_clinicians_approval_covers_no_more_than_the_policy_allows() {
     for_each_backend(|url| async move {
         let (server, clinic_a, _, reviewer) = server_with_keys(&url).await;
         let mut asked = for_member("E12", "M-2", "Bo Chen");
         asked["request"]["cycles"] = json!(9);
+        asked["diagnosis"]["disease_status"] = json!("relapsed");
+        asked["request"].as_object_mut().unwrap().remove("phase");
         let reviewed = server.submitted(&clinic_a, "masshealth", asked).await;
         assert_eq!(reviewed["status"], "pending_review");
         let id = reviewed["id"].as_str().unwrap();

@@ -126,6 +126,9 @@ async fn run(store: Store, mut receiver: mpsc::Receiver<Job>) {
     // SQLite: when the oldest entry committed without a sync was committed (`commit_entries`);
     // it is synced by SYNC_WITHIN after that, whether the writer is idle or not.
     let mut unsynced_since: Option<tokio::time::Instant> = None;
+    // The database file SQLite names, found at the first unsynced commit, while the pool is
+    // open: the last sync, when the queue closes, may come after the pool has been closed.
+    let mut database_file: Option<String> = None;
     loop {
         let received = match unsynced_since {
             Some(since) => {
@@ -135,7 +138,7 @@ async fn run(store: Store, mut receiver: mpsc::Receiver<Job>) {
                 {
                     Ok(received) => received,
                     Err(_due) => {
-                        sync_wal(&store, &mut unsynced_since).await;
+                        sync_wal(&store, &database_file, &mut unsynced_since).await;
                         continue;
                     }
                 }
@@ -143,7 +146,7 @@ async fn run(store: Store, mut receiver: mpsc::Receiver<Job>) {
             None => receiver.recv_many(&mut batch, MAX_BATCH).await,
         };
         if received == 0 {
-            sync_wal(&store, &mut unsynced_since).await;
+            sync_wal(&store, &database_file, &mut unsynced_since).await;
             break;
         }
         let writes: Vec<&Write> = batch.iter().map(|job| &job.write).collect();
@@ -156,6 +159,9 @@ async fn run(store: Store, mut receiver: mpsc::Receiver<Job>) {
         match (&committed, entries_only) {
             (Ok(_), true) if store.backend == Backend::Sqlite => {
                 unsynced_since.get_or_insert_with(tokio::time::Instant::now);
+                if database_file.is_none() {
+                    database_file = main_file(&store).await.ok();
+                }
             }
             // A commit that syncs syncs the entries before it too (the WAL is one file).
             (Ok(_), false) => unsynced_since = None,
@@ -183,7 +189,7 @@ async fn run(store: Store, mut receiver: mpsc::Receiver<Job>) {
             }
         }
         if unsynced_since.is_some_and(|since| since.elapsed() >= SYNC_WITHIN) {
-            sync_wal(&store, &mut unsynced_since).await;
+            sync_wal(&store, &database_file, &mut unsynced_since).await;
         }
     }
 }
@@ -239,11 +245,19 @@ async fn commit_entries(store: &Store, writes: &[&Write]) -> Result<Vec<Written>
 /// appended in order, so syncing the file makes every commit in it durable), as SQLite
 /// itself syncs it at a full commit: `fdatasync` of the file SQLite names for the database,
 /// plus `-wal`. Cleared only once synced; a failure is tried again at the next deadline.
-async fn sync_wal(store: &Store, unsynced_since: &mut Option<tokio::time::Instant>) {
+async fn sync_wal(
+    store: &Store,
+    database_file: &Option<String>,
+    unsynced_since: &mut Option<tokio::time::Instant>,
+) {
     if unsynced_since.is_none() {
         return;
     }
-    match wal_synced(store).await {
+    let file = match database_file {
+        Some(file) => Ok(file.clone()),
+        None => main_file(store).await,
+    };
+    match file.and_then(|file| wal_synced(&file)) {
         Ok(()) => *unsynced_since = None,
         Err(error) => {
             eprintln!("syncing the audit entries of reads: {error}");
@@ -252,11 +266,16 @@ async fn sync_wal(store: &Store, unsynced_since: &mut Option<tokio::time::Instan
     }
 }
 
-async fn wal_synced(store: &Store) -> Result<(), StoreError> {
-    let file: String =
+/// The file SQLite names for the database (empty for an in-memory one).
+async fn main_file(store: &Store) -> Result<String, StoreError> {
+    Ok(
         sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
             .fetch_one(&store.pool)
-            .await?;
+            .await?,
+    )
+}
+
+fn wal_synced(file: &str) -> Result<(), StoreError> {
     // An in-memory database has no file, and nothing to lose that a crash would not.
     if file.is_empty() {
         return Ok(());
@@ -524,7 +543,7 @@ mod tests {
         // The writer syncs what it committed without a sync within SYNC_WITHIN (its errors
         // are only logged: the sync itself is checked here), and the chain is whole after it.
         tokio::time::sleep(SYNC_WITHIN * 2).await;
-        wal_synced(&store).await.unwrap();
+        wal_synced(&main_file(&store).await.unwrap()).unwrap();
         let report = verify_audit(&store).await.unwrap();
         assert_eq!(
             report.entries, 7,
