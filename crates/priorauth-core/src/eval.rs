@@ -234,6 +234,9 @@ pub struct Decision {
     /// Units per cycle requested beyond a ceiling, which kept a pathway whose criteria were
     /// met from approving: (pathway, units requested per cycle, ceiling).
     pub units_over: Option<(u16, u32, u32)>,
+    /// The pathway whose criteria were met but whose request starts past the label's course
+    /// (no cycle of it is left to approve).
+    pub course_spent: Option<u16>,
     /// The request's diagnosis codes are all outside the policy's covered list, which
     /// denies (a recommendation, as every denial).
     pub codes_not_covered: bool,
@@ -252,6 +255,7 @@ impl Decision {
             authorization: None,
             quantity: None,
             units_over: None,
+            course_spent: None,
             codes_not_covered: false,
             missing: 0,
         }
@@ -409,12 +413,18 @@ pub fn decide_with(
                             Some((index as u16, requested, limit.units_per_cycle));
                     }
                 }
+                if let (Truth::False, Ok(limit), Truth::True) = (units, limit, met) {
+                    if limit.cycles == 0 && decision.course_spent.is_none() {
+                        decision.course_spent = Some(index as u16);
+                    }
+                }
                 let approved = met.and(dosing).and(units);
                 approve = approve.or(approved);
                 if approved == Truth::True {
                     // The first approving pathway decides; the rest cannot change that.
                     decision.pathway = Some(index as u16);
                     decision.units_over = None;
+                    decision.course_spent = None;
                     if let Ok(limit) = limit {
                         decision.quantity = Some(grant(limit, facts));
                     }
@@ -521,6 +531,7 @@ fn settle(mut decision: Decision, applies_missing: Missing) -> Decision {
         decision.authorization = None;
         decision.quantity = None;
         decision.units_over = None;
+        decision.course_spent = None;
     }
     decision
 }

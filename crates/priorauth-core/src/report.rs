@@ -194,6 +194,39 @@ fn policy_result<'a>(
             });
         }
     }
+    // A request past the label's course: its criteria are met, no cycle is left to approve.
+    if let (Some(index), Outcome::Deny | Outcome::Review) =
+        (decision.course_spent, decision.outcome)
+    {
+        if let Some(spent) = policy.pathways.get(usize::from(index)) {
+            use crate::facts::{FactId, Value};
+            let number = |id| match evaluation.facts.get(id) {
+                Value::Number(n) => Some(n),
+                _ => None,
+            };
+            let course = number(FactId::RequestLabelCourseCycles).unwrap_or(0.0);
+            let first = number(FactId::RequestFirstCycle).unwrap_or(1.0);
+            let frontline = matches!(
+                evaluation
+                    .facts
+                    .get(FactId::RequestRelapsedRefractoryCourse),
+                Value::Bool(false)
+            );
+            reasons_json.push(ReasonJson {
+                criterion: Cow::Owned(format!(
+                    "no cycle left in the label's course: at most {course} cycles in a {}course, and this request starts at cycle {first}",
+                    if frontline { "frontline " } else { "" }
+                )),
+                id: "label-course-spent",
+                status: "not_met",
+                source: quantity_source(spent),
+                interpretation: &quantity_source(spent).interpretation,
+                pathway: Some(&spent.id),
+                depth: 0,
+                value: None,
+            });
+        }
+    }
     reasons_json.extend(
         reasons
             .iter()
@@ -462,11 +495,12 @@ pub fn text(engine: &Engine, case: &Case, evaluation: &Evaluation) -> String {
             }
             out.push('\n');
         }
-        for reason in result
-            .reasons
-            .iter()
-            .filter(|r| matches!(r.id, "units-per-cycle" | "cycles-beyond-authorization"))
-        {
+        for reason in result.reasons.iter().filter(|r| {
+            matches!(
+                r.id,
+                "units-per-cycle" | "cycles-beyond-authorization" | "label-course-spent"
+            )
+        }) {
             let _ = writeln!(
                 out,
                 "  [not met]  {}\n      {}",

@@ -1863,3 +1863,37 @@ fn units_are_spent_no_faster_than_the_labels_cycle() {
         }
     }
 }
+
+#[test]
+fn a_request_past_the_labels_course_is_refused_naming_it() {
+    // A fifth cycle of a frontline course, every criterion met otherwise: no approval, and the
+    // reason says why (not a criterion of another pathway).
+    let case = with(
+        blincyto_frontline_mrd(),
+        &[
+            ("request.kind", json!("renewal")),
+            ("request.first_cycle", json!(5)),
+            ("history.blinatumomab_cycles", json!(4)),
+            ("history.unacceptable_toxicity", json!(false)),
+            ("history.response", json!("response")),
+            (
+                "history.authorizations",
+                json!([{"start": "2025-12-01", "end": "2026-05-10", "renewal": false}]),
+            ),
+        ],
+    );
+    let report = decide(&case);
+    for policy in [MASSHEALTH, EXPRESS_SCRIPTS] {
+        let result = result(&report, policy);
+        assert_ne!(result["outcome"], "approve", "{policy}: {result:#}");
+        assert!(
+            reason_ids(result).contains(&"label-course-spent"),
+            "{policy}: {result:#}"
+        );
+    }
+    // A recommended denial says it first.
+    assert_eq!(
+        result(&report, MASSHEALTH)["reasons"][0]["id"],
+        "label-course-spent"
+    );
+}
