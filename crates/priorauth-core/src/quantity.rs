@@ -127,7 +127,11 @@ fn cycles_in_period(
     most: f64,
 ) -> Option<f64> {
     use crate::date::Duration;
-    let duration = pathway.authorization?;
+    // Without a stated duration, an authorization covers at most a year (the service ends it
+    // there): the cycles that start within a year at the label's pace, so that cycles 1-9 of
+    // a relapsed course (7 of which start within a year, cycles 6-9 being 84 days) are not
+    // all approved to be spent over 42-day periods.
+    let duration = pathway.authorization.unwrap_or(Duration::Years(1));
     let days =
         match start.and_then(|start| Some(start.inclusive_end(duration)?.days_since(start) + 1)) {
             Some(days) => days as f64,

@@ -437,14 +437,15 @@ fn the_base_cases_are_approved_as_requested() {
         assert_eq!(quantity["hcpcs"], "J9039", "{policy}");
         assert_eq!(quantity["ceiling"]["units_per_cycle"], 980, "{policy}");
     }
-    // Cycles per authorization: BCBSNC's course of 9, EOCCO's initial 5, the label's 9, the
-    // cycles that start within Express Scripts' 12 months (7: cycles 1-5 of 42 days, then
-    // continued therapy's 84-day cycles 6 and 7, on days 210 and 294; cycle 8 would start on
-    // day 378) and the 42-day cycles that start within MassHealth's 6 months (5).
+    // Cycles per authorization: EOCCO's initial 5, the cycles that start within Express
+    // Scripts' 12 months (7: cycles 1-5 of 42 days, then continued therapy's 84-day cycles 6
+    // and 7, on days 210 and 294; cycle 8 would start on day 378), as within the year an
+    // authorization of BCBSNC (a course of 9) and Evolent (the label's 9), which state no
+    // duration, covers at most, and the 42-day cycles that start within MassHealth's 6 months (5).
     for (policy, cycles) in [
-        (BCBSNC, 9),
+        (BCBSNC, 7),
         (EOCCO, 5),
-        (EVOLENT, 9),
+        (EVOLENT, 7),
         (EXPRESS_SCRIPTS, 7),
         (MASSHEALTH, 5),
     ] {
@@ -574,15 +575,16 @@ fn no_units_are_approved_with_the_policy_maximum() {
         }
     }
     // Without units or cycles, the ceiling's cycles: never more than the label's course, nor
-    // than start within the period (Express Scripts' 12 months hold 7, as above).
+    // than start within the period (Express Scripts' 12 months hold 7, as above, and so does
+    // the year that bounds an authorization of a policy that states no duration).
     let report = decide(&without(
         blincyto_initial(),
         &["request.units", "request.cycles"],
     ));
     for (policy, cycles) in [
-        (BCBSNC, 9),
+        (BCBSNC, 7),
         (EOCCO, 5),
-        (EVOLENT, 9),
+        (EVOLENT, 7),
         (EXPRESS_SCRIPTS, 7),
         (MASSHEALTH, 5),
     ] {
@@ -1099,8 +1101,8 @@ fn an_initial_request_does_not_restart_a_current_course() {
 
     // Two cycles authorized in the current course: the request's two cycles are cycles 3-4,
     // and the course has 7 left. Express Scripts' 12 months cover 6 of them (3-5 of 42 days,
-    // 6-8 of 84, starting on days 0, 42, 84, 126, 210 and 294), MassHealth's 6 months 4 (cycle
-    // 7 would start on day 210).
+    // 6-8 of 84, starting on days 0, 42, 84, 126, 210 and 294), as does the year that bounds
+    // BCBSNC's and Evolent's, MassHealth's 6 months 4 (cycle 7 would start on day 210).
     let case = with(
         blincyto_initial(),
         &[(
@@ -1111,8 +1113,8 @@ fn an_initial_request_does_not_restart_a_current_course() {
     let report = decide(&case);
     assert_eq!(outcome(&report, EOCCO), "deny");
     for (policy, ceiling) in [
-        (BCBSNC, 7),
-        (EVOLENT, 7),
+        (BCBSNC, 6),
+        (EVOLENT, 6),
         (EXPRESS_SCRIPTS, 6),
         (MASSHEALTH, 4),
     ] {

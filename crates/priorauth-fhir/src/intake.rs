@@ -657,12 +657,14 @@ impl<'a> CaseBuilder<'a> {
                     .as_deref()
                     .and_then(|v| v.parse::<f64>().ok())
                 {
-                    Some(units) if units >= 0.0 && units.fract() == 0.0 => {
+                    Some(units) if units >= 1.0 && units.fract() == 0.0 => {
                         self.set("request.units", json!(units as u64), Rank::Order)
                     }
+                    // 0 units approve nothing; read as absent, they were approved at the
+                    // policy's most (as `/v1` refuses `request.units` of 0).
                     _ => self.problems.push(Problem::new(
                         format!("Claim.item[{index}].quantity.value"),
-                        "billing units must be a whole number",
+                        "billing units must be a whole number of at least 1; leave the quantity out for the policy's most",
                     )),
                 }
             }

@@ -388,8 +388,9 @@ async fn concurrent_requests_of_one_member_are_decided_on_each_others_records() 
 
 /// Once the payer's eligibility is loaded, a `/v1` request's declared member is the payer's:
 /// an id no record holds (another spelling of a member's included, which would start the
-/// member's course afresh), a member of another plan, or one not enrolled on the request's
-/// date is refused naming the field; the member as the records spell it is decided (met).
+/// member's course afresh), a member of another plan, or one not enrolled on the day of
+/// receipt (whatever date the request gives) is refused naming the field; the member as the
+/// records spell it is decided (met).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_declared_member_is_one_the_eligibility_holds_once_it_is_loaded() {
     for_each_backend(|url| async move {
@@ -401,9 +402,13 @@ async fn a_declared_member_is_one_the_eligibility_holds_once_it_is_loaded() {
             .submitted(&submitter, "eocco-medicaid", first.clone())
             .await;
         assert_eq!(approved["status"], "approved", "{approved}");
+        // M-502's enrolment ended yesterday.
         support::import_members(
             &server,
-            "M-500,eocco-medicaid,2020-01-01,,\nM-501,eocco-medicaid,2020-01-01,2020-12-31,\n",
+            &format!(
+                "M-500,eocco-medicaid,2020-01-01,,\nM-501,eocco-medicaid,2020-01-01,2020-12-31,\nM-502,eocco-medicaid,2020-01-01,{},\n",
+                support::days_after_receipt(-1)
+            ),
         )
         .await;
         let with_member = |member: &str| {
@@ -419,6 +424,14 @@ async fn a_declared_member_is_one_the_eligibility_holds_once_it_is_loaded() {
         }
         server
             .submit(&submitter, "eocco-medicaid", with_member("M-501"))
+            .await
+            .expect_problem(422, "case.patient.member_id");
+        // Dated back to a day M-502 was enrolled: what is authorized starts on the day of
+        // receipt, when the member no longer is.
+        let mut back_dated = with_member("M-502");
+        back_dated["request"]["date"] = json!(support::days_after_receipt(-3));
+        server
+            .submit(&submitter, "eocco-medicaid", back_dated)
             .await
             .expect_problem(422, "case.patient.member_id");
         // Leaving the member out would start the course afresh: a second initial approval.

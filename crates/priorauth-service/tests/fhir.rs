@@ -1072,6 +1072,27 @@ async fn a_request_the_policy_covers_in_part_is_answered_modified() {
         assert_eq!(review_action(&reply.body), "A1", "{}", reply.body);
         let authorization = authorization_of(&server, &key, &reply.body).await;
         assert_eq!(authorization["start"], support::days_after_receipt(0));
+
+        // A quantity of 0 approves nothing: refused naming it, not read as absent (which
+        // approved the policy's most), as `/v1` refuses `request.units` of 0.
+        let case = support::case("E01");
+        let mut bundle = pas_bundle(
+            &case,
+            "eocco-medicaid",
+            "zero-1",
+            &server.state.service.engine,
+        );
+        bundle["entry"][0]["resource"]["item"][0]["quantity"] = json!({"value": 0});
+        let reply = server.post("/fhir/Claim/$submit", &key, &bundle).await;
+        assert_outcome(&reply, 422, "a quantity of 0");
+        assert!(
+            reply
+                .body
+                .to_string()
+                .contains("Claim.item[0].quantity.value"),
+            "{}",
+            reply.body
+        );
         server.stop().await;
     })
     .await;

@@ -240,7 +240,7 @@ pub async fn find(
 
 /// A request whose case declares its member (`patient.member_id`, `/v1` and CRD): once any
 /// eligibility is loaded, the member must be one the payer's records hold, enrolled in
-/// `plan` on the request's date (`request.date`, else today). The id is matched as the
+/// `plan` on the day of receipt (whatever `request.date` says). The id is matched as the
 /// records spell it (save the spaces around it): `m-100` is not `M-100`, and a request may
 /// not start a member's course afresh under a spelling of its own. With none loaded, any id
 /// is taken (a payer who sends no eligibility keeps working; its courses are matched by the
@@ -264,11 +264,10 @@ pub async fn check_declared(service: &Service, plan: &str, case: &Value) -> Resu
             "required: the payer's eligibility is loaded, and a request names the member it is for (as the eligibility spells it)",
         ));
     };
-    let day = case
-        .pointer("/request/date")
-        .and_then(Value::as_str)
-        .filter(|d| Date::parse(d).is_some())
-        .map_or_else(|| super::day_of(now_ms()).to_string(), str::to_string);
+    // The day of receipt, when what is authorized starts: a request dated back to a day the
+    // member was still enrolled would otherwise authorize months of drug for someone whose
+    // coverage has ended.
+    let day = super::day_of(now_ms()).to_string();
     let day = day.as_str();
     let enrolments = members::of_members(&service.store, &[member.trim().to_string()]).await?;
     if enrolments.is_empty() {
