@@ -708,6 +708,16 @@ async fn determine(
             body.changes = None;
             review::determine(service, reviewer, id, &body, None).await?
         }
+        // More asked than may be approved: approved for one cycle, with its notice.
+        Err(Error::Invalid(_)) if decision == DeterminationDecision::Approve => {
+            body.decision = DeterminationDecision::ApproveWithChanges;
+            body.reason = "Approved for one cycle, then reassessed.".into();
+            body.changes = Some(Changes {
+                cycles: Some(1),
+                ..Changes::default()
+            });
+            review::determine(service, reviewer, id, &body, None).await?
+        }
         other => other?,
     };
     let adverse = body.decision != DeterminationDecision::Approve;

@@ -352,7 +352,9 @@ async fn a_denial_cites_what_fails_the_request() {
 /// review of a member new to the plan) grants no more than the policy's approval of such a
 /// request: MassHealth's initial approval is for 6 months, five 42-day cycles starting in
 /// them; nine asked were granted for a year. (Relapsed disease, whose label course is 9
-/// cycles: a frontline course is 4, below the period's five.)
+/// cycles: a frontline course is 4, below the period's five.) Approving less than asked is an
+/// approval with changes, whose notice tells the provider what was not approved: a plain
+/// approval of the nine is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_clinicians_approval_covers_no_more_than_the_policy_allows() {
     for_each_backend(|url| async move {
@@ -364,13 +366,23 @@ async fn a_clinicians_approval_covers_no_more_than_the_policy_allows() {
         let reviewed = server.submitted(&clinic_a, "masshealth", asked).await;
         assert_eq!(reviewed["status"], "pending_review");
         let id = reviewed["id"].as_str().unwrap();
-        let approved = server
+        server
             .determine(
                 &reviewer,
                 id,
                 "approve",
                 "new-to-plan-on-treatment",
                 "On treatment before joining the plan.",
+            )
+            .await
+            .expect_problem(422, "decision");
+        let approved = server
+            .post(
+                &format!("/v1/requests/{id}/determination"),
+                &reviewer,
+                &json!({"decision": "approve_with_changes", "criterion": "new-to-plan-on-treatment",
+                        "reason": "On treatment before joining the plan; the policy's six months.",
+                        "changes": {"cycles": 5}}),
             )
             .await;
         approved.expect(200);

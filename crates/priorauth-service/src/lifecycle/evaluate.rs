@@ -42,6 +42,11 @@ pub struct QuantityBound {
     /// For a clinician's approval of a request the policy did not approve: the latest last day
     /// its approving pathways' stated periods allow (`None`: the policy states none).
     pub end: Option<Date>,
+    /// For a clinician's approval of a request the policy did not approve: what the request
+    /// asks (units per cycle, cycles) when either is more than may be approved. Approving it
+    /// grants less than asked, which is an approval with changes and its notice, not a plain
+    /// approval.
+    pub asked_beyond: Option<(u32, u32)>,
 }
 
 /// The quantity bound of an evaluated request (see [`Evaluated::bound`]).
@@ -74,6 +79,7 @@ fn quantity_bound(
             cycles,
             max_cycles: course_left.max(cycles),
             end: None,
+            asked_beyond: None,
         },
         _ => {
             // A clinician approving what the policy sent to review or recommended denying is
@@ -97,6 +103,8 @@ fn quantity_bound(
                 cycles: requested_cycles.min(max_cycles),
                 max_cycles,
                 end,
+                asked_beyond: (requested_units > max_units || requested_cycles > max_cycles)
+                    .then_some((requested_units, requested_cycles)),
             }
         }
     }

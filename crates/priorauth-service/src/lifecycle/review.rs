@@ -461,9 +461,37 @@ async fn record_determination(
         ));
     }
     let changes = body.changes.clone().unwrap_or_default();
+    // What the request asks beyond what an approval of it may cover (units per cycle, cycles).
+    let asked_beyond = match (body.decision, governed) {
+        (DeterminationDecision::Deny, _) | (_, false) => None,
+        _ => match current(tx, service, &row).await? {
+            Current::Governed(evaluated) => evaluated
+                .bound
+                .asked_beyond
+                .map(|asked| (asked, evaluated.bound)),
+            Current::Stated(_) => None,
+        },
+    };
+    // A plain approval grants what the request asks: one that would grant less is an approval
+    // with changes, whose notice tells the provider what was not approved and how to appeal.
+    if let (DeterminationDecision::Approve, Some(((units, cycles), bound))) =
+        (body.decision, asked_beyond)
+    {
+        return Err(invalid(
+            "decision",
+            format!(
+                "the request asks {units} units per cycle for {cycles} cycles; an approval covers at most {} units per cycle and {} cycles here: record `approve_with_changes` naming the terms approved, so that the provider is told what was not",
+                bound.max_units_per_cycle, bound.max_cycles
+            ),
+        ));
+    }
     // An approval with changes must change what the request as asked would be granted: one
     // that does not is an approval, and a notice of changes that changed nothing misleads.
-    if body.decision == DeterminationDecision::ApproveWithChanges && governed {
+    // (Unless the request asks more than may be approved: its terms as asked are already cut.)
+    if body.decision == DeterminationDecision::ApproveWithChanges
+        && governed
+        && asked_beyond.is_none()
+    {
         let changed = terms(tx, service, &row, &changes).await?;
         if let Ok(asked) = terms(tx, service, &row, &Changes::default()).await {
             let same = (
@@ -721,40 +749,53 @@ async fn terms(
     row: &Request,
     changes: &Changes,
 ) -> Result<authorization_records::NewAuthorization, Error> {
-    let current = requests::current_case(tx, row).await?;
-    let mut case: Value = serde_json::from_str(&current).unwrap_or(json!({}));
-    // The member's course as the records hold it now, not as at receipt (a renewal's too):
-    // an authorization granted since places this one after it. An approval with changes
-    // overturned on appeal replaces its own authorization, which places nothing.
-    super::courses::merge_records(service, &row.plan, Some(&row.id), &mut case).await?;
-    let terms = if row.policy.is_empty() {
-        authorizations::stated(
+    Ok(match current(tx, service, row).await? {
+        Current::Stated(case) => authorizations::stated(
             &row.organization,
             &row.id,
             &case,
             day_of(row.created_at),
             changes,
-        )?
-    } else {
-        let plan = service
-            .plans
-            .get(&row.plan)
-            .ok_or_else(|| Error::Internal("plan".into()))?
-            .clone();
-        let stored = Version::Stored {
-            policy: &row.policy,
-            version: &row.policy_version,
-            check_date: false,
-        };
-        let evaluated = evaluate(service, &plan, case, day_of(row.created_at), stored)?;
-        authorizations::plan(
+        )?,
+        Current::Governed(evaluated) => authorizations::plan(
             service,
             &row.organization,
             &row.id,
             &evaluated,
             changes,
             row.renews.as_deref(),
-        )?
+        )?,
+    })
+}
+
+/// A stored request as an approval of it now reads it.
+enum Current {
+    /// No policy governs it: its case, whose terms the reviewer states.
+    Stated(Value),
+    /// Evaluated by the policy version that decided it.
+    Governed(Box<super::evaluate::Evaluated>),
+}
+
+async fn current(tx: &mut Tx, service: &Service, row: &Request) -> Result<Current, Error> {
+    let current = requests::current_case(tx, row).await?;
+    let mut case: Value = serde_json::from_str(&current).unwrap_or(json!({}));
+    // The member's course as the records hold it now, not as at receipt (a renewal's too):
+    // an authorization granted since places this one after it. An approval with changes
+    // overturned on appeal replaces its own authorization, which places nothing.
+    super::courses::merge_records(service, &row.plan, Some(&row.id), &mut case).await?;
+    if row.policy.is_empty() {
+        return Ok(Current::Stated(case));
+    }
+    let plan = service
+        .plans
+        .get(&row.plan)
+        .ok_or_else(|| Error::Internal("plan".into()))?
+        .clone();
+    let stored = Version::Stored {
+        policy: &row.policy,
+        version: &row.policy_version,
+        check_date: false,
     };
-    Ok(terms)
+    let evaluated = evaluate(service, &plan, case, day_of(row.created_at), stored)?;
+    Ok(Current::Governed(Box::new(evaluated)))
 }
