@@ -1273,6 +1273,9 @@ impl Drug {
                     .get(*i)
                     .is_none_or(|day| f64::from(*day) <= cycle)
             })
+            // The request's dose days, as Blincyto's infusion days bound its units: a cycle
+            // of Besponsa given on one day holds the first dose, not the three's vials.
+            .take(dose_days.map_or(usize::MAX, |given| given.max(0.0) as usize))
             .map(|(_, dose)| {
                 let dose = requested_mg_per_m2.map_or(*dose, |requested| dose.min(requested));
                 (dose * bsa / self.vial_amount - 1e-9).ceil().max(1.0)

@@ -1899,3 +1899,18 @@ fn a_request_past_the_labels_course_is_refused_naming_it() {
         "label-course-spent"
     );
 }
+
+#[test]
+fn a_besponsa_cycle_of_fewer_dose_days_holds_only_their_doses() {
+    // One dose day a cycle (day 1, 0.8 mg/m² of 1.82 m²: 1.46 mg, 2 vials of 0.9 mg): the
+    // ceiling is that dose's 18 units, not the three doses' 54, as Blincyto's units follow its
+    // infusion days.
+    let one_day = with(besponsa_initial(), &[("request.infusion_days", json!(1))]);
+    let report = decide(&without(one_day.clone(), &["request.units"]));
+    let quantity = approved(&report, MASSHEALTH);
+    assert_eq!(quantity["units"], 18, "{quantity:#}");
+    assert_eq!(quantity["ceiling"]["units_per_cycle"], 18, "{quantity:#}");
+    // Asking the three doses' units for one dose day is beyond it.
+    let report = decide(&with(one_day, &[("request.units", json!(54))]));
+    assert_ne!(outcome(&report, MASSHEALTH), "approve");
+}
