@@ -286,7 +286,9 @@ fn policy_result<'a>(
             .authorization
             .map(|(start, end)| Authorization { start, end }),
         quantity: match (decision.outcome, decision.quantity) {
-            (Outcome::Approve, Some(granted)) => quantity(engine, case, &granted),
+            (Outcome::Approve, Some(granted)) => {
+                quantity(engine, case, &evaluation.facts, &granted)
+            }
             _ => None,
         },
         missing: policy.missing_keys(decision.missing).collect(),
@@ -397,26 +399,26 @@ fn area_counted(engine: &Engine, facts: &crate::Facts) -> String {
 }
 
 /// The days in which an authorization's units per cycle may be spent: the request's cycle,
-/// never shorter than the label's from the request's first cycle (docs/case-format.md,
-/// Quantities), as the service sizes the authorization: a Blincyto request declaring 28-day
-/// cycles, without the 14 treatment-free days, is paced at 42. None without a cycle length.
-fn spending_period(drug: &crate::policy::Drug, case: &Case) -> Option<u32> {
-    let request = case.request.as_ref()?;
-    let declared = request.cycle_length_days?;
-    let first_cycle = request
-        .first_cycle
-        .or_else(|| {
-            case.history
-                .as_ref()
-                .and_then(|h| h.cycles_given_for(request.drug.as_deref()))
-                .map(|given| given.saturating_add(1))
-        })
-        .unwrap_or(1);
+/// never shorter than the label's from the request's first cycle (the derived
+/// `request.first_cycle`, where the engine placed it; docs/case-format.md, Quantities), as the
+/// service sizes the authorization: a Blincyto request declaring 28-day cycles, without the
+/// 14 treatment-free days, is paced at 42. None without a cycle length.
+fn spending_period(drug: &crate::policy::Drug, case: &Case, facts: &crate::Facts) -> Option<u32> {
+    let declared = case.request.as_ref()?.cycle_length_days?;
+    let first_cycle = match facts.get(crate::facts::FactId::RequestFirstCycle) {
+        crate::facts::Value::Number(n) if n >= 1.0 => n.min(f64::from(u32::MAX)) as u32,
+        _ => 1,
+    };
     Some(declared.max(drug.limits.shortest_cycle_from(first_cycle).unwrap_or(1)))
 }
 
 /// The granted quantity with the vials it takes (whole vials, as billed with wastage).
-fn quantity<'a>(engine: &'a Engine, case: &'a Case, granted: &Granted) -> Option<Quantity<'a>> {
+fn quantity<'a>(
+    engine: &'a Engine,
+    case: &'a Case,
+    facts: &crate::Facts,
+    granted: &Granted,
+) -> Option<Quantity<'a>> {
     let request = case.request.as_ref()?;
     let drug = engine
         .catalog
@@ -427,7 +429,7 @@ fn quantity<'a>(engine: &'a Engine, case: &'a Case, granted: &Granted) -> Option
     Some(Quantity {
         hcpcs: &drug.hcpcs,
         units: granted.units_per_cycle,
-        period_days: spending_period(drug, case),
+        period_days: spending_period(drug, case, facts),
         vials: granted.units_per_cycle.div_ceil(units_per_vial),
         cycles: Some(granted.cycles),
         total_units: granted.total_units(),
