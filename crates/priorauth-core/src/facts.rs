@@ -193,7 +193,7 @@ facts! {
     RequestUnitsPeriodDays = "request.units_period_days", Number, "the period the units cover";
     RequestDrugSource = "request.drug_source", Enum(DrugSource::VARIANTS), "where the drug the member receives now comes from";
     RequestSetting = "request.setting", Enum(Setting::VARIANTS), "what the course of therapy treats: frontline or relapsed/refractory (salvage) disease";
-    RequestRelapsedRefractoryCourse = "request.relapsed_refractory_course", Bool, "derived: the course treats relapsed or refractory disease: request.setting when given, else diagnosis.disease_status is relapsed or refractory, or a second or later remission without MRD reached during this course of the drug";
+    RequestRelapsedRefractoryCourse = "request.relapsed_refractory_course", Bool, "derived: the course treats relapsed or refractory disease: request.setting when given, else diagnosis.disease_status is relapsed or refractory, or a second or later remission without MRD reached during this course of the drug (one without MRD reached before the drug: unknown, request.setting asked)";
     RequestLabelUnitsPerCycle = "request.label_units_per_cycle", Number, "derived: the drug label's most billable units in one cycle (drug catalog `limits`): whole vials of the highest daily dose per dose day, or each dose of the cycle per m² of body surface area (counted at most 3.0 m²) in whole vials, none above the requested highest single dose (request.dose in mg/m²)";
     RequestLabelCourseCycles = "request.label_course_cycles", Number, "derived: the drug label's most cycles in one course (drug catalog `limits`)";
     RequestOnLabel = "request.on_label", Bool, "derived: the request falls within a labeled indication of the drug (drug catalog)";
@@ -815,7 +815,8 @@ impl Facts {
 /// Without `request.setting`: a second (or later) remission reached during this course of
 /// the drug (cycles already given), with no minimal residual disease found and no frontline
 /// phase stated, is the remission of salvage therapy, so the course still treats relapsed
-/// disease. An MRD-positive remission is left to the MRD indication.
+/// disease; one reached before the drug is unknown, `request.setting` asked. An MRD-positive
+/// remission is left to the MRD indication.
 fn salvage_in_second_remission(
     request: &Request,
     diagnosis: &Diagnosis,
@@ -844,6 +845,16 @@ fn salvage_in_second_remission(
         Some(status) => Truth::from_bool(status == MrdStatus::Negative),
         None => Truth::Unknown(bit(28)),
     };
+    // A later remission without residual disease, reached before this course of the drug
+    // (reinduction chemotherapy, then the drug as the relapse's consolidation or a bridge to
+    // transplant), may be either course: the relapse's therapy, or a frontline multiphase
+    // regimen's consolidation. The case says which in `request.setting`; it is asked for,
+    // never read as frontline (which denied the relapse's standard therapy).
+    if let (Truth::True, Truth::False, Truth::True) =
+        (second_remission, on_the_drug, no_residual_disease)
+    {
+        return Value::Unknown(bit(49));
+    }
     match second_remission.and(on_the_drug).and(no_residual_disease) {
         Truth::True => Value::Bool(true),
         Truth::False => Value::Bool(false),

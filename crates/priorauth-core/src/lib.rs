@@ -399,6 +399,9 @@ impl Engine {
         };
         facts.set(FactId::RequestLabelUnitsPerCycle, units);
         facts.set(FactId::RequestLabelCourseCycles, cycles);
+        if let Some(drug) = drug {
+            units_per_cycle_by_dose_days(drug, facts);
+        }
         facts.set_label_shortest_cycle_days(drug.and_then(|d| d.limits.shortest_cycle_days));
         facts.set_label_later_cycles(drug.and_then(|d| d.limits.later_cycles));
     }
@@ -512,4 +515,47 @@ impl Engine {
             selected.iter().for_each(|i| decide(*i));
         }
     }
+}
+
+/// Units given for a period shorter than the cycle, of a drug dosed on set days of its cycle
+/// (the catalog's `dose_days`, Besponsa's days 1, 8 and 15): the units of the doses that fall
+/// in the period, scaled to the cycle's doses (the request's `dose_days` first of them). The
+/// case format's general rule reads units for a period of at least `dose_days` days as the
+/// whole cycle's, which holds for a drug given every day of its infusion (Blincyto) but read 9
+/// units a week of Besponsa (one 0.5 mg/m² dose) as a cycle's three doses, approving a third
+/// of the regimen.
+fn units_per_cycle_by_dose_days(drug: &policy::Drug, facts: &mut Facts) {
+    use facts::Value;
+    if drug.limits.dose_days.is_empty() {
+        return;
+    }
+    let number = |id: FactId| match facts.get(id) {
+        Value::Number(n) if n.is_finite() && n >= 0.0 => Some(n),
+        _ => None,
+    };
+    let (Some(units), Some(period), Some(cycle)) = (
+        number(FactId::RequestUnits),
+        number(FactId::RequestUnitsPeriodDays),
+        number(FactId::RequestCycleLengthDays),
+    ) else {
+        return;
+    };
+    if period >= cycle {
+        return;
+    }
+    let doses = number(FactId::RequestDoseDays)
+        .map_or(drug.limits.dose_days.len(), |n| n as usize)
+        .min(drug.limits.dose_days.len());
+    let in_period = drug
+        .limits
+        .dose_days
+        .iter()
+        .take(doses)
+        .filter(|day| f64::from(**day) <= period)
+        .count();
+    if in_period == 0 || in_period >= doses {
+        return;
+    }
+    let per_cycle = (units * doses as f64 / in_period as f64).ceil();
+    facts.set(FactId::RequestUnitsPerCycle, Value::Number(per_cycle));
 }

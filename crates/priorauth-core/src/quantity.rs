@@ -55,8 +55,17 @@ pub(crate) fn ceiling(
         Value::Unknown(missing) => Err(missing),
         _ => Ok(None),
     };
-    let label_units = number(FactId::RequestLabelUnitsPerCycle)?;
-    let label_course = number(FactId::RequestLabelCourseCycles)?;
+    // Every unknown is named at once (the drug's and the course position's): a case that
+    // gives only the drug asked for would otherwise be asked again, for the date.
+    let mut unknown = 0;
+    let mut known = |value: Result<Option<f64>, Missing>| {
+        value.unwrap_or_else(|missing| {
+            unknown |= missing;
+            None
+        })
+    };
+    let label_units = known(number(FactId::RequestLabelUnitsPerCycle));
+    let label_course = known(number(FactId::RequestLabelCourseCycles));
     let limit = pathway.quantity.as_ref();
     let units = [
         limit.and_then(|q| q.units_per_cycle).map(f64::from),
@@ -76,11 +85,16 @@ pub(crate) fn ceiling(
         (Value::Unknown(missing), Value::Symbol(kind))
             if kind == crate::case::RequestKind::Renewal.index() =>
         {
-            return Err(missing);
+            return Err(missing | unknown);
         }
-        (Value::Unknown(missing), _) if !no_current_course(facts) => return Err(missing),
+        (Value::Unknown(missing), _) if !no_current_course(facts) => {
+            return Err(missing | unknown);
+        }
         _ => 1.0,
     };
+    if unknown != 0 {
+        return Err(unknown);
+    }
     let cycles = label_course.map_or(f64::INFINITY, |course| {
         cycles_bound(pathway, facts, course, first, start)
     });

@@ -296,7 +296,18 @@ fn units_per_cycle(case: &Value) -> Option<u64> {
         (Some(period), Some(cycle)) if period == cycle => Some(units),
         (Some(period), Some(cycle)) if period > cycle => Some((units * cycle).div_ceil(period)),
         (Some(period), Some(_)) => {
-            let infusion = days("infusion_days")?;
+            let infusion = days("infusion_days").or(days("dose_days"))?;
+            // Besponsa's doses fall on days 1, 8 and 15: a period holds those up to its end.
+            if request["drug"] == "inotuzumab_ozogamicin" {
+                let doses = infusion.min(3);
+                let in_period = [1, 8, 15][..doses as usize]
+                    .iter()
+                    .filter(|day| **day <= period)
+                    .count() as u64;
+                if in_period >= 1 && in_period < doses {
+                    return Some((units * doses).div_ceil(in_period));
+                }
+            }
             if period >= infusion {
                 Some(units)
             } else {
@@ -1913,4 +1924,44 @@ fn a_besponsa_cycle_of_fewer_dose_days_holds_only_their_doses() {
     // Asking the three doses' units for one dose day is beyond it.
     let report = decide(&with(one_day, &[("request.units", json!(54))]));
     assert_ne!(outcome(&report, MASSHEALTH), "approve");
+}
+
+#[test]
+fn besponsa_units_given_a_week_are_read_as_that_weeks_dose() {
+    // Besponsa is given on days 1, 8 and 15: 9 units over 7 days are one dose's (0.5 mg/m²
+    // of 1.7 m²: one 0.9 mg vial), so a cycle of three doses asks 27, not 9 (read as the
+    // cycle's, a plain approval of a third of the regimen).
+    let weekly = with(
+        besponsa_initial(),
+        &[
+            ("request.dose", json!({"value": 0.5, "unit": "mg/m2"})),
+            ("request.units", json!(9)),
+            ("request.units_period_days", json!(7)),
+        ],
+    );
+    let report = decide(&weekly);
+    let quantity = approved(&report, MASSHEALTH);
+    assert_eq!(quantity["units"], 27, "{quantity:#}");
+    // Two weeks hold two doses: 18 units are the cycle's 27.
+    let fortnight = with(
+        weekly.clone(),
+        &[
+            ("request.units", json!(18)),
+            ("request.units_period_days", json!(14)),
+        ],
+    );
+    let report = decide(&fortnight);
+    let quantity = approved(&report, MASSHEALTH);
+    assert_eq!(quantity["units"], 27, "{quantity:#}");
+    // Three weeks hold all three: the units as given.
+    let cycle = with(
+        weekly,
+        &[
+            ("request.units", json!(27)),
+            ("request.units_period_days", json!(21)),
+        ],
+    );
+    let report = decide(&cycle);
+    let quantity = approved(&report, MASSHEALTH);
+    assert_eq!(quantity["units"], 27, "{quantity:#}");
 }

@@ -464,6 +464,21 @@ async fn a_declared_member_is_one_the_eligibility_holds_once_it_is_loaded() {
             .await;
         assert_ne!(again["status"], "approved", "{again}");
         assert_eq!(server.count("authorizations").await, 1);
+        // The records' birth date outranks the case's: a 60-year-old member declared a
+        // child is refused, naming the field; the recorded date is decided.
+        let born = first["patient"]["birth_date"].as_str().unwrap().to_string();
+        support::import_members(&server, &format!("M-503,eocco-medicaid,2020-01-01,,{born}\n"))
+            .await;
+        let mut younger = with_member("M-503");
+        younger["patient"]["birth_date"] = json!("2012-02-11");
+        server
+            .submit(&submitter, "eocco-medicaid", younger)
+            .await
+            .expect_problem(422, "case.patient.birth_date");
+        let recorded = server
+            .submitted(&submitter, "eocco-medicaid", with_member("M-503"))
+            .await;
+        assert_eq!(recorded["status"], "approved", "{recorded}");
     })
     .await;
 }
@@ -1197,6 +1212,45 @@ async fn a_provider_cancels_an_authorization_it_no_longer_needs() {
             report.problems
         );
         server.stop().await;
+    })
+    .await;
+}
+
+/// Drug given after the member's coverage ends (the payer's eligibility) is not spent against
+/// an authorization whose period outlasts it: usage dated the day after the enrolment's last
+/// day is refused naming the date; the last day's is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn usage_after_the_members_coverage_ends_is_refused() {
+    for_each_backend(|url| async move {
+        let (server, submitter) = server_with_submitter(&url).await;
+        let today = days_after_receipt(0);
+        support::import_members(
+            &server,
+            &format!("M-520,eocco-medicaid,2020-01-01,{today},\n"),
+        )
+        .await;
+        let approved = server
+            .submitted(&submitter, "eocco-medicaid", for_member("E01", "M-520"))
+            .await;
+        assert_eq!(approved["status"], "approved", "{approved}");
+        let number = approved["authorization"]["number"].as_str().unwrap();
+        let path = format!("/v1/authorizations/{number}/usage");
+        server
+            .post(
+                &path,
+                &submitter,
+                &json!({"units": 35, "date_of_service": days_after_receipt(1)}),
+            )
+            .await
+            .expect_problem(422, "date_of_service");
+        server
+            .post(
+                &path,
+                &submitter,
+                &json!({"units": 35, "date_of_service": today}),
+            )
+            .await
+            .expect(201);
     })
     .await;
 }

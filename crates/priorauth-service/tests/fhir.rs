@@ -1159,6 +1159,22 @@ async fn a_pas_request_is_decided_under_the_plan_the_payers_eligibility_gives() 
             "no plan is taken from the Coverage: {}",
             record.body
         );
+        // A member whose recorded birth date is not the Patient's: refused, never decided
+        // on the age the Claim declares (E01's patient was born in 1966).
+        support::import_members(&server, "M-101,eocco-medicaid,2026-01-01,,2012-02-11\n").await;
+        let other_age = server
+            .post(
+                "/fhir/Claim/$submit",
+                &ehr,
+                &submit("elig-3", "M-101", "EHR-PLAN-7"),
+            )
+            .await;
+        assert_eq!(other_age.status, 422, "{}", other_age.body);
+        assert!(
+            other_age.body.to_string().contains("birth_date"),
+            "{}",
+            other_age.body
+        );
         server.stop().await;
     })
     .await;
@@ -1896,6 +1912,31 @@ async fn an_item_cancelled_in_an_update_is_answered_cancelled_not_requested() {
         assert_eq!(again.status, 200, "{}", again.body);
         assert_eq!(answered_ids(&again.body), ids);
         assert_eq!(server.count("requests").await, requests + 2);
+        // The same items in a Claim that updates nothing: the cancelled item cancels nothing
+        // and is refused naming it, never decided (it was authorized like any other item).
+        let mut fresh = pas_example(
+            "Bundle-HomecareAuthorizationUpdateBundleExample",
+            "new-c",
+            "T-new-with-cancelled",
+        );
+        let entries = fresh["entry"].as_array_mut().unwrap();
+        entries.retain(|e| {
+            e["resource"]["resourceType"] != "Claim"
+                || e["resource"]["identifier"][0]["value"] == "T-new-with-cancelled"
+        });
+        for entry in entries.iter_mut() {
+            if let Some(claim) = entry["resource"].as_object_mut() {
+                claim.remove("related");
+            }
+        }
+        let refused = server.post("/fhir/Claim/$submit", &ehr, &fresh).await;
+        assert_eq!(refused.status, 422, "{}", refused.body);
+        assert!(
+            refused.body.to_string().contains("certificationType"),
+            "{}",
+            refused.body
+        );
+        assert_eq!(server.count("requests").await, requests + 2);
         validate(&dir);
         server.stop().await;
     })
@@ -2525,7 +2566,8 @@ fn a_dtr_client_fills_the_form_from_the_chart_by_its_expressions() {
 /// A PAS item asks for its quantity over its service period: 980 units of Blincyto over one
 /// 42-day cycle, without a `request.cycles` answer, was authorized 9 cycles (8,820 units, a
 /// year) by Express Scripts' policy, which states no cycles of its own, and with a
-/// `request.cycles` answer of 2, 1,960 units. It is one cycle either way.
+/// `request.cycles` answer of 2, 1,960 units. It is one cycle either way. No approval
+/// covers more units than the item's quantity.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_claim_is_authorized_no_more_than_its_quantity_asks() {
     for_each_backend(|url| async move {
@@ -2554,6 +2596,88 @@ async fn a_claim_is_authorized_no_more_than_its_quantity_asks() {
             assert_eq!(authorization["cycles"], 1, "{identifier}: {authorization}");
             assert_eq!(authorization["approved_units"], 980, "{identifier}");
         }
+        // Read as a rate over its period, 980 units over 43 days were 957 a cycle for the
+        // two cycles that start in them (1,914 units), and 35 units over one day a daily
+        // dose for a cycle's 28 infusion days (980): the item's quantity is all there is.
+        for (units, days, identifier) in [(980, 43, "quantity-3"), (35, 1, "quantity-4")] {
+            let mut case = support::case("E01");
+            let request = case["request"].as_object_mut().unwrap();
+            request.remove("cycles");
+            request.insert("units".into(), json!(units));
+            request.insert("units_period_days".into(), json!(days));
+            let bundle = pas_bundle(
+                &case,
+                "express-scripts-medicare-advantage",
+                identifier,
+                &server.state.service.engine,
+            );
+            let reply = server.post("/fhir/Claim/$submit", &key, &bundle).await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            assert_eq!(review_action(&reply.body), "A1", "{}", reply.body);
+            let authorization = authorization_of(&server, &key, &reply.body).await;
+            assert_eq!(
+                authorization["approved_units"], units,
+                "{identifier}: {authorization}"
+            );
+        }
+        server.stop().await;
+    })
+    .await;
+}
+
+/// A request no policy governs (here: a plan code the service does not know) is approved by
+/// a clinician within the drug's label when the catalog holds the drug: no more units a
+/// cycle or cycles than the label gives, and usage paced at its shortest cycle (24 cycles of
+/// 100,000 units of Blincyto were approved, and a course's units spent in a day).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_approval_no_policy_sized_stays_within_the_drugs_label() {
+    for_each_backend(|url| async move {
+        let server = Server::start(&url).await;
+        let (_, ehr) = server
+            .key("clinic-a", Role::Submitter, "Clinic A EHR", "")
+            .await;
+        let (_, reviewer) = server
+            .key("payer", Role::Reviewer, "Dr. Rivera", "MD, Hematology")
+            .await;
+        let bundle = pas_bundle(
+            &support::recorded_case("E01"),
+            "EHR-PLAN-7",
+            "unsized-1",
+            &server.state.service.engine,
+        );
+        let submitted = server.post("/fhir/Claim/$submit", &ehr, &bundle).await;
+        assert_eq!(submitted.status, 200, "{}", submitted.body);
+        let ids = answered_ids(&submitted.body);
+        let path = format!("/v1/requests/{}/determination", ids[0]);
+        let basis = "Plan benefit: oncology drugs per the label";
+        let determine = |changes: Value| {
+            let (server, reviewer, path) = (&server, reviewer.clone(), path.clone());
+            async move {
+                server
+                    .post(
+                        &path,
+                        &reviewer,
+                        &json!({"decision": "approve_with_changes", "criterion": basis,
+                        "reason": "Relapsed B-ALL.", "changes": changes}),
+                    )
+                    .await
+            }
+        };
+        determine(json!({"units": 100000, "cycles": 2, "end": "2027-12-01"}))
+            .await
+            .expect_problem(422, "changes.units");
+        determine(json!({"units": 980, "cycles": 24, "end": "2027-12-01"}))
+            .await
+            .expect_problem(422, "changes.cycles");
+        determine(json!({"units": 980, "cycles": 2, "period_days": 1}))
+            .await
+            .expect_problem(422, "changes.period_days");
+        let approved = determine(json!({"units": 980, "cycles": 2, "end": "2027-12-01"})).await;
+        approved.expect(200);
+        let authorization = &approved.body["authorization"];
+        assert_eq!(authorization["approved_units"], 1960, "{}", approved.body);
+        // Spent at the label's pace: one cycle's units in each 42 days.
+        assert_eq!(authorization["period_days"], 42, "{}", approved.body);
         server.stop().await;
     })
     .await;

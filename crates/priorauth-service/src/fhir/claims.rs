@@ -150,6 +150,17 @@ pub(crate) async fn submit(
     // authorization (PAS 2.2.1): no request is made for it, and it is answered by the
     // request of the named Claim's item of its sequence, cancelled.
     let update = matches!(request.intent(), pas::Intent::Update { .. });
+    // In a new Claim, a cancelled item cancels nothing and asks for nothing: it is refused
+    // (it was decided, and authorized, like any other item: "A PAS cancellation or update
+    // cannot authorize", SECURITY.md).
+    if !update {
+        if let Some(i) = intakes.iter().position(|(_, cancelled)| *cancelled) {
+            return Err(FhirError::invalid(&[Problem::new(
+                format!("Claim.item[{i}].extension(certificationType)"),
+                "a cancelled item (certification type 3) in a Claim that updates none: a cancellation names the Claim it cancels in Claim.related, or cancels every item of it; leave the item out of a new Claim",
+            )]));
+        }
+    }
     let mut cancelled_items = Vec::new();
     let mut items = Vec::new();
     for (mut intake, cancelled) in intakes {
@@ -558,13 +569,32 @@ fn cycles_asked(mut case: Value, state: &AppState) -> Value {
         .and_then(Value::as_u64)
         .map_or(shortest, |days| days.max(shortest))
         .max(1);
-    let cycles = request
-        .get("units_period_days")
-        .and_then(Value::as_u64)
-        .map_or(1, |days| days.div_ceil(cycle))
+    let Some(period) = request.get("units_period_days").and_then(Value::as_u64) else {
+        // No period: the item's units are one cycle's.
+        request.insert("cycles".into(), json!(1));
+        return case;
+    };
+    let cycles = period
+        .div_ceil(cycle)
         .clamp(1, u64::from(priorauth_core::case::MAX_CYCLES_REQUESTED));
-    let cycles = answered.map_or(cycles, |answered| answered.min(cycles));
+    let mut cycles = answered.map_or(cycles, |answered| answered.min(cycles));
+    // The item's quantity is shared among its cycles, each asking for its part (the whole
+    // quantity when it is less than a unit a cycle), so that no approval covers more than
+    // the Claim asks to be paid for: read as a rate over its period, 980 units over 43 days
+    // were 957 a cycle for the two cycles starting in them (1,914), and 35 units over a day
+    // a daily dose for a cycle's 28 days (980).
+    let Some(units) = request.get("units").and_then(Value::as_f64) else {
+        // Not a number: the engine's to refuse, naming it.
+        return case;
+    };
+    let per_cycle = (units / cycles as f64).floor();
+    if cycles > 1 && per_cycle >= 1.0 {
+        request.insert("units".into(), json!(per_cycle as u64));
+    } else if cycles > 1 {
+        cycles = 1;
+    }
     request.insert("cycles".into(), json!(cycles));
+    request.remove("units_period_days");
     case
 }
 

@@ -264,7 +264,15 @@ pub fn plan(
 /// so nothing is taken from what the request declares: the reviewer states all of it, the
 /// units per cycle, the cycles, and the last day or the days of a cycle; the period starts
 /// on the day of receipt, as every authorization's does.
+///
+/// What it states stays within the drug's label when the catalog holds the drug (whatever
+/// the plan): at most the label's units a cycle, the cycles left of the label's course after
+/// those the member's recorded authorizations cover, and usage paced at the label's shortest
+/// cycle at least (a cycle's units are never spent faster). A request no policy governs (an
+/// unknown plan, a member the eligibility does not hold) was approved 24 cycles of 100,000
+/// units of Blincyto, and its 8,820 units spent in a day.
 pub(super) fn stated(
+    engine: &priorauth_core::Engine,
     organization: &str,
     request_id: &str,
     case: &Value,
@@ -272,6 +280,7 @@ pub(super) fn stated(
     changes: &Changes,
 ) -> Result<NewAuthorization, Error> {
     const WHY: &str = "no policy governs this request, so the approval states what it covers";
+    let label = LabelBound::of(engine, case);
     let units = changes.units.filter(|u| *u > 0).ok_or_else(|| {
         invalid(
             "changes.units",
@@ -290,6 +299,32 @@ pub(super) fn stated(
                 ),
             )
         })?;
+    if let Some(most) = label.units_per_cycle.filter(|most| units > *most) {
+        return Err(invalid(
+            "changes.units",
+            format!(
+                "at most {most} units a cycle: no more is given in a cycle by the drug's label"
+            ),
+        ));
+    }
+    if let Some(left) = label.cycles_left.filter(|left| cycles > *left) {
+        return Err(invalid(
+            "changes.cycles",
+            format!(
+                "at most {left}: the cycles left of the drug label's course after those the member's recorded authorizations cover"
+            ),
+        ));
+    }
+    if let (Some(days), Some(shortest)) = (changes.period_days, label.shortest_cycle_days) {
+        if days < shortest {
+            return Err(invalid(
+                "changes.period_days",
+                format!(
+                    "at least {shortest}: the drug label's shortest cycle, over which a cycle's units are given"
+                ),
+            ));
+        }
+    }
     let period_days = changes.period_days.filter(|d| (1..=366).contains(d));
     let end = match (&changes.end, period_days) {
         (Some(text), _) => Date::parse(text)
@@ -322,7 +357,7 @@ pub(super) fn stated(
         start_date: received.to_string(),
         end_date: end.to_string(),
         units_per_period: i64::from(units),
-        period_days: i64::from(period_days.unwrap_or(0)),
+        period_days: i64::from(period_days.or(label.shortest_cycle_days).unwrap_or(0)),
         cycles: i64::from(cycles),
         first_cycle: 1,
         approved_units: i64::from(units) * i64::from(cycles),
@@ -330,6 +365,56 @@ pub(super) fn stated(
         created_at: now_ms(),
     };
     Ok(authorization)
+}
+
+/// What the drug catalog's label allows an approval no policy sized: each bound `None` when
+/// the catalog does not hold the drug.
+#[derive(Debug, Default)]
+struct LabelBound {
+    units_per_cycle: Option<u32>,
+    cycles_left: Option<u32>,
+    shortest_cycle_days: Option<u32>,
+}
+
+impl LabelBound {
+    /// From the case's facts where it gives them (its dose days, body surface area, the
+    /// member's recorded authorizations), else the label's most: a dose per m² at the
+    /// largest body surface area sized, the course from its first cycle.
+    fn of(engine: &priorauth_core::Engine, case: &Value) -> LabelBound {
+        use priorauth_core::facts::{FactId, Value as Fact};
+        let Some(drug) = case
+            .pointer("/request/drug")
+            .and_then(Value::as_str)
+            .and_then(|id| engine.catalog.drugs.iter().find(|d| d.id == id.trim()))
+        else {
+            return LabelBound::default();
+        };
+        let facts = engine
+            .parse_case(&case.to_string())
+            .ok()
+            .map(|parsed| engine.facts(&parsed));
+        let number = |id: FactId| match facts.as_ref().map(|f| f.get(id)) {
+            Some(Fact::Number(n)) if n.is_finite() && n >= 0.0 => Some(n),
+            _ => None,
+        };
+        let units = number(FactId::RequestLabelUnitsPerCycle).or_else(|| {
+            drug.label_units_per_cycle(
+                None,
+                None,
+                Some(priorauth_core::policy::MOST_BSA_M2_SIZED),
+                None,
+            )
+        });
+        let course = number(FactId::RequestLabelCourseCycles)
+            .unwrap_or(f64::from(drug.limits.course_cycles));
+        let first = number(FactId::RequestFirstCycle).unwrap_or(1.0).max(1.0);
+        let first_cycle = first.min(f64::from(u32::MAX)) as u32;
+        LabelBound {
+            units_per_cycle: units.map(|u| u.floor().min(f64::from(u32::MAX)) as u32),
+            cycles_left: Some((course - (first - 1.0)).max(0.0) as u32),
+            shortest_cycle_days: drug.limits.shortest_cycle_from(first_cycle),
+        }
+    }
 }
 
 /// A new authorization as the answer to its request shows it.
@@ -408,6 +493,16 @@ pub async fn record_usage(
             format!("{date} is still to come (today is {today}): usage records drug already given"),
         ));
     }
+    // Drug given when the member's coverage had ended (the payer's eligibility) is not
+    // spent against the authorization, whose period may outlast the coverage. Read before
+    // the transaction opens: a read on another pooled connection while holding one starved
+    // the pool when many spends of one authorization came at once.
+    let covered = match crate::store::requests::course_of(&service.store.reads, number).await? {
+        Some((plan, Some(member), _)) => {
+            super::members::covered_on(service, &plan, &member, &date.to_string()).await?
+        }
+        _ => true,
+    };
     // Spends of one member's course, one at a time (their periods' units are counted
     // together), held before the transaction opens (see `courses::hold`).
     let _course = super::courses::hold(service, number, &Value::Null).await?;
@@ -421,6 +516,16 @@ pub async fn record_usage(
         return Err(invalid(
             "date_of_service",
             format!("{date} is outside the authorization period {start} to {end}"),
+        ));
+    }
+    // Answered only once the authorization is known to be the caller's (another's answers
+    // as a missing one).
+    if !covered {
+        return Err(invalid(
+            "date_of_service",
+            format!(
+                "{date}: the member's coverage under the plan does not include this day (the payer's eligibility)"
+            ),
         ));
     }
     let Some(spent) = records::spend(&mut tx, number, i64::from(body.units)).await? else {

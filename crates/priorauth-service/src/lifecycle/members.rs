@@ -295,6 +295,64 @@ pub async fn check_declared(service: &Service, plan: &str, case: &Value) -> Resu
     Ok(())
 }
 
+/// Whether the payer's eligibility has `member` covered by `plan` on `day` (`YYYY-MM-DD`):
+/// true when no eligibility is loaded, or none of the member's in `plan` is held (a course
+/// decided before its member's enrolments were loaded is not refused for their absence).
+pub async fn covered_on(
+    service: &Service,
+    plan: &str,
+    member: &str,
+    day: &str,
+) -> Result<bool, Error> {
+    if !members::any(&service.store).await? {
+        return Ok(true);
+    }
+    let enrolments = members::of_members(&service.store, &[member.to_string()]).await?;
+    let mut in_plan = enrolments.iter().filter(|e| e.plan == plan).peekable();
+    if in_plan.peek().is_none() {
+        return Ok(true);
+    }
+    Ok(in_plan.any(|e| {
+        e.effective_from.as_str() <= day && e.effective_to.as_deref().is_none_or(|to| day <= to)
+    }))
+}
+
+/// A request naming a member and a birth date (`/v1`, CRD, PAS, a completion): once the
+/// payer's eligibility holds the member's birth date in `plan`, the case's must be it. The
+/// age decides pathways (a child's, an adult's) and the label's youngest patient, and the
+/// records outrank what a request declares: a 60-year-old member declared born in 2012 was
+/// decided on the pediatric pathway. The recorded date is not shown (a caller with a wrong
+/// member id learns nothing of another member); a case without one is asked for it as any
+/// missing fact is, and checked when it is given.
+pub async fn check_birth_date(service: &Service, plan: &str, case: &Value) -> Result<(), Error> {
+    let text = |pointer: &str| {
+        case.pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    };
+    let (Some(member), Some(declared)) = (text("/patient/member_id"), text("/patient/birth_date"))
+    else {
+        return Ok(());
+    };
+    if !members::any(&service.store).await? {
+        return Ok(());
+    }
+    let enrolments = members::of_members(&service.store, &[member.to_string()]).await?;
+    let recorded: Vec<&str> = enrolments
+        .iter()
+        .filter(|e| e.plan == plan)
+        .filter_map(|e| e.birth_date.as_deref())
+        .collect();
+    if !recorded.is_empty() && !recorded.contains(&declared) {
+        return Err(invalid(
+            "case.patient.birth_date",
+            "disagrees with the birth date of the member in the payer's eligibility records: a request is decided on the member the records hold",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -232,6 +232,7 @@ pub async fn submit(
     if link.is_none() {
         super::members::check_declared(service, &plan.id, &case_json).await?;
     }
+    super::members::check_birth_date(service, &plan.id, &case_json).await?;
     // Every other request of the member's course waits until this one's decision is stored.
     let mut _course = None;
     if let Some(number) = &body.renews {
@@ -639,6 +640,13 @@ pub async fn complete(
     // A member the completion names is the payer's, as one a request names when it is sent.
     if facts.pointer("/patient/member_id").is_some() {
         super::members::check_declared(service, &row.plan, &case)
+            .await
+            .map_err(without_case_prefix)?;
+    }
+    if facts.pointer("/patient/member_id").is_some()
+        || facts.pointer("/patient/birth_date").is_some()
+    {
+        super::members::check_birth_date(service, &row.plan, &case)
             .await
             .map_err(without_case_prefix)?;
     }

@@ -751,6 +751,7 @@ async fn terms(
 ) -> Result<authorization_records::NewAuthorization, Error> {
     Ok(match current(tx, service, row).await? {
         Current::Stated(case) => authorizations::stated(
+            &service.engine,
             &row.organization,
             &row.id,
             &case,
