@@ -442,7 +442,8 @@ pub fn inquiry_references(inquiry: &Value) -> Vec<String> {
 
 /// Whether an inquiry is about the member of a stored request (PAS: an inquiry matches on
 /// the trace number and the member): the subscriber ids where both give one, else a member
-/// identifier in common, else the birth date and family name where both give them.
+/// identifier in common, else the birth date and family name where both give them (at least
+/// one of the two: an inquiry with no member detail matches no request).
 pub fn same_member(stored: &Value, inquiry: &Value) -> bool {
     let (a, b) = (member_of(stored), member_of(inquiry));
     if let (Some(x), Some(y)) = (&a.subscriber_id, &b.subscriber_id) {
@@ -451,15 +452,19 @@ pub fn same_member(stored: &Value, inquiry: &Value) -> bool {
     if !a.identifiers.is_empty() && !b.identifiers.is_empty() {
         return a.identifiers.iter().any(|i| b.identifiers.contains(i));
     }
-    let birth = match (&a.birth_date, &b.birth_date) {
-        (Some(x), Some(y)) => x == y,
+    // What both give must agree, and they must give something in common: an inquiry that
+    // names no member detail the stored request has proves no member.
+    let mut compared = false;
+    let mut agree = |x: &Option<String>, y: &Option<String>| match (x, y) {
+        (Some(x), Some(y)) => {
+            compared = true;
+            x == y
+        }
         _ => true,
     };
-    let family = match (&a.family, &b.family) {
-        (Some(x), Some(y)) => x == y,
-        _ => true,
-    };
-    birth && family
+    let birth = agree(&a.birth_date, &b.birth_date);
+    let family = agree(&a.family, &b.family);
+    compared && birth && family
 }
 
 /// One answer for a Claim whose items are requests of their own: the first item's response
@@ -1280,6 +1285,26 @@ mod tests {
                     bundle["identifier"]
                 );
             }
+        }
+    }
+
+    /// An inquiry that names no member detail the stored request has (no subscriber id, no
+    /// member identifier, no birth date or family name) is about no member: a trace number
+    /// alone found the request (within the caller's organization).
+    #[test]
+    fn an_inquiry_without_member_details_matches_no_member() {
+        for bundle in example_bundles() {
+            assert!(
+                !same_member(&bundle, &json!({})),
+                "{}",
+                bundle["identifier"]
+            );
+            assert!(
+                !same_member(&bundle, &json!({"entry": []})),
+                "{}",
+                bundle["identifier"]
+            );
+            assert!(same_member(&bundle, &bundle), "{}", bundle["identifier"]);
         }
     }
 

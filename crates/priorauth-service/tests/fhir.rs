@@ -1171,10 +1171,21 @@ async fn a_pas_request_is_decided_under_the_plan_the_payers_eligibility_gives() 
             .await;
         assert_eq!(other_age.status, 422, "{}", other_age.body);
         assert!(
-            other_age.body.to_string().contains("birth_date"),
+            other_age.body.to_string().contains("Patient.birthDate"),
             "{}",
             other_age.body
         );
+        // An update of a pending request failing on it withdraws nothing: the birth date is
+        // checked before the request it replaces is.
+        let requests = server.count("requests").await;
+        let mut update = submit("elig-4", "M-101", "EHR-PLAN-7");
+        update["entry"][0]["resource"]["related"] = json!([{"claim": {"identifier": {"system": "urn:trnorg:1234567890", "value": "elig-2"}},
+            "relationship": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/ex-relatedclaimrelationship", "code": "prior"}]}}]);
+        let refused = server.post("/fhir/Claim/$submit", &ehr, &update).await;
+        assert_eq!(refused.status, 422, "{}", refused.body);
+        let pending = server.get(&format!("/v1/requests/{id}"), &reviewer).await;
+        assert_eq!(pending.body["status"], "pending_review", "{}", pending.body);
+        assert_eq!(server.count("requests").await, requests);
         server.stop().await;
     })
     .await;
@@ -1997,6 +2008,23 @@ async fn an_inquiry_matches_the_trace_number_and_the_member() {
         unsent["entry"][0]["resource"]["identifier"][0]["value"] = json!("never-sent");
         let unsent = server.post("/fhir/Claim/$inquire", &ehr, &unsent).await;
         assert_eq!((unsent.status, &unsent.body), (200, &none.body));
+        // A trace number is matched as sent: another case of its letters is another one
+        // (SQLite's LIKE ignores case), and its `_` or `%` match only themselves.
+        let mut elsewhere = bundle.clone();
+        elsewhere["entry"][0]["resource"]["identifier"][0]["system"] = json!("urn:other");
+        let found = server.post("/fhir/Claim/$inquire", &ehr, &elsewhere).await;
+        assert_eq!(found.status, 200, "{}", found.body);
+        assert_ne!(
+            found.body, none.body,
+            "the same trace number under another system"
+        );
+        for other in ["TRACE-1", "trace_1", "trace%"] {
+            let mut other_case = bundle.clone();
+            other_case["entry"][0]["resource"]["identifier"][0]["value"] = json!(other);
+            other_case["entry"][0]["resource"]["identifier"][0]["system"] = json!("urn:other");
+            let found = server.post("/fhir/Claim/$inquire", &ehr, &other_case).await;
+            assert_eq!((found.status, &found.body), (200, &none.body), "{other}");
+        }
         validate(&dir);
         server.stop().await;
     })
@@ -2599,7 +2627,14 @@ async fn a_claim_is_authorized_no_more_than_its_quantity_asks() {
         // Read as a rate over its period, 980 units over 43 days were 957 a cycle for the
         // two cycles that start in them (1,914 units), and 35 units over one day a daily
         // dose for a cycle's 28 infusion days (980): the item's quantity is all there is.
-        for (units, days, identifier) in [(980, 43, "quantity-3"), (35, 1, "quantity-4")] {
+        // And 980 over 84 days (a continued-therapy cycle's) are one cycle of 980, not two
+        // halves too small to be given at that cycle's pace; 1,960 over 84 days two of 980.
+        for (units, days, identifier, cycles) in [
+            (980, 43, "quantity-3", 1),
+            (35, 1, "quantity-4", 1),
+            (980, 84, "quantity-5", 1),
+            (1960, 84, "quantity-6", 2),
+        ] {
             let mut case = support::case("E01");
             let request = case["request"].as_object_mut().unwrap();
             request.remove("cycles");
@@ -2617,6 +2652,10 @@ async fn a_claim_is_authorized_no_more_than_its_quantity_asks() {
             let authorization = authorization_of(&server, &key, &reply.body).await;
             assert_eq!(
                 authorization["approved_units"], units,
+                "{identifier}: {authorization}"
+            );
+            assert_eq!(
+                authorization["cycles"], cycles,
                 "{identifier}: {authorization}"
             );
         }

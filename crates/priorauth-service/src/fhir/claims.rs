@@ -157,7 +157,7 @@ pub(crate) async fn submit(
         if let Some(i) = intakes.iter().position(|(_, cancelled)| *cancelled) {
             return Err(FhirError::invalid(&[Problem::new(
                 format!("Claim.item[{i}].extension(certificationType)"),
-                "a cancelled item (certification type 3) in a Claim that updates none: a cancellation names the Claim it cancels in Claim.related, or cancels every item of it; leave the item out of a new Claim",
+                "a cancelled item (certification type 3, or infoCancelled) in a Claim that updates none: a cancellation names the Claim it cancels in Claim.related, or cancels every item of it; leave the item out of a new Claim",
             )]));
         }
     }
@@ -184,6 +184,14 @@ pub(crate) async fn submit(
             }
             Membership::Inactive | Membership::Unknown => None,
         };
+        // The member's recorded birth date outranks the Patient's: checked for every item
+        // before anything is withdrawn or stored (an update failing on it later had already
+        // withdrawn the request it replaces).
+        if let Some(plan) = &plan {
+            lifecycle::members::check_birth_date(&state.service, plan, &intake.case)
+                .await
+                .map_err(|e| FhirError::from(AppError::from(on_patient_birth_date(e))))?;
+        }
         let governed = plan
             .as_ref()
             .is_some_and(|p| governing(&state, p, &intake.case).is_some());
@@ -530,13 +538,17 @@ const MAX_CLAIM_ITEMS: usize = 50;
 /// A PAS item asks for its `quantity` over its service period (`servicedPeriod`, read as
 /// `request.units_period_days`), as an X12 278 service line does: the cycles asked are those
 /// that start within that period (at the request's cycle length, never shorter than the
-/// label's), or one cycle without a period. A `request.cycles` answer asks for no more than
-/// the period holds: the item's quantity is what the Claim asks to be paid for.
+/// label's), or one cycle without a period, and no more than the label's units a cycle need
+/// to hold the item's quantity, which they share. A `request.cycles` answer asks for no more
+/// than the period holds: the item's quantity is what the Claim asks to be paid for.
 ///
 /// Without this, the engine approved the policy's most cycles, or the answer's: a Claim of
 /// 980 units of Blincyto over 42 days was authorized 9 cycles, 8,820 units for a year, and
 /// with a `request.cycles` answer of 2, 1,960 units.
 fn cycles_asked(mut case: Value, state: &AppState) -> Value {
+    use priorauth_core::case::{MAX_CYCLE_DAYS, MAX_CYCLES_REQUESTED, MAX_UNITS};
+    // The label's most units in a cycle of this item, when its case tells them.
+    let label_per_cycle = label_units_per_cycle(&case, &state.service.engine);
     let Some(request) = case.get_mut("request").and_then(Value::as_object_mut) else {
         return case;
     };
@@ -550,6 +562,23 @@ fn cycles_asked(mut case: Value, state: &AppState) -> Value {
         // period, the item's units are one cycle's and the answer says how many.
         return case;
     }
+    if !given("units_period_days") {
+        // No period: the item's units are one cycle's.
+        request.insert("cycles".into(), json!(1));
+        return case;
+    }
+    // A period or a quantity out of bounds is the engine's to refuse, naming it.
+    let period = request
+        .get("units_period_days")
+        .and_then(Value::as_u64)
+        .filter(|days| (1..=u64::from(MAX_CYCLE_DAYS)).contains(days));
+    let units = request
+        .get("units")
+        .and_then(Value::as_f64)
+        .filter(|units| *units >= 1.0 && *units <= f64::from(MAX_UNITS));
+    let (Some(period), Some(units)) = (period, units) else {
+        return case;
+    };
     let shortest = request
         .get("drug")
         .and_then(Value::as_str)
@@ -569,33 +598,65 @@ fn cycles_asked(mut case: Value, state: &AppState) -> Value {
         .and_then(Value::as_u64)
         .map_or(shortest, |days| days.max(shortest))
         .max(1);
-    let Some(period) = request.get("units_period_days").and_then(Value::as_u64) else {
-        // No period: the item's units are one cycle's.
-        request.insert("cycles".into(), json!(1));
-        return case;
-    };
-    let cycles = period
+    let starting = period
         .div_ceil(cycle)
-        .clamp(1, u64::from(priorauth_core::case::MAX_CYCLES_REQUESTED));
-    let mut cycles = answered.map_or(cycles, |answered| answered.min(cycles));
-    // The item's quantity is shared among its cycles, each asking for its part (the whole
-    // quantity when it is less than a unit a cycle), so that no approval covers more than
-    // the Claim asks to be paid for: read as a rate over its period, 980 units over 43 days
-    // were 957 a cycle for the two cycles starting in them (1,914), and 35 units over a day
-    // a daily dose for a cycle's 28 days (980).
-    let Some(units) = request.get("units").and_then(Value::as_f64) else {
-        // Not a number: the engine's to refuse, naming it.
-        return case;
+        .clamp(1, u64::from(MAX_CYCLES_REQUESTED));
+    let starting = answered.map_or(starting, |answered| answered.min(starting));
+    // The item's quantity is all it asks for: its cycles are as many as the label's units a
+    // cycle need to hold it (at most those starting in the period), each its share of it.
+    // Read as a rate over the period, 980 units over 43 days were 957 a cycle for the two
+    // cycles starting in them (1,914), and 35 units over a day a daily dose for a cycle's 28
+    // infusion days (980); split by the cycles starting in the period alone, the cycle-1
+    // length of the label cut a later cycle (Blincyto's 84 days, Besponsa's 28) in two
+    // halves too small to be given at its pace.
+    let most = label_per_cycle
+        .map_or(units, |label| label.min(units))
+        .max(1.0);
+    let cycles = ((units / most).ceil() as u64).clamp(1, starting);
+    let per_cycle = if cycles == 1 {
+        units
+    } else {
+        (units / cycles as f64).floor()
     };
-    let per_cycle = (units / cycles as f64).floor();
-    if cycles > 1 && per_cycle >= 1.0 {
-        request.insert("units".into(), json!(per_cycle as u64));
-    } else if cycles > 1 {
-        cycles = 1;
-    }
     request.insert("cycles".into(), json!(cycles));
+    if per_cycle.fract() == 0.0 {
+        request.insert("units".into(), json!(per_cycle as u64));
+    } else {
+        request.insert("units".into(), json!(per_cycle));
+    }
     request.remove("units_period_days");
     case
+}
+
+/// A lifecycle refusal of the case's birth date, named as the Bundle gives it.
+fn on_patient_birth_date(error: lifecycle::Error) -> lifecycle::Error {
+    match error {
+        lifecycle::Error::Invalid(errors) => lifecycle::Error::Invalid(
+            errors
+                .into_iter()
+                .map(|(field, message)| {
+                    let field = if field.ends_with("patient.birth_date") {
+                        "Patient.birthDate".to_string()
+                    } else {
+                        field
+                    };
+                    (field, message)
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// The drug label's most units in one cycle for a case (its drug, dose days and body surface
+/// area), when it parses and says enough.
+fn label_units_per_cycle(case: &Value, engine: &priorauth_core::Engine) -> Option<f64> {
+    use priorauth_core::facts::{FactId, Value as Fact};
+    let parsed = engine.parse_case(&case.to_string()).ok()?;
+    match engine.facts(&parsed).get(FactId::RequestLabelUnitsPerCycle) {
+        Fact::Number(n) if n.is_finite() && n >= 1.0 => Some(n),
+        _ => None,
+    }
 }
 
 /// The member's id as the payer's eligibility knows it, in the case a request is decided on

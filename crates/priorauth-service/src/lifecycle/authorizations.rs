@@ -310,9 +310,12 @@ pub(super) fn stated(
     if let Some(left) = label.cycles_left.filter(|left| cycles > *left) {
         return Err(invalid(
             "changes.cycles",
-            format!(
-                "at most {left}: the cycles left of the drug label's course after those the member's recorded authorizations cover"
-            ),
+            match left {
+                0 => "no cycle is left of the drug label's course after those the member's recorded authorizations cover: not approvable as a cycle of it".to_string(),
+                left => format!(
+                    "at most {left}: the cycles left of the drug label's course after those the member's recorded authorizations cover"
+                ),
+            },
         ));
     }
     if let (Some(days), Some(shortest)) = (changes.period_days, label.shortest_cycle_days) {
@@ -407,7 +410,22 @@ impl LabelBound {
         });
         let course = number(FactId::RequestLabelCourseCycles)
             .unwrap_or(f64::from(drug.limits.course_cycles));
-        let first = number(FactId::RequestFirstCycle).unwrap_or(1.0).max(1.0);
+        // A case that does not parse (an item no policy governs may hold what the intake
+        // could not read) is placed after the cycles of the authorizations its history holds
+        // (the member's recorded ones, merged in).
+        let recorded = || {
+            case.pointer("/history/authorizations")
+                .and_then(Value::as_array)
+                .map_or(0.0, |list| {
+                    list.iter()
+                        .filter_map(|a| a.get("cycles").and_then(Value::as_f64))
+                        .filter(|c| c.is_finite() && *c >= 0.0)
+                        .sum::<f64>()
+                })
+        };
+        let first = number(FactId::RequestFirstCycle)
+            .unwrap_or_else(|| recorded() + 1.0)
+            .max(1.0);
         let first_cycle = first.min(f64::from(u32::MAX)) as u32;
         LabelBound {
             units_per_cycle: units.map(|u| u.floor().min(f64::from(u32::MAX)) as u32),

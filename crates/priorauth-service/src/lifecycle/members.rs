@@ -317,13 +317,15 @@ pub async fn covered_on(
     }))
 }
 
-/// A request naming a member and a birth date (`/v1`, CRD, PAS, a completion): once the
-/// payer's eligibility holds the member's birth date in `plan`, the case's must be it. The
-/// age decides pathways (a child's, an adult's) and the label's youngest patient, and the
-/// records outrank what a request declares: a 60-year-old member declared born in 2012 was
-/// decided on the pediatric pathway. The recorded date is not shown (a caller with a wrong
-/// member id learns nothing of another member); a case without one is asked for it as any
-/// missing fact is, and checked when it is given.
+/// A request naming a member and a birth date (`/v1`, PAS, a completion): once the payer's
+/// eligibility holds the member's birth date, the case's must be it: the enrolment's in
+/// `plan` covering the day of receipt, else another of the member's in `plan`, else any of
+/// the member's. The age decides pathways (a child's, an adult's) and the label's youngest
+/// patient, and the records outrank what a request declares: a 60-year-old member declared
+/// born in 2012 was decided on the pediatric pathway. The recorded date is not shown; a
+/// refusal says only that the two differ (as any refused call, audited and under the
+/// caller's rate). A case without one is asked for it as any missing fact is, and checked
+/// when it is given.
 pub async fn check_birth_date(service: &Service, plan: &str, case: &Value) -> Result<(), Error> {
     let text = |pointer: &str| {
         case.pointer(pointer)
@@ -339,11 +341,27 @@ pub async fn check_birth_date(service: &Service, plan: &str, case: &Value) -> Re
         return Ok(());
     }
     let enrolments = members::of_members(&service.store, &[member.to_string()]).await?;
-    let recorded: Vec<&str> = enrolments
-        .iter()
-        .filter(|e| e.plan == plan)
-        .filter_map(|e| e.birth_date.as_deref())
-        .collect();
+    let day = super::day_of(now_ms()).to_string();
+    let covers = |e: &&Enrolment| {
+        e.effective_from.as_str() <= day.as_str()
+            && e.effective_to
+                .as_deref()
+                .is_none_or(|to| day.as_str() <= to)
+    };
+    let dated = |pick: &dyn Fn(&&Enrolment) -> bool| -> Vec<&str> {
+        enrolments
+            .iter()
+            .filter(|e| pick(e))
+            .filter_map(|e| e.birth_date.as_deref())
+            .collect()
+    };
+    let mut recorded = dated(&|e| e.plan == plan && covers(e));
+    if recorded.is_empty() {
+        recorded = dated(&|e| e.plan == plan);
+    }
+    if recorded.is_empty() {
+        recorded = dated(&|_| true);
+    }
     if !recorded.is_empty() && !recorded.contains(&declared) {
         return Err(invalid(
             "case.patient.birth_date",

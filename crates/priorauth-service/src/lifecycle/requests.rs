@@ -643,13 +643,11 @@ pub async fn complete(
             .await
             .map_err(without_case_prefix)?;
     }
-    if facts.pointer("/patient/member_id").is_some()
-        || facts.pointer("/patient/birth_date").is_some()
-    {
-        super::members::check_birth_date(service, &row.plan, &case)
-            .await
-            .map_err(without_case_prefix)?;
-    }
+    // Every completion: one of a request sent before the eligibility held its member's birth
+    // date is decided now, on the date as the records hold it then.
+    super::members::check_birth_date(service, &row.plan, &case)
+        .await
+        .map_err(without_case_prefix)?;
     // The member's course as the records hold it now (a renewal's too), for a member or a
     // drug the completion named as well as the request's.
     courses::merge_records(service, &row.plan, Some(&row.id), &mut case).await?;

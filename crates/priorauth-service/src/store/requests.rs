@@ -1035,15 +1035,39 @@ pub async fn by_claim_identifier(
     value: Option<&str>,
     organization: Option<&str>,
 ) -> Result<Vec<ClaimMatch>, StoreError> {
-    // Without a value, `LIKE NULL` matches nothing: the identifier alone.
-    let rows = sqlx::query("SELECT request_id, organization, claim_identifier, item_sequence FROM fhir_claims WHERE (claim_identifier = $1 OR claim_identifier LIKE $2) AND ($3 IS NULL OR organization = $3) ORDER BY created_at DESC LIMIT 100")
+    // Without a value, `LIKE NULL` matches nothing: the identifier alone. The value's own
+    // `%`, `_` and `\` are matched as themselves (escaped), and since SQLite's LIKE ignores
+    // the case of ASCII letters, a match is kept only when its value is the same exactly.
+    let escaped = value.map(|value| {
+        let mut pattern = String::from("%|");
+        for c in value.chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern
+    });
+    let rows = sqlx::query("SELECT request_id, organization, claim_identifier, item_sequence FROM fhir_claims WHERE (claim_identifier = $1 OR claim_identifier LIKE $2 ESCAPE '\\') AND ($3 IS NULL OR organization = $3) ORDER BY created_at DESC LIMIT 100")
         .bind(identifier)
-        .bind(value.map(|value| format!("%|{}", value.replace(['%', '_'], ""))))
+        .bind(escaped)
         .bind(organization)
         .fetch_all(pool)
         .await?;
+    let same = |stored: &str| {
+        stored == identifier
+            || value.is_some_and(|value| {
+                stored
+                    .strip_suffix(value)
+                    .is_some_and(|system| system.ends_with('|'))
+            })
+    };
     let found = rows
         .iter()
+        .filter(|row| {
+            row.try_get::<String, _>("claim_identifier")
+                .is_ok_and(|stored| same(&stored))
+        })
         .map(|row| {
             Ok(ClaimMatch {
                 request_id: row.try_get("request_id")?,
