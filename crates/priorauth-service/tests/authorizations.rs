@@ -1254,3 +1254,38 @@ async fn usage_after_the_members_coverage_ends_is_refused() {
     })
     .await;
 }
+
+/// Drug recorded for tomorrow (the day's grace for a clinic whose day has begun) before the
+/// authorization is cancelled stays covered: the cancellation is as of that day, and a spend
+/// for it is held to the same day (the recorded one stayed counted while a new one for the
+/// same day was refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancellation_keeps_the_drug_already_recorded_covered() {
+    for_each_backend(|url| async move {
+        let (server, submitter) = server_with_submitter(&url).await;
+        let approved = server
+            .submitted(&submitter, "masshealth", case("E01"))
+            .await;
+        let number = approved["authorization"]["number"].as_str().unwrap();
+        let usage = format!("/v1/authorizations/{number}/usage");
+        let tomorrow = days_after_receipt(1);
+        let spend = json!({"units": 10, "date_of_service": tomorrow});
+        server.post(&usage, &submitter, &spend).await.expect(201);
+        let cancelled = server
+            .post(
+                &format!("/v1/authorizations/{number}/cancellation"),
+                &submitter,
+                &json!({"reason": "Treatment stopped."}),
+            )
+            .await;
+        cancelled.expect(200);
+        assert_eq!(
+            cancelled.body["authorization"]["cancelled_on"],
+            json!(tomorrow),
+            "{}",
+            cancelled.body
+        );
+        server.post(&usage, &submitter, &spend).await.expect(201);
+    })
+    .await;
+}

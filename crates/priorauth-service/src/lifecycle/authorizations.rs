@@ -695,7 +695,14 @@ async fn cancel_with(
         Begun::Replayed(answer) => return Ok((answer, true)),
     };
     let authorization = fetch(&mut tx, caller, number).await?;
-    let today = super::today();
+    // As of today, or of the latest day of service already recorded (a clinic's tomorrow,
+    // within the day's grace): drug recorded as given stays covered, and the day is the one
+    // every later spend is held to (recorded usage for a day a new spend was refused for
+    // stayed counted).
+    let today = match records::last_service_date(&mut tx, number).await? {
+        Some(last) if last > super::today() => last,
+        _ => super::today(),
+    };
     // One statement decides it against a concurrent cancellation: the second finds it done.
     if !records::cancel(&mut tx, number, &today).await? {
         return Err(Error::Conflict(format!(

@@ -309,6 +309,16 @@ pub async fn list(
 
 /// Cancels an authorization as of `day` (`YYYY-MM-DD`); false when it was already cancelled
 /// (one statement: of two concurrent cancellations, one cancels).
+/// The latest day of service recorded against an authorization (`YYYY-MM-DD`), if any.
+pub async fn last_service_date(tx: &mut Tx, number: &str) -> Result<Option<String>, StoreError> {
+    let row =
+        sqlx::query("SELECT MAX(service_date) AS last FROM usage WHERE authorization_number = $1")
+            .bind(number)
+            .fetch_one(&mut **tx)
+            .await?;
+    Ok(row.try_get::<Option<String>, _>("last")?)
+}
+
 pub async fn cancel(tx: &mut Tx, number: &str, day: &str) -> Result<bool, StoreError> {
     let updated = sqlx::query(
         "UPDATE authorizations SET cancelled_on = $1 WHERE number = $2 AND cancelled_on IS NULL",
