@@ -652,8 +652,7 @@ fn on_patient_birth_date(error: lifecycle::Error) -> lifecycle::Error {
 /// area), when it parses and says enough.
 fn label_units_per_cycle(case: &Value, engine: &priorauth_core::Engine) -> Option<f64> {
     use priorauth_core::facts::{FactId, Value as Fact};
-    let parsed = engine.parse_case(&case.to_string()).ok()?;
-    match engine.facts(&parsed).get(FactId::RequestLabelUnitsPerCycle) {
+    match lifecycle::evaluate::facts_of(engine, case)?.get(FactId::RequestLabelUnitsPerCycle) {
         Fact::Number(n) if n.is_finite() && n >= 1.0 => Some(n),
         _ => None,
     }

@@ -392,10 +392,7 @@ impl LabelBound {
         else {
             return LabelBound::default();
         };
-        let facts = engine
-            .parse_case(&case.to_string())
-            .ok()
-            .map(|parsed| engine.facts(&parsed));
+        let facts = super::evaluate::facts_of(engine, case);
         let number = |id: FactId| match facts.as_ref().map(|f| f.get(id)) {
             Some(Fact::Number(n)) if n.is_finite() && n >= 0.0 => Some(n),
             _ => None,
@@ -699,21 +696,25 @@ async fn cancel_with(
     // within the day's grace): drug recorded as given stays covered, and the day is the one
     // every later spend is held to (recorded usage for a day a new spend was refused for
     // stayed counted).
-    let today = match records::last_service_date(&mut tx, number).await? {
-        Some(last) if last > super::today() => last,
-        _ => super::today(),
+    let today = super::today();
+    let cancelled_on = match records::last_service_date(&mut tx, number).await? {
+        Some(last) if last > today => last,
+        _ => today,
     };
     // One statement decides it against a concurrent cancellation: the second finds it done.
-    if !records::cancel(&mut tx, number, &today).await? {
+    if !records::cancel(&mut tx, number, &cancelled_on).await? {
         return Err(Error::Conflict(format!(
             "authorization `{number}` was already cancelled on {}",
-            authorization.cancelled_on.as_deref().unwrap_or(&today)
+            authorization
+                .cancelled_on
+                .as_deref()
+                .unwrap_or(&cancelled_on)
         )));
     }
     let request = requests_store::fetch(&mut tx, &authorization.request_id)
         .await?
         .ok_or_else(|| Error::Internal("an authorization without its request".into()))?;
-    let detail = json!({"reason": reason, "authorization": number, "cancelled_on": today});
+    let detail = json!({"reason": reason, "authorization": number, "cancelled_on": cancelled_on});
     requests_store::add_event(
         &mut tx,
         &request.id,

@@ -240,6 +240,17 @@ pub fn evaluate(
     })
 }
 
+/// Every fact of a case as JSON (derived facts and the drug label's included), when it
+/// parses: what a bound outside a policy's decision reads (the label's units a cycle, the
+/// course position).
+pub fn facts_of(
+    engine: &priorauth_core::Engine,
+    case: &Value,
+) -> Option<priorauth_core::facts::Facts> {
+    let parsed = engine.parse_case(&case.to_string()).ok()?;
+    Some(engine.facts(&parsed))
+}
+
 /// What a decision rests on, stored in place of its explanation: the outcome, the pathway
 /// and the criteria its reasons name. The explanation is recomputed on read (see
 /// [`recompute`]).

@@ -219,12 +219,7 @@ pub async fn find(
     if enrolments.is_empty() {
         return Ok(Membership::Unknown);
     }
-    let covering: Vec<&Enrolment> = enrolments
-        .iter()
-        .filter(|e| {
-            e.effective_from.as_str() <= day && e.effective_to.as_deref().is_none_or(|to| day <= to)
-        })
-        .collect();
+    let covering: Vec<&Enrolment> = enrolments.iter().filter(|e| e.covers(day)).collect();
     let chosen = covering
         .iter()
         .find(|e| Some(e.plan.as_str()) == declared_plan)
@@ -267,8 +262,7 @@ pub async fn check_declared(service: &Service, plan: &str, case: &Value) -> Resu
     // The day of receipt, when what is authorized starts: a request dated back to a day the
     // member was still enrolled would otherwise authorize months of drug for someone whose
     // coverage has ended.
-    let day = super::day_of(now_ms()).to_string();
-    let day = day.as_str();
+    let day = super::today();
     let enrolments = members::of_members(&service.store, &[member.trim().to_string()]).await?;
     if enrolments.is_empty() {
         return Err(invalid(
@@ -283,10 +277,7 @@ pub async fn check_declared(service: &Service, plan: &str, case: &Value) -> Resu
             format!("the member is not enrolled in plan `{plan}`"),
         ));
     }
-    let covers = |e: &&Enrolment| {
-        e.effective_from.as_str() <= day && e.effective_to.as_deref().is_none_or(|to| day <= to)
-    };
-    if !in_plan.iter().any(covers) {
+    if !in_plan.iter().any(|e| e.covers(&day)) {
         return Err(invalid(
             FIELD,
             format!("the member's enrolment in plan `{plan}` does not cover {day}"),
@@ -312,9 +303,7 @@ pub async fn covered_on(
     if in_plan.peek().is_none() {
         return Ok(true);
     }
-    Ok(in_plan.any(|e| {
-        e.effective_from.as_str() <= day && e.effective_to.as_deref().is_none_or(|to| day <= to)
-    }))
+    Ok(in_plan.any(|e| e.covers(day)))
 }
 
 /// A request naming a member and a birth date (`/v1`, PAS, a completion): once the payer's
@@ -341,13 +330,7 @@ pub async fn check_birth_date(service: &Service, plan: &str, case: &Value) -> Re
         return Ok(());
     }
     let enrolments = members::of_members(&service.store, &[member.to_string()]).await?;
-    let day = super::day_of(now_ms()).to_string();
-    let covers = |e: &&Enrolment| {
-        e.effective_from.as_str() <= day.as_str()
-            && e.effective_to
-                .as_deref()
-                .is_none_or(|to| day.as_str() <= to)
-    };
+    let day = super::today();
     let dated = |pick: &dyn Fn(&&Enrolment) -> bool| -> Vec<&str> {
         enrolments
             .iter()
@@ -355,7 +338,7 @@ pub async fn check_birth_date(service: &Service, plan: &str, case: &Value) -> Re
             .filter_map(|e| e.birth_date.as_deref())
             .collect()
     };
-    let mut recorded = dated(&|e| e.plan == plan && covers(e));
+    let mut recorded = dated(&|e| e.plan == plan && e.covers(&day));
     if recorded.is_empty() {
         recorded = dated(&|e| e.plan == plan);
     }

@@ -462,15 +462,17 @@ async fn record_determination(
     }
     let changes = body.changes.clone().unwrap_or_default();
     // What the request asks beyond what an approval of it may cover (units per cycle, cycles).
-    let asked_beyond = match (body.decision, governed) {
+    // The request as an approval of it reads it now, evaluated once for the checks below.
+    let now = match (body.decision, governed) {
         (DeterminationDecision::Deny, _) | (_, false) => None,
-        _ => match current(tx, service, &row).await? {
-            Current::Governed(evaluated) => evaluated
-                .bound
-                .asked_beyond
-                .map(|asked| (asked, evaluated.bound)),
-            Current::Stated(_) => None,
-        },
+        _ => Some(current(tx, service, &row).await?),
+    };
+    let asked_beyond = match &now {
+        Some(Current::Governed(evaluated)) => evaluated
+            .bound
+            .asked_beyond
+            .map(|asked| (asked, evaluated.bound)),
+        _ => None,
     };
     // A plain approval grants what the request asks: one that would grant less is an approval
     // with changes, whose notice tells the provider what was not approved and how to appeal.
@@ -488,12 +490,11 @@ async fn record_determination(
     // An approval with changes must change what the request as asked would be granted: one
     // that does not is an approval, and a notice of changes that changed nothing misleads.
     // (Unless the request asks more than may be approved: its terms as asked are already cut.)
-    if body.decision == DeterminationDecision::ApproveWithChanges
-        && governed
-        && asked_beyond.is_none()
+    if let (DeterminationDecision::ApproveWithChanges, Some(now), None) =
+        (body.decision, &now, asked_beyond)
     {
-        let changed = terms(tx, service, &row, &changes).await?;
-        if let Ok(asked) = terms(tx, service, &row, &Changes::default()).await {
+        let changed = terms_of(service, &row, now, &changes)?;
+        if let Ok(asked) = terms_of(service, &row, now, &Changes::default()) {
             let same = (
                 asked.units_per_period,
                 asked.cycles,
@@ -749,12 +750,22 @@ async fn terms(
     row: &Request,
     changes: &Changes,
 ) -> Result<authorization_records::NewAuthorization, Error> {
-    Ok(match current(tx, service, row).await? {
+    terms_of(service, row, &current(tx, service, row).await?, changes)
+}
+
+/// [`terms`] of the request as [`current`] read it.
+fn terms_of(
+    service: &Service,
+    row: &Request,
+    current: &Current,
+    changes: &Changes,
+) -> Result<authorization_records::NewAuthorization, Error> {
+    Ok(match current {
         Current::Stated(case) => authorizations::stated(
             &service.engine,
             &row.organization,
             &row.id,
-            &case,
+            case,
             day_of(row.created_at),
             changes,
         )?,
@@ -762,7 +773,7 @@ async fn terms(
             service,
             &row.organization,
             &row.id,
-            &evaluated,
+            evaluated,
             changes,
             row.renews.as_deref(),
         )?,

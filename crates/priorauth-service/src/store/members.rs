@@ -16,6 +16,14 @@ pub struct Enrolment {
     pub birth_date: Option<String>,
 }
 
+impl Enrolment {
+    /// Whether the enrolment covers `day` (`YYYY-MM-DD`, compared as text).
+    pub fn covers(&self, day: &str) -> bool {
+        self.effective_from.as_str() <= day
+            && self.effective_to.as_deref().is_none_or(|to| day <= to)
+    }
+}
+
 /// Writes enrolments; one with the same member, plan and first day replaces the stored one.
 pub async fn upsert(tx: &mut Tx, rows: &[Enrolment], at: i64) -> Result<(), StoreError> {
     for row in rows {
